@@ -1,0 +1,1 @@
+//! rix's store layer.
