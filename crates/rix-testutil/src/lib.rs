@@ -1,0 +1,91 @@
+//! Test support: the real Nix as an oracle for differential tests.
+//!
+//! Differential tests call [`nix`] to get the path of a Nix tool. When Nix is
+//! absent the test is skipped (it prints why and returns), unless
+//! `RIX_REQUIRE_NIX=1` is set, as `.ci/run` does: then a missing Nix fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Path of the Nix tool `name` (`nix-store`, `nix-hash`, `nix-instantiate`, ...),
+/// or `None` when Nix is not installed and `RIX_REQUIRE_NIX` is not set.
+///
+/// # Panics
+/// When the tool is missing and `RIX_REQUIRE_NIX=1`.
+pub fn nix(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("RIX_REQUIRE_NIX").as_deref() == Ok("1") {
+            panic!("{name} not found on PATH but RIX_REQUIRE_NIX=1: install nix-bin");
+        }
+        eprintln!("skipping: {name} not found (install nix-bin, or set RIX_REQUIRE_NIX=1 to fail)");
+    }
+    found
+}
+
+/// A throw-away Nix store in a temporary directory, addressed with a
+/// `local?store=...&state=...&log=...` URL so that neither Nix nor rix needs
+/// privileges. Paths in it hash with `<tmp>/store` as their store directory.
+pub struct TempStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl TempStore {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("rix-test-").tempdir().unwrap();
+        // Nix, running as root, builds as nixbld users who need to traverse this.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Self { dir }
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The store URL both Nix and rix accept.
+    pub fn url(&self) -> String {
+        let d = self.dir.path().display();
+        format!("local?store={d}/store&state={d}/state&log={d}/log")
+    }
+
+    /// Runs a Nix tool against this store (`--store URL` is added) and returns stdout.
+    /// Panics with Nix's stderr when it fails.
+    pub fn run_nix(&self, tool: &Path, args: &[&str]) -> String {
+        let out = Command::new(tool)
+            .arg("--store")
+            .arg(self.url())
+            .args(args)
+            .env("NIX_CONFIG", "experimental-features = nix-command\nsandbox = false\nsubstituters =")
+            .output()
+            .expect("run nix");
+        assert!(
+            out.status.success(),
+            "{} {:?} failed: {}",
+            tool.display(),
+            args,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Default for TempStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Path of `shared/vectors/<rel>` (the repository's sibling `shared/` folder).
+pub fn vectors(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/vectors")
+        .join(rel)
+}
