@@ -13,15 +13,19 @@
 //! | [`content_address`] | `text:` / `fixed:` content addresses |
 //! | [`nar`] | the Nix ARchive: streaming writer and validating reader |
 //! | [`derivation`] | `.drv` ATerm, its JSON form, `hashDerivationModulo`, output paths |
-//! | [`narinfo`] | binary cache `.narinfo` and `nix-cache-info` |
+//! | [`narinfo`] | binary cache `.narinfo` files, their fingerprints and signatures |
+//! | [`cache_info`] | a binary cache's `nix-cache-info` |
+//! | [`references`] | scanning bytes for the hash parts of store paths |
 //! | [`signature`] | ed25519 keys and signatures in Nix's `name:base64` format |
 
+pub mod cache_info;
 pub mod content_address;
 pub mod derivation;
 pub mod hash;
 pub mod nar;
 pub mod narinfo;
 pub mod nixbase32;
+pub mod references;
 pub mod signature;
 pub mod store_path;
 

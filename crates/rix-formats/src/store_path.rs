@@ -137,10 +137,7 @@ impl StoreDir {
             self.0
         );
         let digest = compress_hash(HashAlgo::Sha256.digest(fingerprint).digest(), DIGEST_SIZE);
-        Ok(StorePath {
-            digest: digest.try_into().expect("compressed to 20 bytes"),
-            name: name.to_owned(),
-        })
+        StorePath::from_parts(digest.try_into().expect("compressed to 20 bytes"), name)
     }
 
     /// `text:<refs>` or `source:<refs>[:self]`, the type prefix of content-addressed paths.
@@ -270,9 +267,11 @@ impl FileIngestionMethod {
 }
 
 /// A store path without its directory: a 20-byte digest and a name.
+///
+/// Kept as the printed hash part so that the derived order is Nix's (by base name).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StorePath {
-    digest: [u8; DIGEST_SIZE],
+    hash: [u8; HASH_PART_LEN],
     name: String,
 }
 
@@ -288,14 +287,15 @@ impl StorePath {
             .strip_prefix(b"-")
             .and_then(|n| std::str::from_utf8(n).ok())
             .ok_or_else(|| StorePathError::MissingDash(base.to_owned()))?;
-        let digest =
-            nixbase32::decode_fixed(hash).map_err(|source| StorePathError::InvalidHash {
+        nixbase32::decode_fixed::<DIGEST_SIZE>(hash).map_err(|source| {
+            StorePathError::InvalidHash {
                 path: base.to_owned(),
                 source,
-            })?;
+            }
+        })?;
         check_name(name)?;
         Ok(Self {
-            digest,
+            hash: hash.try_into().expect("split at HASH_PART_LEN"),
             name: name.to_owned(),
         })
     }
@@ -304,13 +304,13 @@ impl StorePath {
     pub fn from_parts(digest: [u8; DIGEST_SIZE], name: &str) -> Result<Self, StorePathError> {
         check_name(name)?;
         Ok(Self {
-            digest,
+            hash: nixbase32::encode(&digest).into_bytes().try_into().expect("32 characters"),
             name: name.to_owned(),
         })
     }
 
-    pub fn digest(&self) -> &[u8; DIGEST_SIZE] {
-        &self.digest
+    pub fn digest(&self) -> [u8; DIGEST_SIZE] {
+        nixbase32::decode_fixed(&self.hash).expect("validated on construction")
     }
 
     pub fn name(&self) -> &str {
@@ -318,8 +318,8 @@ impl StorePath {
     }
 
     /// The 32-character nix32 hash part.
-    pub fn hash_part(&self) -> String {
-        nixbase32::encode(&self.digest)
+    pub fn hash_part(&self) -> &str {
+        std::str::from_utf8(&self.hash).expect("nix32 is ASCII")
     }
 
     pub fn is_derivation(&self) -> bool {

@@ -1,1 +1,15 @@
-//! rix's store layer.
+//! rix's store layer: the local store, shared with Nix.
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`layout`] | store URLs and the directories of a local store |
+//! | [`db`] | the SQLite database in Nix's schema |
+//! | [`path_info`] | `ValidPathInfo`: what is known about a valid path |
+//! | [`lock`] | per-path locks compatible with Nix's |
+//! | [`canonicalise`] | canonical file metadata of store objects |
+
+pub mod canonicalise;
+pub mod db;
+pub mod layout;
+pub mod lock;
+pub mod path_info;

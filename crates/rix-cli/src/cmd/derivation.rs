@@ -1,0 +1,13 @@
+//! `rix derivation`: inspect and check `.drv` files.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum DerivationCommand {}
+
+impl DerivationCommand {
+    pub fn run(self) -> Result<()> {
+        match self {}
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per `rix` subcommand group.
+
+pub mod derivation;
+pub mod hash;
+pub mod key;
+pub mod nar;

@@ -1,0 +1,397 @@
+//! The local store: store objects on disk plus the database that says which are valid.
+//!
+//! Every write follows one protocol (see [`LocalStore::add_atomically`]): take the
+//! path's lock, write into a temporary name in the store directory, canonicalise,
+//! hash, sync, rename into place, then register in one SQLite transaction. A process
+//! killed at any point leaves either a valid path or an invalid leftover that the
+//! next writer of that path (or the garbage collector) removes.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use rix_formats::content_address::ContentAddress;
+use rix_formats::hash::{Hash, HashAlgo, Hasher};
+use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath, StorePathError};
+use thiserror::Error;
+
+use crate::archive::{self, ArchiveError};
+use crate::canonicalise::{canonicalise, delete_path};
+use crate::db::{Db, DbError};
+use crate::layout::StoreLayout;
+use crate::lock::{lock_file, open_lock_file, LockError, LockKind, PathLock};
+use crate::path_info::ValidPathInfo;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Path(#[from] StorePathError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("path '{0}' is not valid in this store")]
+    NotValid(String),
+    #[error("NAR for '{path}' has hash {actual}, expected {expected}")]
+    HashMismatch { path: String, expected: String, actual: String },
+    #[error("NAR for '{path}' has {actual} bytes, expected {expected}")]
+    SizeMismatch { path: String, expected: u64, actual: u64 },
+    #[error("'{path}' was not produced by its content address {ca} (it would be {actual})")]
+    CaMismatch { path: String, ca: String, actual: String },
+    #[error("cannot add '{0}' with --flat: only regular files can be hashed flat")]
+    FlatNotFile(PathBuf),
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A local store, shared safely with Nix and with other rix processes.
+pub struct LocalStore {
+    layout: StoreLayout,
+    db: Mutex<Db>,
+    /// Shared lock on `db/big-lock`, as every Nix process holds while using the store.
+    _big_lock: File,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl LocalStore {
+    /// Opens the store, creating its directories and database when missing.
+    pub fn open(layout: StoreLayout) -> Result<Self> {
+        for dir in [
+            &layout.real_store_dir,
+            &layout.db_dir(),
+            &layout.gcroots_dir(),
+            &layout.temproots_dir(),
+            &layout.profiles_dir(),
+        ] {
+            std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        }
+        let big_lock_path = layout.db_dir().join("big-lock");
+        let big_lock = open_lock_file(&big_lock_path).map_err(StoreError::io(&big_lock_path))?;
+        lock_file(&big_lock, LockKind::Read, true).map_err(StoreError::io(&big_lock_path))?;
+        let db = Db::open(&layout.db_dir(), layout.store_dir.clone())?;
+        Ok(Self {
+            layout,
+            db: Mutex::new(db),
+            _big_lock: big_lock,
+        })
+    }
+
+    pub fn layout(&self) -> &StoreLayout {
+        &self.layout
+    }
+
+    pub fn store_dir(&self) -> &StoreDir {
+        &self.layout.store_dir
+    }
+
+    /// Locks the database connection for a sequence of queries.
+    pub fn db(&self) -> MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Physical location of `path`.
+    pub fn real_path(&self, path: &StorePath) -> PathBuf {
+        self.layout.real_path(path)
+    }
+
+    /// `/nix/store/...` for printing.
+    pub fn print(&self, path: &StorePath) -> String {
+        self.layout.print(path)
+    }
+
+    /// Parses a user-given path: a logical store path, a physical one in this store,
+    /// or a path inside either (`/nix/store/xxx-foo/bin/sh` → `xxx-foo`).
+    pub fn parse_path(&self, s: &str) -> Result<StorePath> {
+        if let Ok((p, _)) = self.layout.store_dir.parse_prefix(s) {
+            return Ok(p);
+        }
+        let real = self.layout.real_store_dir.to_string_lossy();
+        let logical = s
+            .strip_prefix(real.as_ref())
+            .map(|rest| format!("{}{rest}", self.layout.store_dir));
+        match logical {
+            Some(l) => Ok(self.layout.store_dir.parse_prefix(&l)?.0),
+            None => Ok(self.layout.store_dir.parse_prefix(s)?.0),
+        }
+    }
+
+    pub fn is_valid(&self, path: &StorePath) -> Result<bool> {
+        Ok(self.db().is_valid(path)?)
+    }
+
+    pub fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>> {
+        Ok(self.db().query_path_info(path)?)
+    }
+
+    /// Like [`Self::query_path_info`] but an invalid path is an error.
+    pub fn path_info(&self, path: &StorePath) -> Result<ValidPathInfo> {
+        self.query_path_info(path)?
+            .ok_or_else(|| StoreError::NotValid(self.print(path)))
+    }
+
+    /// The closure of `paths` under references (the paths themselves included).
+    pub fn closure(&self, paths: impl IntoIterator<Item = StorePath>) -> Result<BTreeSet<StorePath>> {
+        let db = self.db();
+        let mut seen = BTreeSet::new();
+        let mut queue: VecDeque<StorePath> = paths.into_iter().collect();
+        while let Some(p) = queue.pop_front() {
+            if seen.contains(&p) {
+                continue;
+            }
+            let info = db
+                .query_path_info(&p)?
+                .ok_or_else(|| StoreError::NotValid(self.print(&p)))?;
+            queue.extend(info.references.into_iter().filter(|r| !seen.contains(r)));
+            seen.insert(p);
+        }
+        Ok(seen)
+    }
+
+    /// Sorts `paths` so that every path comes after the paths it refers to.
+    pub fn topo_sort(&self, paths: &BTreeSet<StorePath>) -> Result<Vec<StorePath>> {
+        let mut out = Vec::with_capacity(paths.len());
+        let mut done = BTreeSet::new();
+        let db = self.db();
+        // Iterative DFS: (path, expanded?)
+        let mut stack: Vec<(StorePath, bool)> = paths.iter().rev().map(|p| (p.clone(), false)).collect();
+        while let Some((p, expanded)) = stack.pop() {
+            if done.contains(&p) {
+                continue;
+            }
+            if expanded {
+                done.insert(p.clone());
+                out.push(p);
+                continue;
+            }
+            stack.push((p.clone(), true));
+            let info = db.query_path_info(&p)?.ok_or_else(|| StoreError::NotValid(self.print(&p)))?;
+            for r in info.references.iter().rev() {
+                if r != &p && paths.contains(r) && !done.contains(r) {
+                    stack.push((r.clone(), false));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a new store object atomically (see the module docs). `fill` creates
+    /// the object at the temporary path it is given and returns its metadata; if
+    /// `path` is already valid, `fill` is not called and the existing record is
+    /// returned.
+    pub fn add_atomically(
+        &self,
+        path: &StorePath,
+        fill: impl FnOnce(&Path) -> Result<ValidPathInfo>,
+    ) -> Result<ValidPathInfo> {
+        let real = self.real_path(path);
+        let mut lock = PathLock::acquire(&real)?;
+        if let Some(info) = self.query_path_info(path)? {
+            lock.set_delete_on_release(true);
+            return Ok(info);
+        }
+        let tmp = self.temp_path(path);
+        delete_path(&tmp).map_err(StoreError::io(&tmp))?;
+        let result = fill(&tmp).and_then(|info| {
+            canonicalise(&tmp).map_err(StoreError::io(&tmp))?;
+            sync_fs(&self.layout.real_store_dir)?;
+            // An invalid leftover from a killed writer is garbage: replace it.
+            delete_path(&real).map_err(StoreError::io(&real))?;
+            std::fs::rename(&tmp, &real).map_err(StoreError::io(&real))?;
+            self.db().register(std::slice::from_ref(&info), &[])?;
+            Ok(info)
+        });
+        if result.is_err() {
+            let _ = delete_path(&tmp);
+        }
+        lock.set_delete_on_release(result.is_ok());
+        result
+    }
+
+    /// A fresh temporary name in the store directory (same file system as the
+    /// destination, so the final rename is atomic).
+    pub fn temp_path(&self, path: &StorePath) -> PathBuf {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.layout
+            .real_store_dir
+            .join(format!(".rix-tmp-{}-{n}-{}", std::process::id(), path.hash_part()))
+    }
+
+    /// Adds a file or tree, as `nix-store --add` (recursive, SHA-256) or
+    /// `nix-store --add-fixed [--recursive] ALGO`.
+    pub fn add_path(&self, src: &Path, name: &str, method: FileIngestionMethod, algo: HashAlgo) -> Result<StorePath> {
+        let ca_hash = match method {
+            FileIngestionMethod::Recursive => archive::hash_path(src, algo)?.0,
+            FileIngestionMethod::Flat => {
+                if !std::fs::symlink_metadata(src).map_err(StoreError::io(src))?.is_file() {
+                    return Err(StoreError::FlatNotFile(src.to_path_buf()));
+                }
+                hash_file(src, algo)?
+            }
+        };
+        let ca = ContentAddress::Fixed(method, ca_hash);
+        let path = self.layout.store_dir.make_path_from_ca(name, &ca, [], false)?;
+        self.add_atomically(&path, |tmp| {
+            copy_tree(src, tmp)?;
+            let (nar_hash, nar_size) = archive::hash_path(tmp, HashAlgo::Sha256)?;
+            // The source may have changed between hashing and copying.
+            let copied = match method {
+                FileIngestionMethod::Recursive if algo == HashAlgo::Sha256 => nar_hash,
+                FileIngestionMethod::Recursive => archive::hash_path(tmp, algo)?.0,
+                FileIngestionMethod::Flat => hash_file(tmp, algo)?,
+            };
+            if copied != ca_hash {
+                return Err(StoreError::HashMismatch {
+                    path: self.print(&path),
+                    expected: ca_hash.to_string(),
+                    actual: copied.to_string(),
+                });
+            }
+            let mut info = ValidPathInfo::new(path.clone(), nar_hash, nar_size);
+            info.ca = Some(ca);
+            Ok(info)
+        })?;
+        Ok(path)
+    }
+
+    /// Adds a text file whose path depends on its contents and references, as
+    /// `builtins.toFile` and `.drv` files. Mirrors `addTextToStore`.
+    pub fn add_text(&self, name: &str, contents: &[u8], references: &BTreeSet<StorePath>) -> Result<StorePath> {
+        let hash = HashAlgo::Sha256.digest(contents);
+        let path = self.layout.store_dir.make_text_path(name, &hash, references)?;
+        self.add_atomically(&path, |tmp| {
+            std::fs::write(tmp, contents).map_err(StoreError::io(tmp))?;
+            let (nar_hash, nar_size) = archive::hash_path(tmp, HashAlgo::Sha256)?;
+            let mut info = ValidPathInfo::new(path.clone(), nar_hash, nar_size);
+            info.references = references.clone();
+            info.ca = Some(ContentAddress::Text(hash));
+            Ok(info)
+        })?;
+        Ok(path)
+    }
+
+    /// Adds a store object from its NAR serialisation, checking the NAR's hash and
+    /// size against `info` before anything is registered (imports, substitution).
+    pub fn add_nar(&self, info: &ValidPathInfo, nar: impl Read) -> Result<ValidPathInfo> {
+        let printed = self.print(&info.path);
+        self.add_atomically(&info.path, |tmp| {
+            let mut reader = HashingReader::new(nar);
+            archive::restore(&mut reader, tmp)?;
+            let (hash, size) = reader.finish();
+            if size != info.nar_size && info.nar_size != 0 {
+                return Err(StoreError::SizeMismatch {
+                    path: printed.clone(),
+                    expected: info.nar_size,
+                    actual: size,
+                });
+            }
+            if hash != info.nar_hash {
+                return Err(StoreError::HashMismatch {
+                    path: printed.clone(),
+                    expected: info.nar_hash.to_string(),
+                    actual: hash.to_string(),
+                });
+            }
+            let mut info = info.clone();
+            info.nar_size = size;
+            Ok(info)
+        })
+    }
+
+    /// Path of the build log of `drv` (Nix's layout: `drvs/<2 chars>/<rest>.bz2`).
+    pub fn log_path(&self, drv: &StorePath) -> PathBuf {
+        let base = drv.to_string();
+        self.layout
+            .log_dir
+            .join("drvs")
+            .join(&base[..2])
+            .join(format!("{}.bz2", &base[2..]))
+    }
+}
+
+/// Flushes the store's file system so that content reaches the disk before the
+/// database says it is valid (one `syncfs`, cheaper than an fsync per file).
+fn sync_fs(dir: &Path) -> Result<()> {
+    let f = File::open(dir).map_err(StoreError::io(dir))?;
+    nix::unistd::syncfs(&f).map_err(|e| StoreError::Io {
+        path: dir.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+fn hash_file(path: &Path, algo: HashAlgo) -> Result<Hash> {
+    let mut f = File::open(path).map_err(StoreError::io(path))?;
+    let mut h = Hasher::new(algo);
+    std::io::copy(&mut f, &mut h).map_err(StoreError::io(path))?;
+    Ok(h.finish())
+}
+
+/// Copies a file, symlink or tree without following symlinks (a NAR round trip
+/// would do the same; copying directly avoids serialising).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(src).map_err(StoreError::io(src))?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = std::fs::read_link(src).map_err(StoreError::io(src))?;
+        std::os::unix::fs::symlink(target, dst).map_err(StoreError::io(dst))
+    } else if ft.is_dir() {
+        std::fs::create_dir(dst).map_err(StoreError::io(dst))?;
+        for entry in std::fs::read_dir(src).map_err(StoreError::io(src))? {
+            let entry = entry.map_err(StoreError::io(src))?;
+            copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else if ft.is_file() {
+        std::fs::copy(src, dst).map_err(StoreError::io(dst))?;
+        Ok(())
+    } else {
+        Err(StoreError::Io {
+            path: src.to_path_buf(),
+            source: std::io::Error::other("not a regular file, directory or symlink"),
+        })
+    }
+}
+
+/// Hashes (SHA-256) and counts whatever is read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Hasher::new(HashAlgo::Sha256),
+            count: 0,
+        }
+    }
+
+    pub fn finish(self) -> (Hash, u64) {
+        (self.hasher.finish(), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}

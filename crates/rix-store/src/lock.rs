@@ -1,0 +1,217 @@
+//! Path locks compatible with Nix's (`pathlocks.cc`): an fcntl write lock on
+//! `<path>.lock`, so that no two processes, rix or Nix, build or write the same
+//! store path at once.
+//!
+//! fcntl locks belong to a process, not a thread, so a process-wide table also
+//! keeps two threads of one rix from taking the same lock.
+//!
+//! A holder that is done with a path deletes the lock file after writing one byte
+//! into it; a waiter that then gets the lock sees a non-empty file, knows it is
+//! stale, and retries on a fresh one (as Nix does).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::libc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("cannot lock {}: {source}", path.display())]
+pub struct LockError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Lock files held by this process, and a condition to wait for one to be released.
+static HELD: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static RELEASED: Condvar = Condvar::new();
+
+/// Which kind of lock to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    Read,
+    Write,
+}
+
+/// Takes or tries an fcntl lock on `file`. Returns `Ok(false)` when `wait` is
+/// false and someone else holds it.
+pub fn lock_file(file: &File, kind: LockKind, wait: bool) -> std::io::Result<bool> {
+    let l_type = match kind {
+        LockKind::Read => libc::F_RDLCK,
+        LockKind::Write => libc::F_WRLCK,
+    };
+    let fl = libc::flock {
+        l_type: l_type as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    loop {
+        let arg = if wait { FcntlArg::F_SETLKW(&fl) } else { FcntlArg::F_SETLK(&fl) };
+        match fcntl(file, arg) {
+            Ok(_) => return Ok(true),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EACCES | nix::errno::Errno::EAGAIN) if !wait => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Opens (creating) a lock file.
+pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// A held lock on one store path (`<path>.lock`). Released on drop.
+#[derive(Debug)]
+pub struct PathLock {
+    lock_path: PathBuf,
+    file: Option<File>,
+    delete_on_release: bool,
+}
+
+impl PathLock {
+    /// Waits until the lock on `path` is ours.
+    pub fn acquire(path: &Path) -> Result<Self, LockError> {
+        Self::acquire_inner(path, true).map(|l| l.expect("waited for the lock"))
+    }
+
+    /// Takes the lock if nobody holds it.
+    pub fn try_acquire(path: &Path) -> Result<Option<Self>, LockError> {
+        Self::acquire_inner(path, false)
+    }
+
+    fn acquire_inner(path: &Path, wait: bool) -> Result<Option<Self>, LockError> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let err = |source| LockError { path: lock_path.clone(), source };
+        if !claim_in_process(&lock_path, wait) {
+            return Ok(None);
+        }
+        let guard = InProcessClaim(lock_path.clone());
+        loop {
+            let file = open_lock_file(&lock_path).map_err(err)?;
+            if !lock_file(&file, LockKind::Write, wait).map_err(err)? {
+                return Ok(None);
+            }
+            // A non-empty lock file was deleted by its previous holder: take a fresh one.
+            if file.metadata().map_err(err)?.len() != 0 {
+                continue;
+            }
+            std::mem::forget(guard);
+            return Ok(Some(Self {
+                lock_path,
+                file: Some(file),
+                delete_on_release: false,
+            }));
+        }
+    }
+
+    /// Delete the lock file on release (once the path is valid, nobody needs it).
+    pub fn set_delete_on_release(&mut self, delete: bool) {
+        self.delete_on_release = delete;
+    }
+}
+
+impl Drop for PathLock {
+    fn drop(&mut self) {
+        if let Some(mut file) = self.file.take() {
+            if self.delete_on_release {
+                // Mark stale before unlinking so that waiters retry (see module docs).
+                let _ = std::fs::remove_file(&self.lock_path);
+                let _ = file.write_all(b"d");
+            }
+            drop(file);
+        }
+        release_in_process(&self.lock_path);
+    }
+}
+
+/// Releases an in-process claim if acquisition fails half way.
+struct InProcessClaim(PathBuf);
+
+impl Drop for InProcessClaim {
+    fn drop(&mut self) {
+        release_in_process(&self.0);
+    }
+}
+
+fn claim_in_process(path: &Path, wait: bool) -> bool {
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let set = held.get_or_insert_with(HashSet::new);
+        if set.insert(path.to_path_buf()) {
+            return true;
+        }
+        if !wait {
+            return false;
+        }
+        held = RELEASED.wait(held).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+fn release_in_process(path: &Path) {
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(set) = held.as_mut() {
+        set.remove(path);
+    }
+    RELEASED.notify_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn excludes_threads_of_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let inside = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, inside, max) = (path.clone(), inside.clone(), max.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let mut l = PathLock::acquire(&path).unwrap();
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(n, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        l.set_delete_on_release(true);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(max.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn try_acquire_fails_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let held = PathLock::acquire(&path).unwrap();
+        assert!(PathLock::try_acquire(&path).unwrap().is_none());
+        drop(held);
+        assert!(PathLock::try_acquire(&path).unwrap().is_some());
+    }
+}
