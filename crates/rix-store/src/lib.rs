@@ -2,14 +2,18 @@
 //!
 //! | module | concept |
 //! | --- | --- |
+//! | [`archive`] | file system objects to and from NAR: dump, hash, restore |
+//! | [`local_store`] | the local store: adding, querying, atomic registration |
 //! | [`layout`] | store URLs and the directories of a local store |
 //! | [`db`] | the SQLite database in Nix's schema |
 //! | [`path_info`] | `ValidPathInfo`: what is known about a valid path |
 //! | [`lock`] | per-path locks compatible with Nix's |
 //! | [`canonicalise`] | canonical file metadata of store objects |
 
+pub mod archive;
 pub mod canonicalise;
 pub mod db;
 pub mod layout;
+pub mod local_store;
 pub mod lock;
 pub mod path_info;

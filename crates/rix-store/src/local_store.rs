@@ -208,7 +208,7 @@ impl LocalStore {
         delete_path(&tmp).map_err(StoreError::io(&tmp))?;
         let result = fill(&tmp).and_then(|info| {
             canonicalise(&tmp).map_err(StoreError::io(&tmp))?;
-            sync_fs(&self.layout.real_store_dir)?;
+            self.sync()?;
             // An invalid leftover from a killed writer is garbage: replace it.
             delete_path(&real).map_err(StoreError::io(&real))?;
             std::fs::rename(&tmp, &real).map_err(StoreError::io(&real))?;
@@ -310,6 +310,11 @@ impl LocalStore {
             info.nar_size = size;
             Ok(info)
         })
+    }
+
+    /// Flushes the store's file system (see [`sync_fs`]).
+    pub fn sync(&self) -> Result<()> {
+        sync_fs(&self.layout.real_store_dir)
     }
 
     /// Path of the build log of `drv` (Nix's layout: `drvs/<2 chars>/<rest>.bz2`).

@@ -1,0 +1,404 @@
+//! Running one derivation's builder and registering what it produced.
+//!
+//! 1. Lock the output paths (Nix-compatible locks); if another process built them
+//!    meanwhile, stop. Remove invalid leftovers of earlier attempts.
+//! 2. Create a fresh build directory, write the environment's files, start the
+//!    builder in its own process group with stdin from /dev/null and stdout and
+//!    stderr into one pipe that feeds the log.
+//! 3. On failure (or timeout, or cancellation) kill the whole process group and
+//!    delete whatever the builder left in the outputs: nothing is registered.
+//! 4. On success: canonicalise each output, serialise it once to get its NAR hash,
+//!    size and references, check fixed-output hashes, sync, and register all
+//!    outputs in one transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rix_formats::content_address::ContentAddress;
+use rix_formats::derivation::{CaMethod, Derivation, DerivationOutput};
+use rix_formats::hash::{HashAlgo, Hasher};
+use rix_formats::references::ReferenceScanner;
+use rix_formats::store_path::FileIngestionMethod;
+use rix_formats::StorePath;
+use rix_store::canonicalise::{canonicalise, delete_path};
+use rix_store::local_store::LocalStore;
+use rix_store::lock::PathLock;
+use rix_store::path_info::ValidPathInfo;
+
+use crate::env::{builder_env, EnvContext};
+use crate::error::BuildError;
+use crate::events::{BuildEvent, Observer};
+use crate::log::LogSink;
+use crate::running;
+
+/// Knobs for running builders.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// `NIX_BUILD_CORES`.
+    pub cores: usize,
+    /// Keep the build directory of failed builds.
+    pub keep_failed: bool,
+    /// Kill a build that runs longer than this.
+    pub timeout: Option<Duration>,
+    /// Kill a build that prints nothing for this long.
+    pub max_silent_time: Option<Duration>,
+    /// Where build directories are created.
+    pub build_dir_root: PathBuf,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            keep_failed: false,
+            timeout: None,
+            max_silent_time: None,
+            build_dir_root: std::env::temp_dir(),
+        }
+    }
+}
+
+/// One derivation to build.
+pub struct BuildJob<'a> {
+    pub drv_path: &'a StorePath,
+    pub drv: &'a Derivation,
+    /// Output name → path.
+    pub outputs: &'a BTreeMap<String, StorePath>,
+    /// The closure of the inputs: candidates for references.
+    pub input_closure: &'a BTreeSet<StorePath>,
+    /// Why this derivation is being built (for the user and the build record).
+    pub reason: &'a str,
+}
+
+/// What became of a build.
+#[derive(Debug)]
+pub enum BuildOutcome {
+    Built(Vec<ValidPathInfo>),
+    /// Another process built the outputs while we waited for their locks.
+    AlreadyValid,
+}
+
+/// Builds one derivation (see the module docs).
+pub fn build(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    settings: &BuildSettings,
+    observer: &dyn Observer,
+) -> Result<BuildOutcome, BuildError> {
+    let drv_printed = store.print(job.drv_path);
+    let mut locks = Vec::new();
+    for out in job.outputs.values() {
+        locks.push(PathLock::acquire(&store.real_path(out))?);
+    }
+    let mut all_valid = true;
+    for out in job.outputs.values() {
+        if !store.is_valid(out)? {
+            all_valid = false;
+            let real = store.real_path(out);
+            delete_path(&real).map_err(BuildError::io(&real))?;
+        }
+    }
+    if all_valid {
+        return Ok(BuildOutcome::AlreadyValid);
+    }
+
+    let build_dir = create_build_dir(&settings.build_dir_root, job.drv_path.name())?;
+    let result = run_and_register(store, job, settings, observer, &build_dir, &drv_printed);
+    if result.is_err() {
+        for out in job.outputs.values() {
+            let _ = delete_path(&store.real_path(out));
+        }
+    }
+    if result.is_ok() || !settings.keep_failed {
+        let _ = delete_path(&build_dir);
+    }
+    for l in &mut locks {
+        l.set_delete_on_release(result.is_ok());
+    }
+    result.map(BuildOutcome::Built)
+}
+
+fn run_and_register(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    settings: &BuildSettings,
+    observer: &dyn Observer,
+    build_dir: &Path,
+    drv_printed: &str,
+) -> Result<Vec<ValidPathInfo>, BuildError> {
+    let printed_outputs: BTreeMap<String, String> =
+        job.outputs.iter().map(|(k, v)| (k.clone(), store.print(v))).collect();
+    let impure = |name: &str| std::env::var(name).ok();
+    let ctx = EnvContext {
+        store_dir: store.store_dir().as_str(),
+        build_dir,
+        cores: settings.cores,
+        outputs: &printed_outputs,
+        impure: &impure,
+    };
+    let (env, files) = builder_env(job.drv, &ctx);
+    for (name, contents) in files {
+        let p = build_dir.join(name);
+        std::fs::write(&p, contents).map_err(BuildError::io(&p))?;
+    }
+    run_builder(store, job, settings, observer, build_dir, &env, drv_printed)?;
+    register_outputs(store, job, drv_printed)
+}
+
+/// `<root>/nix-build-<drv name>-<n>`, as Nix names it, created with mode 0700.
+fn create_build_dir(root: &Path, drv_name: &str) -> Result<PathBuf, BuildError> {
+    use std::os::unix::fs::DirBuilderExt;
+    for n in 0.. {
+        let dir = root.join(format!("nix-build-{drv_name}-{n}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(BuildError::Io { path: dir, source: e }),
+        }
+    }
+    unreachable!("ran out of build directory names")
+}
+
+enum Msg {
+    Output(Vec<u8>),
+    Eof,
+    Exited(std::io::Result<ExitStatus>),
+}
+
+fn run_builder(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    settings: &BuildSettings,
+    observer: &dyn Observer,
+    build_dir: &Path,
+    env: &BTreeMap<Vec<u8>, Vec<u8>>,
+    drv_printed: &str,
+) -> Result<(), BuildError> {
+    let log_path = store.log_path(job.drv_path);
+    let mut log = LogSink::create(&log_path).map_err(BuildError::io(&log_path))?;
+    let (reader, writer) = std::io::pipe().map_err(BuildError::io(build_dir))?;
+    let builder = OsStr::from_bytes(&job.drv.builder);
+    let mut cmd = Command::new(builder);
+    cmd.args(job.drv.args.iter().map(|a| OsStr::from_bytes(a)))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))))
+        .current_dir(build_dir)
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().map_err(BuildError::io(build_dir))?)
+        .stderr(writer)
+        .process_group(0);
+    let spawned = cmd.spawn();
+    drop(cmd); // closes our copies of the pipe's write end
+    let mut child = spawned.map_err(|source| BuildError::Spawn {
+        drv: drv_printed.to_owned(),
+        builder: String::from_utf8_lossy(&job.drv.builder).into_owned(),
+        source,
+    })?;
+    let pgid = child.id() as i32;
+    let _registration = running::register(pgid);
+
+    let (tx, rx) = mpsc::channel();
+    let out_tx = tx.clone();
+    std::thread::spawn(move || pump(reader, out_tx));
+    std::thread::spawn(move || {
+        let _ = tx.send(Msg::Exited(child.wait()));
+    });
+
+    let start = Instant::now();
+    let mut last_output = start;
+    let (mut eof, mut status) = (false, None);
+    let mut killed_for: Option<String> = None;
+    let line = |l: &str| observer.event(BuildEvent::Log { drv: job.drv_path, line: l });
+    while !(eof && status.is_some()) {
+        let deadline = next_deadline(settings, start, last_output, status.is_some());
+        let msg = match deadline {
+            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match msg {
+            Ok(Msg::Output(data)) => {
+                last_output = Instant::now();
+                log.write(&data, line).map_err(BuildError::io(&log_path))?;
+            }
+            Ok(Msg::Eof) => eof = true,
+            Ok(Msg::Exited(s)) => {
+                // Whatever the builder left running dies with it.
+                running::kill_group(pgid);
+                status = Some(s.map_err(BuildError::io(build_dir))?);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if status.is_some() => break, // a straggler holds the pipe
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                killed_for = Some(timeout_reason(settings, start, last_output));
+                running::kill_group(pgid);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let tail = log.finish(line).map_err(BuildError::io(&log_path))?;
+    let status = status.unwrap_or_else(|| ExitStatus::from_raw(9));
+    if let Some(reason) = killed_for {
+        return Err(BuildError::TimedOut {
+            drv: drv_printed.to_owned(),
+            reason,
+        });
+    }
+    if running::cancelled() {
+        return Err(BuildError::Cancelled(drv_printed.to_owned()));
+    }
+    if !status.success() {
+        return Err(BuildError::BuilderFailed {
+            drv: drv_printed.to_owned(),
+            status: describe_status(status),
+            tail,
+        });
+    }
+    Ok(())
+}
+
+fn pump(mut reader: std::io::PipeReader, tx: mpsc::Sender<Msg>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = tx.send(Msg::Eof);
+                return;
+            }
+            Ok(n) => {
+                if tx.send(Msg::Output(buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// When the wait for the next message must end: a limit, or (once the builder has
+/// exited) a short grace period for the rest of its output.
+fn next_deadline(s: &BuildSettings, start: Instant, last: Instant, exited: bool) -> Option<Instant> {
+    if exited {
+        return Some(Instant::now() + Duration::from_millis(500));
+    }
+    let a = s.timeout.map(|t| start + t);
+    let b = s.max_silent_time.map(|t| last + t);
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn timeout_reason(s: &BuildSettings, start: Instant, last: Instant) -> String {
+    match (s.timeout, s.max_silent_time) {
+        (Some(t), _) if start.elapsed() >= t => format!("timed out after {} seconds", t.as_secs()),
+        (_, Some(t)) if last.elapsed() >= t => {
+            format!("timed out after {} seconds of silence", t.as_secs())
+        }
+        _ => "timed out".to_owned(),
+    }
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (_, Some(sig)) => format!("signal {sig}"),
+        _ => "unknown status".to_owned(),
+    }
+}
+
+/// A `Write` that hashes, counts and scans for references in one pass.
+struct OutputSink {
+    sha256: Hasher,
+    extra: Option<Hasher>,
+    scanner: ReferenceScanner,
+    size: u64,
+}
+
+impl Write for OutputSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sha256.update(buf);
+        if let Some(h) = self.extra.as_mut() {
+            h.update(buf);
+        }
+        self.scanner.update(buf);
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn register_outputs(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    drv_printed: &str,
+) -> Result<Vec<ValidPathInfo>, BuildError> {
+    let candidates: BTreeSet<&StorePath> = job.input_closure.iter().chain(job.outputs.values()).collect();
+    let mut infos = Vec::new();
+    for (name, path) in job.outputs {
+        let real = store.real_path(path);
+        if std::fs::symlink_metadata(&real).is_err() {
+            return Err(BuildError::MissingOutput {
+                drv: drv_printed.to_owned(),
+                output: name.clone(),
+                path: store.print(path),
+            });
+        }
+        canonicalise(&real).map_err(BuildError::io(&real))?;
+        let fixed = match job.drv.outputs.get(name) {
+            Some(DerivationOutput::CAFixed { method, hash }) => Some((*method, *hash)),
+            _ => None,
+        };
+        let extra = fixed
+            .filter(|(m, h)| *m == CaMethod::Recursive && h.algo() != HashAlgo::Sha256)
+            .map(|(_, h)| Hasher::new(h.algo()));
+        let mut sink = OutputSink {
+            sha256: Hasher::new(HashAlgo::Sha256),
+            extra,
+            scanner: ReferenceScanner::new(candidates.iter().copied()),
+            size: 0,
+        };
+        rix_store::archive::dump(&real, &mut sink)?;
+        let nar_hash = sink.sha256.clone().finish();
+        let mut info = ValidPathInfo::new(path.clone(), nar_hash, sink.size);
+        info.references = sink.scanner.into_found().into_iter().collect();
+        info.deriver = Some(job.drv_path.clone());
+        info.ultimate = true;
+        if let Some((method, expected)) = fixed {
+            let got = match method {
+                CaMethod::Recursive if expected.algo() == HashAlgo::Sha256 => nar_hash,
+                CaMethod::Recursive => sink.extra.take().expect("extra hasher").finish(),
+                _ => hash_flat(&real, expected.algo())?,
+            };
+            if got != expected {
+                return Err(BuildError::HashMismatch {
+                    drv: drv_printed.to_owned(),
+                    specified: expected.to_sri(),
+                    got: got.to_sri(),
+                });
+            }
+            info.ca = Some(match method {
+                CaMethod::Recursive => ContentAddress::Fixed(FileIngestionMethod::Recursive, expected),
+                CaMethod::Text => ContentAddress::Text(expected),
+                _ => ContentAddress::Fixed(FileIngestionMethod::Flat, expected),
+            });
+        }
+        infos.push(info);
+    }
+    store.sync()?;
+    store.db().register(&infos, &[])?;
+    Ok(infos)
+}
+
+fn hash_flat(path: &Path, algo: HashAlgo) -> Result<rix_formats::Hash, BuildError> {
+    let mut f = std::fs::File::open(path).map_err(BuildError::io(path))?;
+    let mut h = Hasher::new(algo);
+    std::io::copy(&mut f, &mut h).map_err(BuildError::io(path))?;
+    Ok(h.finish())
+}

@@ -1,0 +1,37 @@
+//! What the realisation engine reports while it works. The CLI turns these into a
+//! live display on a terminal, plain lines otherwise, or JSON.
+
+use std::time::Duration;
+
+use rix_formats::StorePath;
+
+/// One thing that happened.
+#[derive(Debug)]
+pub enum BuildEvent<'a> {
+    /// The plan: derivations to build, in no particular order.
+    Planned { to_build: &'a [StorePath] },
+    /// A builder was started.
+    Started { drv: &'a StorePath, reason: &'a str },
+    /// One line of a builder's output (without the newline).
+    Log { drv: &'a StorePath, line: &'a str },
+    /// A builder finished (`error` is `None` on success).
+    Finished {
+        drv: &'a StorePath,
+        elapsed: Duration,
+        error: Option<&'a str>,
+    },
+    /// A derivation was not attempted because a dependency failed.
+    Skipped { drv: &'a StorePath, failed_dep: &'a StorePath },
+}
+
+/// Receives events; called from several threads.
+pub trait Observer: Send + Sync {
+    fn event(&self, event: BuildEvent<'_>);
+}
+
+/// Discards everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _: BuildEvent<'_>) {}
+}

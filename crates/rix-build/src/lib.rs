@@ -1,0 +1,25 @@
+//! rix's realisation engine: from `.drv` files to valid output paths.
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`plan`] | which derivations need building, and their dependency edges |
+//! | [`realise`] | running a plan in dependency order, `max_jobs` at a time |
+//! | [`builder`] | running one builder and registering its outputs |
+//! | [`env`] | the builder's environment, exactly as Nix sets it |
+//! | [`log`] | build logs (bzip2, Nix's layout) |
+//! | [`events`] | progress events for the CLI |
+//! | [`running`] | process groups of running builders (cancellation) |
+//! | [`error`] | why a build failed |
+
+pub mod builder;
+pub mod env;
+pub mod error;
+pub mod events;
+pub mod log;
+pub mod plan;
+pub mod realise;
+pub mod running;
+
+pub use builder::BuildSettings;
+pub use error::BuildError;
+pub use realise::{realise, RealiseOptions, RealiseReport};

@@ -1,0 +1,228 @@
+//! Realisation: make the outputs of some derivations valid, building what is
+//! missing in dependency order with up to `max_jobs` builders at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use rix_formats::StorePath;
+use rix_store::local_store::LocalStore;
+
+use crate::builder::{build, BuildJob, BuildOutcome, BuildSettings};
+use crate::error::BuildError;
+use crate::events::{BuildEvent, Observer};
+use crate::plan::{plan, Plan, PlannedBuild};
+
+/// Options of one realisation.
+#[derive(Debug, Clone)]
+pub struct RealiseOptions {
+    /// Builders running at once (at least 1).
+    pub max_jobs: usize,
+    /// Go on with independent builds after a failure.
+    pub keep_going: bool,
+    pub settings: BuildSettings,
+}
+
+impl Default for RealiseOptions {
+    fn default() -> Self {
+        Self {
+            max_jobs: 1,
+            keep_going: false,
+            settings: BuildSettings::default(),
+        }
+    }
+}
+
+/// What a realisation did.
+#[derive(Debug, Default)]
+pub struct RealiseReport {
+    /// Derivations whose builder ran successfully.
+    pub built: Vec<StorePath>,
+    /// Derivations another process built while we waited.
+    pub built_elsewhere: Vec<StorePath>,
+    /// Failed builds with their errors.
+    pub failed: Vec<(StorePath, BuildError)>,
+    /// Builds not attempted because a dependency failed (or after a failure
+    /// without `keep_going`).
+    pub skipped: Vec<StorePath>,
+    /// Output name → path of every target derivation.
+    pub outputs: BTreeMap<StorePath, BTreeMap<String, StorePath>>,
+}
+
+impl RealiseReport {
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// Plans and builds (see the module docs).
+pub fn realise(
+    store: &LocalStore,
+    targets: &[StorePath],
+    opts: &RealiseOptions,
+    observer: &dyn Observer,
+) -> Result<RealiseReport, BuildError> {
+    let plan = plan(store, targets)?;
+    execute(store, plan, opts, observer)
+}
+
+/// Runs a plan.
+pub fn execute(
+    store: &LocalStore,
+    plan: Plan,
+    opts: &RealiseOptions,
+    observer: &dyn Observer,
+) -> Result<RealiseReport, BuildError> {
+    let Plan { builds, target_outputs } = plan;
+    let order: Vec<StorePath> = builds.keys().cloned().collect();
+    observer.event(BuildEvent::Planned { to_build: &order });
+
+    let mut report = RealiseReport {
+        outputs: target_outputs,
+        ..Default::default()
+    };
+    let mut waiting: HashMap<&StorePath, usize> = builds.iter().map(|(p, b)| (p, b.deps.len())).collect();
+    let mut dependents: HashMap<&StorePath, Vec<&StorePath>> = HashMap::new();
+    for (p, b) in &builds {
+        for d in &b.deps {
+            dependents.entry(d).or_default().push(p);
+        }
+    }
+    let mut ready: VecDeque<&StorePath> = builds.iter().filter(|(_, b)| b.deps.is_empty()).map(|(p, _)| p).collect();
+    let mut refs_cache = RefsCache::default();
+    let mut stop = false;
+    let max_jobs = opts.max_jobs.max(1);
+
+    std::thread::scope(|scope| -> Result<(), BuildError> {
+        let (tx, rx) = mpsc::channel::<(&StorePath, Result<BuildOutcome, BuildError>)>();
+        let mut running = 0usize;
+        loop {
+            while running < max_jobs && !stop {
+                let Some(drv_path) = ready.pop_front() else { break };
+                let b = &builds[drv_path];
+                let closure = refs_cache.input_closure(store, b)?;
+                let tx = tx.clone();
+                running += 1;
+                scope.spawn(move || {
+                    observer.event(BuildEvent::Started { drv: drv_path, reason: &b.reason });
+                    let start = Instant::now();
+                    let job = BuildJob {
+                        drv_path,
+                        drv: &b.drv,
+                        outputs: &b.outputs,
+                        input_closure: &closure,
+                        reason: &b.reason,
+                    };
+                    let result = build(store, &job, &opts.settings, observer);
+                    let error = result.as_ref().err().map(|e| e.to_string());
+                    observer.event(BuildEvent::Finished {
+                        drv: drv_path,
+                        elapsed: start.elapsed(),
+                        error: error.as_deref(),
+                    });
+                    let _ = tx.send((drv_path, result));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let (drv_path, result) = rx.recv().expect("a builder thread is running");
+            running -= 1;
+            match result {
+                Ok(outcome) => {
+                    match outcome {
+                        BuildOutcome::Built(infos) => {
+                            refs_cache.learn(&infos);
+                            report.built.push(drv_path.clone());
+                        }
+                        BuildOutcome::AlreadyValid => report.built_elsewhere.push(drv_path.clone()),
+                    }
+                    for &dep in dependents.get(drv_path).into_iter().flatten() {
+                        let n = waiting.get_mut(dep).expect("dependent is planned");
+                        *n -= 1;
+                        if *n == 0 {
+                            ready.push_back(dep);
+                        }
+                    }
+                }
+                Err(e) => {
+                    report.failed.push((drv_path.clone(), e));
+                    skip_dependents(drv_path, &dependents, &mut waiting, &mut report, observer);
+                    stop |= !opts.keep_going;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    // Without keep-going, whatever was never started is skipped too.
+    let finished: BTreeSet<&StorePath> = report
+        .built
+        .iter()
+        .chain(&report.built_elsewhere)
+        .chain(report.failed.iter().map(|(p, _)| p))
+        .chain(&report.skipped)
+        .collect();
+    let unstarted: Vec<StorePath> = order.iter().filter(|p| !finished.contains(p)).cloned().collect();
+    report.skipped.extend(unstarted);
+    Ok(report)
+}
+
+fn skip_dependents<'a>(
+    failed: &'a StorePath,
+    dependents: &HashMap<&'a StorePath, Vec<&'a StorePath>>,
+    waiting: &mut HashMap<&'a StorePath, usize>,
+    report: &mut RealiseReport,
+    observer: &dyn Observer,
+) {
+    let mut queue = vec![failed];
+    while let Some(p) = queue.pop() {
+        for &dep in dependents.get(p).into_iter().flatten() {
+            // usize::MAX marks "will never run".
+            if waiting.insert(dep, usize::MAX) != Some(usize::MAX) {
+                observer.event(BuildEvent::Skipped { drv: dep, failed_dep: failed });
+                report.skipped.push(dep.clone());
+                queue.push(dep);
+            }
+        }
+    }
+}
+
+/// References of store paths, remembered across the builds of one realisation so
+/// that input closures cost memory lookups rather than database queries.
+#[derive(Default)]
+struct RefsCache {
+    refs: HashMap<StorePath, Vec<StorePath>>,
+}
+
+impl RefsCache {
+    fn learn(&mut self, infos: &[rix_store::path_info::ValidPathInfo]) {
+        for i in infos {
+            self.refs.insert(i.path.clone(), i.references.iter().cloned().collect());
+        }
+    }
+
+    fn references(&mut self, store: &LocalStore, p: &StorePath) -> Result<&[StorePath], BuildError> {
+        if !self.refs.contains_key(p) {
+            let info = store.path_info(p)?;
+            self.refs.insert(p.clone(), info.references.into_iter().collect());
+        }
+        Ok(&self.refs[p])
+    }
+
+    /// The closure of a build's inputs: its sources and its input derivations' outputs.
+    fn input_closure(&mut self, store: &LocalStore, b: &PlannedBuild) -> Result<BTreeSet<StorePath>, BuildError> {
+        let mut roots: Vec<StorePath> = b.drv.input_srcs.iter().cloned().collect();
+        for (input, wanted) in &b.drv.input_drvs {
+            let drv = crate::plan::read_derivation(store, input)?;
+            let outs = crate::plan::output_paths(store, input, &drv)?;
+            roots.extend(outs.into_iter().filter(|(n, _)| wanted.contains(n)).map(|(_, p)| p));
+        }
+        let mut seen = BTreeSet::new();
+        while let Some(p) = roots.pop() {
+            if seen.insert(p.clone()) {
+                roots.extend(self.references(store, &p)?.iter().filter(|r| !seen.contains(*r)).cloned());
+            }
+        }
+        Ok(seen)
+    }
+}
