@@ -282,3 +282,162 @@ fn rix_keys_are_accepted_by_nix() {
     let other = SecretKey::generate("rix-key-1").unwrap().to_public();
     assert!(!verify(&other), "Nix accepts a signature from another key");
 }
+
+/// Nix-valid variants of a narinfo (hashes in other encodings, references out of
+/// order, no `Compression`, `unknown-deriver`, unknown fields, shuffled lines) read
+/// the same in Nix and rix, and the signature still verifies in both; inputs rix
+/// rejects, Nix rejects too.
+#[test]
+fn nix_reads_narinfo_variants_like_rix() {
+    let (Some(nix_store), Some(nix_cmd)) = (nix("nix-store"), nix("nix")) else {
+        return;
+    };
+    let Some((store, out)) = store_with_closure() else {
+        return;
+    };
+    let dir = store_dir(&store);
+    let (sec_file, _, public) = nix_key_pair(&nix_store, store.dir.path(), "cache-1");
+    let pk: PublicKey = public.parse().unwrap();
+    let cache = store.dir.path().join("cache");
+    let url = format!("file://{}?store={dir}", cache.display());
+    let to = format!("{url}&secret-key={}&compression=none", sec_file.display());
+    store.run_nix(&nix_cmd, &["copy", "--to", &to, &out]);
+    let file = narinfo_file(&cache, &dir, &out);
+    let original = std::fs::read_to_string(&file).unwrap();
+    let info = NarInfo::parse(&dir, &original).unwrap();
+    assert_eq!(info.references().len(), 2);
+
+    let path_info = || {
+        let o = run(
+            &nix_cmd,
+            &["path-info", "--json", "--sigs", "--store", &url, &out],
+            "",
+        );
+        o.status
+            .success()
+            .then(|| String::from_utf8(o.stdout).unwrap())
+    };
+    let verified = || {
+        run(
+            &nix_cmd,
+            &[
+                "store",
+                "verify",
+                "--no-contents",
+                "--store",
+                &url,
+                "--trusted-public-keys",
+                &pk.to_string(),
+                &out,
+            ],
+            "",
+        )
+        .status
+        .success()
+    };
+    let lines: Vec<&str> = original.lines().collect();
+    let edit = |f: &dyn Fn(&str) -> Option<String>| -> String {
+        lines
+            .iter()
+            .filter_map(|l| f(l))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let field = |l: &str, key: &str| l.strip_prefix(key).map(str::to_owned);
+    let refs_reversed = {
+        let mut r: Vec<String> = info.references().iter().map(|r| r.to_string()).collect();
+        r.reverse();
+        r.join("  ")
+    };
+    let mut shuffled: Vec<&str> = lines.clone();
+    shuffled.reverse();
+    let variants: Vec<String> = vec![
+        edit(&|l| match field(l, "NarHash: ") {
+            Some(_) => Some(format!(
+                "NarHash: {}",
+                info.nar_hash()
+                    .to_typed_string(rix_formats::hash::Encoding::Base16)
+            )),
+            None => Some(l.to_owned()),
+        }),
+        edit(&|l| match field(l, "FileHash: ") {
+            Some(_) => Some(format!("FileHash: {}", info.file_hash().unwrap().to_sri())),
+            None => Some(l.to_owned()),
+        }),
+        edit(&|l| match field(l, "References: ") {
+            Some(_) => Some(format!("References: {refs_reversed}")),
+            None => Some(l.to_owned()),
+        }),
+        edit(&|l| (!l.starts_with("Compression: ")).then(|| l.to_owned())),
+        edit(&|l| match field(l, "Deriver: ") {
+            Some(_) => Some(format!(
+                "Deriver: {}",
+                rix_formats::narinfo::UNKNOWN_DERIVER
+            )),
+            None => Some(l.to_owned()),
+        }),
+        format!("{original}X-Unknown: whatever: it is\nSystem: x86_64-linux\n"),
+        shuffled.iter().map(|l| format!("{l}\n")).collect(),
+    ];
+    for text in &variants {
+        let ours = NarInfo::parse(&dir, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(&ours.to_string(), text);
+        assert_eq!(
+            ours.check_signatures(std::slice::from_ref(&pk)),
+            1,
+            "{text}"
+        );
+        std::fs::write(&file, text).unwrap();
+        let json = path_info().unwrap_or_else(|| panic!("Nix rejects\n{text}"));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let theirs = &v[0];
+        assert_eq!(
+            Hash::parse_any(theirs["narHash"].as_str().unwrap(), None).unwrap(),
+            *ours.nar_hash()
+        );
+        assert_eq!(theirs["narSize"].as_u64(), Some(ours.nar_size()));
+        let mut refs: Vec<String> = ours.references().iter().map(|r| dir.display(r)).collect();
+        refs.sort();
+        let their_refs: Vec<String> = theirs["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(their_refs, refs, "{text}");
+        assert_eq!(
+            theirs["deriver"].as_str().map(str::to_owned),
+            ours.deriver().map(|d| dir.display(d)),
+            "{text}"
+        );
+        assert_eq!(theirs["url"].as_str(), Some(ours.url()));
+        assert_eq!(
+            Hash::parse_any(theirs["downloadHash"].as_str().unwrap(), None).unwrap(),
+            *ours.file_hash().unwrap()
+        );
+        assert_eq!(theirs["downloadSize"].as_u64(), ours.file_size());
+        assert_eq!(
+            theirs["signatures"][0].as_str(),
+            Some(ours.sigs()[0].as_str())
+        );
+        assert!(verified(), "Nix does not verify\n{text}");
+    }
+
+    let rejected: Vec<String> = vec![
+        original.replace(&format!("NarSize: {}", info.nar_size()), "NarSize: 0"),
+        edit(&|l| (!l.starts_with("URL: ")).then(|| l.to_owned())),
+        edit(&|l| (!l.starts_with("NarHash: ")).then(|| l.to_owned())),
+        edit(&|l| (!l.starts_with("StorePath: ")).then(|| l.to_owned())),
+        original.replace("NarHash: sha256:", "NarHash: sha256:x"),
+        original.replace("FileSize: ", "FileSize: x"),
+        original.replace("NarSize: ", "NarSize: -"),
+        format!("{original}References: {refs_reversed}\n"),
+        original.replace("Deriver: ", "Deriver: /"),
+        original.trim_end().to_owned(),
+    ];
+    for text in &rejected {
+        assert!(NarInfo::parse(&dir, text).is_err(), "rix accepts\n{text}");
+        std::fs::write(&file, text).unwrap();
+        assert!(path_info().is_none(), "Nix accepts\n{text}");
+    }
+}
