@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rix_formats::content_address::ContentAddress;
+use rix_formats::derivation::Derivation;
 use rix_formats::hash::{Hash, HashAlgo, Hasher};
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath, StorePathError};
 use thiserror::Error;
@@ -45,6 +46,8 @@ pub enum StoreError {
     SizeMismatch { path: String, expected: u64, actual: u64 },
     #[error("'{path}' was not produced by its content address {ca} (it would be {actual})")]
     CaMismatch { path: String, ca: String, actual: String },
+    #[error("invalid derivation '{name}': {message}")]
+    Derivation { name: String, message: String },
     #[error("cannot add '{0}' with --flat: only regular files can be hashed flat")]
     FlatNotFile(PathBuf),
 }
@@ -281,6 +284,26 @@ impl LocalStore {
             info.ca = Some(ContentAddress::Text(hash));
             Ok(info)
         })?;
+        Ok(path)
+    }
+
+    /// Writes a derivation as a `.drv` file and records its output paths (the
+    /// `DerivationOutputs` rows), as Nix's `writeDerivation`.
+    pub fn add_derivation(&self, drv: &Derivation) -> Result<StorePath> {
+        let bad = |e: rix_formats::derivation::DerivationError| StoreError::Derivation {
+            name: drv.name.clone(),
+            message: e.to_string(),
+        };
+        let aterm = drv.to_aterm(self.store_dir()).map_err(bad)?;
+        let refs: BTreeSet<StorePath> = drv.references().into_iter().cloned().collect();
+        let path = self.add_text(&format!("{}.drv", drv.name), &aterm, &refs)?;
+        let outputs: Vec<(String, StorePath)> = drv
+            .declared_output_paths(self.store_dir())
+            .map_err(bad)?
+            .into_iter()
+            .filter_map(|(name, p)| p.map(|p| (name, p)))
+            .collect();
+        self.db().register(&[], &[(path.clone(), outputs)])?;
         Ok(path)
     }
 
