@@ -245,15 +245,23 @@ fn parse_base_name(
     })
 }
 
+fn parse_full_path(dir: &StoreDir, line: usize, value: &str) -> Result<StorePath, NarInfoError> {
+    dir.parse(value).map_err(|source| NarInfoError::StorePath {
+        line,
+        field: STORE_PATH,
+        source,
+    })
+}
+
 /// Splits `text` into `Key: value` lines, each ending in `\n`.
 fn split_lines(text: &str) -> Result<Vec<Line>, NarInfoError> {
     let mut lines = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
         let n = lines.len() + 1;
-        let (line, after) = match rest.split_once('\n') {
-            Some(split) => split,
-            None => (rest, ""),
+        let (line, after, terminated) = match rest.split_once('\n') {
+            Some((line, after)) => (line, after, true),
+            None => (rest, "", false),
         };
         let (key, value) = line
             .split_once(':')
@@ -262,7 +270,7 @@ fn split_lines(text: &str) -> Result<Vec<Line>, NarInfoError> {
                 line: n,
                 text: line.to_owned(),
             })?;
-        if after.is_empty() && !rest.ends_with('\n') {
+        if !terminated {
             return Err(NarInfoError::MissingNewline { line: n });
         }
         lines.push(Line {
@@ -301,18 +309,7 @@ impl NarInfo {
         for (i, Line { key, value }) in lines.iter().enumerate() {
             let n = i + 1;
             match key.as_str() {
-                STORE_PATH => {
-                    p.store_path =
-                        Some(
-                            store_dir
-                                .parse(value)
-                                .map_err(|source| NarInfoError::StorePath {
-                                    line: n,
-                                    field: STORE_PATH,
-                                    source,
-                                })?,
-                        )
-                }
+                STORE_PATH => p.store_path = Some(parse_full_path(store_dir, n, value)?),
                 URL => p.url = Some((n, value.clone())),
                 COMPRESSION => p.compression = value.clone(),
                 FILE_HASH => p.file_hash = Some(parse_hash(n, FILE_HASH, value)?),
