@@ -1,0 +1,270 @@
+//! File system and store builtins: `readFile`, `readDir`, `readFileType`,
+//! `pathExists`, `path`, `filterSource`, `toFile`, `hashFile`, `storePath`,
+//! `findFile`.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use rix_formats::store_path::FileIngestionMethod;
+use rix_formats::HashAlgo;
+
+use super::{arg_ctx, err, Registry};
+use crate::error::{ErrorKind, EvalError, Result};
+use crate::eval::{base_name, io_msg, Evaluator, SearchPathEntry};
+use crate::source::Pos;
+use crate::store::file_type_name;
+use crate::symbol::Symbol;
+use crate::value::{Attr, Attrs, Context, NixString, Value};
+
+pub(crate) fn register(r: &mut Registry) {
+    r.primop("readFile", 1, read_file);
+    r.primop("readDir", 1, read_dir);
+    r.primop("readFileType", 1, read_file_type);
+    r.primop("pathExists", 1, path_exists);
+    r.primop("path", 1, path);
+    r.primop("filterSource", 2, filter_source);
+    r.primop("toFile", 2, to_file);
+    r.primop("hashFile", 2, hash_file);
+    r.primop("storePath", 1, store_path);
+    r.primop("findFile", 2, find_file);
+}
+
+fn io_err(what: &str, path: &str, e: &std::io::Error, pos: Pos) -> Box<EvalError> {
+    EvalError::new(
+        ErrorKind::Io,
+        format!("{what} '{path}': {}", io_msg(e)),
+        pos,
+    )
+}
+
+fn real_path(ev: &mut Evaluator, v: &Value, pos: Pos, f: &str) -> Result<String> {
+    let (p, _ctx) = arg_ctx(ev.coerce_to_path(v, pos), 0, f, pos)?;
+    Ok(p)
+}
+
+fn read_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let p = real_path(ev, &a[0], pos, "readFile")?;
+    let bytes = std::fs::read(&p).map_err(|e| io_err("opening file", &p, &e, pos))?;
+    Ok(Value::string(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let p = real_path(ev, &a[0], pos, "readDir")?;
+    let rd = std::fs::read_dir(&p).map_err(|e| io_err("opening directory", &p, &e, pos))?;
+    let mut entries = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| io_err("reading directory", &p, &e, pos))?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| io_err("getting status of", &p, &e, pos))?;
+        entries.push(Attr {
+            name: Symbol::new(&entry.file_name().to_string_lossy()),
+            value: Value::string(file_type_name(ft)),
+            pos: Pos::NONE,
+        });
+    }
+    Ok(Value::attrs(Attrs::from_unsorted(entries)))
+}
+
+fn read_file_type(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let p = real_path(ev, &a[0], pos, "readFileType")?;
+    let meta = std::fs::symlink_metadata(&p).map_err(|e| io_err("getting status of", &p, &e, pos))?;
+    Ok(Value::string(file_type_name(meta.file_type())))
+}
+
+fn path_exists(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let v = ev.force(&a[0])?;
+    let (p, _) = arg_ctx(ev.coerce_to_path(&v, pos), 0, "pathExists", pos)?;
+    // A trailing slash (or `/.`) requires a directory.
+    let must_be_dir = matches!(&v, Value::String(_)) && (p.ends_with('/') || p.ends_with("/."));
+    let canon = crate::lower::canon_path(&p);
+    let meta = std::fs::metadata(&canon);
+    Ok(Value::Bool(match meta {
+        Ok(m) => !must_be_dir || m.is_dir(),
+        Err(_) => false,
+    }))
+}
+
+/// Adds `path` to the store, calling the Nix `filter` (if any) on every entry.
+fn add_path(
+    ev: &mut Evaluator,
+    name: &str,
+    path: &str,
+    filter: Option<Value>,
+    method: FileIngestionMethod,
+    expected: Option<rix_formats::Hash>,
+    pos: Pos,
+) -> Result<Value> {
+    let store = ev.store().clone();
+    let mut failure: Option<Box<EvalError>> = None;
+    let mut keep = |p: &Path, kind: &str| -> bool {
+        let Some(f) = &filter else { return true };
+        if failure.is_some() {
+            return false;
+        }
+        let arg1 = Value::string(p.display().to_string());
+        let r = ev
+            .call2(f, arg1, Value::string(kind), pos)
+            .and_then(|v| ev.force_bool(&v, pos));
+        match r {
+            Ok(b) => b,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    };
+    let sp = store
+        .add_to_store(name, Path::new(path), method, HashAlgo::Sha256, &mut keep)
+        .map_err(|e| io_err("adding to the store", path, &e, pos));
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let sp = sp?;
+    if let Some(h) = expected {
+        let want = store
+            .store_dir()
+            .make_fixed_output_path(name, method, &h, [], false)
+            .map_err(|e| err(e.to_string(), pos))?;
+        if want != sp {
+            return Err(err(
+                format!(
+                    "store path mismatch in (possibly filtered) path added from '{path}'"
+                ),
+                pos,
+            ));
+        }
+    }
+    let full = store.store_dir().display(&sp);
+    let mut ctx = Context::new();
+    ctx.insert(Rc::from(full.as_str()));
+    Ok(Value::String(NixString::with_context(full, ctx)))
+}
+
+fn path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let args = arg_ctx(ev.force_attrs(&a[0], pos), 0, "path", pos)?;
+    let mut src = None;
+    let mut name = None;
+    let mut filter = None;
+    let mut method = FileIngestionMethod::Recursive;
+    let mut expected = None;
+    for attr in args.iter() {
+        match attr.name.as_str() {
+            "path" => src = Some(ev.coerce_to_path(&attr.value, pos)?.0),
+            "name" => name = Some(ev.force_string_no_ctx(&attr.value, pos)?),
+            "filter" => filter = Some(ev.force_function(&attr.value, pos)?),
+            "recursive" => {
+                if !ev.force_bool(&attr.value, pos)? {
+                    method = FileIngestionMethod::Flat;
+                }
+            }
+            "sha256" => {
+                let h = ev.force_string_no_ctx(&attr.value, pos)?;
+                expected = Some(
+                    rix_formats::Hash::parse_any(&h, Some(HashAlgo::Sha256))
+                        .map_err(|e| err(e.to_string(), pos))?,
+                );
+            }
+            other => {
+                return Err(err(
+                    format!("unsupported argument '{other}' to 'addPath'"),
+                    attr.pos,
+                ))
+            }
+        }
+    }
+    let src = src.ok_or_else(|| err("missing required 'path' attribute in the first argument to builtins.path", pos))?;
+    let name = name.unwrap_or_else(|| base_name(&src).to_owned());
+    add_path(ev, &name, &src, filter, method, expected, pos)
+}
+
+fn filter_source(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let filter = arg_ctx(ev.force_function(&a[0], pos), 0, "filterSource", pos)?;
+    let (src, _) = arg_ctx(ev.coerce_to_path(&a[1], pos), 1, "filterSource", pos)?;
+    let name = base_name(&src).to_owned();
+    add_path(ev, &name, &src, Some(filter), FileIngestionMethod::Recursive, None, pos)
+}
+
+fn to_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let name = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "toFile", pos)?;
+    let contents = arg_ctx(ev.force_string(&a[1], pos), 1, "toFile", pos)?;
+    let store = ev.store().clone();
+    let mut refs = Vec::new();
+    for c in contents.context() {
+        if c.starts_with('=') || c.starts_with('!') {
+            return Err(err(
+                format!(
+                    "in 'toFile': the file '{name}' cannot refer to derivation outputs"
+                ),
+                pos,
+            ));
+        }
+        refs.push(
+            store
+                .store_dir()
+                .parse(c)
+                .map_err(|e| err(e.to_string(), pos))?,
+        );
+    }
+    let sp = store
+        .add_text(&name, contents.as_str(), &refs)
+        .map_err(|e| err(e.to_string(), pos))?;
+    let full = store.store_dir().display(&sp);
+    let mut ctx = Context::new();
+    ctx.insert(Rc::from(full.as_str()));
+    Ok(Value::String(NixString::with_context(full, ctx)))
+}
+
+fn hash_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let algo = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "hashFile", pos)?;
+    let algo = super::strings::parse_algo(&algo, pos)?;
+    let (p, _) = arg_ctx(ev.coerce_to_path(&a[1], pos), 1, "hashFile", pos)?;
+    let bytes = std::fs::read(&p).map_err(|e| io_err("opening file", &p, &e, pos))?;
+    Ok(Value::string(algo.digest(&bytes).to_base16()))
+}
+
+fn store_path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let (p, _) = arg_ctx(ev.coerce_to_path(&a[0], pos), 0, "storePath", pos)?;
+    let store = ev.store().clone();
+    let (sp, _) = store
+        .store_dir()
+        .parse_prefix(&p)
+        .map_err(|_| err(format!("path '{p}' is not in the Nix store"), pos))?;
+    if !store.is_valid_path(&sp) {
+        return Err(err(format!("path '{p}' is not valid"), pos));
+    }
+    let full = store.store_dir().display(&sp);
+    let mut ctx = Context::new();
+    ctx.insert(Rc::from(full.as_str()));
+    Ok(Value::String(NixString::with_context(p, ctx)))
+}
+
+fn find_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let list = arg_ctx(ev.force_list(&a[0], pos), 0, "findFile", pos)?;
+    let name = arg_ctx(ev.force_string_no_ctx(&a[1], pos), 1, "findFile", pos)?;
+    let mut entries = Vec::new();
+    for item in list.iter() {
+        let attrs = ev.force_attrs(item, pos)?;
+        let prefix = match attrs.get_str("prefix").cloned() {
+            Some(p) => ev.force_string_no_ctx(&p, pos)?,
+            None => String::new(),
+        };
+        let path = attrs
+            .get_str("path")
+            .cloned()
+            .ok_or_else(|| err("attribute 'path' missing", pos))?;
+        let path = ev.coerce_to_string(
+            &path,
+            pos,
+            crate::eval::Coerce {
+                more: false,
+                copy_to_store: false,
+            },
+        )?;
+        entries.push(SearchPathEntry {
+            prefix,
+            path: path.as_str().to_owned(),
+        });
+    }
+    Ok(Value::path(ev.find_file(&entries, &name, pos)?))
+}

@@ -1,0 +1,390 @@
+//! JSON: `builtins.toJSON`, `builtins.fromJSON` and `--json` output.
+//!
+//! Output mirrors Nix 2.8's `printValueAsJSON`: keys in attribute order,
+//! floats in C++ stream format, sets with `__toString` or `outPath` as
+//! strings, paths copied to the store. Input is a strict RFC 8259 parser;
+//! integers that fit are integers, other numbers floats.
+
+use super::{arg_ctx, err, Registry};
+use crate::error::Result;
+use crate::eval::{Coerce, Evaluator};
+use crate::print::format_float;
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::{Attr, Attrs, Context, NixString, Value};
+
+pub(crate) fn register(r: &mut Registry) {
+    r.primop("toJSON", 1, |ev, a, pos| {
+        let mut out = String::new();
+        let mut ctx = Context::new();
+        arg_ctx(
+            write_json(ev, &a[0], pos, &mut out, &mut ctx, true),
+            0,
+            "toJSON",
+            pos,
+        )?;
+        Ok(Value::String(NixString::with_context(out, ctx)))
+    });
+    r.primop("fromJSON", 1, |ev, a, pos| {
+        let s = arg_ctx(ev.force_string(&a[0], pos), 0, "fromJSON", pos)?;
+        parse_json(s.as_str()).map_err(|m| err(m, pos))
+    });
+}
+
+/// `v` as JSON (forcing it deeply), as `nix-instantiate --eval --json` prints.
+pub fn value_to_json(ev: &mut Evaluator, v: &Value, copy_to_store: bool) -> Result<String> {
+    let mut out = String::new();
+    let mut ctx = Context::new();
+    write_json(ev, v, Pos::NONE, &mut out, &mut ctx, copy_to_store)?;
+    Ok(out)
+}
+
+pub(crate) fn escape_json(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn write_json(
+    ev: &mut Evaluator,
+    v: &Value,
+    pos: Pos,
+    out: &mut String,
+    ctx: &mut Context,
+    copy_to_store: bool,
+) -> Result<()> {
+    let v = ev.force(v)?;
+    match &v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Float(f) => out.push_str(&format_float(*f)),
+        Value::String(s) => {
+            escape_json(s.as_str(), out);
+            ctx.extend(s.context().iter().cloned());
+        }
+        Value::Path(p) => {
+            if copy_to_store {
+                let sp = ev.copy_path_to_store(p, pos)?;
+                escape_json(&sp, out);
+                ctx.insert(std::rc::Rc::from(sp.as_str()));
+            } else {
+                escape_json(p, out);
+            }
+        }
+        Value::Attrs(a) => {
+            if a.get(ev.syms.to_string).is_some() {
+                let s = ev.coerce_to_string(
+                    &v,
+                    pos,
+                    Coerce {
+                        more: false,
+                        copy_to_store,
+                    },
+                )?;
+                escape_json(s.as_str(), out);
+                ctx.extend(s.context().iter().cloned());
+                return Ok(());
+            }
+            if let Some(o) = a.get(ev.syms.out_path) {
+                let o = o.clone();
+                return write_json(ev, &o, pos, out, ctx, copy_to_store);
+            }
+            out.push('{');
+            for (i, attr) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                escape_json(attr.name.as_str(), out);
+                out.push(':');
+                stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
+                    write_json(ev, &attr.value, attr.pos, out, ctx, copy_to_store)
+                })
+                .map_err(|e| {
+                    e.add_trace(
+                        attr.pos,
+                        format!("while evaluating attribute '{}'", attr.name),
+                    )
+                })?;
+            }
+            out.push('}');
+        }
+        Value::List(l) => {
+            out.push('[');
+            for (i, item) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
+                    write_json(ev, item, pos, out, ctx, copy_to_store)
+                })?;
+            }
+            out.push(']');
+        }
+        Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => {
+            return Err(err("cannot convert a function to JSON", pos));
+        }
+        Value::Thunk(_) => unreachable!("forced"),
+    }
+    Ok(())
+}
+
+/// Parses JSON text into Nix values.
+pub fn parse_json(s: &str) -> std::result::Result<Value, String> {
+    let mut p = JsonParser {
+        b: s.as_bytes(),
+        i: 0,
+    };
+    p.ws();
+    let v = p.value(0)?;
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(p.error("unexpected trailing input"));
+    }
+    Ok(v)
+}
+
+struct JsonParser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn error(&self, what: &str) -> String {
+        format!("JSON parse error at offset {}: {what}", self.i)
+    }
+
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, lit: &str) -> std::result::Result<(), String> {
+        if self.b[self.i..].starts_with(lit.as_bytes()) {
+            self.i += lit.len();
+            Ok(())
+        } else {
+            Err(self.error("syntax error"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> std::result::Result<Value, String> {
+        if depth > 10_000 {
+            return Err(self.error("nesting too deep"));
+        }
+        match self.b.get(self.i) {
+            None => Err(self.error("unexpected end of input")),
+            Some(b'n') => self.expect("null").map(|_| Value::Null),
+            Some(b't') => self.expect("true").map(|_| Value::Bool(true)),
+            Some(b'f') => self.expect("false").map(|_| Value::Bool(false)),
+            Some(b'"') => Ok(Value::string(self.string()?)),
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.b.get(self.i) == Some(&b']') {
+                    self.i += 1;
+                    return Ok(Value::list(items));
+                }
+                loop {
+                    self.ws();
+                    items.push(self.value(depth + 1)?);
+                    self.ws();
+                    match self.b.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(Value::list(items));
+                        }
+                        _ => return Err(self.error("expected ',' or ']'")),
+                    }
+                }
+            }
+            Some(b'{') => {
+                self.i += 1;
+                let mut entries: Vec<Attr> = Vec::new();
+                self.ws();
+                if self.b.get(self.i) == Some(&b'}') {
+                    self.i += 1;
+                    return Ok(Value::attrs(Attrs::new()));
+                }
+                loop {
+                    self.ws();
+                    if self.b.get(self.i) != Some(&b'"') {
+                        return Err(self.error("expected a string key"));
+                    }
+                    let key = self.string()?;
+                    self.ws();
+                    if self.b.get(self.i) != Some(&b':') {
+                        return Err(self.error("expected ':'"));
+                    }
+                    self.i += 1;
+                    self.ws();
+                    let v = self.value(depth + 1)?;
+                    entries.push(Attr {
+                        name: Symbol::new(&key),
+                        value: v,
+                        pos: Pos::NONE,
+                    });
+                    self.ws();
+                    match self.b.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(Value::attrs(Attrs::from_unsorted(entries)));
+                        }
+                        _ => return Err(self.error("expected ',' or '}'")),
+                    }
+                }
+            }
+            Some(c) if *c == b'-' || c.is_ascii_digit() => self.number(),
+            Some(_) => Err(self.error("syntax error")),
+        }
+    }
+
+    fn number(&mut self) -> std::result::Result<Value, String> {
+        let start = self.i;
+        if self.b[self.i] == b'-' {
+            self.i += 1;
+        }
+        let digits = |p: &mut Self| {
+            let s = p.i;
+            while p.i < p.b.len() && p.b[p.i].is_ascii_digit() {
+                p.i += 1;
+            }
+            p.i - s
+        };
+        if digits(self) == 0 {
+            return Err(self.error("invalid number"));
+        }
+        let mut is_float = false;
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            is_float = true;
+            if digits(self) == 0 {
+                return Err(self.error("invalid number"));
+            }
+        }
+        if matches!(self.b.get(self.i), Some(b'e') | Some(b'E')) {
+            self.i += 1;
+            is_float = true;
+            if matches!(self.b.get(self.i), Some(b'+') | Some(b'-')) {
+                self.i += 1;
+            }
+            if digits(self) == 0 {
+                return Err(self.error("invalid number"));
+            }
+        }
+        let text = std::str::from_utf8(&self.b[start..self.i]).expect("ascii");
+        if !is_float {
+            if let Ok(i) = text.parse::<i64>() {
+                return Ok(Value::Int(i));
+            }
+            return Err(format!("number '{text}' is out of range of a 64-bit integer"));
+        }
+        let f: f64 = text.parse().map_err(|_| self.error("invalid number"))?;
+        if !f.is_finite() {
+            return Err(format!("number '{text}' is out of range of a double"));
+        }
+        Ok(Value::Float(f))
+    }
+
+    fn string(&mut self) -> std::result::Result<String, String> {
+        self.i += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            match self.b.get(self.i) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.i += 1;
+                    break;
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    let c = *self.b.get(self.i).ok_or_else(|| self.error("bad escape"))?;
+                    self.i += 1;
+                    match c {
+                        b'"' => out.push(b'"'),
+                        b'\\' => out.push(b'\\'),
+                        b'/' => out.push(b'/'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'n' => out.push(b'\n'),
+                        b'r' => out.push(b'\r'),
+                        b't' => out.push(b'\t'),
+                        b'u' => {
+                            let mut cp = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&cp) {
+                                if self.b[self.i..].starts_with(b"\\u") {
+                                    self.i += 2;
+                                    let lo = self.hex4()?;
+                                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                                } else {
+                                    return Err(self.error("invalid surrogate"));
+                                }
+                            }
+                            let ch = char::from_u32(cp).ok_or_else(|| self.error("invalid code point"))?;
+                            if ch == '\0' {
+                                return Err(self.error("null byte in string"));
+                            }
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        _ => return Err(self.error("bad escape")),
+                    }
+                }
+                Some(&c) if c < 0x20 => return Err(self.error("control character in string")),
+                Some(&c) => {
+                    out.push(c);
+                    self.i += 1;
+                }
+            }
+        }
+        String::from_utf8(out).map_err(|_| self.error("invalid UTF-8"))
+    }
+
+    fn hex4(&mut self) -> std::result::Result<u32, String> {
+        let h = self
+            .b
+            .get(self.i..self.i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| self.error("bad \\u escape"))?;
+        self.i += 4;
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        assert!(matches!(parse_json(" 12 "), Ok(Value::Int(12))));
+        assert!(matches!(parse_json("1.5"), Ok(Value::Float(f)) if f == 1.5));
+        assert!(parse_json("99999999999999999999").is_err());
+        assert!(parse_json("[1,]").is_err());
+        assert!(parse_json("\"\\u0000\"").is_err());
+        match parse_json(r#"{"b":[true,null],"a":"x\u00e9"}"#).unwrap() {
+            Value::Attrs(a) => {
+                assert_eq!(a.len(), 2);
+                assert_eq!(a.entries()[0].name.as_str(), "a");
+            }
+            _ => panic!(),
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The builtins: primops and constants, and the base environment they live in.
+//!
+//! Every builtin is in the `builtins` set; most are also in the base
+//! environment as `__name`, a few (`map`, `toString`, `import`, ...) without
+//! the prefix. Mirrors `EvalState::createBaseEnv` in Nix 2.8's `primops.cc`.
+
+mod attrs;
+mod context;
+mod derivation;
+mod control;
+mod fs;
+mod json;
+mod lists;
+mod strings;
+mod toml;
+mod xml;
+
+pub use json::value_to_json;
+pub use xml::value_to_xml;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::error::{EvalError, ErrorKind, Result};
+use crate::eval::Evaluator;
+use crate::source::{Origin, Pos};
+use crate::symbol::Symbol;
+use crate::value::{Attr, Attrs, Env, PrimOp, PrimOpFn, Value};
+
+/// Names reachable without `builtins.` or `__`.
+const GLOBAL: &[&str] = &[
+    "abort",
+    "baseNameOf",
+    "derivationStrict",
+    "dirOf",
+    "fetchGit",
+    "fetchMercurial",
+    "fetchTarball",
+    "fetchTree",
+    "fromTOML",
+    "import",
+    "isNull",
+    "map",
+    "placeholder",
+    "removeAttrs",
+    "scopedImport",
+    "throw",
+    "toString",
+];
+
+pub(crate) struct Registry {
+    entries: Vec<(String, Value)>,
+}
+
+impl Registry {
+    pub(crate) fn primop(&mut self, name: &'static str, arity: usize, f: PrimOpFn) {
+        self.entries.push((
+            name.to_owned(),
+            Value::PrimOp(Rc::new(PrimOp { name, arity, f })),
+        ));
+    }
+
+    pub(crate) fn constant(&mut self, name: &str, v: Value) {
+        self.entries.push((name.to_owned(), v));
+    }
+}
+
+/// Sets up the base environment and `builtins` of `ev`.
+pub(crate) fn install(ev: &mut Evaluator) {
+    let mut r = Registry {
+        entries: Vec::new(),
+    };
+    control::register(&mut r);
+    attrs::register(&mut r);
+    lists::register(&mut r);
+    strings::register(&mut r);
+    context::register(&mut r);
+    derivation::register(&mut r);
+    fs::register(&mut r);
+    json::register(&mut r);
+    toml::register(&mut r);
+    xml::register(&mut r);
+
+    r.constant("true", Value::Bool(true));
+    r.constant("false", Value::Bool(false));
+    r.constant("null", Value::Null);
+    r.constant("langVersion", Value::Int(6));
+    r.constant("nixVersion", Value::string("2.8.0"));
+    r.constant(
+        "storeDir",
+        Value::string(ev.opts.store.store_dir().as_str()),
+    );
+    r.constant("currentSystem", Value::string(ev.opts.system.clone()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    r.constant("currentTime", Value::Int(now));
+    let nix_path = ev
+        .opts
+        .search_path
+        .iter()
+        .map(|e| {
+            Value::attrs(Attrs::from_unsorted(vec![
+                Attr {
+                    name: Symbol::new("path"),
+                    value: Value::string(e.path.clone()),
+                    pos: Pos::NONE,
+                },
+                Attr {
+                    name: Symbol::new("prefix"),
+                    value: Value::string(e.prefix.clone()),
+                    pos: Pos::NONE,
+                },
+            ]))
+        })
+        .collect();
+    r.constant("nixPath", Value::list(nix_path));
+
+    // Slots: one per entry, plus `builtins` and `derivation`.
+    let mut names: HashMap<Symbol, u32> = HashMap::new();
+    let mut slots: Vec<Value> = Vec::new();
+    let mut set = Vec::new();
+    for (name, v) in &r.entries {
+        let sym = Symbol::new(name);
+        set.push(Attr {
+            name: sym,
+            value: v.clone(),
+            pos: Pos::NONE,
+        });
+        let env_name = if GLOBAL.contains(&name.as_str())
+            || matches!(name.as_str(), "true" | "false" | "null")
+        {
+            name.clone()
+        } else {
+            format!("__{name}")
+        };
+        names.insert(Symbol::new(&env_name), slots.len() as u32);
+        slots.push(v.clone());
+    }
+    // `builtins` contains itself: fill the set after creating the slot.
+    let builtins_slot = slots.len() as u32;
+    names.insert(Symbol::new("builtins"), builtins_slot);
+    slots.push(Value::Null);
+    let derivation_slot = slots.len() as u32;
+    names.insert(Symbol::new("derivation"), derivation_slot);
+    slots.push(Value::Null);
+
+    ev.base_scope.names = names;
+    ev.base_env = Env::new(None, slots);
+
+    // `derivation` is written in Nix, on top of `derivationStrict`.
+    let drv = ev
+        .parse(DERIVATION_NIX, Origin::String, "/")
+        .and_then(|e| ev.eval_root(&e))
+        .expect("the built-in derivation function evaluates");
+    ev.base_env.vals.borrow_mut()[derivation_slot as usize] = drv.clone();
+    set.push(Attr {
+        name: Symbol::new("derivation"),
+        value: drv,
+        pos: Pos::NONE,
+    });
+    // `builtins.builtins` refers back to the set itself; the cycle is
+    // intentional and lives as long as the evaluator.
+    let placeholder = crate::value::Thunk::new(crate::value::ThunkState::Blackhole);
+    set.push(Attr {
+        name: Symbol::new("builtins"),
+        value: Value::Thunk(placeholder.clone()),
+        pos: Pos::NONE,
+    });
+    let builtins = Value::attrs(Attrs::from_unsorted(set));
+    *placeholder.0.borrow_mut() = crate::value::ThunkState::Done(builtins.clone());
+    ev.base_env.vals.borrow_mut()[builtins_slot as usize] = builtins.clone();
+    ev.builtins = builtins;
+}
+
+/// `derivation`: calls `derivationStrict` and dresses its result up as one set
+/// per output. Same semantics as Nix's `derivation.nix`.
+const DERIVATION_NIX: &str = r#"
+drvAttrs @ { outputs ? [ "out" ], ... }:
+let
+  strict = derivationStrict drvAttrs;
+  commonAttrs = drvAttrs
+    // (builtins.listToAttrs outputsList)
+    // { all = map (x: x.value) outputsList; inherit drvAttrs; };
+  outputToAttrListElement = outputName: {
+    name = outputName;
+    value = commonAttrs // {
+      outPath = builtins.getAttr outputName strict;
+      drvPath = strict.drvPath;
+      type = "derivation";
+      inherit outputName;
+    };
+  };
+  outputsList = map outputToAttrListElement outputs;
+in (builtins.head outputsList).value
+"#;
+
+// ----- helpers shared by the builtins -----
+
+pub(crate) fn err(msg: impl Into<String>, pos: Pos) -> Box<EvalError> {
+    EvalError::new(ErrorKind::Other, msg, pos)
+}
+
+/// Adds Nix's "while evaluating the Nth argument passed to builtins.f" frame.
+pub(crate) fn arg_ctx<T>(r: Result<T>, n: usize, f: &str, pos: Pos) -> Result<T> {
+    r.map_err(|e| {
+        let nth = ["first", "second", "third", "fourth"][n.min(3)];
+        e.add_trace(
+            pos,
+            format!("while evaluating the {nth} argument passed to builtins.{f}"),
+        )
+    })
+}
+
+pub(crate) fn mk_attrs(entries: Vec<(&str, Value)>) -> Value {
+    Value::attrs(Attrs::from_unsorted(
+        entries
+            .into_iter()
+            .map(|(n, v)| Attr {
+                name: Symbol::new(n),
+                value: v,
+                pos: Pos::NONE,
+            })
+            .collect(),
+    ))
+}
+
+#[allow(dead_code)]
+pub(crate) fn attrs_get(ev: &mut Evaluator, a: &Attrs, name: &str) -> Option<Value> {
+    let _ = ev;
+    a.get_str(name).cloned()
+}

@@ -1,0 +1,1499 @@
+//! The interpreter: forcing, calling, selecting, coercing.
+//!
+//! [`Evaluator::eval`] walks [`crate::ast`] in an environment and returns a
+//! value in weak head normal form; sub-expressions become [`Thunk`]s, which
+//! are blackholed while being forced (to detect infinite recursion) and
+//! overwritten with their value afterwards. Native stack is grown on demand
+//! with `stacker`, and the call depth is bounded. Mirrors `EvalState::eval`,
+//! `callFunction`, `forceValue`, `coerceToString` and `eqValues` in Nix's
+//! `eval.cc`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rix_formats::store_path::FileIngestionMethod;
+use rix_formats::HashAlgo;
+
+use crate::ast::{AttrKey, AttrsExpr, BinOp, BindingValue, Expr, ExprRef, LetExpr, Param};
+use crate::error::{type_error, ErrorKind, EvalError, Result};
+use crate::lower::{self, canon_path, BaseScope, LowerCtx};
+use crate::source::{add_source, Origin, Pos};
+use crate::store::{DryRunStore, EvalStore};
+use crate::symbol::Symbol;
+use crate::value::{
+    Attr, Attrs, Closure, Context, Env, NixString, PrimOp, PrimOpApp, Thunk, ThunkState, Value,
+};
+
+/// One `-I` / `NIX_PATH` entry: `prefix=path` or a bare `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPathEntry {
+    pub prefix: String,
+    pub path: String,
+}
+
+impl SearchPathEntry {
+    /// Parses `prefix=path` or `path`.
+    pub fn parse(s: &str) -> SearchPathEntry {
+        match s.split_once('=') {
+            Some((prefix, path)) => SearchPathEntry {
+                prefix: prefix.to_owned(),
+                path: path.to_owned(),
+            },
+            None => SearchPathEntry {
+                prefix: String::new(),
+                path: s.to_owned(),
+            },
+        }
+    }
+
+    /// Parses a colon-separated `NIX_PATH`.
+    pub fn parse_nix_path(s: &str) -> Vec<SearchPathEntry> {
+        s.split(':')
+            .filter(|p| !p.is_empty())
+            .map(SearchPathEntry::parse)
+            .collect()
+    }
+}
+
+/// How an [`Evaluator`] is set up.
+pub struct EvalOptions {
+    /// `-I` entries first, then `NIX_PATH`'s.
+    pub search_path: Vec<SearchPathEntry>,
+    pub store: Rc<dyn EvalStore>,
+    /// `$HOME` for `~` paths; `None` to read the environment.
+    pub home: Option<String>,
+    /// `builtins.currentSystem`.
+    pub system: String,
+    /// Bound on nested function calls (Nix's `max-call-depth`).
+    pub max_call_depth: usize,
+    /// Where `builtins.trace` writes; stderr when `None`.
+    pub trace_sink: Option<Box<dyn FnMut(&str)>>,
+    /// Restricts impure builtins (`getEnv`, `currentTime`, ...) as `--pure-eval` does.
+    pub pure: bool,
+    /// Enabled experimental features (`parse-toml-timestamps`, ...).
+    pub features: Vec<String>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            search_path: Vec::new(),
+            store: Rc::new(DryRunStore::default()),
+            home: None,
+            system: default_system(),
+            max_call_depth: 10_000,
+            trace_sink: None,
+            pure: false,
+            features: Vec::new(),
+        }
+    }
+}
+
+fn default_system() -> String {
+    let arch = std::env::consts::ARCH;
+    let os = std::env::consts::OS;
+    format!("{arch}-{os}")
+}
+
+/// Options for [`Evaluator::coerce_to_string`].
+#[derive(Clone, Copy)]
+pub struct Coerce {
+    /// Also numbers, booleans, null and lists (`toString`, not `"${...}"`).
+    pub more: bool,
+    /// Copy paths to the store (`"${./x}"`) rather than printing them.
+    pub copy_to_store: bool,
+}
+
+/// A Nix evaluator with its caches.
+pub struct Evaluator {
+    pub(crate) base_env: Rc<Env>,
+    pub(crate) base_scope: BaseScope,
+    pub(crate) builtins: Value,
+    pub(crate) opts: EvalOptions,
+    pub(crate) import_cache: HashMap<String, Value>,
+    pub(crate) src_to_store: HashMap<String, String>,
+    pub(crate) call_depth: usize,
+    pub(crate) home: Option<String>,
+    /// `addErrorContext` depth etc. are carried on errors; nothing else here.
+    pub(crate) syms: Syms,
+}
+
+/// Symbols the evaluator looks up often.
+pub(crate) struct Syms {
+    pub functor: Symbol,
+    pub to_string: Symbol,
+    pub out_path: Symbol,
+    pub type_: Symbol,
+    pub drv_path: Symbol,
+    pub name: Symbol,
+    pub value: Symbol,
+    pub derivation: Symbol,
+}
+
+impl Syms {
+    fn new() -> Syms {
+        Syms {
+            functor: Symbol::new("__functor"),
+            to_string: Symbol::new("__toString"),
+            out_path: Symbol::new("outPath"),
+            type_: Symbol::new("type"),
+            drv_path: Symbol::new("drvPath"),
+            name: Symbol::new("name"),
+            value: Symbol::new("value"),
+            derivation: Symbol::new("derivation"),
+        }
+    }
+}
+
+const RED_ZONE: usize = 128 * 1024;
+const STACK_GROWTH: usize = 4 * 1024 * 1024;
+
+impl Evaluator {
+    pub fn new(opts: EvalOptions) -> Evaluator {
+        let home = opts
+            .home
+            .clone()
+            .or_else(|| std::env::var("HOME").ok());
+        let mut ev = Evaluator {
+            base_env: Env::new(None, Vec::new()),
+            base_scope: BaseScope::default(),
+            builtins: Value::Null,
+            opts,
+            import_cache: HashMap::new(),
+            src_to_store: HashMap::new(),
+            call_depth: 0,
+            home,
+            syms: Syms::new(),
+        };
+        crate::builtins::install(&mut ev);
+        ev
+    }
+
+    pub fn store(&self) -> &Rc<dyn EvalStore> {
+        &self.opts.store
+    }
+
+    pub fn options(&self) -> &EvalOptions {
+        &self.opts
+    }
+
+    pub fn options_mut(&mut self) -> &mut EvalOptions {
+        &mut self.opts
+    }
+
+    /// The `builtins` attribute set.
+    pub fn builtins(&self) -> &Value {
+        &self.builtins
+    }
+
+    // ----- parsing -----
+
+    /// Parses `text` from `origin`, resolving relative paths against `base_dir`.
+    pub fn parse(&self, text: &str, origin: Origin, base_dir: &str) -> Result<ExprRef> {
+        let text: Rc<str> = Rc::from(text);
+        let base = add_source(origin, text.clone());
+        let ctx = LowerCtx {
+            base,
+            base_dir,
+            home: self.home.as_deref(),
+            base_scope: &self.base_scope,
+        };
+        lower::parse(&text, &ctx)
+    }
+
+    /// Parses a file for `scopedImport`: `scope`'s names shadow the builtins.
+    pub(crate) fn parse_scoped(
+        &self,
+        text: &str,
+        path: &str,
+        base_dir: &str,
+        scope: &Attrs,
+    ) -> Result<ExprRef> {
+        let text: Rc<str> = Rc::from(text);
+        let base = add_source(Origin::Path(Rc::from(path)), text.clone());
+        let extra: HashMap<Symbol, u32> = scope
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name, i as u32))
+            .collect();
+        // The scope frame sits between the file and the base environment.
+        let ctx = LowerCtx {
+            base,
+            base_dir,
+            home: self.home.as_deref(),
+            base_scope: &self.base_scope,
+        };
+        lower::parse_with_scope(&text, &ctx, Some(extra))
+    }
+
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.opts.features.iter().any(|f| f == name)
+    }
+
+    /// Evaluates an expression to weak head normal form in the base environment.
+    pub fn eval_root(&mut self, expr: &ExprRef) -> Result<Value> {
+        let env = self.base_env.clone();
+        self.eval(expr, &env)
+    }
+
+    /// Parses and evaluates `path` (or `path/default.nix`), cached per file.
+    pub fn import_file(&mut self, path: &str, pos: Pos) -> Result<Value> {
+        let mut path = path.to_owned();
+        if Path::new(&path).is_dir() {
+            path = format!("{}/default.nix", path.trim_end_matches('/'));
+        }
+        if let Some(v) = self.import_cache.get(&path) {
+            return Ok(v.clone());
+        }
+        let text = std::fs::read(&path).map_err(|e| {
+            EvalError::new(
+                ErrorKind::Io,
+                format!("opening file '{path}': {}", io_msg(&e)),
+                pos,
+            )
+        })?;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let dir = parent_dir(&path);
+        let expr = self.parse(&text, Origin::Path(Rc::from(path.as_str())), &dir)?;
+        let v = self.eval_root(&expr)?;
+        self.import_cache.insert(path, v.clone());
+        Ok(v)
+    }
+
+    // ----- thunks and forcing -----
+
+    /// A value for `e` in `env` without evaluating it: constants, variables
+    /// and lambdas directly, everything else as a thunk. Mirrors `maybeThunk`.
+    #[inline]
+    pub(crate) fn thunk(&self, e: &ExprRef, env: &Rc<Env>) -> Value {
+        match &**e {
+            Expr::Const(v) => v.clone(),
+            Expr::Var { depth, idx, .. } => env.lookup(*depth, *idx),
+            Expr::Lambda(l) => Value::Lambda(Rc::new(Closure {
+                lambda: l.clone(),
+                env: env.clone(),
+            })),
+            _ => Thunk::value(ThunkState::Expr(e.clone(), env.clone())),
+        }
+    }
+
+    /// Like [`Self::thunk`], for a frame still being filled: its own slots
+    /// (depth 0) cannot be read yet.
+    #[inline]
+    fn thunk_in_init(&self, e: &ExprRef, env: &Rc<Env>) -> Value {
+        match &**e {
+            Expr::Var { depth: 0, .. } => Thunk::value(ThunkState::Expr(e.clone(), env.clone())),
+            _ => self.thunk(e, env),
+        }
+    }
+
+    /// Evaluates `v` to weak head normal form.
+    #[inline]
+    pub fn force(&mut self, v: &Value) -> Result<Value> {
+        match v {
+            Value::Thunk(t) => self.force_thunk(t),
+            v => Ok(v.clone()),
+        }
+    }
+
+    pub(crate) fn force_thunk(&mut self, t: &Thunk) -> Result<Value> {
+        if let ThunkState::Done(v) = &*t.0.borrow() {
+            return Ok(v.clone());
+        }
+        let state = std::mem::replace(&mut *t.0.borrow_mut(), ThunkState::Blackhole);
+        let result = match &state {
+            ThunkState::Done(_) => unreachable!(),
+            ThunkState::Blackhole => {
+                *t.0.borrow_mut() = ThunkState::Blackhole;
+                return Err(EvalError::new(
+                    ErrorKind::InfiniteRecursion,
+                    "infinite recursion encountered",
+                    Pos::NONE,
+                ));
+            }
+            ThunkState::Expr(e, env) => self.eval(e, env),
+            ThunkState::Apply(f, x) => self.call(f, x.clone(), Pos::NONE),
+            ThunkState::Apply2(f, x, y) => self.call2(f, x.clone(), y.clone(), Pos::NONE),
+            ThunkState::Select(v, name, pos) => {
+                let attrs = self.force_attrs(v, *pos)?;
+                match attrs.get(*name) {
+                    Some(v) => {
+                        let v = v.clone();
+                        self.force(&v)
+                    }
+                    None => Err(missing_attr(*name, &attrs, *pos)),
+                }
+            }
+        };
+        match result {
+            Ok(v) => {
+                *t.0.borrow_mut() = ThunkState::Done(v.clone());
+                Ok(v)
+            }
+            Err(e) => {
+                *t.0.borrow_mut() = state;
+                Err(e)
+            }
+        }
+    }
+
+    /// Forces `v` and everything inside it. Mirrors `forceValueDeep`.
+    pub fn force_deep(&mut self, v: &Value) -> Result<Value> {
+        let mut seen = std::collections::HashSet::new();
+        self.force_deep_inner(v, &mut seen)
+    }
+
+    fn force_deep_inner(
+        &mut self,
+        v: &Value,
+        seen: &mut std::collections::HashSet<usize>,
+    ) -> Result<Value> {
+        let v = self.force(v)?;
+        match &v {
+            Value::Attrs(a) => {
+                if seen.insert(Rc::as_ptr(a) as usize) {
+                    for attr in a.iter() {
+                        stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
+                            self.force_deep_inner(&attr.value, seen)
+                        })
+                        .map_err(|e| {
+                            e.add_trace(
+                                attr.pos,
+                                format!("while evaluating the attribute '{}'", attr.name),
+                            )
+                        })?;
+                    }
+                }
+            }
+            Value::List(l) => {
+                if seen.insert(Rc::as_ptr(l) as usize) {
+                    for item in l.iter() {
+                        stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
+                            self.force_deep_inner(item, seen)
+                        })?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(v)
+    }
+
+    // ----- typed forcing -----
+
+    pub fn force_attrs(&mut self, v: &Value, pos: Pos) -> Result<Rc<Attrs>> {
+        match self.force(v)? {
+            Value::Attrs(a) => Ok(a),
+            other => Err(expected(&other, "a set", pos)),
+        }
+    }
+
+    pub fn force_list(&mut self, v: &Value, pos: Pos) -> Result<Rc<Vec<Value>>> {
+        match self.force(v)? {
+            Value::List(l) => Ok(l),
+            other => Err(expected(&other, "a list", pos)),
+        }
+    }
+
+    pub fn force_int(&mut self, v: &Value, pos: Pos) -> Result<i64> {
+        match self.force(v)? {
+            Value::Int(i) => Ok(i),
+            other => Err(expected(&other, "an integer", pos)),
+        }
+    }
+
+    pub fn force_float(&mut self, v: &Value, pos: Pos) -> Result<f64> {
+        match self.force(v)? {
+            Value::Int(i) => Ok(i as f64),
+            Value::Float(f) => Ok(f),
+            other => Err(expected(&other, "a float", pos)),
+        }
+    }
+
+    pub fn force_bool(&mut self, v: &Value, pos: Pos) -> Result<bool> {
+        match self.force(v)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(expected(&other, "a Boolean", pos)),
+        }
+    }
+
+    pub fn force_function(&mut self, v: &Value, pos: Pos) -> Result<Value> {
+        let f = self.force(v)?;
+        match &f {
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => Ok(f),
+            Value::Attrs(a) if a.get(self.syms.functor).is_some() => Ok(f),
+            other => Err(expected(other, "a function", pos)),
+        }
+    }
+
+    /// A string with its context.
+    pub fn force_string(&mut self, v: &Value, pos: Pos) -> Result<NixString> {
+        match self.force(v)? {
+            Value::String(s) => Ok(s),
+            other => Err(expected(&other, "a string", pos)),
+        }
+    }
+
+    /// A string that must not refer to store paths.
+    pub fn force_string_no_ctx(&mut self, v: &Value, pos: Pos) -> Result<String> {
+        let s = self.force_string(v, pos)?;
+        if s.has_context() {
+            let first = s.context().iter().next().cloned().unwrap_or_default();
+            return Err(EvalError::new(
+                ErrorKind::Other,
+                format!(
+                    "the string '{}' is not allowed to refer to a store path (such as '{}')",
+                    s.as_str(),
+                    decode_context_path(&first)
+                ),
+                pos,
+            ));
+        }
+        Ok(s.as_str().to_owned())
+    }
+
+    // ----- evaluation -----
+
+    /// Evaluates `e` in `env` to weak head normal form.
+    pub(crate) fn eval(&mut self, e: &ExprRef, env: &Rc<Env>) -> Result<Value> {
+        match &**e {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Var { depth, idx, pos } => {
+                let v = env.lookup(*depth, *idx);
+                match v {
+                    Value::Thunk(t) => self.force_thunk(&t).map_err(|err| at(err, *pos)),
+                    v => Ok(v),
+                }
+            }
+            Expr::WithVar { name, withs, pos } => {
+                let v = self.lookup_with(*name, withs, env, *pos)?;
+                self.force(&v).map_err(|err| at(err, *pos))
+            }
+            Expr::Select {
+                expr,
+                path,
+                default,
+                pos,
+            } => self.eval_select(expr, path, default.as_ref(), *pos, env),
+            Expr::HasAttr { expr, path } => {
+                let mut v = self.eval(expr, env)?;
+                for key in path.iter() {
+                    let name = self.attr_key(key, env)?;
+                    match v {
+                        Value::Attrs(a) => match a.get(name) {
+                            Some(x) => {
+                                let x = x.clone();
+                                v = self.force(&x)?;
+                            }
+                            None => return Ok(Value::Bool(false)),
+                        },
+                        _ => return Ok(Value::Bool(false)),
+                    }
+                }
+                Ok(Value::Bool(true))
+            }
+            Expr::Attrs(a) => self.eval_attrs(a, env),
+            Expr::List(items) => Ok(Value::list(
+                items.iter().map(|i| self.thunk(i, env)).collect(),
+            )),
+            Expr::Lambda(l) => Ok(Value::Lambda(Rc::new(Closure {
+                lambda: l.clone(),
+                env: env.clone(),
+            }))),
+            Expr::Call { func, args, pos } => {
+                let mut f = self.eval(func, env)?;
+                for arg in args.iter() {
+                    let a = self.thunk(arg, env);
+                    f = self.call_forced(f, a, *pos)?;
+                }
+                Ok(f)
+            }
+            Expr::Let(l) => self.eval_let(l, env),
+            Expr::With { attrs, body } => {
+                let a = self.thunk(attrs, env);
+                let env2 = Env::new(Some(env.clone()), vec![a]);
+                self.eval(body, &env2)
+            }
+            Expr::If {
+                cond,
+                then,
+                else_,
+                pos,
+            } => {
+                let c = self.eval(cond, env)?;
+                let c = match c {
+                    Value::Bool(b) => b,
+                    other => {
+                        return Err(expected(&other, "a Boolean", *pos)
+                            .add_trace(*pos, "while evaluating a branch condition"))
+                    }
+                };
+                self.eval(if c { then } else { else_ }, env)
+            }
+            Expr::Assert {
+                cond,
+                body,
+                text,
+                pos,
+            } => {
+                let c = self.eval(cond, env)?;
+                match c {
+                    Value::Bool(true) => self.eval(body, env),
+                    Value::Bool(false) => Err(EvalError::new(
+                        ErrorKind::Assertion,
+                        format!("assertion '{text}' failed"),
+                        *pos,
+                    )),
+                    other => Err(expected(&other, "a Boolean", *pos)),
+                }
+            }
+            Expr::Not(inner, pos) => {
+                let v = self.eval(inner, env)?;
+                match v {
+                    Value::Bool(b) => Ok(Value::Bool(!b)),
+                    other => Err(expected(&other, "a Boolean", *pos)),
+                }
+            }
+            Expr::Neg(inner, pos) => {
+                let v = self.eval(inner, env)?;
+                crate::ops::sub(&Value::Int(0), &v, *pos)
+            }
+            Expr::Bin { op, lhs, rhs, pos } => self.eval_bin(*op, lhs, rhs, *pos, env),
+            Expr::Interpolate { parts, pos } => {
+                let mut out = String::new();
+                let mut ctx = Context::new();
+                for p in parts.iter() {
+                    let v = self.eval(p, env)?;
+                    self.coerce_into(
+                        &v,
+                        *pos,
+                        Coerce {
+                            more: false,
+                            copy_to_store: true,
+                        },
+                        &mut out,
+                        &mut ctx,
+                    )?;
+                }
+                Ok(Value::String(NixString::with_context(out, ctx)))
+            }
+            Expr::PathInterpolate { parts, pos } => {
+                let mut out = String::new();
+                let mut ctx = Context::new();
+                for (i, p) in parts.iter().enumerate() {
+                    let v = self.eval(p, env)?;
+                    if i == 0 {
+                        if let Value::Path(p) = &v {
+                            out.push_str(p);
+                            continue;
+                        }
+                    }
+                    self.coerce_into(
+                        &v,
+                        *pos,
+                        Coerce {
+                            more: false,
+                            copy_to_store: false,
+                        },
+                        &mut out,
+                        &mut ctx,
+                    )?;
+                }
+                if !ctx.is_empty() {
+                    return Err(EvalError::new(
+                        ErrorKind::Other,
+                        format!(
+                            "a string that refers to a store path cannot be appended to a path"
+                        ),
+                        *pos,
+                    ));
+                }
+                Ok(Value::path(canon_path(&out)))
+            }
+            Expr::CurPos(pos) => Ok(self.pos_to_value(*pos)),
+        }
+    }
+
+    fn lookup_with(&mut self, name: Symbol, withs: &[u32], env: &Rc<Env>, pos: Pos) -> Result<Value> {
+        for &d in withs {
+            let scope = env.lookup(d, 0);
+            let attrs = self
+                .force_attrs(&scope, pos)
+                .map_err(|e| at(e, pos))?;
+            if let Some(v) = attrs.get(name) {
+                return Ok(v.clone());
+            }
+        }
+        Err(EvalError::new(
+            ErrorKind::UndefinedVariable,
+            format!("undefined variable '{name}'"),
+            pos,
+        ))
+    }
+
+    pub(crate) fn attr_key(&mut self, key: &AttrKey, env: &Rc<Env>) -> Result<Symbol> {
+        match key {
+            AttrKey::Static(s) => Ok(*s),
+            AttrKey::Dynamic(e) => {
+                let v = self.eval(e, env)?;
+                let s = self.force_string_no_ctx(&v, e.pos())?;
+                Ok(Symbol::new(&s))
+            }
+        }
+    }
+
+    fn eval_select(
+        &mut self,
+        expr: &ExprRef,
+        path: &[AttrKey],
+        default: Option<&ExprRef>,
+        pos: Pos,
+        env: &Rc<Env>,
+    ) -> Result<Value> {
+        let mut v = self.eval(expr, env)?;
+        for key in path {
+            let name = self.attr_key(key, env)?;
+            match &v {
+                Value::Attrs(a) => match a.get(name) {
+                    Some(x) => {
+                        let x = x.clone();
+                        v = self.force(&x).map_err(|e| {
+                            at(e, pos)
+                        })?;
+                    }
+                    None => {
+                        if let Some(d) = default {
+                            return self.eval(d, env);
+                        }
+                        return Err(missing_attr(name, a, pos));
+                    }
+                },
+                other => {
+                    if let Some(d) = default {
+                        return self.eval(d, env);
+                    }
+                    return Err(expected(other, "a set", pos).add_trace(
+                        pos,
+                        format!("while selecting attribute '{name}'"),
+                    ));
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    fn eval_attrs(&mut self, a: &Rc<AttrsExpr>, env: &Rc<Env>) -> Result<Value> {
+        let mut entries = Vec::with_capacity(a.bindings.len() + a.dynamic.len());
+        let scope_env = if a.rec {
+            let new_env = Env::new(
+                Some(env.clone()),
+                vec![Value::Null; a.bindings.len()],
+            );
+            let from = self.inherit_from_thunks(&a.inherit_from, &new_env);
+            {
+                let mut vals = Vec::with_capacity(a.bindings.len());
+                for b in &a.bindings {
+                    vals.push(self.binding_value(&b.value, &from, &new_env, b.pos, true));
+                }
+                *new_env.vals.borrow_mut() = vals;
+            }
+            let vals = new_env.vals.borrow();
+            for (b, v) in a.bindings.iter().zip(vals.iter()) {
+                entries.push(Attr {
+                    name: b.name,
+                    value: v.clone(),
+                    pos: b.pos,
+                });
+            }
+            drop(vals);
+            new_env
+        } else {
+            let from = self.inherit_from_thunks(&a.inherit_from, env);
+            for b in &a.bindings {
+                entries.push(Attr {
+                    name: b.name,
+                    value: self.binding_value(&b.value, &from, env, b.pos, false),
+                    pos: b.pos,
+                });
+            }
+            env.clone()
+        };
+        let mut attrs = Attrs::from_sorted(entries);
+        for d in &a.dynamic {
+            let name = self.eval(&d.name, &scope_env)?;
+            let name = match name {
+                Value::Null => continue,
+                other => self.force_string_no_ctx(&other, d.pos)?,
+            };
+            let sym = Symbol::new(&name);
+            if let Some(prev) = attrs.get_attr(sym) {
+                let prev = prev
+                    .pos
+                    .resolve()
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "«unknown»".into());
+                return Err(EvalError::new(
+                    ErrorKind::Other,
+                    format!("dynamic attribute '{name}' already defined at {prev}"),
+                    d.pos,
+                ));
+            }
+            let v = self.thunk(&d.value, &scope_env);
+            attrs.insert(sym, v, d.pos);
+        }
+        Ok(Value::attrs(attrs))
+    }
+
+    fn inherit_from_thunks(&self, from: &[ExprRef], env: &Rc<Env>) -> Vec<Value> {
+        from.iter().map(|e| self.thunk_in_init(e, env)).collect()
+    }
+
+    fn binding_value(
+        &self,
+        b: &BindingValue,
+        from: &[Value],
+        env: &Rc<Env>,
+        pos: Pos,
+        init: bool,
+    ) -> Value {
+        match b {
+            BindingValue::Expr(e) | BindingValue::Inherit(e) => {
+                if init {
+                    self.thunk_in_init(e, env)
+                } else {
+                    self.thunk(e, env)
+                }
+            }
+            BindingValue::InheritFrom(k, name) => {
+                Thunk::value(ThunkState::Select(from[*k as usize].clone(), *name, pos))
+            }
+        }
+    }
+
+    fn eval_let(&mut self, l: &Rc<LetExpr>, env: &Rc<Env>) -> Result<Value> {
+        let new_env = Env::new(Some(env.clone()), Vec::new());
+        let from = self.inherit_from_thunks(&l.inherit_from, &new_env);
+        let vals = l
+            .bindings
+            .iter()
+            .map(|b| self.binding_value(&b.value, &from, &new_env, b.pos, true))
+            .collect();
+        *new_env.vals.borrow_mut() = vals;
+        self.eval(&l.body, &new_env)
+    }
+
+    fn eval_bin(
+        &mut self,
+        op: BinOp,
+        lhs: &ExprRef,
+        rhs: &ExprRef,
+        pos: Pos,
+        env: &Rc<Env>,
+    ) -> Result<Value> {
+        use crate::ops;
+        match op {
+            BinOp::And => {
+                let l = self.eval(lhs, env)?;
+                if !self.bool_operand(&l, pos, "&&")? {
+                    return Ok(Value::Bool(false));
+                }
+                let r = self.eval(rhs, env)?;
+                Ok(Value::Bool(self.bool_operand(&r, pos, "&&")?))
+            }
+            BinOp::Or => {
+                let l = self.eval(lhs, env)?;
+                if self.bool_operand(&l, pos, "||")? {
+                    return Ok(Value::Bool(true));
+                }
+                let r = self.eval(rhs, env)?;
+                Ok(Value::Bool(self.bool_operand(&r, pos, "||")?))
+            }
+            BinOp::Impl => {
+                let l = self.eval(lhs, env)?;
+                if !self.bool_operand(&l, pos, "->")? {
+                    return Ok(Value::Bool(true));
+                }
+                let r = self.eval(rhs, env)?;
+                Ok(Value::Bool(self.bool_operand(&r, pos, "->")?))
+            }
+            _ => {
+                let l = self.eval(lhs, env)?;
+                let r = self.eval(rhs, env)?;
+                match op {
+                    BinOp::Add => self.add(&l, &r, pos),
+                    BinOp::Sub => ops::sub(&l, &r, pos),
+                    BinOp::Mul => ops::mul(&l, &r, pos),
+                    BinOp::Div => ops::div(&l, &r, pos),
+                    BinOp::Concat => {
+                        let a = match l {
+                            Value::List(a) => a,
+                            other => return Err(expected(&other, "a list", pos)),
+                        };
+                        let b = match r {
+                            Value::List(b) => b,
+                            other => return Err(expected(&other, "a list", pos)),
+                        };
+                        if a.is_empty() {
+                            return Ok(Value::List(b));
+                        }
+                        if b.is_empty() {
+                            return Ok(Value::List(a));
+                        }
+                        let mut v = Vec::with_capacity(a.len() + b.len());
+                        v.extend(a.iter().cloned());
+                        v.extend(b.iter().cloned());
+                        Ok(Value::list(v))
+                    }
+                    BinOp::Update => {
+                        let a = match l {
+                            Value::Attrs(a) => a,
+                            other => return Err(expected(&other, "a set", pos)),
+                        };
+                        let b = match r {
+                            Value::Attrs(b) => b,
+                            other => return Err(expected(&other, "a set", pos)),
+                        };
+                        if b.is_empty() {
+                            return Ok(Value::Attrs(a));
+                        }
+                        if a.is_empty() {
+                            return Ok(Value::Attrs(b));
+                        }
+                        Ok(Value::attrs(a.update(&b)))
+                    }
+                    BinOp::Eq => Ok(Value::Bool(self.eq_values(&l, &r, pos)?)),
+                    BinOp::NotEq => Ok(Value::Bool(!self.eq_values(&l, &r, pos)?)),
+                    BinOp::Less => Ok(Value::Bool(self.less_than(&l, &r, pos)?)),
+                    BinOp::Greater => Ok(Value::Bool(self.less_than(&r, &l, pos)?)),
+                    BinOp::LessEq => Ok(Value::Bool(!self.less_than(&r, &l, pos)?)),
+                    BinOp::GreaterEq => Ok(Value::Bool(!self.less_than(&l, &r, pos)?)),
+                    BinOp::And | BinOp::Or | BinOp::Impl => unreachable!(),
+                }
+            }
+        }
+    }
+
+    fn bool_operand(&mut self, v: &Value, pos: Pos, op: &str) -> Result<bool> {
+        match v {
+            Value::Bool(b) => Ok(*b),
+            other => Err(expected(other, "a Boolean", pos)
+                .add_trace(pos, format!("in the operand of the {op} operator"))),
+        }
+    }
+
+    /// `+`: numbers, path + string, string + anything coercible. Mirrors
+    /// `ExprConcatStrings::eval` with two operands.
+    pub fn add(&mut self, l: &Value, r: &Value, pos: Pos) -> Result<Value> {
+        match (l, r) {
+            (Value::Int(_) | Value::Float(_), _) => crate::ops::add_numbers(l, r, pos),
+            (Value::Path(p), _) => {
+                let mut out = String::from(p.as_str());
+                let mut ctx = Context::new();
+                self.coerce_into(
+                    r,
+                    pos,
+                    Coerce {
+                        more: false,
+                        copy_to_store: false,
+                    },
+                    &mut out,
+                    &mut ctx,
+                )?;
+                if !ctx.is_empty() {
+                    return Err(EvalError::new(
+                        ErrorKind::Other,
+                        "a string that refers to a store path cannot be appended to a path",
+                        pos,
+                    ));
+                }
+                Ok(Value::path(canon_path(&out)))
+            }
+            _ => {
+                let mut out = String::new();
+                let mut ctx = Context::new();
+                let opts = Coerce {
+                    more: false,
+                    copy_to_store: true,
+                };
+                self.coerce_into(l, pos, opts, &mut out, &mut ctx)?;
+                self.coerce_into(r, pos, opts, &mut out, &mut ctx)?;
+                Ok(Value::String(NixString::with_context(out, ctx)))
+            }
+        }
+    }
+
+    // ----- calls -----
+
+    /// Applies `f` (possibly a thunk) to `arg`.
+    pub fn call(&mut self, f: &Value, arg: Value, pos: Pos) -> Result<Value> {
+        let f = self.force(f)?;
+        self.call_forced(f, arg, pos)
+    }
+
+    /// `f x y`.
+    pub fn call2(&mut self, f: &Value, x: Value, y: Value, pos: Pos) -> Result<Value> {
+        let g = self.call(f, x, pos)?;
+        self.call_forced(g, y, pos)
+    }
+
+    pub(crate) fn call_forced(&mut self, f: Value, arg: Value, pos: Pos) -> Result<Value> {
+        match f {
+            Value::Lambda(c) => {
+                if self.call_depth >= self.opts.max_call_depth {
+                    return Err(EvalError::new(
+                        ErrorKind::StackOverflow,
+                        "stack overflow; max-call-depth exceeded",
+                        pos,
+                    ));
+                }
+                self.call_depth += 1;
+                let r = stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
+                    self.call_lambda(&c, arg, pos)
+                });
+                self.call_depth -= 1;
+                r
+            }
+            Value::PrimOp(op) => {
+                if op.arity == 1 {
+                    self.call_primop(&op, &[arg], pos)
+                } else {
+                    Ok(Value::PrimOpApp(Rc::new(PrimOpApp {
+                        op,
+                        args: vec![arg],
+                    })))
+                }
+            }
+            Value::PrimOpApp(app) => {
+                let mut args = Vec::with_capacity(app.args.len() + 1);
+                args.extend(app.args.iter().cloned());
+                args.push(arg);
+                if args.len() == app.op.arity {
+                    let op = app.op.clone();
+                    self.call_primop(&op, &args, pos)
+                } else {
+                    Ok(Value::PrimOpApp(Rc::new(PrimOpApp {
+                        op: app.op.clone(),
+                        args,
+                    })))
+                }
+            }
+            Value::Attrs(a) => match a.get(self.syms.functor) {
+                Some(functor) => {
+                    let functor = functor.clone();
+                    let g = self.call(&functor, Value::Attrs(a.clone()), pos)?;
+                    self.call(&g, arg, pos)
+                }
+                None => Err(type_error(
+                    "attempt to call something which is not a function but a set",
+                    pos,
+                )),
+            },
+            Value::Thunk(t) => {
+                let f = self.force_thunk(&t)?;
+                self.call_forced(f, arg, pos)
+            }
+            other => Err(type_error(
+                format!(
+                    "attempt to call something which is not a function but {}",
+                    other.type_description()
+                ),
+                pos,
+            )),
+        }
+    }
+
+    fn call_primop(&mut self, op: &Rc<PrimOp>, args: &[Value], pos: Pos) -> Result<Value> {
+        if self.call_depth >= self.opts.max_call_depth {
+            return Err(EvalError::new(
+                ErrorKind::StackOverflow,
+                "stack overflow; max-call-depth exceeded",
+                pos,
+            ));
+        }
+        self.call_depth += 1;
+        let r = stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || (op.f)(self, args, pos));
+        self.call_depth -= 1;
+        r
+    }
+
+    fn call_lambda(&mut self, c: &Closure, arg: Value, pos: Pos) -> Result<Value> {
+        let lambda = &c.lambda;
+        let env = match &lambda.param {
+            Param::Ident(_) => Env::new(Some(c.env.clone()), vec![arg]),
+            Param::Formals {
+                formals,
+                ellipsis,
+                at,
+            } => {
+                let attrs = self.force_attrs(&arg, pos).map_err(|e| {
+                    e.add_trace(
+                        lambda.pos,
+                        format!("while calling {}", lambda_name(lambda.name)),
+                    )
+                })?;
+                let env = Env::new(Some(c.env.clone()), Vec::new());
+                let mut vals = Vec::with_capacity(lambda.frame_size());
+                let mut used = 0;
+                for f in formals {
+                    match attrs.get(f.name) {
+                        Some(v) => {
+                            used += 1;
+                            vals.push(v.clone());
+                        }
+                        None => match &f.default {
+                            Some(d) => vals.push(self.thunk_in_init(d, &env)),
+                            None => {
+                                return Err(EvalError::new(
+                                    ErrorKind::Type,
+                                    format!(
+                                        "{} called without required argument '{}'",
+                                        lambda_name(lambda.name),
+                                        f.name
+                                    ),
+                                    pos,
+                                ))
+                            }
+                        },
+                    }
+                }
+                if at.is_some() {
+                    vals.push(arg.clone());
+                }
+                if !ellipsis && used < attrs.len() {
+                    for a in attrs.iter() {
+                        if !formals.iter().any(|f| f.name == a.name) {
+                            return Err(EvalError::new(
+                                ErrorKind::Type,
+                                format!(
+                                    "{} called with unexpected argument '{}'",
+                                    lambda_name(lambda.name),
+                                    a.name
+                                ),
+                                pos,
+                            ));
+                        }
+                    }
+                }
+                *env.vals.borrow_mut() = vals;
+                env
+            }
+        };
+        self.eval(&lambda.body, &env)
+    }
+
+    // ----- coercion -----
+
+    /// Appends `v` coerced to a string to `out`, collecting context. Mirrors `coerceToString`.
+    pub fn coerce_into(
+        &mut self,
+        v: &Value,
+        pos: Pos,
+        opts: Coerce,
+        out: &mut String,
+        ctx: &mut Context,
+    ) -> Result<()> {
+        let v = self.force(v)?;
+        match &v {
+            Value::String(s) => {
+                out.push_str(s.as_str());
+                if s.has_context() {
+                    ctx.extend(s.context().iter().cloned());
+                }
+                Ok(())
+            }
+            Value::Path(p) => {
+                if opts.copy_to_store {
+                    let sp = self.copy_path_to_store(p, pos)?;
+                    out.push_str(&sp);
+                    ctx.insert(Rc::from(sp.as_str()));
+                } else {
+                    out.push_str(p);
+                }
+                Ok(())
+            }
+            Value::Attrs(a) => {
+                if let Some(f) = a.get(self.syms.to_string) {
+                    let f = f.clone();
+                    let r = self.call(&f, v.clone(), pos)?;
+                    return self.coerce_into(&r, pos, opts, out, ctx);
+                }
+                if let Some(o) = a.get(self.syms.out_path) {
+                    let o = o.clone();
+                    return self.coerce_into(&o, pos, opts, out, ctx);
+                }
+                Err(type_error("cannot coerce a set to a string", pos))
+            }
+            _ if opts.more => match &v {
+                Value::Null | Value::Bool(false) => Ok(()),
+                Value::Bool(true) => {
+                    out.push('1');
+                    Ok(())
+                }
+                Value::Int(i) => {
+                    out.push_str(&i.to_string());
+                    Ok(())
+                }
+                Value::Float(f) => {
+                    out.push_str(&format!("{f:.6}"));
+                    Ok(())
+                }
+                Value::List(l) => {
+                    for (i, item) in l.iter().enumerate() {
+                        self.coerce_into(item, pos, opts, out, ctx)?;
+                        if i + 1 < l.len() {
+                            let item = self.force(item)?;
+                            let empty_list = matches!(&item, Value::List(x) if x.is_empty());
+                            if !empty_list {
+                                out.push(' ');
+                            }
+                        }
+                    }
+                    Ok(())
+                }
+                other => Err(type_error(
+                    format!("cannot coerce {} to a string", other.type_description()),
+                    pos,
+                )),
+            },
+            other => Err(type_error(
+                format!("cannot coerce {} to a string", other.type_description()),
+                pos,
+            )),
+        }
+    }
+
+    /// `v` as a string with its context.
+    pub fn coerce_to_string(&mut self, v: &Value, pos: Pos, opts: Coerce) -> Result<NixString> {
+        if let Value::String(s) = v {
+            return Ok(s.clone());
+        }
+        let mut out = String::new();
+        let mut ctx = Context::new();
+        self.coerce_into(v, pos, opts, &mut out, &mut ctx)?;
+        Ok(NixString::with_context(out, ctx))
+    }
+
+    /// A path from a path value or a string that is an absolute path. Mirrors `coerceToPath`.
+    pub fn coerce_to_path(&mut self, v: &Value, pos: Pos) -> Result<(String, Context)> {
+        let s = self.coerce_to_string(
+            v,
+            pos,
+            Coerce {
+                more: false,
+                copy_to_store: false,
+            },
+        )?;
+        if !s.as_str().starts_with('/') {
+            return Err(EvalError::new(
+                ErrorKind::Other,
+                format!("string '{}' doesn't represent an absolute path", s.as_str()),
+                pos,
+            ));
+        }
+        Ok((s.as_str().to_owned(), s.context().clone()))
+    }
+
+    /// Copies a source path to the store (once per path). Mirrors `copyPathToStore`.
+    pub fn copy_path_to_store(&mut self, path: &str, pos: Pos) -> Result<String> {
+        if let Some(p) = self.src_to_store.get(path) {
+            return Ok(p.clone());
+        }
+        let name = base_name(path);
+        if name.ends_with(".drv") {
+            return Err(EvalError::new(
+                ErrorKind::Other,
+                format!("file names are not allowed to end in '.drv'"),
+                pos,
+            ));
+        }
+        let store = self.opts.store.clone();
+        let sp = store
+            .add_to_store(
+                name,
+                Path::new(path),
+                FileIngestionMethod::Recursive,
+                HashAlgo::Sha256,
+                &mut |_, _| true,
+            )
+            .map_err(|e| {
+                EvalError::new(
+                    ErrorKind::Io,
+                    format!("while copying '{path}' to the store: {}", io_msg(&e)),
+                    pos,
+                )
+            })?;
+        let full = store.store_dir().display(&sp);
+        self.src_to_store.insert(path.to_owned(), full.clone());
+        Ok(full)
+    }
+
+    // ----- comparison -----
+
+    /// `==`. Mirrors `eqValues`.
+    pub fn eq_values(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<bool> {
+        let a = self.force(a)?;
+        let b = self.force(b)?;
+        Ok(match (&a, &b) {
+            (Value::Int(x), Value::Int(y)) => x == y,
+            (Value::Int(x), Value::Float(y)) => (*x as f64) == *y,
+            (Value::Float(x), Value::Int(y)) => *x == (*y as f64),
+            (Value::Float(x), Value::Float(y)) => x == y,
+            (Value::Bool(x), Value::Bool(y)) => x == y,
+            (Value::Null, Value::Null) => true,
+            (Value::String(x), Value::String(y)) => x.as_str() == y.as_str(),
+            (Value::Path(x), Value::Path(y)) => x == y,
+            (Value::List(x), Value::List(y)) => {
+                if Rc::ptr_eq(x, y) {
+                    return Ok(true);
+                }
+                if x.len() != y.len() {
+                    return Ok(false);
+                }
+                for (i, j) in x.iter().zip(y.iter()) {
+                    if !identical(i, j) && !self.eq_values(i, j, pos)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            (Value::Attrs(x), Value::Attrs(y)) => {
+                if Rc::ptr_eq(x, y) {
+                    return Ok(true);
+                }
+                if self.is_derivation(x)? && self.is_derivation(y)? {
+                    if let (Some(p), Some(q)) = (x.get(self.syms.out_path), y.get(self.syms.out_path)) {
+                        let (p, q) = (p.clone(), q.clone());
+                        return self.eq_values(&p, &q, pos);
+                    }
+                }
+                if x.len() != y.len() {
+                    return Ok(false);
+                }
+                for (i, j) in x.iter().zip(y.iter()) {
+                    if i.name != j.name
+                        || (!identical(&i.value, &j.value)
+                            && !self.eq_values(&i.value, &j.value, pos)?)
+                    {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            _ => false,
+        })
+    }
+
+    pub(crate) fn is_derivation(&mut self, a: &Attrs) -> Result<bool> {
+        match a.get(self.syms.type_) {
+            Some(t) => {
+                let t = t.clone();
+                match self.force(&t)? {
+                    Value::String(s) => Ok(s.as_str() == "derivation"),
+                    _ => Ok(false),
+                }
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// `<`. Mirrors `CompareValues`.
+    pub fn less_than(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<bool> {
+        let a = self.force(a)?;
+        let b = self.force(b)?;
+        match (&a, &b) {
+            (Value::Int(x), Value::Int(y)) => Ok(x < y),
+            (Value::Int(x), Value::Float(y)) => Ok((*x as f64) < *y),
+            (Value::Float(x), Value::Int(y)) => Ok(*x < (*y as f64)),
+            (Value::Float(x), Value::Float(y)) => Ok(x < y),
+            (Value::String(x), Value::String(y)) => Ok(x.as_str() < y.as_str()),
+            (Value::Path(x), Value::Path(y)) => Ok(x < y),
+            (Value::List(x), Value::List(y)) => {
+                for (i, j) in x.iter().zip(y.iter()) {
+                    if !self.eq_values(i, j, pos)? {
+                        return self.less_than(i, j, pos);
+                    }
+                }
+                Ok(x.len() < y.len())
+            }
+            _ => Err(type_error(
+                format!(
+                    "cannot compare {} with {}",
+                    a.type_description(),
+                    b.type_description()
+                ),
+                pos,
+            )),
+        }
+    }
+
+    // ----- helpers -----
+
+    /// `{ file, line, column }` for `__curPos` and `unsafeGetAttrPos`.
+    pub fn pos_to_value(&self, pos: Pos) -> Value {
+        match pos.resolve() {
+            None => Value::Null,
+            Some(loc) => {
+                let file = match &loc.origin {
+                    Origin::Path(p) => Value::string(p.to_string()),
+                    other => Value::string(other.to_string()),
+                };
+                Value::attrs(Attrs::from_unsorted(vec![
+                    Attr {
+                        name: Symbol::new("file"),
+                        value: file,
+                        pos: Pos::NONE,
+                    },
+                    Attr {
+                        name: Symbol::new("line"),
+                        value: Value::Int(loc.line as i64),
+                        pos: Pos::NONE,
+                    },
+                    Attr {
+                        name: Symbol::new("column"),
+                        value: Value::Int(loc.column as i64),
+                        pos: Pos::NONE,
+                    },
+                ]))
+            }
+        }
+    }
+
+    pub(crate) fn trace(&mut self, msg: &str) {
+        match &mut self.opts.trace_sink {
+            Some(sink) => sink(msg),
+            None => eprintln!("trace: {msg}"),
+        }
+    }
+
+    /// Looks up `<name/rest>` in the search path. Mirrors `findFile`.
+    pub fn find_file(&self, search_path: &[SearchPathEntry], name: &str, pos: Pos) -> Result<String> {
+        for entry in search_path {
+            let rest = if entry.prefix.is_empty() {
+                Some(name)
+            } else if name == entry.prefix {
+                Some("")
+            } else {
+                name.strip_prefix(&entry.prefix)
+                    .and_then(|r| r.strip_prefix('/'))
+            };
+            let Some(rest) = rest else { continue };
+            if entry.path.contains("://") {
+                continue;
+            }
+            let candidate = if rest.is_empty() {
+                canon_path(&entry.path)
+            } else {
+                canon_path(&format!("{}/{}", entry.path, rest))
+            };
+            let candidate = if candidate.starts_with('/') {
+                candidate
+            } else {
+                canon_path(&format!(
+                    "{}/{}",
+                    std::env::current_dir()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default(),
+                    candidate
+                ))
+            };
+            if Path::new(&candidate).exists() {
+                return Ok(candidate);
+            }
+        }
+        Err(EvalError::new(
+            ErrorKind::Other,
+            format!(
+                "file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"
+            ),
+            pos,
+        ))
+    }
+}
+
+/// Whether two stored values are the same object (Nix compares `Value*`
+/// first, so a function equals itself inside lists and sets).
+fn identical(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Thunk(x), Value::Thunk(y)) => x.ptr_eq(y),
+        (Value::Lambda(x), Value::Lambda(y)) => Rc::ptr_eq(x, y),
+        (Value::PrimOp(x), Value::PrimOp(y)) => Rc::ptr_eq(x, y),
+        (Value::PrimOpApp(x), Value::PrimOpApp(y)) => Rc::ptr_eq(x, y),
+        (Value::Attrs(x), Value::Attrs(y)) => Rc::ptr_eq(x, y),
+        (Value::List(x), Value::List(y)) => Rc::ptr_eq(x, y),
+        _ => false,
+    }
+}
+
+pub(crate) fn lambda_name(name: Option<Symbol>) -> String {
+    match name {
+        Some(n) if !n.as_str().is_empty() => format!("function '{n}'"),
+        _ => "anonymous function".to_owned(),
+    }
+}
+
+/// `value is X while Y was expected`.
+pub fn expected(v: &Value, what: &str, pos: Pos) -> Box<EvalError> {
+    type_error(
+        format!("value is {} while {what} was expected", v.type_description()),
+        pos,
+    )
+}
+
+pub(crate) fn missing_attr(name: Symbol, attrs: &Attrs, pos: Pos) -> Box<EvalError> {
+    let _ = attrs;
+    EvalError::new(
+        ErrorKind::MissingAttribute,
+        format!("attribute '{name}' missing"),
+        pos,
+    )
+}
+
+/// Gives an error without a position the position `pos`.
+pub(crate) fn at(mut e: Box<EvalError>, pos: Pos) -> Box<EvalError> {
+    if e.pos.is_none() {
+        e.pos = pos;
+    }
+    e
+}
+
+pub(crate) fn io_msg(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "Permission denied".to_owned(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_owned(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// The store path of a context element (`=p`, `!out!p` or `p`).
+pub(crate) fn decode_context_path(elem: &str) -> &str {
+    if let Some(rest) = elem.strip_prefix('=') {
+        rest
+    } else if let Some(rest) = elem.strip_prefix('!') {
+        rest.split_once('!').map(|(_, p)| p).unwrap_or(rest)
+    } else {
+        elem
+    }
+}
+
+/// Nix's `baseNameOf` on a path string.
+pub(crate) fn base_name(path: &str) -> &str {
+    let p = path.strip_suffix('/').unwrap_or(path);
+    match p.rfind('/') {
+        Some(i) => &p[i + 1..],
+        None => p,
+    }
+}
+
+pub(crate) fn parent_dir(path: &str) -> String {
+    match PathBuf::from(path).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ => "/".to_owned(),
+    }
+}

@@ -1,0 +1,150 @@
+//! Source positions.
+//!
+//! Every parsed text gets a range of a single 32-bit offset space (as rustc's
+//! code map does), so a position is one `u32` wherever it is stored: in the AST,
+//! in attribute sets (for `unsafeGetAttrPos`) and in errors. The table is
+//! per-thread, like values. Mirrors Nix's `PosTable`.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+/// A byte position in some parsed source; `Pos::NONE` when unknown.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub struct Pos(pub u32);
+
+impl Pos {
+    pub const NONE: Pos = Pos(0);
+
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    /// File, line and column of this position, if known.
+    pub fn resolve(self) -> Option<Location> {
+        if self.is_none() {
+            return None;
+        }
+        SOURCES.with(|s| {
+            let s = s.borrow();
+            let idx = s.files.partition_point(|f| f.base <= self.0).checked_sub(1)?;
+            let f = &s.files[idx];
+            let off = (self.0 - f.base) as usize;
+            if off > f.text.len() {
+                return None;
+            }
+            let line = f.line_starts.partition_point(|&l| l as usize <= off);
+            let line_start = f.line_starts[line - 1] as usize;
+            let col = f.text[line_start..off.min(f.text.len())].chars().count() + 1;
+            Some(Location {
+                origin: f.origin.clone(),
+                line: line as u32,
+                column: col as u32,
+                text: f.text.clone(),
+                line_start,
+            })
+        })
+    }
+}
+
+/// Where a source text came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A file on disk.
+    Path(Rc<str>),
+    /// An expression given on the command line (`«string»`).
+    String,
+    /// Standard input (`«stdin»`).
+    Stdin,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Path(p) => f.write_str(p),
+            Origin::String => f.write_str("«string»"),
+            Origin::Stdin => f.write_str("«stdin»"),
+        }
+    }
+}
+
+/// A resolved position.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub origin: Origin,
+    /// 1-based.
+    pub line: u32,
+    /// 1-based, in characters.
+    pub column: u32,
+    text: Rc<str>,
+    line_start: usize,
+}
+
+impl Location {
+    /// The text of the line this position is on.
+    pub fn line_text(&self) -> &str {
+        let rest = &self.text[self.line_start..];
+        rest.split('\n').next().unwrap_or("")
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.origin, self.line, self.column)
+    }
+}
+
+struct SourceFile {
+    base: u32,
+    origin: Origin,
+    text: Rc<str>,
+    line_starts: Vec<u32>,
+}
+
+#[derive(Default)]
+struct Sources {
+    files: Vec<SourceFile>,
+    next: u32,
+}
+
+thread_local! {
+    static SOURCES: RefCell<Sources> = RefCell::new(Sources { files: Vec::new(), next: 1 });
+}
+
+/// Registers a source text; positions in it are `base + byte offset`.
+pub fn add_source(origin: Origin, text: Rc<str>) -> u32 {
+    SOURCES.with(|s| {
+        let mut s = s.borrow_mut();
+        let base = s.next;
+        let mut line_starts = vec![0u32];
+        line_starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i as u32 + 1),
+        );
+        s.next = base.saturating_add(text.len() as u32 + 1);
+        s.files.push(SourceFile {
+            base,
+            origin,
+            text,
+            line_starts,
+        });
+        base
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_lines_and_columns() {
+        let base = add_source(Origin::String, Rc::from("ab\ncd\n"));
+        let loc = Pos(base + 4).resolve().unwrap();
+        assert_eq!((loc.line, loc.column), (2, 2));
+        assert_eq!(loc.line_text(), "cd");
+        assert_eq!(loc.to_string(), "«string»:2:2");
+        assert!(Pos::NONE.resolve().is_none());
+    }
+}

@@ -1,0 +1,98 @@
+//! Interned identifiers.
+//!
+//! A [`Symbol`] is a pointer to a leaked, interned string: equality is a pointer
+//! comparison, ordering is the string's byte order (the order in which Nix prints
+//! attribute names). Mirrors Nix's `SymbolTable`, which also never frees symbols.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+
+/// An interned string, one machine word wide.
+#[derive(Clone, Copy)]
+pub struct Symbol(&'static Box<str>);
+
+thread_local! {
+    static TABLE: RefCell<HashMap<&'static str, Symbol>> = RefCell::new(HashMap::new());
+}
+
+impl Symbol {
+    /// Interns `s`, returning the one symbol for that string.
+    pub fn new(s: &str) -> Symbol {
+        TABLE.with(|t| {
+            let mut t = t.borrow_mut();
+            if let Some(sym) = t.get(s) {
+                return *sym;
+            }
+            let leaked: &'static Box<str> = Box::leak(Box::new(Box::from(s)));
+            let sym = Symbol(leaked);
+            t.insert(&leaked[..], sym);
+            sym
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+impl Eq for Symbol {}
+
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Symbol {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self == other {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.as_bytes().cmp(other.0.as_bytes())
+        }
+    }
+}
+
+impl std::hash::Hash for Symbol {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0 as *const Box<str>).hash(state)
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &**self.0)
+    }
+}
+
+impl From<&str> for Symbol {
+    fn from(s: &str) -> Self {
+        Symbol::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning() {
+        let a = Symbol::new("foo");
+        let b = Symbol::new(&String::from("foo"));
+        assert_eq!(a, b);
+        assert_ne!(a, Symbol::new("bar"));
+        assert!(Symbol::new("a") < Symbol::new("b"));
+        assert_eq!(a.as_str(), "foo");
+    }
+}

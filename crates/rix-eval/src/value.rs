@@ -1,0 +1,420 @@
+//! Runtime values.
+//!
+//! A [`Value`] is 16 bytes: scalars inline, everything else behind an `Rc`.
+//! Attribute sets are vectors sorted by name (Nix's `Bindings`), lists are
+//! shared vectors, and unevaluated values are [`Thunk`]s updated in place when
+//! forced. Environments ([`Env`]) are frames of slots addressed by
+//! `(depth, index)`, as resolved by the lowering pass.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::ast::{ExprRef, Lambda};
+use crate::error::Result;
+use crate::eval::Evaluator;
+use crate::source::Pos;
+use crate::symbol::Symbol;
+
+/// A Nix value, possibly not yet evaluated ([`Value::Thunk`]).
+#[derive(Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(NixString),
+    /// An absolute, canonical path.
+    Path(Rc<String>),
+    Attrs(Rc<Attrs>),
+    List(Rc<Vec<Value>>),
+    Lambda(Rc<Closure>),
+    PrimOp(Rc<PrimOp>),
+    PrimOpApp(Rc<PrimOpApp>),
+    Thunk(Thunk),
+}
+
+impl Value {
+    pub fn string(s: impl Into<String>) -> Value {
+        Value::String(NixString::new(s.into()))
+    }
+
+    pub fn path(s: impl Into<String>) -> Value {
+        Value::Path(Rc::new(s.into()))
+    }
+
+    pub fn list(v: Vec<Value>) -> Value {
+        Value::List(Rc::new(v))
+    }
+
+    pub fn attrs(a: Attrs) -> Value {
+        Value::Attrs(Rc::new(a))
+    }
+
+    pub fn is_thunk(&self) -> bool {
+        matches!(self, Value::Thunk(_))
+    }
+
+    /// Nix's `showType`, used in type errors ("value is an integer while ...").
+    pub fn type_description(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a Boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::String(_) => "a string",
+            Value::Path(_) => "a path",
+            Value::Attrs(_) => "a set",
+            Value::List(_) => "a list",
+            Value::Lambda(_) => "a function",
+            Value::PrimOp(_) => "a built-in function",
+            Value::PrimOpApp(_) => "a partially applied built-in function",
+            Value::Thunk(_) => "a thunk",
+        }
+    }
+
+    /// `builtins.typeOf`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::String(_) => "string",
+            Value::Path(_) => "path",
+            Value::Attrs(_) => "set",
+            Value::List(_) => "list",
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => "lambda",
+            Value::Thunk(_) => "thunk",
+        }
+    }
+
+    pub fn is_function(&self) -> bool {
+        matches!(
+            self,
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_)
+        )
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::String(s) => write!(f, "{:?}", s.as_str()),
+            Value::Path(p) => f.write_str(p),
+            Value::Attrs(a) => {
+                f.write_str("{ ")?;
+                for attr in a.iter() {
+                    write!(f, "{} = {:?}; ", attr.name, attr.value)?;
+                }
+                f.write_str("}")
+            }
+            Value::List(l) => f.debug_list().entries(l.iter()).finish(),
+            Value::Lambda(_) => f.write_str("<LAMBDA>"),
+            Value::PrimOp(_) => f.write_str("<PRIMOP>"),
+            Value::PrimOpApp(_) => f.write_str("<PRIMOP-APP>"),
+            Value::Thunk(t) => match &*t.0.borrow() {
+                ThunkState::Done(v) => v.fmt(f),
+                _ => f.write_str("<CODE>"),
+            },
+        }
+    }
+}
+
+/// A string with its context: the store paths it refers to, in Nix's encoding
+/// (`/nix/store/x` for a plain path, `=/nix/store/x.drv` for a derivation and
+/// all its outputs, `!out!/nix/store/x.drv` for one output).
+#[derive(Clone)]
+pub struct NixString(Rc<StrInner>);
+
+struct StrInner {
+    s: String,
+    ctx: Context,
+}
+
+/// A string context: a set of encoded elements.
+pub type Context = BTreeSet<Rc<str>>;
+
+impl NixString {
+    pub fn new(s: String) -> NixString {
+        NixString(Rc::new(StrInner {
+            s,
+            ctx: Context::new(),
+        }))
+    }
+
+    pub fn with_context(s: String, ctx: Context) -> NixString {
+        NixString(Rc::new(StrInner { s, ctx }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0.s
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.0.ctx
+    }
+
+    pub fn has_context(&self) -> bool {
+        !self.0.ctx.is_empty()
+    }
+}
+
+impl From<&str> for NixString {
+    fn from(s: &str) -> Self {
+        NixString::new(s.to_owned())
+    }
+}
+
+/// One attribute of a set.
+#[derive(Clone)]
+pub struct Attr {
+    pub name: Symbol,
+    pub value: Value,
+    pub pos: Pos,
+}
+
+/// An attribute set: attributes sorted by name.
+#[derive(Clone, Default)]
+pub struct Attrs {
+    entries: Vec<Attr>,
+}
+
+impl Attrs {
+    pub fn new() -> Attrs {
+        Attrs::default()
+    }
+
+    /// Builds a set from attributes in any order; on duplicates the last one wins.
+    pub fn from_unsorted(mut entries: Vec<Attr>) -> Attrs {
+        if !entries.windows(2).all(|w| w[0].name < w[1].name) {
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            // Keep the last of equal names: walk backwards.
+            let mut out: Vec<Attr> = Vec::with_capacity(entries.len());
+            for a in entries.into_iter().rev() {
+                if out.last().is_some_and(|l| l.name == a.name) {
+                    continue;
+                }
+                out.push(a);
+            }
+            out.reverse();
+            entries = out;
+        }
+        Attrs { entries }
+    }
+
+    /// Builds a set from attributes already sorted by name without duplicates.
+    pub fn from_sorted(entries: Vec<Attr>) -> Attrs {
+        debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
+        Attrs { entries }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Attr> {
+        self.entries.iter()
+    }
+
+    pub fn entries(&self) -> &[Attr] {
+        &self.entries
+    }
+
+    pub fn into_entries(self) -> Vec<Attr> {
+        self.entries
+    }
+
+    pub fn get_attr(&self, name: Symbol) -> Option<&Attr> {
+        self.entries
+            .binary_search_by(|a| a.name.cmp(&name))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    pub fn get(&self, name: Symbol) -> Option<&Value> {
+        self.get_attr(name).map(|a| &a.value)
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<&Value> {
+        self.get(Symbol::new(name))
+    }
+
+    /// Inserts or replaces.
+    pub fn insert(&mut self, name: Symbol, value: Value, pos: Pos) {
+        match self.entries.binary_search_by(|a| a.name.cmp(&name)) {
+            Ok(i) => self.entries[i] = Attr { name, value, pos },
+            Err(i) => self.entries.insert(i, Attr { name, value, pos }),
+        }
+    }
+
+    /// `self // other`: a merge of two sorted vectors, `other` winning.
+    pub fn update(&self, other: &Attrs) -> Attrs {
+        let (a, b) = (&self.entries, &other.entries);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].name.cmp(&b[j].name) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i].clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j].clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(b[j].clone());
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        Attrs { entries: out }
+    }
+}
+
+/// A lambda together with the environment it closes over.
+pub struct Closure {
+    pub lambda: Rc<Lambda>,
+    pub env: Rc<Env>,
+}
+
+/// The Rust side of a builtin: receives exactly `arity` (unforced) arguments.
+pub type PrimOpFn = fn(&mut Evaluator, &[Value], Pos) -> Result<Value>;
+
+/// A builtin function.
+pub struct PrimOp {
+    pub name: &'static str,
+    pub arity: usize,
+    pub f: PrimOpFn,
+}
+
+/// A builtin applied to fewer arguments than its arity.
+pub struct PrimOpApp {
+    pub op: Rc<PrimOp>,
+    pub args: Vec<Value>,
+}
+
+/// A frame of variables. Slots are filled after creation for recursive
+/// bindings (`let`, `rec`), hence the `RefCell`.
+pub struct Env {
+    pub up: Option<Rc<Env>>,
+    pub vals: RefCell<Vec<Value>>,
+}
+
+impl Env {
+    pub fn new(up: Option<Rc<Env>>, vals: Vec<Value>) -> Rc<Env> {
+        Rc::new(Env {
+            up,
+            vals: RefCell::new(vals),
+        })
+    }
+
+    /// The value in slot `idx` of the frame `depth` levels up.
+    #[inline]
+    pub fn lookup(self: &Rc<Env>, depth: u32, idx: u32) -> Value {
+        let mut env: &Rc<Env> = self;
+        for _ in 0..depth {
+            env = env.up.as_ref().expect("lowering resolved a valid depth");
+        }
+        env.vals.borrow()[idx as usize].clone()
+    }
+
+    pub fn ancestor(self: &Rc<Env>, depth: u32) -> &Rc<Env> {
+        let mut env: &Rc<Env> = self;
+        for _ in 0..depth {
+            env = env.up.as_ref().expect("lowering resolved a valid depth");
+        }
+        env
+    }
+}
+
+/// What a thunk will compute, or has computed.
+pub enum ThunkState {
+    /// An expression in an environment.
+    Expr(ExprRef, Rc<Env>),
+    /// A lazy application `f x` (from `map`, `genList`, ...).
+    Apply(Value, Value),
+    /// A lazy application `f x y` (from `mapAttrs`, `zipAttrsWith`, ...).
+    Apply2(Value, Value, Value),
+    /// A lazy attribute selection (`inherit (e) a;`).
+    Select(Value, Symbol, Pos),
+    /// Being evaluated: entering it again is infinite recursion.
+    Blackhole,
+    Done(Value),
+}
+
+/// A value computed on first use and then shared.
+#[derive(Clone)]
+pub struct Thunk(pub Rc<RefCell<ThunkState>>);
+
+impl Thunk {
+    pub fn new(state: ThunkState) -> Thunk {
+        Thunk(Rc::new(RefCell::new(state)))
+    }
+
+    pub fn value(state: ThunkState) -> Value {
+        Value::Thunk(Thunk::new(state))
+    }
+
+    pub fn ptr_eq(&self, other: &Thunk) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The computed value, if forced.
+    pub fn get(&self) -> Option<Value> {
+        match &*self.0.borrow() {
+            ThunkState::Done(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_is_two_words() {
+        assert_eq!(std::mem::size_of::<Value>(), 16);
+    }
+
+    #[test]
+    fn attrs_update_and_lookup() {
+        let s = |n: &str| Symbol::new(n);
+        let a = Attrs::from_unsorted(vec![
+            Attr {
+                name: s("b"),
+                value: Value::Int(1),
+                pos: Pos::NONE,
+            },
+            Attr {
+                name: s("a"),
+                value: Value::Int(2),
+                pos: Pos::NONE,
+            },
+        ]);
+        let b = Attrs::from_unsorted(vec![Attr {
+            name: s("b"),
+            value: Value::Int(3),
+            pos: Pos::NONE,
+        }]);
+        let u = a.update(&b);
+        assert_eq!(u.len(), 2);
+        assert!(matches!(u.get(s("b")), Some(Value::Int(3))));
+        assert!(matches!(u.get(s("a")), Some(Value::Int(2))));
+        assert!(u.get(s("c")).is_none());
+    }
+}
