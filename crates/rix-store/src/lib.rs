@@ -9,6 +9,7 @@
 //! | [`path_info`] | `ValidPathInfo`: what is known about a valid path |
 //! | [`lock`] | per-path locks compatible with Nix's |
 //! | [`canonicalise`] | canonical file metadata of store objects |
+//! | [`settings`] | `rix.conf` / `--option` settings with Nix's names and syntax |
 
 pub mod archive;
 pub mod canonicalise;
@@ -17,3 +18,4 @@ pub mod layout;
 pub mod local_store;
 pub mod lock;
 pub mod path_info;
+pub mod settings;

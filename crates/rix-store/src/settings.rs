@@ -1,0 +1,224 @@
+//! Settings in Nix's `nix.conf` syntax and with Nix's names, read from `rix.conf`
+//! files, the `RIX_CONFIG` environment variable and `--option NAME VALUE`.
+//!
+//! Syntax (as Nix's `Config::applyConfig`): one `name = value` per line, `#` starts
+//! a comment anywhere, values are whitespace-separated tokens joined by single
+//! spaces, `include FILE` / `!include FILE` (the latter ignores a missing file),
+//! and `extra-NAME = ...` appends to a list setting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("{file}:{line}: syntax error in configuration line '{text}' (expected 'name = value')")]
+    Syntax { file: String, line: usize, text: String },
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("setting '{name}': '{value}' is not {expected}")]
+    BadValue { name: String, value: String, expected: &'static str },
+}
+
+/// Every setting rix knows, with its default.
+pub const KNOWN: &[(&str, &str)] = &[
+    ("store", ""),
+    ("max-jobs", "1"),
+    ("cores", "0"),
+    ("keep-going", "false"),
+    ("keep-failed", "false"),
+    ("sandbox", "true"),
+    ("sandbox-fallback", "true"),
+    ("sandbox-paths", ""),
+    ("timeout", "0"),
+    ("max-silent-time", "0"),
+    ("max-build-log-size", "0"),
+    ("build-dir", ""),
+    ("substituters", "https://cache.nixos.org/"),
+    ("trusted-public-keys", "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="),
+    ("require-sigs", "true"),
+    ("narinfo-cache-negative-ttl", "3600"),
+    ("narinfo-cache-positive-ttl", "2592000"),
+    ("http-connections", "25"),
+    ("connect-timeout", "0"),
+    ("fallback", "false"),
+    ("secret-key-files", ""),
+    ("keep-outputs", "false"),
+    ("keep-derivations", "true"),
+    ("auto-optimise-store", "false"),
+    ("system", "x86_64-linux"),
+    ("experimental-features", ""),
+];
+
+/// Settings, as loaded from every source in order (later sources win).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+    /// Names that are not known settings (warned about, as Nix does).
+    pub unknown: Vec<String>,
+}
+
+impl Settings {
+    /// Loads `/etc/rix/rix.conf` (or `$RIX_CONF_DIR/rix.conf`), the user's
+    /// `$XDG_CONFIG_HOME/rix/rix.conf`, then `$RIX_CONFIG`.
+    pub fn load_default() -> Result<Self, SettingsError> {
+        let mut s = Self::default();
+        let conf_dir = std::env::var_os("RIX_CONF_DIR").map_or_else(|| PathBuf::from("/etc/rix"), PathBuf::from);
+        s.apply_file(&conf_dir.join("rix.conf"), true)?;
+        let user = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        if let Some(dir) = user {
+            s.apply_file(&dir.join("rix/rix.conf"), true)?;
+        }
+        if let Ok(text) = std::env::var("RIX_CONFIG") {
+            s.apply_text(&text, "RIX_CONFIG", None)?;
+        }
+        Ok(s)
+    }
+
+    /// Applies a configuration file; a missing one is fine when `optional`.
+    pub fn apply_file(&mut self, path: &Path, optional: bool) -> Result<(), SettingsError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.apply_text(&text, &path.display().to_string(), path.parent()),
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(SettingsError::Io { path: path.to_path_buf(), source }),
+        }
+    }
+
+    /// Applies configuration text; `file` names it in errors, `dir` resolves includes.
+    pub fn apply_text(&mut self, text: &str, file: &str, dir: Option<&Path>) -> Result<(), SettingsError> {
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or_default();
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            match tokens.as_slice() {
+                [] => {}
+                [inc @ ("include" | "!include"), path] => {
+                    let p = dir.map_or_else(|| PathBuf::from(path), |d| d.join(path));
+                    self.apply_file(&p, *inc == "!include")?;
+                }
+                [name, "=", value @ ..] => self.set(name, &value.join(" ")),
+                _ if line.contains('=') => {
+                    // `name=value` without spaces, as Nix also accepts.
+                    let (name, value) = line.split_once('=').expect("contains '='");
+                    let value: Vec<&str> = value.split_whitespace().collect();
+                    self.set(name.trim(), &value.join(" "));
+                }
+                _ => {
+                    return Err(SettingsError::Syntax {
+                        file: file.to_owned(),
+                        line: i + 1,
+                        text: raw.to_owned(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one setting (`--option NAME VALUE`); `extra-NAME` appends.
+    pub fn set(&mut self, name: &str, value: &str) {
+        if let Some(base) = name.strip_prefix("extra-") {
+            let current = self.get(base);
+            let joined = if current.is_empty() { value.to_owned() } else { format!("{current} {value}") };
+            self.set(base, &joined);
+            return;
+        }
+        if !KNOWN.iter().any(|(k, _)| *k == name) && !self.unknown.iter().any(|u| u == name) {
+            self.unknown.push(name.to_owned());
+        }
+        self.values.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// The value of a setting, or its default.
+    pub fn get(&self, name: &str) -> String {
+        self.values
+            .get(name)
+            .cloned()
+            .or_else(|| KNOWN.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+            .unwrap_or_default()
+    }
+
+    /// Whether the setting was given explicitly.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    pub fn get_bool(&self, name: &str) -> Result<bool, SettingsError> {
+        match self.get(name).as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" | "" => Ok(false),
+            v => Err(bad(name, v, "a Boolean (true or false)")),
+        }
+    }
+
+    pub fn get_u64(&self, name: &str) -> Result<u64, SettingsError> {
+        let v = self.get(name);
+        v.parse().map_err(|_| bad(name, &v, "a non-negative integer"))
+    }
+
+    /// A whitespace-separated list.
+    pub fn get_list(&self, name: &str) -> Vec<String> {
+        self.get(name).split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// `max-jobs`: a number or `auto` (the number of CPUs).
+    pub fn max_jobs(&self) -> Result<usize, SettingsError> {
+        match self.get("max-jobs").as_str() {
+            "auto" => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            v => v.parse().map_err(|_| bad("max-jobs", v, "a number or 'auto'")),
+        }
+    }
+
+    /// `cores`: 0 means all CPUs.
+    pub fn cores(&self) -> Result<usize, SettingsError> {
+        match self.get_u64("cores")? {
+            0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            n => Ok(n as usize),
+        }
+    }
+}
+
+fn bad(name: &str, value: &str, expected: &'static str) -> SettingsError {
+    SettingsError::BadValue {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nix_conf_samples() {
+        for file in ["nix.conf", "other_nix.conf"] {
+            let path = rix_testutil::vectors(&format!("tvix/nix-conf/{file}"));
+            let mut s = Settings::default();
+            s.apply_file(&path, false).unwrap();
+            assert_eq!(s.get("max-jobs"), "8");
+            assert!(s.get_bool("sandbox").unwrap());
+            assert_eq!(
+                s.get_list("substituters"),
+                ["https://nix-community.cachix.org", "https://cache.nixos.org/"]
+            );
+            assert_eq!(s.get_list("trusted-public-keys").len(), 2);
+            assert_eq!(s.get("trusted-substituters"), "");
+            assert!(s.unknown.contains(&"allowed-users".to_owned()));
+        }
+    }
+
+    #[test]
+    fn extra_appends_and_later_wins() {
+        let mut s = Settings::default();
+        s.apply_text("substituters = a\nextra-substituters = b c\nmax-jobs = 2\n", "t", None).unwrap();
+        s.set("max-jobs", "auto");
+        assert_eq!(s.get_list("substituters"), ["a", "b", "c"]);
+        assert!(s.max_jobs().unwrap() >= 1);
+        assert!(s.apply_text("what is this\n", "t", None).is_err());
+        s.set("require-sigs", "maybe");
+        assert!(s.get_bool("require-sigs").is_err());
+    }
+}
