@@ -278,3 +278,156 @@ fn derivations_match_nix() {
     let ours = show_derivations(&dir, &entries).unwrap();
     assert_same(&ours, &nix_json, "nix show-derivation -r");
 }
+
+/// What rix should make of a hand-written `.drv`, relative to Nix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Same verdict as Nix (and, when accepted, the same JSON).
+    Agree,
+    /// Nix 2.8 accepts it (silently dropping or normalising something); rix refuses.
+    Stricter,
+}
+
+/// Hand-written `.drv` files, `@S@` standing for the store directory and `@F@` for
+/// the correct path of the fixed output in the `fixed-*` cases.
+fn edge_cases() -> Vec<(&'static str, Expect, Vec<u8>)> {
+    use Expect::*;
+    let fod = |path: &str, hash: &str| {
+        format!(
+            r#"Derive([("out","{path}","r:sha256","{hash}")],[],[],"x","y",[],[("out","@F@")])"#
+        )
+    };
+    let hex = "894517c9163c896ec31a2adbd33c0681fd5f45b2c0ef08a64c92a03fb97f390f";
+    let nix32 = rix_formats::Hash::parse_any(&format!("sha256:{hex}"), None)
+        .unwrap()
+        .to_nix32();
+    let p1 = "@S@/c015dhfh5l0lp6wxyvdn7bmwhbbr6hr9-dep1";
+    let p2 = "@S@/00bgd045z0d4icpbc2yyz4gx48ak44la-dep2";
+    let mut cases: Vec<(&str, Expect, String)> = vec![
+        ("canonical", Agree, r#"Derive([("out","","","")],[],[],"x","y",["a"],[("name","canonical"),("out","")])"#.into()),
+        ("unsorted", Agree, format!(r#"Derive([("out","","",""),("dev","","","")],[],["{p1}","{p2}"],"x","y",[],[("z",""),("a","")])"#)),
+        ("escapes", Agree, "Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x\",\"a\\q\\\\\\\"\n\t\r\",[\"\\n\"],[(\"k\\ey\",\"v\\r\")])".into()),
+        ("floating", Agree, r#"Derive([("out","","r:sha256",""),("lib","","r:sha256","")],[],[],"x","y",[],[])"#.into()),
+        ("impure", Agree, r#"Derive([("out","","sha512","impure")],[],[],"x","y",[],[])"#.into()),
+        ("fixed-ok", Agree, fod("@F@", hex)),
+        ("fixed-nix32", Agree, fod("@F@", &nix32)),
+        ("no-outputs", Agree, r#"Derive([],[],[],"x","y",[],[])"#.into()),
+        ("truncated", Agree, r#"Derive([("out","","","")],[],[],"x","y",[],[("name","n")"#.into()),
+        ("version", Agree, r#"DrvWithVersion("xp-dyn-drv",[("out","","","")],[],[],"x","y",[],[])"#.into()),
+        ("bad-algo", Agree, r#"Derive([("out","","md7","")],[],[],"x","y",[],[])"#.into()),
+        ("other-store", Agree, r#"Derive([("out","/elsewhere/c015dhfh5l0lp6wxyvdn7bmwhbbr6hr9-x","","")],[],[],"x","y",[],[])"#.into()),
+        ("fixed-wrong-env", Agree, fod("@F@", hex).replace(r#"("out","@F@")"#, &format!(r#"("out","{p1}")"#))),
+        ("two-fixed", Agree, format!(r#"Derive([("a","","r:sha256","{hex}"),("out","@F@","r:sha256","{hex}")],[],[],"x","y",[],[])"#)),
+        ("dup-env", Stricter, r#"Derive([("out","","","")],[],[],"x","y",[],[("a","1"),("a","2")])"#.into()),
+        ("dup-output", Stricter, r#"Derive([("out","","",""),("out","","r:sha256","")],[],[],"x","y",[],[])"#.into()),
+        ("dup-src", Stricter, format!(r#"Derive([("out","","","")],[],["{p1}","{p1}"],"x","y",[],[])"#)),
+        ("sloppy-commas", Stricter, r#"Derive([("out","","","")],[],[],"x","y",[,"a""b"],[])"#.into()),
+        ("trailing", Stricter, r#"Derive([("out","","","")],[],[],"x","y",[],[])garbage"#.into()),
+        ("system-escape", Stricter, r#"Derive([("out","","","")],[],[],"x\"y","y",[],[])"#.into()),
+        ("empty-output-name", Stricter, r#"Derive([("","","","")],[],[],"x","y",[],[])"#.into()),
+        ("hash-without-algo", Stricter, r#"Derive([("out","","","abc")],[],[],"x","y",[],[])"#.into()),
+        ("fixed-wrong-path", Stricter, fod(p2, hex)),
+    ];
+    let mut res: Vec<(&str, Expect, Vec<u8>)> = cases
+        .drain(..)
+        .map(|(n, e, s)| (n, e, s.into_bytes()))
+        .collect();
+    let raw = b"Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x\",\"y\",[],[(\"k\",\"\x01\x1f\x7f\xc5\xff\")])";
+    res.push(("raw-bytes", Expect::Agree, raw.to_vec()));
+    res
+}
+
+/// Runs a Nix tool, returning stdout, or stderr as the error.
+fn try_run(tool: &Path, store: &TempStore, args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = Command::new(tool)
+        .arg("--store")
+        .arg(store.url())
+        .args(["--extra-experimental-features", FEATURES])
+        .args(args)
+        .env("NIX_PATH", "")
+        .env("NIX_CONFIG", "sandbox = false\nsubstituters =")
+        .output()
+        .expect("run nix");
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// rix's counterpart of `nix-store --add x.drv`: parse, then check the outputs.
+fn rix_add(bytes: &[u8], dir: &StoreDir, name: &str) -> Result<Derivation, String> {
+    let drv = Derivation::from_aterm(bytes, dir, Some(name)).map_err(|e| e.to_string())?;
+    let no_inputs = |_: &StorePath| Err::<rix_formats::derivation::DrvHash, _>("no inputs");
+    let problems = drv
+        .check_outputs(dir, no_inputs)
+        .map_err(|e| e.to_string())?;
+    match problems.first() {
+        Some(p) => Err(p.to_string()),
+        None => Ok(drv),
+    }
+}
+
+#[test]
+fn parse_acceptance_matches_nix() {
+    let (Some(nix_store), Some(nix_cmd)) = (nix("nix-store"), nix("nix")) else {
+        return;
+    };
+    let store = TempStore::new();
+    let dir = StoreDir::new(store.store_dir().to_str().unwrap()).unwrap();
+    let files = store.dir.path().join("edge");
+    fs::create_dir_all(&files).unwrap();
+
+    let mut accepted: Vec<(StorePath, Derivation)> = Vec::new();
+    for (name, expect, template) in edge_cases() {
+        let fixed = rix_formats::derivation::fixed_output_path(
+            &dir,
+            name,
+            "out",
+            rix_formats::derivation::CaMethod::Recursive,
+            &rix_formats::Hash::parse_any(
+                "sha256:894517c9163c896ec31a2adbd33c0681fd5f45b2c0ef08a64c92a03fb97f390f",
+                None,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let text = String::from_utf8_lossy(&template).into_owned();
+        let bytes = if text.contains('@') {
+            text.replace("@S@", dir.as_str())
+                .replace("@F@", &dir.display(&fixed))
+                .into_bytes()
+        } else {
+            template
+        };
+        let file = files.join(format!("{name}.drv"));
+        fs::write(&file, &bytes).unwrap();
+
+        let nix = try_run(&nix_store, &store, &["--add", file.to_str().unwrap()]).and_then(|out| {
+            let path = String::from_utf8(out).unwrap().trim().to_owned();
+            try_run(&nix_cmd, &store, &["show-derivation", &path]).map(|_| path)
+        });
+        let rix = rix_add(&bytes, &dir, name);
+        match (&nix, &rix, expect) {
+            (Ok(path), Ok(drv), Expect::Agree) => {
+                let path = dir.parse(path).unwrap();
+                accepted.push((path, drv.clone()));
+            }
+            (Err(_), Err(_), Expect::Agree) | (Ok(_), Err(_), Expect::Stricter) => {}
+            _ => panic!("{name}: Nix says {nix:?}, rix says {rix:?}, expected {expect:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 8, "{accepted:?}");
+
+    // Whatever both accept, both show alike (normalised: sorted, base16 hashes).
+    let mut args = vec!["show-derivation"];
+    let printed: Vec<String> = accepted.iter().map(|(p, _)| dir.display(p)).collect();
+    args.extend(printed.iter().map(String::as_str));
+    let nix_json = run(&nix_cmd, &store, &args);
+    let entries: Vec<(&StorePath, &Derivation)> = accepted.iter().map(|(p, d)| (p, d)).collect();
+    assert_same(
+        &show_derivations(&dir, &entries).unwrap(),
+        &nix_json,
+        "edge cases",
+    );
+}
