@@ -2,21 +2,35 @@
 //! to `cmd::*`, and turns errors into messages and exit codes.
 
 mod cmd;
+mod context;
+mod progress;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use context::{Context, GlobalArgs};
+
 /// rix: a Nix-compatible incremental build system.
+///
+/// It computes the same store paths, `.drv` files, NARs and signatures as Nix, and
+/// builds only what is not already in the store.
 #[derive(Parser)]
-#[command(name = "rix", version, about, propagate_version = true, arg_required_else_help = true)]
+#[command(name = "rix", version, propagate_version = true, arg_required_else_help = true)]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build derivations, only what is not already valid (like `nix build`).
+    Build(cmd::build::BuildArgs),
+    /// Work with the store: add, query, realise, verify (like `nix-store`).
+    #[command(subcommand)]
+    Store(cmd::store::StoreCommand),
     /// Compute and convert cryptographic hashes (like `nix hash`).
     #[command(subcommand)]
     Hash(cmd::hash::HashCommand),
@@ -36,24 +50,27 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = || Context::new(&cli.global);
+    match &cli.command {
+        Command::Build(args) => cmd::build::run(&ctx()?, args),
+        Command::Store(c) => c.run(&ctx()?),
         Command::Hash(c) => c.run(),
         Command::Nar(c) => c.run(),
-        Command::Derivation(c) => c.run(),
+        Command::Derivation(c) => c.run(&ctx()?),
         Command::Key(c) => c.run(),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "rix", &mut std::io::stdout());
+            clap_complete::generate(*shell, &mut Cli::command(), "rix", &mut std::io::stdout());
             Ok(())
         }
-    };
-    match result {
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            if is_broken_pipe(&err) {
-                return ExitCode::SUCCESS;
-            }
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");

@@ -7,7 +7,7 @@ use clap::Subcommand;
 pub enum DerivationCommand {}
 
 impl DerivationCommand {
-    pub fn run(self) -> Result<()> {
-        match self {}
+    pub fn run(&self, _ctx: &crate::context::Context) -> Result<()> {
+        match *self {}
     }
 }

@@ -85,17 +85,17 @@ impl HashArgs {
 }
 
 impl HashCommand {
-    pub fn run(self) -> Result<()> {
+    pub fn run(&self) -> Result<()> {
         match self {
-            Self::Path(args) => print_each(&args, |p| {
+            Self::Path(args) => print_each(args, |p| {
                 let (hash, _size) = rix_store::archive::hash_path(p, args.algo)?;
                 Ok(hash)
             }),
-            Self::File(args) => print_each(&args, |p| hash_file(p, args.algo)),
+            Self::File(args) => print_each(args, |p| hash_file(p, args.algo)),
             Self::Convert { to, hash_algo, hashes } => {
                 for s in hashes {
-                    let h = Hash::parse_any(&s, hash_algo).with_context(|| format!("cannot convert '{s}'"))?;
-                    println!("{}", h.encode(to.into()));
+                    let h = Hash::parse_any(s, *hash_algo).with_context(|| format!("cannot convert '{s}'"))?;
+                    println!("{}", h.encode((*to).into()));
                 }
                 Ok(())
             }

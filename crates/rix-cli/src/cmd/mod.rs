@@ -1,6 +1,8 @@
 //! One module per `rix` subcommand group.
 
+pub mod build;
 pub mod derivation;
 pub mod hash;
 pub mod key;
 pub mod nar;
+pub mod store;

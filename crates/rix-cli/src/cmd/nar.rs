@@ -7,7 +7,7 @@ use clap::Subcommand;
 pub enum NarCommand {}
 
 impl NarCommand {
-    pub fn run(self) -> Result<()> {
-        match self {}
+    pub fn run(&self) -> Result<()> {
+        match *self {}
     }
 }

@@ -1,0 +1,254 @@
+//! `rix build` and `rix store realise`: make derivation outputs valid, building
+//! only what is missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use rix_build::{realise, BuildSettings, RealiseOptions, RealiseReport};
+use rix_formats::hash::HashAlgo;
+use rix_formats::{nixbase32, StorePath};
+use rix_store::local_store::LocalStore;
+
+use crate::context::Context;
+use crate::progress::Progress;
+
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Derivations to build: `/nix/store/...drv`, optionally `^out,dev` to pick outputs.
+    #[arg(required = true, value_name = "INSTALLABLES")]
+    pub installables: Vec<String>,
+    /// Builds to run at once (default: the `max-jobs` setting; `auto` = CPUs).
+    #[arg(short = 'j', long = "max-jobs", value_name = "N")]
+    pub max_jobs: Option<String>,
+    /// CPU cores each builder may use (NIX_BUILD_CORES; 0 = all).
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+    /// Go on with other builds when one fails.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
+    /// Keep the build directory of failed builds.
+    #[arg(short = 'K', long)]
+    pub keep_failed: bool,
+    /// Show what would be built, build nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rebuild and check that the result is identical to the existing outputs.
+    #[arg(long)]
+    pub check: bool,
+    /// Name of the result symlink (`result`, `result-dev`, `result-1`, ...).
+    #[arg(short = 'o', long, value_name = "PATH", default_value = "result")]
+    pub out_link: PathBuf,
+    /// Do not create result symlinks.
+    #[arg(long)]
+    pub no_link: bool,
+    /// Print the output paths on stdout.
+    #[arg(long)]
+    pub print_out_paths: bool,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Print every line of the builders' logs.
+    #[arg(short = 'L', long)]
+    pub print_build_logs: bool,
+    /// Kill a build that runs longer than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Kill a build that prints nothing for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_silent_time: Option<u64>,
+}
+
+/// A derivation and the outputs wanted from it (`None` = all).
+struct Target {
+    drv: StorePath,
+    outputs: Option<Vec<String>>,
+}
+
+fn parse_installable(store: &LocalStore, s: &str) -> Result<Target> {
+    let (path, outputs) = match s.split_once('^') {
+        Some((p, "*")) => (p, None),
+        Some((p, outs)) => (p, Some(outs.split(',').map(str::to_owned).collect())),
+        None => (s, None),
+    };
+    let abs = std::fs::canonicalize(path).map_or_else(|_| path.to_owned(), |p| p.to_string_lossy().into_owned());
+    let drv = store
+        .parse_path(&abs)
+        .or_else(|_| store.parse_path(path))
+        .with_context(|| format!("'{s}' is not a store path of this store ({})", store.store_dir()))?;
+    if !drv.is_derivation() {
+        bail!("'{s}' is not a derivation (.drv); building other installables needs `rix build FILE.nix`");
+    }
+    Ok(Target { drv, outputs })
+}
+
+fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
+    let s = &ctx.settings;
+    let max_jobs = match &args.max_jobs {
+        Some(j) if j == "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(j) => j.parse().with_context(|| format!("--max-jobs: '{j}' is not a number"))?,
+        None => s.max_jobs()?,
+    };
+    let cores = match args.cores {
+        Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(n) => n,
+        None => s.cores()?,
+    };
+    let secs = |flag: Option<u64>, name: &str| -> Result<Option<std::time::Duration>> {
+        let v = match flag {
+            Some(v) => v,
+            None => s.get_u64(name)?,
+        };
+        Ok((v > 0).then(|| std::time::Duration::from_secs(v)))
+    };
+    let build_dir = s.get("build-dir");
+    Ok(RealiseOptions {
+        max_jobs,
+        keep_going: args.keep_going || s.get_bool("keep-going")?,
+        settings: BuildSettings {
+            cores,
+            keep_failed: args.keep_failed || s.get_bool("keep-failed")?,
+            timeout: secs(args.timeout, "timeout")?,
+            max_silent_time: secs(args.max_silent_time, "max-silent-time")?,
+            build_dir_root: if build_dir.is_empty() { std::env::temp_dir() } else { PathBuf::from(build_dir) },
+        },
+    })
+}
+
+pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
+    let store = ctx.open_store()?;
+    let targets: Vec<Target> = args.installables.iter().map(|i| parse_installable(&store, i)).collect::<Result<_>>()?;
+    let drvs: Vec<StorePath> = targets.iter().map(|t| t.drv.clone()).collect();
+    if args.check {
+        bail!("--check is not supported yet: it needs rebuilding into redirected outputs");
+    }
+    if args.dry_run {
+        let plan = rix_build::plan::plan(&store, &drvs)?;
+        if plan.builds.is_empty() {
+            eprintln!("nothing to build: every output is valid");
+        } else {
+            eprintln!("these {} derivations would be built:", plan.builds.len());
+            for d in plan.builds.keys() {
+                eprintln!("  {}", store.print(d));
+            }
+        }
+        return Ok(());
+    }
+    if store.layout().needs_remap() {
+        bail!(
+            "cannot build in the store rooted at {}: its builders must see it at {}, which needs the \
+             sandbox's mount namespace (not available yet); use a store whose directory is its real \
+             location, e.g. --store 'local?store=/some/dir/store&state=/some/dir/state&log=/some/dir/log'",
+            store.layout().root.as_ref().map_or_else(String::new, |r| r.display().to_string()),
+            store.store_dir()
+        );
+    }
+    let opts = options(ctx, args)?;
+    let progress = Progress::new(store.store_dir().clone(), args.print_build_logs);
+    let report = realise(&store, &drvs, &opts, &progress);
+    progress.finish();
+    let report = report?;
+    report_failures(&report)?;
+    let results = selected_outputs(&targets, &report)?;
+    if !args.no_link {
+        create_links(&store, &args.out_link, &results)?;
+    }
+    if args.json {
+        let json: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(drv, outs)| {
+                serde_json::json!({
+                    "drvPath": store.print(drv),
+                    "outputs": outs.iter().map(|(n, p)| (n.clone(), serde_json::Value::String(store.print(p)))).collect::<serde_json::Map<_, _>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(json));
+    } else if args.print_out_paths {
+        for (_, outs) in &results {
+            for p in outs.values() {
+                println!("{}", store.print(p));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_failures(report: &RealiseReport) -> Result<()> {
+    if report.succeeded() {
+        return Ok(());
+    }
+    let total = report.built.len() + report.built_elsewhere.len() + report.failed.len() + report.skipped.len();
+    let first = report.failed.first().map(|(_, e)| e.to_string()).unwrap_or_default();
+    if report.failed.len() == 1 && report.skipped.is_empty() {
+        bail!("{first}");
+    }
+    bail!(
+        "{} of {total} builds failed and {} were not attempted; the first failure:\n{first}",
+        report.failed.len(),
+        report.skipped.len()
+    )
+}
+
+fn selected_outputs(targets: &[Target], report: &RealiseReport) -> Result<Vec<(StorePath, BTreeMap<String, StorePath>)>> {
+    targets
+        .iter()
+        .map(|t| {
+            let all = &report.outputs[&t.drv];
+            let outs = match &t.outputs {
+                None => all.clone(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| {
+                        all.get(n)
+                            .map(|p| (n.clone(), p.clone()))
+                            .with_context(|| format!("derivation '{}' has no output '{n}'", t.drv))
+                    })
+                    .collect::<Result<_>>()?,
+            };
+            Ok((t.drv.clone(), outs))
+        })
+        .collect()
+}
+
+/// `result`, `result-dev`, `result-1`, ... as `nix build` names them, each
+/// registered as an indirect GC root.
+fn create_links(store: &LocalStore, base: &Path, results: &[(StorePath, BTreeMap<String, StorePath>)]) -> Result<()> {
+    for (i, (_, outs)) in results.iter().enumerate() {
+        for (name, path) in outs {
+            let mut link = base.as_os_str().to_owned();
+            if i > 0 {
+                link.push(format!("-{i}"));
+            }
+            if name != "out" {
+                link.push(format!("-{name}"));
+            }
+            let link = PathBuf::from(link);
+            let target = store.real_path(path);
+            replace_symlink(&target, &link)?;
+            add_indirect_root(store, &link)?;
+        }
+    }
+    Ok(())
+}
+
+fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
+    let tmp = link.with_file_name(format!(
+        ".{}.tmp-{}",
+        link.file_name().map_or_else(|| "result".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).with_context(|| format!("cannot create symlink {}", tmp.display()))?;
+    std::fs::rename(&tmp, link).with_context(|| format!("cannot create result link {}", link.display()))
+}
+
+/// `gcroots/auto/<nix32 sha1 of the link's path>` → the link, as Nix's `addIndirectRoot`.
+pub fn add_indirect_root(store: &LocalStore, link: &Path) -> Result<()> {
+    let abs = std::path::absolute(link)?;
+    let dir = store.layout().gcroots_dir().join("auto");
+    std::fs::create_dir_all(&dir)?;
+    let name = nixbase32::encode(HashAlgo::Sha1.digest(abs.as_os_str().as_encoded_bytes()).digest());
+    replace_symlink(&abs, &dir.join(name))
+}

@@ -1,0 +1,88 @@
+//! Options every command shares (`--store`, `--option`), settings, and opening
+//! the store they select.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use rix_store::layout::StoreLayout;
+use rix_store::local_store::LocalStore;
+use rix_store::settings::Settings;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// The store to use: a directory R (a store rooted at R), `local?root=R`, or
+    /// `local?store=DIR&state=DIR2&log=DIR3`. Default: the `store` setting, else
+    /// /nix/store if writable, else a store under $XDG_DATA_HOME/rix/root.
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// Set a setting, as in rix.conf (`--option max-jobs 4`).
+    #[arg(long, global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    pub option: Vec<String>,
+}
+
+/// Settings plus the store choice, shared by all commands.
+pub struct Context {
+    pub settings: Settings,
+    store_url: Option<String>,
+}
+
+/// Which store is used, and why.
+pub struct StoreChoice {
+    pub layout: StoreLayout,
+    pub why: String,
+}
+
+impl Context {
+    pub fn new(args: &GlobalArgs) -> Result<Self> {
+        let mut settings = Settings::load_default()?;
+        for pair in args.option.chunks(2) {
+            settings.set(&pair[0], &pair[1]);
+        }
+        for name in &settings.unknown {
+            eprintln!("warning: unknown setting '{name}'");
+        }
+        let store_url = args.store.clone().or_else(|| Some(settings.get("store")).filter(|s| !s.is_empty()));
+        Ok(Self { settings, store_url })
+    }
+
+    /// Decides which store to use (see `--store`).
+    pub fn store_choice(&self) -> Result<StoreChoice> {
+        if let Some(url) = &self.store_url {
+            let layout = StoreLayout::from_url(url)?;
+            return Ok(StoreChoice {
+                layout,
+                why: format!("chosen with --store or the 'store' setting ({url})"),
+            });
+        }
+        if dir_writable(Path::new("/nix/store")) || creatable(Path::new("/nix")) {
+            return Ok(StoreChoice {
+                layout: StoreLayout::rooted(Path::new("/")),
+                why: "/nix/store is writable".into(),
+            });
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .context("neither XDG_DATA_HOME nor HOME is set: pass --store")?;
+        let root = data.join("rix/root");
+        Ok(StoreChoice {
+            layout: StoreLayout::rooted(&root),
+            why: format!("/nix/store is not writable, so a store rooted at {} is used", root.display()),
+        })
+    }
+
+    pub fn open_store(&self) -> Result<LocalStore> {
+        let choice = self.store_choice()?;
+        let dir = choice.layout.real_store_dir.clone();
+        LocalStore::open(choice.layout).with_context(|| format!("cannot open the store at {}", dir.display()))
+    }
+}
+
+fn dir_writable(p: &Path) -> bool {
+    nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
+fn creatable(p: &Path) -> bool {
+    !p.exists() && p.parent().is_some_and(dir_writable)
+}

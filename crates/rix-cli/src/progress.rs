@@ -1,0 +1,135 @@
+//! Showing realisation progress: a live display on a terminal (running builds
+//! with their latest log line, done/remaining counts, elapsed time), plain
+//! line-per-event output otherwise.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rix_build::events::{BuildEvent, Observer};
+use rix_formats::store_path::StoreDir;
+
+/// Reports build events on stderr.
+pub struct Progress {
+    store_dir: StoreDir,
+    print_logs: bool,
+    live: Option<Live>,
+    plain: Mutex<()>,
+}
+
+struct Live {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Progress {
+    /// `print_logs`: show every log line (`-L`), not just the latest one.
+    pub fn new(store_dir: StoreDir, print_logs: bool) -> Self {
+        let live = std::io::stderr().is_terminal().then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template("[{elapsed_precise}] {pos}/{len} built {wide_msg}")
+                    .expect("valid template"),
+            );
+            overall.enable_steady_tick(Duration::from_millis(200));
+            Live {
+                multi,
+                overall,
+                running: Mutex::new(HashMap::new()),
+            }
+        });
+        Self {
+            store_dir,
+            print_logs,
+            live,
+            plain: Mutex::new(()),
+        }
+    }
+
+    fn println(&self, line: &str) {
+        match &self.live {
+            Some(l) => {
+                let _ = l.multi.println(line);
+            }
+            None => {
+                let _guard = self.plain.lock();
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    /// Clears the live display.
+    pub fn finish(&self) {
+        if let Some(l) = &self.live {
+            for bar in l.running.lock().unwrap_or_else(|e| e.into_inner()).values() {
+                bar.finish_and_clear();
+            }
+            l.overall.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&self, event: BuildEvent<'_>) {
+        match event {
+            BuildEvent::Planned { to_build } => {
+                if let Some(l) = &self.live {
+                    l.overall.set_length(to_build.len() as u64);
+                }
+                if !to_build.is_empty() {
+                    let word = if to_build.len() == 1 { "derivation" } else { "derivations" };
+                    self.println(&format!("these {} {word} will be built:", to_build.len()));
+                    for d in to_build {
+                        self.println(&format!("  {}", self.store_dir.display(d)));
+                    }
+                }
+            }
+            BuildEvent::Started { drv, .. } => {
+                let printed = self.store_dir.display(drv);
+                match &self.live {
+                    Some(l) => {
+                        let bar = l.multi.add(ProgressBar::new_spinner());
+                        bar.set_style(ProgressStyle::with_template("  {spinner} {prefix} {wide_msg}").expect("valid template"));
+                        bar.set_prefix(drv.name().trim_end_matches(".drv").to_owned());
+                        bar.enable_steady_tick(Duration::from_millis(120));
+                        l.running.lock().unwrap_or_else(|e| e.into_inner()).insert(printed, bar);
+                    }
+                    None => self.println(&format!("building '{printed}'...")),
+                }
+            }
+            BuildEvent::Log { drv, line } => {
+                if self.print_logs {
+                    self.println(&format!("{}> {line}", drv.name().trim_end_matches(".drv")));
+                }
+                if let Some(l) = &self.live {
+                    if let Some(bar) = l.running.lock().unwrap_or_else(|e| e.into_inner()).get(&self.store_dir.display(drv)) {
+                        bar.set_message(line.to_owned());
+                    }
+                }
+            }
+            BuildEvent::Finished { drv, error, .. } => {
+                if let Some(l) = &self.live {
+                    if let Some(bar) = l.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.store_dir.display(drv)) {
+                        bar.finish_and_clear();
+                        l.multi.remove(&bar);
+                    }
+                    if error.is_none() {
+                        l.overall.inc(1);
+                    }
+                }
+                if let Some(e) = error {
+                    self.println(&format!("error: {e}"));
+                }
+            }
+            BuildEvent::Skipped { drv, failed_dep } => self.println(&format!(
+                "not building '{}': its dependency '{}' failed",
+                self.store_dir.display(drv),
+                self.store_dir.display(failed_dep)
+            )),
+        }
+    }
+}
