@@ -73,6 +73,8 @@ pub struct EvalOptions {
     pub pure: bool,
     /// Enabled experimental features (`parse-toml-timestamps`, ...).
     pub features: Vec<String>,
+    /// `--lint-*` settings.
+    pub lints: lower::Lints,
 }
 
 impl Default for EvalOptions {
@@ -86,6 +88,7 @@ impl Default for EvalOptions {
             trace_sink: None,
             pure: false,
             features: Vec::new(),
+            lints: lower::Lints::default(),
         }
     }
 }
@@ -191,9 +194,10 @@ impl Evaluator {
 
     /// Parses `text` from `origin`, resolving relative paths against `base_dir`.
     pub fn parse(&self, text: &str, origin: Origin, base_dir: &str) -> Result<ExprRef> {
-        let text: Rc<str> = Rc::from(text);
+        let text: Rc<str> = Rc::from(normalize_newlines(text).as_ref());
         let base = add_source(origin, text.clone());
         let ctx = LowerCtx {
+            lints: self.opts.lints,
             base,
             base_dir,
             home: self.home.as_deref(),
@@ -210,7 +214,7 @@ impl Evaluator {
         base_dir: &str,
         scope: &Attrs,
     ) -> Result<ExprRef> {
-        let text: Rc<str> = Rc::from(text);
+        let text: Rc<str> = Rc::from(normalize_newlines(text).as_ref());
         let base = add_source(Origin::Path(Rc::from(path)), text.clone());
         let extra: HashMap<Symbol, u32> = scope
             .iter()
@@ -219,6 +223,7 @@ impl Evaluator {
             .collect();
         // The scope frame sits between the file and the base environment.
         let ctx = LowerCtx {
+            lints: self.opts.lints,
             base,
             base_dir,
             home: self.home.as_deref(),
@@ -246,6 +251,15 @@ impl Evaluator {
         if let Some(v) = self.import_cache.get(&path) {
             return Ok(v.clone());
         }
+        if let Some(src) = path
+            .strip_prefix(crate::builtins::COREPKGS_DIR)
+            .and_then(|f| crate::builtins::corepkg(f.trim_start_matches('/')))
+        {
+            let expr = self.parse(src, Origin::Path(Rc::from(path.as_str())), "/")?;
+            let v = self.eval_root(&expr)?;
+            self.import_cache.insert(path, v.clone());
+            return Ok(v);
+        }
         let text = std::fs::read(&path).map_err(|e| {
             EvalError::new(
                 ErrorKind::Io,
@@ -253,7 +267,13 @@ impl Evaluator {
                 pos,
             )
         })?;
-        let text = String::from_utf8_lossy(&text).into_owned();
+        let text = String::from_utf8(text).map_err(|_| {
+            EvalError::new(
+                ErrorKind::Parse,
+                format!("file '{path}' is not valid UTF-8, which rix requires of Nix sources"),
+                pos,
+            )
+        })?;
         let dir = parent_dir(&path);
         let expr = self.parse(&text, Origin::Path(Rc::from(path.as_str())), &dir)?;
         let v = self.eval_root(&expr)?;
@@ -707,6 +727,24 @@ impl Evaluator {
                 });
             }
             drop(vals);
+            // `__overrides` replaces attributes, in the set and in the scope.
+            let overrides = Symbol::new("__overrides");
+            if let Some(i) = a.bindings.iter().position(|b| b.name == overrides) {
+                let ov = entries[i].value.clone();
+                let ov = self.force_attrs(&ov, a.pos).map_err(|e| {
+                    e.add_trace(a.pos, "while evaluating the `__overrides` attribute")
+                })?;
+                for attr in ov.iter() {
+                    match a.bindings.iter().position(|b| b.name == attr.name) {
+                        Some(j) => {
+                            entries[j] = attr.clone();
+                            new_env.vals.borrow_mut()[j] = attr.value.clone();
+                        }
+                        None => entries.push(attr.clone()),
+                    }
+                }
+                entries = Attrs::from_unsorted(entries).into_entries();
+            }
             new_env
         } else {
             let from = self.inherit_from_thunks(&a.inherit_from, env);
@@ -1381,28 +1419,33 @@ impl Evaluator {
             if entry.path.contains("://") {
                 continue;
             }
-            let candidate = if rest.is_empty() {
-                canon_path(&entry.path)
+            let root = if entry.path.starts_with('/') {
+                entry.path.clone()
             } else {
-                canon_path(&format!("{}/{}", entry.path, rest))
-            };
-            let candidate = if candidate.starts_with('/') {
-                candidate
-            } else {
-                canon_path(&format!(
+                format!(
                     "{}/{}",
                     std::env::current_dir()
                         .map(|d| d.display().to_string())
                         .unwrap_or_default(),
-                    candidate
-                ))
+                    entry.path
+                )
+            };
+            let candidate = if rest.is_empty() {
+                canon_path(&root)
+            } else {
+                canon_path(&format!("{root}/{rest}"))
             };
             if Path::new(&candidate).exists() {
                 return Ok(candidate);
             }
         }
+        if let Some(file) = name.strip_prefix("nix/") {
+            if crate::builtins::corepkg(file).is_some() {
+                return Ok(format!("{}/{file}", crate::builtins::COREPKGS_DIR));
+            }
+        }
         Err(EvalError::new(
-            ErrorKind::Other,
+            ErrorKind::Throw,
             format!(
                 "file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"
             ),
@@ -1422,6 +1465,15 @@ fn identical(a: &Value, b: &Value) -> bool {
         (Value::Attrs(x), Value::Attrs(y)) => Rc::ptr_eq(x, y),
         (Value::List(x), Value::List(y)) => Rc::ptr_eq(x, y),
         _ => false,
+    }
+}
+
+/// CR and CR LF become LF, as Nix's lexer treats them.
+fn normalize_newlines(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\r') {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 

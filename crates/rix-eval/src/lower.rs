@@ -34,8 +34,26 @@ enum Scope {
     With,
 }
 
+/// How a lint reacts (`--lint-* warn|fatal`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LintLevel {
+    #[default]
+    Off,
+    Warn,
+    Fatal,
+}
+
+/// Lints on literals, as newer Nix's `--lint-*` options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lints {
+    pub absolute_path_literals: LintLevel,
+    pub short_path_literals: LintLevel,
+    pub url_literals: LintLevel,
+}
+
 /// Options for lowering one source text.
 pub struct LowerCtx<'a> {
+    pub lints: Lints,
     /// Offset of the text in the position table.
     pub base: u32,
     /// Directory relative paths are resolved against.
@@ -234,7 +252,15 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                     Ok(v) => Expr::Const(Value::Float(v)),
                     Err(_) => return Err(err(format!("invalid float '{}'", f.syntax().text()), pos)),
                 },
-                ast::LiteralKind::Uri(u) => Expr::Const(Value::string(u.syntax().text())),
+                ast::LiteralKind::Uri(u) => {
+                    let text = u.syntax().text();
+                    self.lint(
+                        self.ctx.lints.url_literals,
+                        format!("URL literals are disallowed. Consider using a string literal \"{text}\" instead (lint-url-literals)"),
+                        pos,
+                    )?;
+                    Expr::Const(Value::string(text))
+                }
             },
             ast::Expr::Ident(id) => {
                 let text = id.syntax().text().to_string();
@@ -543,6 +569,17 @@ impl<'a, 'c> Lowerer<'a, 'c> {
 
     fn string(&mut self, s: &ast::Str) -> Result<ExprRef> {
         let pos = self.pos(s);
+        if s.syntax().text().contains_char('\0') {
+            let text = s.syntax().text().to_string();
+            let inner = text.trim_matches('"').trim_start_matches("''").trim_end_matches("''");
+            return Err(err(
+                format!(
+                    "input string '{}' cannot be represented as Nix string because it contains null bytes",
+                    inner.replace('\0', "␀")
+                ),
+                pos,
+            ));
+        }
         let parts = string_parts(s);
         let mut out: Vec<ExprRef> = Vec::new();
         let mut text = String::new();
@@ -572,7 +609,27 @@ impl<'a, 'c> Lowerer<'a, 'c> {
         }))
     }
 
+    fn lint(&self, level: LintLevel, msg: String, pos: Pos) -> Result<()> {
+        match level {
+            LintLevel::Off => Ok(()),
+            LintLevel::Warn => {
+                eprintln!("warning: {msg}");
+                Ok(())
+            }
+            LintLevel::Fatal => Err(err(msg, pos)),
+        }
+    }
+
     fn path(&mut self, p: ast::Path, pos: Pos) -> Result<ExprRef> {
+        let full = p.syntax().text().to_string();
+        let lints = self.ctx.lints;
+        if full.starts_with('/') {
+            self.lint(lints.absolute_path_literals, format!("absolute path literals are not portable. Consider replacing path literal '{full}' by a string, relative path, or parameter (lint-absolute-path-literals)"), pos)?;
+        } else if full.starts_with('~') {
+            self.lint(lints.absolute_path_literals, format!("home path literals are not portable. Consider replacing path literal '{full}' by a string, relative path, or parameter (lint-absolute-path-literals)"), pos)?;
+        } else if !full.starts_with("./") && !full.starts_with("../") {
+            self.lint(lints.short_path_literals, format!("relative path literal '{full}' should be prefixed with '.' for clarity: './{full}' (lint-short-path-literals)"), pos)?;
+        }
         let parts = p.parts();
         let mut out: Vec<ExprRef> = Vec::new();
         for (i, part) in parts.into_iter().enumerate() {
@@ -655,9 +712,13 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                     Some(t) => Symbol::new(&t),
                     None => return Err(err("dynamic attributes not allowed in inherit", apos)),
                 },
-                ast::Attr::Dynamic(_) => {
-                    return Err(err("dynamic attributes not allowed in inherit", apos))
-                }
+                ast::Attr::Dynamic(d) => match d.expr().map(unparen) {
+                    Some(ast::Expr::Str(s)) => match self.static_string(&s) {
+                        Some(t) => Symbol::new(&t),
+                        None => return Err(err("dynamic attributes not allowed in inherit", apos)),
+                    },
+                    _ => return Err(err("dynamic attributes not allowed in inherit", apos)),
+                },
             };
             if let Some(&i) = into.index.get(&sym) {
                 return Err(dup_attr(&sym.to_string(), apos, into.statics[i].1));
@@ -925,6 +986,13 @@ fn string_parts(s: &ast::Str) -> Vec<StrPart> {
         }
     }
     if multiline {
+        // The opening `''` swallows the rest of its line if that is blank.
+        if let Some(StrPart::Text(t)) = raw.first_mut() {
+            let blank = t.bytes().take_while(|&b| b == b' ').count();
+            if t.as_bytes().get(blank) == Some(&b'\n') {
+                t.drain(..=blank);
+            }
+        }
         strip_indentation(raw)
     } else {
         raw

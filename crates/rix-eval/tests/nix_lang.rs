@@ -8,25 +8,27 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rix_eval::lower::{LintLevel, Lints};
 use rix_eval::{AutoArg, EvalOptions, Evaluator, SearchPathEntry};
 
 /// Floors: raise these as the evaluator improves.
-const MIN_EVAL_OKAY: usize = 129;
-const MIN_EVAL_FAIL: usize = 272;
-const MIN_PARSE_OKAY: usize = 12;
+const MIN_EVAL_OKAY: usize = 137;
+const MIN_EVAL_FAIL: usize = 283;
+const MIN_PARSE_OKAY: usize = 13;
 const MIN_PARSE_FAIL: usize = 41;
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
 }
 
-#[derive(Default, Debug)]
+#[derive(Default)]
 struct Flags {
     args: Vec<AutoArg>,
     attr: Option<String>,
     include: Vec<String>,
     features: Vec<String>,
     max_call_depth: Option<usize>,
+    lints: Lints,
 }
 
 fn parse_flags(text: &str) -> Flags {
@@ -62,7 +64,20 @@ fn parse_flags(text: &str) -> Flags {
                 f.max_call_depth = words[i + 1].parse().ok();
                 i += 1;
             }
-            w if w.starts_with("--lint-") => i += 1,
+            w if w.starts_with("--lint-") && i + 1 < words.len() => {
+                let level = match words[i + 1].as_str() {
+                    "fatal" => LintLevel::Fatal,
+                    "warn" => LintLevel::Warn,
+                    _ => LintLevel::Off,
+                };
+                match w {
+                    "--lint-absolute-path-literals" => f.lints.absolute_path_literals = level,
+                    "--lint-short-path-literals" => f.lints.short_path_literals = level,
+                    "--lint-url-literals" => f.lints.url_literals = level,
+                    _ => {}
+                }
+                i += 1;
+            }
             _ => {}
         }
         i += 1;
@@ -85,6 +100,7 @@ fn evaluate(file: &str, flags: &Flags, mode: Mode) -> Result<String, String> {
         home: Some("/fake-home".into()),
         max_call_depth: flags.max_call_depth.unwrap_or(10_000),
         features: flags.features.clone(),
+        lints: flags.lints,
         trace_sink: Some(Box::new(|_| {})),
         ..EvalOptions::default()
     };

@@ -248,6 +248,7 @@ fn generic_closure(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let mut work: std::collections::VecDeque<Value> =
         ev.force_list(&start, pos)?.iter().cloned().collect();
     let mut done: Vec<Value> = Vec::new();
+    // Keys seen so far, sorted with Nix's `<` (which rejects incomparable keys).
     let mut keys: Vec<Value> = Vec::new();
     let key_sym = Symbol::new("key");
     while let Some(item) = work.pop_front() {
@@ -257,9 +258,15 @@ fn generic_closure(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             .cloned()
             .ok_or_else(|| err("attribute 'key' required", pos))?;
         let key = ev.force(&key)?;
+        let (mut lo, mut hi) = (0, keys.len());
         let mut found = false;
-        for k in &keys {
-            if ev.eq_values(k, &key, pos)? {
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if ev.less_than(&keys[mid], &key, pos)? {
+                lo = mid + 1;
+            } else if ev.less_than(&key, &keys[mid], pos)? {
+                hi = mid;
+            } else {
                 found = true;
                 break;
             }
@@ -267,7 +274,7 @@ fn generic_closure(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         if found {
             continue;
         }
-        keys.push(key);
+        keys.insert(lo, key);
         done.push(item.clone());
         let next = ev.call(&op, item, pos)?;
         let next = ev.force_list(&next, pos)?;

@@ -18,7 +18,7 @@ pub(crate) fn register(r: &mut Registry) {
         let mut out = String::new();
         let mut ctx = Context::new();
         arg_ctx(
-            write_json(ev, &a[0], pos, &mut out, &mut ctx, true),
+            write_json(ev, &a[0], pos, &mut out, &mut ctx, true, 0),
             0,
             "toJSON",
             pos,
@@ -35,7 +35,7 @@ pub(crate) fn register(r: &mut Registry) {
 pub fn value_to_json(ev: &mut Evaluator, v: &Value, copy_to_store: bool) -> Result<String> {
     let mut out = String::new();
     let mut ctx = Context::new();
-    write_json(ev, v, Pos::NONE, &mut out, &mut ctx, copy_to_store)?;
+    write_json(ev, v, Pos::NONE, &mut out, &mut ctx, copy_to_store, 0)?;
     Ok(out)
 }
 
@@ -64,7 +64,15 @@ fn write_json(
     out: &mut String,
     ctx: &mut Context,
     copy_to_store: bool,
+    depth: usize,
 ) -> Result<()> {
+    if depth > ev.opts.max_call_depth {
+        return Err(crate::error::EvalError::new(
+            crate::error::ErrorKind::StackOverflow,
+            "stack overflow; max-call-depth exceeded",
+            pos,
+        ));
+    }
     let v = ev.force(v)?;
     match &v {
         Value::Null => out.push_str("null"),
@@ -100,7 +108,7 @@ fn write_json(
             }
             if let Some(o) = a.get(ev.syms.out_path) {
                 let o = o.clone();
-                return write_json(ev, &o, pos, out, ctx, copy_to_store);
+                return write_json(ev, &o, pos, out, ctx, copy_to_store, depth + 1);
             }
             out.push('{');
             for (i, attr) in a.iter().enumerate() {
@@ -110,7 +118,7 @@ fn write_json(
                 escape_json(attr.name.as_str(), out);
                 out.push(':');
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
-                    write_json(ev, &attr.value, attr.pos, out, ctx, copy_to_store)
+                    write_json(ev, &attr.value, attr.pos, out, ctx, copy_to_store, depth + 1)
                 })
                 .map_err(|e| {
                     e.add_trace(
@@ -128,7 +136,7 @@ fn write_json(
                     out.push(',');
                 }
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
-                    write_json(ev, item, pos, out, ctx, copy_to_store)
+                    write_json(ev, item, pos, out, ctx, copy_to_store, depth + 1)
                 })?;
             }
             out.push(']');

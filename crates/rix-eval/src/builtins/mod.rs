@@ -196,6 +196,36 @@ let
 in (builtins.head outputsList).value
 "#;
 
+/// Where the built-in `<nix/...>` files appear to live.
+pub const COREPKGS_DIR: &str = "/__rix_corepkgs__";
+
+/// The text of a built-in `<nix/NAME>` file.
+pub fn corepkg(name: &str) -> Option<&'static str> {
+    match name {
+        "fetchurl.nix" => Some(FETCHURL_NIX),
+        _ => None,
+    }
+}
+
+/// `<nix/fetchurl.nix>`: a fixed-output derivation using the `builtin:fetchurl` builder.
+const FETCHURL_NIX: &str = r#"
+{ system ? "", url, hash ? "", sha256 ? "", sha1 ? "", sha512 ? "", md5 ? "", outputHash ? ""
+, outputHashAlgo ? "", executable ? false, unpack ? false, name ? baseNameOf (toString url)
+, impure ? false }:
+derivation ({
+  builder = "builtin:fetchurl";
+  outputHashMode = if unpack || executable then "recursive" else "flat";
+  inherit name url executable unpack;
+  system = "builtin";
+  preferLocalBuild = true;
+  impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
+  urls = [ url ];
+} // (if impure then { __impure = true; } else {
+  outputHashAlgo = if hash != "" then "" else if sha512 != "" then "sha512" else if sha1 != "" then "sha1" else if md5 != "" then "md5" else "sha256";
+  outputHash = if hash != "" then hash else if sha512 != "" then sha512 else if sha1 != "" then sha1 else if md5 != "" then md5 else sha256;
+}))
+"#;
+
 // ----- helpers shared by the builtins -----
 
 pub(crate) fn err(msg: impl Into<String>, pos: Pos) -> Box<EvalError> {
