@@ -517,3 +517,36 @@ fn text_fixed_output() {
         drv
     );
 }
+
+/// try-resolve/: derivations before resolution (with `__json` given twice) and
+/// resolved ones (`inputs` a plain list of sources).
+#[test]
+fn libstore_try_resolve_json() {
+    for (file, srcs) in [
+        ("no-inputs-before", 0),
+        ("no-inputs-after", 0),
+        ("with-inputs-before", 0),
+        ("with-inputs-after", 3),
+        ("resolution-failure-before", 0),
+        ("export-ref-subpath-before", 0),
+        ("export-ref-subpath-resolved", 1),
+        ("export-ref-subpath-sa-before", 0),
+        ("export-ref-subpath-sa-resolved", 1),
+    ] {
+        let json = read_json(&libstore(&format!("try-resolve/{file}.json")));
+        let drv =
+            Derivation::from_json(&json, &store(), None).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(drv.input_srcs.len(), srcs, "{file}");
+        if file.contains("-sa-") {
+            let sa = serde_json::to_string(&json["structuredAttrs"]).unwrap();
+            assert_eq!(drv.env_var("__json").unwrap(), sa.as_bytes(), "{file}");
+        }
+    }
+    // A `__json` that contradicts `structuredAttrs` is refused.
+    let mut json = read_json(&libstore("try-resolve/export-ref-subpath-sa-before.json"));
+    json["env"]["__json"] = Value::String("{}".into());
+    assert_eq!(
+        Derivation::from_json(&json, &store(), None),
+        Err(JsonError::StructuredAttrsConflict)
+    );
+}

@@ -90,7 +90,7 @@ pub enum JsonError {
     Duplicate(String),
     #[error("derivation JSON has no name: give it one, or set env 'name'")]
     NoName,
-    #[error("derivation JSON: both env '__json' and 'structuredAttrs' are present")]
+    #[error("derivation JSON: env '__json' and 'structuredAttrs' disagree")]
     StructuredAttrsConflict,
     #[error("derivation JSON: {0}")]
     Derivation(#[from] DerivationError),
@@ -404,7 +404,10 @@ fn from_json(
         }
     }
 
+    let no_drvs = Value::Object(Map::new());
     let (srcs, drvs) = match obj.get("inputs") {
+        // A resolved (basic) derivation: sources only.
+        Some(srcs @ Value::Array(_)) => (srcs, &no_drvs),
         Some(inputs) => {
             let inputs = as_object(inputs, "inputs")?;
             (field(inputs, "srcs")?, field(inputs, "drvs")?)
@@ -457,11 +460,19 @@ fn from_json(
     }
     if let Some(sa) = obj.get("structuredAttrs") {
         as_object(sa, "structuredAttrs")?;
-        if env.contains_key(b"__json".as_slice()) {
-            return Err(JsonError::StructuredAttrsConflict);
+        match env.get(b"__json".as_slice()) {
+            // Both given: they must agree; the environment's bytes are kept.
+            Some(json) => {
+                if serde_json::from_slice::<Value>(json).ok().as_ref() != Some(sa) {
+                    return Err(JsonError::StructuredAttrsConflict);
+                }
+            }
+            None => {
+                let json =
+                    serde_json::to_string(&sorted_keys(sa)).expect("a JSON value serialises");
+                env.insert(b"__json".to_vec(), json.into_bytes());
+            }
         }
-        let json = serde_json::to_string(&sorted_keys(sa)).expect("a JSON value serialises");
-        env.insert(b"__json".to_vec(), json.into_bytes());
     }
 
     let name = match obj.get("name") {
