@@ -486,5 +486,16 @@ mod tests {
         assert!(is_valid_output_name(b"out"));
         assert!(!is_valid_output_name(b""));
         assert!(!is_valid_output_name(b"a\"b"));
+        let mut drv = Derivation {
+            name: "ok".into(),
+            outputs: [("out".to_owned(), DerivationOutput::Deferred)].into(),
+            ..Default::default()
+        };
+        assert_eq!(drv.validate_names(), Ok(()));
+        drv.outputs.insert("b d".into(), DerivationOutput::Deferred);
+        assert_eq!(
+            drv.validate_names(),
+            Err(DerivationError::InvalidOutputName("b d".into()))
+        );
     }
 }
