@@ -75,6 +75,8 @@ pub struct BuildJob<'a> {
     pub input_closure: &'a BTreeSet<StorePath>,
     /// Why this derivation is being built (for the user and the build record).
     pub reason: &'a str,
+    /// Rebuild valid outputs into temporary paths and compare (`--check`).
+    pub check: bool,
 }
 
 /// What became of a build.
@@ -83,6 +85,17 @@ pub enum BuildOutcome {
     Built(Vec<ValidPathInfo>),
     /// Another process built the outputs while we waited for their locks.
     AlreadyValid,
+    /// `--check`: the outputs that differ from the valid ones (empty: deterministic).
+    Checked(Vec<CheckDifference>),
+}
+
+/// An output that a `--check` rebuild produced differently.
+#[derive(Debug, Clone)]
+pub struct CheckDifference {
+    pub output: String,
+    pub path: String,
+    /// Where the differing result was kept (with `keep_failed`).
+    pub kept_at: Option<PathBuf>,
 }
 
 /// Builds one derivation (see the module docs).
@@ -97,6 +110,9 @@ pub fn build(
     for out in job.outputs.values() {
         locks.push(PathLock::acquire(&store.real_path(out))?);
     }
+    if job.check {
+        return check(store, job, settings, observer, &drv_printed);
+    }
     let mut all_valid = true;
     for out in job.outputs.values() {
         if !store.is_valid(out)? {
@@ -110,7 +126,8 @@ pub fn build(
     }
 
     let build_dir = create_build_dir(&settings.build_dir_root, job.drv_path.name())?;
-    let result = run_and_register(store, job, settings, observer, &build_dir, &drv_printed);
+    let result = run_builder_in(store, job, job.drv, job.outputs, settings, observer, &build_dir, &drv_printed)
+        .and_then(|()| register_outputs(store, job, &drv_printed));
     if result.is_err() {
         for out in job.outputs.values() {
             let _ = delete_path(&store.real_path(out));
@@ -125,16 +142,114 @@ pub fn build(
     result.map(BuildOutcome::Built)
 }
 
-fn run_and_register(
+/// The temporary path a `--check` rebuild writes an output to. Mirrors Nix's
+/// `makeFallbackPath`: an all-zero SHA-256 under a `rewrite:` type.
+pub fn fallback_path(store: &LocalStore, drv_path: &StorePath, drv_name: &str, output: &str) -> Result<StorePath, BuildError> {
+    let zero = rix_formats::Hash::from_bytes(HashAlgo::Sha256, &[0; 32]).expect("32 bytes");
+    let ty = format!("rewrite:{drv_path}:name:{output}");
+    let name = rix_formats::store_path::output_path_name(drv_name, output);
+    Ok(store.store_dir().make_store_path(&ty, &zero, &name).map_err(rix_store::local_store::StoreError::from)?)
+}
+
+/// Replaces every occurrence of the hash parts in `map` (equal lengths).
+fn rewrite_bytes(data: &[u8], map: &[(StorePath, StorePath)]) -> Vec<u8> {
+    let mut w = rix_formats::references::HashRewriter::new(Vec::new(), map.iter().cloned());
+    w.write_all(data).expect("writing to a Vec");
+    w.finish().expect("writing to a Vec")
+}
+
+/// `--check`: rebuilds into fallback paths, with the real output hashes rewritten
+/// to the fallback ones in the environment and arguments (as Nix does for
+/// non-sandboxed checks), then compares each result, rewritten back, with the
+/// valid output's NAR hash.
+fn check(
     store: &LocalStore,
     job: &BuildJob<'_>,
     settings: &BuildSettings,
     observer: &dyn Observer,
+    drv_printed: &str,
+) -> Result<BuildOutcome, BuildError> {
+    let mut valid = BTreeMap::new();
+    for (name, out) in job.outputs {
+        let info = store.query_path_info(out)?.ok_or_else(|| BuildError::Unsupported {
+            drv: drv_printed.to_owned(),
+            reason: format!("output '{name}' is not valid, so checking is not possible: build it first"),
+        })?;
+        valid.insert(name.clone(), info);
+    }
+    let mut fallback = BTreeMap::new();
+    for name in job.outputs.keys() {
+        fallback.insert(name.clone(), fallback_path(store, job.drv_path, &job.drv.name, name)?);
+    }
+    let to_fallback: Vec<(StorePath, StorePath)> =
+        job.outputs.iter().map(|(n, p)| (p.clone(), fallback[n].clone())).collect();
+    let mut drv = job.drv.clone();
+    for v in drv.env.values_mut() {
+        *v = rewrite_bytes(v, &to_fallback);
+    }
+    for a in drv.args.iter_mut() {
+        *a = rewrite_bytes(a, &to_fallback);
+    }
+    for p in fallback.values() {
+        let real = store.real_path(p);
+        delete_path(&real).map_err(BuildError::io(&real))?;
+    }
+    let build_dir = create_build_dir(&settings.build_dir_root, job.drv_path.name())?;
+    let built = run_builder_in(store, job, &drv, &fallback, settings, observer, &build_dir, drv_printed);
+    let _ = delete_path(&build_dir);
+    let result = built.and_then(|()| {
+        let mut differing = Vec::new();
+        for (name, tmp) in &fallback {
+            let real_tmp = store.real_path(tmp);
+            if std::fs::symlink_metadata(&real_tmp).is_err() {
+                return Err(BuildError::MissingOutput {
+                    drv: drv_printed.to_owned(),
+                    output: name.clone(),
+                    path: store.print(tmp),
+                });
+            }
+            let back: Vec<(StorePath, StorePath)> = to_fallback.iter().map(|(a, b)| (b.clone(), a.clone())).collect();
+            let mut hasher = rix_formats::references::HashRewriter::new(Hasher::new(HashAlgo::Sha256), back);
+            rix_store::archive::dump(&real_tmp, &mut hasher)?;
+            let hash = hasher.finish().map_err(BuildError::io(&real_tmp))?.finish();
+            if hash != valid[name].nar_hash {
+                let kept_at = settings.keep_failed.then(|| {
+                    let mut dest = store.real_path(&job.outputs[name]).into_os_string();
+                    dest.push(".check");
+                    let dest = PathBuf::from(dest);
+                    let _ = delete_path(&dest);
+                    std::fs::rename(&real_tmp, &dest).ok().map(|_| dest)
+                });
+                differing.push(CheckDifference {
+                    output: name.clone(),
+                    path: store.print(&job.outputs[name]),
+                    kept_at: kept_at.flatten(),
+                });
+            }
+        }
+        Ok(differing)
+    });
+    for p in fallback.values() {
+        let _ = delete_path(&store.real_path(p));
+    }
+    result.map(BuildOutcome::Checked)
+}
+
+/// Writes the environment's files and runs the builder of `drv` (which may be a
+/// rewritten copy of the job's derivation) with `outputs` as its output paths.
+#[allow(clippy::too_many_arguments)]
+fn run_builder_in(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    drv: &Derivation,
+    outputs: &BTreeMap<String, StorePath>,
+    settings: &BuildSettings,
+    observer: &dyn Observer,
     build_dir: &Path,
     drv_printed: &str,
-) -> Result<Vec<ValidPathInfo>, BuildError> {
+) -> Result<(), BuildError> {
     let printed_outputs: BTreeMap<String, String> =
-        job.outputs.iter().map(|(k, v)| (k.clone(), store.print(v))).collect();
+        outputs.iter().map(|(k, v)| (k.clone(), store.print(v))).collect();
     let impure = |name: &str| std::env::var(name).ok();
     let ctx = EnvContext {
         store_dir: store.store_dir().as_str(),
@@ -143,13 +258,12 @@ fn run_and_register(
         outputs: &printed_outputs,
         impure: &impure,
     };
-    let (env, files) = builder_env(job.drv, &ctx);
+    let (env, files) = builder_env(drv, &ctx);
     for (name, contents) in files {
         let p = build_dir.join(name);
         std::fs::write(&p, contents).map_err(BuildError::io(&p))?;
     }
-    run_builder(store, job, settings, observer, build_dir, &env, drv_printed)?;
-    register_outputs(store, job, drv_printed)
+    run_builder(store, job, drv, settings, observer, build_dir, &env, drv_printed)
 }
 
 /// `<root>/nix-build-<drv name>-<n>`, as Nix names it, created with mode 0700.
@@ -172,9 +286,11 @@ enum Msg {
     Exited(std::io::Result<ExitStatus>),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_builder(
     store: &LocalStore,
     job: &BuildJob<'_>,
+    drv: &Derivation,
     settings: &BuildSettings,
     observer: &dyn Observer,
     build_dir: &Path,
@@ -184,9 +300,9 @@ fn run_builder(
     let log_path = store.log_path(job.drv_path);
     let mut log = LogSink::create(&log_path).map_err(BuildError::io(&log_path))?;
     let (reader, writer) = std::io::pipe().map_err(BuildError::io(build_dir))?;
-    let builder = OsStr::from_bytes(&job.drv.builder);
+    let builder = OsStr::from_bytes(&drv.builder);
     let mut cmd = Command::new(builder);
-    cmd.args(job.drv.args.iter().map(|a| OsStr::from_bytes(a)))
+    cmd.args(drv.args.iter().map(|a| OsStr::from_bytes(a)))
         .env_clear()
         .envs(env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))))
         .current_dir(build_dir)
@@ -198,7 +314,7 @@ fn run_builder(
     drop(cmd); // closes our copies of the pipe's write end
     let mut child = spawned.map_err(|source| BuildError::Spawn {
         drv: drv_printed.to_owned(),
-        builder: String::from_utf8_lossy(&job.drv.builder).into_owned(),
+        builder: String::from_utf8_lossy(&drv.builder).into_owned(),
         source,
     })?;
     let pgid = child.id() as i32;

@@ -20,6 +20,8 @@ pub struct RealiseOptions {
     pub max_jobs: usize,
     /// Go on with independent builds after a failure.
     pub keep_going: bool,
+    /// Rebuild the targets (whose outputs must be valid) and compare (`--check`).
+    pub check: bool,
     pub settings: BuildSettings,
 }
 
@@ -28,6 +30,7 @@ impl Default for RealiseOptions {
         Self {
             max_jobs: 1,
             keep_going: false,
+            check: false,
             settings: BuildSettings::default(),
         }
     }
@@ -40,6 +43,8 @@ pub struct RealiseReport {
     pub built: Vec<StorePath>,
     /// Derivations another process built while we waited.
     pub built_elsewhere: Vec<StorePath>,
+    /// `--check` results: derivations and their outputs that differed.
+    pub nondeterministic: Vec<(StorePath, Vec<crate::builder::CheckDifference>)>,
     /// Failed builds with their errors.
     pub failed: Vec<(StorePath, BuildError)>,
     /// Builds not attempted because a dependency failed (or after a failure
@@ -62,7 +67,11 @@ pub fn realise(
     opts: &RealiseOptions,
     observer: &dyn Observer,
 ) -> Result<RealiseReport, BuildError> {
-    let plan = plan(store, targets)?;
+    let plan = if opts.check {
+        crate::plan::check_plan(store, targets)?
+    } else {
+        plan(store, targets)?
+    };
     execute(store, plan, opts, observer)
 }
 
@@ -112,6 +121,7 @@ pub fn execute(
                         outputs: &b.outputs,
                         input_closure: &closure,
                         reason: &b.reason,
+                        check: opts.check,
                     };
                     let result = build(store, &job, &opts.settings, observer);
                     let error = result.as_ref().err().map(|e| e.to_string());
@@ -136,6 +146,12 @@ pub fn execute(
                             report.built.push(drv_path.clone());
                         }
                         BuildOutcome::AlreadyValid => report.built_elsewhere.push(drv_path.clone()),
+                        BuildOutcome::Checked(diffs) => {
+                            report.built.push(drv_path.clone());
+                            if !diffs.is_empty() {
+                                report.nondeterministic.push((drv_path.clone(), diffs));
+                            }
+                        }
                     }
                     for &dep in dependents.get(drv_path).into_iter().flatten() {
                         let n = waiting.get_mut(dep).expect("dependent is planned");

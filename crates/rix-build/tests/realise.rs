@@ -119,3 +119,40 @@ fn missing_output_and_missing_builder_are_clear_errors() {
     let msg = report.failed[0].1.to_string();
     assert!(msg.contains("failed to produce output path for output 'out'"), "{msg}");
 }
+
+#[test]
+fn check_reports_nondeterminism_and_rewrites_self_references() {
+    let t = TempStore::new();
+    let store = open(&t);
+    // Mentions its own output path: deterministic only if the check rewrites it back.
+    let det = drv(&store, "det", "/bin/mkdir $out; echo $out > $out/self", &[], &["out"]);
+    let nondet = drv(&store, "nondet", "echo $$ > $out", &[], &["out"]);
+    let rec = Recorder::default();
+    assert!(realise(&store, &[det.clone(), nondet.clone()], &opts(2, false), &rec).unwrap().succeeded());
+    let before = store.path_info(&realise(&store, std::slice::from_ref(&det), &opts(1, false), &rec).unwrap().outputs[&det]["out"]).unwrap();
+
+    let check = RealiseOptions { check: true, ..opts(2, false) };
+    let report = realise(&store, &[det.clone(), nondet.clone()], &check, &Recorder::default()).unwrap();
+    assert!(report.succeeded(), "{:?}", report.failed);
+    assert_eq!(report.nondeterministic.len(), 1);
+    assert_eq!(report.nondeterministic[0].0, nondet);
+    assert_eq!(report.nondeterministic[0].1[0].output, "out");
+    // The valid outputs are untouched, and nothing was left in the store.
+    assert_eq!(store.path_info(&before.path).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(&store.layout().real_store_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".drv") && !n.ends_with(".lock") && !n.starts_with('.'))
+        .collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+}
+
+#[test]
+fn check_needs_valid_outputs() {
+    let t = TempStore::new();
+    let store = open(&t);
+    let d = drv(&store, "never-built", "echo x > $out", &[], &["out"]);
+    let check = RealiseOptions { check: true, ..opts(1, false) };
+    let report = realise(&store, &[d], &check, &Recorder::default()).unwrap();
+    assert!(report.failed[0].1.to_string().contains("checking is not possible"));
+}

@@ -142,3 +142,88 @@ mod tests {
         }
     }
 }
+
+/// Replaces hash parts in a byte stream (all of the same length, 32 characters,
+/// so sizes never change), as Nix's `rewriteStrings` / `HashRewriter` when it
+/// moves a build result from a temporary path to its real one.
+pub struct HashRewriter<W> {
+    inner: W,
+    map: HashMap<[u8; HASH_PART_LEN], [u8; HASH_PART_LEN]>,
+    /// Bytes not yet passed on (at most 31), which may start a hash part.
+    pending: Vec<u8>,
+}
+
+impl<W: std::io::Write> HashRewriter<W> {
+    /// `map`: hash part → replacement hash part.
+    pub fn new(inner: W, map: impl IntoIterator<Item = (StorePath, StorePath)>) -> Self {
+        let key = |p: &StorePath| -> [u8; HASH_PART_LEN] { p.hash_part().as_bytes().try_into().expect("32 bytes") };
+        Self {
+            inner,
+            map: map.into_iter().map(|(from, to)| (key(&from), key(&to))).collect(),
+            pending: Vec::with_capacity(2 * HASH_PART_LEN),
+        }
+    }
+
+    /// Rewrites `buf` in place; returns how many leading bytes are final.
+    fn rewrite(&self, buf: &mut [u8], last: bool) -> usize {
+        let mut i = 0;
+        while i + HASH_PART_LEN <= buf.len() {
+            let window: [u8; HASH_PART_LEN] = buf[i..i + HASH_PART_LEN].try_into().expect("32 bytes");
+            if let Some(to) = self.map.get(&window) {
+                buf[i..i + HASH_PART_LEN].copy_from_slice(to);
+                i += HASH_PART_LEN;
+            } else {
+                i += 1;
+            }
+        }
+        if last {
+            buf.len()
+        } else {
+            // The last 31 bytes may be the start of a hash part that continues.
+            i.max(buf.len().saturating_sub(HASH_PART_LEN - 1))
+        }
+    }
+
+    /// Flushes the held-back bytes and returns the inner writer.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        let mut pending = std::mem::take(&mut self.pending);
+        self.rewrite(&mut pending, true);
+        self.inner.write_all(&pending)?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashRewriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut data = std::mem::take(&mut self.pending);
+        data.extend_from_slice(buf);
+        let done = self.rewrite(&mut data, false);
+        self.inner.write_all(&data[..done])?;
+        self.pending = data.split_off(done);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn rewrites_across_any_chunking() {
+        let from = StorePath::from_base_name("7rjj86a15146cq1d3qy068lml7n8ykzm-x").unwrap();
+        let to = StorePath::from_base_name("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-x").unwrap();
+        let input = format!("a/{0}-x b {0}{0}!", from.hash_part()).into_bytes();
+        let want = format!("a/{0}-x b {0}{0}!", to.hash_part()).into_bytes();
+        for chunk in [1, 2, 7, 31, 32, 33, 1000] {
+            let mut w = HashRewriter::new(Vec::new(), [(from.clone(), to.clone())]);
+            for c in input.chunks(chunk) {
+                w.write_all(c).unwrap();
+            }
+            assert_eq!(w.finish().unwrap(), want, "chunk {chunk}");
+        }
+    }
+}

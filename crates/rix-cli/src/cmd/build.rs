@@ -120,9 +120,6 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     let store = ctx.open_store()?;
     let targets: Vec<Target> = args.installables.iter().map(|i| parse_installable(&store, i)).collect::<Result<_>>()?;
     let drvs: Vec<StorePath> = targets.iter().map(|t| t.drv.clone()).collect();
-    if args.check {
-        bail!("--check is not supported yet: it needs rebuilding into redirected outputs");
-    }
     if args.dry_run {
         let plan = rix_build::plan::plan(&store, &drvs)?;
         if plan.builds.is_empty() {
@@ -144,12 +141,14 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
             store.store_dir()
         );
     }
-    let opts = options(ctx, args)?;
+    let mut opts = options(ctx, args)?;
+    opts.check = args.check;
     let progress = Progress::new(store.store_dir().clone(), args.print_build_logs);
     let report = realise(&store, &drvs, &opts, &progress);
     progress.finish();
     let report = report?;
     report_failures(&report)?;
+    report_nondeterminism(&store, &report)?;
     let results = selected_outputs(&targets, &report)?;
     if !args.no_link {
         create_links(&store, &args.out_link, &results)?;
@@ -189,6 +188,25 @@ fn report_failures(report: &RealiseReport) -> Result<()> {
         report.failed.len(),
         report.skipped.len()
     )
+}
+
+fn report_nondeterminism(store: &LocalStore, report: &RealiseReport) -> Result<()> {
+    let Some((drv, diffs)) = report.nondeterministic.first() else {
+        return Ok(());
+    };
+    let mut msg = String::new();
+    for d in diffs {
+        msg.push_str(&format!(
+            "derivation '{}' may not be deterministic: output '{}' differs{}\n",
+            store.print(drv),
+            d.path,
+            d.kept_at.as_ref().map_or_else(String::new, |k| format!(" from '{}'", k.display()))
+        ));
+    }
+    if report.nondeterministic.len() > 1 {
+        msg.push_str(&format!("({} derivations differ in all)", report.nondeterministic.len()));
+    }
+    bail!("{}", msg.trim_end())
 }
 
 fn selected_outputs(targets: &[Target], report: &RealiseReport) -> Result<Vec<(StorePath, BTreeMap<String, StorePath>)>> {
