@@ -106,6 +106,7 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
     Ok(RealiseOptions {
         max_jobs,
         keep_going: args.keep_going || s.get_bool("keep-going")?,
+        check: args.check,
         settings: BuildSettings {
             cores,
             keep_failed: args.keep_failed || s.get_bool("keep-failed")?,
@@ -141,8 +142,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
             store.store_dir()
         );
     }
-    let mut opts = options(ctx, args)?;
-    opts.check = args.check;
+    let opts = options(ctx, args)?;
     let progress = Progress::new(store.store_dir().clone(), args.print_build_logs);
     let report = realise(&store, &drvs, &opts, &progress);
     progress.finish();
