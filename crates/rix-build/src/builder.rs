@@ -280,6 +280,19 @@ fn create_build_dir(root: &Path, drv_name: &str) -> Result<PathBuf, BuildError> 
     unreachable!("ran out of build directory names")
 }
 
+/// Makes the kernel kill the builder if rix dies (even by `kill -9`), so that an
+/// orphaned builder can never write into an output path after its lock is gone.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only makes one
+    // async-signal-safe system call (prctl); it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
 enum Msg {
     Output(Vec<u8>),
     Eof,
@@ -310,6 +323,7 @@ fn run_builder(
         .stdout(writer.try_clone().map_err(BuildError::io(build_dir))?)
         .stderr(writer)
         .process_group(0);
+    die_with_parent(&mut cmd);
     let spawned = cmd.spawn();
     drop(cmd); // closes our copies of the pipe's write end
     let mut child = spawned.map_err(|source| BuildError::Spawn {

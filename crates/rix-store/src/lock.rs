@@ -2,8 +2,13 @@
 //! `<path>.lock`, so that no two processes, rix or Nix, build or write the same
 //! store path at once.
 //!
-//! fcntl locks belong to a process, not a thread, so a process-wide table also
-//! keeps two threads of one rix from taking the same lock.
+//! rix takes Linux's open-file-description (OFD) locks: they conflict with the
+//! classic POSIX record locks Nix takes on the same files, but belong to an open
+//! file rather than a process, so the threads of one rix exclude each other too,
+//! and the kernel's per-process deadlock detection (which would report a false
+//! EDEADLK when two multi-threaded rix processes wait on each other's different
+//! locks) does not apply. A process-wide table additionally keeps two threads of
+//! one rix from even opening the same lock file at once.
 //!
 //! A holder that is done with a path deletes the lock file after writing one byte
 //! into it; a waiter that then gets the lock sees a non-empty file, knows it is
@@ -53,7 +58,7 @@ pub fn lock_file(file: &File, kind: LockKind, wait: bool) -> std::io::Result<boo
         l_pid: 0,
     };
     loop {
-        let arg = if wait { FcntlArg::F_SETLKW(&fl) } else { FcntlArg::F_SETLK(&fl) };
+        let arg = if wait { FcntlArg::F_OFD_SETLKW(&fl) } else { FcntlArg::F_OFD_SETLK(&fl) };
         match fcntl(file, arg) {
             Ok(_) => return Ok(true),
             Err(nix::errno::Errno::EINTR) => continue,

@@ -1,0 +1,171 @@
+//! `rix build` on derivations written by real Nix: interop both ways, many
+//! processes building one DAG, and `kill -9` in the middle of a build.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rix_testutil::{nix, TempStore};
+
+fn rix(store: &TempStore, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rix"))
+        .arg("--store")
+        .arg(store.url())
+        .args(args)
+        .output()
+        .expect("run rix")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "rix failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A DAG where every builder appends its name to `counter` (outside the store,
+/// to count how often each ran) and then writes its output.
+const DAG: &str = r#"
+{ counter, sleep ? "0" }:
+let
+  mk = name: deps: derivation {
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "echo ${name} >> ${counter}; /bin/sleep ${sleep}; echo ${name} ${toString deps} > $out" ];
+  };
+  a = mk "a" [ ];
+  b = mk "b" [ a ];
+  c = mk "c" [ a ];
+  d = mk "d" [ b c ];
+  multi = derivation {
+    name = "multi";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    outputs = [ "out" "dev" ];
+    args = [ "-c" "echo multi >> ${counter}; echo ${d} > $out; echo $out > $dev" ];
+  };
+in mk "top" [ d multi.dev ]
+"#;
+
+fn instantiate(t: &TempStore, counter: &Path, sleep: &str) -> String {
+    let inst = nix("nix-instantiate").unwrap();
+    let file = t.dir.path().join("dag.nix");
+    std::fs::write(&file, DAG).unwrap();
+    // Nix builds as the nixbld users: let them append too.
+    std::fs::write(counter, "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(counter, std::fs::Permissions::from_mode(0o666)).unwrap();
+    t.run_nix(
+        &inst,
+        &[file.to_str().unwrap(), "--argstr", "counter", counter.to_str().unwrap(), "--argstr", "sleep", sleep],
+    )
+    .trim()
+    .to_owned()
+}
+
+fn count_lines(counter: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(counter)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn builds_what_nix_instantiated_and_nix_accepts_the_result() {
+    let Some(nix_store) = nix("nix-store") else { return };
+    let t = TempStore::new();
+    let counter = t.dir.path().join("counter");
+    let drv = instantiate(&t, &counter, "0");
+    let out = ok(rix(&t, &["build", &drv, "--no-link", "--print-out-paths", "-j", "2"]));
+    assert_eq!(count_lines(&counter), ["a", "b", "c", "d", "multi", "top"]);
+    let top = out.trim();
+    assert!(top.ends_with("-top"), "{out}");
+    // Nix agrees the store is consistent and sees the closure rix registered.
+    t.run_nix(&nix_store, &["--verify", "--check-contents"]);
+    let closure = t.run_nix(&nix_store, &["-qR", top]);
+    assert_eq!(closure.lines().count(), 7, "{closure}"); // top, d, b, c, a, multi-dev, multi
+    // Nix finds nothing to build, so it runs no builder.
+    t.run_nix(&nix_store, &["--realise", &drv]);
+    assert_eq!(count_lines(&counter).len(), 6);
+    // And a second rix build runs no builder either.
+    ok(rix(&t, &["build", &drv, "--no-link"]));
+    assert_eq!(count_lines(&counter).len(), 6);
+}
+
+#[test]
+fn reuses_what_nix_built() {
+    let Some(nix_store) = nix("nix-store") else { return };
+    let t = TempStore::new();
+    let counter = t.dir.path().join("counter");
+    let drv = instantiate(&t, &counter, "0");
+    let nix_out = t.run_nix(&nix_store, &["--realise", &drv]);
+    assert_eq!(count_lines(&counter).len(), 6);
+    let rix_out = ok(rix(&t, &["build", &drv, "--no-link", "--print-out-paths"]));
+    assert_eq!(rix_out.trim(), nix_out.trim());
+    assert_eq!(count_lines(&counter).len(), 6, "rix rebuilt something Nix had built");
+}
+
+#[test]
+fn eight_processes_build_each_derivation_once() {
+    if nix("nix-instantiate").is_none() {
+        return;
+    }
+    let t = TempStore::new();
+    let counter = t.dir.path().join("counter");
+    let drv = instantiate(&t, &counter, "0.2");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_rix"))
+                .arg("--store")
+                .arg(t.url())
+                .args(["build", &drv, "--no-link", "-j", "2"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(count_lines(&counter), ["a", "b", "c", "d", "multi", "top"]);
+}
+
+#[test]
+fn kill_9_during_a_build_leaves_a_store_that_recovers() {
+    let Some(nix_store) = nix("nix-store") else { return };
+    let t = TempStore::new();
+    let counter = t.dir.path().join("counter");
+    let drv = instantiate(&t, &counter, "30");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .arg("--store")
+        .arg(t.url())
+        .args(["build", &drv, "--no-link"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first builder has started (and is sleeping).
+    let start = std::time::Instant::now();
+    while count_lines(&counter).is_empty() {
+        assert!(start.elapsed().as_secs() < 30, "builder never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    t.run_nix(&nix_store, &["--verify", "--check-contents"]);
+    // The killed builder's output is not valid; the next build redoes it quickly.
+    std::fs::remove_file(&counter).unwrap();
+    let file = t.dir.path().join("dag.nix");
+    let fast = t.run_nix(
+        &nix("nix-instantiate").unwrap(),
+        &[file.to_str().unwrap(), "--argstr", "counter", counter.to_str().unwrap(), "--argstr", "sleep", "0"],
+    );
+    ok(rix(&t, &["build", fast.trim(), "--no-link"]));
+    t.run_nix(&nix_store, &["--verify", "--check-contents"]);
+}
