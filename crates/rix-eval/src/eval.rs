@@ -22,7 +22,8 @@ use crate::source::{add_source, Origin, Pos};
 use crate::store::{DryRunStore, EvalStore};
 use crate::symbol::Symbol;
 use crate::value::{
-    Attr, Attrs, Closure, Context, Env, NixString, PrimOp, PrimOpApp, Thunk, ThunkState, Value,
+    Attr, Attrs, Closure, Context, Env, NixString, PrimOp, PrimOpApp, Slots, Thunk, ThunkState,
+    Value,
 };
 
 /// One `-I` / `NIX_PATH` entry: `prefix=path` or a bare `path`.
@@ -117,6 +118,7 @@ pub struct Evaluator {
     pub(crate) import_cache: HashMap<String, Value>,
     pub(crate) src_to_store: HashMap<String, String>,
     pub(crate) call_depth: usize,
+    pub(crate) force_depth: usize,
     pub(crate) home: Option<String>,
     /// `addErrorContext` depth etc. are carried on errors; nothing else here.
     pub(crate) syms: Syms,
@@ -159,13 +161,14 @@ impl Evaluator {
             .clone()
             .or_else(|| std::env::var("HOME").ok());
         let mut ev = Evaluator {
-            base_env: Env::new(None, Vec::new()),
+            base_env: Env::new(None, Slots::new()),
             base_scope: BaseScope::default(),
             builtins: Value::Null,
             opts,
             import_cache: HashMap::new(),
             src_to_store: HashMap::new(),
             call_depth: 0,
+            force_depth: 0,
             home,
             syms: Syms::new(),
         };
@@ -294,17 +297,27 @@ impl Evaluator {
                 lambda: l.clone(),
                 env: env.clone(),
             })),
+            Expr::Bin { .. } => match eager_arith(e, env) {
+                Some(v) => v,
+                None => Thunk::value(ThunkState::Expr(e.clone(), env.clone())),
+            },
             _ => Thunk::value(ThunkState::Expr(e.clone(), env.clone())),
         }
     }
 
-    /// Like [`Self::thunk`], for a frame still being filled: its own slots
-    /// (depth 0) cannot be read yet.
+    /// A slot of a frame still being built: constants and variables of
+    /// enclosing frames directly, anything else as a placeholder thunk that
+    /// [`fill_pending`] completes once the frame exists.
     #[inline]
-    fn thunk_in_init(&self, e: &ExprRef, env: &Rc<Env>) -> Value {
+    fn init_slot(&self, e: &ExprRef, outer: &Rc<Env>, pending: &mut Vec<(Thunk, ExprRef)>) -> Value {
         match &**e {
-            Expr::Var { depth: 0, .. } => Thunk::value(ThunkState::Expr(e.clone(), env.clone())),
-            _ => self.thunk(e, env),
+            Expr::Const(v) => v.clone(),
+            Expr::Var { depth, idx, .. } if *depth > 0 => outer.lookup(*depth - 1, *idx),
+            _ => {
+                let t = Thunk::new(ThunkState::Blackhole);
+                pending.push((t.clone(), e.clone()));
+                Value::Thunk(t)
+            }
         }
     }
 
@@ -332,7 +345,16 @@ impl Evaluator {
                     Pos::NONE,
                 ));
             }
-            ThunkState::Expr(e, env) => self.eval(e, env),
+            ThunkState::Expr(e, env) => {
+                self.force_depth += 1;
+                let r = if self.force_depth % 4 == 0 {
+                    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.eval(e, env))
+                } else {
+                    self.eval(e, env)
+                };
+                self.force_depth -= 1;
+                r
+            }
             ThunkState::Apply(f, x) => self.call(f, x.clone(), Pos::NONE),
             ThunkState::Apply2(f, x, y) => self.call2(f, x.clone(), y.clone(), Pos::NONE),
             ThunkState::Select(v, name, pos) => {
@@ -479,13 +501,10 @@ impl Evaluator {
     pub(crate) fn eval(&mut self, e: &ExprRef, env: &Rc<Env>) -> Result<Value> {
         match &**e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Var { depth, idx, pos } => {
-                let v = env.lookup(*depth, *idx);
-                match v {
-                    Value::Thunk(t) => self.force_thunk(&t).map_err(|err| at(err, *pos)),
-                    v => Ok(v),
-                }
-            }
+            Expr::Var { depth, idx, pos } => match env.get(*depth, *idx) {
+                Value::Thunk(t) => self.force_thunk(t).map_err(|err| at(err, *pos)),
+                v => Ok(v.clone()),
+            },
             Expr::WithVar { name, withs, pos } => {
                 let v = self.lookup_with(*name, withs, env, *pos)?;
                 self.force(&v).map_err(|err| at(err, *pos))
@@ -532,7 +551,7 @@ impl Evaluator {
             Expr::Let(l) => self.eval_let(l, env),
             Expr::With { attrs, body } => {
                 let a = self.thunk(attrs, env);
-                let env2 = Env::new(Some(env.clone()), vec![a]);
+                let env2 = Env::new(Some(env.clone()), smallvec::smallvec![a]);
                 self.eval(body, &env2)
             }
             Expr::If {
@@ -706,39 +725,59 @@ impl Evaluator {
     fn eval_attrs(&mut self, a: &Rc<AttrsExpr>, env: &Rc<Env>) -> Result<Value> {
         let mut entries = Vec::with_capacity(a.bindings.len() + a.dynamic.len());
         let scope_env = if a.rec {
-            let new_env = Env::new(
-                Some(env.clone()),
-                vec![Value::Null; a.bindings.len()],
-            );
-            let from = self.inherit_from_thunks(&a.inherit_from, &new_env);
-            {
-                let mut vals = Vec::with_capacity(a.bindings.len());
-                for b in &a.bindings {
-                    vals.push(self.binding_value(&b.value, &from, &new_env, b.pos, true));
-                }
-                *new_env.vals.borrow_mut() = vals;
-            }
-            let vals = new_env.vals.borrow();
-            for (b, v) in a.bindings.iter().zip(vals.iter()) {
+            let overrides = Symbol::new("__overrides");
+            let has_overrides = a.bindings.iter().any(|b| b.name == overrides);
+            let mut pending = Vec::new();
+            let from: Vec<Value> = a
+                .inherit_from
+                .iter()
+                .map(|e| {
+                    let t = Thunk::new(ThunkState::Blackhole);
+                    pending.push((t.clone(), e.clone()));
+                    Value::Thunk(t)
+                })
+                .collect();
+            let mut vals = Slots::with_capacity(a.bindings.len());
+            for b in &a.bindings {
+                let v = match &b.value {
+                    BindingValue::Expr(e) | BindingValue::Inherit(e) => {
+                        if has_overrides {
+                            let t = Thunk::new(ThunkState::Blackhole);
+                            pending.push((t.clone(), e.clone()));
+                            Value::Thunk(t)
+                        } else {
+                            self.init_slot(e, env, &mut pending)
+                        }
+                    }
+                    BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(
+                        from[*k as usize].clone(),
+                        *name,
+                        b.pos,
+                    )),
+                };
                 entries.push(Attr {
                     name: b.name,
                     value: v.clone(),
                     pos: b.pos,
                 });
+                vals.push(v);
             }
-            drop(vals);
+            let new_env = Env::new(Some(env.clone()), vals);
+            fill_pending(pending, &new_env);
             // `__overrides` replaces attributes, in the set and in the scope.
-            let overrides = Symbol::new("__overrides");
             if let Some(i) = a.bindings.iter().position(|b| b.name == overrides) {
-                let ov = entries[i].value.clone();
-                let ov = self.force_attrs(&ov, a.pos).map_err(|e| {
+                let ov_value = entries[i].value.clone();
+                let ov = self.force_attrs(&ov_value, a.pos).map_err(|e| {
                     e.add_trace(a.pos, "while evaluating the `__overrides` attribute")
                 })?;
                 for attr in ov.iter() {
                     match a.bindings.iter().position(|b| b.name == attr.name) {
                         Some(j) => {
                             entries[j] = attr.clone();
-                            new_env.vals.borrow_mut()[j] = attr.value.clone();
+                            if let Value::Thunk(t) = &new_env.vals[j] {
+                                *t.0.borrow_mut() =
+                                    ThunkState::Select(ov_value.clone(), attr.name, attr.pos);
+                            }
                         }
                         None => entries.push(attr.clone()),
                     }
@@ -751,7 +790,7 @@ impl Evaluator {
             for b in &a.bindings {
                 entries.push(Attr {
                     name: b.name,
-                    value: self.binding_value(&b.value, &from, env, b.pos, false),
+                    value: self.binding_value(&b.value, &from, env, b.pos),
                     pos: b.pos,
                 });
             }
@@ -784,25 +823,12 @@ impl Evaluator {
     }
 
     fn inherit_from_thunks(&self, from: &[ExprRef], env: &Rc<Env>) -> Vec<Value> {
-        from.iter().map(|e| self.thunk_in_init(e, env)).collect()
+        from.iter().map(|e| self.thunk(e, env)).collect()
     }
 
-    fn binding_value(
-        &self,
-        b: &BindingValue,
-        from: &[Value],
-        env: &Rc<Env>,
-        pos: Pos,
-        init: bool,
-    ) -> Value {
+    fn binding_value(&self, b: &BindingValue, from: &[Value], env: &Rc<Env>, pos: Pos) -> Value {
         match b {
-            BindingValue::Expr(e) | BindingValue::Inherit(e) => {
-                if init {
-                    self.thunk_in_init(e, env)
-                } else {
-                    self.thunk(e, env)
-                }
-            }
+            BindingValue::Expr(e) | BindingValue::Inherit(e) => self.thunk(e, env),
             BindingValue::InheritFrom(k, name) => {
                 Thunk::value(ThunkState::Select(from[*k as usize].clone(), *name, pos))
             }
@@ -810,14 +836,29 @@ impl Evaluator {
     }
 
     fn eval_let(&mut self, l: &Rc<LetExpr>, env: &Rc<Env>) -> Result<Value> {
-        let new_env = Env::new(Some(env.clone()), Vec::new());
-        let from = self.inherit_from_thunks(&l.inherit_from, &new_env);
-        let vals = l
-            .bindings
+        let mut pending = Vec::new();
+        let from: Vec<Value> = l
+            .inherit_from
             .iter()
-            .map(|b| self.binding_value(&b.value, &from, &new_env, b.pos, true))
+            .map(|e| {
+                let t = Thunk::new(ThunkState::Blackhole);
+                pending.push((t.clone(), e.clone()));
+                Value::Thunk(t)
+            })
             .collect();
-        *new_env.vals.borrow_mut() = vals;
+        let mut vals = Slots::with_capacity(l.bindings.len());
+        for b in &l.bindings {
+            vals.push(match &b.value {
+                BindingValue::Expr(e) | BindingValue::Inherit(e) => {
+                    self.init_slot(e, env, &mut pending)
+                }
+                BindingValue::InheritFrom(k, name) => {
+                    Thunk::value(ThunkState::Select(from[*k as usize].clone(), *name, b.pos))
+                }
+            });
+        }
+        let new_env = Env::new(Some(env.clone()), vals);
+        fill_pending(pending, &new_env);
         self.eval(&l.body, &new_env)
     }
 
@@ -858,6 +899,28 @@ impl Evaluator {
             _ => {
                 let l = self.eval(lhs, env)?;
                 let r = self.eval(rhs, env)?;
+                if let (Value::Int(x), Value::Int(y)) = (&l, &r) {
+                    let (x, y) = (*x, *y);
+                    match op {
+                        BinOp::Less => return Ok(Value::Bool(x < y)),
+                        BinOp::LessEq => return Ok(Value::Bool(x <= y)),
+                        BinOp::Greater => return Ok(Value::Bool(x > y)),
+                        BinOp::GreaterEq => return Ok(Value::Bool(x >= y)),
+                        BinOp::Eq => return Ok(Value::Bool(x == y)),
+                        BinOp::NotEq => return Ok(Value::Bool(x != y)),
+                        BinOp::Add => {
+                            if let Some(z) = x.checked_add(y) {
+                                return Ok(Value::Int(z));
+                            }
+                        }
+                        BinOp::Sub => {
+                            if let Some(z) = x.checked_sub(y) {
+                                return Ok(Value::Int(z));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 match op {
                     BinOp::Add => self.add(&l, &r, pos),
                     BinOp::Sub => ops::sub(&l, &r, pos),
@@ -986,9 +1049,11 @@ impl Evaluator {
                     ));
                 }
                 self.call_depth += 1;
-                let r = stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
+                let r = if self.call_depth % 4 == 0 {
+                    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.call_lambda(&c, arg, pos))
+                } else {
                     self.call_lambda(&c, arg, pos)
-                });
+                };
                 self.call_depth -= 1;
                 r
             }
@@ -1058,7 +1123,7 @@ impl Evaluator {
     fn call_lambda(&mut self, c: &Closure, arg: Value, pos: Pos) -> Result<Value> {
         let lambda = &c.lambda;
         let env = match &lambda.param {
-            Param::Ident(_) => Env::new(Some(c.env.clone()), vec![arg]),
+            Param::Ident(_) => Env::new(Some(c.env.clone()), smallvec::smallvec![arg]),
             Param::Formals {
                 formals,
                 ellipsis,
@@ -1070,8 +1135,8 @@ impl Evaluator {
                         format!("while calling {}", lambda_name(lambda.name)),
                     )
                 })?;
-                let env = Env::new(Some(c.env.clone()), Vec::new());
-                let mut vals = Vec::with_capacity(lambda.frame_size());
+                let mut pending = Vec::new();
+                let mut vals = Slots::with_capacity(lambda.frame_size());
                 let mut used = 0;
                 for f in formals {
                     match attrs.get(f.name) {
@@ -1080,7 +1145,7 @@ impl Evaluator {
                             vals.push(v.clone());
                         }
                         None => match &f.default {
-                            Some(d) => vals.push(self.thunk_in_init(d, &env)),
+                            Some(d) => vals.push(self.init_slot(d, &c.env, &mut pending)),
                             None => {
                                 return Err(EvalError::new(
                                     ErrorKind::Type,
@@ -1113,7 +1178,8 @@ impl Evaluator {
                         }
                     }
                 }
-                *env.vals.borrow_mut() = vals;
+                let env = Env::new(Some(c.env.clone()), vals);
+                fill_pending(pending, &env);
                 env
             }
         };
@@ -1465,6 +1531,56 @@ fn identical(a: &Value, b: &Value) -> bool {
         (Value::Attrs(x), Value::Attrs(y)) => Rc::ptr_eq(x, y),
         (Value::List(x), Value::List(y)) => Rc::ptr_eq(x, y),
         _ => false,
+    }
+}
+
+/// The value of an already-evaluated variable or constant number.
+#[inline]
+fn ready_number(e: &Expr, env: &Env) -> Option<Value> {
+    let v = match e {
+        Expr::Const(v) => v.clone(),
+        Expr::Var { depth, idx, .. } => match env.get(*depth, *idx) {
+            Value::Thunk(t) => t.get()?,
+            v => v.clone(),
+        },
+        _ => return None,
+    };
+    matches!(v, Value::Int(_) | Value::Float(_)).then_some(v)
+}
+
+/// Computes `a + 1`, `n - 2`, `i < n`... right away when both operands are
+/// numbers already known: the result is the same as the thunk's would be,
+/// without the thunk. Anything that could fail stays lazy.
+fn eager_arith(e: &Expr, env: &Env) -> Option<Value> {
+    let Expr::Bin { op, lhs, rhs, .. } = e else {
+        return None;
+    };
+    if !matches!(
+        op,
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Less | BinOp::LessEq | BinOp::Greater | BinOp::GreaterEq | BinOp::Eq | BinOp::NotEq
+    ) {
+        return None;
+    }
+    let a = ready_number(lhs, env)?;
+    let b = ready_number(rhs, env)?;
+    match (op, &a, &b) {
+        (BinOp::Add, Value::Int(x), Value::Int(y)) => x.checked_add(*y).map(Value::Int),
+        (BinOp::Sub, Value::Int(x), Value::Int(y)) => x.checked_sub(*y).map(Value::Int),
+        (BinOp::Mul, Value::Int(x), Value::Int(y)) => x.checked_mul(*y).map(Value::Int),
+        (BinOp::Less, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x < y)),
+        (BinOp::LessEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x <= y)),
+        (BinOp::Greater, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x > y)),
+        (BinOp::GreaterEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x >= y)),
+        (BinOp::Eq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x == y)),
+        (BinOp::NotEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x != y)),
+        _ => None,
+    }
+}
+
+/// Completes the placeholder thunks of a frame that now exists.
+fn fill_pending(pending: Vec<(Thunk, ExprRef)>, env: &Rc<Env>) {
+    for (t, e) in pending {
+        *t.0.borrow_mut() = ThunkState::Expr(e, env.clone());
     }
 }
 

@@ -307,37 +307,36 @@ pub struct PrimOpApp {
     pub args: Vec<Value>,
 }
 
-/// A frame of variables. Slots are filled after creation for recursive
-/// bindings (`let`, `rec`), hence the `RefCell`.
+/// The slots of a frame: small frames (one lambda argument) stay inline.
+pub type Slots = smallvec::SmallVec<[Value; 2]>;
+
+/// A frame of variables. Frames are immutable once built: recursive
+/// bindings (`let`, `rec`) get placeholder thunks that are filled in after
+/// the frame exists.
 pub struct Env {
     pub up: Option<Rc<Env>>,
-    pub vals: RefCell<Vec<Value>>,
+    pub vals: Slots,
 }
 
 impl Env {
-    pub fn new(up: Option<Rc<Env>>, vals: Vec<Value>) -> Rc<Env> {
-        Rc::new(Env {
-            up,
-            vals: RefCell::new(vals),
-        })
+    pub fn new(up: Option<Rc<Env>>, vals: Slots) -> Rc<Env> {
+        Rc::new(Env { up, vals })
     }
 
     /// The value in slot `idx` of the frame `depth` levels up.
     #[inline]
-    pub fn lookup(self: &Rc<Env>, depth: u32, idx: u32) -> Value {
-        let mut env: &Rc<Env> = self;
+    pub fn get(&self, depth: u32, idx: u32) -> &Value {
+        let mut env: &Env = self;
         for _ in 0..depth {
-            env = env.up.as_ref().expect("lowering resolved a valid depth");
+            env = env.up.as_deref().expect("lowering resolved a valid depth");
         }
-        env.vals.borrow()[idx as usize].clone()
+        &env.vals[idx as usize]
     }
 
-    pub fn ancestor(self: &Rc<Env>, depth: u32) -> &Rc<Env> {
-        let mut env: &Rc<Env> = self;
-        for _ in 0..depth {
-            env = env.up.as_ref().expect("lowering resolved a valid depth");
-        }
-        env
+    /// Like [`Env::get`], cloned.
+    #[inline]
+    pub fn lookup(&self, depth: u32, idx: u32) -> Value {
+        self.get(depth, idx).clone()
     }
 }
 

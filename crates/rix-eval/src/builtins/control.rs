@@ -193,7 +193,7 @@ fn scoped_import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let expr = ev.parse_scoped(&text, &path, &dir, &scope)?;
     let env = crate::value::Env::new(
         Some(ev.base_env.clone()),
-        scope.iter().map(|a| a.value.clone()).collect(),
+        scope.iter().map(|a| a.value.clone()).collect::<crate::value::Slots>(),
     );
     ev.eval(&expr, &env)
 }

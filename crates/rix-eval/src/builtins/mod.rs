@@ -139,22 +139,22 @@ pub(crate) fn install(ev: &mut Evaluator) {
         slots.push(v.clone());
     }
     // `builtins` contains itself: fill the set after creating the slot.
-    let builtins_slot = slots.len() as u32;
-    names.insert(Symbol::new("builtins"), builtins_slot);
-    slots.push(Value::Null);
-    let derivation_slot = slots.len() as u32;
-    names.insert(Symbol::new("derivation"), derivation_slot);
-    slots.push(Value::Null);
+    let builtins_cell = crate::value::Thunk::new(crate::value::ThunkState::Blackhole);
+    names.insert(Symbol::new("builtins"), slots.len() as u32);
+    slots.push(Value::Thunk(builtins_cell.clone()));
+    let derivation_cell = crate::value::Thunk::new(crate::value::ThunkState::Blackhole);
+    names.insert(Symbol::new("derivation"), slots.len() as u32);
+    slots.push(Value::Thunk(derivation_cell.clone()));
 
     ev.base_scope.names = names;
-    ev.base_env = Env::new(None, slots);
+    ev.base_env = Env::new(None, slots.into_iter().collect());
 
     // `derivation` is written in Nix, on top of `derivationStrict`.
     let drv = ev
         .parse(DERIVATION_NIX, Origin::String, "/")
         .and_then(|e| ev.eval_root(&e))
         .expect("the built-in derivation function evaluates");
-    ev.base_env.vals.borrow_mut()[derivation_slot as usize] = drv.clone();
+    *derivation_cell.0.borrow_mut() = crate::value::ThunkState::Done(drv.clone());
     set.push(Attr {
         name: Symbol::new("derivation"),
         value: drv,
@@ -170,7 +170,7 @@ pub(crate) fn install(ev: &mut Evaluator) {
     });
     let builtins = Value::attrs(Attrs::from_unsorted(set));
     *placeholder.0.borrow_mut() = crate::value::ThunkState::Done(builtins.clone());
-    ev.base_env.vals.borrow_mut()[builtins_slot as usize] = builtins.clone();
+    *builtins_cell.0.borrow_mut() = crate::value::ThunkState::Done(builtins.clone());
     ev.builtins = builtins;
 }
 
