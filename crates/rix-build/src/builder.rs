@@ -324,6 +324,9 @@ fn run_builder(
         .stderr(writer)
         .process_group(0);
     die_with_parent(&mut cmd);
+    if running::cancelled() {
+        return Err(BuildError::Cancelled(drv_printed.to_owned()));
+    }
     let spawned = cmd.spawn();
     drop(cmd); // closes our copies of the pipe's write end
     let mut child = spawned.map_err(|source| BuildError::Spawn {

@@ -106,6 +106,7 @@ pub fn execute(
         let (tx, rx) = mpsc::channel::<(&StorePath, Result<BuildOutcome, BuildError>)>();
         let mut running = 0usize;
         loop {
+            stop |= crate::running::cancelled();
             while running < max_jobs && !stop {
                 let Some(drv_path) = ready.pop_front() else { break };
                 let b = &builds[drv_path];

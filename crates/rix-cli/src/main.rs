@@ -66,7 +66,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// On Ctrl-C or SIGTERM, kill every running builder's process group; the
+/// realisation then fails those builds, deletes their partial outputs and exits.
+/// A second signal exits at once.
+fn handle_interrupts() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for _ in signals.forever() {
+            seen += 1;
+            rix_build::running::cancel_all();
+            if seen > 1 {
+                std::process::exit(130);
+            }
+            eprintln!("interrupted: stopping builds (press Ctrl-C again to quit at once)");
+        }
+    });
+}
+
 fn main() -> ExitCode {
+    handle_interrupts();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

@@ -121,9 +121,8 @@ impl Observer for Progress {
                         l.overall.inc(1);
                     }
                 }
-                if let Some(e) = error {
-                    self.println(&format!("error: {e}"));
-                }
+                // Failures are reported once, by the command, when it ends.
+                let _ = error;
             }
             BuildEvent::Skipped { drv, failed_dep } => self.println(&format!(
                 "not building '{}': its dependency '{}' failed",

@@ -178,13 +178,17 @@ fn report_failures(report: &RealiseReport) -> Result<()> {
     if report.succeeded() {
         return Ok(());
     }
-    let total = report.built.len() + report.built_elsewhere.len() + report.failed.len() + report.skipped.len();
-    let first = report.failed.first().map(|(_, e)| e.to_string()).unwrap_or_default();
-    if report.failed.len() == 1 && report.skipped.is_empty() {
-        bail!("{first}");
+    if let [(_, only)] = report.failed.as_slice() {
+        if report.skipped.is_empty() {
+            bail!("{only}");
+        }
     }
+    for (_, e) in &report.failed {
+        eprintln!("error: {e}");
+    }
+    let total = report.built.len() + report.built_elsewhere.len() + report.failed.len() + report.skipped.len();
     bail!(
-        "{} of {total} builds failed and {} were not attempted; the first failure:\n{first}",
+        "{} of {total} builds failed and {} were not attempted",
         report.failed.len(),
         report.skipped.len()
     )
