@@ -319,6 +319,44 @@ fn dump_refuses_special_files_naming_them() {
 }
 
 #[test]
+fn hash_path_equals_hash_of_dump() {
+    // Many tiny files (more than a block holds open files for), a file larger
+    // than a block, and files around the block size: every path of the pipeline.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    fs::create_dir_all(dir.join("many")).unwrap();
+    for i in 0..3000 {
+        fs::write(dir.join("many").join(format!("{i:04}")), [i as u8; 3]).unwrap();
+    }
+    let block = archive::hash::BLOCK_LEN;
+    for (name, len) in [
+        ("big", 3 * block + 5),
+        ("edge-1", block - 1),
+        ("edge", block),
+    ] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(dir.join(name), data).unwrap();
+    }
+    let mut nar = Vec::new();
+    archive::dump(&dir, &mut nar).unwrap();
+    for algo in HashAlgo::ALL {
+        let (hash, size) = archive::hash_path(&dir, algo).unwrap();
+        assert_eq!(hash, algo.digest(&nar), "{algo}");
+        assert_eq!(size, nar.len() as u64);
+    }
+    // Single files above and below the inline limit.
+    for name in ["big", "many/0001"] {
+        let p = dir.join(name);
+        let mut nar = Vec::new();
+        archive::dump(&p, &mut nar).unwrap();
+        assert_eq!(
+            archive::hash_path(&p, HashAlgo::Sha256).unwrap(),
+            (HashAlgo::Sha256.digest(&nar), nar.len() as u64)
+        );
+    }
+}
+
+#[test]
 fn dump_does_not_follow_a_root_symlink() {
     let tmp = tempfile::tempdir().unwrap();
     fs::create_dir(tmp.path().join("dir")).unwrap();

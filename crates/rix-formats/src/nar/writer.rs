@@ -238,6 +238,38 @@ impl<W: Write> NarWriter<W> {
         Ok(())
     }
 
+    /// Lets `f` put the next `n` bytes of the current file's contents into the sink
+    /// itself: for zero-copy paths (reading a file straight into an output buffer,
+    /// handing a file descriptor to another thread, `copy_file_range`). `f` must
+    /// write exactly `n` bytes; the writer counts them as written but cannot check.
+    /// The outer error is the writer's (no file open, or more than its declared
+    /// size); the inner one is `f`'s, after which the writer is unusable.
+    pub fn write_contents_with<E>(
+        &mut self,
+        n: u64,
+        f: impl FnOnce(&mut W) -> Result<(), E>,
+    ) -> Result<Result<(), E>, NarWriteError> {
+        let State::Contents { size, remaining } = self.state else {
+            return Err(self.misuse("write file contents"));
+        };
+        if n > remaining {
+            return Err(NarWriteError::SizeMismatch {
+                declared: size,
+                written: size - remaining + n,
+            });
+        }
+        if let Err(e) = f(&mut self.out) {
+            self.state = State::Poisoned;
+            return Ok(Err(e));
+        }
+        self.pos += n;
+        self.state = State::Contents {
+            size,
+            remaining: remaining - n,
+        };
+        Ok(Ok(()))
+    }
+
     /// Ends the current file; all of its declared bytes must have been written.
     pub fn end_regular(&mut self) -> Result<(), NarWriteError> {
         let State::Contents { size, remaining } = self.state else {
@@ -516,6 +548,41 @@ mod tests {
             w.end_directory(),
             Err(NarWriteError::Misuse { .. })
         ));
+    }
+
+    #[test]
+    fn contents_from_the_caller() {
+        let mut w = NarWriter::new(Vec::new());
+        w.begin_regular(false, 12).unwrap();
+        let r: Result<(), ()> = w
+            .write_contents_with(5, |out| {
+                out.extend_from_slice(b"Hello");
+                Ok(())
+            })
+            .unwrap();
+        r.unwrap();
+        assert!(matches!(
+            w.write_contents_with(8, |_| Ok::<(), ()>(())),
+            Err(NarWriteError::SizeMismatch {
+                declared: 12,
+                written: 13
+            })
+        ));
+        w.write_contents(b" World!").unwrap();
+        w.end_regular().unwrap();
+        assert_eq!(w.finish().unwrap(), hello());
+
+        let mut w = NarWriter::new(Vec::new());
+        assert!(matches!(
+            w.write_contents_with(0, |_| Ok::<(), ()>(())),
+            Err(NarWriteError::Misuse { .. })
+        ));
+        w.begin_regular(false, 3).unwrap();
+        assert_eq!(
+            w.write_contents_with(3, |_| Err("failed")).unwrap(),
+            Err("failed")
+        );
+        assert!(matches!(w.end_regular(), Err(NarWriteError::Poisoned)));
     }
 
     #[test]

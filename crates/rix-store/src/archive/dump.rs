@@ -49,14 +49,69 @@ pub fn dump(path: &Path, out: &mut impl Write) -> Result<u64, ArchiveError> {
 }
 
 /// Like [`dump`] but writes straight into `out`, unbuffered: for sinks that buffer
-/// themselves (hashers, channel blocks, `BufWriter`s).
+/// themselves (hashers, `BufWriter`s).
 pub fn dump_to<W: Write>(path: &Path, out: W) -> Result<u64, ArchiveError> {
-    let mut d = Dumper::new(path, out);
+    dump_with(path, Plain(out)).map(|(size, _)| size)
+}
+
+/// Dumps into a [`DumpSink`]; returns the archive's size and the sink.
+pub(crate) fn dump_with<S: DumpSink>(path: &Path, sink: S) -> Result<(u64, S), ArchiveError> {
+    let mut d = Dumper::new(path, sink);
     d.root()?;
     let size = d.w.position();
-    d.w.finish().map_err(|e| encode_error(&d.path, e))?;
-    Ok(size)
+    let sink = d.w.finish().map_err(|e| encode_error(&d.path, e))?;
+    Ok((size, sink))
 }
+
+/// Why a file's contents could not be copied into a [`DumpSink`].
+pub(crate) enum CopyFail {
+    /// Reading the file failed.
+    Read(io::Error),
+    /// The file ended after `read` bytes, before its size at `fstat` time.
+    Short { read: u64 },
+    /// The sink failed.
+    Sink(io::Error),
+}
+
+/// Where the dumper's bytes go. A plain [`Write`] gets the default: file contents
+/// copied through the dumper's buffer and files closed at once. The hashing
+/// pipeline reads files straight into its blocks and lets the hashing thread
+/// close them when it has time.
+pub(crate) trait DumpSink: Write {
+    /// Copies exactly `size` bytes of `file` into the sink, then disposes of it.
+    fn copy_file(&mut self, mut file: File, size: u64, buf: &mut [u8]) -> Result<(), CopyFail> {
+        let mut left = size;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) => return Err(CopyFail::Short { read: size - left }),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyFail::Read(e)),
+            };
+            self.write_all(&buf[..n]).map_err(CopyFail::Sink)?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A plain [`Write`] as a [`DumpSink`].
+struct Plain<W>(W);
+
+impl<W: Write> Write for Plain<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write> DumpSink for Plain<W> {}
 
 /// The names of one directory, NUL-terminated in one buffer, and their types.
 #[derive(Default)]
@@ -66,8 +121,8 @@ struct DirList {
     entries: Vec<(usize, usize, FileType)>,
 }
 
-struct Dumper<W: Write> {
-    w: NarWriter<W>,
+struct Dumper<S: DumpSink> {
+    w: NarWriter<S>,
     /// The file being worked on, for error messages.
     path: PathBuf,
     buf: Vec<u8>,
@@ -87,8 +142,8 @@ fn encode_error(path: &Path, e: NarWriteError) -> ArchiveError {
     }
 }
 
-impl<W: Write> Dumper<W> {
-    fn new(path: &Path, out: W) -> Self {
+impl<S: DumpSink> Dumper<S> {
+    fn new(path: &Path, out: S) -> Self {
         Self {
             w: NarWriter::new(out),
             path: path.to_owned(),
@@ -179,29 +234,23 @@ impl<W: Write> Dumper<W> {
         self.w
             .begin_regular(st.st_mode & S_IXUSR != 0, size)
             .map_err(|e| self.enc(e))?;
-        let mut file = File::from(fd);
-        let mut left = size;
-        while left > 0 {
-            let want = self
-                .buf
-                .len()
-                .min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match file.read(&mut self.buf[..want]) {
-                Ok(0) => {
-                    return Err(ArchiveError::FileChanged {
-                        path: self.path.clone(),
-                        size,
-                        read: size - left,
-                    })
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.io("reading file", e)),
-            };
-            if let Err(e) = self.w.write_contents(&self.buf[..n]) {
-                return Err(self.enc(e));
+        let file = File::from(fd);
+        let buf = &mut self.buf;
+        let copied = self
+            .w
+            .write_contents_with(size, |sink| sink.copy_file(file, size, buf))
+            .map_err(|e| encode_error(&self.path, e))?;
+        match copied {
+            Ok(()) => {}
+            Err(CopyFail::Read(e)) => return Err(self.io("reading file", e)),
+            Err(CopyFail::Short { read }) => {
+                return Err(ArchiveError::FileChanged {
+                    path: self.path.clone(),
+                    size,
+                    read,
+                })
             }
-            left -= n as u64;
+            Err(CopyFail::Sink(e)) => return Err(ArchiveError::Write(e)),
         }
         self.w.end_regular().map_err(|e| self.enc(e))
     }
