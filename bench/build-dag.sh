@@ -20,8 +20,8 @@ url() { echo "local?store=$work/$1/store&state=$work/$1/state&log=$work/$1/log";
 NIXS=$(url nix); RIXS=$(url rix)
 export NIX_CONFIG=$'substituters =\nsandbox = false'
 
-drv_nix=$(nix-instantiate --store "$NIXS" --argstr n "$N" bench/dag.nix 2>/dev/null)
-drv_rix=$(nix-instantiate --store "$RIXS" --argstr n "$N" bench/dag.nix 2>/dev/null)
+drv_nix=$(nix-instantiate --store "$NIXS" --arg n "$N" bench/dag.nix 2>/dev/null)
+drv_rix=$(nix-instantiate --store "$RIXS" --arg n "$N" bench/dag.nix 2>/dev/null)
 
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
 
