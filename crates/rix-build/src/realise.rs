@@ -124,8 +124,18 @@ pub fn execute(
                         reason: &b.reason,
                         check: opts.check,
                     };
+                    let started_at = rix_store::path_info::now();
                     let result = build(store, &job, &opts.settings, observer);
                     let error = result.as_ref().err().map(|e| e.to_string());
+                    let status = match &result {
+                        Ok(BuildOutcome::Built(_)) => "built".to_owned(),
+                        Ok(BuildOutcome::AlreadyValid) => "built by another process".to_owned(),
+                        Ok(BuildOutcome::Checked(d)) if d.is_empty() => "checked: identical".to_owned(),
+                        Ok(BuildOutcome::Checked(_)) => "checked: differs".to_owned(),
+                        Err(e) => format!("failed: {}", e.to_string().lines().next().unwrap_or_default()),
+                    };
+                    // The record is informational: a failure to write it must not fail the build.
+                    let _ = store.db().record_build(drv_path, &b.reason, started_at, rix_store::path_info::now(), &status);
                     observer.event(BuildEvent::Finished {
                         drv: drv_path,
                         elapsed: start.elapsed(),

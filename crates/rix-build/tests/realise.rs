@@ -44,6 +44,11 @@ fn diamond_builds_once_then_never_again() {
     assert_eq!(info.deriver.as_ref(), Some(&top));
     assert!(info.ultimate);
 
+    // Why each derivation was built is recorded.
+    let history = store.db().build_history(&top).unwrap();
+    assert_eq!(history.len(), 1);
+    assert!(history[0].0.starts_with("output 'out'") && history[0].3 == "built", "{history:?}");
+
     // A second realisation of the same closure runs zero builders.
     let rec = Recorder::default();
     let report = realise(&store, &[top], &opts(2, false), &rec).unwrap();

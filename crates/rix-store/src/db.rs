@@ -67,6 +67,20 @@ create table if not exists DerivationOutputs (
 create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
 ";
 
+/// rix's own table (Nix ignores tables it does not know): one row per build run,
+/// with the reason it ran, so that "why was this built?" can be answered later.
+const RIX_SCHEMA: &str = "
+create table if not exists RixBuilds (
+    id        integer primary key autoincrement not null,
+    drv       text not null,
+    reason    text not null,
+    startTime integer not null,
+    stopTime  integer not null,
+    status    text not null -- 'built', 'failed: ...', 'checked', 'nondeterministic'
+);
+create index if not exists IndexRixBuilds on RixBuilds(drv);
+";
+
 #[derive(Debug, Error)]
 pub enum DbError {
     #[error("store database {path}: {source}")]
@@ -126,7 +140,28 @@ impl Db {
         self.conn.pragma_update(None, "synchronous", "normal")?;
         let mode: String = self.conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
         debug_assert!(mode == "wal" || mode == "memory");
-        self.conn.execute_batch(SCHEMA)
+        self.conn.execute_batch(SCHEMA)?;
+        self.conn.execute_batch(RIX_SCHEMA)
+    }
+
+    /// Records one build run (see `RIX_SCHEMA`).
+    pub fn record_build(&self, drv: &StorePath, reason: &str, start: i64, stop: i64, status: &str) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached("insert into RixBuilds (drv, reason, startTime, stopTime, status) values (?, ?, ?, ?, ?)")
+            .and_then(|mut s| s.execute(params![self.print(drv), reason, start, stop, status]))
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The recorded build runs of `drv`, oldest first: (reason, start, stop, status).
+    pub fn build_history(&self, drv: &StorePath) -> Result<Vec<(String, i64, i64, String)>, DbError> {
+        self.conn
+            .prepare_cached("select reason, startTime, stopTime, status from RixBuilds where drv = ? order by id")
+            .and_then(|mut s| {
+                s.query_map([self.print(drv)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .map_err(|e| self.err(e))
     }
 
     fn err(&self, source: rusqlite::Error) -> DbError {
