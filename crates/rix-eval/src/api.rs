@@ -77,7 +77,9 @@ impl Evaluator {
             }
             Value::Lambda(c) => match &c.lambda.param {
                 Param::Ident(_) => Ok(v.clone()),
-                Param::Formals { formals, ellipsis, .. } => {
+                Param::Formals {
+                    formals, ellipsis, ..
+                } => {
                     let mut entries = Vec::new();
                     if *ellipsis {
                         entries.extend(args.iter().cloned());
@@ -172,7 +174,11 @@ impl Evaluator {
 
     /// `v` as XML (`--xml`); `location` adds source positions.
     pub fn to_xml(&mut self, v: &Value, strict: bool, location: bool) -> Result<String> {
-        let v = if strict { self.force_deep(v)? } else { self.force(v)? };
+        let v = if strict {
+            self.force_deep(v)?
+        } else {
+            self.force(v)?
+        };
         crate::builtins::value_to_xml(self, &v, strict, location)
     }
 }

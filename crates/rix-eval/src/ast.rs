@@ -43,7 +43,11 @@ pub enum Expr {
     /// A literal: number, plain string, absolute path, URI.
     Const(Value),
     /// A statically resolved variable.
-    Var { depth: u32, idx: u32, pos: Pos },
+    Var {
+        depth: u32,
+        idx: u32,
+        pos: Pos,
+    },
     /// A variable only a `with` can provide; `withs` are the depths of the
     /// enclosing `with` frames, innermost first.
     WithVar {
@@ -96,9 +100,15 @@ pub enum Expr {
         pos: Pos,
     },
     /// String interpolation `"a${b}c"`: the result is a string.
-    Interpolate { parts: Box<[ExprRef]>, pos: Pos },
+    Interpolate {
+        parts: Box<[ExprRef]>,
+        pos: Pos,
+    },
     /// Path interpolation `./a/${b}`: the first part decides (a path).
-    PathInterpolate { parts: Box<[ExprRef]>, pos: Pos },
+    PathInterpolate {
+        parts: Box<[ExprRef]>,
+        pos: Pos,
+    },
     /// `__curPos`.
     CurPos(Pos),
 }

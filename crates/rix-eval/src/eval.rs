@@ -57,6 +57,9 @@ impl SearchPathEntry {
     }
 }
 
+/// Receives `builtins.trace` messages.
+pub type TraceSink = Box<dyn FnMut(&str)>;
+
 /// How an [`Evaluator`] is set up.
 pub struct EvalOptions {
     /// `-I` entries first, then `NIX_PATH`'s.
@@ -69,7 +72,7 @@ pub struct EvalOptions {
     /// Bound on nested function calls (Nix's `max-call-depth`).
     pub max_call_depth: usize,
     /// Where `builtins.trace` writes; stderr when `None`.
-    pub trace_sink: Option<Box<dyn FnMut(&str)>>,
+    pub trace_sink: Option<TraceSink>,
     /// Restricts impure builtins (`getEnv`, `currentTime`, ...) as `--pure-eval` does.
     pub pure: bool,
     /// Enabled experimental features (`parse-toml-timestamps`, ...).
@@ -133,7 +136,6 @@ pub(crate) struct Syms {
     pub drv_path: Symbol,
     pub name: Symbol,
     pub value: Symbol,
-    pub derivation: Symbol,
 }
 
 impl Syms {
@@ -146,7 +148,6 @@ impl Syms {
             drv_path: Symbol::new("drvPath"),
             name: Symbol::new("name"),
             value: Symbol::new("value"),
-            derivation: Symbol::new("derivation"),
         }
     }
 }
@@ -156,10 +157,7 @@ const STACK_GROWTH: usize = 4 * 1024 * 1024;
 
 impl Evaluator {
     pub fn new(opts: EvalOptions) -> Evaluator {
-        let home = opts
-            .home
-            .clone()
-            .or_else(|| std::env::var("HOME").ok());
+        let home = opts.home.clone().or_else(|| std::env::var("HOME").ok());
         let mut ev = Evaluator {
             base_env: Env::new(None, Slots::new()),
             base_scope: BaseScope::default(),
@@ -309,7 +307,12 @@ impl Evaluator {
     /// enclosing frames directly, anything else as a placeholder thunk that
     /// [`fill_pending`] completes once the frame exists.
     #[inline]
-    fn init_slot(&self, e: &ExprRef, outer: &Rc<Env>, pending: &mut Vec<(Thunk, ExprRef)>) -> Value {
+    fn init_slot(
+        &self,
+        e: &ExprRef,
+        outer: &Rc<Env>,
+        pending: &mut Vec<(Thunk, ExprRef)>,
+    ) -> Value {
         match &**e {
             Expr::Const(v) => v.clone(),
             Expr::Var { depth, idx, .. } if *depth > 0 => outer.lookup(*depth - 1, *idx),
@@ -347,7 +350,7 @@ impl Evaluator {
             }
             ThunkState::Expr(e, env) => {
                 self.force_depth += 1;
-                let r = if self.force_depth % 4 == 0 {
+                let r = if self.force_depth.is_multiple_of(4) {
                     stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.eval(e, env))
                 } else {
                     self.eval(e, env)
@@ -393,28 +396,24 @@ impl Evaluator {
     ) -> Result<Value> {
         let v = self.force(v)?;
         match &v {
-            Value::Attrs(a) => {
-                if seen.insert(Rc::as_ptr(a) as usize) {
-                    for attr in a.iter() {
-                        stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
-                            self.force_deep_inner(&attr.value, seen)
-                        })
-                        .map_err(|e| {
-                            e.add_trace(
-                                attr.pos,
-                                format!("while evaluating the attribute '{}'", attr.name),
-                            )
-                        })?;
-                    }
+            Value::Attrs(a) if seen.insert(Rc::as_ptr(a) as usize) => {
+                for attr in a.iter() {
+                    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
+                        self.force_deep_inner(&attr.value, seen)
+                    })
+                    .map_err(|e| {
+                        e.add_trace(
+                            attr.pos,
+                            format!("while evaluating the attribute '{}'", attr.name),
+                        )
+                    })?;
                 }
             }
-            Value::List(l) => {
-                if seen.insert(Rc::as_ptr(l) as usize) {
-                    for item in l.iter() {
-                        stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
-                            self.force_deep_inner(item, seen)
-                        })?;
-                    }
+            Value::List(l) if seen.insert(Rc::as_ptr(l) as usize) => {
+                for item in l.iter() {
+                    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
+                        self.force_deep_inner(item, seen)
+                    })?;
                 }
             }
             _ => {}
@@ -642,9 +641,7 @@ impl Evaluator {
                 if !ctx.is_empty() {
                     return Err(EvalError::new(
                         ErrorKind::Other,
-                        format!(
-                            "a string that refers to a store path cannot be appended to a path"
-                        ),
+                        "a string that refers to a store path cannot be appended to a path",
                         *pos,
                     ));
                 }
@@ -654,12 +651,16 @@ impl Evaluator {
         }
     }
 
-    fn lookup_with(&mut self, name: Symbol, withs: &[u32], env: &Rc<Env>, pos: Pos) -> Result<Value> {
+    fn lookup_with(
+        &mut self,
+        name: Symbol,
+        withs: &[u32],
+        env: &Rc<Env>,
+        pos: Pos,
+    ) -> Result<Value> {
         for &d in withs {
             let scope = env.lookup(d, 0);
-            let attrs = self
-                .force_attrs(&scope, pos)
-                .map_err(|e| at(e, pos))?;
+            let attrs = self.force_attrs(&scope, pos).map_err(|e| at(e, pos))?;
             if let Some(v) = attrs.get(name) {
                 return Ok(v.clone());
             }
@@ -697,9 +698,7 @@ impl Evaluator {
                 Value::Attrs(a) => match a.get(name) {
                     Some(x) => {
                         let x = x.clone();
-                        v = self.force(&x).map_err(|e| {
-                            at(e, pos)
-                        })?;
+                        v = self.force(&x).map_err(|e| at(e, pos))?;
                     }
                     None => {
                         if let Some(d) = default {
@@ -712,10 +711,8 @@ impl Evaluator {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    return Err(expected(other, "a set", pos).add_trace(
-                        pos,
-                        format!("while selecting attribute '{name}'"),
-                    ));
+                    return Err(expected(other, "a set", pos)
+                        .add_trace(pos, format!("while selecting attribute '{name}'")));
                 }
             }
         }
@@ -749,11 +746,9 @@ impl Evaluator {
                             self.init_slot(e, env, &mut pending)
                         }
                     }
-                    BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(
-                        from[*k as usize].clone(),
-                        *name,
-                        b.pos,
-                    )),
+                    BindingValue::InheritFrom(k, name) => {
+                        Thunk::value(ThunkState::Select(from[*k as usize].clone(), *name, b.pos))
+                    }
                 };
                 entries.push(Attr {
                     name: b.name,
@@ -1049,7 +1044,7 @@ impl Evaluator {
                     ));
                 }
                 self.call_depth += 1;
-                let r = if self.call_depth % 4 == 0 {
+                let r = if self.call_depth.is_multiple_of(4) {
                     stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.call_lambda(&c, arg, pos))
                 } else {
                     self.call_lambda(&c, arg, pos)
@@ -1307,7 +1302,7 @@ impl Evaluator {
         if name.ends_with(".drv") {
             return Err(EvalError::new(
                 ErrorKind::Other,
-                format!("file names are not allowed to end in '.drv'"),
+                "file names are not allowed to end in '.drv'",
                 pos,
             ));
         }
@@ -1336,8 +1331,8 @@ impl Evaluator {
 
     /// `==`. Mirrors `eqValues`.
     pub fn eq_values(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<bool> {
-        let a = self.force(a)?;
-        let b = self.force(b)?;
+        let a = self.force(a).map_err(|e| at(e, pos))?;
+        let b = self.force(b).map_err(|e| at(e, pos))?;
         Ok(match (&a, &b) {
             (Value::Int(x), Value::Int(y)) => x == y,
             (Value::Int(x), Value::Float(y)) => (*x as f64) == *y,
@@ -1366,7 +1361,9 @@ impl Evaluator {
                     return Ok(true);
                 }
                 if self.is_derivation(x)? && self.is_derivation(y)? {
-                    if let (Some(p), Some(q)) = (x.get(self.syms.out_path), y.get(self.syms.out_path)) {
+                    if let (Some(p), Some(q)) =
+                        (x.get(self.syms.out_path), y.get(self.syms.out_path))
+                    {
                         let (p, q) = (p.clone(), q.clone());
                         return self.eq_values(&p, &q, pos);
                     }
@@ -1471,7 +1468,12 @@ impl Evaluator {
     }
 
     /// Looks up `<name/rest>` in the search path. Mirrors `findFile`.
-    pub fn find_file(&self, search_path: &[SearchPathEntry], name: &str, pos: Pos) -> Result<String> {
+    pub fn find_file(
+        &self,
+        search_path: &[SearchPathEntry],
+        name: &str,
+        pos: Pos,
+    ) -> Result<String> {
         for entry in search_path {
             let rest = if entry.prefix.is_empty() {
                 Some(name)
@@ -1557,7 +1559,15 @@ fn eager_arith(e: &Expr, env: &Env) -> Option<Value> {
     };
     if !matches!(
         op,
-        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Less | BinOp::LessEq | BinOp::Greater | BinOp::GreaterEq | BinOp::Eq | BinOp::NotEq
+        BinOp::Add
+            | BinOp::Sub
+            | BinOp::Mul
+            | BinOp::Less
+            | BinOp::LessEq
+            | BinOp::Greater
+            | BinOp::GreaterEq
+            | BinOp::Eq
+            | BinOp::NotEq
     ) {
         return None;
     }
@@ -1603,7 +1613,10 @@ pub(crate) fn lambda_name(name: Option<Symbol>) -> String {
 /// `value is X while Y was expected`.
 pub fn expected(v: &Value, what: &str, pos: Pos) -> Box<EvalError> {
     type_error(
-        format!("value is {} while {what} was expected", v.type_description()),
+        format!(
+            "value is {} while {what} was expected",
+            v.type_description()
+        ),
         pos,
     )
 }

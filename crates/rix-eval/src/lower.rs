@@ -79,9 +79,13 @@ pub fn parse_with_scope(
         return Err(parse_error(err, ctx.base, text));
     }
     let root = parsed.tree();
-    let expr = root
-        .expr()
-        .ok_or_else(|| EvalError::new(ErrorKind::Parse, "syntax error, unexpected end of file", Pos(ctx.base)))?;
+    let expr = root.expr().ok_or_else(|| {
+        EvalError::new(
+            ErrorKind::Parse,
+            "syntax error, unexpected end of file",
+            Pos(ctx.base),
+        )
+    })?;
     let mut l = Lowerer {
         ctx,
         scopes: extra.map(Scope::Static).into_iter().collect(),
@@ -95,18 +99,28 @@ fn parse_error(err: &rnix::ParseError, base: u32, text: &str) -> Box<EvalError> 
     let eof = Pos(base + text.len() as u32);
     let (msg, pos) = match err {
         P::Unexpected(r) => (
-            format!("syntax error, unexpected '{}'", &text[usize::from(r.start())..usize::from(r.end())]),
+            format!(
+                "syntax error, unexpected '{}'",
+                &text[usize::from(r.start())..usize::from(r.end())]
+            ),
             at(r),
         ),
         P::UnexpectedExtra(r) => (
-            format!("syntax error, unexpected '{}'", &text[usize::from(r.start())..usize::from(r.end())]),
+            format!(
+                "syntax error, unexpected '{}'",
+                &text[usize::from(r.start())..usize::from(r.end())]
+            ),
             at(r),
         ),
         P::UnexpectedWanted(got, r, wanted) => (
             format!(
                 "syntax error, unexpected {}, expecting {}",
                 kind_name(*got),
-                wanted.iter().map(|k| kind_name(*k)).collect::<Vec<_>>().join(" or ")
+                wanted
+                    .iter()
+                    .map(|k| kind_name(*k))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
             at(r),
         ),
@@ -115,11 +129,18 @@ fn parse_error(err: &rnix::ParseError, base: u32, text: &str) -> Box<EvalError> 
         P::UnexpectedEOFWanted(wanted) => (
             format!(
                 "syntax error, unexpected end of file, expecting {}",
-                wanted.iter().map(|k| kind_name(*k)).collect::<Vec<_>>().join(" or ")
+                wanted
+                    .iter()
+                    .map(|k| kind_name(*k))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
             eof,
         ),
-        P::DuplicatedArgs(r, name) => (format!("duplicate formal function argument '{name}'"), at(r)),
+        P::DuplicatedArgs(r, name) => (
+            format!("duplicate formal function argument '{name}'"),
+            at(r),
+        ),
         P::RecursionLimitExceeded => ("syntax error: expression nested too deeply".to_owned(), eof),
         other => (format!("syntax error: {other}"), eof),
     };
@@ -128,7 +149,9 @@ fn parse_error(err: &rnix::ParseError, base: u32, text: &str) -> Box<EvalError> 
 
 fn kind_name(k: SyntaxKind) -> String {
     let s = format!("{k:?}");
-    s.trim_start_matches("TOKEN_").trim_start_matches("NODE_").to_lowercase()
+    s.trim_start_matches("TOKEN_")
+        .trim_start_matches("NODE_")
+        .to_lowercase()
 }
 
 struct Lowerer<'a, 'c> {
@@ -150,7 +173,7 @@ enum PVal {
     Expr(ast::Expr),
     Attrs(PAttrs),
     Inherit(Symbol, Pos),
-    InheritFrom(u32, Symbol, Pos),
+    InheritFrom(u32, Symbol),
 }
 
 fn err(msg: impl Into<String>, pos: Pos) -> Box<EvalError> {
@@ -240,17 +263,23 @@ impl<'a, 'c> Lowerer<'a, 'c> {
     fn expr_inner(&mut self, e: ast::Expr, name: Option<Symbol>) -> Result<ExprRef> {
         let pos = self.pos(&e);
         Ok(Rc::new(match e {
-            ast::Expr::Paren(p) => return self.expr_named(p.expr().ok_or_else(|| self.missing(&p))?, name),
+            ast::Expr::Paren(p) => {
+                return self.expr_named(p.expr().ok_or_else(|| self.missing(&p))?, name)
+            }
             ast::Expr::Root(r) => return self.opt_expr(r.expr(), &r),
             ast::Expr::Error(_) => return Err(err("syntax error", pos)),
             ast::Expr::Literal(lit) => match lit.kind() {
                 ast::LiteralKind::Integer(i) => match i.value() {
                     Ok(v) => Expr::Const(Value::Int(v)),
-                    Err(_) => return Err(err(format!("invalid integer '{}'", i.syntax().text()), pos)),
+                    Err(_) => {
+                        return Err(err(format!("invalid integer '{}'", i.syntax().text()), pos))
+                    }
                 },
                 ast::LiteralKind::Float(f) => match f.value() {
                     Ok(v) => Expr::Const(Value::Float(v)),
-                    Err(_) => return Err(err(format!("invalid float '{}'", f.syntax().text()), pos)),
+                    Err(_) => {
+                        return Err(err(format!("invalid float '{}'", f.syntax().text()), pos))
+                    }
                 },
                 ast::LiteralKind::Uri(u) => {
                     let text = u.syntax().text();
@@ -283,15 +312,25 @@ impl<'a, 'c> Lowerer<'a, 'c> {
             }
             ast::Expr::PathSearch(p) => {
                 let text = p.content().map(|c| c.text().to_owned()).unwrap_or_default();
-                let inner = text.trim_start_matches('<').trim_end_matches('>').to_owned();
+                let inner = text
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned();
                 Expr::Call {
                     func: self.var("__findFile", pos)?,
-                    args: vec![self.var("__nixPath", pos)?, Rc::new(Expr::Const(Value::string(inner)))].into(),
+                    args: vec![
+                        self.var("__nixPath", pos)?,
+                        Rc::new(Expr::Const(Value::string(inner))),
+                    ]
+                    .into(),
                     pos,
                 }
             }
             ast::Expr::List(l) => {
-                let items = l.items().map(|i| self.expr(i)).collect::<Result<Vec<_>>>()?;
+                let items = l
+                    .items()
+                    .map(|i| self.expr(i))
+                    .collect::<Result<Vec<_>>>()?;
                 Expr::List(items.into())
             }
             ast::Expr::Lambda(l) => Expr::Lambda(self.lambda(l, name)?),
@@ -312,7 +351,10 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                 }
                 args.reverse();
                 let func = self.expr(cur)?;
-                let args = args.into_iter().map(|a| self.expr(a)).collect::<Result<Vec<_>>>()?;
+                let args = args
+                    .into_iter()
+                    .map(|a| self.expr(a))
+                    .collect::<Result<Vec<_>>>()?;
                 Expr::Call {
                     func,
                     args: args.into(),
@@ -474,7 +516,10 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                     let sym = Symbol::new(&ident.syntax().text().to_string());
                     let epos = self.pos(&entry);
                     if names.insert(sym, entries.len() as u32).is_some() {
-                        return Err(err(format!("duplicate formal function argument '{sym}'"), epos));
+                        return Err(err(
+                            format!("duplicate formal function argument '{sym}'"),
+                            epos,
+                        ));
                     }
                     entries.push((sym, entry.default(), epos));
                 }
@@ -527,7 +572,9 @@ impl<'a, 'c> Lowerer<'a, 'c> {
 
     fn attr_name(&mut self, a: &ast::Attr) -> Result<AttrKey> {
         match a {
-            ast::Attr::Ident(id) => Ok(AttrKey::Static(Symbol::new(&id.syntax().text().to_string()))),
+            ast::Attr::Ident(id) => Ok(AttrKey::Static(Symbol::new(
+                &id.syntax().text().to_string(),
+            ))),
             ast::Attr::Str(s) => match self.static_string(s) {
                 Some(text) => Ok(AttrKey::Static(Symbol::new(&text))),
                 None => Ok(AttrKey::Dynamic(self.string(s)?)),
@@ -545,9 +592,16 @@ impl<'a, 'c> Lowerer<'a, 'c> {
         }
     }
 
-    fn attrpath(&mut self, p: Option<ast::Attrpath>, parent: &impl AstNode) -> Result<Box<[AttrKey]>> {
+    fn attrpath(
+        &mut self,
+        p: Option<ast::Attrpath>,
+        parent: &impl AstNode,
+    ) -> Result<Box<[AttrKey]>> {
         let p = p.ok_or_else(|| self.missing(parent))?;
-        let keys = p.attrs().map(|a| self.attr_name(&a)).collect::<Result<Vec<_>>>()?;
+        let keys = p
+            .attrs()
+            .map(|a| self.attr_name(&a))
+            .collect::<Result<Vec<_>>>()?;
         if keys.is_empty() {
             return Err(self.missing(parent));
         }
@@ -571,7 +625,10 @@ impl<'a, 'c> Lowerer<'a, 'c> {
         let pos = self.pos(s);
         if s.syntax().text().contains_char('\0') {
             let text = s.syntax().text().to_string();
-            let inner = text.trim_matches('"').trim_start_matches("''").trim_end_matches("''");
+            let inner = text
+                .trim_matches('"')
+                .trim_start_matches("''")
+                .trim_end_matches("''");
             return Err(err(
                 format!(
                     "input string '{}' cannot be represented as Nix string because it contains null bytes",
@@ -590,7 +647,9 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                 StrPart::Interp(i) => {
                     has_interp = true;
                     if !text.is_empty() {
-                        out.push(Rc::new(Expr::Const(Value::string(std::mem::take(&mut text)))));
+                        out.push(Rc::new(Expr::Const(Value::string(std::mem::take(
+                            &mut text,
+                        )))));
                     }
                     let inner = i.expr().ok_or_else(|| self.missing(&i))?;
                     out.push(self.expr(inner)?);
@@ -724,7 +783,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                 return Err(dup_attr(&sym.to_string(), apos, into.statics[i].1));
             }
             let val = match from {
-                Some(k) => PVal::InheritFrom(k, sym, apos),
+                Some(k) => PVal::InheritFrom(k, sym),
                 None => PVal::Inherit(sym, apos),
             };
             into.index.insert(sym, into.statics.len());
@@ -733,8 +792,16 @@ impl<'a, 'c> Lowerer<'a, 'c> {
         Ok(())
     }
 
-    fn add_attr(&mut self, into: &mut PAttrs, path: &[ast::Attr], value: ast::Expr, pos: Pos) -> Result<()> {
-        let (first, rest) = path.split_first().ok_or_else(|| err("empty attribute path", pos))?;
+    fn add_attr(
+        &mut self,
+        into: &mut PAttrs,
+        path: &[ast::Attr],
+        value: ast::Expr,
+        pos: Pos,
+    ) -> Result<()> {
+        let (first, rest) = path
+            .split_first()
+            .ok_or_else(|| err("empty attribute path", pos))?;
         let key = self.collect_key(first)?;
         if rest.is_empty() {
             match key {
@@ -744,8 +811,12 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                         let new_is_set = matches!(unparen(value.clone()), ast::Expr::AttrSet(_));
                         let old_pos = into.statics[i].1;
                         if new_is_set && self.make_mergeable(&mut into.statics[i].2)? {
-                            let ast::Expr::AttrSet(set) = unparen(value) else { unreachable!() };
-                            let PVal::Attrs(target) = &mut into.statics[i].2 else { unreachable!() };
+                            let ast::Expr::AttrSet(set) = unparen(value) else {
+                                unreachable!()
+                            };
+                            let PVal::Attrs(target) = &mut into.statics[i].2 else {
+                                unreachable!()
+                            };
                             return self.collect(target, &set);
                         }
                         return Err(dup_attr(&sym.to_string(), pos, old_pos));
@@ -765,7 +836,9 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                         let full = path_string(path);
                         return Err(dup_attr(&full, pos, old_pos));
                     }
-                    let PVal::Attrs(target) = &mut into.statics[i].2 else { unreachable!() };
+                    let PVal::Attrs(target) = &mut into.statics[i].2 else {
+                        unreachable!()
+                    };
                     self.add_attr(target, rest, value, pos)
                 } else {
                     let mut nested = self.new_pattrs(false, pos);
@@ -821,12 +894,19 @@ impl<'a, 'c> Lowerer<'a, 'c> {
         }
     }
 
-    fn lower_pval(&mut self, v: PVal, name: Symbol, skip_for_inherit: usize) -> Result<BindingValue> {
+    fn lower_pval(
+        &mut self,
+        v: PVal,
+        name: Symbol,
+        skip_for_inherit: usize,
+    ) -> Result<BindingValue> {
         Ok(match v {
             PVal::Expr(e) => BindingValue::Expr(self.expr_named(e, Some(name))?),
             PVal::Attrs(p) => BindingValue::Expr(Rc::new(Expr::Attrs(self.lower_attrs(p)?))),
-            PVal::Inherit(sym, pos) => BindingValue::Inherit(Rc::new(self.resolve(sym, pos, skip_for_inherit)?)),
-            PVal::InheritFrom(k, sym, _) => BindingValue::InheritFrom(k, sym),
+            PVal::Inherit(sym, pos) => {
+                BindingValue::Inherit(Rc::new(self.resolve(sym, pos, skip_for_inherit)?))
+            }
+            PVal::InheritFrom(k, sym) => BindingValue::InheritFrom(k, sym),
         })
     }
 
@@ -840,7 +920,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
             ..
         } = p;
         // Slots and the built set both follow name order.
-        statics.sort_by(|a, b| a.0.cmp(&b.0));
+        statics.sort_by_key(|a| a.0);
         if rec {
             let names = statics
                 .iter()

@@ -27,7 +27,10 @@ impl Pos {
         }
         SOURCES.with(|s| {
             let s = s.borrow();
-            let idx = s.files.partition_point(|f| f.base <= self.0).checked_sub(1)?;
+            let idx = s
+                .files
+                .partition_point(|f| f.base <= self.0)
+                .checked_sub(1)?;
             let f = &s.files[idx];
             let off = (self.0 - f.base) as usize;
             if off > f.text.len() {
@@ -108,7 +111,7 @@ struct Sources {
 }
 
 thread_local! {
-    static SOURCES: RefCell<Sources> = RefCell::new(Sources { files: Vec::new(), next: 1 });
+    static SOURCES: RefCell<Sources> = const { RefCell::new(Sources { files: Vec::new(), next: 1 }) };
 }
 
 /// Registers a source text; positions in it are `base + byte offset`.

@@ -8,8 +8,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 
-/// An interned string, one machine word wide.
+/// An interned string, one machine word wide (hence the boxed `str`: a thin pointer).
 #[derive(Clone, Copy)]
+#[allow(clippy::borrowed_box)]
 pub struct Symbol(&'static Box<str>);
 
 thread_local! {
@@ -18,6 +19,7 @@ thread_local! {
 
 impl Symbol {
     /// Interns `s`, returning the one symbol for that string.
+    #[allow(clippy::borrowed_box)]
     pub fn new(s: &str) -> Symbol {
         TABLE.with(|t| {
             let mut t = t.borrow_mut();

@@ -193,7 +193,7 @@ impl Attrs {
     /// Builds a set from attributes in any order; on duplicates the last one wins.
     pub fn from_unsorted(mut entries: Vec<Attr>) -> Attrs {
         if !entries.windows(2).all(|w| w[0].name < w[1].name) {
-            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            entries.sort_by_key(|a| a.name);
             // Keep the last of equal names: walk backwards.
             let mut out: Vec<Attr> = Vec::with_capacity(entries.len());
             for a in entries.into_iter().rev() {

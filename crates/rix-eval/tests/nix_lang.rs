@@ -41,11 +41,13 @@ fn parse_flags(text: &str) -> Flags {
     while i < words.len() {
         match words[i].as_str() {
             "--arg" if i + 2 < words.len() => {
-                f.args.push(AutoArg::Expr(words[i + 1].clone(), words[i + 2].clone()));
+                f.args
+                    .push(AutoArg::Expr(words[i + 1].clone(), words[i + 2].clone()));
                 i += 2;
             }
             "--argstr" if i + 2 < words.len() => {
-                f.args.push(AutoArg::Str(words[i + 1].clone(), words[i + 2].clone()));
+                f.args
+                    .push(AutoArg::Str(words[i + 1].clone(), words[i + 2].clone()));
                 i += 2;
             }
             "-A" if i + 1 < words.len() => {
@@ -92,9 +94,14 @@ enum Mode {
 
 /// Evaluates `file` (relative to the vectors directory) as nix-instantiate would.
 fn evaluate(file: &str, flags: &Flags, mode: Mode) -> Result<String, String> {
-    let mut search_path: Vec<SearchPathEntry> =
-        flags.include.iter().map(|s| SearchPathEntry::parse(s)).collect();
-    search_path.extend(SearchPathEntry::parse_nix_path("nix-lang/dir3:nix-lang/dir4"));
+    let mut search_path: Vec<SearchPathEntry> = flags
+        .include
+        .iter()
+        .map(|s| SearchPathEntry::parse(s))
+        .collect();
+    search_path.extend(SearchPathEntry::parse_nix_path(
+        "nix-lang/dir3:nix-lang/dir4",
+    ));
     let opts = EvalOptions {
         search_path,
         home: Some("/fake-home".into()),
@@ -181,7 +188,10 @@ fn nix_language_suite() {
             let (exp_file, mode) = if xml.exists() {
                 (xml, Mode::Xml)
             } else {
-                (PathBuf::from(format!("{}.exp", stem.display())), Mode::Print)
+                (
+                    PathBuf::from(format!("{}.exp", stem.display())),
+                    Mode::Print,
+                )
             };
             let Ok(expected) = std::fs::read_to_string(&exp_file) else {
                 continue;
@@ -195,7 +205,11 @@ fn nix_language_suite() {
                         .replace(&pwd2, "/pwd");
                     let same = out.trim_end() == expected.trim_end();
                     if !same && std::env::var("RIX_LANG_VERBOSE").is_ok() {
-                        eprintln!("--- {base}\nexpected: {}\n     got: {}", expected.trim_end(), out.trim_end());
+                        eprintln!(
+                            "--- {base}\nexpected: {}\n     got: {}",
+                            expected.trim_end(),
+                            out.trim_end()
+                        );
                     }
                     same
                 }
@@ -212,9 +226,15 @@ fn nix_language_suite() {
             let got = with_timeout(move || evaluate(&rel, &flags, Mode::Print));
             (1, matches!(got, Some(Err(_))))
         } else if base.starts_with("parse-okay-") {
-            (2, with_timeout(move || parses(&rel)).is_some_and(|r| r.is_ok()))
+            (
+                2,
+                with_timeout(move || parses(&rel)).is_some_and(|r| r.is_ok()),
+            )
         } else if base.starts_with("parse-fail-") {
-            (3, with_timeout(move || parses(&rel)).is_some_and(|r| r.is_err()))
+            (
+                3,
+                with_timeout(move || parses(&rel)).is_some_and(|r| r.is_err()),
+            )
         } else {
             continue;
         };

@@ -28,7 +28,10 @@ pub(crate) fn register(r: &mut Registry) {
 fn attr_names(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let attrs = arg_ctx(ev.force_attrs(&a[0], pos), 0, "attrNames", pos)?;
     Ok(Value::list(
-        attrs.iter().map(|a| Value::string(a.name.as_str())).collect(),
+        attrs
+            .iter()
+            .map(|a| Value::string(a.name.as_str()))
+            .collect(),
     ))
 }
 
@@ -85,7 +88,9 @@ fn list_to_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             .cloned()
             .ok_or_else(|| missing_attr(name_sym, &item, pos))?;
         let name = ev.force_string_no_ctx(&name, pos)?;
-        let value = item.get_attr(value_sym).ok_or_else(|| missing_attr(value_sym, &item, pos))?;
+        let value = item
+            .get_attr(value_sym)
+            .ok_or_else(|| missing_attr(value_sym, &item, pos))?;
         entries.push(Attr {
             name: Symbol::new(&name),
             value: value.value.clone(),
@@ -93,7 +98,7 @@ fn list_to_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         });
     }
     // Stable sort keeps the first of equal names first.
-    entries.sort_by(|x, y| x.name.cmp(&y.name));
+    entries.sort_by_key(|x| x.name);
     entries.dedup_by(|later, earlier| later.name == earlier.name);
     Ok(Value::attrs(Attrs::from_sorted(entries)))
 }
@@ -110,7 +115,12 @@ fn intersect_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn cat_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let name = Symbol::new(&arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "catAttrs", pos)?);
+    let name = Symbol::new(&arg_ctx(
+        ev.force_string_no_ctx(&a[0], pos),
+        0,
+        "catAttrs",
+        pos,
+    )?);
     let list = arg_ctx(ev.force_list(&a[1], pos), 1, "catAttrs", pos)?;
     let mut out = Vec::new();
     for item in list.iter() {
@@ -148,7 +158,10 @@ fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     for item in list.iter() {
         let attrs = ev.force_attrs(item, pos)?;
         for attr in attrs.iter() {
-            groups.entry(attr.name).or_default().push(attr.value.clone());
+            groups
+                .entry(attr.name)
+                .or_default()
+                .push(attr.value.clone());
         }
     }
     let entries = groups

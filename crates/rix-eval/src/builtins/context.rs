@@ -36,7 +36,10 @@ pub(crate) fn register(r: &mut Registry) {
                 None => c.clone(),
             })
             .collect();
-        Ok(Value::String(NixString::with_context(s.as_str().to_owned(), ctx)))
+        Ok(Value::String(NixString::with_context(
+            s.as_str().to_owned(),
+            ctx,
+        )))
     });
     r.primop("addDrvOutputDependencies", 1, add_drv_output_dependencies);
     r.primop("getContext", 1, get_context);
@@ -82,17 +85,14 @@ fn add_drv_output_dependencies(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Res
         ));
     }
     if !elem.ends_with(".drv") {
-        return Err(err(
-            format!(
-                "path '{}' is not a derivation",
-                elem
-            ),
-            pos,
-        ));
+        return Err(err(format!("path '{}' is not a derivation", elem), pos));
     }
     let mut new = Context::new();
     new.insert(Rc::from(format!("={elem}")));
-    Ok(Value::String(NixString::with_context(s.as_str().to_owned(), new)))
+    Ok(Value::String(NixString::with_context(
+        s.as_str().to_owned(),
+        new,
+    )))
 }
 
 fn get_context(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
@@ -109,7 +109,10 @@ fn get_context(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             map.entry(p.to_owned()).or_default().all = true;
         } else if let Some(rest) = c.strip_prefix('!') {
             if let Some((out, p)) = rest.split_once('!') {
-                map.entry(p.to_owned()).or_default().outputs.push(out.to_owned());
+                map.entry(p.to_owned())
+                    .or_default()
+                    .outputs
+                    .push(out.to_owned());
             }
         } else {
             map.entry(c.to_string()).or_default().path = true;
@@ -151,7 +154,10 @@ fn append_context(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     for attr in extra.iter() {
         let path = attr.name.as_str();
         if store_dir.parse(path).is_err() {
-            return Err(err(format!("context key '{path}' is not a store path"), pos));
+            return Err(err(
+                format!("context key '{path}' is not a store path"),
+                pos,
+            ));
         }
         let info = ev.force_attrs(&attr.value, pos)?;
         if let Some(v) = info.get_str("path").cloned() {
@@ -184,5 +190,8 @@ fn append_context(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             }
         }
     }
-    Ok(Value::String(NixString::with_context(s.as_str().to_owned(), ctx)))
+    Ok(Value::String(NixString::with_context(
+        s.as_str().to_owned(),
+        ctx,
+    )))
 }

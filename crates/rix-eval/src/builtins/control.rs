@@ -21,15 +21,33 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("trace", 2, trace);
     r.primop("addErrorContext", 2, add_error_context);
     r.primop("typeOf", 1, type_of);
-    r.primop("isNull", 1, |ev, a, _| Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Null))));
-    r.primop("isInt", 1, |ev, a, _| Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Int(_)))));
-    r.primop("isFloat", 1, |ev, a, _| Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Float(_)))));
-    r.primop("isBool", 1, |ev, a, _| Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Bool(_)))));
-    r.primop("isString", 1, |ev, a, _| Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::String(_)))));
-    r.primop("isPath", 1, |ev, a, _| Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Path(_)))));
-    r.primop("isAttrs", 1, |ev, a, _| Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Attrs(_)))));
-    r.primop("isList", 1, |ev, a, _| Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::List(_)))));
-    r.primop("isFunction", 1, |ev, a, _| Ok(Value::Bool(ev.force(&a[0])?.is_function())));
+    r.primop("isNull", 1, |ev, a, _| {
+        Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Null)))
+    });
+    r.primop("isInt", 1, |ev, a, _| {
+        Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Int(_))))
+    });
+    r.primop("isFloat", 1, |ev, a, _| {
+        Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Float(_))))
+    });
+    r.primop("isBool", 1, |ev, a, _| {
+        Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Bool(_))))
+    });
+    r.primop("isString", 1, |ev, a, _| {
+        Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::String(_))))
+    });
+    r.primop("isPath", 1, |ev, a, _| {
+        Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Path(_))))
+    });
+    r.primop("isAttrs", 1, |ev, a, _| {
+        Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::Attrs(_))))
+    });
+    r.primop("isList", 1, |ev, a, _| {
+        Ok(Value::Bool(matches!(ev.force(&a[0])?, Value::List(_))))
+    });
+    r.primop("isFunction", 1, |ev, a, _| {
+        Ok(Value::Bool(ev.force(&a[0])?.is_function()))
+    });
     r.primop("add", 2, |ev, a, pos| {
         let x = ev.force(&a[0])?;
         let y = ev.force(&a[1])?;
@@ -51,12 +69,18 @@ pub(crate) fn register(r: &mut Registry) {
         let y = ev.force(&a[1])?;
         crate::ops::div(&x, &y, pos)
     });
-    r.primop("lessThan", 2, |ev, a, pos| Ok(Value::Bool(ev.less_than(&a[0], &a[1], pos)?)));
+    r.primop("lessThan", 2, |ev, a, pos| {
+        Ok(Value::Bool(ev.less_than(&a[0], &a[1], pos)?))
+    });
     r.primop("bitAnd", 2, |ev, a, pos| bit(ev, a, pos, |x, y| x & y));
     r.primop("bitOr", 2, |ev, a, pos| bit(ev, a, pos, |x, y| x | y));
     r.primop("bitXor", 2, |ev, a, pos| bit(ev, a, pos, |x, y| x ^ y));
-    r.primop("floor", 1, |ev, a, pos| round(ev, &a[0], pos, f64::floor, "floor"));
-    r.primop("ceil", 1, |ev, a, pos| round(ev, &a[0], pos, f64::ceil, "ceil"));
+    r.primop("floor", 1, |ev, a, pos| {
+        round(ev, &a[0], pos, f64::floor, "floor")
+    });
+    r.primop("ceil", 1, |ev, a, pos| {
+        round(ev, &a[0], pos, f64::ceil, "ceil")
+    });
     r.primop("import", 1, import);
     r.primop("scopedImport", 2, scoped_import);
     r.primop("getEnv", 1, get_env);
@@ -94,15 +118,32 @@ fn needs_network(_: &mut Evaluator, _: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn throw(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let msg = ev.coerce_to_string(&a[0], pos, Coerce { more: false, copy_to_store: false })?;
+    let msg = ev.coerce_to_string(
+        &a[0],
+        pos,
+        Coerce {
+            more: false,
+            copy_to_store: false,
+        },
+    )?;
     Err(EvalError::new(ErrorKind::Throw, msg.as_str(), pos))
 }
 
 fn abort(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let msg = ev.coerce_to_string(&a[0], pos, Coerce { more: false, copy_to_store: false })?;
+    let msg = ev.coerce_to_string(
+        &a[0],
+        pos,
+        Coerce {
+            more: false,
+            copy_to_store: false,
+        },
+    )?;
     Err(EvalError::new(
         ErrorKind::Abort,
-        format!("evaluation aborted with the following error message: '{}'", msg.as_str()),
+        format!(
+            "evaluation aborted with the following error message: '{}'",
+            msg.as_str()
+        ),
         pos,
     ))
 }
@@ -142,7 +183,14 @@ fn add_error_context(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value>
     match ev.force(&a[1]) {
         Ok(v) => Ok(v),
         Err(e) => {
-            let msg = ev.coerce_to_string(&a[0], pos, Coerce { more: false, copy_to_store: false });
+            let msg = ev.coerce_to_string(
+                &a[0],
+                pos,
+                Coerce {
+                    more: false,
+                    copy_to_store: false,
+                },
+            );
             match msg {
                 Ok(m) => Err(e.add_trace(Pos::NONE, m.as_str())),
                 Err(_) => Err(e),
@@ -166,8 +214,11 @@ fn round(ev: &mut Evaluator, v: &Value, pos: Pos, f: fn(f64) -> f64, name: &str)
         Value::Int(i) => Ok(Value::Int(i)),
         Value::Float(x) => {
             let r = f(x);
-            if !r.is_finite() || r < -9.223372036854776e18 || r >= 9.223372036854776e18 {
-                return Err(err(format!("{name} of {x} does not fit in an integer"), pos));
+            if !(-9.223372036854776e18..9.223372036854776e18).contains(&r) {
+                return Err(err(
+                    format!("{name} of {x} does not fit in an integer"),
+                    pos,
+                ));
             }
             Ok(Value::Int(r as i64))
         }
@@ -187,13 +238,20 @@ fn scoped_import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         path = format!("{}/default.nix", path.trim_end_matches('/'));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        EvalError::new(ErrorKind::Io, format!("opening file '{path}': {}", crate::eval::io_msg(&e)), pos)
+        EvalError::new(
+            ErrorKind::Io,
+            format!("opening file '{path}': {}", crate::eval::io_msg(&e)),
+            pos,
+        )
     })?;
     let dir = crate::eval::parent_dir(&path);
     let expr = ev.parse_scoped(&text, &path, &dir, &scope)?;
     let env = crate::value::Env::new(
         Some(ev.base_env.clone()),
-        scope.iter().map(|a| a.value.clone()).collect::<crate::value::Slots>(),
+        scope
+            .iter()
+            .map(|a| a.value.clone())
+            .collect::<crate::value::Slots>(),
     );
     ev.eval(&expr, &env)
 }

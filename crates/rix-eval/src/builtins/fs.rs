@@ -68,7 +68,8 @@ fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 
 fn read_file_type(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let p = real_path(ev, &a[0], pos, "readFileType")?;
-    let meta = std::fs::symlink_metadata(&p).map_err(|e| io_err("getting status of", &p, &e, pos))?;
+    let meta =
+        std::fs::symlink_metadata(&p).map_err(|e| io_err("getting status of", &p, &e, pos))?;
     Ok(Value::string(file_type_name(meta.file_type())))
 }
 
@@ -128,9 +129,7 @@ fn add_path(
             .map_err(|e| err(e.to_string(), pos))?;
         if want != sp {
             return Err(err(
-                format!(
-                    "store path mismatch in (possibly filtered) path added from '{path}'"
-                ),
+                format!("store path mismatch in (possibly filtered) path added from '{path}'"),
                 pos,
             ));
         }
@@ -173,7 +172,12 @@ fn path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             }
         }
     }
-    let src = src.ok_or_else(|| err("missing required 'path' attribute in the first argument to builtins.path", pos))?;
+    let src = src.ok_or_else(|| {
+        err(
+            "missing required 'path' attribute in the first argument to builtins.path",
+            pos,
+        )
+    })?;
     let name = name.unwrap_or_else(|| base_name(&src).to_owned());
     add_path(ev, &name, &src, filter, method, expected, pos)
 }
@@ -182,7 +186,15 @@ fn filter_source(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let filter = arg_ctx(ev.force_function(&a[0], pos), 0, "filterSource", pos)?;
     let (src, _) = arg_ctx(ev.coerce_to_path(&a[1], pos), 1, "filterSource", pos)?;
     let name = base_name(&src).to_owned();
-    add_path(ev, &name, &src, Some(filter), FileIngestionMethod::Recursive, None, pos)
+    add_path(
+        ev,
+        &name,
+        &src,
+        Some(filter),
+        FileIngestionMethod::Recursive,
+        None,
+        pos,
+    )
 }
 
 fn to_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
@@ -193,9 +205,7 @@ fn to_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     for c in contents.context() {
         if c.starts_with('=') || c.starts_with('!') {
             return Err(err(
-                format!(
-                    "in 'toFile': the file '{name}' cannot refer to derivation outputs"
-                ),
+                format!("in 'toFile': the file '{name}' cannot refer to derivation outputs"),
                 pos,
             ));
         }

@@ -118,7 +118,15 @@ fn write_json(
                 escape_json(attr.name.as_str(), out);
                 out.push(':');
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
-                    write_json(ev, &attr.value, attr.pos, out, ctx, copy_to_store, depth + 1)
+                    write_json(
+                        ev,
+                        &attr.value,
+                        attr.pos,
+                        out,
+                        ctx,
+                        copy_to_store,
+                        depth + 1,
+                    )
                 })
                 .map_err(|e| {
                     e.add_trace(
@@ -301,7 +309,9 @@ impl JsonParser<'_> {
             if let Ok(i) = text.parse::<i64>() {
                 return Ok(Value::Int(i));
             }
-            return Err(format!("number '{text}' is out of range of a 64-bit integer"));
+            return Err(format!(
+                "number '{text}' is out of range of a 64-bit integer"
+            ));
         }
         let f: f64 = text.parse().map_err(|_| self.error("invalid number"))?;
         if !f.is_finite() {
@@ -339,12 +349,15 @@ impl JsonParser<'_> {
                                 if self.b[self.i..].starts_with(b"\\u") {
                                     self.i += 2;
                                     let lo = self.hex4()?;
-                                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                                    cp = 0x10000
+                                        + ((cp - 0xD800) << 10)
+                                        + (lo.wrapping_sub(0xDC00) & 0x3FF);
                                 } else {
                                     return Err(self.error("invalid surrogate"));
                                 }
                             }
-                            let ch = char::from_u32(cp).ok_or_else(|| self.error("invalid code point"))?;
+                            let ch = char::from_u32(cp)
+                                .ok_or_else(|| self.error("invalid code point"))?;
                             if ch == '\0' {
                                 return Err(self.error("null byte in string"));
                             }

@@ -21,7 +21,9 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("head", 1, head);
     r.primop("tail", 1, tail);
     r.primop("length", 1, |ev, a, pos| {
-        Ok(Value::Int(arg_ctx(ev.force_list(&a[0], pos), 0, "length", pos)?.len() as i64))
+        Ok(Value::Int(
+            arg_ctx(ev.force_list(&a[0], pos), 0, "length", pos)?.len() as i64,
+        ))
     });
     r.primop("genList", 2, gen_list);
     r.primop("sort", 2, sort);
@@ -261,7 +263,12 @@ fn concat_map(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn any_all(ev: &mut Evaluator, a: &[Value], pos: Pos, any: bool) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, if any { "any" } else { "all" }, pos)?;
+    let list = arg_ctx(
+        ev.force_list(&a[1], pos),
+        1,
+        if any { "any" } else { "all" },
+        pos,
+    )?;
     let f = ev.force_function(&a[0], pos)?;
     for x in list.iter() {
         let r = ev.call(&f, x.clone(), pos)?;

@@ -6,8 +6,8 @@
 
 mod attrs;
 mod context;
-mod derivation;
 mod control;
+mod derivation;
 mod fs;
 mod json;
 mod lists;
@@ -21,7 +21,7 @@ pub use xml::value_to_xml;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::error::{EvalError, ErrorKind, Result};
+use crate::error::{ErrorKind, EvalError, Result};
 use crate::eval::Evaluator;
 use crate::source::{Origin, Pos};
 use crate::symbol::Symbol;

@@ -226,8 +226,8 @@ fn compile(re: &str, whole: bool, pos: Pos) -> Result<Rc<Regex>> {
     } else {
         format!("(?s:{translated})")
     };
-    let compiled = Regex::new(&pattern)
-        .map_err(|_| err(format!("invalid regular expression '{re}'"), pos))?;
+    let compiled =
+        Regex::new(&pattern).map_err(|_| err(format!("invalid regular expression '{re}'"), pos))?;
     let rc = Rc::new(compiled);
     REGEX_CACHE.with(|c| c.borrow_mut().insert(key, rc.clone()));
     Ok(rc)
@@ -262,7 +262,9 @@ fn translate_ere(re: &str) -> String {
                     i += 1;
                 }
                 while i < chars.len() && chars[i] != ']' {
-                    if chars[i] == '[' && matches!(chars.get(i + 1), Some(':') | Some('.') | Some('=')) {
+                    if chars[i] == '['
+                        && matches!(chars.get(i + 1), Some(':') | Some('.') | Some('='))
+                    {
                         let close = chars[i + 1];
                         let start = i;
                         i += 2;
@@ -305,9 +307,10 @@ fn translate_ere(re: &str) -> String {
             }
             '}' => {
                 // Closing a bound we copied, or literal.
-                let opened = out.rfind('{').is_some_and(|o| {
-                    o == 0 || !out[..o].ends_with('\\')
-                }) && !out.ends_with('}');
+                let opened = out
+                    .rfind('{')
+                    .is_some_and(|o| o == 0 || !out[..o].ends_with('\\'))
+                    && !out.ends_with('}');
                 if opened {
                     out.push('}');
                 } else {
@@ -497,7 +500,9 @@ fn hash_string(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let algo = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "hashString", pos)?;
     let algo = parse_algo(&algo, pos)?;
     let s = arg_ctx(ev.force_string(&a[1], pos), 1, "hashString", pos)?;
-    Ok(Value::string(algo.digest(s.as_str().as_bytes()).to_base16()))
+    Ok(Value::string(
+        algo.digest(s.as_str().as_bytes()).to_base16(),
+    ))
 }
 
 fn convert_hash(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
@@ -516,21 +521,22 @@ fn convert_hash(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         Some(a) => Some(parse_algo(&a, pos)?),
         None => None,
     };
-    let format = get(ev, "toHashFormat")?
-        .ok_or_else(|| err("attribute 'toHashFormat' missing", pos))?;
+    let format =
+        get(ev, "toHashFormat")?.ok_or_else(|| err("attribute 'toHashFormat' missing", pos))?;
     let h = Hash::parse_any(&hash, algo).map_err(|e| err(e.to_string(), pos))?;
-    let out = match format.as_str() {
-        "base16" => h.encode(Encoding::Base16),
-        "nix32" | "base32" => h.encode(Encoding::Nix32),
-        "base64" => h.encode(Encoding::Base64),
-        "sri" => h.to_sri(),
-        other => {
-            return Err(err(
-                format!("unknown hash format '{other}', expect 'base16', 'base32', 'base64', or 'sri'"),
+    let out =
+        match format.as_str() {
+            "base16" => h.encode(Encoding::Base16),
+            "nix32" | "base32" => h.encode(Encoding::Nix32),
+            "base64" => h.encode(Encoding::Base64),
+            "sri" => h.to_sri(),
+            other => return Err(err(
+                format!(
+                    "unknown hash format '{other}', expect 'base16', 'base32', 'base64', or 'sri'"
+                ),
                 pos,
-            ))
-        }
-    };
+            )),
+        };
     Ok(Value::string(out))
 }
 

@@ -73,7 +73,10 @@ fn convert(v: &toml::Value, timestamps: bool, pos: Pos) -> Result<Value> {
 fn format_datetime(d: &toml::value::Datetime) -> String {
     let mut out = String::new();
     if let Some(date) = &d.date {
-        out.push_str(&format!("{:04}-{:02}-{:02}", date.year, date.month, date.day));
+        out.push_str(&format!(
+            "{:04}-{:02}-{:02}",
+            date.year, date.month, date.day
+        ));
     }
     if let Some(time) = &d.time {
         if d.date.is_some() {

@@ -118,7 +118,13 @@ impl Writer {
         }
     }
 
-    fn attrs_body(&mut self, ev: &mut Evaluator, a: &Attrs, depth: usize, ctx: &mut Context) -> Result<()> {
+    fn attrs_body(
+        &mut self,
+        ev: &mut Evaluator,
+        a: &Attrs,
+        depth: usize,
+        ctx: &mut Context,
+    ) -> Result<()> {
         for attr in a.iter() {
             let mut xa = vec![("name", attr.name.as_str().to_owned())];
             self.pos_attrs(attr.pos, &mut xa);
@@ -129,7 +135,13 @@ impl Writer {
         Ok(())
     }
 
-    fn value(&mut self, ev: &mut Evaluator, v: &Value, depth: usize, ctx: &mut Context) -> Result<()> {
+    fn value(
+        &mut self,
+        ev: &mut Evaluator,
+        v: &Value,
+        depth: usize,
+        ctx: &mut Context,
+    ) -> Result<()> {
         let v = if self.strict {
             ev.force(v)?
         } else {
@@ -220,7 +232,8 @@ impl Writer {
                             pa.push(("name", at.as_str().to_owned()));
                         }
                         self.open("attrspat", &pa, depth + 1);
-                        let mut names: Vec<&str> = formals.iter().map(|f| f.name.as_str()).collect();
+                        let mut names: Vec<&str> =
+                            formals.iter().map(|f| f.name.as_str()).collect();
                         names.sort();
                         for n in names {
                             self.empty("attr", &[("name", n.to_owned())], depth + 2);

@@ -1,0 +1,165 @@
+//! Differential test against real Nix: every expression of the corpus is
+//! evaluated by `nix-instantiate --eval --strict` (plain and `--json`) and by
+//! rix, and the outputs must be identical. Skipped when Nix is absent unless
+//! `RIX_REQUIRE_NIX=1`.
+
+use std::process::Command;
+
+use rix_eval::{EvalOptions, Evaluator};
+
+const CORPUS: &[&str] = &[
+    // arithmetic
+    "1 + 2 * 3 - 4 / 2",
+    "[ (7 / 2) (-7 / 2) (7 / -2) (-7) (0 - 5) ]",
+    "[ (1 + 1.5) (3 * 0.5) (1 / 3.0) (2.0 - 3) ]",
+    "builtins.div 17 5",
+    "[ (builtins.bitAnd 12 10) (builtins.bitOr 12 10) (builtins.bitXor 12 10) ]",
+    "[ (builtins.floor 2.7) (builtins.ceil 2.1) (builtins.floor (-2.5)) (builtins.ceil (-2.5)) ]",
+    "[ (1 < 2) (2 <= 2) (3 > 4) (1.5 >= 1) (1 == 1.0) (\"a\" < \"b\") ([1 2] < [1 3]) ]",
+    "9223372036854775807",
+    "builtins.sub 10 (builtins.mul 2 3)",
+    // floats
+    "[ 0.1 1.0 1.5e10 123456789.0 0.000012345 1.0e-10 3.14159265358979 100000.0 1000000.0 (0.1 + 0.2) ]",
+    "builtins.toJSON [ 0.1 1.0 1.5e10 123456789.0 (1 / 3.0) ]",
+    "toString [ 1.5 2.0 0.1 ]",
+    "[ (builtins.fromJSON \"1.5\") (builtins.fromJSON \"-0.25\") (builtins.fromJSON \"1e3\") ]",
+    // strings
+    "\"a\" + \"b\" + toString 1 + toString true + toString null",
+    "''\n  line one\n    indented\n  ${\"x\"} end\n''",
+    "\"esc: \\n \\t \\\\ \\\" \\${x}\"",
+    "builtins.substring 2 3 \"hello world\"",
+    "builtins.stringLength \"héllo\"",
+    "builtins.concatStringsSep \", \" [ \"a\" \"b\" \"c\" ]",
+    "builtins.replaceStrings [ \"o\" \"l\" ] [ \"0\" \"1\" ] \"hello world\"",
+    "builtins.replaceStrings [ \"\" ] [ \"-\" ] \"abc\"",
+    "builtins.match \"a(b+)c(d)?\" \"abbbc\"",
+    "builtins.match \"[[:alpha:]]+([0-9]*)\" \"abc123\"",
+    "builtins.split \"(,)|(;)\" \"a,b;c\"",
+    "builtins.split \"x*\" \"abc\"",
+    "builtins.splitVersion \"1.2.3-pre4\"",
+    "map (v: builtins.compareVersions \"1.2\" v) [ \"1.1\" \"1.2\" \"1.10\" \"1.2pre\" ]",
+    "builtins.parseDrvName \"hello-world-2.10.1-beta\"",
+    "[ (baseNameOf \"/a/b/c.txt\") (baseNameOf \"/a/b/\") (dirOf \"/a/b/c\") (dirOf \"a\") ]",
+    "builtins.hashString \"sha256\" \"hello\"",
+    "map (a: builtins.hashString a \"\") [ \"md5\" \"sha1\" \"sha512\" ]",
+    "builtins.toString { __toString = self: \"custom\"; }",
+    "\"${builtins.toJSON { a = 1; }}\"",
+    // attribute sets
+    "{ a = 1; b = { c = 2; }; a2.x = 1; a2.y = 2; }",
+    "rec { a = b + 1; b = 2; }",
+    "let x = { a = 1; }; in x // { b = 2; } // { a = 3; }",
+    "{ a.b.c = 1; a.b.d = 2; a.e = 3; }",
+    "let s = { a = 1; b = 2; }; in [ (s ? a) (s ? c) (s.c or 5) (s.a or 5) ]",
+    "let n = \"dyn\"; in { ${n} = 1; \"${n}2\" = 2; }",
+    "builtins.attrNames { z = 1; a = 2; m = 3; }",
+    "builtins.attrValues { z = 1; a = 2; m = 3; }",
+    "builtins.removeAttrs { a = 1; b = 2; c = 3; } [ \"b\" \"x\" ]",
+    "builtins.listToAttrs [ { name = \"a\"; value = 1; } { name = \"a\"; value = 2; } { name = \"b\"; value = 3; } ]",
+    "builtins.intersectAttrs { a = 0; c = 0; } { a = 1; b = 2; c = 3; }",
+    "builtins.catAttrs \"a\" [ { a = 1; } { b = 2; } { a = 3; } ]",
+    "builtins.mapAttrs (n: v: n + toString v) { x = 1; y = 2; }",
+    "builtins.zipAttrsWith (n: vs: vs) [ { a = 1; } { a = 2; b = 3; } ]",
+    "builtins.groupBy (x: if x > 2 then \"big\" else \"small\") [ 1 2 3 4 ]",
+    "let f = { a, b ? 2, ... }@args: a + b + builtins.length (builtins.attrNames args); in f { a = 1; c = 3; }",
+    "builtins.functionArgs ({ a, b ? 1 }: a)",
+    "with { x = 1; y = 2; }; x + y",
+    "let x = 1; in with { x = 2; }; x",
+    "let inherit (builtins) length head; in length [ (head [ 1 ]) 2 ]",
+    "{ inherit (builtins) true; }",
+    // lists
+    "builtins.genList (i: i * i) 6",
+    "builtins.sort builtins.lessThan [ 3 1 2 5 4 ]",
+    "builtins.sort (a: b: a.k < b.k) [ { k = 2; v = \"a\"; } { k = 1; v = \"b\"; } { k = 2; v = \"c\"; } { k = 1; v = \"d\"; } ]",
+    "builtins.filter (x: x > 2) [ 1 2 3 4 ]",
+    "builtins.partition (x: x > 2) [ 1 2 3 4 ]",
+    "builtins.foldl' (a: b: a * 10 + b) 0 [ 1 2 3 ]",
+    "builtins.concatLists [ [ 1 ] [ ] [ 2 3 ] ]",
+    "builtins.concatMap (x: [ x x ]) [ 1 2 ]",
+    "[ (builtins.elem 2 [ 1 2 ]) (builtins.elemAt [ 1 2 3 ] 1) (builtins.head [ 4 ]) (builtins.tail [ 1 2 3 ]) ]",
+    "[ (builtins.any (x: x > 1) [ 1 2 ]) (builtins.all (x: x > 1) [ 1 2 ]) ]",
+    "[ 1 ] ++ [ 2 3 ] ++ [ ]",
+    "builtins.genericClosure { startSet = [ { key = 1; } ]; operator = x: if x.key < 5 then [ { key = x.key + 1; } ] else [ ]; }",
+    // types and control
+    "map builtins.typeOf [ 1 1.0 \"s\" null true [ ] { } (x: x) builtins.map ./. ]",
+    "builtins.tryEval (throw \"no\")",
+    "builtins.tryEval (assert false; 1)",
+    "builtins.tryEval 42",
+    "builtins.seq 1 2",
+    "builtins.deepSeq [ 1 2 ] \"ok\"",
+    "if 1 < 2 then \"yes\" else \"no\"",
+    "assert 1 == 1; \"asserted\"",
+    "let f = x: y: x - y; in f 10 3",
+    "(x: x.a) { a = \"sel\"; }",
+    "let fix = f: let x = f x; in x; in (fix (self: { a = 1; b = self.a + 1; })).b",
+    "{ __functor = self: x: x + self.n; n = 10; } 5",
+    // JSON
+    "builtins.fromJSON ''{ \"a\": [ 1, 2.5, \"x\", null, true ], \"b\": { \"c\": \"\\u00e9\\n\" } }''",
+    "builtins.toJSON { b = [ 1 \"two\" null false ]; a = { c = \"q\\\"uote\\n\"; }; }",
+    "builtins.toJSON \"\\u0001 tab\\t\"",
+    "builtins.fromJSON \"[]\"",
+    "builtins.fromTOML ''\n  a = 1\n  [t]\n  b = \"x\"\n  c = [ 1, 2 ]\n''",
+    // paths and context
+    "builtins.toFile \"greeting\" \"hello\"",
+    "builtins.getContext (builtins.toFile \"greeting\" \"hello\")",
+    "builtins.hasContext \"plain\"",
+    "builtins.placeholder \"out\"",
+    "builtins.unsafeDiscardStringContext (builtins.toFile \"x\" \"y\")",
+    "builtins.langVersion",
+    "builtins.nixVersion",
+    "builtins.storeDir",
+    // printing details
+    "let x = { a = 1; }; l = [ 1 2 3 ]; in { inherit x l; y = x; m = l; e1 = { }; e2 = { }; }",
+    "let x = [ x ]; in x",
+    "{ \"a b\" = 1; \"2x\" = 2; \"\" = 3; x-y' = 4; }",
+    "[ 1.0e20 (-1.5e-7) 2.5e300 ]",
+    "builtins.toJSON [ 1.0e20 (-1.5e-7) ]",
+    "[ (builtins.fromJSON \"12345678901234\") ]",
+];
+
+fn rix(expr: &str, json: bool) -> Result<String, String> {
+    let mut ev = Evaluator::new(EvalOptions::default());
+    let cwd = std::env::current_dir().unwrap().display().to_string();
+    let run = |ev: &mut Evaluator| -> rix_eval::Result<String> {
+        let v = ev.eval_expr(expr, &cwd)?;
+        if json {
+            let v = ev.force_deep(&v)?;
+            ev.to_json(&v)
+        } else {
+            ev.print(&v, true)
+        }
+    };
+    run(&mut ev).map_err(|e| e.to_string())
+}
+
+#[test]
+fn matches_nix_instantiate() {
+    let Some(nix) = rix_testutil::nix("nix-instantiate") else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for expr in CORPUS {
+        for json in [false, true] {
+            let mut cmd = Command::new(&nix);
+            cmd.args(["--eval", "--strict", "--readonly-mode"]);
+            if json {
+                cmd.arg("--json");
+            }
+            let out = cmd.args(["-E", expr]).output().unwrap();
+            let expected = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+            let got = rix(expr, json);
+            match (out.status.success(), got) {
+                (true, Ok(g)) if g.trim_end() == expected => {}
+                (false, Err(_)) => {}
+                (_, got) => failures.push(format!(
+                    "{expr} (json: {json})\n   nix: {expected} {}\n   rix: {got:?}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                )),
+            }
+        }
+    }
+    println!("{} expressions compared", CORPUS.len());
+    assert!(failures.is_empty(), "differences:\n{}", failures.join("\n"));
+}
