@@ -75,8 +75,11 @@ pub fn list(nar: impl Read) -> Result<Node, NarReadError> {
     Ok(node)
 }
 
-/// Lists the rest of an archive from `reader` (normally a fresh one), skipping
-/// file contents, and stops at its end.
+/// Lists the archive from a fresh `reader`, skipping file contents, and stops at
+/// its end (reading nothing more).
+///
+/// # Panics
+/// If `reader` had already read the archive's root node.
 pub fn list_reader<R: Read>(reader: &mut NarReader<R>) -> Result<Node, NarReadError> {
     // Open directories: the entry name they hang under and the entries so far.
     type OpenDir = (Vec<u8>, BTreeMap<Vec<u8>, Node>);
@@ -467,6 +470,12 @@ lrwxrwxrwx                    0 ./sub/l -> ../a
             )
             .unwrap(),
             r#"{"type":"directory","entries":{"f":{"type":"regular","size":10,"narOffset":1136},"l":{"type":"symlink","target":"../a"}}}"#
+        );
+        // Nix 2.8's binary cache wrote this .ls for the same tree (`nix copy` to
+        // `file://...?write-nar-listing=true`).
+        assert_eq!(
+            String::from_utf8(ls_file(&root, JsonStyle::Nix28)).unwrap(),
+            format!("{{\"version\":1,\"root\":{NIX28_JSON}}}")
         );
         // Both .ls styles read back to the same tree.
         for style in [JsonStyle::Nix28, JsonStyle::Sorted] {
