@@ -27,8 +27,10 @@ pub const BLOCK_LEN: usize = 256 * 1024;
 pub const BLOCKS_IN_FLIGHT: usize = 4;
 /// Regular files and symlinks up to this size are hashed without a second thread.
 const INLINE_LIMIT: u64 = 256 * 1024;
-/// Files waiting to be closed before a block is sent regardless of its fill.
-const MAX_OPEN: usize = 1024;
+/// Files waiting to be closed before a block is sent regardless of its fill. With
+/// the blocks in flight this bounds the open files to a few hundred, well under
+/// the usual limit of 1024.
+const MAX_OPEN: usize = 32;
 
 /// The NAR hash of the file system object at `path` and the NAR's size.
 pub fn hash_path(path: &Path, algo: HashAlgo) -> Result<(Hash, u64), ArchiveError> {
