@@ -13,8 +13,41 @@ use std::fmt;
 #[allow(clippy::borrowed_box)]
 pub struct Symbol(&'static Box<str>);
 
+/// FxHash (as in rustc): symbol names are short and not adversarial, and
+/// SipHash dominated interning.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
 thread_local! {
-    static TABLE: RefCell<HashMap<&'static str, Symbol>> = RefCell::new(HashMap::new());
+    static TABLE: RefCell<HashMap<&'static str, Symbol, FxBuild>> =
+        RefCell::new(HashMap::with_capacity_and_hasher(4096, FxBuild::default()));
 }
 
 impl Symbol {

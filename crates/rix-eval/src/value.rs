@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 
@@ -15,7 +16,7 @@ use crate::ast::{ExprRef, Lambda};
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::source::Pos;
-use crate::symbol::Symbol;
+use crate::symbol::{FxBuild, Symbol};
 
 /// A Nix value, possibly not yet evaluated ([`Value::Thunk`]).
 #[derive(Clone)]
@@ -179,11 +180,18 @@ pub struct Attr {
     pub pos: Pos,
 }
 
-/// An attribute set: attributes sorted by name.
+/// An attribute set: attributes sorted by name. Large sets get a hash
+/// index on their first lookup.
 #[derive(Clone, Default)]
 pub struct Attrs {
     entries: Vec<Attr>,
+    // Boxed: most sets never need it, and an empty box is one word.
+    #[allow(clippy::box_collection)]
+    index: std::cell::OnceCell<Box<HashMap<Symbol, u32, FxBuild>>>,
 }
+
+/// Sets at least this large are looked up through a hash index.
+const INDEX_THRESHOLD: usize = 48;
 
 impl Attrs {
     pub fn new() -> Attrs {
@@ -205,13 +213,19 @@ impl Attrs {
             out.reverse();
             entries = out;
         }
-        Attrs { entries }
+        Attrs {
+            entries,
+            index: Default::default(),
+        }
     }
 
     /// Builds a set from attributes already sorted by name without duplicates.
     pub fn from_sorted(entries: Vec<Attr>) -> Attrs {
         debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
-        Attrs { entries }
+        Attrs {
+            entries,
+            index: Default::default(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -235,6 +249,18 @@ impl Attrs {
     }
 
     pub fn get_attr(&self, name: Symbol) -> Option<&Attr> {
+        if self.entries.len() >= INDEX_THRESHOLD {
+            let index = self.index.get_or_init(|| {
+                Box::new(
+                    self.entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| (a.name, i as u32))
+                        .collect(),
+                )
+            });
+            return index.get(&name).map(|&i| &self.entries[i as usize]);
+        }
         self.entries
             .binary_search_by(|a| a.name.cmp(&name))
             .ok()
@@ -251,6 +277,7 @@ impl Attrs {
 
     /// Inserts or replaces.
     pub fn insert(&mut self, name: Symbol, value: Value, pos: Pos) {
+        self.index = Default::default();
         match self.entries.binary_search_by(|a| a.name.cmp(&name)) {
             Ok(i) => self.entries[i] = Attr { name, value, pos },
             Err(i) => self.entries.insert(i, Attr { name, value, pos }),
@@ -281,7 +308,10 @@ impl Attrs {
         }
         out.extend_from_slice(&a[i..]);
         out.extend_from_slice(&b[j..]);
-        Attrs { entries: out }
+        Attrs {
+            entries: out,
+            index: Default::default(),
+        }
     }
 }
 

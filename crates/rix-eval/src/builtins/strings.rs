@@ -524,19 +524,20 @@ fn convert_hash(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let format =
         get(ev, "toHashFormat")?.ok_or_else(|| err("attribute 'toHashFormat' missing", pos))?;
     let h = Hash::parse_any(&hash, algo).map_err(|e| err(e.to_string(), pos))?;
-    let out =
-        match format.as_str() {
-            "base16" => h.encode(Encoding::Base16),
-            "nix32" | "base32" => h.encode(Encoding::Nix32),
-            "base64" => h.encode(Encoding::Base64),
-            "sri" => h.to_sri(),
-            other => return Err(err(
+    let out = match format.as_str() {
+        "base16" => h.encode(Encoding::Base16),
+        "nix32" | "base32" => h.encode(Encoding::Nix32),
+        "base64" => h.encode(Encoding::Base64),
+        "sri" => h.to_sri(),
+        other => {
+            return Err(err(
                 format!(
                     "unknown hash format '{other}', expect 'base16', 'base32', 'base64', or 'sri'"
                 ),
                 pos,
-            )),
-        };
+            ))
+        }
+    };
     Ok(Value::string(out))
 }
 
