@@ -1,0 +1,100 @@
+//! `file://DIR`: a binary cache in a local directory.
+
+use std::fs::File;
+use std::io::{BufReader, ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{check_key, BinaryCache, Stream};
+use crate::error::CacheError;
+
+pub struct FileCache {
+    root: PathBuf,
+    url: String,
+}
+
+static TMP: AtomicU64 = AtomicU64::new(0);
+
+impl FileCache {
+    pub fn new(root: &Path, url: String) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            url,
+        }
+    }
+
+    fn err(&self, op: &'static str, key: &str, e: std::io::Error) -> CacheError {
+        CacheError::new(&self.url, op, key, e.to_string(), false)
+    }
+
+    /// Writes through a temporary file and a rename, so readers never see half a file.
+    fn write_atomically(
+        &self,
+        key: &str,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<(), CacheError> {
+        check_key(&self.url, "write", key)?;
+        let dest = self.root.join(key);
+        let dir = dest.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(|e| self.err("write", key, e))?;
+        let tmp = dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            TMP.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = File::create(&tmp)
+            .and_then(|mut f| {
+                fill(&mut f)?;
+                f.flush()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &dest));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(|e| self.err("write", key, e))
+    }
+}
+
+impl BinaryCache for FileCache {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        check_key(&self.url, "read", key)?;
+        match std::fs::read(self.root.join(key)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("read", key, e)),
+        }
+    }
+
+    fn open(&self, key: &str) -> Result<Option<Stream>, CacheError> {
+        check_key(&self.url, "read", key)?;
+        match File::open(self.root.join(key)) {
+            Ok(f) => Ok(Some(Box::new(BufReader::with_capacity(256 * 1024, f)))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("read", key, e)),
+        }
+    }
+
+    fn put(&self, key: &str, data: Vec<u8>, _content_type: &str) -> Result<(), CacheError> {
+        self.write_atomically(key, |f| f.write_all(&data))
+    }
+
+    fn put_file(&self, key: &str, file: &Path, _content_type: &str) -> Result<(), CacheError> {
+        self.write_atomically(key, |f| {
+            let mut src = File::open(file)?;
+            std::io::copy(&mut src, f).map(drop)
+        })
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, CacheError> {
+        check_key(&self.url, "probe", key)?;
+        match std::fs::symlink_metadata(self.root.join(key)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.err("probe", key, e)),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! `http://` and `https://` binary caches through one pooled reqwest client per
+//! cache: at most `http-connections` requests in flight, `connect-timeout`, and
+//! retries with exponential backoff for transient failures (connection errors,
+//! time-outs, HTTP 5xx and 429).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Client, Method, Response, StatusCode};
+use tokio::sync::Semaphore;
+
+use super::{check_key, BinaryCache, Stream, TransportOptions};
+use crate::error::{CacheError, SubstError};
+use crate::runtime::{channel, runtime};
+
+pub struct HttpCache {
+    base: String,
+    client: Client,
+    slots: Arc<Semaphore>,
+    attempts: u32,
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Done(Response),
+    Absent,
+    Failed { message: String, transient: bool },
+}
+
+impl HttpCache {
+    pub fn new(base: &str, opts: &TransportOptions) -> Result<Self, SubstError> {
+        crate::runtime::install_crypto();
+        let conns = opts.http_connections.max(1);
+        let mut builder = Client::builder()
+            .pool_max_idle_per_host(conns)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("rix/", env!("CARGO_PKG_VERSION")))
+            .tcp_nodelay(true);
+        if let Some(t) = opts.connect_timeout {
+            builder = builder.connect_timeout(t);
+        }
+        let client = builder.build().map_err(|e| SubstError::Open {
+            cache: base.to_owned(),
+            message: format!("cannot create an HTTP client: {e}"),
+        })?;
+        Ok(Self {
+            base: base.to_owned(),
+            client,
+            slots: Arc::new(Semaphore::new(conns)),
+            attempts: opts.attempts.max(1),
+        })
+    }
+
+    fn url_of(&self, key: &str) -> String {
+        format!("{}/{key}", self.base)
+    }
+
+    /// Sends a request, retrying transient failures with backoff
+    /// (100 ms, 200 ms, 400 ms... with jitter).
+    async fn request(
+        &self,
+        method: Method,
+        key: &str,
+        body: Option<bytes::Bytes>,
+        content_type: &str,
+    ) -> Result<Option<Response>, CacheError> {
+        let op = match method {
+            Method::PUT => "upload",
+            Method::HEAD => "probe",
+            _ => "download",
+        };
+        let url = self.url_of(key);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self.client.request(method.clone(), &url);
+            if let Some(b) = &body {
+                req = req.header("content-type", content_type).body(b.clone());
+            }
+            let outcome = match req.send().await {
+                Ok(resp) => classify(resp, method == Method::PUT),
+                Err(e) => Attempt::Failed {
+                    transient: !is_dns_failure(&e) && (e.is_connect() || e.is_timeout()),
+                    message: error_chain(&e),
+                },
+            };
+            match outcome {
+                Attempt::Done(r) => return Ok(Some(r)),
+                Attempt::Absent => return Ok(None),
+                Attempt::Failed { message, transient } => {
+                    if !transient || attempt >= self.attempts {
+                        let message = if attempt > 1 {
+                            format!("{message} (after {attempt} attempts)")
+                        } else {
+                            message
+                        };
+                        return Err(CacheError::new(&self.base, op, key, message, transient));
+                    }
+                    let jitter = u64::from(std::process::id() % 50) + u64::from(attempt) * 7;
+                    tokio::time::sleep(Duration::from_millis(100 * (1 << (attempt - 1)) + jitter))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+fn classify(resp: Response, is_put: bool) -> Attempt {
+    let status = resp.status();
+    if status.is_success() {
+        return Attempt::Done(resp);
+    }
+    if !is_put
+        && matches!(
+            status,
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::GONE
+        )
+    {
+        return Attempt::Absent;
+    }
+    Attempt::Failed {
+        message: format!("HTTP error {status}"),
+        transient: status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT,
+    }
+}
+
+/// A name that does not resolve will not resolve a moment later either.
+fn is_dns_failure(e: &reqwest::Error) -> bool {
+    error_chain(e).contains("dns error")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+impl BinaryCache for HttpCache {
+    fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        check_key(&self.base, "download", key)?;
+        runtime().block_on(async {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            let Some(resp) = self.request(Method::GET, key, None, "").await? else {
+                return Ok(None);
+            };
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| CacheError::new(&self.base, "download", key, error_chain(&e), true))?;
+            Ok(Some(body.to_vec()))
+        })
+    }
+
+    fn open(&self, key: &str) -> Result<Option<Stream>, CacheError> {
+        check_key(&self.base, "download", key)?;
+        let rt = runtime();
+        let (slot, resp) = rt.block_on(async {
+            let slot = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            Ok::<_, CacheError>((slot, self.request(Method::GET, key, None, "").await?))
+        })?;
+        let Some(mut resp) = resp else {
+            return Ok(None);
+        };
+        let (tx, reader) = channel();
+        let what = format!("{}: download '{key}'", self.base);
+        rt.spawn(async move {
+            let _slot = slot;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return; // the reader gave up
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let msg = format!("{what}: {}", error_chain(&e));
+                        let _ = tx.send(Err(std::io::Error::other(msg))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Some(Box::new(reader)))
+    }
+
+    fn put(&self, key: &str, data: Vec<u8>, content_type: &str) -> Result<(), CacheError> {
+        check_key(&self.base, "upload", key)?;
+        runtime().block_on(async {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            match self
+                .request(Method::PUT, key, Some(data.into()), content_type)
+                .await?
+            {
+                Some(_) => Ok(()),
+                None => Err(CacheError::new(&self.base, "upload", key, "refused", false)),
+            }
+        })
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, CacheError> {
+        check_key(&self.base, "probe", key)?;
+        runtime().block_on(async {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            Ok(self.request(Method::HEAD, key, None, "").await?.is_some())
+        })
+    }
+}

@@ -1,0 +1,511 @@
+//! Fetching planned paths into the local store.
+//!
+//! Up to `jobs` paths are downloaded at once, references before referrers. Each
+//! download streams: bytes arrive (on the transfer runtime, or from a file),
+//! are decompressed, hashed and restored into a temporary name in the store on
+//! the worker's thread, holding the path's lock. Size and hash are checked
+//! against the narinfo before anything is registered. The coordinating thread
+//! then moves checked paths into place and registers them in batches (one
+//! transaction, and one `syncfs` when `fsync-store-paths` is set), each path
+//! only once its references are valid, so the store never holds a path
+//! without its closure.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
+
+use rix_formats::StorePath;
+use rix_store::archive;
+use rix_store::canonicalise::{canonicalise, delete_path};
+use rix_store::local_store::LocalStore;
+use rix_store::lock::PathLock;
+use rix_store::path_info::{now, ValidPathInfo};
+
+use crate::cache::nar_key;
+use crate::compression::Compression;
+use crate::error::{Result, SubstError};
+use crate::observer::{SubstEvent, SubstObserver};
+use crate::substituter::{ClosurePlan, Found, Substituter};
+use crate::util::{Counting, Hashing, ReadAhead, Tally};
+
+/// NARs at least this big are decompressed on a thread of their own, ahead of
+/// hashing and writing.
+const READ_AHEAD_FROM: u64 = 8 << 20;
+
+/// What a substitution did.
+#[derive(Debug, Default)]
+pub struct SubstituteReport {
+    /// Paths fetched and registered.
+    pub substituted: Vec<StorePath>,
+    /// Paths that were valid already (or became valid meanwhile).
+    pub already_valid: Vec<StorePath>,
+    /// Paths whose download or checks failed, or whose references did.
+    pub failed: Vec<(StorePath, SubstError)>,
+    /// Paths no cache has (with refused substitutes), and cache errors.
+    pub unavailable: Vec<(StorePath, Vec<String>)>,
+    pub errors: Vec<SubstError>,
+    /// Bytes downloaded (compressed) and unpacked (NAR).
+    pub downloaded: u64,
+    pub nar_bytes: u64,
+}
+
+impl SubstituteReport {
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_empty() && self.unavailable.is_empty() && self.errors.is_empty()
+    }
+
+    /// One message for everything that went wrong.
+    pub fn problem(&self, store_dir: &rix_formats::StoreDir) -> String {
+        let mut lines: Vec<String> = self.failed.iter().map(|(_, e)| e.to_string()).collect();
+        let plan = ClosurePlan {
+            unavailable: self.unavailable.clone(),
+            ..ClosurePlan::default()
+        };
+        if !self.unavailable.is_empty() {
+            lines.push(plan.problem(store_dir));
+        }
+        lines.extend(self.errors.iter().map(|e| e.to_string()));
+        lines.join("\n")
+    }
+}
+
+/// A path restored and checked under a temporary name, its lock held.
+struct Prepared {
+    info: ValidPathInfo,
+    tmp: PathBuf,
+    lock: PathLock,
+    downloaded: u64,
+    started: Instant,
+}
+
+enum Outcome {
+    Prepared(Box<Prepared>),
+    AlreadyValid,
+}
+
+impl Substituter {
+    /// Makes `paths` valid with their closures, from the caches.
+    pub fn substitute(
+        &self,
+        store: &LocalStore,
+        paths: &[StorePath],
+        observer: &dyn SubstObserver,
+    ) -> Result<SubstituteReport> {
+        let plan = self.plan(store, paths, observer)?;
+        Ok(self.fetch(store, plan, observer))
+    }
+
+    /// Fetches what `plan` says (see the module docs).
+    pub fn fetch(
+        &self,
+        store: &LocalStore,
+        plan: ClosurePlan,
+        observer: &dyn SubstObserver,
+    ) -> SubstituteReport {
+        let ClosurePlan {
+            fetch,
+            valid,
+            unavailable,
+            errors,
+        } = plan;
+        let mut report = SubstituteReport {
+            already_valid: valid.into_iter().collect(),
+            unavailable,
+            errors,
+            ..SubstituteReport::default()
+        };
+        if fetch.is_empty() {
+            return report;
+        }
+        let order = topo_order(&fetch);
+        observer.event(SubstEvent::Planned {
+            paths: &order,
+            download_bytes: fetch
+                .values()
+                .map(|f| f.info.file_size().unwrap_or(f.info.nar_size()))
+                .sum(),
+            nar_bytes: fetch.values().map(|f| f.info.nar_size()).sum(),
+        });
+        let caches = self.caches(observer);
+        let next = AtomicUsize::new(0);
+        let doomed: Mutex<HashSet<StorePath>> = Mutex::new(HashSet::new());
+        let jobs = self.config().jobs.clamp(1, order.len());
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<(&StorePath, Result<Outcome>)>();
+            for _ in 0..jobs {
+                let tx = tx.clone();
+                let (order, fetch, next, doomed) = (&order, &fetch, &next, &doomed);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = order.get(i) else { break };
+                    if doomed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(path)
+                    {
+                        continue;
+                    }
+                    let found = &fetch[path];
+                    let cache = &caches[found.cache];
+                    let started = Instant::now();
+                    observer.event(SubstEvent::Started {
+                        path,
+                        cache: cache.name(),
+                        download_size: found.info.file_size(),
+                        nar_size: found.info.nar_size(),
+                    });
+                    let result = fetch_one(
+                        store,
+                        cache.name(),
+                        cache.store.as_ref(),
+                        path,
+                        found,
+                        observer,
+                        started,
+                    );
+                    if let Err(e) = &result {
+                        self.forget(path);
+                        observer.event(SubstEvent::Finished {
+                            path,
+                            cache: cache.name(),
+                            downloaded: 0,
+                            elapsed: started.elapsed(),
+                            error: Some(&e.to_string()),
+                        });
+                    }
+                    if tx.send((path, result)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            let mut reg = Registrar {
+                store,
+                fetch: &fetch,
+                pending: BTreeMap::new(),
+                registered: HashSet::new(),
+                failed: HashMap::new(),
+                dependents: dependents(&fetch),
+                fsync: self.config().fsync,
+            };
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                for (path, result) in batch {
+                    match result {
+                        Ok(Outcome::AlreadyValid) => {
+                            reg.registered.insert(path.clone());
+                            report.already_valid.push(path.clone());
+                        }
+                        Ok(Outcome::Prepared(p)) => {
+                            reg.pending.insert(path.clone(), p);
+                        }
+                        Err(e) => reg.fail(path, e, &doomed),
+                    }
+                }
+                reg.register_ready(&mut report, caches, observer, &doomed);
+            }
+            // Whatever is still pending waits on a reference that failed.
+            let stuck: Vec<StorePath> = reg.pending.keys().cloned().collect();
+            for p in stuck {
+                if let Some(prep) = reg.pending.remove(&p) {
+                    let _ = delete_path(&prep.tmp);
+                }
+                let reference = fetch[&p]
+                    .info
+                    .references()
+                    .iter()
+                    .find(|r| reg.failed.contains_key(*r))
+                    .map_or_else(String::new, |r| store.print(r));
+                reg.failed.insert(
+                    p.clone(),
+                    SubstError::ReferenceFailed {
+                        path: store.print(&p),
+                        reference,
+                    },
+                );
+            }
+            let mut failed: Vec<(StorePath, SubstError)> = reg.failed.into_iter().collect();
+            failed.sort_by(|a, b| a.0.cmp(&b.0));
+            report.failed = failed;
+        });
+        report
+    }
+}
+
+/// References before referrers.
+fn topo_order(fetch: &BTreeMap<StorePath, Found>) -> Vec<StorePath> {
+    let mut out = Vec::with_capacity(fetch.len());
+    let mut done: BTreeSet<&StorePath> = BTreeSet::new();
+    for root in fetch.keys() {
+        let mut stack = vec![(root, false)];
+        while let Some((p, expanded)) = stack.pop() {
+            if done.contains(p) {
+                continue;
+            }
+            if expanded {
+                done.insert(p);
+                out.push(p.clone());
+                continue;
+            }
+            stack.push((p, true));
+            for r in fetch[p].info.references() {
+                if r != p && fetch.contains_key(r) && !done.contains(r) {
+                    stack.push((r, false));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn dependents(fetch: &BTreeMap<StorePath, Found>) -> HashMap<StorePath, Vec<StorePath>> {
+    let mut d: HashMap<StorePath, Vec<StorePath>> = HashMap::new();
+    for (p, f) in fetch {
+        for r in f.info.references() {
+            if r != p && fetch.contains_key(r) {
+                d.entry(r.clone()).or_default().push(p.clone());
+            }
+        }
+    }
+    d
+}
+
+struct Registrar<'a> {
+    store: &'a LocalStore,
+    fetch: &'a BTreeMap<StorePath, Found>,
+    pending: BTreeMap<StorePath, Box<Prepared>>,
+    registered: HashSet<StorePath>,
+    failed: HashMap<StorePath, SubstError>,
+    dependents: HashMap<StorePath, Vec<StorePath>>,
+    fsync: bool,
+}
+
+impl Registrar<'_> {
+    /// Records a failure and dooms everything that refers to the path.
+    fn fail(&mut self, path: &StorePath, e: SubstError, doomed: &Mutex<HashSet<StorePath>>) {
+        if let Some(prep) = self.pending.remove(path) {
+            let _ = delete_path(&prep.tmp);
+        }
+        self.failed.insert(path.clone(), e);
+        let mut queue = vec![path.clone()];
+        let mut doomed = doomed.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(p) = queue.pop() {
+            for d in self.dependents.get(&p).into_iter().flatten() {
+                if doomed.insert(d.clone()) {
+                    queue.push(d.clone());
+                }
+            }
+        }
+    }
+
+    /// Whether `p`'s references are all valid (or in `batch`).
+    fn ready(&self, p: &StorePath, batch: &BTreeSet<StorePath>) -> bool {
+        self.fetch[p].info.references().iter().all(|r| {
+            r == p
+                || !self.fetch.contains_key(r)
+                || self.registered.contains(r)
+                || batch.contains(r)
+        })
+    }
+
+    fn register_ready(
+        &mut self,
+        report: &mut SubstituteReport,
+        caches: &[crate::substituter::Cache],
+        observer: &dyn SubstObserver,
+        doomed: &Mutex<HashSet<StorePath>>,
+    ) {
+        let mut batch: BTreeSet<StorePath> = BTreeSet::new();
+        loop {
+            let more: Vec<StorePath> = self
+                .pending
+                .keys()
+                .filter(|p| !batch.contains(*p) && self.ready(p, &batch))
+                .cloned()
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            batch.extend(more);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let preps: Vec<Box<Prepared>> = batch
+            .iter()
+            .filter_map(|p| self.pending.remove(p))
+            .collect();
+        let result = self.install(&preps);
+        for prep in preps {
+            let path = prep.info.path.clone();
+            let cache = caches[self.fetch[&path].cache].name();
+            match &result {
+                Ok(()) => {
+                    let mut lock = prep.lock;
+                    lock.set_delete_on_release(true);
+                    drop(lock);
+                    report.downloaded += prep.downloaded;
+                    report.nar_bytes += prep.info.nar_size;
+                    observer.event(SubstEvent::Finished {
+                        path: &path,
+                        cache,
+                        downloaded: prep.downloaded,
+                        elapsed: prep.started.elapsed(),
+                        error: None,
+                    });
+                    self.registered.insert(path.clone());
+                    report.substituted.push(path);
+                }
+                Err(e) => {
+                    let _ = delete_path(&prep.tmp);
+                    let message = format!("cannot register '{}': {e}", self.store.print(&path));
+                    observer.event(SubstEvent::Finished {
+                        path: &path,
+                        cache,
+                        downloaded: prep.downloaded,
+                        elapsed: prep.started.elapsed(),
+                        error: Some(&message),
+                    });
+                    self.fail(&path, SubstError::Other(message), doomed);
+                }
+            }
+        }
+    }
+
+    /// Moves checked paths into place and registers them in one transaction.
+    fn install(&self, preps: &[Box<Prepared>]) -> Result<()> {
+        if self.fsync {
+            self.store.sync()?;
+        }
+        for prep in preps {
+            let real = self.store.real_path(&prep.info.path);
+            delete_path(&real).map_err(SubstError::io(format!("removing {}", real.display())))?;
+            std::fs::rename(&prep.tmp, &real)
+                .map_err(SubstError::io(format!("moving into {}", real.display())))?;
+        }
+        let infos: Vec<ValidPathInfo> = preps.iter().map(|p| p.info.clone()).collect();
+        self.store.db().register(&infos, &[])?;
+        Ok(())
+    }
+}
+
+/// Downloads, unpacks and checks one path under a temporary name.
+fn fetch_one(
+    store: &LocalStore,
+    cache_name: &str,
+    cache: &dyn crate::cache::BinaryCache,
+    path: &StorePath,
+    found: &Found,
+    observer: &dyn SubstObserver,
+    started: Instant,
+) -> Result<Outcome> {
+    let info = &found.info;
+    let printed = store.print(path);
+    let reject = |message: String| SubstError::Rejected {
+        path: printed.clone(),
+        cache: cache_name.to_owned(),
+        message,
+    };
+    let key = nar_key(info.url()).ok_or_else(|| {
+        reject(format!(
+            "narinfo URL '{}' is not a file of the cache",
+            info.url()
+        ))
+    })?;
+    let compression = Compression::parse(info.compression())
+        .ok_or_else(|| reject(format!("unsupported compression '{}'", info.compression())))?;
+    let real = store.real_path(path);
+    let mut lock = PathLock::acquire(&real)?;
+    if store.is_valid(path)? {
+        lock.set_delete_on_release(true);
+        return Ok(Outcome::AlreadyValid);
+    }
+    let tmp = store.temp_path(path);
+    delete_path(&tmp).map_err(SubstError::io(format!("removing {}", tmp.display())))?;
+    let stream = cache
+        .open(key)?
+        .ok_or_else(|| reject(format!("its NAR '{key}' is missing from the cache")))?;
+    let downloaded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tally = Tally {
+        inner: stream,
+        total: downloaded.clone(),
+    };
+    let result = (|| {
+        let decoded = compression
+            .decoder(tally)
+            .map_err(|e| reject(format!("cannot decompress ({compression}): {e}")))?;
+        let decoded: Box<dyn Read + Send> = if info.nar_size() >= READ_AHEAD_FROM {
+            Box::new(ReadAhead::new(decoded))
+        } else {
+            decoded
+        };
+        let progress = Counting::new(decoded, 1 << 20, |_| {
+            observer.event(SubstEvent::Progress {
+                path,
+                downloaded: downloaded.load(Ordering::Relaxed),
+            })
+        });
+        let mut hashing = Hashing::new(progress);
+        let restored = archive::restore(&mut hashing, &tmp);
+        let (hash, size, mut rest) = hashing.finish();
+        // Drain what the decoder left (trailing padding of the compressed file).
+        let drained = std::io::copy(&mut rest, &mut std::io::sink());
+        drop(rest);
+        let got = downloaded.load(Ordering::Relaxed);
+        let file_size = info.file_size();
+        if let Err(e) = restored {
+            let truncated = file_size
+                .filter(|&s| got < s)
+                .map(|s| format!(" (download truncated: {got} of {s} bytes)"));
+            return Err(reject(format!(
+                "invalid NAR: {e}{}",
+                truncated.unwrap_or_default()
+            )));
+        }
+        if let Err(e) = drained {
+            return Err(reject(format!("bad compressed data after the NAR: {e}")));
+        }
+        if size != info.nar_size() {
+            return Err(reject(format!(
+                "NAR has {size} bytes, but the narinfo says {}",
+                info.nar_size()
+            )));
+        }
+        if hash != *info.nar_hash() {
+            return Err(reject(format!(
+                "hash mismatch: the NAR's hash is {hash}, but the narinfo says {}",
+                info.nar_hash()
+            )));
+        }
+        canonicalise(&tmp).map_err(SubstError::io(format!("canonicalising {}", tmp.display())))?;
+        observer.event(SubstEvent::Progress {
+            path,
+            downloaded: got,
+        });
+        Ok(got)
+    })();
+    let got = match result {
+        Ok(got) => got,
+        Err(e) => {
+            let _ = delete_path(&tmp);
+            return Err(e);
+        }
+    };
+    let mut vpi = ValidPathInfo::new(path.clone(), *info.nar_hash(), info.nar_size());
+    vpi.deriver = info.deriver().cloned();
+    vpi.references = info.references().iter().cloned().collect();
+    vpi.sigs = info.sigs().iter().cloned().collect();
+    vpi.ca = info.ca().cloned();
+    vpi.registration_time = now();
+    Ok(Outcome::Prepared(Box::new(Prepared {
+        info: vpi,
+        tmp,
+        lock,
+        downloaded: got,
+        started,
+    })))
+}
