@@ -540,7 +540,14 @@ impl Evaluator {
                 env: env.clone(),
             }))),
             Expr::Call { func, args, pos } => {
-                let mut f = self.eval(func, env)?;
+                let f = self.eval(func, env)?;
+                if args.len() > 1 {
+                    if let Value::Lambda(c) = &f {
+                        let vals: Slots = args.iter().map(|a| self.thunk(a, env)).collect();
+                        return self.call_many(c, &vals, *pos);
+                    }
+                }
+                let mut f = f;
                 for arg in args.iter() {
                     let a = self.thunk(arg, env);
                     f = self.call_forced(f, a, *pos)?;
@@ -1029,8 +1036,31 @@ impl Evaluator {
 
     /// `f x y`.
     pub fn call2(&mut self, f: &Value, x: Value, y: Value, pos: Pos) -> Result<Value> {
-        let g = self.call(f, x, pos)?;
+        let f = self.force(f)?;
+        if let Value::Lambda(c) = &f {
+            return self.call_many(c, &[x, y], pos);
+        }
+        let g = self.call_forced(f, x, pos)?;
         self.call_forced(g, y, pos)
+    }
+
+    /// A closure applied to several arguments, with the call-depth bound.
+    fn call_many(&mut self, c: &Closure, args: &[Value], pos: Pos) -> Result<Value> {
+        if self.call_depth >= self.opts.max_call_depth {
+            return Err(EvalError::new(
+                ErrorKind::StackOverflow,
+                "stack overflow; max-call-depth exceeded",
+                pos,
+            ));
+        }
+        self.call_depth += 1;
+        let r = if self.call_depth.is_multiple_of(4) {
+            stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.call_lambda_n(c, args, pos))
+        } else {
+            self.call_lambda_n(c, args, pos)
+        };
+        self.call_depth -= 1;
+        r
     }
 
     pub(crate) fn call_forced(&mut self, f: Value, arg: Value, pos: Pos) -> Result<Value> {
@@ -1116,9 +1146,44 @@ impl Evaluator {
     }
 
     fn call_lambda(&mut self, c: &Closure, arg: Value, pos: Pos) -> Result<Value> {
-        let lambda = &c.lambda;
+        let env = self.bind_args(&c.lambda, &c.env, arg, pos)?;
+        self.eval(&c.lambda.body, &env)
+    }
+
+    /// Applies a closure to several arguments at once: `a: b: body` applied
+    /// to two arguments binds both frames without building the intermediate
+    /// closure.
+    fn call_lambda_n(&mut self, c: &Closure, args: &[Value], pos: Pos) -> Result<Value> {
+        let mut env = self.bind_args(&c.lambda, &c.env, args[0].clone(), pos)?;
+        let mut lambda = &c.lambda;
+        let mut used = 1;
+        while used < args.len() {
+            match &*lambda.body {
+                Expr::Lambda(inner) => {
+                    env = self.bind_args(inner, &env, args[used].clone(), pos)?;
+                    lambda = inner;
+                    used += 1;
+                }
+                _ => break,
+            }
+        }
+        let mut v = self.eval(&lambda.body, &env)?;
+        for a in &args[used..] {
+            v = self.call_forced(v, a.clone(), pos)?;
+        }
+        Ok(v)
+    }
+
+    /// The frame of `lambda` applied to `arg`.
+    fn bind_args(
+        &mut self,
+        lambda: &Rc<crate::ast::Lambda>,
+        up: &Rc<Env>,
+        arg: Value,
+        pos: Pos,
+    ) -> Result<Rc<Env>> {
         let env = match &lambda.param {
-            Param::Ident(_) => Env::new(Some(c.env.clone()), smallvec::smallvec![arg]),
+            Param::Ident(_) => Env::new(Some(up.clone()), smallvec::smallvec![arg]),
             Param::Formals {
                 formals,
                 ellipsis,
@@ -1140,7 +1205,7 @@ impl Evaluator {
                             vals.push(v.clone());
                         }
                         None => match &f.default {
-                            Some(d) => vals.push(self.init_slot(d, &c.env, &mut pending)),
+                            Some(d) => vals.push(self.init_slot(d, up, &mut pending)),
                             None => {
                                 return Err(EvalError::new(
                                     ErrorKind::Type,
@@ -1173,12 +1238,12 @@ impl Evaluator {
                         }
                     }
                 }
-                let env = Env::new(Some(c.env.clone()), vals);
+                let env = Env::new(Some(up.clone()), vals);
                 fill_pending(pending, &env);
                 env
             }
         };
-        self.eval(&lambda.body, &env)
+        Ok(env)
     }
 
     // ----- coercion -----

@@ -69,8 +69,7 @@ fn foldl(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let f = ev.force_function(&a[0], pos)?;
     let mut acc = a[1].clone();
     for x in list.iter() {
-        let g = ev.call(&f, acc, pos)?;
-        acc = ev.call(&g, x.clone(), pos)?;
+        acc = ev.call2(&f, acc, x.clone(), pos)?;
     }
     Ok(acc)
 }
