@@ -3,12 +3,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rix_formats::nar::{copy, validate};
+use rix_formats::nar::{copy, validate, NarReader, NarWriter};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(size) = validate(data) {
-        let mut out = Vec::new();
-        copy(data, &mut out).expect("a valid NAR copies");
+        let mut reader = NarReader::new(data);
+        let mut writer = NarWriter::new(Vec::new());
+        copy(&mut reader, &mut writer).expect("a valid NAR copies");
+        let out = writer.finish().expect("complete archive");
         assert_eq!(&out[..], &data[..size as usize]);
     }
 });
