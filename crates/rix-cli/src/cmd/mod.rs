@@ -5,4 +5,5 @@ pub mod derivation;
 pub mod hash;
 pub mod key;
 pub mod nar;
+pub mod resolve;
 pub mod store;
