@@ -126,8 +126,17 @@ pub fn build(
     }
 
     let build_dir = create_build_dir(&settings.build_dir_root, job.drv_path.name())?;
-    let result = run_builder_in(store, job, job.drv, job.outputs, settings, observer, &build_dir, &drv_printed)
-        .and_then(|()| register_outputs(store, job, &drv_printed));
+    let result = run_builder_in(
+        store,
+        job,
+        job.drv,
+        job.outputs,
+        settings,
+        observer,
+        &build_dir,
+        &drv_printed,
+    )
+    .and_then(|()| register_outputs(store, job, &drv_printed));
     if result.is_err() {
         for out in job.outputs.values() {
             let _ = delete_path(&store.real_path(out));
@@ -144,11 +153,19 @@ pub fn build(
 
 /// The temporary path a `--check` rebuild writes an output to. Mirrors Nix's
 /// `makeFallbackPath`: an all-zero SHA-256 under a `rewrite:` type.
-pub fn fallback_path(store: &LocalStore, drv_path: &StorePath, drv_name: &str, output: &str) -> Result<StorePath, BuildError> {
+pub fn fallback_path(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv_name: &str,
+    output: &str,
+) -> Result<StorePath, BuildError> {
     let zero = rix_formats::Hash::from_bytes(HashAlgo::Sha256, &[0; 32]).expect("32 bytes");
     let ty = format!("rewrite:{drv_path}:name:{output}");
     let name = rix_formats::store_path::output_path_name(drv_name, output);
-    Ok(store.store_dir().make_store_path(&ty, &zero, &name).map_err(rix_store::local_store::StoreError::from)?)
+    Ok(store
+        .store_dir()
+        .make_store_path(&ty, &zero, &name)
+        .map_err(rix_store::local_store::StoreError::from)?)
 }
 
 /// Replaces every occurrence of the hash parts in `map` (equal lengths).
@@ -171,18 +188,28 @@ fn check(
 ) -> Result<BuildOutcome, BuildError> {
     let mut valid = BTreeMap::new();
     for (name, out) in job.outputs {
-        let info = store.query_path_info(out)?.ok_or_else(|| BuildError::Unsupported {
-            drv: drv_printed.to_owned(),
-            reason: format!("output '{name}' is not valid, so checking is not possible: build it first"),
-        })?;
+        let info = store
+            .query_path_info(out)?
+            .ok_or_else(|| BuildError::Unsupported {
+                drv: drv_printed.to_owned(),
+                reason: format!(
+                    "output '{name}' is not valid, so checking is not possible: build it first"
+                ),
+            })?;
         valid.insert(name.clone(), info);
     }
     let mut fallback = BTreeMap::new();
     for name in job.outputs.keys() {
-        fallback.insert(name.clone(), fallback_path(store, job.drv_path, &job.drv.name, name)?);
+        fallback.insert(
+            name.clone(),
+            fallback_path(store, job.drv_path, &job.drv.name, name)?,
+        );
     }
-    let to_fallback: Vec<(StorePath, StorePath)> =
-        job.outputs.iter().map(|(n, p)| (p.clone(), fallback[n].clone())).collect();
+    let to_fallback: Vec<(StorePath, StorePath)> = job
+        .outputs
+        .iter()
+        .map(|(n, p)| (p.clone(), fallback[n].clone()))
+        .collect();
     let mut drv = job.drv.clone();
     for v in drv.env.values_mut() {
         *v = rewrite_bytes(v, &to_fallback);
@@ -195,7 +222,16 @@ fn check(
         delete_path(&real).map_err(BuildError::io(&real))?;
     }
     let build_dir = create_build_dir(&settings.build_dir_root, job.drv_path.name())?;
-    let built = run_builder_in(store, job, &drv, &fallback, settings, observer, &build_dir, drv_printed);
+    let built = run_builder_in(
+        store,
+        job,
+        &drv,
+        &fallback,
+        settings,
+        observer,
+        &build_dir,
+        drv_printed,
+    );
     let _ = delete_path(&build_dir);
     let result = built.and_then(|()| {
         let mut differing = Vec::new();
@@ -208,8 +244,12 @@ fn check(
                     path: store.print(tmp),
                 });
             }
-            let back: Vec<(StorePath, StorePath)> = to_fallback.iter().map(|(a, b)| (b.clone(), a.clone())).collect();
-            let mut hasher = rix_formats::references::HashRewriter::new(Hasher::new(HashAlgo::Sha256), back);
+            let back: Vec<(StorePath, StorePath)> = to_fallback
+                .iter()
+                .map(|(a, b)| (b.clone(), a.clone()))
+                .collect();
+            let mut hasher =
+                rix_formats::references::HashRewriter::new(Hasher::new(HashAlgo::Sha256), back);
             rix_store::archive::dump(&real_tmp, &mut hasher)?;
             let hash = hasher.finish().map_err(BuildError::io(&real_tmp))?.finish();
             if hash != valid[name].nar_hash {
@@ -248,8 +288,10 @@ fn run_builder_in(
     build_dir: &Path,
     drv_printed: &str,
 ) -> Result<(), BuildError> {
-    let printed_outputs: BTreeMap<String, String> =
-        outputs.iter().map(|(k, v)| (k.clone(), store.print(v))).collect();
+    let printed_outputs: BTreeMap<String, String> = outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), store.print(v)))
+        .collect();
     let impure = |name: &str| std::env::var(name).ok();
     let ctx = EnvContext {
         store_dir: store.store_dir().as_str(),
@@ -263,7 +305,16 @@ fn run_builder_in(
         let p = build_dir.join(name);
         std::fs::write(&p, contents).map_err(BuildError::io(&p))?;
     }
-    run_builder(store, job, drv, settings, observer, build_dir, &env, drv_printed)
+    run_builder(
+        store,
+        job,
+        drv,
+        settings,
+        observer,
+        build_dir,
+        &env,
+        drv_printed,
+    )
 }
 
 /// `<root>/nix-build-<drv name>-<n>`, as Nix names it, created with mode 0700.
@@ -274,7 +325,12 @@ fn create_build_dir(root: &Path, drv_name: &str) -> Result<PathBuf, BuildError> 
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(BuildError::Io { path: dir, source: e }),
+            Err(e) => {
+                return Err(BuildError::Io {
+                    path: dir,
+                    source: e,
+                })
+            }
         }
     }
     unreachable!("ran out of build directory names")
@@ -288,7 +344,8 @@ fn die_with_parent(cmd: &mut Command) {
     // async-signal-safe system call (prctl); it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
         });
     }
 }
@@ -317,7 +374,10 @@ fn run_builder(
     let mut cmd = Command::new(builder);
     cmd.args(drv.args.iter().map(|a| OsStr::from_bytes(a)))
         .env_clear()
-        .envs(env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))))
+        .envs(
+            env.iter()
+                .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
+        )
         .current_dir(build_dir)
         .stdin(Stdio::null())
         .stdout(writer.try_clone().map_err(BuildError::io(build_dir))?)
@@ -348,7 +408,12 @@ fn run_builder(
     let mut last_output = start;
     let (mut eof, mut status) = (false, None);
     let mut killed_for: Option<String> = None;
-    let line = |l: &str| observer.event(BuildEvent::Log { drv: job.drv_path, line: l });
+    let line = |l: &str| {
+        observer.event(BuildEvent::Log {
+            drv: job.drv_path,
+            line: l,
+        })
+    };
     while !(eof && status.is_some()) {
         let deadline = next_deadline(settings, start, last_output, status.is_some());
         let msg = match deadline {
@@ -414,7 +479,12 @@ fn pump(mut reader: std::io::PipeReader, tx: mpsc::Sender<Msg>) {
 
 /// When the wait for the next message must end: a limit, or (once the builder has
 /// exited) a short grace period for the rest of its output.
-fn next_deadline(s: &BuildSettings, start: Instant, last: Instant, exited: bool) -> Option<Instant> {
+fn next_deadline(
+    s: &BuildSettings,
+    start: Instant,
+    last: Instant,
+    exited: bool,
+) -> Option<Instant> {
     if exited {
         return Some(Instant::now() + Duration::from_millis(500));
     }
@@ -472,7 +542,11 @@ fn register_outputs(
     job: &BuildJob<'_>,
     drv_printed: &str,
 ) -> Result<Vec<ValidPathInfo>, BuildError> {
-    let candidates: BTreeSet<&StorePath> = job.input_closure.iter().chain(job.outputs.values()).collect();
+    let candidates: BTreeSet<&StorePath> = job
+        .input_closure
+        .iter()
+        .chain(job.outputs.values())
+        .collect();
     let mut infos = Vec::new();
     for (name, path) in job.outputs {
         let real = store.real_path(path);
@@ -517,7 +591,9 @@ fn register_outputs(
                 });
             }
             info.ca = Some(match method {
-                CaMethod::Recursive => ContentAddress::Fixed(FileIngestionMethod::Recursive, expected),
+                CaMethod::Recursive => {
+                    ContentAddress::Fixed(FileIngestionMethod::Recursive, expected)
+                }
                 CaMethod::Text => ContentAddress::Text(expected),
                 _ => ContentAddress::Fixed(FileIngestionMethod::Flat, expected),
             });

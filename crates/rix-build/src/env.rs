@@ -27,7 +27,10 @@ pub struct EnvContext<'a> {
 
 /// Builds the environment and the files (`.attr-*`, `.attrs.json`, `.attrs.sh`)
 /// that go into the build directory.
-pub fn builder_env(drv: &Derivation, ctx: &EnvContext<'_>) -> (BTreeMap<Vec<u8>, Vec<u8>>, BuildDirFiles) {
+pub fn builder_env(
+    drv: &Derivation,
+    ctx: &EnvContext<'_>,
+) -> (BTreeMap<Vec<u8>, Vec<u8>>, BuildDirFiles) {
     let mut env: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut files = BuildDirFiles::new();
     let mut set = |k: &str, v: &str| {
@@ -53,11 +56,18 @@ pub fn builder_env(drv: &Derivation, ctx: &EnvContext<'_>) -> (BTreeMap<Vec<u8>,
     } else {
         let pass_as_file: Vec<&[u8]> = drv
             .env_var("passAsFile")
-            .map(|v| v.split(|b| b.is_ascii_whitespace()).filter(|s| !s.is_empty()).collect())
+            .map(|v| {
+                v.split(|b| b.is_ascii_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         for (k, v) in &drv.env {
             if pass_as_file.contains(&k.as_slice()) {
-                let file = format!(".attr-{}", nixbase32::encode(HashAlgo::Sha256.digest(k).digest()));
+                let file = format!(
+                    ".attr-{}",
+                    nixbase32::encode(HashAlgo::Sha256.digest(k).digest())
+                );
                 let mut var = k.clone();
                 var.extend_from_slice(b"Path");
                 env.insert(var, format!("{top}/{file}").into_bytes());
@@ -68,7 +78,11 @@ pub fn builder_env(drv: &Derivation, ctx: &EnvContext<'_>) -> (BTreeMap<Vec<u8>,
         }
     }
 
-    if drv.outputs.values().any(|o| matches!(o, rix_formats::derivation::DerivationOutput::CAFixed { .. })) {
+    if drv
+        .outputs
+        .values()
+        .any(|o| matches!(o, rix_formats::derivation::DerivationOutput::CAFixed { .. }))
+    {
         let names = drv.env_var("impureEnvVars").unwrap_or_default();
         for name in String::from_utf8_lossy(names).split_whitespace() {
             if let Some(value) = (ctx.impure)(name) {
@@ -84,7 +98,10 @@ pub fn builder_env(drv: &Derivation, ctx: &EnvContext<'_>) -> (BTreeMap<Vec<u8>,
 fn structured_attrs(json: &[u8], outputs: &BTreeMap<String, String>) -> (String, String) {
     let mut value: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
-        let outs = outputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let outs = outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         map.insert("outputs".into(), Value::Object(outs));
         map.sort_keys();
     }
@@ -103,7 +120,9 @@ fn structured_attrs(json: &[u8], outputs: &BTreeMap<String, String>) -> (String,
 
 fn is_shell_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -118,7 +137,10 @@ fn simple(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(if *b { "1".into() } else { String::new() }),
         Value::Null => Some("''".into()),
         Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-        Value::Number(n) => n.as_f64().filter(|f| f.fract() == 0.0).map(|f| (f as i64).to_string()),
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| f.fract() == 0.0)
+            .map(|f| (f as i64).to_string()),
         _ => None,
     }
 }
@@ -160,8 +182,14 @@ mod tests {
         // Input and expected output observed with Nix 2.8 (`__structuredAttrs = true`).
         let json = br#"{"builder":"/bin/sh","foo":true,"l":[1,"a"],"n":null,"name":"sa","outputs":["out","dev"],"s":{"x":1.5},"system":"x86_64-linux"}"#;
         let outputs = BTreeMap::from([
-            ("dev".to_owned(), "/s/p9z1hjjwm1hhjd2pvh3hppaxk12ak48j-sa-dev".to_owned()),
-            ("out".to_owned(), "/s/2lvgs3g2ag4pxrmycb8455hnkvg2awid-sa".to_owned()),
+            (
+                "dev".to_owned(),
+                "/s/p9z1hjjwm1hhjd2pvh3hppaxk12ak48j-sa-dev".to_owned(),
+            ),
+            (
+                "out".to_owned(),
+                "/s/2lvgs3g2ag4pxrmycb8455hnkvg2awid-sa".to_owned(),
+            ),
         ]);
         let (j, sh) = structured_attrs(json, &outputs);
         assert_eq!(

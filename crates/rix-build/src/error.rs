@@ -16,27 +16,53 @@ pub enum BuildError {
     #[error(transparent)]
     Archive(#[from] rix_store::archive::ArchiveError),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read derivation '{path}': {message}")]
     BadDerivation { path: String, message: String },
     #[error("derivation '{0}' is not in the store: add it first (rix derivation add, or nix-instantiate)")]
     MissingDerivation(String),
     #[error("cannot start builder '{builder}' of '{drv}': {source}")]
-    Spawn { drv: String, builder: String, source: std::io::Error },
-    #[error("builder for '{drv}' failed with {status};{}\nFor full logs, run 'rix log {drv}'.", format_tail(tail))]
-    BuilderFailed { drv: String, status: String, tail: Vec<String> },
+    Spawn {
+        drv: String,
+        builder: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "builder for '{drv}' failed with {status};{}\nFor full logs, run 'rix log {drv}'.",
+        format_tail(tail)
+    )]
+    BuilderFailed {
+        drv: String,
+        status: String,
+        tail: Vec<String>,
+    },
     #[error("builder for '{drv}' {reason}")]
     TimedOut { drv: String, reason: String },
     #[error("build of '{0}' was cancelled")]
     Cancelled(String),
     #[error("builder for '{drv}' failed to produce output path for output '{output}' at '{path}'")]
-    MissingOutput { drv: String, output: String, path: String },
+    MissingOutput {
+        drv: String,
+        output: String,
+        path: String,
+    },
     #[error("hash mismatch in fixed-output derivation '{drv}':\n  specified: {specified}\n     got:    {got}")]
-    HashMismatch { drv: String, specified: String, got: String },
+    HashMismatch {
+        drv: String,
+        specified: String,
+        got: String,
+    },
     #[error("cannot build '{drv}': {reason}")]
     Unsupported { drv: String, reason: String },
     #[error("{failed} of {total} builds failed: {}", first.as_deref().unwrap_or(""))]
-    Failed { failed: usize, total: usize, first: Option<String> },
+    Failed {
+        failed: usize,
+        total: usize,
+        first: Option<String>,
+    },
 }
 
 impl BuildError {

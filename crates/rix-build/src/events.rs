@@ -21,7 +21,10 @@ pub enum BuildEvent<'a> {
         error: Option<&'a str>,
     },
     /// A derivation was not attempted because a dependency failed.
-    Skipped { drv: &'a StorePath, failed_dep: &'a StorePath },
+    Skipped {
+        drv: &'a StorePath,
+        failed_dep: &'a StorePath,
+    },
 }
 
 /// Receives events; called from several threads.

@@ -30,7 +30,10 @@ impl LogSink {
         }
         let file = File::create(path)?;
         Ok(Self {
-            file: Some(BzEncoder::new(BufWriter::new(file), bzip2::Compression::default())),
+            file: Some(BzEncoder::new(
+                BufWriter::new(file),
+                bzip2::Compression::default(),
+            )),
             path: path.to_path_buf(),
             partial: Vec::new(),
             tail: VecDeque::with_capacity(TAIL_LINES),
@@ -112,9 +115,13 @@ mod tests {
         let mut sink = LogSink::create(&path).unwrap();
         let mut lines = Vec::new();
         for i in 0..30 {
-            sink.write(format!("line {i}\n").as_bytes(), |l| lines.push(l.to_owned())).unwrap();
+            sink.write(format!("line {i}\n").as_bytes(), |l| {
+                lines.push(l.to_owned())
+            })
+            .unwrap();
         }
-        sink.write(b"partial", |l| lines.push(l.to_owned())).unwrap();
+        sink.write(b"partial", |l| lines.push(l.to_owned()))
+            .unwrap();
         let tail = sink.finish(|l| lines.push(l.to_owned())).unwrap();
         assert_eq!(lines.len(), 31);
         assert_eq!(tail.len(), TAIL_LINES);

@@ -53,12 +53,12 @@ pub fn output_paths(
     drv_path: &StorePath,
     drv: &Derivation,
 ) -> Result<BTreeMap<String, StorePath>, BuildError> {
-    let declared = drv
-        .declared_output_paths(store.store_dir())
-        .map_err(|e| BuildError::BadDerivation {
-            path: store.print(drv_path),
-            message: e.to_string(),
-        })?;
+    let declared =
+        drv.declared_output_paths(store.store_dir())
+            .map_err(|e| BuildError::BadDerivation {
+                path: store.print(drv_path),
+                message: e.to_string(),
+            })?;
     declared
         .into_iter()
         .map(|(name, p)| {
@@ -78,11 +78,14 @@ pub fn plan(store: &LocalStore, targets: &[StorePath]) -> Result<Plan, BuildErro
     // Derivations already examined: Some(needs build) once known.
     let mut seen: HashMap<StorePath, bool> = HashMap::new();
     // Iterative post-order DFS: (drv, children pushed?)
-    let mut stack: Vec<(StorePath, bool)> = targets.iter().rev().map(|t| (t.clone(), false)).collect();
-    let mut pending: HashMap<StorePath, (Derivation, BTreeMap<String, StorePath>, String)> = HashMap::new();
+    let mut stack: Vec<(StorePath, bool)> =
+        targets.iter().rev().map(|t| (t.clone(), false)).collect();
+    let mut pending: HashMap<StorePath, (Derivation, BTreeMap<String, StorePath>, String)> =
+        HashMap::new();
     while let Some((drv_path, expanded)) = stack.pop() {
         if expanded {
-            let (drv, outputs, reason) = pending.remove(&drv_path).expect("expanded node is pending");
+            let (drv, outputs, reason) =
+                pending.remove(&drv_path).expect("expanded node is pending");
             let deps = drv
                 .input_drvs
                 .keys()
@@ -107,7 +110,8 @@ pub fn plan(store: &LocalStore, targets: &[StorePath]) -> Result<Plan, BuildErro
         let drv = read_derivation(store, &drv_path)?;
         let outputs = output_paths(store, &drv_path, &drv)?;
         if targets.contains(&drv_path) {
-            plan.target_outputs.insert(drv_path.clone(), outputs.clone());
+            plan.target_outputs
+                .insert(drv_path.clone(), outputs.clone());
         }
         let mut invalid = Vec::new();
         for (name, p) in &outputs {
@@ -123,7 +127,10 @@ pub fn plan(store: &LocalStore, targets: &[StorePath]) -> Result<Plan, BuildErro
             if !store.is_valid(src)? {
                 return Err(BuildError::BadDerivation {
                     path: store.print(&drv_path),
-                    message: format!("its input source '{}' is not valid in the store", store.print(src)),
+                    message: format!(
+                        "its input source '{}' is not valid in the store",
+                        store.print(src)
+                    ),
                 });
             }
         }

@@ -82,7 +82,10 @@ pub fn execute(
     opts: &RealiseOptions,
     observer: &dyn Observer,
 ) -> Result<RealiseReport, BuildError> {
-    let Plan { builds, target_outputs } = plan;
+    let Plan {
+        builds,
+        target_outputs,
+    } = plan;
     let order: Vec<StorePath> = builds.keys().cloned().collect();
     observer.event(BuildEvent::Planned { to_build: &order });
 
@@ -90,14 +93,19 @@ pub fn execute(
         outputs: target_outputs,
         ..Default::default()
     };
-    let mut waiting: HashMap<&StorePath, usize> = builds.iter().map(|(p, b)| (p, b.deps.len())).collect();
+    let mut waiting: HashMap<&StorePath, usize> =
+        builds.iter().map(|(p, b)| (p, b.deps.len())).collect();
     let mut dependents: HashMap<&StorePath, Vec<&StorePath>> = HashMap::new();
     for (p, b) in &builds {
         for d in &b.deps {
             dependents.entry(d).or_default().push(p);
         }
     }
-    let mut ready: VecDeque<&StorePath> = builds.iter().filter(|(_, b)| b.deps.is_empty()).map(|(p, _)| p).collect();
+    let mut ready: VecDeque<&StorePath> = builds
+        .iter()
+        .filter(|(_, b)| b.deps.is_empty())
+        .map(|(p, _)| p)
+        .collect();
     let mut refs_cache = RefsCache::default();
     let mut stop = false;
     let max_jobs = opts.max_jobs.max(1);
@@ -108,13 +116,18 @@ pub fn execute(
         loop {
             stop |= crate::running::cancelled();
             while running < max_jobs && !stop {
-                let Some(drv_path) = ready.pop_front() else { break };
+                let Some(drv_path) = ready.pop_front() else {
+                    break;
+                };
                 let b = &builds[drv_path];
                 let closure = refs_cache.input_closure(store, b)?;
                 let tx = tx.clone();
                 running += 1;
                 scope.spawn(move || {
-                    observer.event(BuildEvent::Started { drv: drv_path, reason: &b.reason });
+                    observer.event(BuildEvent::Started {
+                        drv: drv_path,
+                        reason: &b.reason,
+                    });
                     let start = Instant::now();
                     let job = BuildJob {
                         drv_path,
@@ -130,12 +143,23 @@ pub fn execute(
                     let status = match &result {
                         Ok(BuildOutcome::Built(_)) => "built".to_owned(),
                         Ok(BuildOutcome::AlreadyValid) => "built by another process".to_owned(),
-                        Ok(BuildOutcome::Checked(d)) if d.is_empty() => "checked: identical".to_owned(),
+                        Ok(BuildOutcome::Checked(d)) if d.is_empty() => {
+                            "checked: identical".to_owned()
+                        }
                         Ok(BuildOutcome::Checked(_)) => "checked: differs".to_owned(),
-                        Err(e) => format!("failed: {}", e.to_string().lines().next().unwrap_or_default()),
+                        Err(e) => format!(
+                            "failed: {}",
+                            e.to_string().lines().next().unwrap_or_default()
+                        ),
                     };
                     // The record is informational: a failure to write it must not fail the build.
-                    let _ = store.db().record_build(drv_path, &b.reason, started_at, rix_store::path_info::now(), &status);
+                    let _ = store.db().record_build(
+                        drv_path,
+                        &b.reason,
+                        started_at,
+                        rix_store::path_info::now(),
+                        &status,
+                    );
                     observer.event(BuildEvent::Finished {
                         drv: drv_path,
                         elapsed: start.elapsed(),
@@ -189,7 +213,11 @@ pub fn execute(
         .chain(report.failed.iter().map(|(p, _)| p))
         .chain(&report.skipped)
         .collect();
-    let unstarted: Vec<StorePath> = order.iter().filter(|p| !finished.contains(p)).cloned().collect();
+    let unstarted: Vec<StorePath> = order
+        .iter()
+        .filter(|p| !finished.contains(p))
+        .cloned()
+        .collect();
     report.skipped.extend(unstarted);
     Ok(report)
 }
@@ -206,7 +234,10 @@ fn skip_dependents<'a>(
         for &dep in dependents.get(p).into_iter().flatten() {
             // usize::MAX marks "will never run".
             if waiting.insert(dep, usize::MAX) != Some(usize::MAX) {
-                observer.event(BuildEvent::Skipped { drv: dep, failed_dep: failed });
+                observer.event(BuildEvent::Skipped {
+                    drv: dep,
+                    failed_dep: failed,
+                });
                 report.skipped.push(dep.clone());
                 queue.push(dep);
             }
@@ -224,30 +255,49 @@ struct RefsCache {
 impl RefsCache {
     fn learn(&mut self, infos: &[rix_store::path_info::ValidPathInfo]) {
         for i in infos {
-            self.refs.insert(i.path.clone(), i.references.iter().cloned().collect());
+            self.refs
+                .insert(i.path.clone(), i.references.iter().cloned().collect());
         }
     }
 
-    fn references(&mut self, store: &LocalStore, p: &StorePath) -> Result<&[StorePath], BuildError> {
+    fn references(
+        &mut self,
+        store: &LocalStore,
+        p: &StorePath,
+    ) -> Result<&[StorePath], BuildError> {
         if !self.refs.contains_key(p) {
             let info = store.path_info(p)?;
-            self.refs.insert(p.clone(), info.references.into_iter().collect());
+            self.refs
+                .insert(p.clone(), info.references.into_iter().collect());
         }
         Ok(&self.refs[p])
     }
 
     /// The closure of a build's inputs: its sources and its input derivations' outputs.
-    fn input_closure(&mut self, store: &LocalStore, b: &PlannedBuild) -> Result<BTreeSet<StorePath>, BuildError> {
+    fn input_closure(
+        &mut self,
+        store: &LocalStore,
+        b: &PlannedBuild,
+    ) -> Result<BTreeSet<StorePath>, BuildError> {
         let mut roots: Vec<StorePath> = b.drv.input_srcs.iter().cloned().collect();
         for (input, wanted) in &b.drv.input_drvs {
             let drv = crate::plan::read_derivation(store, input)?;
             let outs = crate::plan::output_paths(store, input, &drv)?;
-            roots.extend(outs.into_iter().filter(|(n, _)| wanted.contains(n)).map(|(_, p)| p));
+            roots.extend(
+                outs.into_iter()
+                    .filter(|(n, _)| wanted.contains(n))
+                    .map(|(_, p)| p),
+            );
         }
         let mut seen = BTreeSet::new();
         while let Some(p) = roots.pop() {
             if seen.insert(p.clone()) {
-                roots.extend(self.references(store, &p)?.iter().filter(|r| !seen.contains(*r)).cloned());
+                roots.extend(
+                    self.references(store, &p)?
+                        .iter()
+                        .filter(|r| !seen.contains(*r))
+                        .cloned(),
+                );
             }
         }
         Ok(seen)

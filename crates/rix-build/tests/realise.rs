@@ -21,8 +21,20 @@ fn diamond_builds_once_then_never_again() {
     let t = TempStore::new();
     let store = open(&t);
     let leaf = drv(&store, "leaf", "echo leaf > $out", &[], &["out"]);
-    let left = drv(&store, "left", "read x < $in0; echo \"left $x\" > $out", &[&leaf], &["out"]);
-    let right = drv(&store, "right", "read x < $in0; echo \"right $x\" > $out", &[&leaf], &["out"]);
+    let left = drv(
+        &store,
+        "left",
+        "read x < $in0; echo \"left $x\" > $out",
+        &[&leaf],
+        &["out"],
+    );
+    let right = drv(
+        &store,
+        "right",
+        "read x < $in0; echo \"right $x\" > $out",
+        &[&leaf],
+        &["out"],
+    );
     let top = drv(
         &store,
         "top",
@@ -33,13 +45,21 @@ fn diamond_builds_once_then_never_again() {
     let rec = Recorder::default();
     let report = realise(&store, std::slice::from_ref(&top), &opts(2, false), &rec).unwrap();
     assert!(report.succeeded(), "{:?}", report.failed);
-    assert_eq!(rec.started(), BTreeSet::from([leaf.clone(), left.clone(), right.clone(), top.clone()]));
+    assert_eq!(
+        rec.started(),
+        BTreeSet::from([leaf.clone(), left.clone(), right.clone(), top.clone()])
+    );
     let out = &report.outputs[&top]["out"];
     let text = std::fs::read_to_string(store.real_path(out).join("result")).unwrap();
     assert_eq!(text, "left leaf / right leaf\n");
     // References are found by scanning: top mentions left's output only.
     let info = store.path_info(out).unwrap();
-    let left_out = &rix_build::plan::output_paths(&store, &left, &rix_build::plan::read_derivation(&store, &left).unwrap()).unwrap()["out"];
+    let left_out = &rix_build::plan::output_paths(
+        &store,
+        &left,
+        &rix_build::plan::read_derivation(&store, &left).unwrap(),
+    )
+    .unwrap()["out"];
     assert_eq!(info.references, BTreeSet::from([left_out.clone()]));
     assert_eq!(info.deriver.as_ref(), Some(&top));
     assert!(info.ultimate);
@@ -47,7 +67,10 @@ fn diamond_builds_once_then_never_again() {
     // Why each derivation was built is recorded.
     let history = store.db().build_history(&top).unwrap();
     assert_eq!(history.len(), 1);
-    assert!(history[0].0.starts_with("output 'out'") && history[0].3 == "built", "{history:?}");
+    assert!(
+        history[0].0.starts_with("output 'out'") && history[0].3 == "built",
+        "{history:?}"
+    );
 
     // A second realisation of the same closure runs zero builders.
     let rec = Recorder::default();
@@ -61,13 +84,35 @@ fn changing_a_leaf_rebuilds_exactly_its_dependents() {
     let t = TempStore::new();
     let store = open(&t);
     let build_all = |leaf_text: &str| {
-        let a = drv(&store, "a", &format!("echo {leaf_text} > $out"), &[], &["out"]);
+        let a = drv(
+            &store,
+            "a",
+            &format!("echo {leaf_text} > $out"),
+            &[],
+            &["out"],
+        );
         let b = drv(&store, "b", "echo b > $out", &[], &["out"]);
-        let c = drv(&store, "c", "read x < $in0; echo $x > $out", &[&a], &["out"]);
-        let d = drv(&store, "d", "read x < $in0; echo $x > $out", &[&b], &["out"]);
+        let c = drv(
+            &store,
+            "c",
+            "read x < $in0; echo $x > $out",
+            &[&a],
+            &["out"],
+        );
+        let d = drv(
+            &store,
+            "d",
+            "read x < $in0; echo $x > $out",
+            &[&b],
+            &["out"],
+        );
         let top = drv(&store, "top", "echo $in0 $in1 > $out", &[&c, &d], &["out"]);
         let rec = Recorder::default();
-        assert!(realise(&store, std::slice::from_ref(&top), &opts(2, false), &rec).unwrap().succeeded());
+        assert!(
+            realise(&store, std::slice::from_ref(&top), &opts(2, false), &rec)
+                .unwrap()
+                .succeeded()
+        );
         (rec.started(), [a, b, c, d, top])
     };
     let (first, _) = build_all("one");
@@ -80,10 +125,25 @@ fn changing_a_leaf_rebuilds_exactly_its_dependents() {
 fn multiple_outputs_are_registered_together() {
     let t = TempStore::new();
     let store = open(&t);
-    let d = drv(&store, "multi", "echo lib > $lib; /bin/mkdir $dev; echo $lib > $dev/lib-path; echo out > $out", &[], &["out", "dev", "lib"]);
-    let report = realise(&store, std::slice::from_ref(&d), &opts(1, false), &Recorder::default()).unwrap();
+    let d = drv(
+        &store,
+        "multi",
+        "echo lib > $lib; /bin/mkdir $dev; echo $lib > $dev/lib-path; echo out > $out",
+        &[],
+        &["out", "dev", "lib"],
+    );
+    let report = realise(
+        &store,
+        std::slice::from_ref(&d),
+        &opts(1, false),
+        &Recorder::default(),
+    )
+    .unwrap();
     let outs = &report.outputs[&d];
-    assert_eq!(outs.keys().cloned().collect::<Vec<_>>(), ["dev", "lib", "out"]);
+    assert_eq!(
+        outs.keys().cloned().collect::<Vec<_>>(),
+        ["dev", "lib", "out"]
+    );
     let dev = store.path_info(&outs["dev"]).unwrap();
     assert_eq!(dev.references, BTreeSet::from([outs["lib"].clone()]));
     let recorded = store.db().derivation_outputs(&d).unwrap();
@@ -94,22 +154,46 @@ fn multiple_outputs_are_registered_together() {
 fn failure_registers_nothing_and_keep_going_finishes_the_rest() {
     let t = TempStore::new();
     let store = open(&t);
-    let bad = drv(&store, "bad", "echo started; echo partial > $out; echo oops >&2; exit 3", &[], &["out"]);
+    let bad = drv(
+        &store,
+        "bad",
+        "echo started; echo partial > $out; echo oops >&2; exit 3",
+        &[],
+        &["out"],
+    );
     let after_bad = drv(&store, "after-bad", "echo x > $out", &[&bad], &["out"]);
     let good = drv(&store, "good", "echo ok > $out", &[], &["out"]);
-    let bad_out = rix_build::plan::output_paths(&store, &bad, &rix_build::plan::read_derivation(&store, &bad).unwrap()).unwrap()["out"].clone();
+    let bad_out = rix_build::plan::output_paths(
+        &store,
+        &bad,
+        &rix_build::plan::read_derivation(&store, &bad).unwrap(),
+    )
+    .unwrap()["out"]
+        .clone();
 
-    let report = realise(&store, &[after_bad.clone(), good.clone()], &opts(1, true), &Recorder::default()).unwrap();
+    let report = realise(
+        &store,
+        &[after_bad.clone(), good.clone()],
+        &opts(1, true),
+        &Recorder::default(),
+    )
+    .unwrap();
     assert_eq!(report.failed.len(), 1);
     let (failed_drv, err) = &report.failed[0];
     assert_eq!(failed_drv, &bad);
     let msg = err.to_string();
     assert!(matches!(err, BuildError::BuilderFailed { .. }));
-    assert!(msg.contains("exit code 3") && msg.contains("> oops") && msg.contains("rix log"), "{msg}");
+    assert!(
+        msg.contains("exit code 3") && msg.contains("> oops") && msg.contains("rix log"),
+        "{msg}"
+    );
     assert_eq!(report.skipped, vec![after_bad.clone()]);
     assert_eq!(report.built, vec![good.clone()]);
     assert!(!store.is_valid(&bad_out).unwrap());
-    assert!(!store.real_path(&bad_out).exists(), "partial output was left behind");
+    assert!(
+        !store.real_path(&bad_out).exists(),
+        "partial output was left behind"
+    );
     // The log was kept.
     let log = rix_build::log::read_log(&store.log_path(&bad)).unwrap();
     assert_eq!(log, b"started\noops\n");
@@ -120,9 +204,18 @@ fn missing_output_and_missing_builder_are_clear_errors() {
     let t = TempStore::new();
     let store = open(&t);
     let lazy = drv(&store, "lazy", "true", &[], &["out"]);
-    let report = realise(&store, std::slice::from_ref(&lazy), &opts(1, false), &Recorder::default()).unwrap();
+    let report = realise(
+        &store,
+        std::slice::from_ref(&lazy),
+        &opts(1, false),
+        &Recorder::default(),
+    )
+    .unwrap();
     let msg = report.failed[0].1.to_string();
-    assert!(msg.contains("failed to produce output path for output 'out'"), "{msg}");
+    assert!(
+        msg.contains("failed to produce output path for output 'out'"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -130,14 +223,42 @@ fn check_reports_nondeterminism_and_rewrites_self_references() {
     let t = TempStore::new();
     let store = open(&t);
     // Mentions its own output path: deterministic only if the check rewrites it back.
-    let det = drv(&store, "det", "/bin/mkdir $out; echo $out > $out/self", &[], &["out"]);
+    let det = drv(
+        &store,
+        "det",
+        "/bin/mkdir $out; echo $out > $out/self",
+        &[],
+        &["out"],
+    );
     let nondet = drv(&store, "nondet", "echo $$ > $out", &[], &["out"]);
     let rec = Recorder::default();
-    assert!(realise(&store, &[det.clone(), nondet.clone()], &opts(2, false), &rec).unwrap().succeeded());
-    let before = store.path_info(&realise(&store, std::slice::from_ref(&det), &opts(1, false), &rec).unwrap().outputs[&det]["out"]).unwrap();
+    assert!(realise(
+        &store,
+        &[det.clone(), nondet.clone()],
+        &opts(2, false),
+        &rec
+    )
+    .unwrap()
+    .succeeded());
+    let before = store
+        .path_info(
+            &realise(&store, std::slice::from_ref(&det), &opts(1, false), &rec)
+                .unwrap()
+                .outputs[&det]["out"],
+        )
+        .unwrap();
 
-    let check = RealiseOptions { check: true, ..opts(2, false) };
-    let report = realise(&store, &[det.clone(), nondet.clone()], &check, &Recorder::default()).unwrap();
+    let check = RealiseOptions {
+        check: true,
+        ..opts(2, false)
+    };
+    let report = realise(
+        &store,
+        &[det.clone(), nondet.clone()],
+        &check,
+        &Recorder::default(),
+    )
+    .unwrap();
     assert!(report.succeeded(), "{:?}", report.failed);
     assert_eq!(report.nondeterministic.len(), 1);
     assert_eq!(report.nondeterministic[0].0, nondet);
@@ -157,7 +278,13 @@ fn check_needs_valid_outputs() {
     let t = TempStore::new();
     let store = open(&t);
     let d = drv(&store, "never-built", "echo x > $out", &[], &["out"]);
-    let check = RealiseOptions { check: true, ..opts(1, false) };
+    let check = RealiseOptions {
+        check: true,
+        ..opts(1, false)
+    };
     let report = realise(&store, &[d], &check, &Recorder::default()).unwrap();
-    assert!(report.failed[0].1.to_string().contains("checking is not possible"));
+    assert!(report.failed[0]
+        .1
+        .to_string()
+        .contains("checking is not possible"));
 }

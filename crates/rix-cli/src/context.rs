@@ -42,8 +42,14 @@ impl Context {
         for name in &settings.unknown {
             eprintln!("warning: unknown setting '{name}'");
         }
-        let store_url = args.store.clone().or_else(|| Some(settings.get("store")).filter(|s| !s.is_empty()));
-        Ok(Self { settings, store_url })
+        let store_url = args
+            .store
+            .clone()
+            .or_else(|| Some(settings.get("store")).filter(|s| !s.is_empty()));
+        Ok(Self {
+            settings,
+            store_url,
+        })
     }
 
     /// Decides which store to use (see `--store`).
@@ -68,14 +74,18 @@ impl Context {
         let root = data.join("rix/root");
         Ok(StoreChoice {
             layout: StoreLayout::rooted(&root),
-            why: format!("/nix/store is not writable, so a store rooted at {} is used", root.display()),
+            why: format!(
+                "/nix/store is not writable, so a store rooted at {} is used",
+                root.display()
+            ),
         })
     }
 
     pub fn open_store(&self) -> Result<LocalStore> {
         let choice = self.store_choice()?;
         let dir = choice.layout.real_store_dir.clone();
-        LocalStore::open(choice.layout).with_context(|| format!("cannot open the store at {}", dir.display()))
+        LocalStore::open(choice.layout)
+            .with_context(|| format!("cannot open the store at {}", dir.display()))
     }
 }
 

@@ -81,7 +81,11 @@ impl Observer for Progress {
                     l.overall.set_length(to_build.len() as u64);
                 }
                 if !to_build.is_empty() {
-                    let word = if to_build.len() == 1 { "derivation" } else { "derivations" };
+                    let word = if to_build.len() == 1 {
+                        "derivation"
+                    } else {
+                        "derivations"
+                    };
                     self.println(&format!("these {} {word} will be built:", to_build.len()));
                     for d in to_build {
                         self.println(&format!("  {}", self.store_dir.display(d)));
@@ -93,10 +97,16 @@ impl Observer for Progress {
                 match &self.live {
                     Some(l) => {
                         let bar = l.multi.add(ProgressBar::new_spinner());
-                        bar.set_style(ProgressStyle::with_template("  {spinner} {prefix} {wide_msg}").expect("valid template"));
+                        bar.set_style(
+                            ProgressStyle::with_template("  {spinner} {prefix} {wide_msg}")
+                                .expect("valid template"),
+                        );
                         bar.set_prefix(drv.name().trim_end_matches(".drv").to_owned());
                         bar.enable_steady_tick(Duration::from_millis(120));
-                        l.running.lock().unwrap_or_else(|e| e.into_inner()).insert(printed, bar);
+                        l.running
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(printed, bar);
                     }
                     None => self.println(&format!("building '{printed}'...")),
                 }
@@ -106,14 +116,24 @@ impl Observer for Progress {
                     self.println(&format!("{}> {line}", drv.name().trim_end_matches(".drv")));
                 }
                 if let Some(l) = &self.live {
-                    if let Some(bar) = l.running.lock().unwrap_or_else(|e| e.into_inner()).get(&self.store_dir.display(drv)) {
+                    if let Some(bar) = l
+                        .running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&self.store_dir.display(drv))
+                    {
                         bar.set_message(line.to_owned());
                     }
                 }
             }
             BuildEvent::Finished { drv, error, .. } => {
                 if let Some(l) = &self.live {
-                    if let Some(bar) = l.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.store_dir.display(drv)) {
+                    if let Some(bar) = l
+                        .running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&self.store_dir.display(drv))
+                    {
                         bar.finish_and_clear();
                         l.multi.remove(&bar);
                     }

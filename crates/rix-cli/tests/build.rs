@@ -60,7 +60,15 @@ fn instantiate(t: &TempStore, counter: &Path, sleep: &str) -> String {
     std::fs::set_permissions(counter, std::fs::Permissions::from_mode(0o666)).unwrap();
     t.run_nix(
         &inst,
-        &[file.to_str().unwrap(), "--argstr", "counter", counter.to_str().unwrap(), "--argstr", "sleep", sleep],
+        &[
+            file.to_str().unwrap(),
+            "--argstr",
+            "counter",
+            counter.to_str().unwrap(),
+            "--argstr",
+            "sleep",
+            sleep,
+        ],
     )
     .trim()
     .to_owned()
@@ -78,11 +86,16 @@ fn count_lines(counter: &Path) -> Vec<String> {
 
 #[test]
 fn builds_what_nix_instantiated_and_nix_accepts_the_result() {
-    let Some(nix_store) = nix("nix-store") else { return };
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
     let t = TempStore::new();
     let counter = t.dir.path().join("counter");
     let drv = instantiate(&t, &counter, "0");
-    let out = ok(rix(&t, &["build", &drv, "--no-link", "--print-out-paths", "-j", "2"]));
+    let out = ok(rix(
+        &t,
+        &["build", &drv, "--no-link", "--print-out-paths", "-j", "2"],
+    ));
     assert_eq!(count_lines(&counter), ["a", "b", "c", "d", "multi", "top"]);
     let top = out.trim();
     assert!(top.ends_with("-top"), "{out}");
@@ -90,7 +103,7 @@ fn builds_what_nix_instantiated_and_nix_accepts_the_result() {
     t.run_nix(&nix_store, &["--verify", "--check-contents"]);
     let closure = t.run_nix(&nix_store, &["-qR", top]);
     assert_eq!(closure.lines().count(), 7, "{closure}"); // top, d, b, c, a, multi-dev, multi
-    // Nix finds nothing to build, so it runs no builder.
+                                                         // Nix finds nothing to build, so it runs no builder.
     t.run_nix(&nix_store, &["--realise", &drv]);
     assert_eq!(count_lines(&counter).len(), 6);
     // And a second rix build runs no builder either.
@@ -100,7 +113,9 @@ fn builds_what_nix_instantiated_and_nix_accepts_the_result() {
 
 #[test]
 fn reuses_what_nix_built() {
-    let Some(nix_store) = nix("nix-store") else { return };
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
     let t = TempStore::new();
     let counter = t.dir.path().join("counter");
     let drv = instantiate(&t, &counter, "0");
@@ -108,7 +123,11 @@ fn reuses_what_nix_built() {
     assert_eq!(count_lines(&counter).len(), 6);
     let rix_out = ok(rix(&t, &["build", &drv, "--no-link", "--print-out-paths"]));
     assert_eq!(rix_out.trim(), nix_out.trim());
-    assert_eq!(count_lines(&counter).len(), 6, "rix rebuilt something Nix had built");
+    assert_eq!(
+        count_lines(&counter).len(),
+        6,
+        "rix rebuilt something Nix had built"
+    );
 }
 
 #[test]
@@ -132,14 +151,20 @@ fn eight_processes_build_each_derivation_once() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(count_lines(&counter), ["a", "b", "c", "d", "multi", "top"]);
 }
 
 #[test]
 fn kill_9_during_a_build_leaves_a_store_that_recovers() {
-    let Some(nix_store) = nix("nix-store") else { return };
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
     let t = TempStore::new();
     let counter = t.dir.path().join("counter");
     let drv = instantiate(&t, &counter, "30");
@@ -164,7 +189,15 @@ fn kill_9_during_a_build_leaves_a_store_that_recovers() {
     let file = t.dir.path().join("dag.nix");
     let fast = t.run_nix(
         &nix("nix-instantiate").unwrap(),
-        &[file.to_str().unwrap(), "--argstr", "counter", counter.to_str().unwrap(), "--argstr", "sleep", "0"],
+        &[
+            file.to_str().unwrap(),
+            "--argstr",
+            "counter",
+            counter.to_str().unwrap(),
+            "--argstr",
+            "sleep",
+            "0",
+        ],
     );
     ok(rix(&t, &["build", fast.trim(), "--no-link"]));
     t.run_nix(&nix_store, &["--verify", "--check-contents"]);

@@ -72,7 +72,9 @@ impl ReferenceScanner {
             }
             run += 1;
             if run >= HASH_PART_LEN {
-                let window: &[u8; HASH_PART_LEN] = data[i + 1 - HASH_PART_LEN..=i].try_into().expect("32 bytes");
+                let window: &[u8; HASH_PART_LEN] = data[i + 1 - HASH_PART_LEN..=i]
+                    .try_into()
+                    .expect("32 bytes");
                 if self.candidates.contains_key(window) {
                     self.found.insert(*window);
                 }
@@ -86,7 +88,11 @@ impl ReferenceScanner {
     }
 
     pub fn into_found(self) -> Vec<StorePath> {
-        let mut v: Vec<StorePath> = self.found.iter().filter_map(|k| self.candidates.get(k).cloned()).collect();
+        let mut v: Vec<StorePath> = self
+            .found
+            .iter()
+            .filter_map(|k| self.candidates.get(k).cloned())
+            .collect();
         v.sort();
         v
     }
@@ -156,10 +162,15 @@ pub struct HashRewriter<W> {
 impl<W: std::io::Write> HashRewriter<W> {
     /// `map`: hash part → replacement hash part.
     pub fn new(inner: W, map: impl IntoIterator<Item = (StorePath, StorePath)>) -> Self {
-        let key = |p: &StorePath| -> [u8; HASH_PART_LEN] { p.hash_part().as_bytes().try_into().expect("32 bytes") };
+        let key = |p: &StorePath| -> [u8; HASH_PART_LEN] {
+            p.hash_part().as_bytes().try_into().expect("32 bytes")
+        };
         Self {
             inner,
-            map: map.into_iter().map(|(from, to)| (key(&from), key(&to))).collect(),
+            map: map
+                .into_iter()
+                .map(|(from, to)| (key(&from), key(&to)))
+                .collect(),
             pending: Vec::with_capacity(2 * HASH_PART_LEN),
         }
     }
@@ -168,7 +179,8 @@ impl<W: std::io::Write> HashRewriter<W> {
     fn rewrite(&self, buf: &mut [u8], last: bool) -> usize {
         let mut i = 0;
         while i + HASH_PART_LEN <= buf.len() {
-            let window: [u8; HASH_PART_LEN] = buf[i..i + HASH_PART_LEN].try_into().expect("32 bytes");
+            let window: [u8; HASH_PART_LEN] =
+                buf[i..i + HASH_PART_LEN].try_into().expect("32 bytes");
             if let Some(to) = self.map.get(&window) {
                 buf[i..i + HASH_PART_LEN].copy_from_slice(to);
                 i += HASH_PART_LEN;

@@ -304,7 +304,10 @@ impl StorePath {
     pub fn from_parts(digest: [u8; DIGEST_SIZE], name: &str) -> Result<Self, StorePathError> {
         check_name(name)?;
         Ok(Self {
-            hash: nixbase32::encode(&digest).into_bytes().try_into().expect("32 characters"),
+            hash: nixbase32::encode(&digest)
+                .into_bytes()
+                .try_into()
+                .expect("32 characters"),
             name: name.to_owned(),
         })
     }

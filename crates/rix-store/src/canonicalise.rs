@@ -28,7 +28,14 @@ pub fn canonicalise(path: &Path) -> std::io::Result<()> {
         }
     }
     let one = TimeSpec::new(1, 0);
-    utimensat(nix::fcntl::AT_FDCWD, path, &one, &one, UtimensatFlags::NoFollowSymlink).map_err(std::io::Error::from)
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &one,
+        &one,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// Makes a tree writable again (store objects are read-only) so it can be deleted.
@@ -79,7 +86,11 @@ mod tests {
         assert_eq!(mode("sub/f"), 0o444);
         assert_eq!(mode("exe"), 0o555);
         for p in ["", "sub", "sub/f", "exe", "link"] {
-            assert_eq!(fs::symlink_metadata(root.join(p)).unwrap().mtime(), 1, "{p}");
+            assert_eq!(
+                fs::symlink_metadata(root.join(p)).unwrap().mtime(),
+                1,
+                "{p}"
+            );
         }
         delete_path(&root).unwrap();
         assert!(!root.exists());

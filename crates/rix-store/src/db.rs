@@ -95,7 +95,10 @@ pub enum DbError {
     #[error("store database {path} has schema version {found}, rix supports {SCHEMA_VERSION}: upgrade it with Nix first")]
     Schema { path: String, found: String },
     #[error("store database {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// An open connection to a store database.
@@ -110,7 +113,10 @@ impl Db {
     /// generous busy timeout so that many processes can share it.
     pub fn open(db_dir: &Path, store_dir: StoreDir) -> Result<Self, DbError> {
         let path = db_dir.join("db.sqlite").to_string_lossy().into_owned();
-        let io = |source| DbError::Io { path: path.clone(), source };
+        let io = |source| DbError::Io {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(db_dir).map_err(io)?;
         let schema_file = db_dir.join("schema");
         match std::fs::read_to_string(&schema_file) {
@@ -124,12 +130,23 @@ impl Db {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
         }
-        let conn = Connection::open(&path).map_err(|source| DbError::Sqlite { path: path.clone(), source })?;
-        let db = Self { conn, path, store_dir };
+        let conn = Connection::open(&path).map_err(|source| DbError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let db = Self {
+            conn,
+            path,
+            store_dir,
+        };
         db.init().map_err(|e| db.err(e))?;
         if !schema_file.exists() {
-            std::fs::write(&schema_file, SCHEMA_VERSION.to_string())
-                .map_err(|source| DbError::Io { path: db.path.clone(), source })?;
+            std::fs::write(&schema_file, SCHEMA_VERSION.to_string()).map_err(|source| {
+                DbError::Io {
+                    path: db.path.clone(),
+                    source,
+                }
+            })?;
         }
         Ok(db)
     }
@@ -138,14 +155,23 @@ impl Db {
         self.conn.busy_timeout(Duration::from_secs(600))?;
         self.conn.pragma_update(None, "foreign_keys", 1)?;
         self.conn.pragma_update(None, "synchronous", "normal")?;
-        let mode: String = self.conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+        let mode: String = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
         debug_assert!(mode == "wal" || mode == "memory");
         self.conn.execute_batch(SCHEMA)?;
         self.conn.execute_batch(RIX_SCHEMA)
     }
 
     /// Records one build run (see `RIX_SCHEMA`).
-    pub fn record_build(&self, drv: &StorePath, reason: &str, start: i64, stop: i64, status: &str) -> Result<(), DbError> {
+    pub fn record_build(
+        &self,
+        drv: &StorePath,
+        reason: &str,
+        start: i64,
+        stop: i64,
+        status: &str,
+    ) -> Result<(), DbError> {
         self.conn
             .prepare_cached("insert into RixBuilds (drv, reason, startTime, stopTime, status) values (?, ?, ?, ?, ?)")
             .and_then(|mut s| s.execute(params![self.print(drv), reason, start, stop, status]))
@@ -154,7 +180,10 @@ impl Db {
     }
 
     /// The recorded build runs of `drv`, oldest first: (reason, start, stop, status).
-    pub fn build_history(&self, drv: &StorePath) -> Result<Vec<(String, i64, i64, String)>, DbError> {
+    pub fn build_history(
+        &self,
+        drv: &StorePath,
+    ) -> Result<Vec<(String, i64, i64, String)>, DbError> {
         self.conn
             .prepare_cached("select reason, startTime, stopTime, status from RixBuilds where drv = ? order by id")
             .and_then(|mut s| {
@@ -165,7 +194,10 @@ impl Db {
     }
 
     fn err(&self, source: rusqlite::Error) -> DbError {
-        DbError::Sqlite { path: self.path.clone(), source }
+        DbError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn print(&self, p: &StorePath) -> String {
@@ -218,10 +250,16 @@ impl Db {
         let Some((id, hash, reg, deriver, nar_size, ultimate, sigs, ca)) = row else {
             return Ok(None);
         };
-        let corrupt = |what: String| DbError::Corrupt { path: printed.clone(), what };
+        let corrupt = |what: String| DbError::Corrupt {
+            path: printed.clone(),
+            what,
+        };
         let nar_hash = Hash::parse_any(&hash, None).map_err(|e| corrupt(e.to_string()))?;
         let ca = match ca.filter(|c| !c.is_empty()) {
-            Some(c) => Some(c.parse::<ContentAddress>().map_err(|e| corrupt(e.to_string()))?),
+            Some(c) => Some(
+                c.parse::<ContentAddress>()
+                    .map_err(|e| corrupt(e.to_string()))?,
+            ),
             None => None,
         };
         let deriver = match deriver.filter(|d| !d.is_empty()) {
@@ -248,7 +286,9 @@ impl Db {
     fn references_by_id(&self, id: i64) -> Result<BTreeSet<StorePath>, DbError> {
         let paths: Vec<String> = self
             .conn
-            .prepare_cached("select path from Refs join ValidPaths on reference = id where referrer = ?")
+            .prepare_cached(
+                "select path from Refs join ValidPaths on reference = id where referrer = ?",
+            )
             .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect())
             .map_err(|e| self.err(e))?;
         paths.iter().map(|p| self.parse(p)).collect()
@@ -275,9 +315,14 @@ impl Db {
                 "select id, path from DerivationOutputs \
                  where drv = (select id from ValidPaths where path = ?) order by id",
             )
-            .and_then(|mut s| s.query_map([self.print(drv)], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .and_then(|mut s| {
+                s.query_map([self.print(drv)], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
             .map_err(|e| self.err(e))?;
-        rows.into_iter().map(|(n, p)| Ok((n, self.parse(&p)?))).collect()
+        rows.into_iter()
+            .map(|(n, p)| Ok((n, self.parse(&p)?)))
+            .collect()
     }
 
     /// Registers `infos` as valid in one transaction: rows, references (which must
@@ -291,7 +336,10 @@ impl Db {
     ) -> Result<(), DbError> {
         let store_dir = self.store_dir.clone();
         let path = self.path.clone();
-        let sql = |source| DbError::Sqlite { path: path.clone(), source };
+        let sql = |source| DbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -324,7 +372,13 @@ impl Db {
                     "insert or replace into DerivationOutputs (drv, id, path) \
                      select id, ?, ? from ValidPaths where path = ?",
                 )
-                .and_then(|mut s| s.execute(params![name, store_dir.display(out), store_dir.display(drv)]))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        name,
+                        store_dir.display(out),
+                        store_dir.display(drv)
+                    ])
+                })
                 .map_err(sql)?;
             }
         }
@@ -361,7 +415,11 @@ impl Db {
     }
 }
 
-fn upsert_path(tx: &rusqlite::Transaction<'_>, dir: &StoreDir, info: &ValidPathInfo) -> rusqlite::Result<()> {
+fn upsert_path(
+    tx: &rusqlite::Transaction<'_>,
+    dir: &StoreDir,
+    info: &ValidPathInfo,
+) -> rusqlite::Result<()> {
     let sigs = info.sigs.iter().cloned().collect::<Vec<_>>().join(" ");
     let values = params![
         info.nar_hash.to_typed_string(Encoding::Base16),

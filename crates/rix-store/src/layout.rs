@@ -155,7 +155,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -183,7 +185,8 @@ mod tests {
         assert!(l.needs_remap());
         assert_eq!(StoreLayout::from_url("local?root=/tmp/r").unwrap(), l);
 
-        let l = StoreLayout::from_url("local?store=/tmp/x/store&state=/tmp/x/state&log=/tmp/x/log").unwrap();
+        let l = StoreLayout::from_url("local?store=/tmp/x/store&state=/tmp/x/state&log=/tmp/x/log")
+            .unwrap();
         assert_eq!(l.store_dir.as_str(), "/tmp/x/store");
         assert_eq!(l.real_store_dir, Path::new("/tmp/x/store"));
         assert_eq!(l.log_dir, Path::new("/tmp/x/log"));

@@ -37,15 +37,30 @@ pub enum StoreError {
     #[error(transparent)]
     Path(#[from] StorePathError),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("path '{0}' is not valid in this store")]
     NotValid(String),
     #[error("NAR for '{path}' has hash {actual}, expected {expected}")]
-    HashMismatch { path: String, expected: String, actual: String },
+    HashMismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
     #[error("NAR for '{path}' has {actual} bytes, expected {expected}")]
-    SizeMismatch { path: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("'{path}' was not produced by its content address {ca} (it would be {actual})")]
-    CaMismatch { path: String, ca: String, actual: String },
+    CaMismatch {
+        path: String,
+        ca: String,
+        actual: String,
+    },
     #[error("invalid derivation '{name}': {message}")]
     Derivation { name: String, message: String },
     #[error("cannot add '{0}' with --flat: only regular files can be hashed flat")]
@@ -148,7 +163,10 @@ impl LocalStore {
     }
 
     /// The closure of `paths` under references (the paths themselves included).
-    pub fn closure(&self, paths: impl IntoIterator<Item = StorePath>) -> Result<BTreeSet<StorePath>> {
+    pub fn closure(
+        &self,
+        paths: impl IntoIterator<Item = StorePath>,
+    ) -> Result<BTreeSet<StorePath>> {
         let db = self.db();
         let mut seen = BTreeSet::new();
         let mut queue: VecDeque<StorePath> = paths.into_iter().collect();
@@ -171,7 +189,8 @@ impl LocalStore {
         let mut done = BTreeSet::new();
         let db = self.db();
         // Iterative DFS: (path, expanded?)
-        let mut stack: Vec<(StorePath, bool)> = paths.iter().rev().map(|p| (p.clone(), false)).collect();
+        let mut stack: Vec<(StorePath, bool)> =
+            paths.iter().rev().map(|p| (p.clone(), false)).collect();
         while let Some((p, expanded)) = stack.pop() {
             if done.contains(&p) {
                 continue;
@@ -182,7 +201,9 @@ impl LocalStore {
                 continue;
             }
             stack.push((p.clone(), true));
-            let info = db.query_path_info(&p)?.ok_or_else(|| StoreError::NotValid(self.print(&p)))?;
+            let info = db
+                .query_path_info(&p)?
+                .ok_or_else(|| StoreError::NotValid(self.print(&p)))?;
             for r in info.references.iter().rev() {
                 if r != &p && paths.contains(r) && !done.contains(r) {
                     stack.push((r.clone(), false));
@@ -229,25 +250,39 @@ impl LocalStore {
     /// destination, so the final rename is atomic).
     pub fn temp_path(&self, path: &StorePath) -> PathBuf {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.layout
-            .real_store_dir
-            .join(format!(".rix-tmp-{}-{n}-{}", std::process::id(), path.hash_part()))
+        self.layout.real_store_dir.join(format!(
+            ".rix-tmp-{}-{n}-{}",
+            std::process::id(),
+            path.hash_part()
+        ))
     }
 
     /// Adds a file or tree, as `nix-store --add` (recursive, SHA-256) or
     /// `nix-store --add-fixed [--recursive] ALGO`.
-    pub fn add_path(&self, src: &Path, name: &str, method: FileIngestionMethod, algo: HashAlgo) -> Result<StorePath> {
+    pub fn add_path(
+        &self,
+        src: &Path,
+        name: &str,
+        method: FileIngestionMethod,
+        algo: HashAlgo,
+    ) -> Result<StorePath> {
         let ca_hash = match method {
             FileIngestionMethod::Recursive => archive::hash_path(src, algo)?.0,
             FileIngestionMethod::Flat => {
-                if !std::fs::symlink_metadata(src).map_err(StoreError::io(src))?.is_file() {
+                if !std::fs::symlink_metadata(src)
+                    .map_err(StoreError::io(src))?
+                    .is_file()
+                {
                     return Err(StoreError::FlatNotFile(src.to_path_buf()));
                 }
                 hash_file(src, algo)?
             }
         };
         let ca = ContentAddress::Fixed(method, ca_hash);
-        let path = self.layout.store_dir.make_path_from_ca(name, &ca, [], false)?;
+        let path = self
+            .layout
+            .store_dir
+            .make_path_from_ca(name, &ca, [], false)?;
         self.add_atomically(&path, |tmp| {
             copy_tree(src, tmp)?;
             let (nar_hash, nar_size) = archive::hash_path(tmp, HashAlgo::Sha256)?;
@@ -273,9 +308,17 @@ impl LocalStore {
 
     /// Adds a text file whose path depends on its contents and references, as
     /// `builtins.toFile` and `.drv` files. Mirrors `addTextToStore`.
-    pub fn add_text(&self, name: &str, contents: &[u8], references: &BTreeSet<StorePath>) -> Result<StorePath> {
+    pub fn add_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath> {
         let hash = HashAlgo::Sha256.digest(contents);
-        let path = self.layout.store_dir.make_text_path(name, &hash, references)?;
+        let path = self
+            .layout
+            .store_dir
+            .make_text_path(name, &hash, references)?;
         self.add_atomically(&path, |tmp| {
             std::fs::write(tmp, contents).map_err(StoreError::io(tmp))?;
             let (nar_hash, nar_size) = archive::hash_path(tmp, HashAlgo::Sha256)?;

@@ -58,11 +58,17 @@ pub fn lock_file(file: &File, kind: LockKind, wait: bool) -> std::io::Result<boo
         l_pid: 0,
     };
     loop {
-        let arg = if wait { FcntlArg::F_OFD_SETLKW(&fl) } else { FcntlArg::F_OFD_SETLK(&fl) };
+        let arg = if wait {
+            FcntlArg::F_OFD_SETLKW(&fl)
+        } else {
+            FcntlArg::F_OFD_SETLK(&fl)
+        };
         match fcntl(file, arg) {
             Ok(_) => return Ok(true),
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EACCES | nix::errno::Errno::EAGAIN) if !wait => return Ok(false),
+            Err(nix::errno::Errno::EACCES | nix::errno::Errno::EAGAIN) if !wait => {
+                return Ok(false)
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -103,7 +109,10 @@ impl PathLock {
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
-        let err = |source| LockError { path: lock_path.clone(), source };
+        let err = |source| LockError {
+            path: lock_path.clone(),
+            source,
+        };
         if !claim_in_process(&lock_path, wait) {
             return Ok(None);
         }

@@ -13,12 +13,25 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum SettingsError {
-    #[error("{file}:{line}: syntax error in configuration line '{text}' (expected 'name = value')")]
-    Syntax { file: String, line: usize, text: String },
+    #[error(
+        "{file}:{line}: syntax error in configuration line '{text}' (expected 'name = value')"
+    )]
+    Syntax {
+        file: String,
+        line: usize,
+        text: String,
+    },
     #[error("cannot read configuration file {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("setting '{name}': '{value}' is not {expected}")]
-    BadValue { name: String, value: String, expected: &'static str },
+    BadValue {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// Every setting rix knows, with its default.
@@ -36,7 +49,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("max-build-log-size", "0"),
     ("build-dir", ""),
     ("substituters", "https://cache.nixos.org/"),
-    ("trusted-public-keys", "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="),
+    (
+        "trusted-public-keys",
+        "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=",
+    ),
     ("require-sigs", "true"),
     ("narinfo-cache-negative-ttl", "3600"),
     ("narinfo-cache-positive-ttl", "2592000"),
@@ -64,7 +80,8 @@ impl Settings {
     /// `$XDG_CONFIG_HOME/rix/rix.conf`, then `$RIX_CONFIG`.
     pub fn load_default() -> Result<Self, SettingsError> {
         let mut s = Self::default();
-        let conf_dir = std::env::var_os("RIX_CONF_DIR").map_or_else(|| PathBuf::from("/etc/rix"), PathBuf::from);
+        let conf_dir = std::env::var_os("RIX_CONF_DIR")
+            .map_or_else(|| PathBuf::from("/etc/rix"), PathBuf::from);
         s.apply_file(&conf_dir.join("rix.conf"), true)?;
         let user = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
@@ -83,12 +100,20 @@ impl Settings {
         match std::fs::read_to_string(path) {
             Ok(text) => self.apply_text(&text, &path.display().to_string(), path.parent()),
             Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(SettingsError::Io { path: path.to_path_buf(), source }),
+            Err(source) => Err(SettingsError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
     /// Applies configuration text; `file` names it in errors, `dir` resolves includes.
-    pub fn apply_text(&mut self, text: &str, file: &str, dir: Option<&Path>) -> Result<(), SettingsError> {
+    pub fn apply_text(
+        &mut self,
+        text: &str,
+        file: &str,
+        dir: Option<&Path>,
+    ) -> Result<(), SettingsError> {
         for (i, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or_default();
             let tokens: Vec<&str> = line.split_whitespace().collect();
@@ -121,7 +146,11 @@ impl Settings {
     pub fn set(&mut self, name: &str, value: &str) {
         if let Some(base) = name.strip_prefix("extra-") {
             let current = self.get(base);
-            let joined = if current.is_empty() { value.to_owned() } else { format!("{current} {value}") };
+            let joined = if current.is_empty() {
+                value.to_owned()
+            } else {
+                format!("{current} {value}")
+            };
             self.set(base, &joined);
             return;
         }
@@ -136,7 +165,12 @@ impl Settings {
         self.values
             .get(name)
             .cloned()
-            .or_else(|| KNOWN.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+            .or_else(|| {
+                KNOWN
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
             .unwrap_or_default()
     }
 
@@ -155,19 +189,25 @@ impl Settings {
 
     pub fn get_u64(&self, name: &str) -> Result<u64, SettingsError> {
         let v = self.get(name);
-        v.parse().map_err(|_| bad(name, &v, "a non-negative integer"))
+        v.parse()
+            .map_err(|_| bad(name, &v, "a non-negative integer"))
     }
 
     /// A whitespace-separated list.
     pub fn get_list(&self, name: &str) -> Vec<String> {
-        self.get(name).split_whitespace().map(str::to_owned).collect()
+        self.get(name)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `max-jobs`: a number or `auto` (the number of CPUs).
     pub fn max_jobs(&self) -> Result<usize, SettingsError> {
         match self.get("max-jobs").as_str() {
             "auto" => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-            v => v.parse().map_err(|_| bad("max-jobs", v, "a number or 'auto'")),
+            v => v
+                .parse()
+                .map_err(|_| bad("max-jobs", v, "a number or 'auto'")),
         }
     }
 
@@ -202,7 +242,10 @@ mod tests {
             assert!(s.get_bool("sandbox").unwrap());
             assert_eq!(
                 s.get_list("substituters"),
-                ["https://nix-community.cachix.org", "https://cache.nixos.org/"]
+                [
+                    "https://nix-community.cachix.org",
+                    "https://cache.nixos.org/"
+                ]
             );
             assert_eq!(s.get_list("trusted-public-keys").len(), 2);
             assert_eq!(s.get("trusted-substituters"), "");
@@ -213,7 +256,12 @@ mod tests {
     #[test]
     fn extra_appends_and_later_wins() {
         let mut s = Settings::default();
-        s.apply_text("substituters = a\nextra-substituters = b c\nmax-jobs = 2\n", "t", None).unwrap();
+        s.apply_text(
+            "substituters = a\nextra-substituters = b c\nmax-jobs = 2\n",
+            "t",
+            None,
+        )
+        .unwrap();
         s.set("max-jobs", "auto");
         assert_eq!(s.get_list("substituters"), ["a", "b", "c"]);
         assert!(s.max_jobs().unwrap() >= 1);

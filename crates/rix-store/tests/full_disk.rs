@@ -38,7 +38,12 @@ fn add_to_a_full_store_registers_nothing() {
     let big = dir.path().join("big");
     std::fs::write(&big, vec![7u8; 1 << 20]).unwrap();
     let err = store
-        .add_path(&big, "big", FileIngestionMethod::Recursive, HashAlgo::Sha256)
+        .add_path(
+            &big,
+            "big",
+            FileIngestionMethod::Recursive,
+            HashAlgo::Sha256,
+        )
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("No space left on device"), "{msg}");
@@ -52,6 +57,13 @@ fn add_to_a_full_store_registers_nothing() {
     // The store still works for what fits.
     let small = dir.path().join("small");
     std::fs::write(&small, "ok").unwrap();
-    let p = store.add_path(&small, "small", FileIngestionMethod::Recursive, HashAlgo::Sha256).unwrap();
+    let p = store
+        .add_path(
+            &small,
+            "small",
+            FileIngestionMethod::Recursive,
+            HashAlgo::Sha256,
+        )
+        .unwrap();
     assert!(store.is_valid(&p).unwrap());
 }

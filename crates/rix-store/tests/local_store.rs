@@ -29,34 +29,93 @@ fn add_is_idempotent_and_survives_reopen() {
     let src = t.dir.path().join("src");
     write_tree(&src);
     let store = open(&t);
-    let p = store.add_path(&src, "tree", FileIngestionMethod::Recursive, HashAlgo::Sha256).unwrap();
-    assert_eq!(p, store.add_path(&src, "tree", FileIngestionMethod::Recursive, HashAlgo::Sha256).unwrap());
+    let p = store
+        .add_path(
+            &src,
+            "tree",
+            FileIngestionMethod::Recursive,
+            HashAlgo::Sha256,
+        )
+        .unwrap();
+    assert_eq!(
+        p,
+        store
+            .add_path(
+                &src,
+                "tree",
+                FileIngestionMethod::Recursive,
+                HashAlgo::Sha256
+            )
+            .unwrap()
+    );
     drop(store);
     let store = open(&t);
     let info = store.path_info(&p).unwrap();
-    assert_eq!(info.nar_hash, rix_store::archive::hash_path(&src, HashAlgo::Sha256).unwrap().0);
-    let text = store.add_text("hello.txt", b"references tree", &BTreeSet::from([p.clone()])).unwrap();
-    assert_eq!(store.closure([text.clone()]).unwrap(), BTreeSet::from([p.clone(), text.clone()]));
+    assert_eq!(
+        info.nar_hash,
+        rix_store::archive::hash_path(&src, HashAlgo::Sha256)
+            .unwrap()
+            .0
+    );
+    let text = store
+        .add_text(
+            "hello.txt",
+            b"references tree",
+            &BTreeSet::from([p.clone()]),
+        )
+        .unwrap();
+    assert_eq!(
+        store.closure([text.clone()]).unwrap(),
+        BTreeSet::from([p.clone(), text.clone()])
+    );
     assert_eq!(store.db().referrers(&p).unwrap(), BTreeSet::from([text]));
 }
 
 #[test]
 fn nix_accepts_what_rix_wrote() {
-    let Some(nix_store) = nix("nix-store") else { return };
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
     let t = TempStore::new();
     let src = t.dir.path().join("src");
     write_tree(&src);
     let store = open(&t);
-    let tree = store.add_path(&src, "src", FileIngestionMethod::Recursive, HashAlgo::Sha256).unwrap();
-    let flat = store.add_path(&src.join("sub/file"), "file", FileIngestionMethod::Flat, HashAlgo::Sha1).unwrap();
-    let text = store.add_text("t", b"x", &BTreeSet::from([tree.clone()])).unwrap();
+    let tree = store
+        .add_path(
+            &src,
+            "src",
+            FileIngestionMethod::Recursive,
+            HashAlgo::Sha256,
+        )
+        .unwrap();
+    let flat = store
+        .add_path(
+            &src.join("sub/file"),
+            "file",
+            FileIngestionMethod::Flat,
+            HashAlgo::Sha1,
+        )
+        .unwrap();
+    let text = store
+        .add_text("t", b"x", &BTreeSet::from([tree.clone()]))
+        .unwrap();
     drop(store);
     // Nix computes the same paths for the same inputs...
     let nix_tree = t.run_nix(&nix_store, &["--add", src.to_str().unwrap()]);
     let tree_printed = format!("{}/{}", t.store_dir().display(), tree);
     assert_eq!(nix_tree.trim(), tree_printed);
-    let nix_flat = t.run_nix(&nix_store, &["--add-fixed", "sha1", src.join("sub/file").to_str().unwrap()]);
-    assert_eq!(nix_flat.trim(), format!("{}/{}", t.store_dir().display(), flat));
+    let nix_flat = t.run_nix(
+        &nix_store,
+        &[
+            "--add-fixed",
+            "sha1",
+            src.join("sub/file").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        nix_flat.trim(),
+        format!("{}/{}", t.store_dir().display(), flat)
+    );
     // ...and finds rix's store consistent, closure included.
     t.run_nix(&nix_store, &["--verify", "--check-contents"]);
     let text_printed = format!("{}/{}", t.store_dir().display(), text);
@@ -70,7 +129,9 @@ fn nix_accepts_what_rix_wrote() {
 
 #[test]
 fn rix_reads_what_nix_wrote() {
-    let Some(nix_store) = nix("nix-store") else { return };
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
     let t = TempStore::new();
     let src = t.dir.path().join("hello.txt");
     std::fs::write(&src, "hi\n").unwrap();
@@ -78,8 +139,23 @@ fn rix_reads_what_nix_wrote() {
     let store = open(&t);
     let p = store.parse_path(printed.trim()).unwrap();
     let info = store.path_info(&p).unwrap();
-    assert_eq!(info.nar_hash, rix_store::archive::hash_path(&store.real_path(&p), HashAlgo::Sha256).unwrap().0);
+    assert_eq!(
+        info.nar_hash,
+        rix_store::archive::hash_path(&store.real_path(&p), HashAlgo::Sha256)
+            .unwrap()
+            .0
+    );
     assert!(info.ca.is_some());
     // rix adds the same file to the same, already valid path.
-    assert_eq!(store.add_path(&src, "hello.txt", FileIngestionMethod::Recursive, HashAlgo::Sha256).unwrap(), p);
+    assert_eq!(
+        store
+            .add_path(
+                &src,
+                "hello.txt",
+                FileIngestionMethod::Recursive,
+                HashAlgo::Sha256
+            )
+            .unwrap(),
+        p
+    );
 }

@@ -36,7 +36,10 @@ pub struct TempStore {
 
 impl TempStore {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("rix-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rix-test-")
+            .tempdir()
+            .unwrap();
         // Nix, running as root, builds as nixbld users who need to traverse this.
         #[cfg(unix)]
         {
@@ -63,7 +66,10 @@ impl TempStore {
             .arg("--store")
             .arg(self.url())
             .args(args)
-            .env("NIX_CONFIG", "experimental-features = nix-command\nsandbox = false\nsubstituters =")
+            .env(
+                "NIX_CONFIG",
+                "experimental-features = nix-command\nsandbox = false\nsubstituters =",
+            )
             .output()
             .expect("run nix");
         assert!(

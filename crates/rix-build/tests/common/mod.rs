@@ -18,7 +18,13 @@ pub fn open(t: &TempStore) -> LocalStore {
 
 /// Writes a derivation `name` running `script` with the given input derivations
 /// (all their outputs used) and output names; returns its `.drv` path.
-pub fn drv(store: &LocalStore, name: &str, script: &str, inputs: &[&StorePath], outputs: &[&str]) -> StorePath {
+pub fn drv(
+    store: &LocalStore,
+    name: &str,
+    script: &str,
+    inputs: &[&StorePath],
+    outputs: &[&str],
+) -> StorePath {
     let mut env: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut set = |k: &str, v: &str| {
         env.insert(k.as_bytes().to_vec(), v.as_bytes().to_vec());
@@ -40,7 +46,10 @@ pub fn drv(store: &LocalStore, name: &str, script: &str, inputs: &[&StorePath], 
     }
     let mut d = Derivation {
         name: name.to_owned(),
-        outputs: outputs.iter().map(|o| (o.to_string(), DerivationOutput::Deferred)).collect(),
+        outputs: outputs
+            .iter()
+            .map(|o| (o.to_string(), DerivationOutput::Deferred))
+            .collect(),
         input_drvs,
         input_srcs: BTreeSet::new(),
         system: b"x86_64-linux".to_vec(),
@@ -51,7 +60,8 @@ pub fn drv(store: &LocalStore, name: &str, script: &str, inputs: &[&StorePath], 
     let mut hashes = DrvHashes::new(store.store_dir().clone(), |p: &StorePath| {
         rix_build::plan::read_derivation(store, p).map_err(|e| e.to_string())
     });
-    d.fill_in_output_paths(store.store_dir(), |p| hashes.get(p)).unwrap();
+    d.fill_in_output_paths(store.store_dir(), |p| hashes.get(p))
+        .unwrap();
     store.add_derivation(&d).unwrap()
 }
 

@@ -72,11 +72,17 @@ fn parse_installable(store: &LocalStore, s: &str) -> Result<Target> {
         Some((p, outs)) => (p, Some(outs.split(',').map(str::to_owned).collect())),
         None => (s, None),
     };
-    let abs = std::fs::canonicalize(path).map_or_else(|_| path.to_owned(), |p| p.to_string_lossy().into_owned());
+    let abs = std::fs::canonicalize(path)
+        .map_or_else(|_| path.to_owned(), |p| p.to_string_lossy().into_owned());
     let drv = store
         .parse_path(&abs)
         .or_else(|_| store.parse_path(path))
-        .with_context(|| format!("'{s}' is not a store path of this store ({})", store.store_dir()))?;
+        .with_context(|| {
+            format!(
+                "'{s}' is not a store path of this store ({})",
+                store.store_dir()
+            )
+        })?;
     if !drv.is_derivation() {
         bail!("'{s}' is not a derivation (.drv); building other installables needs `rix build FILE.nix`");
     }
@@ -87,7 +93,9 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
     let s = &ctx.settings;
     let max_jobs = match &args.max_jobs {
         Some(j) if j == "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        Some(j) => j.parse().with_context(|| format!("--max-jobs: '{j}' is not a number"))?,
+        Some(j) => j
+            .parse()
+            .with_context(|| format!("--max-jobs: '{j}' is not a number"))?,
         None => s.max_jobs()?,
     };
     let cores = match args.cores {
@@ -112,14 +120,22 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
             keep_failed: args.keep_failed || s.get_bool("keep-failed")?,
             timeout: secs(args.timeout, "timeout")?,
             max_silent_time: secs(args.max_silent_time, "max-silent-time")?,
-            build_dir_root: if build_dir.is_empty() { std::env::temp_dir() } else { PathBuf::from(build_dir) },
+            build_dir_root: if build_dir.is_empty() {
+                std::env::temp_dir()
+            } else {
+                PathBuf::from(build_dir)
+            },
         },
     })
 }
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     let store = ctx.open_store()?;
-    let targets: Vec<Target> = args.installables.iter().map(|i| parse_installable(&store, i)).collect::<Result<_>>()?;
+    let targets: Vec<Target> = args
+        .installables
+        .iter()
+        .map(|i| parse_installable(&store, i))
+        .collect::<Result<_>>()?;
     let drvs: Vec<StorePath> = targets.iter().map(|t| t.drv.clone()).collect();
     if args.dry_run {
         let plan = rix_build::plan::plan(&store, &drvs)?;
@@ -186,7 +202,10 @@ fn report_failures(report: &RealiseReport) -> Result<()> {
     for (_, e) in &report.failed {
         eprintln!("error: {e}");
     }
-    let total = report.built.len() + report.built_elsewhere.len() + report.failed.len() + report.skipped.len();
+    let total = report.built.len()
+        + report.built_elsewhere.len()
+        + report.failed.len()
+        + report.skipped.len();
     bail!(
         "{} of {total} builds failed and {} were not attempted",
         report.failed.len(),
@@ -204,16 +223,24 @@ fn report_nondeterminism(store: &LocalStore, report: &RealiseReport) -> Result<(
             "derivation '{}' may not be deterministic: output '{}' differs{}\n",
             store.print(drv),
             d.path,
-            d.kept_at.as_ref().map_or_else(String::new, |k| format!(" from '{}'", k.display()))
+            d.kept_at
+                .as_ref()
+                .map_or_else(String::new, |k| format!(" from '{}'", k.display()))
         ));
     }
     if report.nondeterministic.len() > 1 {
-        msg.push_str(&format!("({} derivations differ in all)", report.nondeterministic.len()));
+        msg.push_str(&format!(
+            "({} derivations differ in all)",
+            report.nondeterministic.len()
+        ));
     }
     bail!("{}", msg.trim_end())
 }
 
-fn selected_outputs(targets: &[Target], report: &RealiseReport) -> Result<Vec<(StorePath, BTreeMap<String, StorePath>)>> {
+fn selected_outputs(
+    targets: &[Target],
+    report: &RealiseReport,
+) -> Result<Vec<(StorePath, BTreeMap<String, StorePath>)>> {
     targets
         .iter()
         .map(|t| {
@@ -236,7 +263,11 @@ fn selected_outputs(targets: &[Target], report: &RealiseReport) -> Result<Vec<(S
 
 /// `result`, `result-dev`, `result-1`, ... as `nix build` names them, each
 /// registered as an indirect GC root.
-fn create_links(store: &LocalStore, base: &Path, results: &[(StorePath, BTreeMap<String, StorePath>)]) -> Result<()> {
+fn create_links(
+    store: &LocalStore,
+    base: &Path,
+    results: &[(StorePath, BTreeMap<String, StorePath>)],
+) -> Result<()> {
     for (i, (_, outs)) in results.iter().enumerate() {
         for (name, path) in outs {
             let mut link = base.as_os_str().to_owned();
@@ -258,12 +289,15 @@ fn create_links(store: &LocalStore, base: &Path, results: &[(StorePath, BTreeMap
 fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
     let tmp = link.with_file_name(format!(
         ".{}.tmp-{}",
-        link.file_name().map_or_else(|| "result".into(), |n| n.to_string_lossy()),
+        link.file_name()
+            .map_or_else(|| "result".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).with_context(|| format!("cannot create symlink {}", tmp.display()))?;
-    std::fs::rename(&tmp, link).with_context(|| format!("cannot create result link {}", link.display()))
+    std::os::unix::fs::symlink(target, &tmp)
+        .with_context(|| format!("cannot create symlink {}", tmp.display()))?;
+    std::fs::rename(&tmp, link)
+        .with_context(|| format!("cannot create result link {}", link.display()))
 }
 
 /// `gcroots/auto/<nix32 sha1 of the link's path>` → the link, as Nix's `addIndirectRoot`.
@@ -271,6 +305,10 @@ pub fn add_indirect_root(store: &LocalStore, link: &Path) -> Result<()> {
     let abs = std::path::absolute(link)?;
     let dir = store.layout().gcroots_dir().join("auto");
     std::fs::create_dir_all(&dir)?;
-    let name = nixbase32::encode(HashAlgo::Sha1.digest(abs.as_os_str().as_encoded_bytes()).digest());
+    let name = nixbase32::encode(
+        HashAlgo::Sha1
+            .digest(abs.as_os_str().as_encoded_bytes())
+            .digest(),
+    );
     replace_symlink(&abs, &dir.join(name))
 }

@@ -70,7 +70,8 @@ impl From<EncodingArg> for Encoding {
 }
 
 fn parse_algo(s: &str) -> Result<HashAlgo, String> {
-    s.parse().map_err(|e: rix_formats::hash::HashError| e.to_string())
+    s.parse()
+        .map_err(|e: rix_formats::hash::HashError| e.to_string())
 }
 
 impl HashArgs {
@@ -92,9 +93,14 @@ impl HashCommand {
                 Ok(hash)
             }),
             Self::File(args) => print_each(args, |p| hash_file(p, args.algo)),
-            Self::Convert { to, hash_algo, hashes } => {
+            Self::Convert {
+                to,
+                hash_algo,
+                hashes,
+            } => {
                 for s in hashes {
-                    let h = Hash::parse_any(s, *hash_algo).with_context(|| format!("cannot convert '{s}'"))?;
+                    let h = Hash::parse_any(s, *hash_algo)
+                        .with_context(|| format!("cannot convert '{s}'"))?;
                     println!("{}", h.encode((*to).into()));
                 }
                 Ok(())

@@ -16,7 +16,11 @@ pub enum KeyCommand {
         /// The key's name, written before the colon; signatures carry it.
         #[arg(value_name = "NAME", long = "key-name", num_args = 1)]
         key_name: Option<String>,
-        #[arg(value_name = "NAME", conflicts_with = "key_name", required_unless_present = "key_name")]
+        #[arg(
+            value_name = "NAME",
+            conflicts_with = "key_name",
+            required_unless_present = "key_name"
+        )]
         name: Option<String>,
     },
     /// Read a secret key on standard input and print its public key.
@@ -28,7 +32,10 @@ impl KeyCommand {
     pub fn run(&self) -> Result<()> {
         let out = match self {
             Self::Generate { key_name, name } => {
-                let name = key_name.as_ref().or(name.as_ref()).expect("clap requires one");
+                let name = key_name
+                    .as_ref()
+                    .or(name.as_ref())
+                    .expect("clap requires one");
                 SecretKey::generate(name)?.to_string()
             }
             Self::Public => {
