@@ -22,7 +22,9 @@ pub mod error;
 pub mod fetch;
 pub mod observer;
 pub mod runtime;
+pub mod serve;
 pub mod substituter;
+pub mod upload;
 pub mod url;
 mod util;
 
