@@ -300,6 +300,8 @@ fn run_builder_in(
         outputs: &printed_outputs,
         impure: &impure,
     };
+    let rewritten = crate::env::substitute_placeholders(drv, &printed_outputs);
+    let drv = &rewritten;
     let (env, files) = builder_env(drv, &ctx);
     for (name, contents) in files {
         let p = build_dir.join(name);

@@ -204,3 +204,63 @@ mod tests {
         );
     }
 }
+
+/// The string `builtins.placeholder OUTPUT` evaluates to: `/` and the nix32
+/// SHA-256 of `nix-output:OUTPUT`. Mirrors `hashPlaceholder`.
+pub fn placeholder(output: &str) -> String {
+    format!(
+        "/{}",
+        nixbase32::encode(HashAlgo::Sha256.digest(format!("nix-output:{output}")).digest())
+    )
+}
+
+/// A copy of `drv` whose environment values and arguments have every output
+/// placeholder replaced by that output's path, as Nix rewrites them before
+/// starting the builder (`inputRewrites`).
+pub fn substitute_placeholders(drv: &Derivation, outputs: &BTreeMap<String, String>) -> Derivation {
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = outputs
+        .iter()
+        .map(|(name, path)| (placeholder(name).into_bytes(), path.as_bytes().to_vec()))
+        .collect();
+    let rewrite = |v: &[u8]| -> Vec<u8> {
+        let mut out = v.to_vec();
+        for (from, to) in &pairs {
+            out = replace_all(&out, from, to);
+        }
+        out
+    };
+    let mut copy = drv.clone();
+    for v in copy.env.values_mut() {
+        *v = rewrite(v);
+    }
+    for a in copy.args.iter_mut() {
+        *a = rewrite(a);
+    }
+    copy
+}
+
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_matches_nix() {
+        // `builtins.placeholder "out"` in Nix 2.8.
+        assert_eq!(placeholder("out"), "/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9");
+    }
+}

@@ -202,3 +202,48 @@ fn kill_9_during_a_build_leaves_a_store_that_recovers() {
     ok(rix(&t, &["build", fast.trim(), "--no-link"]));
     t.run_nix(&nix_store, &["--verify", "--check-contents"]);
 }
+
+/// Builders print their whole environment (and the files Nix writes for them);
+/// Nix and rix must give them the same bytes.
+const ENV_DUMP: &str = r#"
+let
+  dump = extra: derivation ({
+    name = "envdump";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "out=${builtins.placeholder "out"}; echo dev > ${builtins.placeholder "dev"} 2>/dev/null; export > $out; for f in .attr-* .attrs.json .attrs.sh; do [ -e \"$f\" ] && { echo \"== $f\"; while IFS= read -r l || [ -n \"$l\" ]; do echo \"$l\"; done < \"$f\"; } >> $out; done; true" ];
+    placeholderInEnv = "prefix=${builtins.placeholder "out"}/share";
+  } // extra);
+in {
+  plain = dump { outputs = [ "out" "dev" ]; foo = true; bar = false; n = null; l = [ 1 "a" ]; s = "with 'quotes' and\nnewline"; };
+  passAsFile = dump { outputs = [ "out" "dev" ]; passAsFile = [ "big" ]; big = "contents of big"; other = "x"; };
+  structured = dump { __structuredAttrs = true; outputs = [ "out" "dev" ]; foo = true; l = [ 1 "a" ]; s = { x = 1.5; y = 2; }; dev_ = builtins.placeholder "dev"; };
+}
+"#;
+
+#[test]
+fn builder_environment_is_nixs() {
+    let (Some(nix_store), Some(inst)) = (nix("nix-store"), nix("nix-instantiate")) else { return };
+    let file_dir = TempStore::new();
+    let file = file_dir.dir.path().join("env.nix");
+    std::fs::write(&file, ENV_DUMP).unwrap();
+    for attr in ["plain", "passAsFile", "structured"] {
+        let t = TempStore::new();
+        let drv = t.run_nix(&inst, &[file.to_str().unwrap(), "-A", attr]).trim().to_owned();
+        let outs = t.run_nix(&nix_store, &["--realise", &drv]);
+        let outs: Vec<&str> = outs.lines().collect();
+        let out = outs.iter().find(|o| !o.ends_with("-dev")).unwrap().to_string();
+        let by_nix = std::fs::read(&out).unwrap();
+        let mut delete = vec!["--delete"];
+        delete.extend(outs.iter().copied());
+        t.run_nix(&nix_store, &delete);
+        let rix_out = ok(rix(&t, &["build", &drv, "--no-link", "--print-out-paths", "--cores", "0"]));
+        assert!(rix_out.lines().any(|l| l == out), "{rix_out}");
+        let by_rix = std::fs::read(&out).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&by_rix),
+            String::from_utf8_lossy(&by_nix),
+            "environment of '{attr}' differs"
+        );
+    }
+}
