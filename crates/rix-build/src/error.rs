@@ -55,6 +55,8 @@ pub enum BuildError {
         specified: String,
         got: String,
     },
+    #[error("{0}")]
+    Substitution(String),
     #[error("cannot build '{drv}': {reason}")]
     Unsupported { drv: String, reason: String },
     #[error("{failed} of {total} builds failed: {}", first.as_deref().unwrap_or(""))]

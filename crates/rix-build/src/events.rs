@@ -20,6 +20,8 @@ pub enum BuildEvent<'a> {
         elapsed: Duration,
         error: Option<&'a str>,
     },
+    /// Fetching from binary caches (see [`crate::substitute`]).
+    Substitution(rix_substitute::SubstEvent<'a>),
     /// A derivation was not attempted because a dependency failed.
     Skipped {
         drv: &'a StorePath,

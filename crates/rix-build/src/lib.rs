@@ -8,6 +8,7 @@
 //! | [`env`] | the builder's environment, exactly as Nix sets it |
 //! | [`log`] | build logs (bzip2, Nix's layout) |
 //! | [`events`] | progress events for the CLI |
+//! | [`substitute`] | fetching outputs from binary caches instead of building them |
 //! | [`running`] | process groups of running builders (cancellation) |
 //! | [`error`] | why a build failed |
 
@@ -19,6 +20,7 @@ pub mod log;
 pub mod plan;
 pub mod realise;
 pub mod running;
+pub mod substitute;
 
 pub use builder::BuildSettings;
 pub use error::BuildError;

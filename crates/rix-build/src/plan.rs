@@ -30,6 +30,9 @@ pub struct Plan {
     pub builds: BTreeMap<StorePath, PlannedBuild>,
     /// Output paths of every target (name → path), valid or to be built.
     pub target_outputs: BTreeMap<StorePath, BTreeMap<String, StorePath>>,
+    /// Derivations whose missing outputs are substituted instead (drv → outputs);
+    /// see [`crate::substitute`].
+    pub substitutes: BTreeMap<StorePath, Vec<StorePath>>,
 }
 
 /// Reads and parses a `.drv` from the store.
@@ -74,6 +77,16 @@ pub fn output_paths(
 
 /// Plans the realisation of `targets` (see the module docs).
 pub fn plan(store: &LocalStore, targets: &[StorePath]) -> Result<Plan, BuildError> {
+    plan_with(store, targets, None)
+}
+
+/// Plans, substituting derivations' outputs rather than building them when
+/// `subst` can (see [`crate::substitute`]).
+pub fn plan_with(
+    store: &LocalStore,
+    targets: &[StorePath],
+    subst: Option<&crate::substitute::Substitution<'_>>,
+) -> Result<Plan, BuildError> {
     let mut plan = Plan::default();
     // Derivations already examined: Some(needs build) once known.
     let mut seen: HashMap<StorePath, bool> = HashMap::new();
@@ -123,6 +136,21 @@ pub fn plan(store: &LocalStore, targets: &[StorePath]) -> Result<Plan, BuildErro
             seen.insert(drv_path, false);
             continue;
         }
+        // --- substitution (rix-substitute): fetch rather than build ---
+        if let Some(sub) = subst {
+            let mut missing = Vec::new();
+            for p in outputs.values() {
+                if !store.is_valid(p)? {
+                    missing.push(p.clone());
+                }
+            }
+            if sub.can_substitute(store, &drv_path, &missing)? {
+                plan.substitutes.insert(drv_path.clone(), missing);
+                seen.insert(drv_path, false);
+                continue;
+            }
+        }
+        // --- end substitution ---
         for src in &drv.input_srcs {
             if !store.is_valid(src)? {
                 return Err(BuildError::BadDerivation {

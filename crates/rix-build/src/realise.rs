@@ -23,6 +23,8 @@ pub struct RealiseOptions {
     /// Rebuild the targets (whose outputs must be valid) and compare (`--check`).
     pub check: bool,
     pub settings: BuildSettings,
+    /// Binary caches to substitute from before building (`None`: build everything).
+    pub substituter: Option<std::sync::Arc<rix_substitute::Substituter>>,
 }
 
 impl Default for RealiseOptions {
@@ -32,6 +34,7 @@ impl Default for RealiseOptions {
             keep_going: false,
             check: false,
             settings: BuildSettings::default(),
+            substituter: None,
         }
     }
 }
@@ -52,6 +55,8 @@ pub struct RealiseReport {
     pub skipped: Vec<StorePath>,
     /// Output name → path of every target derivation.
     pub outputs: BTreeMap<StorePath, BTreeMap<String, StorePath>>,
+    /// Paths fetched from binary caches.
+    pub substituted: Vec<StorePath>,
 }
 
 impl RealiseReport {
@@ -67,6 +72,16 @@ pub fn realise(
     opts: &RealiseOptions,
     observer: &dyn Observer,
 ) -> Result<RealiseReport, BuildError> {
+    // --- substitution (rix-substitute) ---
+    if let (Some(sub), false) = (&opts.substituter, opts.check) {
+        let subst = crate::substitute::Substitution::new(sub, observer);
+        let planned = crate::plan::plan_with(store, targets, Some(&subst))?;
+        let (planned, fetched) = crate::substitute::substitute_planned(store, planned, targets, &subst)?;
+        let mut report = execute(store, planned, opts, observer)?;
+        report.substituted = fetched;
+        return Ok(report);
+    }
+    // --- end substitution ---
     let plan = if opts.check {
         crate::plan::check_plan(store, targets)?
     } else {
@@ -85,6 +100,7 @@ pub fn execute(
     let Plan {
         builds,
         target_outputs,
+        ..
     } = plan;
     let order: Vec<StorePath> = builds.keys().cloned().collect();
     observer.event(BuildEvent::Planned { to_build: &order });

@@ -40,6 +40,10 @@ enum Command {
     /// Inspect and check `.drv` files (like `nix show-derivation`).
     #[command(subcommand)]
     Derivation(cmd::derivation::DerivationCommand),
+    /// Copy store paths with their closures to or from a binary cache (like `nix copy`).
+    Copy(cmd::copy::CopyArgs),
+    /// Serve the store as a binary cache over HTTP (like `nix-serve`).
+    Serve(cmd::serve::ServeArgs),
     /// Generate and convert signing keys (like `nix key`).
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
@@ -58,6 +62,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hash(c) => c.run(),
         Command::Nar(c) => c.run(),
         Command::Derivation(c) => c.run(&ctx()?),
+        Command::Copy(a) => cmd::copy::run(&ctx()?, a),
+        Command::Serve(a) => cmd::serve::run(&ctx()?, a),
         Command::Key(c) => c.run(),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "rix", &mut std::io::stdout());

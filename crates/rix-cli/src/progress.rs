@@ -149,6 +149,59 @@ impl Observer for Progress {
                 self.store_dir.display(drv),
                 self.store_dir.display(failed_dep)
             )),
+            BuildEvent::Substitution(e) => self.substitution(e),
+        }
+    }
+}
+
+impl rix_substitute::SubstObserver for Progress {
+    fn event(&self, event: rix_substitute::SubstEvent<'_>) {
+        self.substitution(event);
+    }
+}
+
+impl Progress {
+    /// Downloads from binary caches, as Nix words them.
+    fn substitution(&self, event: rix_substitute::SubstEvent<'_>) {
+        use rix_substitute::SubstEvent as E;
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        match event {
+            E::Planned { paths, download_bytes, nar_bytes } => {
+                let word = if paths.len() == 1 { "path" } else { "paths" };
+                self.println(&format!(
+                    "these {} {word} will be fetched ({:.2} MiB download, {:.2} MiB unpacked):",
+                    paths.len(),
+                    mib(download_bytes),
+                    mib(nar_bytes)
+                ));
+                for p in paths {
+                    self.println(&format!("  {}", self.store_dir.display(p)));
+                }
+            }
+            E::Started { path, cache, .. } => {
+                if self.live.is_none() {
+                    self.println(&format!("copying path '{}' from '{cache}'...", self.store_dir.display(path)));
+                }
+            }
+            E::Progress { .. } => {}
+            E::Finished { path, downloaded, elapsed, error, .. } => {
+                if let Some(l) = &self.live {
+                    let rate = mib(downloaded) / elapsed.as_secs_f64().max(1e-3);
+                    l.overall.set_message(format!("fetched {} ({:.1} MiB/s)", path.name(), rate));
+                }
+                if let Some(e) = error {
+                    self.println(&format!("error: {e}"));
+                }
+            }
+            E::Uploaded { path, cache, file_size, elapsed, .. } => {
+                let rate = mib(file_size) / elapsed.as_secs_f64().max(1e-3);
+                self.println(&format!(
+                    "copied '{}' to '{cache}' ({:.2} MiB, {rate:.1} MiB/s)",
+                    self.store_dir.display(path),
+                    mib(file_size)
+                ));
+            }
+            E::Warning { message } => self.println(&format!("warning: {message}")),
         }
     }
 }

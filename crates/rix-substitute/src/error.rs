@@ -45,6 +45,13 @@ pub enum SubstError {
         cache: String,
         message: String,
     },
+    /// A cache could not be asked about a path (down, HTTP 500...).
+    #[error("cannot ask '{cache}' for '{path}': {message}")]
+    Query {
+        path: String,
+        cache: String,
+        message: String,
+    },
     /// A reference of the path could not be substituted.
     #[error("cannot substitute '{path}': its reference '{reference}' could not be substituted")]
     ReferenceFailed { path: String, reference: String },

@@ -203,7 +203,7 @@ fn narinfo_for(state: &ServeState, info: &ValidPathInfo) -> std::result::Result<
     }
     ni.set_references(info.references.iter().cloned());
     ni.set_deriver(info.deriver.clone());
-    ni.set_ca(info.ca.clone());
+    ni.set_ca(info.ca);
     sign_narinfo(&mut ni, info, &state.opts.keys);
     Ok(ni.to_string())
 }

@@ -210,6 +210,8 @@ pub struct Substituter {
     disk: Option<DiskCache>,
     /// narinfos already fetched (or known absent) in this process.
     memo: Mutex<HashMap<MemoKey, Option<NarInfo>>>,
+    /// Why caches were left out when opening them.
+    open_errors: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Substituter {
@@ -233,6 +235,7 @@ impl Substituter {
             caches: OnceLock::new(),
             disk,
             memo: Mutex::new(HashMap::new()),
+            open_errors: Mutex::new(Vec::new()),
         }
     }
 
@@ -253,12 +256,17 @@ impl Substituter {
             for (url, r) in self.config.urls.iter().zip(opened) {
                 match r {
                     Ok(c) => caches.push(c),
-                    Err(e) => observer.event(SubstEvent::Warning {
-                        message: &format!(
+                    Err(e) => {
+                        let message = format!(
                             "ignoring substituter '{}': {e}",
                             url.split('?').next().unwrap_or(url)
-                        ),
-                    }),
+                        );
+                        observer.event(SubstEvent::Warning { message: &message });
+                        self.open_errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(message);
+                    }
                 }
             }
             caches.sort_by_key(|c| c.priority);
@@ -396,7 +404,14 @@ impl Substituter {
                     break;
                 }
                 Err(e @ SubstError::Rejected { .. }) => result.refused.push(e.to_string()),
-                Err(e) => result.errors.push(e),
+                Err(e) => result.errors.push(SubstError::Query {
+                    path: printed.clone(),
+                    cache: cache.name().to_owned(),
+                    message: match e {
+                        SubstError::Cache(c) => format!("{} '{}': {}", c.op, c.key, c.message),
+                        other => other.to_string(),
+                    },
+                }),
             }
         }
         result
@@ -441,7 +456,17 @@ impl Substituter {
                         }
                         plan.fetch.insert(p, found);
                     }
-                    None if r.errors.is_empty() => plan.unavailable.push((p, r.refused)),
+                    None if r.errors.is_empty() => {
+                        let mut why = r.refused;
+                        why.extend(
+                            self.open_errors
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .iter()
+                                .cloned(),
+                        );
+                        plan.unavailable.push((p, why));
+                    }
                     None => plan.errors.extend(r.errors),
                 }
             }

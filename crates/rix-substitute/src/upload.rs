@@ -192,7 +192,7 @@ pub fn make_nar(
     ni.set_file_size(Some(file.count));
     ni.set_references(info.references.iter().cloned());
     ni.set_deriver(info.deriver.clone());
-    ni.set_ca(info.ca.clone());
+    ni.set_ca(info.ca);
     Ok((file.inner, ni))
 }
 

@@ -58,6 +58,16 @@ pub struct BuildArgs {
     /// Kill a build that prints nothing for this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub max_silent_time: Option<u64>,
+    /// Binary caches to substitute from, space-separated (instead of the
+    /// `substituters` setting).
+    #[arg(long, value_name = "URLS")]
+    pub substituters: Option<String>,
+    /// Build from source when substituting fails.
+    #[arg(long)]
+    pub fallback: bool,
+    /// Use no binary caches.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// A derivation and the outputs wanted from it (`None` = all).
@@ -126,6 +136,7 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
                 PathBuf::from(build_dir)
             },
         },
+        substituter: None,
     })
 }
 
@@ -137,8 +148,25 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
         .map(|i| parse_installable(&store, i))
         .collect::<Result<_>>()?;
     let drvs: Vec<StorePath> = targets.iter().map(|t| t.drv.clone()).collect();
+    let substituter = crate::cmd::copy::build_substituter(
+        ctx,
+        &store,
+        args.substituters.as_deref(),
+        args.fallback,
+        args.offline,
+    )?;
     if args.dry_run {
-        let plan = rix_build::plan::plan(&store, &drvs)?;
+        let quiet = rix_build::events::Silent;
+        let subst = substituter
+            .as_deref()
+            .map(|s| rix_build::substitute::Substitution::new(s, &quiet));
+        let plan = rix_build::plan::plan_with(&store, &drvs, subst.as_ref())?;
+        if !plan.substitutes.is_empty() {
+            eprintln!("these {} derivations' outputs would be fetched:", plan.substitutes.len());
+            for d in plan.substitutes.keys() {
+                eprintln!("  {}", store.print(d));
+            }
+        }
         if plan.builds.is_empty() {
             eprintln!("nothing to build: every output is valid");
         } else {
@@ -158,7 +186,8 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
             store.store_dir()
         );
     }
-    let opts = options(ctx, args)?;
+    let mut opts = options(ctx, args)?;
+    opts.substituter = substituter;
     let progress = Progress::new(store.store_dir().clone(), args.print_build_logs);
     let report = realise(&store, &drvs, &opts, &progress);
     progress.finish();

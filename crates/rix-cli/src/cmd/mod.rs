@@ -1,9 +1,11 @@
 //! One module per `rix` subcommand group.
 
 pub mod build;
+pub mod copy;
 pub mod derivation;
 pub mod hash;
 pub mod key;
 pub mod nar;
 pub mod resolve;
+pub mod serve;
 pub mod store;

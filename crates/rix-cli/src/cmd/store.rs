@@ -39,6 +39,14 @@ pub enum StoreCommand {
         #[arg(long = "reference")]
         references: Vec<String>,
     },
+    /// Sign paths with a secret key, adding to the signatures in the database (like `nix store sign`).
+    Sign {
+        /// The secret key file (`rix key generate`).
+        #[arg(short = 'k', long = "key-file", value_name = "FILE")]
+        key_file: std::path::PathBuf,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Build derivations and print their output paths (like `nix-store --realise`).
     Realise(crate::cmd::build::BuildArgs),
 }
@@ -87,6 +95,7 @@ impl StoreCommand {
                 println!("{}", store.print(&p));
                 Ok(())
             }
+            Self::Sign { key_file, paths } => crate::cmd::copy::sign(ctx, key_file, paths),
             Self::Realise(args) => {
                 let mut args_owned = crate::cmd::build::BuildArgs { ..args.clone() };
                 args_owned.no_link = true;

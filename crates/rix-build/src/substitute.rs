@@ -1,0 +1,144 @@
+//! Substituting instead of building: while planning, a derivation whose missing
+//! outputs (with their runtime closures) can all be fetched from a binary cache
+//! is not built, and its inputs are not needed at all; before the builds start,
+//! those outputs are fetched. With `fallback`, a failed download makes the
+//! derivation be built instead; without it, the realisation fails, as in Nix.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Mutex;
+
+use rix_formats::StorePath;
+use rix_store::local_store::LocalStore;
+use rix_substitute::{SubstEvent, SubstObserver, Substituter};
+
+use crate::error::BuildError;
+use crate::events::{BuildEvent, Observer};
+use crate::plan::{plan_with, Plan};
+
+/// Forwards substitution events to a build observer.
+pub struct Bridge<'a>(pub &'a dyn Observer);
+
+impl SubstObserver for Bridge<'_> {
+    fn event(&self, event: SubstEvent<'_>) {
+        self.0.event(BuildEvent::Substitution(event));
+    }
+}
+
+/// The substituters one realisation uses, and what failed to download.
+pub struct Substitution<'a> {
+    pub substituter: &'a Substituter,
+    pub observer: &'a dyn Observer,
+    /// Outputs whose substitution failed in this realisation: build them.
+    failed: Mutex<HashSet<StorePath>>,
+}
+
+impl<'a> Substitution<'a> {
+    pub fn new(substituter: &'a Substituter, observer: &'a dyn Observer) -> Self {
+        Self {
+            substituter,
+            observer,
+            failed: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether all of `outputs` (missing outputs of one derivation) can be fetched
+    /// with their closures. A cache that cannot be asked is an error unless
+    /// `fallback` is set, as in Nix.
+    pub fn can_substitute(
+        &self,
+        store: &LocalStore,
+        drv: &StorePath,
+        outputs: &[StorePath],
+    ) -> Result<bool, BuildError> {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if outputs.iter().any(|o| failed.contains(o)) {
+            return Ok(false);
+        }
+        drop(failed);
+        let bridge = Bridge(self.observer);
+        let plan = self
+            .substituter
+            .plan(store, outputs, &bridge)
+            .map_err(|e| BuildError::Substitution(e.to_string()))?;
+        if plan.complete() {
+            return Ok(true);
+        }
+        if !plan.errors.is_empty() {
+            let problem = plan.problem(store.store_dir());
+            if !self.substituter.config().fallback {
+                return Err(BuildError::Substitution(format!(
+                    "cannot query the substituters for the outputs of '{}' (use --fallback to build instead):\n{problem}",
+                    store.print(drv)
+                )));
+            }
+            self.observer
+                .event(BuildEvent::Substitution(SubstEvent::Warning {
+                    message: &format!("building '{}' because: {problem}", store.print(drv)),
+                }));
+        }
+        Ok(false)
+    }
+}
+
+/// Fetches what `plan` substitutes. On failure with `fallback`, plans again
+/// (building what could not be fetched); without it, fails. Returns the plan to
+/// build and the paths fetched.
+pub fn substitute_planned(
+    store: &LocalStore,
+    mut plan: Plan,
+    targets: &[StorePath],
+    subst: &Substitution<'_>,
+) -> Result<(Plan, Vec<StorePath>), BuildError> {
+    let mut fetched = Vec::new();
+    loop {
+        if plan.substitutes.is_empty() || crate::running::cancelled() {
+            return Ok((plan, fetched));
+        }
+        let paths: Vec<StorePath> = plan
+            .substitutes
+            .values()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let bridge = Bridge(subst.observer);
+        let report = subst
+            .substituter
+            .substitute(store, &paths, &bridge)
+            .map_err(|e| BuildError::Substitution(e.to_string()))?;
+        fetched.extend(report.substituted.iter().cloned());
+        if report.succeeded() {
+            return Ok((plan, fetched));
+        }
+        let problem = report.problem(store.store_dir());
+        let broken: Vec<&StorePath> = plan
+            .substitutes
+            .iter()
+            .filter(|(_, outs)| outs.iter().any(|o| !store.is_valid(o).unwrap_or(false)))
+            .map(|(d, _)| d)
+            .collect();
+        if !subst.substituter.config().fallback {
+            let drvs: Vec<String> = broken
+                .iter()
+                .map(|d| format!("'{}'", store.print(d)))
+                .collect();
+            return Err(BuildError::Substitution(format!(
+                "some substitutes for the outputs of derivation {} failed (usually happens due to networking issues); try '--fallback' to build derivation from source\n{problem}",
+                drvs.join(", ")
+            )));
+        }
+        subst
+            .observer
+            .event(BuildEvent::Substitution(SubstEvent::Warning {
+                message: &format!("substitution failed, building instead (--fallback):\n{problem}"),
+            }));
+        {
+            let mut failed = subst.failed.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, outs) in plan.substitutes.iter().filter(|(d, _)| broken.contains(d)) {
+                failed.extend(outs.iter().cloned());
+            }
+        }
+        plan = plan_with(store, targets, Some(subst))?;
+    }
+}

@@ -1,0 +1,180 @@
+//! `rix copy --to|--from URL PATHS...` (binary caches, like `nix copy`), `rix
+//! store sign`, and the substituters `rix build` uses.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use rix_formats::narinfo::fingerprint;
+use rix_formats::StorePath;
+use rix_store::local_store::LocalStore;
+use rix_substitute::substituter::read_secret_keys;
+use rix_substitute::upload::{copy_to, UploadOptions};
+use rix_substitute::{CacheUrl, Substituter, SubstituterConfig};
+
+use crate::context::Context;
+use crate::progress::Progress;
+
+#[derive(Args, Debug, Clone)]
+pub struct CopyArgs {
+    /// Copy to this binary cache: `file:///DIR`, `http(s)://HOST/PATH`, or
+    /// `s3://BUCKET?region=..&endpoint=..&scheme=..&profile=..`; with
+    /// `?compression=zstd|xz|bzip2|none`, `?compression-level=N`, `?secret-key=FILE`.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "from",
+        required_unless_present = "from"
+    )]
+    pub to: Option<String>,
+    /// Copy from this binary cache into the local store.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// Accept paths from the cache without checking their signatures.
+    #[arg(long)]
+    pub no_check_sigs: bool,
+    /// Sign what is copied with these secret keys (besides the `secret-key-files` setting).
+    #[arg(long = "secret-key-files", value_name = "FILE")]
+    pub secret_key_files: Vec<String>,
+    /// Store paths (their closures are copied).
+    #[arg(required = true, value_name = "PATHS")]
+    pub paths: Vec<String>,
+}
+
+/// Parses store paths given on the command line (symlinks such as `result` are followed).
+fn parse_paths(store: &LocalStore, paths: &[String]) -> Result<Vec<StorePath>> {
+    paths
+        .iter()
+        .map(|p| {
+            let abs = std::fs::canonicalize(p)
+                .map_or_else(|_| p.clone(), |c| c.to_string_lossy().into_owned());
+            store
+                .parse_path(&abs)
+                .or_else(|_| store.parse_path(p))
+                .with_context(|| {
+                    format!(
+                        "'{p}' is not a store path of this store ({})",
+                        store.store_dir()
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Secret keys of the `secret-key-files` setting plus `extra`.
+fn secret_keys(ctx: &Context, extra: &[String]) -> Result<Vec<rix_formats::signature::SecretKey>> {
+    let mut files = ctx.settings.get_list("secret-key-files");
+    files.extend(extra.iter().cloned());
+    Ok(read_secret_keys(files.iter().map(String::as_str))?)
+}
+
+pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
+    let store = ctx.open_store()?;
+    let progress = Progress::new(store.store_dir().clone(), false);
+    if let Some(to) = &args.to {
+        let paths = parse_paths(&store, &args.paths)?;
+        let url = CacheUrl::parse(to)?;
+        let config = SubstituterConfig::from_settings(&ctx.settings)?;
+        let cache = rix_substitute::cache::open(&url, &config.transport)?;
+        let opts = UploadOptions::from_url(&url, secret_keys(ctx, &args.secret_key_files)?)?;
+        let started = std::time::Instant::now();
+        let report = copy_to(&store, cache.as_ref(), &paths, &opts, &progress);
+        progress.finish();
+        let report = report?;
+        eprintln!(
+            "copied {} paths to '{}' ({:.2} MiB compressed from {:.2} MiB) in {:.2} s; {} were there already",
+            report.uploaded.len(),
+            url.display(),
+            report.file_bytes as f64 / 1048576.0,
+            report.nar_bytes as f64 / 1048576.0,
+            started.elapsed().as_secs_f64(),
+            report.present.len()
+        );
+        return Ok(());
+    }
+    let from = args.from.as_deref().expect("clap requires --to or --from");
+    let paths = parse_paths(&store, &args.paths)?;
+    let mut config = SubstituterConfig::from_settings(&ctx.settings)?;
+    config.urls = vec![from.to_owned()];
+    if args.no_check_sigs {
+        config.require_sigs = false;
+    }
+    let subst = Substituter::new(config, store.store_dir().clone());
+    if subst.caches(&progress).is_empty() {
+        progress.finish();
+        bail!(
+            "cannot use '{}' as a binary cache",
+            from.split('?').next().unwrap_or(from)
+        );
+    }
+    let report = subst.substitute(&store, &paths, &progress);
+    progress.finish();
+    let report = report?;
+    if !report.succeeded() {
+        bail!("{}", report.problem(store.store_dir()));
+    }
+    eprintln!(
+        "copied {} paths from '{}' ({:.2} MiB downloaded, {:.2} MiB unpacked); {} were valid already",
+        report.substituted.len(),
+        from.split('?').next().unwrap_or(from),
+        report.downloaded as f64 / 1048576.0,
+        report.nar_bytes as f64 / 1048576.0,
+        report.already_valid.len()
+    );
+    Ok(())
+}
+
+/// The substituters `rix build` uses: the `substituters` setting (or
+/// `--substituters`), none with `--offline` or `substitute = false`.
+pub fn build_substituter(
+    ctx: &Context,
+    store: &LocalStore,
+    urls: Option<&str>,
+    fallback: bool,
+    offline: bool,
+) -> Result<Option<Arc<Substituter>>> {
+    let s = &ctx.settings;
+    if offline || (s.is_set("substitute") && !s.get_bool("substitute")?) {
+        return Ok(None);
+    }
+    let mut config = SubstituterConfig::from_settings(s)?;
+    if let Some(u) = urls {
+        config.urls = u.split_whitespace().map(str::to_owned).collect();
+    }
+    config.fallback |= fallback;
+    if config.urls.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(Substituter::new(
+        config,
+        store.store_dir().clone(),
+    ))))
+}
+
+/// `rix store sign -k KEYFILE PATHS`: adds signatures to the store's database.
+pub fn sign(ctx: &Context, key_file: &std::path::Path, paths: &[String]) -> Result<()> {
+    let store = ctx.open_store()?;
+    let keys = read_secret_keys([key_file.to_str().context("key file name is not UTF-8")?])?;
+    let mut added = 0;
+    for p in parse_paths(&store, paths)? {
+        let mut info = store.path_info(&p)?;
+        let fp = fingerprint(
+            store.store_dir(),
+            &p,
+            &info.nar_hash,
+            info.nar_size,
+            &info.references,
+        )
+        .with_context(|| format!("cannot sign '{}'", store.print(&p)))?;
+        let before = info.sigs.len();
+        for k in &keys {
+            info.sigs.insert(k.sign(fp.as_bytes()).to_string());
+        }
+        if info.sigs.len() != before {
+            added += info.sigs.len() - before;
+            store.db().register(&[info], &[])?;
+        }
+    }
+    eprintln!("added {added} signatures");
+    Ok(())
+}
