@@ -113,32 +113,59 @@ pub fn build(
     if job.check {
         return check(store, job, settings, observer, &drv_printed);
     }
-    let mut all_valid = true;
-    for out in job.outputs.values() {
-        if !store.is_valid(out)? {
-            all_valid = false;
-            let real = store.real_path(out);
-            delete_path(&real).map_err(BuildError::io(&real))?;
-        }
+    // Outputs that are valid already are never touched: as Nix does, the builder
+    // writes them to fallback paths, which are discarded afterwards.
+    let mut scratch = job.outputs.clone();
+    let mut redirects: Vec<(StorePath, StorePath)> = Vec::new();
+    for (name, out) in job.outputs {
+        let real = if store.is_valid(out)? {
+            let fallback = fallback_path(store, job.drv_path, &job.drv.name, name)?;
+            redirects.push((out.clone(), fallback.clone()));
+            scratch.insert(name.clone(), fallback.clone());
+            store.real_path(&fallback)
+        } else {
+            store.real_path(out)
+        };
+        delete_path(&real).map_err(BuildError::io(&real))?;
     }
-    if all_valid {
+    if redirects.len() == job.outputs.len() {
         return Ok(BuildOutcome::AlreadyValid);
     }
+    let rewritten;
+    let drv = if redirects.is_empty() {
+        job.drv
+    } else {
+        let mut copy = job.drv.clone();
+        for v in copy.env.values_mut().chain(copy.args.iter_mut()) {
+            *v = rewrite_bytes(v, &redirects);
+        }
+        rewritten = copy;
+        &rewritten
+    };
+    let to_register: BTreeMap<String, StorePath> = job
+        .outputs
+        .iter()
+        .filter(|(_, p)| !redirects.iter().any(|(real, _)| real == *p))
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect();
 
     let build_dir = create_build_dir(&settings.build_dir_root, job.drv_path.name())?;
     let result = run_builder_in(
         store,
         job,
-        job.drv,
-        job.outputs,
+        drv,
+        &scratch,
         settings,
         observer,
         &build_dir,
         &drv_printed,
     )
-    .and_then(|()| register_outputs(store, job, &drv_printed));
+    .and_then(|()| register_outputs(store, job, &to_register, &drv_printed));
+    for (_, fallback) in &redirects {
+        let _ = delete_path(&store.real_path(fallback));
+    }
     if result.is_err() {
-        for out in job.outputs.values() {
+        for out in to_register.values() {
             let _ = delete_path(&store.real_path(out));
         }
     }
@@ -542,6 +569,7 @@ impl Write for OutputSink {
 fn register_outputs(
     store: &LocalStore,
     job: &BuildJob<'_>,
+    outputs: &BTreeMap<String, StorePath>,
     drv_printed: &str,
 ) -> Result<Vec<ValidPathInfo>, BuildError> {
     let candidates: BTreeSet<&StorePath> = job
@@ -550,7 +578,7 @@ fn register_outputs(
         .chain(job.outputs.values())
         .collect();
     let mut infos = Vec::new();
-    for (name, path) in job.outputs {
+    for (name, path) in outputs {
         let real = store.real_path(path);
         if std::fs::symlink_metadata(&real).is_err() {
             return Err(BuildError::MissingOutput {

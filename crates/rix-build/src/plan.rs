@@ -82,76 +82,55 @@ pub fn plan(store: &LocalStore, targets: &[StorePath]) -> Result<Plan, BuildErro
 
 /// Plans, substituting derivations' outputs rather than building them when
 /// `subst` can (see [`crate::substitute`]).
+///
+/// Only the *wanted* outputs of a derivation decide whether it is built: all of a
+/// target's, and of an input derivation those its (to be built) dependents use.
+/// Wanted sets only grow, so a derivation is re-examined when its set grows.
 pub fn plan_with(
     store: &LocalStore,
     targets: &[StorePath],
     subst: Option<&crate::substitute::Substitution<'_>>,
 ) -> Result<Plan, BuildError> {
     let mut plan = Plan::default();
-    // Derivations already examined: Some(needs build) once known.
-    let mut seen: HashMap<StorePath, bool> = HashMap::new();
-    // Iterative post-order DFS: (drv, children pushed?)
-    let mut stack: Vec<(StorePath, bool)> =
-        targets.iter().rev().map(|t| (t.clone(), false)).collect();
-    let mut pending: HashMap<StorePath, (Derivation, BTreeMap<String, StorePath>, String)> =
-        HashMap::new();
-    while let Some((drv_path, expanded)) = stack.pop() {
-        if expanded {
-            let (drv, outputs, reason) =
-                pending.remove(&drv_path).expect("expanded node is pending");
-            let deps = drv
-                .input_drvs
-                .keys()
-                .filter(|d| seen.get(*d) == Some(&true))
-                .cloned()
-                .collect();
-            plan.builds.insert(
-                drv_path.clone(),
-                PlannedBuild {
-                    drv_path,
-                    drv,
-                    outputs,
-                    deps,
-                    reason,
-                },
-            );
-            continue;
+    let mut nodes: HashMap<StorePath, Node> = HashMap::new();
+    let mut queue: Vec<StorePath> = Vec::new();
+    for t in targets {
+        let node = load_node(store, &mut nodes, t)?;
+        let all: BTreeSet<String> = node.outputs.keys().cloned().collect();
+        plan.target_outputs.insert(t.clone(), node.outputs.clone());
+        if want(node, all) {
+            queue.push(t.clone());
         }
-        if seen.contains_key(&drv_path) {
+    }
+    while let Some(drv_path) = queue.pop() {
+        let node = &nodes[&drv_path];
+        if node.build {
             continue;
-        }
-        let drv = read_derivation(store, &drv_path)?;
-        let outputs = output_paths(store, &drv_path, &drv)?;
-        if targets.contains(&drv_path) {
-            plan.target_outputs
-                .insert(drv_path.clone(), outputs.clone());
         }
         let mut invalid = Vec::new();
-        for (name, p) in &outputs {
+        let mut missing = Vec::new();
+        for name in &node.wanted {
+            let p = &node.outputs[name];
             if !store.is_valid(p)? {
                 invalid.push(format!("'{name}' ({})", store.print(p)));
+                missing.push(p.clone());
             }
         }
         if invalid.is_empty() {
-            seen.insert(drv_path, false);
             continue;
         }
         // --- substitution (rix-substitute): fetch rather than build ---
         if let Some(sub) = subst {
-            let mut missing = Vec::new();
-            for p in outputs.values() {
-                if !store.is_valid(p)? {
-                    missing.push(p.clone());
-                }
-            }
             if sub.can_substitute(store, &drv_path, &missing)? {
-                plan.substitutes.insert(drv_path.clone(), missing);
-                seen.insert(drv_path, false);
+                let entry = plan.substitutes.entry(drv_path.clone()).or_default();
+                entry.extend(missing);
+                entry.sort();
+                entry.dedup();
                 continue;
             }
         }
         // --- end substitution ---
-        for src in &drv.input_srcs {
+        for src in &node.drv.input_srcs {
             if !store.is_valid(src)? {
                 return Err(BuildError::BadDerivation {
                     path: store.print(&drv_path),
@@ -162,17 +141,90 @@ pub fn plan_with(
                 });
             }
         }
-        seen.insert(drv_path.clone(), true);
-        let reason = format!("output {} not valid", invalid.join(", "));
-        stack.push((drv_path.clone(), true));
-        for input in drv.input_drvs.keys() {
-            if !seen.contains_key(input) {
-                stack.push((input.clone(), false));
+        let node = nodes.get_mut(&drv_path).expect("loaded");
+        node.build = true;
+        node.reason = format!("output {} not valid", invalid.join(", "));
+        let inputs: Vec<(StorePath, BTreeSet<String>)> = node
+            .drv
+            .input_drvs
+            .iter()
+            .map(|(p, o)| (p.clone(), o.clone()))
+            .collect();
+        for (input, used) in inputs {
+            let child = load_node(store, &mut nodes, &input)?;
+            if want(child, used) && !child.build {
+                queue.push(input);
             }
         }
-        pending.insert(drv_path, (drv, outputs, reason));
+    }
+    // A derivation being built no longer needs its outputs substituted.
+    plan.substitutes
+        .retain(|d, _| !nodes.get(d).is_some_and(|n| n.build));
+    for (drv_path, node) in nodes {
+        if !node.build {
+            continue;
+        }
+        plan.builds.insert(
+            drv_path.clone(),
+            PlannedBuild {
+                drv_path,
+                drv: node.drv,
+                outputs: node.outputs,
+                deps: BTreeSet::new(),
+                reason: node.reason,
+            },
+        );
+    }
+    let building: BTreeSet<StorePath> = plan.builds.keys().cloned().collect();
+    for b in plan.builds.values_mut() {
+        b.deps = b
+            .drv
+            .input_drvs
+            .keys()
+            .filter(|d| building.contains(*d))
+            .cloned()
+            .collect();
     }
     Ok(plan)
+}
+
+/// A derivation met while planning.
+struct Node {
+    drv: Derivation,
+    outputs: BTreeMap<String, StorePath>,
+    wanted: BTreeSet<String>,
+    build: bool,
+    reason: String,
+}
+
+fn load_node<'a>(
+    store: &LocalStore,
+    nodes: &'a mut HashMap<StorePath, Node>,
+    drv_path: &StorePath,
+) -> Result<&'a mut Node, BuildError> {
+    if !nodes.contains_key(drv_path) {
+        let drv = read_derivation(store, drv_path)?;
+        let outputs = output_paths(store, drv_path, &drv)?;
+        nodes.insert(
+            drv_path.clone(),
+            Node {
+                drv,
+                outputs,
+                wanted: BTreeSet::new(),
+                build: false,
+                reason: String::new(),
+            },
+        );
+    }
+    Ok(nodes.get_mut(drv_path).expect("just inserted"))
+}
+
+/// Adds outputs to a node's wanted set; true when the set grew.
+fn want(node: &mut Node, outputs: BTreeSet<String>) -> bool {
+    let before = node.wanted.len();
+    node.wanted
+        .extend(outputs.into_iter().filter(|o| node.outputs.contains_key(o)));
+    node.wanted.len() > before
 }
 
 /// The plan of `--check`: rebuild exactly the targets, whose outputs (and so

@@ -288,3 +288,64 @@ fn check_needs_valid_outputs() {
         .to_string()
         .contains("checking is not possible"));
 }
+
+#[test]
+fn valid_outputs_are_never_rewritten_and_unwanted_ones_not_rebuilt() {
+    let t = TempStore::new();
+    let store = open(&t);
+    let multi = drv(
+        &store,
+        "multi2",
+        "echo $$ > $out; echo $$ > $dev",
+        &[],
+        &["out", "dev"],
+    );
+    let user = drv(
+        &store,
+        "user",
+        "read x < $in0; echo $x > $out",
+        &[&multi],
+        &["out"],
+    );
+    let report = realise(
+        &store,
+        std::slice::from_ref(&user),
+        &opts(1, false),
+        &Recorder::default(),
+    )
+    .unwrap();
+    assert!(report.succeeded());
+    let outs = rix_build::plan::output_paths(
+        &store,
+        &multi,
+        &rix_build::plan::read_derivation(&store, &multi).unwrap(),
+    )
+    .unwrap();
+    let out_before = std::fs::read(store.real_path(&outs["out"])).unwrap();
+    // Lose `dev` (as a garbage collector would).
+    store.db().invalidate(&outs["dev"]).unwrap();
+    rix_store::canonicalise::delete_path(&store.real_path(&outs["dev"])).unwrap();
+    // `user` uses only `out`... but it is valid: nothing to do at all.
+    let rec = Recorder::default();
+    realise(&store, std::slice::from_ref(&user), &opts(1, false), &rec).unwrap();
+    assert!(rec.started().is_empty());
+    // Asking for `multi` itself rebuilds it for `dev`, leaving the valid `out` alone.
+    let rec = Recorder::default();
+    let report = realise(&store, std::slice::from_ref(&multi), &opts(1, false), &rec).unwrap();
+    assert!(report.succeeded(), "{:?}", report.failed);
+    assert_eq!(rec.started(), BTreeSet::from([multi.clone()]));
+    assert!(store.is_valid(&outs["dev"]).unwrap());
+    assert_eq!(
+        std::fs::read(store.real_path(&outs["out"])).unwrap(),
+        out_before
+    );
+    assert_eq!(
+        rix_store::archive::hash_path(
+            &store.real_path(&outs["out"]),
+            rix_formats::HashAlgo::Sha256
+        )
+        .unwrap()
+        .0,
+        store.path_info(&outs["out"]).unwrap().nar_hash
+    );
+}
