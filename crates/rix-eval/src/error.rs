@@ -82,46 +82,50 @@ impl EvalError {
         self
     }
 
-    /// The error with its trace, as `nix --show-trace` prints it.
+    /// The error with its trace (innermost frame first), as Nix 2.8 prints
+    /// it with `--show-trace`.
     pub fn display_with_trace(&self) -> String {
         let mut out = String::new();
-        for frame in self.trace.iter().rev() {
-            out.push_str("       … ");
-            out.push_str(&frame.message);
+        let mut code = write_section(&mut out, &format!("error: {}", self.message), self.pos);
+        for frame in &self.trace {
+            if code {
+                out.push('\n');
+            }
             out.push('\n');
-            write_location(&mut out, frame.pos);
-            out.push('\n');
+            code = write_section(&mut out, &format!("       … {}", frame.message), frame.pos);
         }
-        out.push_str(&self.to_string());
         out
     }
 }
 
-fn write_location(out: &mut String, pos: Pos) {
+/// Writes a heading and, when the position is known, `at FILE:LINE:COL:`
+/// with the lines around it and a caret under the column, as Nix 2.8's
+/// `printCodeLines`; returns whether code was shown.
+fn write_section(out: &mut String, heading: &str, pos: Pos) -> bool {
     use std::fmt::Write;
-    if let Some(loc) = pos.resolve() {
-        let _ = writeln!(out, "\n       at {loc}:\n");
-        let line_no = loc.line.to_string();
-        let _ = writeln!(out, "       {:>4}| {}", line_no, loc.line_text());
-        let caret_pad: String = loc
-            .line_text()
-            .chars()
-            .take(loc.column.saturating_sub(1) as usize)
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        let _ = writeln!(out, "       {:>4}| {}^", "", caret_pad);
+    out.push_str(heading);
+    let Some(loc) = pos.resolve() else {
+        return false;
+    };
+    let _ = write!(out, "\n\n       at {loc}:");
+    let (prev, line, next) = loc.context_lines();
+    out.push('\n');
+    if let Some(p) = prev {
+        let _ = write!(out, "\n        {:>5}| {p}", loc.line - 1);
     }
+    let _ = write!(out, "\n        {:>5}| {line}", loc.line);
+    let _ = write!(out, "\n             |{}^", " ".repeat(loc.column as usize));
+    if let Some(n) = next {
+        let _ = write!(out, "\n        {:>5}| {n}", loc.line + 1);
+    }
+    true
 }
 
 impl fmt::Display for EvalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.message)?;
-        let mut s = String::new();
-        write_location(&mut s, self.pos);
-        if !s.is_empty() {
-            write!(f, "\n{}", s.trim_end_matches('\n'))?;
-        }
-        Ok(())
+        let mut out = String::new();
+        write_section(&mut out, &format!("error: {}", self.message), self.pos);
+        f.write_str(&out)
     }
 }
 

@@ -79,6 +79,9 @@ pub struct EvalOptions {
     pub features: Vec<String>,
     /// `--lint-*` settings.
     pub lints: lower::Lints,
+    /// Record every function call on the way out of an error
+    /// (`--show-trace`): "while evaluating 'f'", "from call site".
+    pub show_trace: bool,
 }
 
 impl Default for EvalOptions {
@@ -93,6 +96,7 @@ impl Default for EvalOptions {
             pure: false,
             features: Vec::new(),
             lints: lower::Lints::default(),
+            show_trace: false,
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Evaluator {
     pub(crate) opts: EvalOptions,
     pub(crate) import_cache: HashMap<String, Value>,
     pub(crate) src_to_store: HashMap<String, String>,
+    /// Modulo hashes of the derivations instantiated so far (Nix's `drvHashes`).
+    pub(crate) drv_hashes: HashMap<rix_formats::StorePath, rix_formats::derivation::DrvHash>,
     pub(crate) call_depth: usize,
     pub(crate) force_depth: usize,
     pub(crate) home: Option<String>,
@@ -165,6 +171,7 @@ impl Evaluator {
             opts,
             import_cache: HashMap::new(),
             src_to_store: HashMap::new(),
+            drv_hashes: HashMap::new(),
             call_depth: 0,
             force_depth: 0,
             home,
@@ -1147,7 +1154,11 @@ impl Evaluator {
 
     fn call_lambda(&mut self, c: &Closure, arg: Value, pos: Pos) -> Result<Value> {
         let env = self.bind_args(&c.lambda, &c.env, arg, pos)?;
-        self.eval(&c.lambda.body, &env)
+        let r = self.eval(&c.lambda.body, &env);
+        if self.opts.show_trace {
+            return r.map_err(|e| call_trace(e, &c.lambda, pos));
+        }
+        r
     }
 
     /// Applies a closure to several arguments at once: `a: b: body` applied
@@ -1167,7 +1178,12 @@ impl Evaluator {
                 _ => break,
             }
         }
-        let mut v = self.eval(&lambda.body, &env)?;
+        let r = self.eval(&lambda.body, &env);
+        let mut v = if self.opts.show_trace {
+            r.map_err(|e| call_trace(e, lambda, pos))?
+        } else {
+            r?
+        };
         for a in &args[used..] {
             v = self.call_forced(v, a.clone(), pos)?;
         }
@@ -1378,7 +1394,7 @@ impl Evaluator {
                 Path::new(path),
                 FileIngestionMethod::Recursive,
                 HashAlgo::Sha256,
-                &mut |_, _| true,
+                None,
             )
             .map_err(|e| {
                 EvalError::new(
@@ -1666,6 +1682,17 @@ fn normalize_newlines(text: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(text)
     }
+}
+
+/// The frames `--show-trace` adds for a failed call. Mirrors `callFunction`.
+#[cold]
+fn call_trace(e: Box<EvalError>, lambda: &crate::ast::Lambda, pos: Pos) -> Box<EvalError> {
+    let what = match lambda.name {
+        Some(n) if !n.as_str().is_empty() => format!("'{n}'"),
+        _ => "anonymous lambda".to_owned(),
+    };
+    e.add_trace(lambda.pos, format!("while evaluating {what}"))
+        .add_trace(pos, "from call site")
 }
 
 pub(crate) fn lambda_name(name: Option<Symbol>) -> String {

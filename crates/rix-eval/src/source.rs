@@ -89,6 +89,22 @@ impl Location {
         let rest = &self.text[self.line_start..];
         rest.split('\n').next().unwrap_or("")
     }
+
+    /// The line before (if any), this line, and the line after (if any; a
+    /// final newline does not start another line).
+    pub fn context_lines(&self) -> (Option<&str>, &str, Option<&str>) {
+        let before = &self.text[..self.line_start];
+        let prev = before
+            .strip_suffix('\n')
+            .map(|b| b.rsplit('\n').next().unwrap_or(b));
+        let rest = &self.text[self.line_start..];
+        let (line, next) = match rest.split_once('\n') {
+            Some((l, after)) if !after.is_empty() => (l, after.split('\n').next()),
+            Some((l, _)) => (l, None),
+            None => (rest, None),
+        };
+        (prev, line, next)
+    }
 }
 
 impl fmt::Display for Location {

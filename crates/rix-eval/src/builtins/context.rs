@@ -74,12 +74,15 @@ fn add_drv_output_dependencies(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Res
         ));
     }
     let elem = ctx.iter().next().expect("one element");
-    if elem.starts_with('=') || elem.starts_with('!') {
-        let path = crate::eval::decode_context_path(elem);
+    if elem.starts_with('=') {
+        // Already a whole-derivation dependency: idempotent.
+        return Ok(Value::String(s));
+    }
+    if let Some(rest) = elem.strip_prefix('!') {
+        let output = rest.split_once('!').map_or(rest, |(o, _)| o);
         return Err(err(
             format!(
-                "`addDrvOutputDependencies` can only act on derivations, not on a derivation output such as '{}'",
-                path.rsplit('/').next().unwrap_or(path)
+                "`addDrvOutputDependencies` can only act on derivations, not on a derivation output such as '{output}'"
             ),
             pos,
         ));

@@ -1,16 +1,472 @@
 //! `derivationStrict`: turns a derivation's attributes into a `.drv` and
-//! its output paths. Mirrors `prim_derivationStrict`.
+//! its output paths. Mirrors `prim_derivationStrict` of Nix 2.8.
+//!
+//! Attributes are processed in name order. `args` becomes the builder's
+//! arguments; every other attribute goes into the environment, coerced to a
+//! string (`true` → `"1"`, `false` and `null` → `""`, lists space-joined,
+//! paths copied to the store, derivations as their output path) — or, with
+//! `__structuredAttrs = true`, into one JSON object in `__json`. The string
+//! contexts collected on the way become the inputs: `!out!drv` an input
+//! derivation output, a plain path an input source, and `=drv` (a
+//! `drvPath` used as a string) the whole closure of the derivation, as
+//! Nix 2.8 records it (every path of the closure an input source, every
+//! derivation in it an input derivation with all its outputs).
+//!
+//! Output paths follow the derivation's kind: fixed-output (`outputHash`,
+//! `outputHashAlgo`, `outputHashMode`), floating content-addressed
+//! (`__contentAddressed`, experimental), impure (`__impure`, experimental)
+//! or input-addressed (from `hashDerivationModulo` over the derivation with
+//! its outputs blanked). Hashing and the ATerm are `rix_formats::derivation`'s.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use rix_formats::derivation::{
+    CaMethod, Derivation, DerivationOutput, DrvHash, DrvHashes, HashingError,
+};
+use rix_formats::hash::{Hash, HashAlgo};
+use rix_formats::store_path::{output_path_name, StorePath};
 
 use super::{err, Registry};
-use crate::error::Result;
-use crate::eval::Evaluator;
+use crate::error::{ErrorKind, EvalError, Result};
+use crate::eval::{Coerce, Evaluator};
 use crate::source::Pos;
-use crate::value::Value;
+use crate::symbol::Symbol;
+use crate::value::{Attr, Attrs, Context, NixString, Value};
 
 pub(crate) fn register(r: &mut Registry) {
     r.primop("derivationStrict", 1, derivation_strict);
 }
 
-fn derivation_strict(_ev: &mut Evaluator, _a: &[Value], pos: Pos) -> Result<Value> {
-    Err(err("derivationStrict is not implemented yet", pos))
+/// How an output's contents are ingested (`outputHashMode`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Flat,
+    Recursive,
+}
+
+fn derivation_strict(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let attrs = ev.force_attrs(&a[0], pos).map_err(|e| {
+        e.add_trace(
+            pos,
+            "while evaluating the argument passed to builtins.derivationStrict",
+        )
+    })?;
+
+    // The name first, for error messages.
+    let name_attr = attrs
+        .get_attr(Symbol::new("name"))
+        .cloned()
+        .ok_or_else(|| {
+            EvalError::new(
+                ErrorKind::Type,
+                "attribute 'name' missing for call to 'derivationStrict'",
+                pos,
+            )
+        })?;
+    let name_pos = if name_attr.pos.is_none() {
+        pos
+    } else {
+        name_attr.pos
+    };
+    let drv_name = ev
+        .force_string_no_ctx(&name_attr.value, pos)
+        .map_err(|e| e.add_trace(name_pos, "while evaluating the derivation attribute 'name'"))?;
+
+    let structured = match attrs.get(Symbol::new("__structuredAttrs")) {
+        Some(v) => {
+            let v = v.clone();
+            ev.force_bool(&v, pos)?
+        }
+        None => false,
+    };
+    let ignore_nulls = match attrs.get(Symbol::new("__ignoreNulls")) {
+        Some(v) => {
+            let v = v.clone();
+            ev.force_bool(&v, pos)?
+        }
+        None => false,
+    };
+
+    let mut drv = Derivation {
+        name: drv_name.clone(),
+        ..Derivation::default()
+    };
+    let mut ctx = Context::new();
+    let mut json = structured.then(|| String::from("{"));
+    let mut content_addressed = false;
+    let mut impure = false;
+    let mut output_hash: Option<String> = None;
+    let mut output_hash_algo = String::new();
+    let mut mode: Option<Mode> = None;
+    let mut outputs: BTreeSet<String> = BTreeSet::from(["out".to_owned()]);
+
+    let more = Coerce {
+        more: true,
+        copy_to_store: true,
+    };
+
+    for attr in attrs.iter() {
+        let key = attr.name.as_str();
+        if key == "__ignoreNulls" {
+            continue;
+        }
+        let r = (|| -> Result<()> {
+            if ignore_nulls && matches!(ev.force(&attr.value)?, Value::Null) {
+                return Ok(());
+            }
+            match key {
+                "__contentAddressed" => {
+                    content_addressed = ev.force_bool(&attr.value, pos)?;
+                    if content_addressed {
+                        require_feature(ev, "ca-derivations", name_pos)?;
+                    }
+                }
+                "__impure" => {
+                    impure = ev.force_bool(&attr.value, pos)?;
+                    if impure {
+                        require_feature(ev, "impure-derivations", name_pos)?;
+                    }
+                }
+                "args" => {
+                    let list = ev.force_list(&attr.value, pos)?;
+                    for item in list.iter() {
+                        let mut s = String::new();
+                        ev.coerce_into(item, name_pos, more, &mut s, &mut ctx)?;
+                        drv.args.push(s.into_bytes());
+                    }
+                }
+                _ if structured => {
+                    if key == "__structuredAttrs" {
+                        return Ok(());
+                    }
+                    let out = json.as_mut().expect("structured");
+                    if out.len() > 1 {
+                        out.push(',');
+                    }
+                    super::json::escape_json(key, out);
+                    out.push(':');
+                    super::json::write_json(ev, &attr.value, pos, out, &mut ctx, true, 0)?;
+                    match key {
+                        "builder" => {
+                            let s = ev.force_string(&attr.value, name_pos)?;
+                            ctx.extend(s.context().iter().cloned());
+                            drv.builder = s.as_str().as_bytes().to_vec();
+                        }
+                        "system" => {
+                            drv.system =
+                                ev.force_string_no_ctx(&attr.value, name_pos)?.into_bytes();
+                        }
+                        "outputHash" => {
+                            output_hash = Some(ev.force_string_no_ctx(&attr.value, name_pos)?)
+                        }
+                        "outputHashAlgo" => {
+                            output_hash_algo = ev.force_string_no_ctx(&attr.value, name_pos)?
+                        }
+                        "outputHashMode" => {
+                            let s = ev.force_string_no_ctx(&attr.value, name_pos)?;
+                            mode = Some(hash_mode(&s, name_pos)?);
+                        }
+                        "outputs" => {
+                            let list = ev.force_list(&attr.value, name_pos)?;
+                            let mut names = Vec::with_capacity(list.len());
+                            for item in list.iter() {
+                                names.push(ev.force_string_no_ctx(item, name_pos)?);
+                            }
+                            outputs = output_names(names, name_pos)?;
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {
+                    let mut s = String::new();
+                    let at = if attr.pos.is_none() { pos } else { attr.pos };
+                    ev.coerce_into(&attr.value, at, more, &mut s, &mut ctx)?;
+                    match key {
+                        "builder" => drv.builder = s.as_bytes().to_vec(),
+                        "system" => drv.system = s.as_bytes().to_vec(),
+                        "outputHash" => output_hash = Some(s.clone()),
+                        "outputHashAlgo" => output_hash_algo = s.clone(),
+                        "outputHashMode" => mode = Some(hash_mode(&s, name_pos)?),
+                        "outputs" => {
+                            outputs = output_names(
+                                s.split([' ', '\t', '\n', '\r'])
+                                    .filter(|w| !w.is_empty())
+                                    .map(str::to_owned)
+                                    .collect(),
+                                name_pos,
+                            )?
+                        }
+                        _ => {}
+                    }
+                    drv.env.insert(key.as_bytes().to_vec(), s.into_bytes());
+                }
+            }
+            Ok(())
+        })();
+        r.map_err(|e| {
+            e.add_trace(
+                name_pos,
+                format!("while evaluating the attribute '{key}' of the derivation '{drv_name}'"),
+            )
+        })?;
+    }
+
+    if let Some(mut j) = json {
+        j.push('}');
+        drv.env.insert(b"__json".to_vec(), j.into_bytes());
+    }
+
+    let store = ev.store().clone();
+    let store_dir = store.store_dir().clone();
+
+    // The context becomes the inputs.
+    for elem in &ctx {
+        if let Some(p) = elem.strip_prefix('=') {
+            let drv_path = parse_store_path(ev, p, name_pos)?;
+            let closure = store.closure(&drv_path).map_err(|e| {
+                err(
+                    format!("cannot compute the closure of '{p}': {e}"),
+                    name_pos,
+                )
+            })?;
+            for q in closure {
+                if q.is_derivation() {
+                    let input = store
+                        .read_derivation(&q)
+                        .map_err(|e| err(e.to_string(), name_pos))?;
+                    drv.input_drvs
+                        .insert(q.clone(), input.outputs.keys().cloned().collect());
+                }
+                drv.input_srcs.insert(q);
+            }
+        } else if let Some(rest) = elem.strip_prefix('!') {
+            let (output, p) = rest
+                .split_once('!')
+                .ok_or_else(|| err(format!("invalid string context '{elem}'"), name_pos))?;
+            let drv_path = parse_store_path(ev, p, name_pos)?;
+            drv.input_drvs
+                .entry(drv_path)
+                .or_default()
+                .insert(output.to_owned());
+        } else {
+            let p = parse_store_path(ev, elem, name_pos)?;
+            drv.input_srcs.insert(p);
+        }
+    }
+
+    if drv.builder.is_empty() {
+        return Err(err("required attribute 'builder' missing", name_pos));
+    }
+    if drv.system.is_empty() {
+        return Err(err("required attribute 'system' missing", name_pos));
+    }
+    if drv_name.ends_with(".drv") {
+        return Err(err(
+            "derivation names are not allowed to end in '.drv'",
+            name_pos,
+        ));
+    }
+
+    if let Some(h) = &output_hash {
+        if outputs.len() != 1 || !outputs.contains("out") {
+            return Err(err(
+                "multiple outputs are not supported in fixed-output derivations",
+                name_pos,
+            ));
+        }
+        let hash = parse_output_hash(h, &output_hash_algo, name_pos)?;
+        let method = match mode.unwrap_or(Mode::Flat) {
+            Mode::Flat => CaMethod::Flat,
+            Mode::Recursive => CaMethod::Recursive,
+        };
+        let out = DerivationOutput::CAFixed { method, hash };
+        let path = out
+            .path(&store_dir, &drv_name, "out")
+            .map_err(|e| err(e.to_string(), name_pos))?
+            .expect("fixed outputs have paths");
+        drv.env
+            .insert(b"out".to_vec(), store_dir.display(&path).into_bytes());
+        drv.outputs.insert("out".to_owned(), out);
+    } else if content_addressed || impure {
+        if content_addressed && impure {
+            return Err(err(
+                "derivation cannot be both content-addressed and impure",
+                name_pos,
+            ));
+        }
+        let algo = output_hash_algo.parse().unwrap_or(HashAlgo::Sha256);
+        let method = match mode.unwrap_or(Mode::Recursive) {
+            Mode::Flat => CaMethod::Flat,
+            Mode::Recursive => CaMethod::Recursive,
+        };
+        for o in &outputs {
+            drv.env.insert(
+                o.as_bytes().to_vec(),
+                super::context::placeholder(o).into_bytes(),
+            );
+            let out = if impure {
+                DerivationOutput::Impure { method, algo }
+            } else {
+                DerivationOutput::CAFloating { method, algo }
+            };
+            drv.outputs.insert(o.clone(), out);
+        }
+    } else {
+        // Input-addressed: hash the derivation with its outputs blanked.
+        for o in &outputs {
+            drv.env.insert(o.as_bytes().to_vec(), Vec::new());
+            drv.outputs.insert(o.clone(), DerivationOutput::Deferred);
+        }
+        let r = {
+            let mut lookup = |p: &StorePath| drv_hash(ev, p);
+            drv.fill_in_output_paths(&store_dir, &mut lookup)
+        };
+        r.map_err(|e| hashing_error(e, name_pos))?;
+    }
+
+    let drv_path = store.write_derivation(&drv).map_err(|e| {
+        err(
+            format!("cannot write derivation '{drv_name}': {e}"),
+            name_pos,
+        )
+    })?;
+    // Remembered for derivations depending on this one (and required when
+    // nothing is written).
+    let h = {
+        let mut lookup = |p: &StorePath| drv_hash(ev, p);
+        drv.hash_modulo(&store_dir, false, &mut lookup)
+    }
+    .map_err(|e| hashing_error(e, name_pos))?;
+    ev.drv_hashes.insert(drv_path.clone(), h);
+
+    let drv_path_s = store_dir.display(&drv_path);
+    let mut entries = Vec::with_capacity(1 + drv.outputs.len());
+    entries.push(Attr {
+        name: Symbol::new("drvPath"),
+        value: string_with(drv_path_s.clone(), format!("={drv_path_s}")),
+        pos: Pos::NONE,
+    });
+    for (o, out) in &drv.outputs {
+        let path = out
+            .path(&store_dir, &drv.name, o)
+            .map_err(|e| err(e.to_string(), name_pos))?;
+        let s = match path {
+            Some(p) => store_dir.display(&p),
+            None => downstream_placeholder(&drv_path, o),
+        };
+        entries.push(Attr {
+            name: Symbol::new(o),
+            value: string_with(s, format!("!{o}!{drv_path_s}")),
+            pos: Pos::NONE,
+        });
+    }
+    Ok(Value::attrs(Attrs::from_unsorted(entries)))
+}
+
+fn string_with(s: String, ctx: String) -> Value {
+    let mut c = Context::new();
+    c.insert(Rc::from(ctx));
+    Value::String(NixString::with_context(s, c))
+}
+
+/// The modulo hash of an input derivation: remembered from this evaluation,
+/// or computed from the store's `.drv` files. Mirrors `pathDerivationModulo`.
+fn drv_hash(ev: &mut Evaluator, p: &StorePath) -> std::result::Result<DrvHash, HashingError> {
+    if let Some(h) = ev.drv_hashes.get(p) {
+        return Ok(h.clone());
+    }
+    let store = ev.store().clone();
+    let dir = store.store_dir().clone();
+    let mut hashes = DrvHashes::new(dir, |q: &StorePath| store.read_derivation(q));
+    for (k, v) in &ev.drv_hashes {
+        hashes.insert(k.clone(), v.clone());
+    }
+    let h = hashes.get(p)?;
+    ev.drv_hashes.insert(p.clone(), h.clone());
+    Ok(h)
+}
+
+fn hashing_error(e: HashingError, pos: Pos) -> Box<EvalError> {
+    err(e.to_string(), pos)
+}
+
+fn parse_store_path(ev: &Evaluator, p: &str, pos: Pos) -> Result<StorePath> {
+    ev.store()
+        .store_dir()
+        .parse(p)
+        .map_err(|e| err(format!("path '{p}' is not a valid store path: {e}"), pos))
+}
+
+fn require_feature(ev: &Evaluator, feature: &str, pos: Pos) -> Result<()> {
+    if ev.has_feature(feature) {
+        return Ok(());
+    }
+    Err(err(
+        format!(
+            "experimental Nix feature '{feature}' is disabled; use '--extra-experimental-features {feature}' to override"
+        ),
+        pos,
+    ))
+}
+
+fn hash_mode(s: &str, pos: Pos) -> Result<Mode> {
+    match s {
+        "recursive" => Ok(Mode::Recursive),
+        "flat" => Ok(Mode::Flat),
+        _ => Err(err(
+            format!("invalid value '{s}' for 'outputHashMode' attribute"),
+            pos,
+        )),
+    }
+}
+
+fn output_names(names: Vec<String>, pos: Pos) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for n in names {
+        if out.contains(&n) {
+            return Err(err(format!("duplicate derivation output '{n}'"), pos));
+        }
+        // Nix 2.8 rejects only `drv`; `drvPath` gave a set with two
+        // `drvPath` attributes there, and is rejected by later Nix as here.
+        if n == "drv" || n == "drvPath" {
+            return Err(err(format!("invalid derivation output name '{n}'"), pos));
+        }
+        out.insert(n);
+    }
+    if out.is_empty() {
+        return Err(err("derivation cannot have an empty set of outputs", pos));
+    }
+    Ok(out)
+}
+
+/// `outputHash` with `outputHashAlgo`, as `newHashAllowEmpty` parses them:
+/// prefixed (`sha256:...`), SRI, or bare in base16/nix32/base64 with the
+/// algorithm given; an empty hash is all zeros, with a warning.
+fn parse_output_hash(h: &str, algo: &str, pos: Pos) -> Result<Hash> {
+    let algo: Option<HashAlgo> = algo.parse().ok();
+    if h.is_empty() {
+        let Some(algo) = algo else {
+            return Err(err("empty hash requires explicit hash type", pos));
+        };
+        let zero = Hash::from_bytes(algo, &vec![0u8; algo.size()]).expect("right size");
+        eprintln!("warning: found empty hash, assuming '{}'", zero.to_sri());
+        return Ok(zero);
+    }
+    Hash::parse_any(h, algo).map_err(|e| err(e.to_string(), pos))
+}
+
+/// The placeholder for an output whose path is known only after building
+/// (floating content-addressed derivations). Mirrors `downstreamPlaceholder`.
+pub fn downstream_placeholder(drv_path: &StorePath, output: &str) -> String {
+    let drv_name = drv_path
+        .name()
+        .strip_suffix(".drv")
+        .unwrap_or(drv_path.name());
+    let clear = format!(
+        "nix-upstream-output:{}:{}",
+        drv_path.hash_part(),
+        output_path_name(drv_name, output)
+    );
+    format!("/{}", HashAlgo::Sha256.digest(clear).to_nix32())
 }

@@ -45,7 +45,26 @@ fn real_path(ev: &mut Evaluator, v: &Value, pos: Pos, f: &str) -> Result<String>
 fn read_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let p = real_path(ev, &a[0], pos, "readFile")?;
     let bytes = std::fs::read(&p).map_err(|e| io_err("opening file", &p, &e, pos))?;
-    Ok(Value::string(String::from_utf8_lossy(&bytes).into_owned()))
+    if bytes.contains(&0) {
+        return Err(err(
+            format!("the contents of the file '{p}' cannot be represented as a Nix string"),
+            pos,
+        ));
+    }
+    // A file in the store refers to what its store object refers to.
+    let store = ev.store().clone();
+    let mut ctx = Context::new();
+    if let Ok((sp, _)) = store.store_dir().parse_prefix(&p) {
+        if let Ok(refs) = store.references(&sp) {
+            for r in refs {
+                ctx.insert(Rc::from(store.store_dir().display(&r).as_str()));
+            }
+        }
+    }
+    Ok(Value::String(NixString::with_context(
+        String::from_utf8_lossy(&bytes).into_owned(),
+        ctx,
+    )))
 }
 
 fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
@@ -86,7 +105,9 @@ fn path_exists(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     }))
 }
 
-/// Adds `path` to the store, calling the Nix `filter` (if any) on every entry.
+/// Adds `path` to the store, calling the Nix `filter` (if any) on every
+/// entry. With an expected hash whose path is already valid, nothing is
+/// read. Mirrors `addPath`.
 fn add_path(
     ev: &mut Evaluator,
     name: &str,
@@ -97,43 +118,63 @@ fn add_path(
     pos: Pos,
 ) -> Result<Value> {
     let store = ev.store().clone();
-    let mut failure: Option<Box<EvalError>> = None;
-    let mut keep = |p: &Path, kind: &str| -> bool {
-        let Some(f) = &filter else { return true };
-        if failure.is_some() {
-            return false;
-        }
-        let arg1 = Value::string(p.display().to_string());
-        let r = ev
-            .call2(f, arg1, Value::string(kind), pos)
-            .and_then(|v| ev.force_bool(&v, pos));
-        match r {
-            Ok(b) => b,
-            Err(e) => {
-                failure = Some(e);
-                false
+    let trace = |e: Box<EvalError>| e.add_trace(pos, format!("while adding path '{path}'"));
+    let want = match &expected {
+        Some(h) => Some(
+            store
+                .store_dir()
+                .make_fixed_output_path(name, method, h, [], false)
+                .map_err(|e| trace(err(e.to_string(), pos)))?,
+        ),
+        None => None,
+    };
+    let sp = match want {
+        Some(w) if store.is_valid_path(&w) => w,
+        _ => {
+            let mut failure: Option<Box<EvalError>> = None;
+            let mut keep = |p: &Path, kind: &str| -> bool {
+                let Some(f) = &filter else { return true };
+                if failure.is_some() {
+                    return false;
+                }
+                let arg1 = Value::string(p.display().to_string());
+                let r = ev
+                    .call2(f, arg1, Value::string(kind), pos)
+                    .and_then(|v| ev.force_bool(&v, pos));
+                match r {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            };
+            let sp = store.add_to_store(
+                name,
+                Path::new(path),
+                method,
+                HashAlgo::Sha256,
+                filter
+                    .is_some()
+                    .then_some(&mut keep as &mut dyn FnMut(&Path, &str) -> bool),
+            );
+            if let Some(e) = failure {
+                return Err(trace(e));
             }
+            let sp = sp.map_err(|e| trace(io_err("adding to the store", path, &e, pos)))?;
+            if let Some(w) = want {
+                if w != sp {
+                    return Err(trace(err(
+                        format!(
+                            "store path mismatch in (possibly filtered) path added from '{path}'"
+                        ),
+                        pos,
+                    )));
+                }
+            }
+            sp
         }
     };
-    let sp = store
-        .add_to_store(name, Path::new(path), method, HashAlgo::Sha256, &mut keep)
-        .map_err(|e| io_err("adding to the store", path, &e, pos));
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let sp = sp?;
-    if let Some(h) = expected {
-        let want = store
-            .store_dir()
-            .make_fixed_output_path(name, method, &h, [], false)
-            .map_err(|e| err(e.to_string(), pos))?;
-        if want != sp {
-            return Err(err(
-                format!("store path mismatch in (possibly filtered) path added from '{path}'"),
-                pos,
-            ));
-        }
-    }
     let full = store.store_dir().display(&sp);
     let mut ctx = Context::new();
     ctx.insert(Rc::from(full.as_str()));
@@ -159,10 +200,15 @@ fn path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             }
             "sha256" => {
                 let h = ev.force_string_no_ctx(&attr.value, pos)?;
-                expected = Some(
+                expected = Some(if h.is_empty() {
+                    let zero = rix_formats::Hash::from_bytes(HashAlgo::Sha256, &[0; 32])
+                        .expect("32 bytes");
+                    eprintln!("warning: found empty hash, assuming '{}'", zero.to_sri());
+                    zero
+                } else {
                     rix_formats::Hash::parse_any(&h, Some(HashAlgo::Sha256))
-                        .map_err(|e| err(e.to_string(), pos))?,
-                );
+                        .map_err(|e| err(e.to_string(), attr.pos))?
+                });
             }
             other => {
                 return Err(err(
@@ -172,13 +218,12 @@ fn path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             }
         }
     }
-    let src = src.ok_or_else(|| {
-        err(
-            "missing required 'path' attribute in the first argument to builtins.path",
-            pos,
-        )
-    })?;
-    let name = name.unwrap_or_else(|| base_name(&src).to_owned());
+    let src = src
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| err("'path' required", pos))?;
+    let name = name
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| base_name(&src).to_owned());
     add_path(ev, &name, &src, filter, method, expected, pos)
 }
 
@@ -201,15 +246,17 @@ fn to_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let name = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "toFile", pos)?;
     let contents = arg_ctx(ev.force_string(&a[1], pos), 1, "toFile", pos)?;
     let store = ev.store().clone();
-    let mut refs = Vec::new();
+    let mut refs = std::collections::BTreeSet::new();
     for c in contents.context() {
-        if c.starts_with('=') || c.starts_with('!') {
+        if !c.starts_with('/') {
             return Err(err(
-                format!("in 'toFile': the file '{name}' cannot refer to derivation outputs"),
+                format!(
+                    "in 'toFile': the file named '{name}' must not contain a reference to a derivation but contains ({c})"
+                ),
                 pos,
             ));
         }
-        refs.push(
+        refs.insert(
             store
                 .store_dir()
                 .parse(c)
@@ -217,7 +264,7 @@ fn to_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         );
     }
     let sp = store
-        .add_text(&name, contents.as_str(), &refs)
+        .add_text(&name, contents.as_str().as_bytes(), &refs)
         .map_err(|e| err(e.to_string(), pos))?;
     let full = store.store_dir().display(&sp);
     let mut ctx = Context::new();
@@ -240,8 +287,11 @@ fn store_path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         .store_dir()
         .parse_prefix(&p)
         .map_err(|_| err(format!("path '{p}' is not in the Nix store"), pos))?;
-    if !store.is_valid_path(&sp) {
-        return Err(err(format!("path '{p}' is not valid"), pos));
+    if !store.is_read_only() && !store.is_valid_path(&sp) {
+        return Err(err(
+            format!("path '{}' is not valid", store.store_dir().display(&sp)),
+            pos,
+        ));
     }
     let full = store.store_dir().display(&sp);
     let mut ctx = Context::new();

@@ -57,7 +57,7 @@ pub(crate) fn escape_json(s: &str, out: &mut String) {
     out.push('"');
 }
 
-fn write_json(
+pub(crate) fn write_json(
     ev: &mut Evaluator,
     v: &Value,
     pos: Pos,

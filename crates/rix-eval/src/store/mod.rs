@@ -2,16 +2,36 @@
 //!
 //! Evaluation copies sources into the store (path interpolation,
 //! `builtins.path`, `filterSource`), writes text files (`toFile`) and
-//! derivations (`derivationStrict`). [`EvalStore`] is that interface;
-//! [`DryRunStore`] computes the same store paths without writing anything, as
-//! Nix does in `--readonly-mode` (`computeStorePathForPath`, `computeStorePathForText`).
+//! derivations (`derivationStrict`), and reads derivations and references back
+//! (`=` contexts, hashing input derivations). [`EvalStore`] is that interface,
+//! with two implementations:
+//!
+//! | type | what | Nix |
+//! | --- | --- | --- |
+//! | [`DryRunStore`] | computes the same paths, writes nothing; remembers what it "wrote" | `--readonly-mode` (`computeStorePathForPath`, `computeStorePathForText`) |
+//! | [`LocalEvalStore`] | a [`rix_store::local_store::LocalStore`] | `LocalStore::addToStore`, `addTextToStore`, `writeDerivation` |
+//!
+//! NAR serialisation and hashing come from [`rix_store::archive`]; a filtered
+//! serialisation (the filter is a Nix function, called on every entry in
+//! Nix's order) is [`dump_filtered`].
 
+mod dry_run;
+mod local;
+
+use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use rix_formats::hash::Hasher;
+use rix_formats::derivation::Derivation;
+use rix_formats::hash::{Hash, Hasher};
+use rix_formats::nar::NarWriter;
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use rix_formats::HashAlgo;
+
+pub use dry_run::DryRunStore;
+pub use local::LocalEvalStore;
 
 /// A filter for source paths: receives the path and its type (`"regular"`,
 /// `"directory"`, `"symlink"`, `"unknown"`), returns whether to keep it.
@@ -22,167 +42,160 @@ pub trait EvalStore {
     fn store_dir(&self) -> &StoreDir;
 
     /// Adds the file system object at `path` under `name`, hashed with `method`
-    /// and `algo`, keeping only what `filter` accepts. Mirrors `Store::addToStore`.
+    /// and `algo`, keeping only what `filter` accepts (everything without one).
+    /// Mirrors `Store::addToStore`.
     fn add_to_store(
         &self,
         name: &str,
         path: &Path,
         method: FileIngestionMethod,
         algo: HashAlgo,
-        filter: PathFilter<'_>,
+        filter: Option<PathFilter<'_>>,
     ) -> io::Result<StorePath>;
 
     /// Adds a text file with the given references. Mirrors `Store::addTextToStore`.
-    fn add_text(&self, name: &str, text: &str, refs: &[StorePath]) -> io::Result<StorePath>;
+    fn add_text(
+        &self,
+        name: &str,
+        text: &[u8],
+        refs: &BTreeSet<StorePath>,
+    ) -> io::Result<StorePath>;
 
-    /// Whether `path` exists in the store (for `builtins.storePath`); a dry-run
-    /// store answers `true`.
-    fn is_valid_path(&self, _path: &StorePath) -> bool {
-        true
+    /// Writes a derivation (its outputs already filled in) and returns its
+    /// `.drv` path. Mirrors `writeDerivation`.
+    fn write_derivation(&self, drv: &Derivation) -> io::Result<StorePath>;
+
+    /// Reads the derivation at `path`. Mirrors `Store::readDerivation`.
+    fn read_derivation(&self, path: &StorePath) -> io::Result<Derivation>;
+
+    /// The references of a valid path. Mirrors `queryPathInfo(p)->references`.
+    fn references(&self, path: &StorePath) -> io::Result<BTreeSet<StorePath>>;
+
+    /// Whether `path` is valid (for `builtins.storePath`, `builtins.path`
+    /// with a known hash). A dry-run store knows only what it was given.
+    fn is_valid_path(&self, path: &StorePath) -> bool;
+
+    /// Whether nothing is written (Nix's `readOnlyMode`): then
+    /// `builtins.storePath` does not insist on valid paths.
+    fn is_read_only(&self) -> bool {
+        false
+    }
+
+    /// Where the store object at `path` can be read (stores whose directory
+    /// is not their location on disk).
+    fn real_path(&self, path: &StorePath) -> std::path::PathBuf {
+        std::path::PathBuf::from(self.store_dir().display(path))
+    }
+
+    /// The closure of `path` under references, `path` included. Mirrors
+    /// `computeFSClosure`.
+    fn closure(&self, path: &StorePath) -> io::Result<BTreeSet<StorePath>> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![path.clone()];
+        while let Some(p) = todo.pop() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            for r in self.references(&p)? {
+                if !seen.contains(&r) {
+                    todo.push(r);
+                }
+            }
+        }
+        Ok(seen)
     }
 }
 
-/// Computes store paths without writing anything.
-#[derive(Debug, Clone, Default)]
-pub struct DryRunStore {
-    dir: StoreDir,
-}
-
-impl DryRunStore {
-    pub fn new(dir: StoreDir) -> DryRunStore {
-        DryRunStore { dir }
-    }
-}
-
-fn invalid(e: impl std::fmt::Display) -> io::Error {
+pub(crate) fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
-impl EvalStore for DryRunStore {
-    fn store_dir(&self) -> &StoreDir {
-        &self.dir
-    }
+pub(crate) fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
 
-    fn add_to_store(
-        &self,
-        name: &str,
-        path: &Path,
-        method: FileIngestionMethod,
-        algo: HashAlgo,
-        filter: PathFilter<'_>,
-    ) -> io::Result<StorePath> {
-        let hash = match method {
-            FileIngestionMethod::Recursive => {
-                let mut h = Hasher::new(algo);
-                dump_path(path, &mut h, filter)?;
-                h.finish()
+/// The content hash of the object at `path` as `addToStore` computes it:
+/// the file's bytes (flat) or its NAR serialisation (recursive), keeping
+/// what `filter` accepts.
+pub(crate) fn content_hash(
+    path: &Path,
+    method: FileIngestionMethod,
+    algo: HashAlgo,
+    filter: Option<PathFilter<'_>>,
+) -> io::Result<Hash> {
+    match (method, filter) {
+        (FileIngestionMethod::Flat, _) => {
+            let meta = std::fs::symlink_metadata(path)?;
+            if !meta.is_file() {
+                return Err(io::Error::other(format!(
+                    "file '{}' must be a regular file to be hashed flat",
+                    path.display()
+                )));
             }
-            FileIngestionMethod::Flat => {
-                let mut h = Hasher::new(algo);
-                io::copy(&mut std::fs::File::open(path)?, &mut h)?;
-                h.finish()
-            }
-        };
-        self.dir
-            .make_fixed_output_path(name, method, &hash, [], false)
-            .map_err(invalid)
-    }
-
-    fn add_text(&self, name: &str, text: &str, refs: &[StorePath]) -> io::Result<StorePath> {
-        let hash = HashAlgo::Sha256.digest(text.as_bytes());
-        self.dir
-            .make_text_path(name, &hash, refs.iter())
-            .map_err(invalid)
+            let mut h = Hasher::new(algo);
+            io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+            Ok(h.finish())
+        }
+        (FileIngestionMethod::Recursive, None) => rix_store::archive::hash_path(path, algo)
+            .map(|(h, _)| h)
+            .map_err(other),
+        (FileIngestionMethod::Recursive, Some(filter)) => {
+            let mut h = Hasher::new(algo);
+            dump_filtered(path, &mut h, filter)?;
+            Ok(h.finish())
+        }
     }
 }
 
-/// Serialises `path` as a NAR into `out`, skipping what `filter` rejects
-/// (below the root). A small stand-in for `rix_store`'s archive writer.
-pub fn dump_path(path: &Path, out: &mut dyn Write, filter: PathFilter<'_>) -> io::Result<()> {
-    write_str(out, b"nix-archive-1")?;
-    dump_node(path, out, filter)
+/// Serialises `path` as a NAR into `out`, leaving out the entries below the
+/// root that `filter` rejects (with everything under them). The filter is
+/// called on each directory entry, in NAR order, before descending into it,
+/// as Nix's `dumpPath` calls its `PathFilter`.
+pub fn dump_filtered(path: &Path, out: &mut dyn Write, filter: PathFilter<'_>) -> io::Result<()> {
+    let mut w = NarWriter::new(out);
+    dump_node(path, &mut w, filter)?;
+    w.finish().map_err(other)?;
+    Ok(())
 }
 
-fn write_str(out: &mut dyn Write, s: &[u8]) -> io::Result<()> {
-    out.write_all(&(s.len() as u64).to_le_bytes())?;
-    out.write_all(s)?;
-    let pad = (8 - s.len() % 8) % 8;
-    out.write_all(&[0u8; 8][..pad])
-}
-
-fn dump_node(path: &Path, out: &mut dyn Write, filter: PathFilter<'_>) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+fn dump_node(
+    path: &Path,
+    w: &mut NarWriter<&mut dyn Write>,
+    filter: PathFilter<'_>,
+) -> io::Result<()> {
     let meta = std::fs::symlink_metadata(path)?;
-    write_str(out, b"(")?;
     let ft = meta.file_type();
     if ft.is_file() {
-        write_str(out, b"type")?;
-        write_str(out, b"regular")?;
-        if meta.permissions().mode() & 0o100 != 0 {
-            write_str(out, b"executable")?;
-            write_str(out, b"")?;
-        }
-        write_str(out, b"contents")?;
-        let len = meta.len();
-        out.write_all(&len.to_le_bytes())?;
-        let mut f = std::fs::File::open(path)?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])?;
-            total += n as u64;
-        }
-        if total != len {
-            return Err(io::Error::other(format!(
-                "file '{}' changed while being read",
-                path.display()
-            )));
-        }
-        let pad = ((8 - len % 8) % 8) as usize;
-        out.write_all(&[0u8; 8][..pad])?;
+        let exec = meta.permissions().mode() & 0o100 != 0;
+        let f = std::fs::File::open(path)?;
+        w.regular(exec, meta.len(), f.take(meta.len()))
+            .map_err(|e| io::Error::other(format!("file '{}': {e}", path.display())))?;
     } else if ft.is_dir() {
-        write_str(out, b"type")?;
-        write_str(out, b"directory")?;
+        w.begin_directory().map_err(other)?;
         let mut names: Vec<_> = std::fs::read_dir(path)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<io::Result<_>>()?;
-        names.sort_by(|a, b| {
-            use std::os::unix::ffi::OsStrExt;
-            a.as_bytes().cmp(b.as_bytes())
-        });
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
-            use std::os::unix::ffi::OsStrExt;
             let child = path.join(&name);
             let cft = std::fs::symlink_metadata(&child)?.file_type();
-            let kind = file_type_name(cft);
-            if !filter(&child, kind) {
+            if !filter(&child, file_type_name(cft)) {
                 continue;
             }
-            write_str(out, b"entry")?;
-            write_str(out, b"(")?;
-            write_str(out, b"name")?;
-            write_str(out, name.as_bytes())?;
-            write_str(out, b"node")?;
-            dump_node(&child, out, filter)?;
-            write_str(out, b")")?;
+            w.entry(name.as_bytes()).map_err(other)?;
+            dump_node(&child, w, filter)?;
         }
+        w.end_directory().map_err(other)?;
     } else if ft.is_symlink() {
-        use std::os::unix::ffi::OsStrExt;
-        write_str(out, b"type")?;
-        write_str(out, b"symlink")?;
-        write_str(out, b"target")?;
-        write_str(out, std::fs::read_link(path)?.as_os_str().as_bytes())?;
+        let target = std::fs::read_link(path)?;
+        w.symlink(target.as_os_str().as_bytes()).map_err(other)?;
     } else {
         return Err(io::Error::other(format!(
             "file '{}' has an unsupported type",
             path.display()
         )));
     }
-    write_str(out, b")")
+    Ok(())
 }
 
 /// Nix's name for a file type, as `readDir` and path filters see it.
@@ -206,7 +219,29 @@ mod tests {
     fn text_path_matches_nix() {
         // nix-instantiate --eval -E 'builtins.toFile "foo" "bar"'
         let s = DryRunStore::default();
-        let p = s.add_text("foo", "bar", &[]).unwrap();
+        let p = s.add_text("foo", b"bar", &BTreeSet::new()).unwrap();
         assert_eq!(p.to_string(), "vxjiwkjkn7x4079qvh1jkl5pn05j2aw0-foo");
+    }
+
+    #[test]
+    fn filtered_dump_without_filtering_is_the_nar() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/f"), b"hello").unwrap();
+        std::os::unix::fs::symlink("d/f", dir.path().join("l")).unwrap();
+        let mut a = Vec::new();
+        dump_filtered(dir.path(), &mut a, &mut |_, _| true).unwrap();
+        let mut b = Vec::new();
+        rix_store::archive::dump(dir.path(), &mut b).unwrap();
+        assert_eq!(a, b);
+        let mut c = Vec::new();
+        let mut seen = Vec::new();
+        dump_filtered(dir.path(), &mut c, &mut |p, t| {
+            seen.push((p.file_name().unwrap().to_owned(), t.to_owned()));
+            t != "symlink"
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(c.len() < a.len());
     }
 }

@@ -1,0 +1,439 @@
+//! Differential test of instantiation against `nix-instantiate`: every case
+//! of the corpus is instantiated by Nix into a temporary store, then (the
+//! store moved aside) by rix into a fresh store at the same location. The
+//! printed `.drv` paths, the bytes of every `.drv` file and the set of store
+//! objects written must be identical. The dry-run store must compute the same
+//! `.drv` paths without writing anything. Skipped when Nix is absent unless
+//! `RIX_REQUIRE_NIX=1`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::rc::Rc;
+
+use rix_eval::store::{DryRunStore, EvalStore, LocalEvalStore};
+use rix_eval::{EvalOptions, Evaluator, Value};
+use rix_formats::StoreDir;
+use rix_store::layout::StoreLayout;
+use rix_store::local_store::LocalStore;
+
+/// Sources the cases refer to, relative to the case directory.
+fn write_sources(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(dir.join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(dir.join("script.sh"), "#!/bin/sh\necho script\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("script.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), "a\n").unwrap();
+    std::fs::write(tree.join("skip.o"), "object\n").unwrap();
+    std::fs::write(tree.join("sub/b.txt"), "b\n").unwrap();
+    std::fs::write(tree.join("sub/c.o"), "c\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", tree.join("link")).unwrap();
+}
+
+/// `(name, extra nix-instantiate flags, expression)`: each evaluates to a
+/// list of derivations.
+const CASES: &[(&str, &[&str], &str)] = &[
+    (
+        "basic",
+        &[],
+        r##"[ (derivation { name = "basic"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; }) ]"##,
+    ),
+    (
+        "env-conversion",
+        &[],
+        r##"let dep = derivation { name = "dep"; system = "x86_64-linux"; builder = "/bin/sh"; }; in
+        [ (derivation {
+          name = "env-conversion";
+          system = "x86_64-linux";
+          builder = "/bin/sh";
+          t = true; f = false; n = null; i = 42; neg = -7; fl = 1.5; fl2 = 0.1; big = 1.0e20;
+          l = [ 1 "two" [ ] [ "nested" [ 3 ] ] true false null 2.5 ];
+          empty = [ ];
+          s = "quotes \" backslash \\ newline \n tab \t dollar $ unicode é ∀";
+          p = ./hello.txt;
+          d = dep;
+          ds = "${dep}/bin";
+          withDep = "prefix-${dep.drvPath}-suffix";
+        }) ]"##,
+    ),
+    (
+        "multi-output",
+        &[],
+        r##"let m = derivation { name = "multi"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = [ "out" "dev" "lib" ]; }; in
+        [ m m.dev (derivation { name = "uses-dev"; system = "x86_64-linux"; builder = "/bin/sh"; dev = m.dev; lib = "${m.lib}/lib"; }) ]"##,
+    ),
+    (
+        "outputs-string",
+        &[],
+        r##"let s = builtins.derivationStrict { name = "outs"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = "bin  out\tdoc"; }; in
+        [ { type = "derivation"; name = "outs"; outputName = "out"; drvPath = s.drvPath; outPath = s.out; } ]"##,
+    ),
+    (
+        "fixed-output",
+        &[],
+        r##"let fod = attrs: derivation ({ system = "x86_64-linux"; builder = "/bin/sh"; } // attrs); in [
+          (fod { name = "flat-sha256-base16"; outputHashAlgo = "sha256"; outputHash = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"; })
+          (fod { name = "flat-sha256-nix32"; outputHashAlgo = "sha256"; outputHash = "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq"; })
+          (fod { name = "flat-sri"; outputHash = "sha256-WJG1tSLV3whtD/CxEPvZ0hu0/HFjrzTQgoai6Eb2vgM="; })
+          (fod { name = "flat-sri-algo-empty"; outputHashAlgo = ""; outputHash = "sha256-WJG1tSLV3whtD/CxEPvZ0hu0/HFjrzTQgoai6Eb2vgM="; })
+          (fod { name = "flat-prefixed"; outputHash = "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"; })
+          (fod { name = "rec-sha256"; outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq"; })
+          (fod { name = "flat-sha1"; outputHashAlgo = "sha1"; outputHash = "f572d396fae9206628714fb2ce00f72e94f2258f"; })
+          (fod { name = "rec-sha1"; outputHashMode = "recursive"; outputHashAlgo = "sha1"; outputHash = "f572d396fae9206628714fb2ce00f72e94f2258f"; })
+          (fod { name = "flat-md5"; outputHashAlgo = "md5"; outputHash = "b1946ac92492d2347c6235b4d2611184"; })
+          (fod { name = "rec-md5"; outputHashMode = "recursive"; outputHashAlgo = "md5"; outputHash = "b1946ac92492d2347c6235b4d2611184"; })
+          (fod { name = "flat-sha512"; outputHashAlgo = "sha512"; outputHash = "e7c22b994c59d9cf2b48e549b1e24666636045930d3da7c1acb299d1c3b7f931f94aae41edda2c2b207a36e10f8bcb8d45223e54878f5b316e7ce3b6bc019629"; })
+          (fod { name = "rec-sha512-sri"; outputHashMode = "recursive"; outputHash = "sha512-58IrmUxZ2c8rSOVJseJGZmNgRZMNPafBrLKZ0cO3+TH5Sq5B7dosKyB6NuEPi8uNRSI+VIePWzFufOO2vAGWKQ=="; })
+          (fod { name = "flat-explicit"; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq"; })
+          (fod { name = "fod-with-inputs"; src = ./hello.txt; outputHashAlgo = "sha256"; outputHash = "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq"; })
+        ]"##,
+    ),
+    (
+        "fixed-output-dependents",
+        &[],
+        r##"let
+          fod = builder: derivation { name = "fetched"; system = "x86_64-linux"; inherit builder; outputHashAlgo = "sha256"; outputHash = "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq"; };
+          user = f: derivation { name = "user"; system = "x86_64-linux"; builder = "/bin/sh"; src = f; };
+        in [ (fod "/bin/sh") (fod "/bin/bash") (user (fod "/bin/sh")) (user (fod "/bin/bash")) ]"##,
+    ),
+    (
+        "to-file",
+        &[],
+        r##"let
+          a = builtins.toFile "a.txt" "contents of a\n";
+          b = builtins.toFile "b.sh" "#!/bin/sh\ncat ${a}\n";
+        in [ (derivation { name = "to-file"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ b ]; }) ]"##,
+    ),
+    (
+        "path-inputs",
+        &[],
+        r##"[ (derivation {
+          name = "path-inputs";
+          system = "x86_64-linux";
+          builder = ./script.sh;
+          file = ./hello.txt;
+          tree = ./tree;
+          interpolated = "${./tree}/sub";
+          named = builtins.path { path = ./tree; name = "renamed-tree"; };
+          filtered = builtins.path { path = ./tree; name = "filtered"; filter = p: t: builtins.match ".*\\.o" p == null; };
+          filterSourced = builtins.filterSource (p: t: t != "symlink") ./tree;
+          flat = builtins.path { path = ./hello.txt; recursive = false; };
+          flatNamed = builtins.path { path = ./hello.txt; recursive = false; name = "flat-hello"; };
+          checked = builtins.path { path = ./hello.txt; sha256 = "04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw"; };
+          exec = ./script.sh;
+        }) ]"##,
+    ),
+    (
+        "dependent",
+        &[],
+        r##"let
+          mk = name: attrs: derivation ({ inherit name; system = "x86_64-linux"; builder = "/bin/sh"; } // attrs);
+          a = mk "a" { };
+          b = mk "b" { dep = a; };
+          c = mk "c" { deps = [ a b ]; out2 = b.outPath; };
+          d = mk "d" { both = "${c} ${a.out}"; };
+        in [ a b c d ]"##,
+    ),
+    (
+        "structured-attrs",
+        &[],
+        r##"let dep = derivation { name = "dep"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = [ "out" "dev" ]; }; in
+        [ (derivation {
+          name = "structured";
+          system = "x86_64-linux";
+          builder = "/bin/sh";
+          __structuredAttrs = true;
+          outputs = [ "out" "doc" ];
+          args = [ "-c" "true" ];
+          nested = { a = 1; b = [ 1.5 0.1 1.0e20 (-2.5e-7) 100.0 ]; c = { d = null; e = true; f = "str\n\"q\""; }; };
+          dep = dep;
+          depDev = dep.dev;
+          file = ./hello.txt;
+          list = [ dep "x" 3 ];
+          exportReferencesGraph.closure = [ dep ];
+          allowedReferences = [ ];
+          maxSize = 1234;
+          unicode = "é ∀ \u0001";
+        }) ]"##,
+    ),
+    (
+        "pass-as-file",
+        &[],
+        r##"[ (derivation {
+          name = "pass-as-file";
+          system = "x86_64-linux";
+          builder = "/bin/sh";
+          passAsFile = [ "big" "other" ];
+          big = builtins.concatStringsSep "\n" (builtins.genList toString 100);
+          other = "x";
+        }) ]"##,
+    ),
+    (
+        "ignore-nulls",
+        &[],
+        r##"[ (derivation {
+          name = "ignore-nulls";
+          system = "x86_64-linux";
+          builder = "/bin/sh";
+          __ignoreNulls = true;
+          gone = null;
+          kept = "yes";
+          alsoKept = false;
+        }) (derivation {
+          name = "nulls-kept";
+          system = "x86_64-linux";
+          builder = "/bin/sh";
+          __ignoreNulls = false;
+          gone = null;
+        }) ]"##,
+    ),
+    (
+        "placeholders",
+        &[],
+        r##"[ (derivation {
+          name = "placeholders";
+          system = "x86_64-linux";
+          builder = "/bin/sh";
+          outputs = [ "out" "dev" ];
+          args = [ "-c" "echo ${builtins.placeholder "out"} > ${builtins.placeholder "dev"}" ];
+          other = builtins.placeholder "doc";
+        }) ]"##,
+    ),
+    (
+        "whole-closure-context",
+        &[],
+        r##"let
+          src = builtins.toFile "src.txt" "source";
+          a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; inherit src; outputs = [ "out" "bin" ]; };
+          b = derivation { name = "b"; system = "x86_64-linux"; builder = "/bin/sh"; dep = a; };
+        in [ (derivation { name = "uses-drv-path"; system = "x86_64-linux"; builder = "/bin/sh"; drv = b.drvPath; }) ]"##,
+    ),
+    (
+        "discard-output-dependency",
+        &[],
+        r##"let a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; }; in
+        [ (derivation { name = "discard"; system = "x86_64-linux"; builder = "/bin/sh"; drv = builtins.unsafeDiscardOutputDependency a.drvPath; }) ]"##,
+    ),
+    (
+        "store-path",
+        &[],
+        r##"let f = builtins.toFile "f" "x"; in
+        [ (derivation { name = "store-path"; system = "x86_64-linux"; builder = "/bin/sh"; p = builtins.storePath (builtins.unsafeDiscardStringContext f); }) ]"##,
+    ),
+    (
+        "names",
+        &[],
+        r##"[ (derivation { name = "a+b-1.0_x?=y."; system = "x86_64-linux"; builder = "/bin/sh"; })
+             (derivation { name = "tricky"; system = "i686-linux"; builder = "/bin/sh"; args = [ "" " " "$out" ]; "" = "empty key"; "a b" = "space"; }) ]"##,
+    ),
+    (
+        "content-addressed",
+        &["--extra-experimental-features", "ca-derivations"],
+        r##"let
+          ca = derivation { name = "ca"; system = "x86_64-linux"; builder = "/bin/sh"; __contentAddressed = true; outputs = [ "out" "dev" ]; };
+          ca-flat = derivation { name = "ca-flat"; system = "x86_64-linux"; builder = "/bin/sh"; __contentAddressed = true; outputHashMode = "flat"; outputHashAlgo = "sha1"; };
+          deferred = derivation { name = "deferred"; system = "x86_64-linux"; builder = "/bin/sh"; dep = ca; dev = ca.dev; };
+          deferred2 = derivation { name = "deferred2"; system = "x86_64-linux"; builder = "/bin/sh"; dep = deferred; };
+        in [ ca ca-flat deferred deferred2 ]"##,
+    ),
+    (
+        "fetchurl",
+        &[],
+        r##"[ (import <nix/fetchurl.nix> { url = "http://example.org/file.tar.gz"; sha256 = "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq"; })
+             (import <nix/fetchurl.nix> { url = "http://example.org/x"; hash = "sha256-WJG1tSLV3whtD/CxEPvZ0hu0/HFjrzTQgoai6Eb2vgM="; executable = true; }) ]"##,
+    ),
+];
+
+struct Run {
+    drvs: Vec<String>,
+    /// `.drv` file name → bytes, for every `.drv` in the store.
+    drv_files: BTreeMap<String, Vec<u8>>,
+    /// Every store object's name.
+    objects: Vec<String>,
+}
+
+fn snapshot(store_dir: &Path, drvs: Vec<String>) -> Run {
+    let mut objects = Vec::new();
+    let mut drv_files = BTreeMap::new();
+    for e in std::fs::read_dir(store_dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.ends_with(".lock") {
+            continue;
+        }
+        if name.ends_with(".drv") {
+            drv_files.insert(name.clone(), std::fs::read(store_dir.join(&name)).unwrap());
+        }
+        objects.push(name);
+    }
+    objects.sort();
+    Run {
+        drvs,
+        drv_files,
+        objects,
+    }
+}
+
+fn options(store: Rc<dyn EvalStore>, features: &[&str]) -> EvalOptions {
+    EvalOptions {
+        store,
+        features: features
+            .windows(2)
+            .filter(|w| w[0] == "--extra-experimental-features")
+            .map(|w| w[1].to_owned())
+            .collect(),
+        ..EvalOptions::default()
+    }
+}
+
+/// The `drvPath`s of the list of derivations `file` evaluates to.
+fn rix_drv_paths(ev: &mut Evaluator, file: &Path) -> Result<Vec<String>, String> {
+    let run = |ev: &mut Evaluator| -> rix_eval::Result<Vec<String>> {
+        let v = ev.eval_file(&file.display().to_string())?;
+        let list = ev.force_list(&v, rix_eval::source::Pos::NONE)?;
+        let mut out = Vec::new();
+        for item in list.iter() {
+            let attrs = ev.force_attrs(item, rix_eval::source::Pos::NONE)?;
+            let p = attrs.get_str("drvPath").cloned().unwrap_or(Value::Null);
+            let s = ev.force_string(&p, rix_eval::source::Pos::NONE)?;
+            out.push(s.as_str().to_owned());
+        }
+        Ok(out)
+    };
+    run(ev).map_err(|e| e.display_with_trace())
+}
+
+#[test]
+fn instantiation_matches_nix() {
+    let Some(nix) = rix_testutil::nix("nix-instantiate") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    write_sources(work.path());
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (name, flags, expr) in CASES {
+        let file = work.path().join(format!("{name}.nix"));
+        std::fs::write(&file, expr).unwrap();
+        let t = rix_testutil::TempStore::new();
+        let store_dir = t.store_dir();
+
+        // Nix first.
+        let out = Command::new(&nix)
+            .arg("--store")
+            .arg(t.url())
+            .args(*flags)
+            .arg(&file)
+            .env("NIX_PATH", "")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nix-instantiate failed on {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nix_drvs: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('!').next().unwrap().to_owned())
+            .collect();
+        let nix_run = snapshot(&store_dir, nix_drvs);
+        // Move Nix's store aside; rix writes a fresh one at the same place.
+        for d in ["store", "state", "log"] {
+            let p = t.dir.path().join(d);
+            if p.exists() {
+                std::fs::rename(&p, t.dir.path().join(format!("nix-{d}"))).unwrap();
+            }
+        }
+
+        // The dry-run store computes the same paths and writes nothing.
+        let dir = StoreDir::new(store_dir.display().to_string()).unwrap();
+        let mut ev = Evaluator::new(options(Rc::new(DryRunStore::new(dir)), flags));
+        match rix_drv_paths(&mut ev, &file) {
+            Ok(p) if p == nix_run.drvs => {}
+            other => failures.push(format!(
+                "{name} (dry run): nix {:?}, rix {other:?}",
+                nix_run.drvs
+            )),
+        }
+        assert!(!store_dir.exists(), "the dry run wrote to the store");
+
+        let layout = StoreLayout::from_url(&t.url()).unwrap();
+        let local = Rc::new(LocalStore::open(layout).unwrap());
+        let mut ev = Evaluator::new(options(Rc::new(LocalEvalStore::new(local)), flags));
+        let rix_drvs = match rix_drv_paths(&mut ev, &file) {
+            Ok(p) => p,
+            Err(e) => {
+                failures.push(format!("{name}: rix failed: {e}"));
+                continue;
+            }
+        };
+        let rix_run = snapshot(&store_dir, rix_drvs);
+        if rix_run.drvs != nix_run.drvs {
+            failures.push(format!(
+                "{name}: drv paths differ\n   nix {:?}\n   rix {:?}",
+                nix_run.drvs, rix_run.drvs
+            ));
+        }
+        for (f, bytes) in &nix_run.drv_files {
+            match rix_run.drv_files.get(f) {
+                Some(b) if b == bytes => {}
+                Some(b) => failures.push(format!(
+                    "{name}: {f} differs\n   nix {}\n   rix {}",
+                    String::from_utf8_lossy(bytes),
+                    String::from_utf8_lossy(b)
+                )),
+                None => failures.push(format!(
+                    "{name}: rix did not write {f}:\n   nix {}\n   rix wrote {:?}",
+                    String::from_utf8_lossy(bytes),
+                    rix_run.drv_files.keys().collect::<Vec<_>>()
+                )),
+            }
+        }
+        compared += nix_run.drv_files.len();
+        assert!(
+            !nix_run.drv_files.is_empty(),
+            "{name}: Nix wrote no derivation"
+        );
+        if rix_run.objects != nix_run.objects {
+            failures.push(format!(
+                "{name}: store objects differ\n   nix {:?}\n   rix {:?}",
+                nix_run.objects, rix_run.objects
+            ));
+        }
+    }
+    println!("{} cases, {compared} .drv files compared", CASES.len());
+    assert!(failures.is_empty(), "differences:\n{}", failures.join("\n"));
+}
+
+/// Nix's own fixture: `nix-lang/eval-okay-derivation-legacy` pins an output path.
+#[test]
+fn legacy_structured_attrs_output_path() {
+    let mut ev = Evaluator::new(EvalOptions::default());
+    let v = ev
+        .eval_expr(
+            r#"(builtins.derivationStrict {
+              name = "eval-okay-derivation-legacy";
+              system = "x86_64-linux";
+              builder = "/dontcare";
+              __structuredAttrs = true;
+              allowedReferences = [ ];
+              disallowedReferences = [ ];
+              allowedRequisites = [ ];
+              disallowedRequisites = [ ];
+              maxSize = 1234;
+              maxClosureSize = 12345;
+            }).out"#,
+            "/",
+        )
+        .unwrap();
+    assert_eq!(
+        ev.print(&v, true).unwrap(),
+        "\"/nix/store/mzgwvrjjir216ra58mwwizi8wj6y9ddr-eval-okay-derivation-legacy\""
+    );
+}
