@@ -25,6 +25,28 @@ pub enum HashCommand {
         #[arg(required = true)]
         hashes: Vec<String>,
     },
+    /// Convert hashes to base16 (Nix 2.8's `nix hash to-base16`).
+    #[command(name = "to-base16")]
+    ToBase16(ToArgs),
+    /// Convert hashes to Nix's base-32 (Nix 2.8's `nix hash to-base32`).
+    #[command(name = "to-base32")]
+    ToBase32(ToArgs),
+    /// Convert hashes to base64 (Nix 2.8's `nix hash to-base64`).
+    #[command(name = "to-base64")]
+    ToBase64(ToArgs),
+    /// Convert hashes to SRI form (Nix 2.8's `nix hash to-sri`).
+    #[command(name = "to-sri")]
+    ToSri(ToArgs),
+}
+
+#[derive(Args)]
+pub struct ToArgs {
+    /// Algorithm of hashes given without an `algo:` prefix or SRI form.
+    #[arg(long = "type", value_parser = parse_algo)]
+    algo: Option<HashAlgo>,
+    /// Hashes to convert.
+    #[arg(required = true)]
+    hashes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -97,16 +119,21 @@ impl HashCommand {
                 to,
                 hash_algo,
                 hashes,
-            } => {
-                for s in hashes {
-                    let h = Hash::parse_any(s, *hash_algo)
-                        .with_context(|| format!("cannot convert '{s}'"))?;
-                    println!("{}", h.encode((*to).into()));
-                }
-                Ok(())
-            }
+            } => convert(hashes, *hash_algo, (*to).into()),
+            Self::ToBase16(a) => convert(&a.hashes, a.algo, Encoding::Base16),
+            Self::ToBase32(a) => convert(&a.hashes, a.algo, Encoding::Nix32),
+            Self::ToBase64(a) => convert(&a.hashes, a.algo, Encoding::Base64),
+            Self::ToSri(a) => convert(&a.hashes, a.algo, Encoding::Sri),
         }
     }
+}
+
+fn convert(hashes: &[String], algo: Option<HashAlgo>, to: Encoding) -> Result<()> {
+    for s in hashes {
+        let h = Hash::parse_any(s, algo).with_context(|| format!("cannot convert '{s}'"))?;
+        println!("{}", h.encode(to));
+    }
+    Ok(())
 }
 
 fn print_each(args: &HashArgs, hash: impl Fn(&std::path::Path) -> Result<Hash>) -> Result<()> {
