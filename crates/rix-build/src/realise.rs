@@ -76,7 +76,8 @@ pub fn realise(
     if let (Some(sub), false) = (&opts.substituter, opts.check) {
         let subst = crate::substitute::Substitution::new(sub, observer);
         let planned = crate::plan::plan_with(store, targets, Some(&subst))?;
-        let (planned, fetched) = crate::substitute::substitute_planned(store, planned, targets, &subst)?;
+        let (planned, fetched) =
+            crate::substitute::substitute_planned(store, planned, targets, &subst)?;
         let mut report = execute(store, planned, opts, observer)?;
         report.substituted = fetched;
         return Ok(report);

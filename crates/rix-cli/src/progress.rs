@@ -166,7 +166,11 @@ impl Progress {
         use rix_substitute::SubstEvent as E;
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         match event {
-            E::Planned { paths, download_bytes, nar_bytes } => {
+            E::Planned {
+                paths,
+                download_bytes,
+                nar_bytes,
+            } => {
                 let word = if paths.len() == 1 { "path" } else { "paths" };
                 self.println(&format!(
                     "these {} {word} will be fetched ({:.2} MiB download, {:.2} MiB unpacked):",
@@ -180,20 +184,36 @@ impl Progress {
             }
             E::Started { path, cache, .. } => {
                 if self.live.is_none() {
-                    self.println(&format!("copying path '{}' from '{cache}'...", self.store_dir.display(path)));
+                    self.println(&format!(
+                        "copying path '{}' from '{cache}'...",
+                        self.store_dir.display(path)
+                    ));
                 }
             }
             E::Progress { .. } => {}
-            E::Finished { path, downloaded, elapsed, error, .. } => {
+            E::Finished {
+                path,
+                downloaded,
+                elapsed,
+                error,
+                ..
+            } => {
                 if let Some(l) = &self.live {
                     let rate = mib(downloaded) / elapsed.as_secs_f64().max(1e-3);
-                    l.overall.set_message(format!("fetched {} ({:.1} MiB/s)", path.name(), rate));
+                    l.overall
+                        .set_message(format!("fetched {} ({:.1} MiB/s)", path.name(), rate));
                 }
                 if let Some(e) = error {
                     self.println(&format!("error: {e}"));
                 }
             }
-            E::Uploaded { path, cache, file_size, elapsed, .. } => {
+            E::Uploaded {
+                path,
+                cache,
+                file_size,
+                elapsed,
+                ..
+            } => {
                 let rate = mib(file_size) / elapsed.as_secs_f64().max(1e-3);
                 self.println(&format!(
                     "copied '{}' to '{cache}' ({:.2} MiB, {rate:.1} MiB/s)",

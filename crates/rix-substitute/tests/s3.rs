@@ -132,7 +132,14 @@ fn copy_to_and_substitute_from_s3() {
     assert!(cache.exists("nix-cache-info").unwrap());
     assert!(cache.exists(&format!("{}.narinfo", b.hash_part())).unwrap());
     assert!(!cache.exists("nope.narinfo").unwrap());
-    let again = copy_to(&store, cache.as_ref(), &[b.clone()], &opts, quiet()).unwrap();
+    let again = copy_to(
+        &store,
+        cache.as_ref(),
+        std::slice::from_ref(&b),
+        &opts,
+        quiet(),
+    )
+    .unwrap();
     assert_eq!((again.uploaded.len(), again.present.len()), (0, 2));
 
     let dst = Root::new();

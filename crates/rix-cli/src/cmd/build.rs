@@ -162,7 +162,10 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
             .map(|s| rix_build::substitute::Substitution::new(s, &quiet));
         let plan = rix_build::plan::plan_with(&store, &drvs, subst.as_ref())?;
         if !plan.substitutes.is_empty() {
-            eprintln!("these {} derivations' outputs would be fetched:", plan.substitutes.len());
+            eprintln!(
+                "these {} derivations' outputs would be fetched:",
+                plan.substitutes.len()
+            );
             for d in plan.substitutes.keys() {
                 eprintln!("  {}", store.print(d));
             }
