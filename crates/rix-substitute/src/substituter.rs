@@ -46,6 +46,9 @@ pub struct SubstituterConfig {
     pub jobs: usize,
     /// `fsync-store-paths`: flush substituted paths to disk before registering them.
     pub fsync: bool,
+    /// Do not warn about caches that cannot be used (for the default
+    /// `substituters`, which the user did not ask for).
+    pub quiet_unusable: bool,
 }
 
 impl Default for SubstituterConfig {
@@ -61,6 +64,7 @@ impl Default for SubstituterConfig {
             disk_cache: None,
             jobs: default_jobs(),
             fsync: false,
+            quiet_unusable: false,
         }
     }
 }
@@ -124,6 +128,7 @@ impl SubstituterConfig {
             disk_cache: DiskCache::default_path(),
             jobs: default_jobs(),
             fsync: s.get_bool("fsync-store-paths").map_err(setting_error)?,
+            quiet_unusable: false,
         })
     }
 }
@@ -261,7 +266,9 @@ impl Substituter {
                             "ignoring substituter '{}': {e}",
                             url.split('?').next().unwrap_or(url)
                         );
-                        observer.event(SubstEvent::Warning { message: &message });
+                        if !self.config.quiet_unusable {
+                            observer.event(SubstEvent::Warning { message: &message });
+                        }
                         self.open_errors
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

@@ -142,6 +142,7 @@ pub fn build_substituter(
         config.urls = u.split_whitespace().map(str::to_owned).collect();
     }
     config.fallback |= fallback;
+    config.quiet_unusable = urls.is_none() && !s.is_set("substituters");
     if config.urls.is_empty() {
         return Ok(None);
     }
