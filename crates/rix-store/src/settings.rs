@@ -63,6 +63,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("keep-outputs", "false"),
     ("keep-derivations", "true"),
     ("auto-optimise-store", "false"),
+    ("fsync-store-paths", "false"),
+    ("fsync-metadata", "true"),
+    ("substitute", "true"),
+    ("trusted-substituters", ""),
     ("system", "x86_64-linux"),
     ("experimental-features", ""),
 ];
