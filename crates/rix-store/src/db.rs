@@ -215,6 +215,17 @@ impl Db {
         &self.store_dir
     }
 
+    /// The connection itself, for the bulk reads and deletions of the garbage
+    /// collector and verification (`gc`, `verify`).
+    pub(crate) fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Wraps an SQLite error with the database's path.
+    pub(crate) fn sql_error(&self, source: rusqlite::Error) -> DbError {
+        self.err(source)
+    }
+
     /// Whether `path` is registered as valid.
     pub fn is_valid(&self, path: &StorePath) -> Result<bool, DbError> {
         self.conn

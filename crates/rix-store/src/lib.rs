@@ -10,12 +10,24 @@
 //! | [`lock`] | per-path locks compatible with Nix's |
 //! | [`canonicalise`] | canonical file metadata of store objects |
 //! | [`settings`] | `rix.conf` / `--option` settings with Nix's names and syntax |
+//! | [`roots`] | garbage collector roots: `gcroots`, profiles, running processes |
+//! | [`temp_roots`] | temporary roots of running processes (Nix's protocol) |
+//! | [`gc_lock`] | the global GC lock (`gc.lock`, `flock` as Nix 2.8) |
+//! | [`gc`] | garbage collection: liveness, batched deletion, `.links` cleanup |
+//! | [`optimise`] | hard-linking identical files through `.links` |
+//! | [`verify`] | checking the store against its database, and repairing it |
 
 pub mod archive;
 pub mod canonicalise;
 pub mod db;
+pub mod gc;
+pub mod gc_lock;
 pub mod layout;
 pub mod local_store;
 pub mod lock;
+pub mod optimise;
 pub mod path_info;
+pub mod roots;
 pub mod settings;
+pub mod temp_roots;
+pub mod verify;

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rix_formats::content_address::ContentAddress;
 use rix_formats::derivation::Derivation;
@@ -25,6 +25,7 @@ use crate::db::{Db, DbError};
 use crate::layout::StoreLayout;
 use crate::lock::{lock_file, open_lock_file, LockError, LockKind, PathLock};
 use crate::path_info::ValidPathInfo;
+use crate::temp_roots::TempRoots;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -82,6 +83,10 @@ pub struct LocalStore {
     db: Mutex<Db>,
     /// Shared lock on `db/big-lock`, as every Nix process holds while using the store.
     _big_lock: File,
+    /// This process's temporary GC roots in this store.
+    temp_roots: Arc<TempRoots>,
+    /// `auto-optimise-store`: hard-link identical files as paths are added.
+    auto_optimise: std::sync::atomic::AtomicBool,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -103,14 +108,31 @@ impl LocalStore {
         lock_file(&big_lock, LockKind::Read, true).map_err(StoreError::io(&big_lock_path))?;
         let db = Db::open(&layout.db_dir(), layout.store_dir.clone())?;
         Ok(Self {
+            temp_roots: TempRoots::for_store(&layout),
             layout,
             db: Mutex::new(db),
             _big_lock: big_lock,
+            auto_optimise: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     pub fn layout(&self) -> &StoreLayout {
         &self.layout
+    }
+
+    /// Keeps `path` (and its closure) from being garbage collected, even by a
+    /// collector running now, until this process exits (see [`crate::temp_roots`]).
+    pub fn add_temp_root(&self, path: &StorePath) -> Result<()> {
+        self.temp_roots.add(path).map_err(|source| StoreError::Io {
+            path: self.layout.temproots_dir(),
+            source,
+        })
+    }
+
+    /// `auto-optimise-store`: hard-link the files of paths added from now on with
+    /// identical files already in the store (see [`crate::optimise`]).
+    pub fn set_auto_optimise(&self, on: bool) {
+        self.auto_optimise.store(on, Ordering::Relaxed);
     }
 
     pub fn store_dir(&self) -> &StoreDir {
@@ -222,6 +244,9 @@ impl LocalStore {
         path: &StorePath,
         fill: impl FnOnce(&Path) -> Result<ValidPathInfo>,
     ) -> Result<ValidPathInfo> {
+        // Before anything else: a collector must not take the path (or our
+        // temporary file for it) away from under us.
+        self.add_temp_root(path)?;
         let real = self.real_path(path);
         let mut lock = PathLock::acquire(&real)?;
         if let Some(info) = self.query_path_info(path)? {
@@ -232,6 +257,9 @@ impl LocalStore {
         delete_path(&tmp).map_err(StoreError::io(&tmp))?;
         let result = fill(&tmp).and_then(|info| {
             canonicalise(&tmp).map_err(StoreError::io(&tmp))?;
+            if self.auto_optimise.load(Ordering::Relaxed) {
+                crate::optimise::optimise_path(self, &tmp)?;
+            }
             self.sync()?;
             // An invalid leftover from a killed writer is garbage: replace it.
             delete_path(&real).map_err(StoreError::io(&real))?;
@@ -247,8 +275,13 @@ impl LocalStore {
     }
 
     /// A fresh temporary name in the store directory (same file system as the
-    /// destination, so the final rename is atomic).
+    /// destination, so the final rename is atomic). `path` becomes a temporary
+    /// root (when that fails, with a warning: [`Self::add_atomically`] checks it),
+    /// so that a collector keeps the temporary file and the path once it is there.
     pub fn temp_path(&self, path: &StorePath) -> PathBuf {
+        if let Err(e) = self.add_temp_root(path) {
+            eprintln!("warning: {e}");
+        }
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.layout.real_store_dir.join(format!(
             ".rix-tmp-{}-{n}-{}",
