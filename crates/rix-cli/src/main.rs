@@ -40,6 +40,12 @@ enum Command {
     /// Inspect and check `.drv` files (like `nix show-derivation`).
     #[command(subcommand)]
     Derivation(cmd::derivation::DerivationCommand),
+    /// Show what the store knows about paths: hashes, sizes, references (like `nix path-info`).
+    PathInfo(cmd::path_info::PathInfoArgs),
+    /// Show why a path depends on another: a shortest chain of references (like `nix why-depends`).
+    WhyDepends(cmd::path_info::WhyDependsArgs),
+    /// Print the build log of a derivation or an output path (like `nix log`).
+    Log(cmd::path_info::LogArgs),
     /// Copy store paths with their closures to or from a binary cache (like `nix copy`).
     Copy(cmd::copy::CopyArgs),
     /// Serve the store as a binary cache over HTTP (like `nix-serve`).
@@ -62,6 +68,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hash(c) => c.run(),
         Command::Nar(c) => c.run(),
         Command::Derivation(c) => c.run(&ctx()?),
+        Command::PathInfo(a) => cmd::path_info::path_info(&ctx()?, a),
+        Command::WhyDepends(a) => cmd::path_info::why_depends(&ctx()?, a),
+        Command::Log(a) => cmd::path_info::log(&ctx()?, a),
         Command::Copy(a) => cmd::copy::run(&ctx()?, a),
         Command::Serve(a) => cmd::serve::run(&ctx()?, a),
         Command::Key(c) => c.run(),

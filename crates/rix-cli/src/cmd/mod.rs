@@ -6,6 +6,8 @@ pub mod derivation;
 pub mod hash;
 pub mod key;
 pub mod nar;
+pub mod path_info;
+pub mod query;
 pub mod resolve;
 pub mod serve;
 pub mod store;

@@ -26,7 +26,6 @@ pub fn split_store_path(layout: &StoreLayout, s: &str) -> Option<(StorePath, Str
 
 /// Like [`split_store_path`], following symlinks when `s` is not itself inside
 /// the store (e.g. a `result` link).
-#[allow(dead_code)] // used by the store queries
 pub fn follow_to_store_path(layout: &StoreLayout, s: &str) -> Result<(StorePath, String)> {
     if let Some(found) = split_store_path(layout, s) {
         return Ok(found);
@@ -43,13 +42,11 @@ pub fn follow_to_store_path(layout: &StoreLayout, s: &str) -> Result<(StorePath,
 }
 
 /// A store path given on the command line (anything inside it is ignored).
-#[allow(dead_code)]
 pub fn store_path_arg(store: &LocalStore, s: &str) -> Result<StorePath> {
     Ok(follow_to_store_path(store.layout(), s)?.0)
 }
 
 /// Like [`store_path_arg`], requiring the path to be valid.
-#[allow(dead_code)]
 pub fn valid_path_arg(store: &LocalStore, s: &str) -> Result<StorePath> {
     let p = store_path_arg(store, s)?;
     if !store.is_valid(&p)? {

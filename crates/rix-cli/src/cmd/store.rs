@@ -49,6 +49,8 @@ pub enum StoreCommand {
     },
     /// Build derivations and print their output paths (like `nix-store --realise`).
     Realise(crate::cmd::build::BuildArgs),
+    #[command(flatten)]
+    Query(crate::cmd::query::QueryCommand),
 }
 
 impl StoreCommand {
@@ -96,6 +98,7 @@ impl StoreCommand {
                 Ok(())
             }
             Self::Sign { key_file, paths } => crate::cmd::copy::sign(ctx, key_file, paths),
+            Self::Query(q) => q.run(ctx),
             Self::Realise(args) => {
                 let mut args_owned = crate::cmd::build::BuildArgs { ..args.clone() };
                 args_owned.no_link = true;

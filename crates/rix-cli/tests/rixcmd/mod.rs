@@ -92,7 +92,10 @@ pub fn fails(out: Output) -> String {
         out.status,
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("error: ")),
+        "stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     stderr
 }
@@ -113,4 +116,18 @@ pub fn sample_tree(dir: &Path) {
     std::fs::write(dir.join("sub/é"), "accent").unwrap();
     symlink("../a", dir.join("sub/rel")).unwrap();
     symlink("/nonexistent/target", dir.join("dangling")).unwrap();
+}
+
+/// Runs `rix --store URL ARGS`.
+pub fn rix_url(url: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut all = vec!["--store", url];
+    all.extend_from_slice(args);
+    rix_with(&all, stdin)
+}
+
+/// Runs a Nix tool with `--store URL ARGS`.
+pub fn nix_url(tool: &Path, url: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut all = vec!["--store", url];
+    all.extend_from_slice(args);
+    nix_with(tool, &all, stdin)
 }

@@ -1,0 +1,536 @@
+//! `rix store refs|referrers|closure|ls|cat|verify|export|import`: queries on
+//! the store (like `nix-store -q`, `nix store ls|cat`, `nix-store --verify`,
+//! `nix-store --export|--import`).
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Subcommand;
+use rix_formats::hash::{HashAlgo, Hasher};
+use rix_formats::nar::listing::Node;
+use rix_formats::nar::{NarReader, NarWriter};
+use rix_formats::StorePath;
+use rix_store::local_store::LocalStore;
+use rix_store::path_info::ValidPathInfo;
+
+use crate::cmd::nar::LsArgs;
+use crate::cmd::resolve::{follow_to_store_path, valid_path_arg};
+use crate::context::Context;
+
+#[derive(Subcommand)]
+pub enum QueryCommand {
+    /// Print the paths the given paths refer to (like `nix-store -q --references`).
+    Refs {
+        #[arg(required = true, value_name = "PATHS")]
+        paths: Vec<String>,
+    },
+    /// Print the valid paths that refer to the given paths (like `nix-store -q --referrers`).
+    Referrers {
+        #[arg(required = true, value_name = "PATHS")]
+        paths: Vec<String>,
+    },
+    /// Print the closure of the given paths, dependencies first (like `nix-store -q --requisites`).
+    Closure {
+        #[arg(required = true, value_name = "PATHS")]
+        paths: Vec<String>,
+    },
+    /// List a store path or a path inside one (like `nix store ls`).
+    Ls {
+        #[command(flatten)]
+        ls: LsArgs,
+        /// A store path, or a path inside one.
+        path: String,
+    },
+    /// Print a regular file in the store (like `nix store cat`).
+    Cat {
+        /// A store path that is a regular file, or a regular file inside a store path.
+        path: String,
+    },
+    /// Check the store: every valid path exists, its references are valid, and
+    /// (with --check-contents) its contents have the recorded NAR hash; report
+    /// files in the store directory that are not valid paths. Exits non-zero when
+    /// anything is wrong; changes nothing.
+    Verify {
+        /// Also hash every valid path and compare with the database.
+        #[arg(long)]
+        check_contents: bool,
+    },
+    /// Write the closure of PATHS to standard output in `nix-store --export`
+    /// format, dependencies first (`nix-store --import` reads it).
+    Export {
+        /// Export only PATHS, not their closure (as `nix-store --export` does).
+        #[arg(long)]
+        no_closure: bool,
+        #[arg(required = true, value_name = "PATHS")]
+        paths: Vec<String>,
+    },
+    /// Read `nix-store --export` output on standard input, check each path's
+    /// contents, register it with its references and deriver, and print its path.
+    Import,
+}
+
+impl QueryCommand {
+    pub fn run(&self, ctx: &Context) -> Result<()> {
+        let store = ctx.open_store()?;
+        match self {
+            Self::Refs { paths } => {
+                let mut set = BTreeSet::new();
+                for p in paths {
+                    set.extend(store.path_info(&valid_path_arg(&store, p)?)?.references);
+                }
+                print_topo(&store, &set)
+            }
+            Self::Referrers { paths } => {
+                let mut set = BTreeSet::new();
+                for p in paths {
+                    let p = valid_path_arg(&store, p)?;
+                    // (The database lock is held for the call only.)
+                    let referrers = store.db().referrers(&p)?;
+                    set.extend(referrers);
+                }
+                print_topo(&store, &set)
+            }
+            Self::Closure { paths } => {
+                let roots = paths
+                    .iter()
+                    .map(|p| valid_path_arg(&store, p))
+                    .collect::<Result<Vec<_>>>()?;
+                print_topo(&store, &store.closure(roots)?)
+            }
+            Self::Ls { ls, path } => {
+                let (p, rest) = object_arg(&store, path)?;
+                let real = inside(store.real_path(&p), &rest);
+                let node = list_fs(&real)?;
+                let shown = if rest.is_empty() {
+                    store.print(&p)
+                } else {
+                    path.clone()
+                };
+                ls.print(&node, &shown)
+            }
+            Self::Cat { path } => {
+                let (p, rest) = object_arg(&store, path)?;
+                let real = inside(store.real_path(&p), &rest);
+                let meta = std::fs::symlink_metadata(&real)
+                    .with_context(|| format!("path '{path}' does not exist"))?;
+                if !meta.is_file() {
+                    bail!("path '{path}' is not a regular file");
+                }
+                let mut f = File::open(&real)
+                    .with_context(|| format!("cannot open '{}'", real.display()))?;
+                let mut stdout = io::stdout().lock();
+                io::copy(&mut f, &mut stdout)?;
+                stdout.flush()?;
+                Ok(())
+            }
+            Self::Verify { check_contents } => verify(&store, *check_contents),
+            Self::Export { no_closure, paths } => {
+                let roots = paths
+                    .iter()
+                    .map(|p| valid_path_arg(&store, p))
+                    .collect::<Result<BTreeSet<_>>>()?;
+                let set = if *no_closure {
+                    roots
+                } else {
+                    store.closure(roots)?
+                };
+                if io::stdout().is_terminal() {
+                    bail!("refusing to write an export to a terminal: redirect standard output");
+                }
+                let mut out = BufWriter::new(io::stdout().lock());
+                export(&store, &store.topo_sort(&set)?, &mut out)?;
+                out.flush()?;
+                Ok(())
+            }
+            Self::Import => {
+                let mut input = BufReader::new(io::stdin().lock());
+                for p in import(&store, &mut input)? {
+                    println!("{}", store.print(&p));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A store path argument that must be valid, and the path inside it.
+fn object_arg(store: &LocalStore, s: &str) -> Result<(StorePath, String)> {
+    let (p, rest) = follow_to_store_path(store.layout(), s)?;
+    if !store.is_valid(&p)? {
+        bail!("path '{}' is not a valid store path", store.print(&p));
+    }
+    Ok((p, rest))
+}
+
+/// `rest` (`""` or `/a/b`) inside the store object at `real`.
+fn inside(real: std::path::PathBuf, rest: &str) -> std::path::PathBuf {
+    let rest = rest.trim_matches('/');
+    if rest.is_empty() {
+        real
+    } else {
+        real.join(rest)
+    }
+}
+
+/// Prints paths as `nix-store -q` does: dependencies before their referrers.
+fn print_topo(store: &LocalStore, set: &BTreeSet<StorePath>) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    for p in store.topo_sort(set)? {
+        writeln!(stdout, "{}", store.print(&p))?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The listing of a file system object, as Nix's local accessor gives it (no NAR
+/// offsets).
+fn list_fs(path: &Path) -> Result<Node> {
+    use std::os::unix::ffi::OsStrExt;
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("path '{}' does not exist", path.display()))?;
+    let ft = meta.file_type();
+    Ok(if ft.is_symlink() {
+        let target = std::fs::read_link(path)?;
+        Node::Symlink {
+            target: target.as_os_str().as_bytes().to_vec(),
+        }
+    } else if ft.is_dir() {
+        let mut entries = std::collections::BTreeMap::new();
+        for e in
+            std::fs::read_dir(path).with_context(|| format!("cannot read '{}'", path.display()))?
+        {
+            let e = e?;
+            entries.insert(e.file_name().as_bytes().to_vec(), list_fs(&e.path())?);
+        }
+        Node::Directory { entries }
+    } else if ft.is_file() {
+        Node::Regular {
+            executable: meta.permissions().mode() & 0o100 != 0,
+            size: meta.len(),
+            nar_offset: 0,
+        }
+    } else {
+        bail!("'{}' has an unsupported file type", path.display())
+    })
+}
+
+fn verify(store: &LocalStore, check_contents: bool) -> Result<()> {
+    let mut problems = 0usize;
+    let mut report = |msg: String| {
+        println!("{msg}");
+        problems += 1;
+    };
+    let valid: BTreeSet<StorePath> = store.db().all_valid_paths()?.into_iter().collect();
+    eprintln!("checking {} valid paths...", valid.len());
+    for p in &valid {
+        let printed = store.print(p);
+        let real = store.real_path(p);
+        let info = store.path_info(p)?;
+        let exists = std::fs::symlink_metadata(&real).is_ok();
+        if !exists {
+            let referrers = store.db().referrers(p)?;
+            let others: Vec<String> = referrers
+                .iter()
+                .filter(|r| *r != p)
+                .map(|r| store.print(r))
+                .collect();
+            if others.is_empty() {
+                report(format!(
+                    "path '{printed}' is valid but missing from {}",
+                    real.display()
+                ));
+            } else {
+                report(format!(
+                    "path '{printed}' is valid but missing from {}, and valid paths refer to it: {}",
+                    real.display(),
+                    others.join(", ")
+                ));
+            }
+            continue;
+        }
+        for r in &info.references {
+            if !valid.contains(r) {
+                report(format!(
+                    "path '{printed}' refers to '{}', which is not valid",
+                    store.print(r)
+                ));
+            }
+        }
+        if check_contents {
+            let (hash, size) = rix_store::archive::hash_path(&real, info.nar_hash.algo())
+                .with_context(|| format!("cannot hash '{}'", real.display()))?;
+            if hash != info.nar_hash {
+                report(format!(
+                    "path '{printed}' was modified: its NAR hash is {}, the database says {}",
+                    hash.encode(rix_formats::hash::Encoding::Sri),
+                    info.nar_hash.encode(rix_formats::hash::Encoding::Sri)
+                ));
+            } else if info.nar_size != 0 && size != info.nar_size {
+                report(format!(
+                    "path '{printed}' has a NAR of {size} bytes, the database says {}",
+                    info.nar_size
+                ));
+            }
+        }
+    }
+    let dir = &store.layout().real_store_dir;
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the store directory {}", dir.display()))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        if name == ".links" || name.ends_with(".lock") || is_live_temp(&name) {
+            continue;
+        }
+        match StorePath::from_base_name(&name) {
+            Ok(p) if valid.contains(&p) => {}
+            Ok(_) => report(format!(
+                "'{}' is in the store directory but not valid (garbage, or left by an interrupted write)",
+                dir.join(&name).display()
+            )),
+            Err(_) => report(format!("'{}' in the store directory is not a store path", dir.join(&name).display())),
+        }
+    }
+    if problems > 0 {
+        bail!(
+            "the store at {} has {problems} problem(s) (see above)",
+            dir.display()
+        );
+    }
+    eprintln!("the store at {} is consistent", dir.display());
+    Ok(())
+}
+
+/// `.rix-tmp-<pid>-...` of a process that is still running.
+fn is_live_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(".rix-tmp-") else {
+        return false;
+    };
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
+}
+
+/// `EXPORT_MAGIC` of Nix's `exportPath`.
+const EXPORT_MAGIC: u64 = 0x4558_494e;
+
+fn write_u64(out: &mut impl Write, n: u64) -> io::Result<()> {
+    out.write_all(&n.to_le_bytes())
+}
+
+fn write_string(out: &mut impl Write, s: &[u8]) -> io::Result<()> {
+    rix_formats::nar::wire::write_str(out, s)
+}
+
+/// Writes `paths` (in this order) as `nix-store --export` does: for each, `1`,
+/// its NAR, the magic, its path, references, deriver and `0` (no signature);
+/// then `0`. Each NAR is checked against its recorded hash on the way out.
+fn export(store: &LocalStore, paths: &[StorePath], out: &mut impl Write) -> Result<()> {
+    for p in paths {
+        let info = store.path_info(p)?;
+        write_u64(out, 1)?;
+        let real = store.real_path(p);
+        let mut hashing = HashingWriter {
+            inner: &mut *out,
+            hasher: Hasher::new(info.nar_hash.algo()),
+        };
+        match rix_store::archive::dump(&real, &mut hashing) {
+            Ok(_) => {}
+            Err(rix_store::archive::ArchiveError::Write(e)) => return Err(e.into()),
+            Err(e) => bail!("cannot export '{}': {e}", store.print(p)),
+        }
+        let hash = hashing.hasher.finish();
+        if hash != info.nar_hash {
+            bail!(
+                "cannot export '{}': its contents were modified (NAR hash {}, the database says {}); run `rix store verify --check-contents`",
+                store.print(p),
+                hash,
+                info.nar_hash
+            );
+        }
+        write_u64(out, EXPORT_MAGIC)?;
+        write_string(out, store.print(p).as_bytes())?;
+        write_u64(out, info.references.len() as u64)?;
+        for r in &info.references {
+            write_string(out, store.print(r).as_bytes())?;
+        }
+        write_string(
+            out,
+            info.deriver
+                .as_ref()
+                .map(|d| store.print(d))
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        write_u64(out, 0)?;
+    }
+    write_u64(out, 0)?;
+    Ok(())
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Counts bytes read, for error offsets.
+struct Counting<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn read_u64(input: &mut Counting<impl Read>, what: &str) -> Result<u64> {
+    let at = input.pos;
+    let mut b = [0u8; 8];
+    input
+        .read_exact(&mut b)
+        .map_err(|e| anyhow!("export stream ends at byte {at} where {what} was expected ({e})"))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_string(input: &mut Counting<impl Read>, what: &str, max: u64) -> Result<String> {
+    let at = input.pos;
+    let len = read_u64(input, what)?;
+    if len > max {
+        bail!("bad export stream: {what} at byte {at} is {len} bytes long, at most {max} allowed");
+    }
+    let padded = len + rix_formats::nar::wire::padding_len(len) as u64;
+    let mut buf = vec![0u8; padded as usize];
+    input
+        .read_exact(&mut buf)
+        .map_err(|e| anyhow!("export stream ends inside {what} at byte {at} ({e})"))?;
+    if buf[len as usize..].iter().any(|&b| b != 0) {
+        bail!("bad export stream: non-zero padding after {what} at byte {at}");
+    }
+    buf.truncate(len as usize);
+    String::from_utf8(buf)
+        .map_err(|_| anyhow!("bad export stream: {what} at byte {at} is not UTF-8"))
+}
+
+/// Copies the NAR at the start of `input` (validated, and re-encoded, which
+/// gives the same bytes) to an unnamed temporary file, hashing it: its hash
+/// must be known before it is added. Returns the file, the hash and the size.
+fn spool_nar(input: &mut Counting<impl Read>) -> Result<(File, rix_formats::Hash, u64)> {
+    let nar_start = input.pos;
+    let spool = tempfile::tempfile().context("cannot create a temporary file for the NAR")?;
+    let mut hashing = HashingWriter {
+        inner: BufWriter::new(spool.try_clone()?),
+        hasher: Hasher::new(HashAlgo::Sha256),
+    };
+    {
+        let mut reader = NarReader::new(&mut *input);
+        let mut writer = NarWriter::new(&mut hashing);
+        rix_formats::nar::copy(&mut reader, &mut writer).map_err(|e| {
+            anyhow!("bad NAR in the export stream (starting at byte {nar_start}): {e}")
+        })?;
+        writer
+            .finish()
+            .map_err(|e| anyhow!("cannot spool the NAR: {e}"))?;
+    }
+    hashing.flush().context("cannot spool the NAR")?;
+    Ok((spool, hashing.hasher.finish(), input.pos - nar_start))
+}
+
+/// Reads a `nix-store --export` stream and adds each path (see [`export`]).
+/// Returns the imported paths in stream order.
+fn import(store: &LocalStore, input: &mut impl Read) -> Result<Vec<StorePath>> {
+    let mut input = Counting {
+        inner: input,
+        pos: 0,
+    };
+    let mut imported = Vec::new();
+    loop {
+        let at = input.pos;
+        match read_u64(&mut input, "the next path's marker (1, or 0 at the end)")? {
+            0 => break,
+            1 => {}
+            n => bail!("bad export stream: marker {n} at byte {at}, expected 1 (a path follows) or 0 (the end)"),
+        }
+        let (mut spool, nar_hash, size) = spool_nar(&mut input)?;
+        let at = input.pos;
+        let magic = read_u64(&mut input, "the export magic")?;
+        if magic != EXPORT_MAGIC {
+            bail!("bad export stream: magic {magic:#x} at byte {at}, expected {EXPORT_MAGIC:#x} (is this `nix-store --export` output?)");
+        }
+        let parse = |s: &str, what: &str| {
+            store.store_dir().parse(s).map_err(|e| {
+                anyhow!(
+                    "bad export stream: {what} '{s}' is not a path of the store {}: {e}",
+                    store.store_dir()
+                )
+            })
+        };
+        let path = parse(&read_string(&mut input, "the store path", 4096)?, "path")?;
+        let count = read_u64(&mut input, "the number of references")?;
+        if count > 1 << 20 {
+            bail!(
+                "bad export stream: {count} references for '{}'",
+                store.print(&path)
+            );
+        }
+        let mut references = BTreeSet::new();
+        for _ in 0..count {
+            references.insert(parse(
+                &read_string(&mut input, "a reference", 4096)?,
+                "reference",
+            )?);
+        }
+        let deriver = read_string(&mut input, "the deriver", 4096)?;
+        let deriver = if deriver.is_empty() {
+            None
+        } else {
+            Some(parse(&deriver, "deriver")?)
+        };
+        let at = input.pos;
+        if read_u64(&mut input, "the signature marker")? != 0 {
+            bail!("bad export stream: signed exports (marker at byte {at}) are not supported");
+        }
+        for r in &references {
+            if r != &path && !store.is_valid(r)? {
+                bail!(
+                    "cannot import '{}': its reference '{}' is not valid (export with its closure, dependencies first)",
+                    store.print(&path),
+                    store.print(r)
+                );
+            }
+        }
+        let mut info = ValidPathInfo::new(path.clone(), nar_hash, size);
+        info.references = references;
+        info.deriver = deriver;
+        spool.rewind()?;
+        store
+            .add_nar(&info, BufReader::new(spool))
+            .with_context(|| format!("cannot import '{}'", store.print(&path)))?;
+        imported.push(path);
+    }
+    Ok(imported)
+}
