@@ -325,11 +325,13 @@ fn verify_finds_problems() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("path '{src}' is valid but missing")) && stdout.contains(&b.drv),
+        stdout.contains(&format!(
+            "path '{src}' disappeared, but it still has valid referrers"
+        )) && stdout.contains(&b.drv),
         "{stdout}"
     );
     assert!(
-        stdout.contains("stray' in the store directory is not a store path"),
+        stdout.contains("/stray' in the store directory is not a store path"),
         "{stdout}"
     );
     assert!(stdout.contains(".rix-tmp-999999999-0-x"), "{stdout}");

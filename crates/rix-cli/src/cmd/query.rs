@@ -218,106 +218,54 @@ fn list_fs(path: &Path) -> Result<Node> {
     })
 }
 
-fn verify(store: &LocalStore, check_contents: bool) -> Result<()> {
-    let mut problems = 0usize;
-    let mut report = |msg: String| {
-        println!("{msg}");
-        problems += 1;
-    };
-    let valid: BTreeSet<StorePath> = store.db().all_valid_paths()?.into_iter().collect();
-    eprintln!("checking {} valid paths...", valid.len());
-    for p in &valid {
-        let printed = store.print(p);
-        let real = store.real_path(p);
-        let info = store.path_info(p)?;
-        let exists = std::fs::symlink_metadata(&real).is_ok();
-        if !exists {
-            let referrers = store.db().referrers(p)?;
-            let others: Vec<String> = referrers
-                .iter()
-                .filter(|r| *r != p)
-                .map(|r| store.print(r))
-                .collect();
-            if others.is_empty() {
-                report(format!(
-                    "path '{printed}' is valid but missing from {}",
-                    real.display()
-                ));
-            } else {
-                report(format!(
-                    "path '{printed}' is valid but missing from {}, and valid paths refer to it: {}",
-                    real.display(),
-                    others.join(", ")
-                ));
-            }
-            continue;
-        }
-        for r in &info.references {
-            if !valid.contains(r) {
-                report(format!(
-                    "path '{printed}' refers to '{}', which is not valid",
-                    store.print(r)
-                ));
-            }
-        }
-        if check_contents {
-            let (hash, size) = rix_store::archive::hash_path(&real, info.nar_hash.algo())
-                .with_context(|| format!("cannot hash '{}'", real.display()))?;
-            if hash != info.nar_hash {
-                report(format!(
-                    "path '{printed}' was modified: its NAR hash is {}, the database says {}",
-                    hash.encode(rix_formats::hash::Encoding::Sri),
-                    info.nar_hash.encode(rix_formats::hash::Encoding::Sri)
-                ));
-            } else if info.nar_size != 0 && size != info.nar_size {
-                report(format!(
-                    "path '{printed}' has a NAR of {size} bytes, the database says {}",
-                    info.nar_size
-                ));
-            }
-        }
+/// Progress messages of the verification, on standard error.
+struct StderrObserver;
+
+impl rix_store::verify::VerifyObserver for StderrObserver {
+    fn info(&self, message: &str) {
+        eprintln!("{message}");
     }
-    let dir = &store.layout().real_store_dir;
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the store directory {}", dir.display()))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
-        if name == ".links" || name.ends_with(".lock") || is_live_temp(&name) {
-            continue;
-        }
-        match StorePath::from_base_name(&name) {
-            Ok(p) if valid.contains(&p) => {}
-            Ok(_) => report(format!(
-                "'{}' is in the store directory but not valid (garbage, or left by an interrupted write)",
-                dir.join(&name).display()
-            )),
-            Err(_) => report(format!("'{}' in the store directory is not a store path", dir.join(&name).display())),
-        }
-    }
-    if problems > 0 {
-        bail!(
-            "the store at {} has {problems} problem(s) (see above)",
-            dir.display()
-        );
-    }
-    eprintln!("the store at {} is consistent", dir.display());
-    Ok(())
 }
 
-/// `.rix-tmp-<pid>-...` of a process that is still running.
-fn is_live_temp(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(".rix-tmp-") else {
-        return false;
-    };
-    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(e) => e == nix::errno::Errno::EPERM,
+/// Reports what `rix_store::verify::verify_store` finds, one line each on
+/// standard output; entries of the store directory that are not valid paths
+/// (other than lock files, `.links` and temporaries of running processes) count
+/// as problems too.
+fn verify(store: &LocalStore, check_contents: bool) -> Result<()> {
+    let options = rix_store::verify::VerifyOptions { check_contents };
+    let report = rix_store::verify::verify_store(store, options, &StderrObserver)?;
+    let mut stdout = io::stdout().lock();
+    for p in &report.problems {
+        writeln!(stdout, "{p}")?;
     }
+    for g in &report.garbage {
+        let name = g.rsplit('/').next().unwrap_or(g);
+        let what = if StorePath::from_base_name(name).is_ok() {
+            "is not a valid path (garbage, or left by an interrupted write)"
+        } else {
+            "is not a store path"
+        };
+        writeln!(
+            stdout,
+            "'{g}' in the store directory {what}; `rix store gc` removes it"
+        )?;
+    }
+    stdout.flush()?;
+    let dir = &store.layout().real_store_dir;
+    let n = report.problems.len() + report.garbage.len();
+    if n > 0 {
+        bail!(
+            "the store at {} has {n} problem(s) among {} valid paths (see above)",
+            dir.display(),
+            report.checked
+        );
+    }
+    eprintln!(
+        "the store at {} is consistent ({} valid paths)",
+        dir.display(),
+        report.checked
+    );
+    Ok(())
 }
 
 /// `EXPORT_MAGIC` of Nix's `exportPath`.
