@@ -267,6 +267,24 @@ fn ls_and_cat_match_nix() {
     assert!(err.contains("does not exist"), "{err}");
 }
 
+/// `rix derivation show` of an output path shows its deriver, as Nix does.
+#[test]
+fn derivation_show_of_an_output() {
+    let Some(b) = build() else { return };
+    let nix_bin = nix("nix").unwrap();
+    let mid = b.named("mid");
+    for p in [&b.top, &mid] {
+        same(
+            ok(rix_in(&b.store, &["derivation", "show", p], b"")),
+            ok(nix_in(&b.store, &nix_bin, &["show-derivation", p], b"")),
+            p,
+        );
+    }
+    let src = b.named("src.txt");
+    let err = fails(rix_in(&b.store, &["derivation", "show", &src], b""));
+    assert!(err.contains("no derivation that produced it"), "{err}");
+}
+
 #[test]
 fn log_matches_nix() {
     let Some(b) = build() else { return };

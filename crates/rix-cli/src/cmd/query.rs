@@ -50,17 +50,21 @@ pub enum QueryCommand {
         /// A store path that is a regular file, or a regular file inside a store path.
         path: String,
     },
-    /// Check the store: every valid path exists, its references are valid, and
-    /// (with --check-contents) its contents have the recorded NAR hash; report
-    /// files in the store directory that are not valid paths. Exits non-zero when
-    /// anything is wrong; changes nothing.
+    /// Check the store against its database (like `nix-store --verify`).
+    ///
+    /// Every valid path must exist and its references be valid; with
+    /// --check-contents its contents must have the recorded NAR hash. Entries of
+    /// the store directory that are not valid paths are reported too. Exits
+    /// non-zero when anything is wrong; changes nothing.
     Verify {
         /// Also hash every valid path and compare with the database.
         #[arg(long)]
         check_contents: bool,
     },
-    /// Write the closure of PATHS to standard output in `nix-store --export`
-    /// format, dependencies first (`nix-store --import` reads it).
+    /// Write the closure of PATHS in `nix-store --export` format to standard output.
+    ///
+    /// Paths come dependencies first, so `rix store import` and `nix-store
+    /// --import` can add them in order.
     Export {
         /// Export only PATHS, not their closure (as `nix-store --export` does).
         #[arg(long)]
@@ -68,8 +72,10 @@ pub enum QueryCommand {
         #[arg(required = true, value_name = "PATHS")]
         paths: Vec<String>,
     },
-    /// Read `nix-store --export` output on standard input, check each path's
-    /// contents, register it with its references and deriver, and print its path.
+    /// Add the paths in `nix-store --export` output read on standard input.
+    ///
+    /// Each path's NAR is checked, then the path is registered with its references
+    /// and deriver, and printed. Paths already valid are left alone.
     Import,
 }
 
