@@ -3,10 +3,13 @@
 //! 1. Lock the output paths (Nix-compatible locks); if another process built them
 //!    meanwhile, stop. Remove invalid leftovers of earlier attempts.
 //! 2. Create a fresh build directory, write the environment's files, start the
-//!    builder in its own process group with stdin from /dev/null and stdout and
-//!    stderr into one pipe that feeds the log.
-//! 3. On failure (or timeout, or cancellation) kill the whole process group and
-//!    delete whatever the builder left in the outputs: nothing is registered.
+//!    builder with stdin from /dev/null and stdout and stderr into one pipe that
+//!    feeds the log: in the Linux sandbox ([`crate::sandbox`]: PID 1 of its own
+//!    namespaces, outputs written in the sandbox's store directory and moved into
+//!    the real one afterwards), or directly, in its own process group.
+//! 3. On failure (or timeout, log limit, cancellation) kill the whole process
+//!    group (the whole PID namespace in the sandbox) and delete whatever the
+//!    builder left in the outputs: nothing is registered.
 //! 4. On success: canonicalise each output, serialise it once to get its NAR hash,
 //!    size and references, check fixed-output hashes, sync, and register all
 //!    outputs in one transaction.
@@ -37,6 +40,7 @@ use crate::error::BuildError;
 use crate::events::{BuildEvent, Observer};
 use crate::log::LogSink;
 use crate::running;
+use crate::sandbox::{self, Sandbox, SandboxMode, SandboxPath, SandboxSetup};
 
 /// Knobs for running builders.
 #[derive(Debug, Clone)]
@@ -51,6 +55,14 @@ pub struct BuildSettings {
     pub max_silent_time: Option<Duration>,
     /// Where build directories are created.
     pub build_dir_root: PathBuf,
+    /// Run builders in the Linux sandbox (`sandbox`).
+    pub sandbox: SandboxMode,
+    /// Build without the sandbox when the kernel cannot provide it (`sandbox-fallback`).
+    pub sandbox_fallback: bool,
+    /// Host paths visible in the sandbox (`sandbox-paths`, `extra-sandbox-paths`).
+    pub sandbox_paths: Vec<SandboxPath>,
+    /// Kill a build whose log exceeds this many bytes (`max-build-log-size`).
+    pub max_log_size: Option<u64>,
 }
 
 impl Default for BuildSettings {
@@ -61,6 +73,10 @@ impl Default for BuildSettings {
             timeout: None,
             max_silent_time: None,
             build_dir_root: std::env::temp_dir(),
+            sandbox: SandboxMode::Off,
+            sandbox_fallback: true,
+            sandbox_paths: Vec::new(),
+            max_log_size: None,
         }
     }
 }
@@ -149,7 +165,18 @@ pub fn build(
         .map(|(n, p)| (n.clone(), p.clone()))
         .collect();
 
+    let sandboxed = use_sandbox(store, job, settings, &drv_printed)?;
     let build_dir = create_build_dir(&settings.build_dir_root, job.drv_path.name())?;
+    let mut sb = None;
+    if sandboxed {
+        match prepare_sandbox(store, job, &build_dir, settings, &drv_printed) {
+            Ok(s) => sb = Some(s),
+            Err(e) => {
+                let _ = delete_path(&build_dir);
+                return Err(e);
+            }
+        }
+    }
     let result = run_builder_in(
         store,
         job,
@@ -159,8 +186,14 @@ pub fn build(
         observer,
         &build_dir,
         &drv_printed,
+        sb.as_mut(),
     )
+    .and_then(|()| match &sb {
+        Some(sb) => take_outputs(store, sb, &scratch),
+        None => Ok(()),
+    })
     .and_then(|()| register_outputs(store, job, &to_register, &drv_printed));
+    drop(sb);
     for (_, fallback) in &redirects {
         let _ = delete_path(&store.real_path(fallback));
     }
@@ -189,10 +222,13 @@ pub fn fallback_path(
     let zero = rix_formats::Hash::from_bytes(HashAlgo::Sha256, &[0; 32]).expect("32 bytes");
     let ty = format!("rewrite:{drv_path}:name:{output}");
     let name = rix_formats::store_path::output_path_name(drv_name, output);
-    Ok(store
+    let path = store
         .store_dir()
         .make_store_path(&ty, &zero, &name)
-        .map_err(rix_store::local_store::StoreError::from)?)
+        .map_err(rix_store::local_store::StoreError::from)?;
+    // A collector must leave the rebuilt output alone until it is compared or moved.
+    store.add_temp_root(&path)?;
+    Ok(path)
 }
 
 /// Replaces every occurrence of the hash parts in `map` (equal lengths).
@@ -224,6 +260,9 @@ fn check(
                 ),
             })?;
         valid.insert(name.clone(), info);
+    }
+    if use_sandbox(store, job, settings, drv_printed)? {
+        return check_in_sandbox(store, job, settings, observer, drv_printed, &valid);
     }
     let mut fallback = BTreeMap::new();
     for name in job.outputs.keys() {
@@ -258,6 +297,7 @@ fn check(
         observer,
         &build_dir,
         drv_printed,
+        None,
     );
     let _ = delete_path(&build_dir);
     let result = built.and_then(|()| {
@@ -314,6 +354,7 @@ fn run_builder_in(
     observer: &dyn Observer,
     build_dir: &Path,
     drv_printed: &str,
+    mut sandbox: Option<&mut Sandbox>,
 ) -> Result<(), BuildError> {
     let printed_outputs: BTreeMap<String, String> = outputs
         .iter()
@@ -322,7 +363,10 @@ fn run_builder_in(
     let impure = |name: &str| std::env::var(name).ok();
     let ctx = EnvContext {
         store_dir: store.store_dir().as_str(),
-        build_dir,
+        build_dir: match sandbox {
+            Some(_) => Path::new(sandbox::SANDBOX_BUILD_DIR),
+            None => build_dir,
+        },
         cores: settings.cores,
         outputs: &printed_outputs,
         impure: &impure,
@@ -334,6 +378,10 @@ fn run_builder_in(
         let p = build_dir.join(name);
         std::fs::write(&p, contents).map_err(BuildError::io(&p))?;
     }
+    if let Some(sb) = sandbox.as_deref_mut() {
+        sb.give_to_builder(build_dir)
+            .map_err(|(p, e)| BuildError::io(p)(e))?;
+    }
     run_builder(
         store,
         job,
@@ -343,7 +391,235 @@ fn run_builder_in(
         build_dir,
         &env,
         drv_printed,
+        sandbox,
     )
+}
+
+/// Whether this build runs in the sandbox: as the `sandbox` setting says (Nix's
+/// rules: `relaxed` leaves out fixed-output derivations and `__noChroot`), and
+/// always in a store whose directory is not at its logical path.
+fn use_sandbox(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    settings: &BuildSettings,
+    drv_printed: &str,
+) -> Result<bool, BuildError> {
+    let no_chroot = bool_attr(job.drv, "__noChroot");
+    let wanted = match settings.sandbox {
+        SandboxMode::Off => false,
+        SandboxMode::Relaxed => !is_fixed_output(job.drv) && !no_chroot,
+        SandboxMode::On if no_chroot => {
+            return Err(BuildError::Unsupported {
+                drv: drv_printed.to_owned(),
+                reason: "it has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'"
+                    .into(),
+            })
+        }
+        SandboxMode::On => true,
+    };
+    let remap = store.layout().needs_remap();
+    if !wanted && !remap {
+        return Ok(false);
+    }
+    match sandbox::available() {
+        Ok(()) => Ok(true),
+        Err(why) if remap => Err(BuildError::Unsupported {
+            drv: drv_printed.to_owned(),
+            reason: format!(
+                "the store {} is at {}, and builders can only see it at its logical path in the \
+                 sandbox, which is not available: {why}",
+                store.store_dir(),
+                store.layout().real_store_dir.display()
+            ),
+        }),
+        Err(_) if settings.sandbox_fallback => Ok(false),
+        Err(why) => Err(BuildError::Unsupported {
+            drv: drv_printed.to_owned(),
+            reason: format!("the sandbox is not available ({why}) and 'sandbox-fallback' is false"),
+        }),
+    }
+}
+
+fn is_fixed_output(drv: &Derivation) -> bool {
+    drv.outputs
+        .values()
+        .any(|o| matches!(o, DerivationOutput::CAFixed { .. }))
+}
+
+/// A Boolean derivation attribute (`"1"` in the environment, `true` in
+/// structured attributes).
+fn bool_attr(drv: &Derivation, name: &str) -> bool {
+    if let Some(json) = drv.env_var("__json") {
+        return serde_json::from_slice::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get(name).and_then(serde_json::Value::as_bool))
+            .unwrap_or(false);
+    }
+    drv.env_var(name) == Some(b"1".as_slice())
+}
+
+fn prepare_sandbox(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    build_dir: &Path,
+    settings: &BuildSettings,
+    drv_printed: &str,
+) -> Result<Sandbox, BuildError> {
+    Sandbox::prepare(&SandboxSetup {
+        store,
+        drv_path: job.drv_path,
+        inputs: job.input_closure,
+        build_dir,
+        network: is_fixed_output(job.drv),
+        paths: &settings.sandbox_paths,
+    })
+    .map_err(|(path, e)| BuildError::Spawn {
+        drv: drv_printed.to_owned(),
+        builder: String::from_utf8_lossy(&job.drv.builder).into_owned(),
+        source: std::io::Error::new(
+            e.kind(),
+            format!("while setting up the sandbox: {}: {e}", path.display()),
+        ),
+    })
+}
+
+/// Moves the outputs a sandboxed builder produced into the real store.
+fn take_outputs(
+    store: &LocalStore,
+    sb: &Sandbox,
+    outputs: &BTreeMap<String, StorePath>,
+) -> Result<(), BuildError> {
+    for p in outputs.values() {
+        let dest = store.real_path(p);
+        sb.take_output(p, &dest).map_err(BuildError::io(&dest))?;
+    }
+    Ok(())
+}
+
+/// `--check` in the sandbox: the rebuild writes the outputs at their own paths
+/// inside the sandbox (no hash rewriting needed), compared there with the valid ones.
+fn check_in_sandbox(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    settings: &BuildSettings,
+    observer: &dyn Observer,
+    drv_printed: &str,
+    valid: &BTreeMap<String, ValidPathInfo>,
+) -> Result<BuildOutcome, BuildError> {
+    let build_dir = create_build_dir(&settings.build_dir_root, job.drv_path.name())?;
+    let mut sb = match prepare_sandbox(store, job, &build_dir, settings, drv_printed) {
+        Ok(sb) => sb,
+        Err(e) => {
+            let _ = delete_path(&build_dir);
+            return Err(e);
+        }
+    };
+    let built = run_builder_in(
+        store,
+        job,
+        job.drv,
+        job.outputs,
+        settings,
+        observer,
+        &build_dir,
+        drv_printed,
+        Some(&mut sb),
+    );
+    let _ = delete_path(&build_dir);
+    built?;
+    let mut differing = Vec::new();
+    for (name, out) in job.outputs {
+        let inside = sb.output_in_root(out);
+        if std::fs::symlink_metadata(&inside).is_err() {
+            return Err(BuildError::MissingOutput {
+                drv: drv_printed.to_owned(),
+                output: name.clone(),
+                path: store.print(out),
+            });
+        }
+        sb.reclaim(&inside).map_err(|(p, e)| BuildError::io(p)(e))?;
+        canonicalise(&inside).map_err(BuildError::io(&inside))?;
+        let mut hasher = Hasher::new(HashAlgo::Sha256);
+        rix_store::archive::dump(&inside, &mut hasher)?;
+        if hasher.finish() != valid[name].nar_hash {
+            let kept_at = settings.keep_failed.then(|| {
+                let mut dest = store.real_path(out).into_os_string();
+                dest.push(".check");
+                let dest = PathBuf::from(dest);
+                let _ = delete_path(&dest);
+                std::fs::rename(&inside, &dest).ok().map(|_| dest)
+            });
+            differing.push(CheckDifference {
+                output: name.clone(),
+                path: store.print(out),
+                kept_at: kept_at.flatten(),
+            });
+        }
+    }
+    Ok(BuildOutcome::Checked(differing))
+}
+
+/// Starts the builder as a child of rix in its own process group.
+fn spawn_direct(
+    drv: &Derivation,
+    env: &BTreeMap<Vec<u8>, Vec<u8>>,
+    build_dir: &Path,
+    writer: std::io::PipeWriter,
+) -> std::io::Result<std::process::Child> {
+    let builder = OsStr::from_bytes(&drv.builder);
+    let mut cmd = Command::new(builder);
+    cmd.args(drv.args.iter().map(|a| OsStr::from_bytes(a)))
+        .env_clear()
+        .envs(
+            env.iter()
+                .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
+        )
+        .current_dir(build_dir)
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        .process_group(0);
+    die_with_parent(&mut cmd);
+    let spawned = cmd.spawn();
+    drop(cmd); // closes our copies of the pipe's write end
+    spawned
+}
+
+/// Starts the builder in the sandbox; `argv[0]` is the builder's base name, as Nix
+/// passes it.
+fn spawn_sandboxed(
+    sb: &mut Sandbox,
+    drv: &Derivation,
+    env: &BTreeMap<Vec<u8>, Vec<u8>>,
+    log: std::os::fd::OwnedFd,
+) -> std::io::Result<sandbox::SandboxChild> {
+    let c = |b: &[u8]| {
+        std::ffi::CString::new(b).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a NUL byte in the builder's arguments or environment",
+            )
+        })
+    };
+    let program = c(&drv.builder)?;
+    let base = drv
+        .builder
+        .rsplit(|&b| b == b'/')
+        .next()
+        .unwrap_or(&drv.builder);
+    let mut argv = vec![c(base)?];
+    for a in &drv.args {
+        argv.push(c(a)?);
+    }
+    let mut envp = Vec::with_capacity(env.len());
+    for (k, v) in env {
+        let mut kv = k.clone();
+        kv.push(b'=');
+        kv.extend_from_slice(v);
+        envp.push(c(&kv)?);
+    }
+    sb.spawn(program, argv, envp, &log)
+        .map_err(std::io::Error::other)
 }
 
 /// `<root>/nix-build-<drv name>-<n>`, as Nix names it, created with mode 0700.
@@ -395,42 +671,36 @@ fn run_builder(
     build_dir: &Path,
     env: &BTreeMap<Vec<u8>, Vec<u8>>,
     drv_printed: &str,
+    sandbox: Option<&mut Sandbox>,
 ) -> Result<(), BuildError> {
     let log_path = store.log_path(job.drv_path);
     let mut log = LogSink::create(&log_path).map_err(BuildError::io(&log_path))?;
     let (reader, writer) = std::io::pipe().map_err(BuildError::io(build_dir))?;
-    let builder = OsStr::from_bytes(&drv.builder);
-    let mut cmd = Command::new(builder);
-    cmd.args(drv.args.iter().map(|a| OsStr::from_bytes(a)))
-        .env_clear()
-        .envs(
-            env.iter()
-                .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
-        )
-        .current_dir(build_dir)
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().map_err(BuildError::io(build_dir))?)
-        .stderr(writer)
-        .process_group(0);
-    die_with_parent(&mut cmd);
     if running::cancelled() {
         return Err(BuildError::Cancelled(drv_printed.to_owned()));
     }
-    let spawned = cmd.spawn();
-    drop(cmd); // closes our copies of the pipe's write end
-    let mut child = spawned.map_err(|source| BuildError::Spawn {
+    let spawn_error = |source| BuildError::Spawn {
         drv: drv_printed.to_owned(),
         builder: String::from_utf8_lossy(&drv.builder).into_owned(),
         source,
-    })?;
-    let pgid = child.id() as i32;
+    };
+    let (pgid, waiter): (i32, Box<dyn FnOnce() -> std::io::Result<ExitStatus> + Send>) =
+        match sandbox {
+            Some(sb) => {
+                let child = spawn_sandboxed(sb, drv, env, writer.into()).map_err(spawn_error)?;
+                (child.pid.as_raw(), Box::new(move || child.wait()))
+            }
+            None => {
+                let mut child = spawn_direct(drv, env, build_dir, writer).map_err(spawn_error)?;
+                (child.id() as i32, Box::new(move || child.wait()))
+            }
+        };
     let _registration = running::register(pgid);
-
     let (tx, rx) = mpsc::channel();
     let out_tx = tx.clone();
     std::thread::spawn(move || pump(reader, out_tx));
     std::thread::spawn(move || {
-        let _ = tx.send(Msg::Exited(child.wait()));
+        let _ = tx.send(Msg::Exited(waiter()));
     });
 
     let start = Instant::now();
@@ -453,6 +723,14 @@ fn run_builder(
             Ok(Msg::Output(data)) => {
                 last_output = Instant::now();
                 log.write(&data, line).map_err(BuildError::io(&log_path))?;
+                if let Some(max) = settings.max_log_size {
+                    if log.len() > max && killed_for.is_none() {
+                        killed_for = Some(format!(
+                            "killed after writing more than {max} bytes of log output"
+                        ));
+                        running::kill_group(pgid);
+                    }
+                }
             }
             Ok(Msg::Eof) => eof = true,
             Ok(Msg::Exited(s)) => {

@@ -6,10 +6,13 @@ use std::process::{Command, Output};
 
 use rix_testutil::{nix, TempStore};
 
+/// Runs rix without the sandbox, like the Nix it is compared with (these builders
+/// use host programs and write outside the store).
 fn rix(store: &TempStore, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rix"))
         .arg("--store")
         .arg(store.url())
+        .args(["--option", "sandbox", "false"])
         .args(args)
         .output()
         .expect("run rix")
@@ -143,6 +146,7 @@ fn eight_processes_build_each_derivation_once() {
             Command::new(env!("CARGO_BIN_EXE_rix"))
                 .arg("--store")
                 .arg(t.url())
+                .args(["--option", "sandbox", "false"])
                 .args(["build", &drv, "--no-link", "-j", "2"])
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -171,6 +175,7 @@ fn kill_9_during_a_build_leaves_a_store_that_recovers() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rix"))
         .arg("--store")
         .arg(t.url())
+        .args(["--option", "sandbox", "false"])
         .args(["build", &drv, "--no-link"])
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
+use rix_build::sandbox::SandboxMode;
 use rix_build::{realise, BuildSettings, RealiseOptions, RealiseReport};
 use rix_formats::hash::HashAlgo;
 use rix_formats::{nixbase32, StorePath};
@@ -58,6 +59,15 @@ pub struct BuildArgs {
     /// Kill a build that prints nothing for this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub max_silent_time: Option<u64>,
+    /// Kill a build whose log exceeds this many bytes (0: no limit).
+    #[arg(long, value_name = "BYTES")]
+    pub max_build_log_size: Option<u64>,
+    /// Build in the Linux sandbox (the default where the kernel allows it).
+    #[arg(long, overrides_with = "no_sandbox")]
+    pub sandbox: bool,
+    /// Let builders see the whole host (`sandbox = false`).
+    #[arg(long, overrides_with = "sandbox")]
+    pub no_sandbox: bool,
     /// Binary caches to substitute from, space-separated (instead of the
     /// `substituters` setting).
     #[arg(long, value_name = "URLS")]
@@ -121,6 +131,33 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
         Ok((v > 0).then(|| std::time::Duration::from_secs(v)))
     };
     let build_dir = s.get("build-dir");
+    let mut sandbox = match (args.sandbox, args.no_sandbox) {
+        (true, _) => SandboxMode::On,
+        (_, true) => SandboxMode::Off,
+        _ => {
+            let v = s.get("sandbox");
+            SandboxMode::parse(&v).with_context(|| {
+                format!("setting 'sandbox': '{v}' is not 'true', 'false' or 'relaxed'")
+            })?
+        }
+    };
+    let sandbox_fallback = s.get_bool("sandbox-fallback")?;
+    if sandbox != SandboxMode::Off {
+        if let Err(why) = rix_build::sandbox::available() {
+            if !sandbox_fallback {
+                bail!("the build sandbox is not available ({why}) and 'sandbox-fallback' is false");
+            }
+            eprintln!(
+                "warning: the build sandbox is not available ({why}); building without it \
+                 (set 'sandbox = false' to silence this, 'sandbox-fallback = false' to make it an error)"
+            );
+            sandbox = SandboxMode::Off;
+        }
+    }
+    let max_log = match args.max_build_log_size {
+        Some(v) => v,
+        None => s.get_u64("max-build-log-size")?,
+    };
     Ok(RealiseOptions {
         max_jobs,
         keep_going: args.keep_going || s.get_bool("keep-going")?,
@@ -135,6 +172,10 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
             } else {
                 PathBuf::from(build_dir)
             },
+            sandbox,
+            sandbox_fallback,
+            sandbox_paths: rix_build::sandbox::parse_sandbox_paths(&s.get_list("sandbox-paths")),
+            max_log_size: (max_log > 0).then_some(max_log),
         },
         substituter: None,
     })
@@ -181,13 +222,16 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
         return Ok(());
     }
     if store.layout().needs_remap() {
-        bail!(
-            "cannot build in the store rooted at {}: its builders must see it at {}, which needs the \
-             sandbox's mount namespace (not available yet); use a store whose directory is its real \
-             location, e.g. --store 'local?store=/some/dir/store&state=/some/dir/state&log=/some/dir/log'",
-            store.layout().root.as_ref().map_or_else(String::new, |r| r.display().to_string()),
-            store.store_dir()
-        );
+        if let Err(why) = rix_build::sandbox::available() {
+            bail!(
+                "cannot build in the store rooted at {}: its builders must see it at {}, which needs \
+                 the sandbox's mount namespace, and the sandbox is not available ({why}); use a store \
+                 whose directory is its real location, e.g. \
+                 --store 'local?store=/some/dir/store&state=/some/dir/state&log=/some/dir/log'",
+                store.layout().root.as_ref().map_or_else(String::new, |r| r.display().to_string()),
+                store.store_dir()
+            );
+        }
     }
     let mut opts = options(ctx, args)?;
     opts.substituter = substituter;

@@ -1,0 +1,661 @@
+//! The Linux build sandbox, as Nix's (`linux-derivation-builder.cc`,
+//! `chroot-derivation-builder.cc`).
+//!
+//! The builder runs as PID 1 of new user, mount, PID, IPC and UTS namespaces (and
+//! a network namespace with only `lo`, except for fixed-output derivations). Its
+//! root is `<real store dir>/<drv>.chroot`, prepared by rix beforehand on the
+//! store's file system:
+//!
+//! | inside | what |
+//! | --- | --- |
+//! | `/nix/store` (the logical store directory) | a directory (mode 1775) where the builder creates its outputs; each path of the input closure is bind-mounted into it read-only (regular files and symlinks are hard links when rix is root) |
+//! | `/build` | the build directory (NIX_BUILD_TOP, TMPDIR, ...), bind-mounted |
+//! | `/tmp` | an empty directory, mode 1777 |
+//! | `/dev` | null, zero, full, random, urandom, tty (and kvm) bound from the host; fd, stdin, stdout, stderr symlinks; a new devpts on `/dev/pts` with `/dev/ptmx`; a tmpfs on `/dev/shm` |
+//! | `/proc` | a new procfs of the build's PID namespace |
+//! | `/etc` | `passwd` and `group` with `nixbld` (1000:100), `hosts` with localhost; fixed-output builds get the host's `resolv.conf`, `services`, `hosts` and Nix's `nsswitch.conf` instead |
+//! | `sandbox-paths` | bind-mounted read-only (`target=source`, `?` = optional) |
+//!
+//! The store directory appears at its logical path whatever its real location,
+//! so builds in a store rooted elsewhere (`--store /some/root`) produce exactly
+//! the outputs they would in `/nix/store`. After the build the outputs are
+//! renamed from the chroot's store directory into the real one (same file system).
+//!
+//! The child is set up between `clone` and `execve` by [`child`], which only makes
+//! system calls on data prepared here. When the builder exits, the kernel kills
+//! every other process of its PID namespace, so nothing it started survives it.
+
+pub mod child;
+pub mod enter;
+pub mod ids;
+
+use std::collections::BTreeSet;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use rix_formats::StorePath;
+use rix_store::canonicalise::delete_path;
+use rix_store::local_store::LocalStore;
+
+use child::{ChildSpec, Op};
+pub use ids::{SANDBOX_GID, SANDBOX_UID};
+
+/// The build directory as builders in the sandbox see it (Nix's `sandbox-build-dir`).
+pub const SANDBOX_BUILD_DIR: &str = "/build";
+
+/// The `sandbox` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxMode {
+    /// Builders see the whole host (`sandbox = false`).
+    #[default]
+    Off,
+    /// Sandboxed, except fixed-output derivations and those with `__noChroot`.
+    Relaxed,
+    /// Every build sandboxed (`sandbox = true`).
+    On,
+}
+
+impl SandboxMode {
+    /// Parses the setting's value as Nix does (`true`, `false`, `relaxed`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "true" | "1" | "yes" => Some(Self::On),
+            "false" | "0" | "no" | "" => Some(Self::Off),
+            "relaxed" => Some(Self::Relaxed),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of `sandbox-paths`: `target=source`, or `path` (same inside and
+/// out); a trailing `?` makes it optional (skipped when the source is missing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxPath {
+    pub target: PathBuf,
+    pub source: PathBuf,
+    pub optional: bool,
+}
+
+/// Parses the words of `sandbox-paths` / `extra-sandbox-paths`.
+pub fn parse_sandbox_paths<S: AsRef<str>>(words: &[S]) -> Vec<SandboxPath> {
+    words
+        .iter()
+        .filter_map(|w| {
+            let mut w = w.as_ref();
+            if w.is_empty() {
+                return None;
+            }
+            let optional = w.ends_with('?');
+            if optional {
+                w = &w[..w.len() - 1];
+            }
+            let (target, source) = w.split_once('=').unwrap_or((w, w));
+            Some(SandboxPath {
+                target: PathBuf::from(target),
+                source: PathBuf::from(source),
+                optional,
+            })
+        })
+        .collect()
+}
+
+/// Whether this kernel lets rix create the sandbox's namespaces (checked once
+/// per process by starting a child in them that mounts a fresh `/proc`).
+/// `Err` says why not.
+pub fn available() -> Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE.get_or_init(probe).clone()
+}
+
+fn probe() -> Result<(), String> {
+    let ops = vec![
+        Op::Mount {
+            src: None,
+            target: c"/".into(),
+            fstype: None,
+            flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            data: None,
+        },
+        Op::Mount {
+            src: Some(c"proc".into()),
+            target: c"/proc".into(),
+            fstype: Some(c"proc".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: None,
+        },
+    ];
+    let mut spec = ChildSpec::new(ops, c"/".into(), vec![], vec![], 0, 1, -1, -1, vec![]);
+    spec.probe_only = true;
+    let child = start(spec, true, None)?;
+    match waitpid(child.pid, None) {
+        Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+        other => Err(format!("test child failed: {other:?}")),
+    }
+}
+
+/// Where a build's sandbox is and who its builder is.
+pub struct Sandbox {
+    /// `<real store dir>/<drv>.chroot`: the builder's `/`.
+    root: PathBuf,
+    /// The builder's store directory, on the host (`root` + logical store dir).
+    store_in_root: PathBuf,
+    ids: ids::BuildIds,
+    ops: Vec<Op>,
+    private_network: bool,
+}
+
+/// What a sandbox is made of.
+pub struct SandboxSetup<'a> {
+    pub store: &'a LocalStore,
+    pub drv_path: &'a StorePath,
+    /// The closure of the inputs.
+    pub inputs: &'a BTreeSet<StorePath>,
+    pub build_dir: &'a Path,
+    /// Fixed-output: network access and the host's name resolution files.
+    pub network: bool,
+    pub paths: &'a [SandboxPath],
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("paths contain no NUL")
+}
+
+fn bind(src: &Path, target: &Path, recursive: bool) -> Op {
+    let mut flags = MsFlags::MS_BIND;
+    if recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    Op::Mount {
+        src: Some(cstr(src)),
+        target: cstr(target),
+        fstype: None,
+        flags,
+        data: None,
+    }
+}
+
+fn remount_ro(target: &Path) -> Op {
+    Op::Mount {
+        src: None,
+        target: cstr(target),
+        fstype: None,
+        flags: MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
+        data: None,
+    }
+}
+
+fn fs_mount(fstype: &CStr, target: &Path, flags: MsFlags, data: Option<&str>) -> Op {
+    Op::Mount {
+        src: Some(fstype.into()),
+        target: cstr(target),
+        fstype: Some(fstype.into()),
+        flags,
+        data: data.map(|d| CString::new(d).expect("no NUL")),
+    }
+}
+
+/// `/etc/passwd` and `/etc/group` inside, byte for byte as Nix 2.8 writes them.
+fn etc_passwd() -> String {
+    format!(
+        "root:x:0:0:Nix build user:{SANDBOX_BUILD_DIR}:/noshell\n\
+         nixbld:x:{SANDBOX_UID}:{SANDBOX_GID}:Nix build user:{SANDBOX_BUILD_DIR}:/noshell\n\
+         nobody:x:65534:65534:Nobody:/:/noshell\n"
+    )
+}
+
+fn etc_group() -> String {
+    format!("root:x:0:\nnixbld:!:{SANDBOX_GID}:\nnogroup:x:65534:\n")
+}
+
+/// The logical store path `p` (e.g. `/nix/store/x`) under `root`.
+fn under(root: &Path, p: &Path) -> PathBuf {
+    root.join(p.strip_prefix("/").unwrap_or(p))
+}
+
+pub type IoResult<T> = Result<T, (PathBuf, std::io::Error)>;
+
+fn at(p: &Path) -> impl FnOnce(std::io::Error) -> (PathBuf, std::io::Error) + '_ {
+    move |e| (p.to_path_buf(), e)
+}
+
+fn mkdir(p: &Path, mode: u32) -> IoResult<()> {
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .create(p)
+        .map_err(at(p))?;
+    // The umask may have taken bits away.
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(at(p))
+}
+
+fn touch(p: &Path) -> IoResult<()> {
+    std::fs::File::create(p).map(drop).map_err(at(p))
+}
+
+impl Sandbox {
+    /// Creates the sandbox's root on the host and the list of mounts the child
+    /// will make (see the module docs).
+    pub fn prepare(s: &SandboxSetup<'_>) -> IoResult<Self> {
+        let layout = s.store.layout();
+        let ids = ids::BuildIds::allocate(&layout.state_dir).map_err(at(&layout.state_dir))?;
+        let root = layout.real_store_dir.join(format!("{}.chroot", s.drv_path));
+        delete_path(&root).map_err(at(&root))?;
+        let store_dir = Path::new(s.store.store_dir().as_str());
+        let store_in_root = under(&root, store_dir);
+        let mut sb = Sandbox {
+            root,
+            store_in_root,
+            ids,
+            ops: Vec::new(),
+            private_network: !s.network,
+        };
+        sb.populate(s, store_dir)?;
+        Ok(sb)
+    }
+
+    fn populate(&mut self, s: &SandboxSetup<'_>, store_dir: &Path) -> IoResult<()> {
+        let root = self.root.clone();
+        let privileged = self.ids.privileged;
+        let chown_group = |p: &Path| -> IoResult<()> {
+            if privileged {
+                std::os::unix::fs::chown(p, Some(0), Some(self.ids.gid)).map_err(at(p))?;
+            }
+            Ok(())
+        };
+        mkdir(&root, 0o750)?;
+        chown_group(&root)?;
+        let r = |p: &str| root.join(p);
+        for (d, mode) in [
+            ("real-root", 0o700),
+            ("tmp", 0o1777),
+            ("etc", 0o755),
+            ("dev", 0o755),
+            ("dev/shm", 0o755),
+            ("dev/pts", 0o755),
+            ("proc", 0o755),
+            ("build", 0o700),
+            (".store-ro", 0o700),
+        ] {
+            mkdir(&r(d), mode)?;
+        }
+        let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map_err(at(&p));
+        write(r("etc/passwd"), &etc_passwd())?;
+        write(r("etc/group"), &etc_group())?;
+        let mut host_etc = Vec::new();
+        if s.network {
+            write(
+                r("etc/nsswitch.conf"),
+                "hosts: files dns\nservices: files\n",
+            )?;
+            for f in ["resolv.conf", "services", "hosts"] {
+                let host = Path::new("/etc").join(f);
+                if host.exists() {
+                    touch(&r(&format!("etc/{f}")))?;
+                    host_etc.push(host);
+                }
+            }
+        } else {
+            write(r("etc/hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
+        }
+        // The store directory with its input closure.
+        std::fs::create_dir_all(&self.store_in_root).map_err(at(&self.store_in_root))?;
+        std::fs::set_permissions(&self.store_in_root, std::fs::Permissions::from_mode(0o1775))
+            .map_err(at(&self.store_in_root))?;
+        chown_group(&self.store_in_root)?;
+
+        let real_store = s.store.layout().real_store_dir.clone();
+        let ro = r(".store-ro");
+        let mut ops = vec![
+            Op::Mount {
+                src: None,
+                target: c"/".into(),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                data: None,
+            },
+            // The root must be a mount point for pivot_root.
+            bind(&root, &root, false),
+            // Inputs are bound from a read-only view of the store, whose flags
+            // (read-only, nosuid, nodev) each bind mount inherits.
+            bind(&real_store, &ro, false),
+            remount_ro(&ro),
+        ];
+        // Store paths named by sandbox-paths come with their closures.
+        let mut inputs: BTreeSet<StorePath> = s.inputs.clone();
+        let mut extra_paths = Vec::new();
+        for sp in s.paths {
+            let mut source = sp.source.clone();
+            if let Ok(rel) = sp.source.strip_prefix(store_dir) {
+                let mut comps = rel.components();
+                if let Some(first) = comps.next() {
+                    let name = first.as_os_str().to_string_lossy();
+                    if let Ok(p) = StorePath::from_base_name(&name) {
+                        if s.store.is_valid(&p).unwrap_or(false) {
+                            if let Ok(closure) = s.store.closure([p.clone()]) {
+                                inputs.extend(closure);
+                            }
+                        }
+                        source = real_store.join(rel);
+                    }
+                }
+            }
+            match std::fs::metadata(&source) {
+                Ok(meta) => extra_paths.push((sp.target.clone(), source, meta.is_dir())),
+                Err(_) if sp.optional => {}
+                Err(e) => return Err((sp.source.clone(), e)),
+            }
+        }
+        for p in &inputs {
+            let name = p.to_string();
+            let src = real_store.join(&name);
+            let dst = self.store_in_root.join(&name);
+            let meta = std::fs::symlink_metadata(&src).map_err(at(&src))?;
+            if meta.is_dir() {
+                mkdir(&dst, 0o555)?;
+                ops.push(bind(&ro.join(&name), &dst, false));
+            } else if privileged || meta.file_type().is_symlink() {
+                // The builder cannot write root's 0444 files, and symlinks are
+                // immutable: a hard link is cheaper than a mount.
+                if std::fs::hard_link(&src, &dst).is_err() {
+                    if meta.file_type().is_symlink() {
+                        let target = std::fs::read_link(&src).map_err(at(&src))?;
+                        std::os::unix::fs::symlink(target, &dst).map_err(at(&dst))?;
+                    } else {
+                        touch(&dst)?;
+                        ops.push(bind(&ro.join(&name), &dst, false));
+                    }
+                }
+            } else {
+                touch(&dst)?;
+                ops.push(bind(&ro.join(&name), &dst, false));
+            }
+        }
+        ops.push(Op::Umount(cstr(&ro)));
+        ops.push(Op::Rmdir(cstr(&ro)));
+        ops.push(bind(s.build_dir, &r("build"), false));
+        // A minimal /dev.
+        let mut devs = vec!["full", "null", "random", "tty", "urandom", "zero"];
+        if Path::new("/dev/kvm").exists() {
+            devs.push("kvm");
+        }
+        for d in devs {
+            let dst = r(&format!("dev/{d}"));
+            touch(&dst)?;
+            ops.push(bind(&Path::new("/dev").join(d), &dst, false));
+        }
+        for (link, target) in [
+            ("dev/fd", "/proc/self/fd"),
+            ("dev/stdin", "/proc/self/fd/0"),
+            ("dev/stdout", "/proc/self/fd/1"),
+            ("dev/stderr", "/proc/self/fd/2"),
+            ("dev/ptmx", "/dev/pts/ptmx"),
+        ] {
+            let l = r(link);
+            std::os::unix::fs::symlink(target, &l).map_err(at(&l))?;
+        }
+        for host in host_etc {
+            ops.push(bind(&host, &under(&root, &host), false));
+        }
+        for (target, source, is_dir) in extra_paths {
+            let dst = under(&root, &target);
+            if is_dir {
+                std::fs::create_dir_all(&dst).map_err(at(&dst))?;
+            } else {
+                if let Some(parent) = dst.parent() {
+                    std::fs::create_dir_all(parent).map_err(at(parent))?;
+                }
+                if std::fs::symlink_metadata(&dst).is_err() {
+                    touch(&dst)?;
+                }
+            }
+            ops.push(bind(&source, &dst, is_dir));
+            ops.push(remount_ro(&dst));
+        }
+        ops.push(fs_mount(
+            c"tmpfs",
+            &r("dev/shm"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=50%"),
+        ));
+        ops.push(fs_mount(
+            c"devpts",
+            &r("dev/pts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,mode=0620,ptmxmode=0666"),
+        ));
+        ops.push(fs_mount(
+            c"proc",
+            &r("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None,
+        ));
+        ops.push(Op::Hostname);
+        if self.private_network {
+            ops.push(Op::LoopbackUp);
+        }
+        ops.push(Op::Chdir(cstr(&root)));
+        ops.push(Op::PivotRoot {
+            put_old: c"real-root".into(),
+        });
+        ops.push(Op::Umount(c"real-root".into()));
+        ops.push(Op::Rmdir(c"real-root".into()));
+        ops.push(Op::WaitForParent);
+        ops.push(Op::SetIds {
+            uid: SANDBOX_UID,
+            gid: SANDBOX_GID,
+            drop_groups: privileged,
+        });
+        ops.push(Op::Chdir(CString::new(SANDBOX_BUILD_DIR).expect("no NUL")));
+        self.ops = ops;
+        Ok(())
+    }
+
+    /// Gives the build directory, and what rix wrote into it, to the builder.
+    pub fn give_to_builder(&self, build_dir: &Path) -> IoResult<()> {
+        if self.ids.privileged {
+            chown_tree(build_dir, self.ids.uid, self.ids.gid)?;
+        }
+        Ok(())
+    }
+
+    /// Where the builder's output `p` is on the host while the sandbox exists.
+    pub fn output_in_root(&self, p: &StorePath) -> PathBuf {
+        self.store_in_root.join(p.to_string())
+    }
+
+    /// Starts the builder in the sandbox with its output going to `log`.
+    pub fn spawn(
+        &mut self,
+        program: CString,
+        argv: Vec<CString>,
+        envp: Vec<CString>,
+        log: &OwnedFd,
+    ) -> Result<SandboxChild, String> {
+        let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+        let ops = std::mem::take(&mut self.ops);
+        let spec = ChildSpec::new(
+            ops,
+            program,
+            argv,
+            envp,
+            devnull.as_raw_fd(),
+            log.as_raw_fd(),
+            -1,
+            -1,
+            vec![],
+        );
+        start(spec, self.private_network, Some(&self.ids))
+    }
+
+    /// Moves a finished output from the sandbox's store into the real one, owned
+    /// by rix's user again. `false` when the builder did not create it.
+    pub fn take_output(&self, p: &StorePath, dest: &Path) -> std::io::Result<bool> {
+        let src = self.output_in_root(p);
+        if std::fs::symlink_metadata(&src).is_err() {
+            return Ok(false);
+        }
+        self.reclaim(&src).map_err(|(_, e)| e)?;
+        delete_path(dest)?;
+        std::fs::rename(&src, dest)?;
+        Ok(true)
+    }
+
+    /// Makes a tree the builder wrote belong to rix's user (when rix is root).
+    pub fn reclaim(&self, p: &Path) -> IoResult<()> {
+        if self.ids.privileged {
+            let euid = nix::unistd::geteuid().as_raw();
+            let egid = nix::unistd::getegid().as_raw();
+            chown_tree(p, euid, egid)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = delete_path(&self.root);
+    }
+}
+
+/// `lchown` of a whole tree.
+fn chown_tree(p: &Path, uid: u32, gid: u32) -> IoResult<()> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(at(p))?;
+    let meta = std::fs::symlink_metadata(p).map_err(at(p))?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(p).map_err(at(p))? {
+            chown_tree(&e.map_err(at(p))?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// A builder running in a sandbox: PID 1 of its namespace (here seen with its
+/// pid outside), also its own process group.
+pub struct SandboxChild {
+    pub pid: Pid,
+    /// Kept open while the builder runs: the child checks it just before exec
+    /// to know that rix is still there.
+    _sync: Option<OwnedFd>,
+}
+
+impl SandboxChild {
+    /// Waits for the builder, as `std::process::Child::wait` would.
+    pub fn wait(self) -> std::io::Result<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        loop {
+            match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    return Ok(std::process::ExitStatus::from_raw((code & 0xff) << 8))
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    return Ok(std::process::ExitStatus::from_raw(sig as i32))
+                }
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Clones the child into new namespaces, writes its id maps, lets it go, and
+/// waits until it has exec'd (or reports where its setup failed).
+fn start(
+    mut spec: ChildSpec,
+    private_network: bool,
+    ids: Option<&ids::BuildIds>,
+) -> Result<SandboxChild, String> {
+    let (sync_r, sync_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("creating a pipe: {e}"))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("creating a pipe: {e}"))?;
+    spec.sync_read = sync_r.as_raw_fd();
+    spec.err_write = err_w.as_raw_fd();
+    spec.parent_fds = vec![sync_w.as_raw_fd(), err_r.as_raw_fd()];
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    if private_network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let pid = clone_child(&spec, flags)
+        .map_err(|e| format!("cannot create the build's namespaces: {e}"))?;
+    drop(sync_r);
+    drop(err_w);
+    let child = SandboxChild {
+        pid,
+        _sync: Some(sync_w),
+    };
+    let mut setup_error = None;
+    if let Some(ids) = ids {
+        let (uid_map, setgroups, gid_map) = ids.maps();
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let w = |f: &str, text: &str| {
+            std::fs::write(proc.join(f), text)
+                .map_err(|e| format!("writing {f} of the builder: {e}"))
+        };
+        let written = w("uid_map", &uid_map)
+            .and_then(|()| setgroups.map_or(Ok(()), |s| w("setgroups", s)))
+            .and_then(|()| w("gid_map", &gid_map))
+            .and_then(|()| {
+                let sync = child._sync.as_ref().expect("sync pipe");
+                nix::unistd::write(sync, b"1")
+                    .map(drop)
+                    .map_err(|e| format!("starting the builder: {e}"))
+            });
+        if let Err(e) = written {
+            // The child may have failed already (and said why), or still wait.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            setup_error = Some(e);
+        }
+    }
+    // The error pipe closes when the child execs (close-on-exec) or exits.
+    let mut msg = Vec::new();
+    let mut f = std::fs::File::from(err_r);
+    let _ = std::io::Read::read_to_end(&mut f, &mut msg);
+    if let Some((stage, errno)) = child::decode_failure(&msg) {
+        let _ = waitpid(pid, None);
+        return Err(format!(
+            "while setting up the build environment: {}: {}",
+            spec.describe(stage),
+            errno.desc()
+        ));
+    }
+    if let Some(e) = setup_error {
+        let _ = waitpid(pid, None);
+        return Err(e);
+    }
+    Ok(child)
+}
+
+#[allow(unsafe_code)]
+fn clone_child(spec: &ChildSpec, flags: CloneFlags) -> nix::Result<Pid> {
+    let mut stack = vec![0u8; 256 * 1024];
+    // SAFETY: without CLONE_VM the child gets a copy of this address space, so
+    // `spec` (owned by our caller, alive across the call) and the stack buffer
+    // are valid in it. In the child, `ChildSpec::run` only makes async-signal-safe
+    // system calls on memory prepared here (no allocation, no locks: other threads
+    // of rix may have held them at the time of the clone) and ends in execve or
+    // _exit, never returning into this function. Its stack use is a few KiB.
+    unsafe {
+        nix::sched::clone(
+            Box::new(|| spec.run()),
+            &mut stack,
+            flags,
+            Some(nix::libc::SIGCHLD),
+        )
+    }
+}
