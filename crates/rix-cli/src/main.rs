@@ -28,6 +28,12 @@ struct Cli {
 enum Command {
     /// Build derivations, only what is not already valid (like `nix build`).
     Build(cmd::build::BuildArgs),
+    /// Evaluate a Nix expression and print its value (like `nix eval`).
+    Eval(cmd::eval::EvalCmdArgs),
+    /// Evaluate Nix expressions and write their derivations (a drop-in `nix-instantiate`).
+    Instantiate(cmd::instantiate::InstantiateArgs),
+    /// Evaluate expressions interactively (like `nix repl`).
+    Repl(cmd::repl::ReplArgs),
     /// Work with the store: add, query, realise, verify (like `nix-store`).
     #[command(subcommand)]
     Store(cmd::store::StoreCommand),
@@ -64,6 +70,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = || Context::new(&cli.global);
     match &cli.command {
         Command::Build(args) => cmd::build::run(&ctx()?, args),
+        Command::Eval(args) => cmd::eval::run(&ctx()?, args),
+        Command::Instantiate(args) => cmd::instantiate::run(&ctx()?, args),
+        Command::Repl(args) => cmd::repl::run(&ctx()?, args),
         Command::Store(c) => c.run(&ctx()?),
         Command::Hash(c) => c.run(),
         Command::Nar(c) => c.run(),

@@ -8,10 +8,36 @@ use std::rc::Rc;
 
 use crate::ast::Param;
 use crate::error::{ErrorKind, EvalError, Result};
-use crate::eval::{expected, parent_dir, Evaluator};
+use crate::eval::{parent_dir, Evaluator};
 use crate::source::{Origin, Pos};
 use crate::symbol::Symbol;
 use crate::value::{Attr, Attrs, Value};
+
+/// A derivation found by [`Evaluator::get_derivations`]: its attribute
+/// path (`a.b.0`), name and attributes. Mirrors `DrvInfo`.
+#[derive(Clone)]
+pub struct DrvInfo {
+    pub attr_path: String,
+    pub name: String,
+    pub attrs: Rc<Attrs>,
+}
+
+/// Attribute names `getDerivations` looks into: `[A-Za-z_][A-Za-z0-9-_+]*`.
+fn is_derivation_attr_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+'))
+}
+
+fn add_to_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
 
 /// A `--arg name expr` or `--argstr name string` for auto-calling.
 #[derive(Debug, Clone)]
@@ -109,9 +135,16 @@ impl Evaluator {
         }
     }
 
-    /// Selects `a.b.0.c` from `v` (numbers index lists). Mirrors `findAlongAttrPath`.
-    pub fn select_attr_path(&mut self, v: &Value, path: &str, auto_args: &Attrs) -> Result<Value> {
-        let mut v = self.auto_call(v, auto_args)?;
+    /// Selects `a.b.0.c` from `v` (numbers index lists), calling functions
+    /// with `auto_args` on the way. Mirrors `findAlongAttrPath`: the value
+    /// selected last is not called.
+    pub fn find_along_attr_path(
+        &mut self,
+        v: &Value,
+        path: &str,
+        auto_args: &Attrs,
+    ) -> Result<Value> {
+        let mut v = self.force(v)?;
         if path.is_empty() {
             return Ok(v);
         }
@@ -142,7 +175,16 @@ impl Evaluator {
             } else {
                 let a = match &v {
                     Value::Attrs(a) => a.clone(),
-                    other => return Err(expected(other, "a set", Pos::NONE)),
+                    other => {
+                        return Err(EvalError::new(
+                            ErrorKind::Type,
+                            format!(
+                                "the expression selected by the selection path '{path}' should be a set but is {}",
+                                other.type_description()
+                            ),
+                            Pos::NONE,
+                        ))
+                    }
                 };
                 let item = a.get(Symbol::new(&comp)).cloned().ok_or_else(|| {
                     EvalError::new(
@@ -154,7 +196,149 @@ impl Evaluator {
                 v = self.force(&item)?;
             }
         }
-        self.auto_call(&v, auto_args)
+        Ok(v)
+    }
+
+    /// What `nix-instantiate --eval -A path` prints: the selected value,
+    /// called with `auto_args` when there are any.
+    pub fn select_attr_path(&mut self, v: &Value, path: &str, auto_args: &Attrs) -> Result<Value> {
+        let v = self.find_along_attr_path(v, path, auto_args)?;
+        if auto_args.is_empty() {
+            Ok(v)
+        } else {
+            self.auto_call(&v, auto_args)
+        }
+    }
+
+    /// The derivations `v` stands for, as `nix-instantiate` and `nix-build`
+    /// find them: `v` itself, the derivations among the attributes of a set
+    /// (recursing into sets with `recurseForDerivations = true`), or the
+    /// elements of a list (recursively); each derivation once. Functions are
+    /// called with `auto_args`. Mirrors `getDerivations`.
+    pub fn get_derivations(&mut self, v: &Value, auto_args: &Attrs) -> Result<Vec<DrvInfo>> {
+        let mut out = Vec::new();
+        let mut done = std::collections::HashSet::new();
+        self.get_derivations_in(v, "", auto_args, &mut out, &mut done)?;
+        Ok(out)
+    }
+
+    fn get_derivations_in(
+        &mut self,
+        v: &Value,
+        prefix: &str,
+        auto_args: &Attrs,
+        out: &mut Vec<DrvInfo>,
+        done: &mut std::collections::HashSet<usize>,
+    ) -> Result<()> {
+        let v = self.auto_call(v, auto_args)?;
+        if !self.get_derivation(&v, prefix, out, done)? {
+            return Ok(());
+        }
+        match &v {
+            Value::Attrs(a) => {
+                let combine = a.get_str("_combineChannels").is_some();
+                for attr in a.iter() {
+                    let name = attr.name.as_str();
+                    if !is_derivation_attr_name(name) {
+                        continue;
+                    }
+                    let prefix2 = add_to_path(prefix, name);
+                    if combine {
+                        self.get_derivations_in(&attr.value, &prefix2, auto_args, out, done)?;
+                    } else if self.get_derivation(&attr.value, &prefix2, out, done)? {
+                        let inner = self.force(&attr.value)?;
+                        if let Value::Attrs(ia) = &inner {
+                            if let Some(r) = ia.get_attr(Symbol::new("recurseForDerivations")) {
+                                let (rv, rpos) = (r.value.clone(), r.pos);
+                                if self.force_bool(&rv, rpos)? {
+                                    self.get_derivations_in(
+                                        &inner, &prefix2, auto_args, out, done,
+                                    )?;
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Value::List(l) => {
+                for (i, item) in l.iter().enumerate() {
+                    let prefix2 = add_to_path(prefix, &i.to_string());
+                    if self.get_derivation(item, &prefix2, out, done)? {
+                        self.get_derivations_in(item, &prefix2, auto_args, out, done)?;
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(EvalError::new(
+                ErrorKind::Type,
+                "expression does not evaluate to a derivation (or a set or list of those)",
+                Pos::NONE,
+            )),
+        }
+    }
+
+    /// Records `v` if it is a derivation not seen yet; returns whether it is
+    /// not a derivation (and so might contain some). Mirrors `getDerivation`.
+    fn get_derivation(
+        &mut self,
+        v: &Value,
+        attr_path: &str,
+        out: &mut Vec<DrvInfo>,
+        done: &mut std::collections::HashSet<usize>,
+    ) -> Result<bool> {
+        let v = self.force(v)?;
+        let Value::Attrs(a) = &v else {
+            return Ok(true);
+        };
+        if !self.is_derivation(a)? {
+            return Ok(true);
+        }
+        if !done.insert(Rc::as_ptr(a) as usize) {
+            return Ok(false);
+        }
+        let name = match a.get_attr(self.syms.name) {
+            Some(n) => {
+                let (nv, npos) = (n.value.clone(), n.pos);
+                self.force_string_no_ctx(&nv, npos)?
+            }
+            None => {
+                return Err(EvalError::new(
+                    ErrorKind::Type,
+                    "derivation name missing",
+                    Pos::NONE,
+                ))
+            }
+        };
+        out.push(DrvInfo {
+            attr_path: attr_path.to_owned(),
+            name,
+            attrs: a.clone(),
+        });
+        Ok(false)
+    }
+
+    /// The `.drv` path of a derivation found by [`Self::get_derivations`]
+    /// (instantiating it). Mirrors `DrvInfo::queryDrvPath`.
+    pub fn drv_path_of(&mut self, d: &DrvInfo) -> Result<String> {
+        match d.attrs.get_attr(self.syms.drv_path) {
+            Some(a) => {
+                let (v, pos) = (a.value.clone(), a.pos);
+                Ok(self.coerce_to_path(&v, pos)?.0)
+            }
+            None => Ok(String::new()),
+        }
+    }
+
+    /// The output a derivation value selects (`outputName`), `""` if none.
+    pub fn output_name_of(&mut self, d: &DrvInfo) -> Result<String> {
+        match d.attrs.get_str("outputName") {
+            Some(v) => {
+                let v = v.clone();
+                self.force_string_no_ctx(&v, Pos::NONE)
+            }
+            None => Ok(String::new()),
+        }
     }
 
     /// Prints `v` as `nix-instantiate --eval [--strict]` does.

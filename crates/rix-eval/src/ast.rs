@@ -42,11 +42,12 @@ pub enum AttrKey {
 pub enum Expr {
     /// A literal: number, plain string, absolute path, URI.
     Const(Value),
-    /// A statically resolved variable.
+    /// A statically resolved variable (`name` for printing).
     Var {
         depth: u32,
         idx: u32,
         pos: Pos,
+        name: Symbol,
     },
     /// A variable only a `with` can provide; `withs` are the depths of the
     /// enclosing `with` frames, innermost first.

@@ -222,8 +222,20 @@ impl Evaluator {
         base_dir: &str,
         scope: &Attrs,
     ) -> Result<ExprRef> {
+        self.parse_in_scope(text, Origin::Path(Rc::from(path)), base_dir, scope)
+    }
+
+    /// Parses `text` with the names of `scope` in scope (shadowing the
+    /// builtins); evaluate it with [`Self::eval_in_scope`].
+    pub fn parse_in_scope(
+        &self,
+        text: &str,
+        origin: Origin,
+        base_dir: &str,
+        scope: &Attrs,
+    ) -> Result<ExprRef> {
         let text: Rc<str> = Rc::from(normalize_newlines(text).as_ref());
-        let base = add_source(Origin::Path(Rc::from(path)), text.clone());
+        let base = add_source(origin, text.clone());
         let extra: HashMap<Symbol, u32> = scope
             .iter()
             .enumerate()
@@ -238,6 +250,16 @@ impl Evaluator {
             base_scope: &self.base_scope,
         };
         lower::parse_with_scope(&text, &ctx, Some(extra))
+    }
+
+    /// Evaluates an expression parsed by [`Self::parse_in_scope`] with the
+    /// same `scope`.
+    pub fn eval_in_scope(&mut self, expr: &ExprRef, scope: &Attrs) -> Result<Value> {
+        let env = Env::new(
+            Some(self.base_env.clone()),
+            scope.iter().map(|a| a.value.clone()).collect::<Slots>(),
+        );
+        self.eval(expr, &env)
     }
 
     pub fn has_feature(&self, name: &str) -> bool {
@@ -507,7 +529,9 @@ impl Evaluator {
     pub(crate) fn eval(&mut self, e: &ExprRef, env: &Rc<Env>) -> Result<Value> {
         match &**e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Var { depth, idx, pos } => match env.get(*depth, *idx) {
+            Expr::Var {
+                depth, idx, pos, ..
+            } => match env.get(*depth, *idx) {
                 Value::Thunk(t) => self.force_thunk(t).map_err(|err| at(err, *pos)),
                 v => Ok(v.clone()),
             },

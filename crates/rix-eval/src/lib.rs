@@ -15,6 +15,7 @@
 //! | [`ops`] | arithmetic |
 //! | [`builtins`] | the builtins and the base environment |
 //! | [`print`] | value printing |
+//! | [`show`] | expressions printed as `nix-instantiate --parse` does |
 //! | [`store`] | what evaluation needs from a store, and a dry-run store |
 //! | [`api`] | the embedding API: [`Evaluator`] plus file/attribute-path helpers |
 
@@ -26,12 +27,13 @@ pub mod eval;
 pub mod lower;
 pub mod ops;
 pub mod print;
+pub mod show;
 pub mod source;
 pub mod store;
 pub mod symbol;
 pub mod value;
 
-pub use api::AutoArg;
+pub use api::{AutoArg, DrvInfo};
 pub use error::{ErrorKind, EvalError, Result};
 pub use eval::{EvalOptions, Evaluator, SearchPathEntry};
 pub use store::{DryRunStore, EvalStore};

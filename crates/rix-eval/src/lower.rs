@@ -214,6 +214,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                             depth: depth as u32,
                             idx,
                             pos,
+                            name,
                         });
                     }
                 }
@@ -225,6 +226,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                 depth: n as u32,
                 idx,
                 pos,
+                name,
             });
         }
         if withs.is_empty() {

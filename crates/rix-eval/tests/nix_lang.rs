@@ -16,6 +16,8 @@ const MIN_EVAL_OKAY: usize = 141;
 const MIN_EVAL_FAIL: usize = 283;
 const MIN_PARSE_OKAY: usize = 13;
 const MIN_PARSE_FAIL: usize = 41;
+/// parse-okay cases whose `--parse` output equals their `.exp`.
+const MIN_PARSE_SHOWN: usize = 13;
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
@@ -124,7 +126,8 @@ fn evaluate(file: &str, flags: &Flags, mode: Mode) -> Result<String, String> {
     run(&mut ev).map_err(|e| e.to_string())
 }
 
-fn parses(file: &str) -> Result<(), String> {
+/// Parses `file`; returns the expression as `nix-instantiate --parse` shows it.
+fn parses(file: &str) -> Result<String, String> {
     let ev = Evaluator::new(EvalOptions {
         home: Some("/fake-home".into()),
         ..EvalOptions::default()
@@ -132,7 +135,7 @@ fn parses(file: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let dir = Path::new(file).parent().unwrap().display().to_string();
     ev.parse(&text, rix_eval::source::Origin::Path(Rc::from(file)), &dir)
-        .map(|_| ())
+        .map(|e| rix_eval::show::show(&e))
         .map_err(|e| e.to_string())
 }
 
@@ -173,6 +176,7 @@ fn nix_language_suite() {
     names.sort();
 
     let mut counts = [(0usize, 0usize); 4];
+    let mut shown_same = 0;
     let mut failures: [Vec<String>; 4] = Default::default();
     for name in names {
         let base = name.trim_end_matches(".nix").to_owned();
@@ -226,10 +230,24 @@ fn nix_language_suite() {
             let got = with_timeout(move || evaluate(&rel, &flags, Mode::Print));
             (1, matches!(got, Some(Err(_))))
         } else if base.starts_with("parse-okay-") {
-            (
-                2,
-                with_timeout(move || parses(&rel)).is_some_and(|r| r.is_ok()),
-            )
+            let exp = std::fs::read_to_string(stem.with_extension("exp")).unwrap_or_default();
+            let pwd2 = pwd.clone();
+            let r = with_timeout(move || parses(&rel));
+            if let Some(Ok(shown)) = &r {
+                let shown = shown
+                    .replace(&format!("{pwd2}/nix-lang"), "/pwd/lang")
+                    .replace(&pwd2, "/pwd");
+                if shown.trim_end() == exp.trim_end() {
+                    shown_same += 1;
+                } else if std::env::var("RIX_LANG_VERBOSE").is_ok() {
+                    eprintln!(
+                        "--- {base} (--parse)\nexpected: {}\n     got: {}",
+                        exp.trim_end(),
+                        shown
+                    );
+                }
+            }
+            (2, r.is_some_and(|r| r.is_ok()))
         } else if base.starts_with("parse-fail-") {
             (
                 3,
@@ -252,6 +270,14 @@ fn nix_language_suite() {
             println!("  failing: {}", failures[i].join(" "));
         }
     }
+    println!(
+        "parse-okay shown as in .exp (--parse): {shown_same}/{}",
+        counts[2].1
+    );
+    assert!(
+        shown_same >= MIN_PARSE_SHOWN,
+        "--parse output matches {shown_same} .exp files, below the floor of {MIN_PARSE_SHOWN}"
+    );
     let mins = [MIN_EVAL_OKAY, MIN_EVAL_FAIL, MIN_PARSE_OKAY, MIN_PARSE_FAIL];
     for (i, label) in labels.iter().enumerate() {
         assert!(

@@ -17,9 +17,13 @@ use crate::progress::Progress;
 
 #[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
-    /// Derivations to build: `/nix/store/...drv`, optionally `^out,dev` to pick outputs.
-    #[arg(required = true, value_name = "INSTALLABLES")]
+    /// What to build: `/nix/store/...drv` (optionally `^out,dev` to pick
+    /// outputs), or `FILE.nix` (evaluated, as `nix-build FILE.nix`); with
+    /// `--file`/`--expr`, attribute paths.
+    #[arg(required_unless_present_any = ["file", "expr"], value_name = "INSTALLABLES")]
     pub installables: Vec<String>,
+    #[command(flatten)]
+    pub nix: Box<crate::cmd::instantiate::NixInstallableArgs>,
     /// Builds to run at once (default: the `max-jobs` setting; `auto` = CPUs).
     #[arg(short = 'j', long = "max-jobs", value_name = "N")]
     pub max_jobs: Option<String>,
@@ -182,12 +186,20 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
 }
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
-    let store = ctx.open_store()?;
-    let targets: Vec<Target> = args
-        .installables
-        .iter()
-        .map(|i| parse_installable(&store, i))
-        .collect::<Result<_>>()?;
+    let store = std::rc::Rc::new(ctx.open_store()?);
+    let mut targets: Vec<Target> =
+        crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?
+            .into_iter()
+            .map(|(drv, output)| Target {
+                drv,
+                outputs: Some(vec![output]),
+            })
+            .collect();
+    for i in &args.installables {
+        if !args.nix.is_set() && !crate::cmd::instantiate::is_nix_installable(i) {
+            targets.push(parse_installable(&store, i)?);
+        }
+    }
     let drvs: Vec<StorePath> = targets.iter().map(|t| t.drv.clone()).collect();
     let substituter = crate::cmd::copy::build_substituter(
         ctx,

@@ -3,11 +3,14 @@
 pub mod build;
 pub mod copy;
 pub mod derivation;
+pub mod eval;
 pub mod hash;
+pub mod instantiate;
 pub mod key;
 pub mod nar;
 pub mod path_info;
 pub mod query;
+pub mod repl;
 pub mod resolve;
 pub mod serve;
 pub mod store;

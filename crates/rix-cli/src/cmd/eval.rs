@@ -1,0 +1,101 @@
+//! `rix eval`: evaluate a file or an expression and print the value (as
+//! `nix-instantiate --eval` prints it, or as JSON, or a string raw).
+
+use anyhow::{bail, Result};
+use clap::Args;
+use rix_eval::Evaluator;
+
+use crate::cmd::instantiate::{
+    dry_run_store, eval_error, eval_source, local_store, EvalArgs, Source,
+};
+use crate::context::Context;
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalCmdArgs {
+    /// The file to evaluate (`-` reads standard input; a directory means its
+    /// `default.nix`; `<name>` is looked up in the search path).
+    #[arg(value_name = "FILE", conflicts_with = "expr")]
+    pub file: Option<String>,
+    /// Evaluate this expression instead of a file.
+    #[arg(short = 'E', long, value_name = "EXPR")]
+    pub expr: Option<String>,
+    /// The file to evaluate (same as the positional FILE).
+    #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["expr", "file"])]
+    pub file_flag: Option<String>,
+    /// Select an attribute (`a.b.0`) of the result.
+    #[arg(
+        short = 'A',
+        long = "attr",
+        value_name = "ATTRPATH",
+        default_value = ""
+    )]
+    pub attr: String,
+    /// Print the result as JSON (evaluating it completely).
+    #[arg(long, conflicts_with_all = ["raw", "xml"])]
+    pub json: bool,
+    /// Print the result as XML.
+    #[arg(long, conflicts_with = "raw")]
+    pub xml: bool,
+    /// Evaluate the result completely before printing it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print a string result as it is, without quotes or escapes.
+    #[arg(long)]
+    pub raw: bool,
+    /// Let evaluation write to the store (copy sources, write `.drv` files).
+    /// Without it, store paths are computed but nothing is written.
+    #[arg(long)]
+    pub read_write_mode: bool,
+    #[command(flatten)]
+    pub eval_args: EvalArgs,
+}
+
+pub fn run(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
+    let show_trace = args.eval_args.show_trace();
+    let store = if args.read_write_mode {
+        local_store(ctx)?.1
+    } else {
+        dry_run_store(ctx)?
+    };
+    let mut ev = Evaluator::new(args.eval_args.options(ctx, store));
+    let src = match (&args.expr, args.file.as_ref().or(args.file_flag.as_ref())) {
+        (Some(e), _) => Source::Expr(e),
+        (None, Some(f)) => Source::File(f),
+        (None, None) => bail!("nothing to evaluate: give a FILE or --expr EXPR"),
+    };
+    let out = (|| -> rix_eval::Result<String> {
+        let auto_args = ev.auto_args(&args.eval_args.auto_args())?;
+        let root = eval_source(&mut ev, &src)?;
+        let v = ev.select_attr_path(&root, &args.attr, &auto_args)?;
+        if args.json {
+            return ev.to_json(&v);
+        }
+        if args.xml {
+            return ev.to_xml(&v, args.strict, true);
+        }
+        if args.raw {
+            let v = ev.force(&v)?;
+            return match v {
+                rix_eval::Value::String(s) => Ok(s.as_str().to_owned()),
+                other => Err(rix_eval::EvalError::new(
+                    rix_eval::ErrorKind::Type,
+                    format!(
+                        "--raw needs a string, but the value is {}",
+                        other.type_description()
+                    ),
+                    rix_eval::source::Pos::NONE,
+                )),
+            };
+        }
+        ev.print(&v, args.strict)
+    })()
+    .map_err(|e| eval_error(e, show_trace))?;
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if args.raw {
+        stdout.write_all(out.as_bytes())?;
+    } else {
+        writeln!(stdout, "{}", out.trim_end_matches('\n'))?;
+    }
+    Ok(())
+}
