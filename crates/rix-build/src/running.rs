@@ -47,6 +47,15 @@ pub fn cancel_all() {
     }
 }
 
+/// Whether any builder is running now.
+pub fn any_running() -> bool {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+}
+
 /// Whether [`cancel_all`] was called.
 pub fn cancelled() -> bool {
     CANCELLED.load(Ordering::SeqCst)

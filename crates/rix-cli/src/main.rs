@@ -92,7 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// On Ctrl-C or SIGTERM, kill every running builder's process group; the
 /// realisation then fails those builds, deletes their partial outputs and exits.
-/// A second signal exits at once.
+/// With no builder running, or on a second signal, exit at once (128 + signal).
 fn handle_interrupts() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
@@ -100,11 +100,12 @@ fn handle_interrupts() {
     };
     std::thread::spawn(move || {
         let mut seen = 0;
-        for _ in signals.forever() {
+        for sig in signals.forever() {
             seen += 1;
+            let busy = rix_build::running::any_running();
             rix_build::running::cancel_all();
-            if seen > 1 {
-                std::process::exit(130);
+            if seen > 1 || !busy {
+                std::process::exit(128 + sig);
             }
             eprintln!("interrupted: stopping builds (press Ctrl-C again to quit at once)");
         }
@@ -112,8 +113,13 @@ fn handle_interrupts() {
 }
 
 fn main() -> ExitCode {
-    handle_interrupts();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // `rix run` and `rix shell` exec the program, possibly after entering a user
+    // namespace, which needs a single-threaded process.
+    if !matches!(cli.command, Command::Run(_) | Command::Shell(_)) {
+        handle_interrupts();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
