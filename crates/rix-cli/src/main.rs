@@ -113,13 +113,8 @@ fn handle_interrupts() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // `rix run` and `rix shell` exec the program, possibly after entering a user
-    // namespace, which needs a single-threaded process.
-    if !matches!(cli.command, Command::Run(_) | Command::Shell(_)) {
-        handle_interrupts();
-    }
-    match run(cli) {
+    handle_interrupts();
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
