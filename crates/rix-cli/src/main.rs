@@ -56,6 +56,10 @@ enum Command {
     Copy(cmd::copy::CopyArgs),
     /// Serve the store as a binary cache over HTTP (like `nix-serve`).
     Serve(cmd::serve::ServeArgs),
+    /// Run a program from the store, with the store at its logical path (like `nix run`).
+    Run(cmd::run::RunArgs),
+    /// Start a shell (or run a command) with store paths on PATH (like `nix shell`).
+    Shell(cmd::run::ShellArgs),
     /// Generate and convert signing keys (like `nix key`).
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
@@ -82,6 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log(a) => cmd::path_info::log(&ctx()?, a),
         Command::Copy(a) => cmd::copy::run(&ctx()?, a),
         Command::Serve(a) => cmd::serve::run(&ctx()?, a),
+        Command::Run(a) => cmd::run::run(&ctx()?, a),
+        Command::Shell(a) => cmd::run::shell(&ctx()?, a),
         Command::Key(c) => c.run(),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "rix", &mut std::io::stdout());
@@ -113,8 +119,13 @@ fn handle_interrupts() {
 }
 
 fn main() -> ExitCode {
-    handle_interrupts();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // `rix run` and `rix shell` exec the program, possibly after entering a user
+    // namespace, which needs a single-threaded process.
+    if !matches!(cli.command, Command::Run(_) | Command::Shell(_)) {
+        handle_interrupts();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {

@@ -247,6 +247,8 @@ impl ChildSpec {
     fn process_attributes(&self) -> Result<(), Errno> {
         // After setuid, which clears the parent-death signal.
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+        // Nix's builders start with umask 0022, whatever rix's is.
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
         if self.hardening {
             nix::sys::prctl::set_no_new_privs()?;
             no_core_dumps_no_aslr();

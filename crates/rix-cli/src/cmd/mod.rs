@@ -12,5 +12,6 @@ pub mod path_info;
 pub mod query;
 pub mod repl;
 pub mod resolve;
+pub mod run;
 pub mod serve;
 pub mod store;

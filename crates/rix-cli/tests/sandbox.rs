@@ -1,0 +1,439 @@
+//! `rix build` in the sandbox against Nix 2.8's sandbox, builds in stores rooted
+//! outside `/` (the store seen at `/nix/store` through the mount namespace),
+//! `rix run` / `rix shell` there, flags and settings, and rix run by an
+//! unprivileged user.
+//!
+//! Builders get a static shell: `/bin/busybox` (`apt-get install
+//! busybox-static`, as `.ci/run` does) bound at `/bin/sh`.
+
+mod rixcmd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rixcmd::{nix, ok_str};
+
+const BUSYBOX: &str = "/bin/busybox";
+const SH: &str = "/bin/sh=/bin/busybox";
+
+fn usable() -> bool {
+    if !Path::new(BUSYBOX).exists() {
+        eprintln!("skipping: {BUSYBOX} missing (apt-get install busybox-static)");
+        return false;
+    }
+    let probe = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--option", "sandbox-fallback", "false", "build", "--help"])
+        .output()
+        .unwrap();
+    assert!(probe.status.success());
+    true
+}
+
+/// A directory for chroot stores, traversable by Nix's build users.
+fn root() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("rix-sandbox-")
+        .tempdir()
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn rix(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rix"))
+        .arg("--store")
+        .arg(store)
+        .args([
+            "--option",
+            "sandbox-paths",
+            SH,
+            "--option",
+            "sandbox-fallback",
+            "false",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What a builder can observe about its sandbox, and a small closure on top.
+const VIEW: &str = r#"
+let
+  sh = "/bin/sh";
+  view = derivation {
+    name = "view";
+    system = builtins.currentSystem;
+    builder = sh;
+    outputs = [ "out" "dev" ];
+    args = [ "-c" ''
+      { id; hostname; umask; pwd; echo "$0 $$"; export; ls /; ls /dev /dev/pts; ls -la /etc | cut -c1-10;
+        cat /etc/passwd /etc/group /etc/hosts; ls -ld /tmp /build $NIX_STORE | cut -c1-10;
+        ls /proc/1/exe && echo proc; echo x > /dev/null && echo null; } > $out
+      echo dev > $dev
+    '' ];
+  };
+  dep = derivation {
+    name = "dep";
+    system = builtins.currentSystem;
+    builder = sh;
+    args = [ "-c" "mkdir -p $out/share; cat ${view} > $out/share/view; echo ${view.dev} > $out/ref; ln -s share/view $out/link" ];
+  };
+in derivation {
+  name = "top";
+  system = builtins.currentSystem;
+  builder = sh;
+  args = [ "-c" "cat ${dep}/link ${dep}/ref > $out" ];
+}
+"#;
+
+/// NAR hash of `path` in the store rooted at `r`, as Nix reports it.
+fn nar_hash(nix_store: &Path, r: &Path, path: &str) -> String {
+    let out = Command::new(nix_store)
+        .arg("--store")
+        .arg(r)
+        .args(["-q", "--hash", path])
+        .env("NIX_CONFIG", "substituters =")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn instantiate(r: &Path, file: &Path) -> String {
+    let out = Command::new(nix("nix-instantiate").unwrap())
+        .arg("--store")
+        .arg(r)
+        .arg(file)
+        .env("NIX_CONFIG", "substituters =")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn rooted_store_builds_match_nixs_sandbox() {
+    let (Some(nix_build), Some(nix_store)) = (nix("nix-build"), nix("nix-store")) else {
+        return;
+    };
+    if !usable() {
+        return;
+    }
+    let dir = root();
+    let file = dir.path().join("view.nix");
+    std::fs::write(&file, VIEW).unwrap();
+    let (rix_root, nix_root) = (dir.path().join("rix"), dir.path().join("nix"));
+    let drv = instantiate(&rix_root, &file);
+    assert_eq!(instantiate(&nix_root, &file), drv);
+    assert!(drv.starts_with("/nix/store/"));
+    let by_rix = ok_str(rix(
+        &rix_root,
+        &["build", &drv, "--no-link", "--print-out-paths"],
+    ));
+    let out = Command::new(nix_build)
+        .arg("--store")
+        .arg(&nix_root)
+        .args([
+            "--option",
+            "sandbox",
+            "true",
+            "--option",
+            "sandbox-paths",
+            SH,
+        ])
+        .args(["--option", "substituters", "", "--no-out-link", &drv])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_nix = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(by_rix, by_nix);
+    let top = by_rix.trim();
+    // Every output, byte for byte (the view first, for a readable diff).
+    let outputs = |r: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(r.join("nix/store"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && !n.ends_with(".drv") && !n.ends_with(".lock"))
+            .map(|n| format!("/nix/store/{n}"))
+            .collect();
+        v.sort();
+        v
+    };
+    let paths = outputs(&rix_root);
+    assert_eq!(paths, outputs(&nix_root));
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    let view = paths.iter().find(|p| p.ends_with("-view")).unwrap();
+    let real = |r: &Path, p: &str| r.join(p.trim_start_matches('/'));
+    assert_eq!(
+        std::fs::read_to_string(real(&rix_root, view)).unwrap(),
+        std::fs::read_to_string(real(&nix_root, view)).unwrap(),
+        "the builder saw a different sandbox"
+    );
+    for p in &paths {
+        assert_eq!(
+            nar_hash(&nix_store, &rix_root, p),
+            nar_hash(&nix_store, &nix_root, p),
+            "{p}"
+        );
+    }
+    assert!(top.ends_with("-top"));
+    // Nix accepts the store rix built.
+    let verify = Command::new(&nix_store)
+        .arg("--store")
+        .arg(&rix_root)
+        .args(["--verify", "--check-contents"])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+const HELLO: &str = r#"
+derivation {
+  name = "hello-2.12";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" "mkdir -p $out/bin; printf '#!/bin/sh\necho \"hello from $0: $*\"\n' > $out/bin/hello; chmod +x $out/bin/hello" ];
+}
+"#;
+
+#[test]
+fn rix_run_and_shell_see_a_rooted_store_at_its_logical_path() {
+    if nix("nix-instantiate").is_none() || !usable() {
+        return;
+    }
+    let dir = root();
+    let file = dir.path().join("hello.nix");
+    std::fs::write(&file, HELLO).unwrap();
+    let r = dir.path().join("r");
+    let drv = instantiate(&r, &file);
+    let out = ok_str(rix(&r, &["build", &drv, "--no-link", "--print-out-paths"]));
+    let out = out.trim();
+    assert!(!Path::new(out).join("bin/hello").exists() || Path::new("/nix/store").exists());
+    let ran = ok_str(rix(&r, &["run", out, "--", "a", "-b"]));
+    assert_eq!(ran, format!("hello from {out}/bin/hello: a -b\n"));
+    let via_drv = ok_str(rix(&r, &["run", &format!("{drv}^out")]));
+    assert_eq!(via_drv, format!("hello from {out}/bin/hello: \n"));
+    let shell = ok_str(rix(&r, &["shell", out, "--command", "hello", "x"]));
+    assert_eq!(shell, format!("hello from {out}/bin/hello: x\n"));
+    // The real location works too; a path that is not valid does not.
+    let real = r.join(out.trim_start_matches('/'));
+    let ran = ok_str(rix(&r, &["run", real.join("bin/hello").to_str().unwrap()]));
+    assert_eq!(ran, format!("hello from {out}/bin/hello: \n"));
+    let e = fails(rix(
+        &r,
+        &["run", "/nix/store/00000000000000000000000000000000-nothing"],
+    ));
+    assert!(e.contains("not valid"), "{e}");
+    // The process's working directory is kept.
+    let pwd = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .arg("--store")
+        .arg(&r)
+        .args(["shell", out, "--command", "pwd"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&pwd.stdout).trim(),
+        dir.path().to_str().unwrap()
+    );
+}
+
+/// Standard error of a command that must fail with an error (exit 1, no panic).
+#[track_caller]
+fn fails(out: Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "expected a failure: {stderr}");
+    assert!(
+        stderr.contains("error: ") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    stderr
+}
+
+fn relocated(dir: &Path) -> String {
+    let d = dir.display();
+    format!("local?store={d}/store&state={d}/state&log={d}/log")
+}
+
+/// Writes `expr` and instantiates it into the relocated store in `dir`.
+fn instantiate_relocated(dir: &Path, expr: &str) -> String {
+    let file = dir.join("e.nix");
+    std::fs::write(&file, expr).unwrap();
+    let out = Command::new(nix("nix-instantiate").unwrap())
+        .args(["--store", &relocated(dir)])
+        .arg(&file)
+        .env("NIX_CONFIG", "substituters =")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn rix_relocated(dir: &Path, args: &[&str]) -> Output {
+    rix(Path::new(&relocated(dir)), args)
+}
+
+#[test]
+fn flags_and_settings() {
+    if nix("nix-instantiate").is_none() || !usable() {
+        return;
+    }
+    let dir = root();
+    let peek = instantiate_relocated(
+        dir.path(),
+        r#"{
+  peek = derivation { name = "peek"; system = builtins.currentSystem; builder = "/bin/sh";
+    args = [ "-c" "/bin/cat /etc/hostname > $out" ]; };
+  chatty = derivation { name = "chatty"; system = builtins.currentSystem; builder = "/bin/sh";
+    args = [ "-c" "while true; do echo 0123456789; done" ]; };
+  impure = derivation { name = "impure"; system = builtins.currentSystem; builder = "/bin/sh";
+    __noChroot = true; args = [ "-c" "/bin/cat /etc/hostname > $out" ]; };
+}.peek"#,
+    );
+    // On by default: the host's files are not there.
+    let e = fails(rix_relocated(dir.path(), &["build", &peek, "--no-link"]));
+    assert!(
+        e.contains("/bin/cat: not found") || e.contains("No such file"),
+        "{e}"
+    );
+    // --no-sandbox (and sandbox = false) build on the host.
+    ok_str(rix_relocated(
+        dir.path(),
+        &["build", &peek, "--no-link", "--no-sandbox"],
+    ));
+    let text = std::fs::read_to_string(dir.path().join("e.nix")).unwrap();
+    let attr =
+        |a: &str| instantiate_relocated(dir.path(), &text.replace("}.peek", &format!("}}.{a}")));
+    for (a, args, needle) in [
+        (
+            "chatty",
+            vec!["--max-build-log-size", "2000"],
+            "killed after writing more than 2000 bytes of log output",
+        ),
+        (
+            "chatty",
+            vec!["--option", "max-build-log-size", "3000"],
+            "killed after writing more than 3000 bytes of log output",
+        ),
+        (
+            "impure",
+            vec!["--sandbox"],
+            "'__noChroot' set, but that's not allowed when 'sandbox' is 'true'",
+        ),
+        (
+            "peek",
+            vec!["--option", "sandbox", "maybe"],
+            "'maybe' is not 'true', 'false' or 'relaxed'",
+        ),
+    ] {
+        let drv = attr(a);
+        // Options go before the subcommand: clap lets a global `--option` after
+        // it replace the earlier ones instead of adding to them.
+        let (opts, flags): (Vec<&str>, Vec<&str>) = if args[0] == "--option" {
+            (args, vec![])
+        } else {
+            (vec![], args)
+        };
+        let mut all = opts;
+        all.extend(["build", drv.as_str(), "--no-link"]);
+        all.extend(flags);
+        let e = fails(rix_relocated(dir.path(), &all));
+        assert!(e.contains(needle), "{a}: expected {needle:?} in {e}");
+    }
+    // sandbox = relaxed builds __noChroot derivations on the host.
+    let drv = attr("impure");
+    ok_str(rix_relocated(
+        dir.path(),
+        &["--option", "sandbox", "relaxed", "build", &drv, "--no-link"],
+    ));
+}
+
+/// The user `nobody` can run the rix binary under test (its directories may not
+/// be reachable).
+fn nobody_can_run_rix() -> bool {
+    Command::new("runuser")
+        .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_rix"), "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn unprivileged_user_builds_in_the_sandbox() {
+    if !::nix::unistd::geteuid().is_root() || nix("nix-instantiate").is_none() || !usable() {
+        return;
+    }
+    if !nobody_can_run_rix() {
+        eprintln!(
+            "skipping: user nobody cannot run {}",
+            env!("CARGO_BIN_EXE_rix")
+        );
+        return;
+    }
+    let dir = root();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let file = dir.path().join("hello.nix");
+    std::fs::write(&file, HELLO).unwrap();
+    let r: PathBuf = dir.path().join("r");
+    let as_nobody = |prog: &str, args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", "env"])
+            .arg(format!("HOME={}", dir.path().display()))
+            .arg("NIX_CONFIG=substituters =")
+            .arg(prog)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let inst = as_nobody(
+        nix("nix-instantiate").unwrap().to_str().unwrap(),
+        &["--store", r.to_str().unwrap(), file.to_str().unwrap()],
+    );
+    assert!(
+        inst.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inst.stderr)
+    );
+    let drv = String::from_utf8(inst.stdout).unwrap().trim().to_owned();
+    let rix_bin = env!("CARGO_BIN_EXE_rix");
+    let store = r.to_str().unwrap();
+    let common = [
+        "--store",
+        store,
+        "--option",
+        "sandbox-paths",
+        SH,
+        "--option",
+        "sandbox-fallback",
+        "false",
+    ];
+    let mut build = common.to_vec();
+    build.extend(["build", &drv, "--no-link", "--print-out-paths"]);
+    let out = ok_str(as_nobody(rix_bin, &build));
+    let mut run = common.to_vec();
+    run.extend(["run", out.trim(), "--", "unprivileged"]);
+    assert_eq!(
+        ok_str(as_nobody(rix_bin, &run)),
+        format!("hello from {}/bin/hello: unprivileged\n", out.trim())
+    );
+}
