@@ -332,6 +332,16 @@ impl Evaluator {
         }
     }
 
+    /// Like [`Self::thunk`] for list elements and attribute values, where
+    /// Nix keeps a function unevaluated (printed `<CODE>` until forced).
+    #[inline]
+    fn thunk_in_data(&self, e: &ExprRef, env: &Rc<Env>) -> Value {
+        match &**e {
+            Expr::Lambda(_) => Thunk::value(ThunkState::Expr(e.clone(), env.clone())),
+            _ => self.thunk(e, env),
+        }
+    }
+
     /// A slot of a frame still being built: constants and variables of
     /// enclosing frames directly, anything else as a placeholder thunk that
     /// [`fill_pending`] completes once the frame exists.
@@ -564,7 +574,7 @@ impl Evaluator {
             }
             Expr::Attrs(a) => self.eval_attrs(a, env),
             Expr::List(items) => Ok(Value::list(
-                items.iter().map(|i| self.thunk(i, env)).collect(),
+                items.iter().map(|i| self.thunk_in_data(i, env)).collect(),
             )),
             Expr::Lambda(l) => Ok(Value::Lambda(Rc::new(Closure {
                 lambda: l.clone(),
@@ -861,7 +871,7 @@ impl Evaluator {
 
     fn binding_value(&self, b: &BindingValue, from: &[Value], env: &Rc<Env>, pos: Pos) -> Value {
         match b {
-            BindingValue::Expr(e) | BindingValue::Inherit(e) => self.thunk(e, env),
+            BindingValue::Expr(e) | BindingValue::Inherit(e) => self.thunk_in_data(e, env),
             BindingValue::InheritFrom(k, name) => {
                 Thunk::value(ThunkState::Select(from[*k as usize].clone(), *name, pos))
             }
@@ -1540,10 +1550,7 @@ impl Evaluator {
         match pos.resolve() {
             None => Value::Null,
             Some(loc) => {
-                let file = match &loc.origin {
-                    Origin::Path(p) => Value::string(p.to_string()),
-                    other => Value::string(other.to_string()),
-                };
+                let file = Value::string(loc.file_for_language());
                 Value::attrs(Attrs::from_unsorted(vec![
                     Attr {
                         name: Symbol::new("file"),

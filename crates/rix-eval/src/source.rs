@@ -84,6 +84,16 @@ pub struct Location {
 }
 
 impl Location {
+    /// The file as Nix 2.8 gives it to the language (`unsafeGetAttrPos`,
+    /// `__curPos`, XML `path`): the path of a file, the whole text of an
+    /// expression from the command line or standard input.
+    pub fn file_for_language(&self) -> String {
+        match &self.origin {
+            Origin::Path(p) => p.to_string(),
+            Origin::String | Origin::Stdin => self.text.to_string(),
+        }
+    }
+
     /// The text of the line this position is on.
     pub fn line_text(&self) -> &str {
         let rest = &self.text[self.line_start..];

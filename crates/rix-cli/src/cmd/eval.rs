@@ -51,6 +51,10 @@ pub struct EvalCmdArgs {
 }
 
 pub fn run(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
+    crate::cmd::instantiate::on_big_stack(|| run_inner(ctx, args))
+}
+
+fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
     let show_trace = args.eval_args.show_trace();
     let store = if args.read_write_mode {
         local_store(ctx)?.1

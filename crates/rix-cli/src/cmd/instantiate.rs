@@ -160,6 +160,20 @@ pub fn local_store(ctx: &Context) -> Result<(Rc<LocalStore>, Rc<dyn EvalStore>)>
     Ok((store, eval))
 }
 
+/// Runs `f` on a thread with a large stack: evaluation recurses deeply, and
+/// the main thread's stack is small (Nix also raises its stack to 64 MiB).
+pub fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("eval".into())
+            .stack_size(256 << 20)
+            .spawn_scoped(s, f)
+            .expect("cannot start the evaluation thread")
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
 /// Where evaluation starts: a file (`-` for standard input) or an expression.
 pub enum Source<'a> {
     File(&'a str),
@@ -259,6 +273,10 @@ pub struct InstantiateArgs {
 }
 
 pub fn run(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
+    on_big_stack(|| run_inner(ctx, args))
+}
+
+fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
     let show_trace = args.eval_args.show_trace();
     if args.find_file {
         let ev = Evaluator::new(args.eval_args.options(ctx, dry_run_store(ctx)?));
@@ -348,7 +366,13 @@ pub fn run(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
                     } else {
                         ev.print(&v, args.strict)?
                     };
-                    println!("{}", out.trim_end_matches('\n'));
+                    // Nix 2.8 ends JSON output without a newline.
+                    if args.json && !args.xml {
+                        print!("{out}");
+                        let _ = std::io::Write::flush(&mut std::io::stdout());
+                    } else {
+                        println!("{}", out.trim_end_matches('\n'));
+                    }
                     return Ok(());
                 }
                 for d in ev.get_derivations(&v, &auto_args)? {
@@ -463,6 +487,19 @@ pub fn is_nix_installable(s: &str) -> bool {
 /// `nix-build` does. `installables` are attribute paths with `--file` or
 /// `--expr`, else the files among them (see [`is_nix_installable`]).
 pub fn build_targets(
+    ctx: &Context,
+    store: &Rc<LocalStore>,
+    installables: &[String],
+    args: &NixInstallableArgs,
+) -> Result<Vec<(rix_formats::StorePath, String)>> {
+    let layout = store.layout().clone();
+    on_big_stack(|| {
+        let store = Rc::new(LocalStore::open(layout)?);
+        eval_build_targets(ctx, &store, installables, args)
+    })
+}
+
+fn eval_build_targets(
     ctx: &Context,
     store: &Rc<LocalStore>,
     installables: &[String],

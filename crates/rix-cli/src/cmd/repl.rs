@@ -48,6 +48,10 @@ struct Repl<'a> {
 }
 
 pub fn run(ctx: &Context, args: &ReplArgs) -> Result<()> {
+    crate::cmd::instantiate::on_big_stack(|| run_inner(ctx, args))
+}
+
+fn run_inner(ctx: &Context, args: &ReplArgs) -> Result<()> {
     let (store, eval_store) = if args.readonly_mode {
         (None, dry_run_store(ctx)?)
     } else {

@@ -112,7 +112,7 @@ impl Writer {
             return;
         }
         if let Some(loc) = pos.resolve() {
-            attrs.push(("path", loc.origin.to_string()));
+            attrs.push(("path", loc.file_for_language()));
             attrs.push(("line", loc.line.to_string()));
             attrs.push(("column", loc.column.to_string()));
         }

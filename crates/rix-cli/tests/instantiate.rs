@@ -1,0 +1,294 @@
+//! `rix instantiate`, `rix eval` and `rix build FILE.nix` as programs: the
+//! Nix language test suite run through the binary exactly as Nix runs it
+//! (flags from the `.flags` files, `NIX_PATH`, `HOME`, `TEST_VAR`), and
+//! differential tests against `nix-instantiate` (printing, JSON, XML,
+//! `--parse`, `.drv` paths and files in a temporary store, `--add-root`).
+
+mod rixcmd;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rixcmd::*;
+
+fn vectors() -> PathBuf {
+    std::fs::canonicalize(rix_testutil::vectors("")).unwrap_or_else(|_| rix_testutil::vectors(""))
+}
+
+/// `rix instantiate` on one suite case, from the vectors directory.
+fn run_case(name: &str, extra: &[&str]) -> std::process::Output {
+    let dir = vectors();
+    let flags = std::fs::read_to_string(dir.join(format!("nix-lang/{name}.flags")))
+        .unwrap_or_default()
+        .replace("lang/", "nix-lang/");
+    let mut args: Vec<String> = vec!["instantiate".into()];
+    args.extend(flags.split_whitespace().map(str::to_owned));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(format!("nix-lang/{name}.nix"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rix"));
+    cmd.args(&args)
+        .current_dir(&dir)
+        .env("NIX_PATH", "nix-lang/dir3:nix-lang/dir4")
+        .env("HOME", "/fake-home")
+        .env("TEST_VAR", "foo");
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hung case must not hang the suite.
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn nix_language_suite_through_the_binary() {
+    let dir = vectors();
+    let lang = dir.join("nix-lang");
+    if !lang.is_dir() {
+        eprintln!("skipping: {} not found", lang.display());
+        return;
+    }
+    let pwd = dir.display().to_string();
+    let mut names: Vec<String> = std::fs::read_dir(&lang)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".nix").map(str::to_owned))
+        .collect();
+    names.sort();
+    let (mut okay, mut okay_total, mut fail, mut fail_total) = (0, 0, 0, 0);
+    let mut failing = Vec::new();
+    for name in names {
+        let stem = lang.join(&name);
+        if name.starts_with("eval-okay-") {
+            if Path::new(&format!("{}.exp-disabled", stem.display())).exists() {
+                continue;
+            }
+            let xml = PathBuf::from(format!("{}.exp.xml", stem.display()));
+            let (exp, extra): (PathBuf, &[&str]) = if xml.exists() {
+                (xml, &["--eval", "--strict", "--xml", "--no-location"])
+            } else {
+                (
+                    PathBuf::from(format!("{}.exp", stem.display())),
+                    &["--eval", "--strict"],
+                )
+            };
+            let Ok(expected) = std::fs::read_to_string(&exp) else {
+                continue;
+            };
+            okay_total += 1;
+            let out = run_case(&name, extra);
+            let got = String::from_utf8_lossy(&out.stdout)
+                .replace(&format!("{pwd}/nix-lang"), "/pwd/lang")
+                .replace(&pwd, "/pwd");
+            if out.status.success() && got.trim_end() == expected.trim_end() {
+                okay += 1;
+            } else {
+                failing.push(name);
+            }
+        } else if name.starts_with("eval-fail-") {
+            fail_total += 1;
+            let out = run_case(&name, &["--eval", "--strict"]);
+            if !out.status.success() && out.stderr.starts_with(b"error: ") {
+                fail += 1;
+            } else {
+                failing.push(name);
+            }
+        }
+    }
+    println!(
+        "through `rix instantiate`: eval-okay {okay}/{okay_total}, eval-fail {fail}/{fail_total}"
+    );
+    println!("failing: {}", failing.join(" "));
+    // Same floors as the in-process runner (crates/rix-eval/tests/nix_lang.rs).
+    assert!(okay >= 141, "eval-okay: {okay} passed");
+    assert_eq!(fail, fail_total, "every eval-fail case must fail");
+}
+
+/// Expressions printed by both (`--eval`, `--strict`, `--json`, `--xml`, `--parse`).
+#[test]
+fn eval_output_matches_nix_instantiate() {
+    let Some(nix) = nix("nix-instantiate") else {
+        return;
+    };
+    let exprs = [
+        "{ a = 1; b = [ true null 1.5 \"s\" ]; c = { d = ./Cargo.toml; }; }",
+        "let f = { x ? 1, ... }@a: x; in f",
+        "builtins.toFile \"x\" \"y\"",
+        "(derivation { name = \"d\"; system = \"x\"; builder = \"/b\"; }).drvPath",
+        "[ (y: y) builtins.map (builtins.map (x: x)) ] ++ [ (builtins.unsafeGetAttrPos \"a\" { a = 1; }) __curPos ]",
+        "with builtins; concatStringsSep \"-\" (map toString (genList (x: x * x) 5))",
+    ];
+    let modes: [&[&str]; 5] = [
+        &["--eval", "--strict"],
+        &["--eval", "--strict", "--json"],
+        &["--eval", "--strict", "--xml"],
+        &["--eval", "--xml", "--no-location"],
+        &["--parse"],
+    ];
+    let mut diffs = Vec::new();
+    for e in exprs {
+        for m in modes {
+            let mut args = m.to_vec();
+            args.extend(["-E", e]);
+            let n = nix_with(&nix, &args, b"");
+            let mut rargs = vec!["instantiate"];
+            rargs.extend(&args);
+            let r = rix(&rargs);
+            let (ns, rs) = (
+                String::from_utf8_lossy(&n.stdout),
+                String::from_utf8_lossy(&r.stdout),
+            );
+            if n.status.success() != r.status.success() || (n.status.success() && ns != rs) {
+                diffs.push(format!(
+                    "{args:?}\n  nix: {ns}{}\n  rix: {rs}{}",
+                    String::from_utf8_lossy(&n.stderr),
+                    String::from_utf8_lossy(&r.stderr)
+                ));
+            }
+        }
+    }
+    assert!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
+}
+
+/// Instantiating into a store: the same `.drv` paths printed (with
+/// `!output` for other outputs), the same files, `--add-root` links.
+#[test]
+fn instantiate_matches_nix_instantiate() {
+    let Some(nix) = nix("nix-instantiate") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("default.nix");
+    std::fs::write(work.path().join("src.txt"), "source\n").unwrap();
+    std::fs::write(
+        &file,
+        r#"{ salt ? "" }: let
+          mk = name: attrs: derivation ({ inherit name salt; system = "x86_64-linux"; builder = "/bin/sh"; } // attrs);
+          a = mk "a" { src = ./src.txt; outputs = [ "out" "dev" ]; };
+        in {
+          inherit a;
+          b = mk "b" { dep = a.dev; };
+          dev = a.dev;
+          nested = { recurseForDerivations = true; c = mk "c" { }; skipped = [ (mk "x" { }) ]; };
+          notRecursed = { d = mk "d" { }; };
+          "bad name" = mk "e" { };
+        }"#,
+    )
+    .unwrap();
+    let file_s = file.display().to_string();
+    for args in [
+        vec![file_s.as_str()],
+        vec![file_s.as_str(), "-A", "b"],
+        vec![file_s.as_str(), "-A", "a.dev", "-A", "nested"],
+        vec![file_s.as_str(), "--argstr", "salt", "x"],
+    ] {
+        let ns = TempStore::new();
+        let rs_dir = TempStore::new();
+        let n = ok_str(nix_in(&ns, &nix, &args, b""));
+        // rix into a fresh store at the same path: move Nix's aside first.
+        std::fs::rename(
+            ns.dir.path().join("store"),
+            rs_dir.dir.path().join("nix-store"),
+        )
+        .unwrap();
+        std::fs::rename(
+            ns.dir.path().join("state"),
+            rs_dir.dir.path().join("nix-state"),
+        )
+        .unwrap();
+        let mut rargs = vec!["instantiate"];
+        rargs.extend(&args);
+        let r = ok_str(rix_in(&ns, &rargs, b""));
+        assert_eq!(r, n, "{args:?}");
+        for line in n.lines() {
+            let p = line.split('!').next().unwrap();
+            let name = Path::new(p).file_name().unwrap();
+            let nix_bytes = std::fs::read(rs_dir.dir.path().join("nix-store").join(name)).unwrap();
+            assert_eq!(std::fs::read(p).unwrap(), nix_bytes, "{p}");
+        }
+    }
+    // --add-root: the link is printed, and points to the .drv.
+    let t = TempStore::new();
+    let root = work.path().join("root");
+    let root_s = root.display().to_string();
+    let out = ok_str(rix_in(
+        &t,
+        &["instantiate", &file_s, "-A", "a", "--add-root", &root_s],
+        b"",
+    ));
+    assert_eq!(out.trim(), root_s);
+    let target = std::fs::read_link(&root).unwrap();
+    assert!(target.to_string_lossy().ends_with("-a.drv"), "{target:?}");
+}
+
+/// `rix eval` and errors: positions, code, `--show-trace`.
+#[test]
+fn eval_and_errors() {
+    assert_eq!(ok_str(rix(&["eval", "--expr", "1 + 2"])), "3\n");
+    assert_eq!(
+        ok_str(rix(&["eval", "--raw", "--expr", "\"a\\nb\""])),
+        "a\nb"
+    );
+    assert_eq!(
+        ok_str(rix(&["eval", "--json", "--expr", "{ a = [ 1 2.5 ]; }"])),
+        "{\"a\":[1,2.5]}\n"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let f = work.path().join("err.nix");
+    std::fs::write(
+        &f,
+        "let\n  f = x: x.foo + 1;\n  g = y: f y;\nin g { foo = \"a\"; }\n",
+    )
+    .unwrap();
+    let out = rix(&["eval", &f.display().to_string()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: cannot coerce an integer to a string\n\n       at "),
+        "{err}"
+    );
+    assert!(
+        err.contains("            2|   f = x: x.foo + 1;\n             |"),
+        "{err}"
+    );
+    assert!(!err.contains("while evaluating"), "{err}");
+    let out = rix(&["eval", "--show-trace", &f.display().to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("… while evaluating 'f'"), "{err}");
+    assert!(err.contains("… from call site"), "{err}");
+    assert!(err.contains("… while evaluating 'g'"), "{err}");
+}
+
+/// `rix build FILE.nix` evaluates and builds, leaving `result`.
+#[test]
+fn build_nix_file() {
+    let t = TempStore::new();
+    let work = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello.nix");
+    let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "--option", "sandbox", "false", "build"])
+        .arg(&example)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(work.path().join("result")).unwrap();
+    assert!(text.starts_with("Hello, world! (built from "), "{text}");
+}
