@@ -203,8 +203,8 @@ fn load_node<'a>(
     drv_path: &StorePath,
 ) -> Result<&'a mut Node, BuildError> {
     if !nodes.contains_key(drv_path) {
-        let drv = read_derivation(store, drv_path)?;
-        let outputs = output_paths(store, drv_path, &drv)?;
+        let drv = temp_rooted_derivation(store, drv_path)?;
+        let outputs = temp_rooted_outputs(store, drv_path, &drv)?;
         nodes.insert(
             drv_path.clone(),
             Node {
@@ -217,6 +217,32 @@ fn load_node<'a>(
         );
     }
     Ok(nodes.get_mut(drv_path).expect("just inserted"))
+}
+
+/// [`read_derivation`], after making the derivation a temporary GC root: a
+/// collector running meanwhile keeps it and its closure (input derivations
+/// and sources) until this process exits.
+fn temp_rooted_derivation(
+    store: &LocalStore,
+    drv_path: &StorePath,
+) -> Result<Derivation, BuildError> {
+    store.add_temp_root(drv_path)?;
+    read_derivation(store, drv_path)
+}
+
+/// [`output_paths`], each made a temporary GC root before anyone looks at its
+/// validity: valid ones stay for the dependents, and an output being built
+/// (its lock and temporary files) is left alone.
+fn temp_rooted_outputs(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: &Derivation,
+) -> Result<BTreeMap<String, StorePath>, BuildError> {
+    let outputs = output_paths(store, drv_path, drv)?;
+    for p in outputs.values() {
+        store.add_temp_root(p)?;
+    }
+    Ok(outputs)
 }
 
 /// Adds outputs to a node's wanted set; true when the set grew.
@@ -232,8 +258,8 @@ fn want(node: &mut Node, outputs: BTreeSet<String>) -> bool {
 pub fn check_plan(store: &LocalStore, targets: &[StorePath]) -> Result<Plan, BuildError> {
     let mut plan = Plan::default();
     for t in targets {
-        let drv = read_derivation(store, t)?;
-        let outputs = output_paths(store, t, &drv)?;
+        let drv = temp_rooted_derivation(store, t)?;
+        let outputs = temp_rooted_outputs(store, t, &drv)?;
         plan.target_outputs.insert(t.clone(), outputs.clone());
         plan.builds.insert(
             t.clone(),

@@ -84,8 +84,10 @@ impl Context {
     pub fn open_store(&self) -> Result<LocalStore> {
         let choice = self.store_choice()?;
         let dir = choice.layout.real_store_dir.clone();
-        LocalStore::open(choice.layout)
-            .with_context(|| format!("cannot open the store at {}", dir.display()))
+        let store = LocalStore::open(choice.layout)
+            .with_context(|| format!("cannot open the store at {}", dir.display()))?;
+        store.set_auto_optimise(self.settings.get_bool("auto-optimise-store")?);
+        Ok(store)
     }
 }
 

@@ -50,6 +50,8 @@ pub enum StoreCommand {
     /// Build derivations and print their output paths (like `nix-store --realise`).
     Realise(crate::cmd::build::BuildArgs),
     #[command(flatten)]
+    Gc(crate::cmd::gc::GcCommand),
+    #[command(flatten)]
     Query(crate::cmd::query::QueryCommand),
 }
 
@@ -99,6 +101,7 @@ impl StoreCommand {
             }
             Self::Sign { key_file, paths } => crate::cmd::copy::sign(ctx, key_file, paths),
             Self::Query(q) => q.run(ctx),
+            Self::Gc(c) => c.run(ctx),
             Self::Realise(args) => {
                 let mut args_owned = crate::cmd::build::BuildArgs { ..args.clone() };
                 args_owned.no_link = true;

@@ -1,0 +1,425 @@
+//! `rix store gc|delete|roots|optimise` against Nix on stores built by both: the
+//! same dead and live sets, result links as roots, builds running in another
+//! process (rix's or Nix's) surviving a concurrent collection of either tool,
+//! and `kill -9` in the middle of a collection leaving a consistent store.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rix_testutil::{nix, TempStore};
+
+const NIX_CONFIG: &str = "experimental-features = nix-command\nsandbox = false\nsubstituters =";
+
+fn rix_cmd(t: &TempStore) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rix"));
+    c.arg("--store")
+        .arg(t.url())
+        .args(["--option", "sandbox", "false"])
+        .args(["--option", "substituters", ""]);
+    c
+}
+
+fn rix(t: &TempStore, args: &[&str]) -> Output {
+    rix_cmd(t).args(args).output().expect("run rix")
+}
+
+fn nix_cmd(t: &TempStore, tool: &Path) -> Command {
+    let mut c = Command::new(tool);
+    c.arg("--store").arg(t.url()).env("NIX_CONFIG", NIX_CONFIG);
+    c
+}
+
+#[track_caller]
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({}):\nstderr: {}\nstdout: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn lines(s: &str) -> BTreeSet<String> {
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `sleep` seconds in `slow`; `slow` depends on `dep`; `other` is unrelated.
+const DAG: &str = r#"
+{ sleep ? "0", salt ? "" }:
+let
+  mk = name: deps: script: derivation {
+    inherit name salt;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "${script}; echo ${name} ${toString deps} > $out" ];
+  };
+  dep = mk "dep" [ ] "true";
+  slow = mk "slow" [ dep ] "/bin/sleep ${sleep}";
+  other = mk "other" [ ] "true";
+in { inherit dep slow other; }
+"#;
+
+/// Instantiates the DAG with real Nix; returns attribute → .drv path.
+fn instantiate(t: &TempStore, sleep: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let inst = nix("nix-instantiate")?;
+    let file = t.dir.path().join("dag.nix");
+    std::fs::write(&file, DAG).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for attr in ["dep", "slow", "other"] {
+        let drv = ok(nix_cmd(t, &inst)
+            .arg(&file)
+            .args(["-A", attr, "--argstr", "sleep", sleep])
+            .output()
+            .unwrap());
+        out.insert(attr.to_owned(), drv.trim().to_owned());
+    }
+    Some(out)
+}
+
+/// Whether `path` is valid, asked of Nix (the oracle).
+fn valid(t: &TempStore, path: &str) -> bool {
+    let nix_store = nix("nix-store").unwrap();
+    nix_cmd(t, &nix_store)
+        .args(["--check-validity", path])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn result_links_are_roots_and_dead_sets_agree_with_nix() {
+    let t = TempStore::new();
+    let Some(drvs) = instantiate(&t, "0") else {
+        return;
+    };
+    let nix_store = nix("nix-store").unwrap();
+    let result = t.dir.path().join("result");
+    let slow_out = ok(rix(
+        &t,
+        &[
+            "build",
+            &drvs["slow"],
+            "-o",
+            result.to_str().unwrap(),
+            "--print-out-paths",
+        ],
+    ));
+    let other_out = ok(rix(
+        &t,
+        &["build", &drvs["other"], "--no-link", "--print-out-paths"],
+    ));
+    let slow_out = slow_out.trim();
+    let other_out = other_out.trim();
+
+    // The result link is an indirect root.
+    let roots = ok(rix(&t, &["store", "roots"]));
+    assert!(
+        roots.contains(&format!("{} -> {slow_out}", result.display())),
+        "{roots}"
+    );
+    let nix_roots = ok(nix_cmd(&t, &nix_store)
+        .args(["--gc", "--print-roots"])
+        .output()
+        .unwrap());
+    assert_eq!(lines(&roots), lines(&nix_roots));
+
+    // Differential: the same dead and live paths as Nix.
+    let rix_dead = ok(rix(&t, &["store", "gc", "--print-dead"]));
+    let rix_live = ok(rix(&t, &["store", "gc", "--print-live"]));
+    let nix_dead = ok(nix_cmd(&t, &nix_store)
+        .args(["--gc", "--print-dead"])
+        .output()
+        .unwrap());
+    let nix_live = ok(nix_cmd(&t, &nix_store)
+        .args(["--gc", "--print-live"])
+        .output()
+        .unwrap());
+    assert_eq!(lines(&rix_dead), lines(&nix_dead));
+    assert_eq!(lines(&rix_live), lines(&nix_live));
+    assert!(lines(&rix_dead).contains(other_out));
+    assert!(lines(&rix_live).contains(slow_out));
+    assert!(lines(&rix_live).contains(&drvs["dep"]), "keep-derivations");
+
+    let gc = rix(&t, &["store", "gc"]);
+    let stdout = ok(gc);
+    let summary = stdout.trim();
+    let expected = format!("{} store paths deleted, ", lines(&rix_dead).len());
+    assert!(
+        summary.starts_with(&expected) && summary.ends_with(" MiB freed"),
+        "{summary}"
+    );
+    assert!(!valid(&t, other_out));
+    assert!(valid(&t, slow_out));
+    // Nothing dead is left, for either tool.
+    assert_eq!(ok(rix(&t, &["store", "gc", "--print-dead"])), "");
+    assert_eq!(
+        ok(nix_cmd(&t, &nix_store)
+            .args(["--gc", "--print-dead"])
+            .output()
+            .unwrap()),
+        ""
+    );
+
+    // delete refuses a live path, naming the root.
+    let refused = rix(&t, &["store", "delete", &drvs["dep"]]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("still alive") && err.contains("result"),
+        "{err}"
+    );
+    // Without the link everything goes.
+    std::fs::remove_file(&result).unwrap();
+    ok(rix(&t, &["store", "gc"]));
+    assert!(!valid(&t, slow_out));
+    assert!(!valid(&t, &drvs["slow"]));
+}
+
+/// Waits until `path` exists (the build started writing), at most `secs`.
+fn wait_for(path: &Path, secs: u64) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn out_path(t: &TempStore, drv: &str) -> String {
+    // The output path, from the derivation (as rix prints it).
+    let json = ok(rix(t, &["derivation", "show", drv]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v[drv]["outputs"]["out"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn wait_ok(child: Child) -> String {
+    ok(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_running_rix_build_survives_concurrent_collections() {
+    let t = TempStore::new();
+    let Some(drvs) = instantiate(&t, "3") else {
+        return;
+    };
+    let nix_store = nix("nix-store").unwrap();
+    // dep is built and dead (no root) before slow starts.
+    let dep_out = ok(rix(
+        &t,
+        &["build", &drvs["dep"], "--no-link", "--print-out-paths"],
+    ));
+    let dep_out = dep_out.trim().to_owned();
+    let other_out = ok(rix(
+        &t,
+        &["build", &drvs["other"], "--no-link", "--print-out-paths"],
+    ));
+    let slow_out = out_path(&t, &drvs["slow"]);
+    let build = rix_cmd(&t)
+        .args(["build", &drvs["slow"], "--no-link", "--print-out-paths"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The build has started once its output is locked.
+    wait_for(Path::new(&format!("{slow_out}.lock")), 20);
+    // Its temporary roots name what it uses.
+    let roots_file = StoreLayoutDirs::new(&t)
+        .temproots
+        .join(build.id().to_string());
+    let recorded = std::fs::read(&roots_file).unwrap();
+    let recorded: BTreeSet<String> = recorded
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    for p in [&drvs["slow"], &slow_out, &dep_out] {
+        assert!(recorded.contains(p), "{p} not in {recorded:?}");
+    }
+    // A rix collection and a Nix collection while it builds.
+    let rix_gc = ok(rix(&t, &["store", "gc"]));
+    assert!(rix_gc.starts_with("1 store paths deleted") || rix_gc.contains("store paths deleted"));
+    ok(nix_cmd(&t, &nix_store).arg("--gc").output().unwrap());
+    assert!(
+        !valid(&t, other_out.trim()),
+        "an unrelated dead path is collected"
+    );
+    assert_eq!(wait_ok(build).trim(), slow_out);
+    for p in [&drvs["slow"], &drvs["dep"], &dep_out, &slow_out] {
+        assert!(valid(&t, p), "{p} was collected");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&slow_out).unwrap().trim(),
+        format!("slow {dep_out}")
+    );
+}
+
+#[test]
+fn a_running_nix_build_survives_a_rix_collection() {
+    let t = TempStore::new();
+    let Some(drvs) = instantiate(&t, "3") else {
+        return;
+    };
+    let nix_store = nix("nix-store").unwrap();
+    let dep_out = ok(nix_cmd(&t, &nix_store)
+        .args(["--realise", &drvs["dep"]])
+        .output()
+        .unwrap());
+    let dep_out = dep_out.trim().to_owned();
+    let slow_out = out_path(&t, &drvs["slow"]);
+    let build = nix_cmd(&t, &nix_store)
+        .args(["--realise", &drvs["slow"]])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Path::new(&format!("{slow_out}.lock")), 30);
+    ok(rix(&t, &["store", "gc"]));
+    assert_eq!(wait_ok(build).trim(), slow_out);
+    for p in [&drvs["slow"], &dep_out, &slow_out] {
+        assert!(valid(&t, p), "{p} was collected");
+    }
+}
+
+/// The directories of a `local?store=&state=` store.
+struct StoreLayoutDirs {
+    temproots: std::path::PathBuf,
+}
+
+impl StoreLayoutDirs {
+    fn new(t: &TempStore) -> Self {
+        Self {
+            temproots: t.dir.path().join("state/temproots"),
+        }
+    }
+}
+
+#[test]
+fn kill_9_during_a_collection_leaves_a_consistent_store() {
+    let t = TempStore::new();
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
+    let src = t.dir.path().join("src");
+    let mut dirs = Vec::new();
+    // Few paths (each add syncs the file system), many files (deletion takes a while).
+    for i in 0..200 {
+        let d = src.join(format!("p{i}"));
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        for j in 0..24 {
+            std::fs::write(d.join(format!("sub/f{j}")), format!("{i} {j}\n").repeat(50)).unwrap();
+        }
+        dirs.push(d.to_string_lossy().into_owned());
+    }
+    let store_dir = t.store_dir();
+    let mut killed = 0;
+    for delay_ms in [10u64, 150, 400] {
+        let mut args = vec!["store", "add"];
+        args.extend(dirs.iter().map(String::as_str));
+        ok(rix(&t, &args));
+        let mut gc = rix_cmd(&t)
+            .args(["store", "gc"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(gc.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let status = gc.wait().unwrap();
+        if !status.success() {
+            killed += 1;
+        }
+        // Every row has complete files: Nix's verifier finds nothing missing
+        // or modified (and so changes nothing).
+        let verify = nix_cmd(&t, &nix_store)
+            .args(["--verify", "--check-contents"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success(), "{err}");
+        assert!(
+            !err.contains("disappeared") && !err.contains("modified"),
+            "after kill -9 at {delay_ms} ms: {err}"
+        );
+    }
+    assert!(killed > 0, "no collection was interrupted");
+    // The next collection removes the leftovers: nothing but .links remains.
+    ok(rix(&t, &["store", "gc"]));
+    let left: Vec<String> = std::fs::read_dir(&store_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".links")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let verify = nix_cmd(&t, &nix_store)
+        .args(["--verify", "--check-contents"])
+        .output()
+        .unwrap();
+    assert!(verify.status.success());
+}
+
+#[test]
+fn optimise_frees_what_nix_would_and_leaves_nothing_for_nix() {
+    let t = TempStore::new();
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
+    let src = t.dir.path().join("src");
+    let mut args = vec!["store".to_owned(), "add".to_owned()];
+    for i in 0..5 {
+        let d = src.join(format!("d{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("same"), "x".repeat(1 << 20)).unwrap();
+        std::fs::write(d.join("own"), format!("{i}")).unwrap();
+        args.push(d.to_string_lossy().into_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(rix(&t, &args));
+    let out = rix(&t, &["store", "optimise"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains("4.00 MiB freed by hard-linking 4 files"),
+        "{err}"
+    );
+    let nix_out = nix_cmd(&t, &nix_store).arg("--optimise").output().unwrap();
+    let nix_err = String::from_utf8_lossy(&nix_out.stderr);
+    assert!(nix_out.status.success());
+    assert!(
+        nix_err.contains("0.00 MiB freed by hard-linking 0 files"),
+        "{nix_err}"
+    );
+    let verify = nix_cmd(&t, &nix_store)
+        .args(["--verify", "--check-contents"])
+        .output()
+        .unwrap();
+    assert!(verify.status.success());
+    // After collecting everything, no link is left.
+    // (What deleting hard-linked files frees is counted as Nix counts it: a file
+    // whose last link but one goes; deleted in parallel, that is approximate.)
+    let gc = ok(rix(&t, &["store", "gc"]));
+    assert!(gc.starts_with("5 store paths deleted, "), "{gc}");
+    assert_eq!(
+        std::fs::read_dir(t.store_dir().join(".links"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
