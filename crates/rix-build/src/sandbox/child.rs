@@ -18,7 +18,7 @@ use std::ptr;
 use nix::errno::Errno;
 use nix::libc;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::unistd::{chdir, chroot, pivot_root, setsid};
+use nix::unistd::{chdir, pivot_root, setsid};
 
 /// One step of the child's setup.
 #[derive(Debug)]
@@ -35,13 +35,17 @@ pub enum Op {
     Umount(CString),
     /// `rmdir(2)`; failure is ignored (cosmetic clean-up only).
     Rmdir(CString),
-    Chdir(CString),
-    Chroot(CString),
-    /// `pivot_root(".", put_old)` then `chroot(".")`; the current directory must
-    /// be the new root.
-    PivotRoot {
-        put_old: CString,
+    /// `mkdir(2)`, mode 0755.
+    Mkdir(CString),
+    /// Creates files as this (inside) user and group from now on.
+    SetFsIds {
+        uid: u32,
+        gid: u32,
     },
+    Chdir(CString),
+    /// `pivot_root(".", ".")`, then the old root (stacked on the new one) is
+    /// detached; the current directory must be the new root.
+    PivotRoot,
     /// Host name `localhost`, NIS domain `(none)` (the kernel's default).
     Hostname,
     /// Brings up the loopback interface of a fresh network namespace.
@@ -154,8 +158,11 @@ impl ChildSpec {
                 Some(Op::Umount(t)) => format!("unmounting '{}'", s(t)),
                 Some(Op::Rmdir(t)) => format!("removing '{}'", s(t)),
                 Some(Op::Chdir(t)) => format!("changing directory to '{}'", s(t)),
-                Some(Op::Chroot(t)) => format!("changing the root directory to '{}'", s(t)),
-                Some(Op::PivotRoot { .. }) => "pivoting to the sandbox's root".into(),
+                Some(Op::PivotRoot) => "pivoting to the sandbox's root".into(),
+                Some(Op::Mkdir(t)) => format!("creating '{}'", s(t)),
+                Some(Op::SetFsIds { uid, gid }) => {
+                    format!("switching the file system ids to {uid}:{gid}")
+                }
                 Some(Op::Hostname) => "setting the host name".into(),
                 Some(Op::LoopbackUp) => "bringing up the loopback interface".into(),
                 Some(Op::WaitForParent) => "waiting for the user namespace mapping".into(),
@@ -222,10 +229,15 @@ impl ChildSpec {
                 Ok(())
             }
             Op::Chdir(t) => chdir(t.as_c_str()),
-            Op::Chroot(t) => chroot(t.as_c_str()),
-            Op::PivotRoot { put_old } => {
-                pivot_root(c".", put_old.as_c_str())?;
-                chroot(c".")
+            Op::PivotRoot => {
+                pivot_root(c".", c".")?;
+                umount2(c".", MntFlags::MNT_DETACH)?;
+                chdir(c"/")
+            }
+            Op::Mkdir(t) => mkdir(t),
+            Op::SetFsIds { uid, gid } => {
+                set_fs_ids(*uid, *gid);
+                Ok(())
             }
             Op::Hostname => {
                 nix::unistd::sethostname("localhost")?;
@@ -397,6 +409,22 @@ fn set_ids(uid: u32, gid: u32, drop_groups: bool) -> Result<(), Errno> {
         Errno::result(libc::syscall(libc::SYS_setresuid, uid, uid, uid))?;
     }
     Ok(())
+}
+
+#[allow(unsafe_code)]
+fn set_fs_ids(uid: u32, gid: u32) {
+    // SAFETY: setfsgid/setfsuid take integers (and cannot fail in a way that
+    // matters here: a later file creation reports it).
+    unsafe {
+        libc::syscall(libc::SYS_setfsgid, gid);
+        libc::syscall(libc::SYS_setfsuid, uid);
+    }
+}
+
+#[allow(unsafe_code)]
+fn mkdir(p: &CStr) -> Result<(), Errno> {
+    // SAFETY: the pointer is a live NUL-terminated string.
+    Errno::result(unsafe { libc::mkdir(p.as_ptr(), 0o755) }).map(drop)
 }
 
 #[allow(unsafe_code)]

@@ -143,9 +143,8 @@ fn probe() -> Result<(), String> {
 
 /// Where a build's sandbox is and who its builder is.
 pub struct Sandbox {
-    /// `<real store dir>/<drv>.chroot`: the builder's `/`.
-    root: PathBuf,
-    /// The builder's store directory, on the host (`root` + logical store dir).
+    /// `<real store dir>/<drv>.chroot`: the builder's store directory, where it
+    /// creates its outputs and where the input closure is mounted.
     store_in_root: PathBuf,
     ids: ids::BuildIds,
     ops: Vec<Op>,
@@ -219,7 +218,7 @@ fn etc_group() -> String {
     format!("root:x:0:\nnixbld:!:{SANDBOX_GID}:\nnogroup:x:65534:\n")
 }
 
-/// The logical store path `p` (e.g. `/nix/store/x`) under `root`.
+/// The absolute path `p` under `root`.
 fn under(root: &Path, p: &Path) -> PathBuf {
     root.join(p.strip_prefix("/").unwrap_or(p))
 }
@@ -243,41 +242,63 @@ fn touch(p: &Path) -> IoResult<()> {
     std::fs::File::create(p).map(drop).map_err(at(p))
 }
 
-impl Sandbox {
-    /// Creates the sandbox's root on the host and the list of mounts the child
-    /// will make (see the module docs).
-    pub fn prepare(s: &SandboxSetup<'_>) -> IoResult<Self> {
-        let layout = s.store.layout();
-        let ids = ids::BuildIds::allocate(&layout.state_dir).map_err(at(&layout.state_dir))?;
-        let root = layout.real_store_dir.join(format!("{}.chroot", s.drv_path));
-        delete_path(&root).map_err(at(&root))?;
-        let store_dir = Path::new(s.store.store_dir().as_str());
-        let store_in_root = under(&root, store_dir);
-        let mut sb = Sandbox {
-            root,
-            store_in_root,
-            ids,
-            ops: Vec::new(),
-            private_network: !s.network,
-        };
-        sb.populate(s, store_dir)?;
-        Ok(sb)
+/// The devices bound from the host.
+fn devices() -> Vec<&'static str> {
+    let mut devs = vec!["full", "null", "random", "tty", "urandom", "zero"];
+    if Path::new("/dev/kvm").exists() {
+        devs.push("kvm");
     }
+    devs
+}
 
-    fn populate(&mut self, s: &SandboxSetup<'_>, store_dir: &Path) -> IoResult<()> {
-        let root = self.root.clone();
-        let privileged = self.ids.privileged;
-        let chown_group = |p: &Path| -> IoResult<()> {
-            if privileged {
-                std::os::unix::fs::chown(p, Some(0), Some(self.ids.gid)).map_err(at(p))?;
-            }
-            Ok(())
+/// The host's name resolution files a fixed-output build gets.
+fn host_etc() -> Vec<PathBuf> {
+    ["resolv.conf", "services", "hosts"]
+        .iter()
+        .map(|f| Path::new("/etc").join(f))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// The skeleton of the sandbox's `/`, the same for many builds: directories and
+/// empty files as mount points, `/etc`'s files, `/dev`'s symlinks. Nothing in it
+/// is written by builders: `/tmp` and `/dev/shm` get fresh tmpfs mounts, `/build`
+/// and the store directory per-build bind mounts. Kept, once made, in
+/// `<state>/sandbox/<hash of its contents>`, so that a build writes nothing but
+/// its store directory to disk.
+struct Template {
+    /// The group of `/` (mode 0750, as Nix's): the build's when rix is root.
+    group: Option<u32>,
+    /// Directories (relative), with modes; files with contents; symlinks.
+    dirs: Vec<(PathBuf, u32)>,
+    files: Vec<(PathBuf, String)>,
+    links: Vec<(PathBuf, &'static str)>,
+}
+
+impl Template {
+    fn new(
+        store_dir: &Path,
+        network: bool,
+        paths: &[(PathBuf, PathBuf, bool)],
+        group: Option<u32>,
+    ) -> Self {
+        let mut t = Template {
+            group,
+            dirs: Vec::new(),
+            files: Vec::new(),
+            links: Vec::new(),
         };
-        mkdir(&root, 0o750)?;
-        chown_group(&root)?;
-        let r = |p: &str| root.join(p);
+        let dir = |t: &mut Template, p: &Path, mode: u32| {
+            let mut acc = PathBuf::new();
+            for c in p.components() {
+                acc.push(c);
+                if !t.dirs.iter().any(|(d, _)| *d == acc) {
+                    t.dirs
+                        .push((acc.clone(), if acc == p { mode } else { 0o755 }));
+                }
+            }
+        };
         for (d, mode) in [
-            ("real-root", 0o700),
             ("tmp", 0o1777),
             ("etc", 0o755),
             ("dev", 0o755),
@@ -285,60 +306,140 @@ impl Sandbox {
             ("dev/pts", 0o755),
             ("proc", 0o755),
             ("build", 0o700),
-            (".store-ro", 0o700),
         ] {
-            mkdir(&r(d), mode)?;
+            dir(&mut t, Path::new(d), mode);
         }
-        let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map_err(at(&p));
-        write(r("etc/passwd"), &etc_passwd())?;
-        write(r("etc/group"), &etc_group())?;
-        let mut host_etc = Vec::new();
-        if s.network {
-            write(
-                r("etc/nsswitch.conf"),
-                "hosts: files dns\nservices: files\n",
-            )?;
-            for f in ["resolv.conf", "services", "hosts"] {
-                let host = Path::new("/etc").join(f);
-                if host.exists() {
-                    touch(&r(&format!("etc/{f}")))?;
-                    host_etc.push(host);
-                }
+        let rel_store = store_dir.strip_prefix("/").unwrap_or(store_dir);
+        // A store under /tmp is made inside the build's own /tmp (a tmpfs).
+        if !rel_store.starts_with("tmp") {
+            dir(&mut t, rel_store, 0o755);
+        }
+        t.files.push(("etc/passwd".into(), etc_passwd()));
+        t.files.push(("etc/group".into(), etc_group()));
+        if network {
+            t.files.push((
+                "etc/nsswitch.conf".into(),
+                "hosts: files dns\nservices: files\n".into(),
+            ));
+            for h in host_etc() {
+                t.files.push((under(Path::new(""), &h), String::new()));
             }
         } else {
-            write(r("etc/hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
+            t.files.push((
+                "etc/hosts".into(),
+                "127.0.0.1 localhost\n::1 localhost\n".into(),
+            ));
         }
-        // The store directory with its input closure.
-        std::fs::create_dir_all(&self.store_in_root).map_err(at(&self.store_in_root))?;
-        std::fs::set_permissions(&self.store_in_root, std::fs::Permissions::from_mode(0o1775))
-            .map_err(at(&self.store_in_root))?;
-        chown_group(&self.store_in_root)?;
+        for d in devices() {
+            t.files.push((Path::new("dev").join(d), String::new()));
+        }
+        for (link, target) in [
+            ("dev/fd", "/proc/self/fd"),
+            ("dev/stdin", "/proc/self/fd/0"),
+            ("dev/stdout", "/proc/self/fd/1"),
+            ("dev/stderr", "/proc/self/fd/2"),
+            ("dev/ptmx", "/dev/pts/ptmx"),
+        ] {
+            t.links.push((link.into(), target));
+        }
+        for (target, _, is_dir) in paths {
+            let rel = under(Path::new(""), target);
+            if *is_dir {
+                dir(&mut t, &rel, 0o755);
+            } else {
+                if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    dir(&mut t, parent, 0o755);
+                }
+                if !t.files.iter().any(|(f, _)| *f == rel) {
+                    t.files.push((rel, String::new()));
+                }
+            }
+        }
+        t
+    }
 
+    fn key(&self) -> String {
+        let text = format!(
+            "v1 {:?} {:?} {:?} {:?}",
+            self.group, self.dirs, self.files, self.links
+        );
+        let digest = rix_formats::hash::HashAlgo::Sha256.digest(text.as_bytes());
+        rix_formats::nixbase32::encode(&digest.digest()[..16])
+    }
+
+    /// The template's directory under `state_dir`, made if missing.
+    fn ensure(&self, state_dir: &Path) -> IoResult<PathBuf> {
+        let base = state_dir.join("sandbox");
+        let dest = base.join(self.key());
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        std::fs::create_dir_all(&base).map_err(at(&base))?;
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = base.join(format!(".tmp-{}-{n}", std::process::id()));
+        let _ = delete_path(&tmp);
+        mkdir(&tmp, 0o755)?;
+        for (d, mode) in &self.dirs {
+            mkdir(&tmp.join(d), *mode)?;
+        }
+        for (f, text) in &self.files {
+            let p = tmp.join(f);
+            std::fs::write(&p, text).map_err(at(&p))?;
+        }
+        for (l, target) in &self.links {
+            let p = tmp.join(l);
+            std::os::unix::fs::symlink(target, &p).map_err(at(&p))?;
+        }
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o750)).map_err(at(&tmp))?;
+        if let Some(gid) = self.group {
+            std::os::unix::fs::chown(&tmp, Some(0), Some(gid)).map_err(at(&tmp))?;
+        }
+        // Another process may have made the same template meanwhile.
+        if std::fs::rename(&tmp, &dest).is_err() && dest.is_dir() {
+            let _ = delete_path(&tmp);
+        }
+        if !dest.is_dir() {
+            return Err((
+                dest,
+                std::io::Error::other("cannot create the sandbox template"),
+            ));
+        }
+        Ok(dest)
+    }
+}
+
+impl Sandbox {
+    /// Prepares the builder's store directory on the host (with the input closure
+    /// linked or to be mounted) and the list of mounts the child will make (see
+    /// the module docs).
+    pub fn prepare(s: &SandboxSetup<'_>) -> IoResult<Self> {
+        let layout = s.store.layout();
+        let ids = ids::BuildIds::allocate(&layout.state_dir).map_err(at(&layout.state_dir))?;
+        let store_in_root = layout.real_store_dir.join(format!("{}.chroot", s.drv_path));
+        delete_path(&store_in_root).map_err(at(&store_in_root))?;
+        let mut sb = Sandbox {
+            store_in_root,
+            ids,
+            ops: Vec::new(),
+            private_network: !s.network,
+        };
+        sb.populate(s)?;
+        Ok(sb)
+    }
+
+    fn populate(&mut self, s: &SandboxSetup<'_>) -> IoResult<()> {
+        let privileged = self.ids.privileged;
+        let store_dir = Path::new(s.store.store_dir().as_str());
         let real_store = s.store.layout().real_store_dir.clone();
-        let ro = r(".store-ro");
-        let mut ops = vec![
-            Op::Mount {
-                src: None,
-                target: c"/".into(),
-                fstype: None,
-                flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                data: None,
-            },
-            // The root must be a mount point for pivot_root.
-            bind(&root, &root, false),
-            // Inputs are bound from a read-only view of the store, whose flags
-            // (read-only, nosuid, nodev) each bind mount inherits.
-            bind(&real_store, &ro, false),
-            remount_ro(&ro),
-        ];
-        // Store paths named by sandbox-paths come with their closures.
+
+        // sandbox-paths: store paths named there come with their closures.
         let mut inputs: BTreeSet<StorePath> = s.inputs.clone();
         let mut extra_paths = Vec::new();
         for sp in s.paths {
             let mut source = sp.source.clone();
             if let Ok(rel) = sp.source.strip_prefix(store_dir) {
-                let mut comps = rel.components();
-                if let Some(first) = comps.next() {
+                if let Some(first) = rel.components().next() {
                     let name = first.as_os_str().to_string_lossy();
                     if let Ok(p) = StorePath::from_base_name(&name) {
                         if s.store.is_valid(&p).unwrap_or(false) {
@@ -356,69 +457,100 @@ impl Sandbox {
                 Err(e) => return Err((sp.source.clone(), e)),
             }
         }
+        let group = privileged.then_some(self.ids.gid);
+        let root = Template::new(store_dir, s.network, &extra_paths, group)
+            .ensure(&s.store.layout().state_dir)?;
+        let r = |p: &str| root.join(p);
+
+        // The builder's store directory, as Nix makes it (1775, group nixbld).
+        let sdir = self.store_in_root.clone();
+        mkdir(&sdir, 0o1775)?;
+        if privileged {
+            std::os::unix::fs::chown(&sdir, Some(0), Some(self.ids.gid)).map_err(at(&sdir))?;
+        }
+        let store_inside = under(&root, store_dir);
+        // A read-only view of the real store, mounted for a moment on /proc, from
+        // which each input is bound: bind mounts inherit read-only, nosuid, nodev.
+        let ro = r("proc");
+        let mut ops = vec![
+            // The id maps first: files made below belong to mapped ids.
+            Op::WaitForParent,
+            Op::Mount {
+                src: None,
+                target: c"/".into(),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                data: None,
+            },
+            // The root must be a mount point for pivot_root.
+            bind(&root, &root, false),
+            bind(&real_store, &ro, false),
+            remount_ro(&ro),
+            fs_mount(
+                c"tmpfs",
+                &r("tmp"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=1777"),
+            ),
+        ];
+        if store_dir.starts_with("/tmp") {
+            // The store's directories inside this build's /tmp, made as the
+            // build user (the setup identity may have no id inside).
+            ops.push(Op::SetFsIds {
+                uid: SANDBOX_UID,
+                gid: SANDBOX_GID,
+            });
+            let mut acc = r("tmp");
+            for c in store_dir
+                .strip_prefix("/tmp")
+                .expect("under /tmp")
+                .components()
+            {
+                acc.push(c);
+                ops.push(Op::Mkdir(cstr(&acc)));
+            }
+        }
+        ops.push(bind(&sdir, &store_inside, false));
         for p in &inputs {
             let name = p.to_string();
             let src = real_store.join(&name);
-            let dst = self.store_in_root.join(&name);
+            let dst = sdir.join(&name);
             let meta = std::fs::symlink_metadata(&src).map_err(at(&src))?;
+            let mut mount = true;
             if meta.is_dir() {
                 mkdir(&dst, 0o555)?;
-                ops.push(bind(&ro.join(&name), &dst, false));
             } else if privileged || meta.file_type().is_symlink() {
                 // The builder cannot write root's 0444 files, and symlinks are
                 // immutable: a hard link is cheaper than a mount.
-                if std::fs::hard_link(&src, &dst).is_err() {
-                    if meta.file_type().is_symlink() {
-                        let target = std::fs::read_link(&src).map_err(at(&src))?;
-                        std::os::unix::fs::symlink(target, &dst).map_err(at(&dst))?;
-                    } else {
-                        touch(&dst)?;
-                        ops.push(bind(&ro.join(&name), &dst, false));
-                    }
+                if std::fs::hard_link(&src, &dst).is_ok() {
+                    mount = false;
+                } else if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&src).map_err(at(&src))?;
+                    std::os::unix::fs::symlink(target, &dst).map_err(at(&dst))?;
+                    mount = false;
+                } else {
+                    touch(&dst)?;
                 }
             } else {
                 touch(&dst)?;
-                ops.push(bind(&ro.join(&name), &dst, false));
+            }
+            if mount {
+                ops.push(bind(&ro.join(&name), &store_inside.join(&name), false));
             }
         }
         ops.push(Op::Umount(cstr(&ro)));
-        ops.push(Op::Rmdir(cstr(&ro)));
         ops.push(bind(s.build_dir, &r("build"), false));
-        // A minimal /dev.
-        let mut devs = vec!["full", "null", "random", "tty", "urandom", "zero"];
-        if Path::new("/dev/kvm").exists() {
-            devs.push("kvm");
+        for d in devices() {
+            let dev = Path::new("/dev").join(d);
+            ops.push(bind(&dev, &under(&root, &dev), false));
         }
-        for d in devs {
-            let dst = r(&format!("dev/{d}"));
-            touch(&dst)?;
-            ops.push(bind(&Path::new("/dev").join(d), &dst, false));
-        }
-        for (link, target) in [
-            ("dev/fd", "/proc/self/fd"),
-            ("dev/stdin", "/proc/self/fd/0"),
-            ("dev/stdout", "/proc/self/fd/1"),
-            ("dev/stderr", "/proc/self/fd/2"),
-            ("dev/ptmx", "/dev/pts/ptmx"),
-        ] {
-            let l = r(link);
-            std::os::unix::fs::symlink(target, &l).map_err(at(&l))?;
-        }
-        for host in host_etc {
-            ops.push(bind(&host, &under(&root, &host), false));
+        if s.network {
+            for h in host_etc() {
+                ops.push(bind(&h, &under(&root, &h), false));
+            }
         }
         for (target, source, is_dir) in extra_paths {
             let dst = under(&root, &target);
-            if is_dir {
-                std::fs::create_dir_all(&dst).map_err(at(&dst))?;
-            } else {
-                if let Some(parent) = dst.parent() {
-                    std::fs::create_dir_all(parent).map_err(at(parent))?;
-                }
-                if std::fs::symlink_metadata(&dst).is_err() {
-                    touch(&dst)?;
-                }
-            }
             ops.push(bind(&source, &dst, is_dir));
             ops.push(remount_ro(&dst));
         }
@@ -445,12 +577,7 @@ impl Sandbox {
             ops.push(Op::LoopbackUp);
         }
         ops.push(Op::Chdir(cstr(&root)));
-        ops.push(Op::PivotRoot {
-            put_old: c"real-root".into(),
-        });
-        ops.push(Op::Umount(c"real-root".into()));
-        ops.push(Op::Rmdir(c"real-root".into()));
-        ops.push(Op::WaitForParent);
+        ops.push(Op::PivotRoot);
         ops.push(Op::SetIds {
             uid: SANDBOX_UID,
             gid: SANDBOX_GID,
@@ -524,7 +651,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let _ = delete_path(&self.root);
+        let _ = delete_path(&self.store_in_root);
     }
 }
 
