@@ -3,6 +3,10 @@
 
 use rix_eval::{EvalOptions, Evaluator, SearchPathEntry};
 
+/// As in the `rix` binary: evaluation allocates many small, short-lived objects.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut strict = false;
     let mut json = false;

@@ -373,14 +373,14 @@ impl Evaluator {
     }
 
     pub(crate) fn force_thunk(&mut self, t: &Thunk) -> Result<Value> {
-        if let ThunkState::Done(v) = &*t.0.borrow() {
-            return Ok(v.clone());
-        }
-        let state = std::mem::replace(&mut *t.0.borrow_mut(), ThunkState::Blackhole);
+        let state = t.take();
         let result = match &state {
-            ThunkState::Done(_) => unreachable!(),
+            ThunkState::Done(v) => {
+                let v = v.clone();
+                t.set(state);
+                return Ok(v);
+            }
             ThunkState::Blackhole => {
-                *t.0.borrow_mut() = ThunkState::Blackhole;
                 return Err(EvalError::new(
                     ErrorKind::InfiniteRecursion,
                     "infinite recursion encountered",
@@ -398,7 +398,7 @@ impl Evaluator {
                 r
             }
             ThunkState::Apply(f, x) => self.call(f, x.clone(), Pos::NONE),
-            ThunkState::Apply2(f, x, y) => self.call2(f, x.clone(), y.clone(), Pos::NONE),
+            ThunkState::Apply2(b) => self.call2(&b.0, b.1.clone(), b.2.clone(), Pos::NONE),
             ThunkState::Select(v, name, pos) => {
                 let attrs = self.force_attrs(v, *pos)?;
                 match attrs.get(*name) {
@@ -412,11 +412,11 @@ impl Evaluator {
         };
         match result {
             Ok(v) => {
-                *t.0.borrow_mut() = ThunkState::Done(v.clone());
+                t.set(ThunkState::Done(v.clone()));
                 Ok(v)
             }
             Err(e) => {
-                *t.0.borrow_mut() = state;
+                t.set(state);
                 Err(e)
             }
         }
@@ -818,8 +818,7 @@ impl Evaluator {
                         Some(j) => {
                             entries[j] = attr.clone();
                             if let Value::Thunk(t) = &new_env.vals[j] {
-                                *t.0.borrow_mut() =
-                                    ThunkState::Select(ov_value.clone(), attr.name, attr.pos);
+                                t.set(ThunkState::Select(ov_value.clone(), attr.name, attr.pos));
                             }
                         }
                         None => entries.push(attr.clone()),
@@ -1408,6 +1407,18 @@ impl Evaluator {
         Ok((s.as_str().to_owned(), s.context().clone()))
     }
 
+    /// Before reading `path`: if it is in the store, makes sure what
+    /// evaluation wrote there is on disk.
+    pub(crate) fn before_reading(&self, path: &str, pos: Pos) -> Result<()> {
+        let dir = self.opts.store.store_dir().as_str();
+        if path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/') {
+            self.opts.store.flush().map_err(|e| {
+                EvalError::new(ErrorKind::Io, format!("writing to the store: {e}"), pos)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Copies a source path to the store (once per path). Mirrors `copyPathToStore`.
     pub fn copy_path_to_store(&mut self, path: &str, pos: Pos) -> Result<String> {
         if let Some(p) = self.src_to_store.get(path) {
@@ -1702,7 +1713,7 @@ fn eager_arith(e: &Expr, env: &Env) -> Option<Value> {
 /// Completes the placeholder thunks of a frame that now exists.
 fn fill_pending(pending: Vec<(Thunk, ExprRef)>, env: &Rc<Env>) {
     for (t, e) in pending {
-        *t.0.borrow_mut() = ThunkState::Expr(e, env.clone());
+        t.set(ThunkState::Expr(e, env.clone()));
     }
 }
 

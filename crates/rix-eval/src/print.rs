@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fmt::Write;
 use std::rc::Rc;
 
-use crate::value::{ThunkState, Value};
+use crate::value::Value;
 
 /// Formats a float like C++'s `ostream << double` (`%g`, precision 6).
 pub fn format_float(f: f64) -> String {
@@ -99,10 +99,7 @@ pub fn print_value(v: &Value) -> String {
 fn print(v: &Value, holder: Option<usize>, out: &mut String, seen: &mut HashSet<usize>) {
     match v {
         Value::Thunk(t) => {
-            let inner = match &*t.0.borrow() {
-                ThunkState::Done(v) => Some(v.clone()),
-                _ => None,
-            };
+            let inner = t.get();
             match inner {
                 Some(v) => print(&v, Some(Rc::as_ptr(&t.0) as *const u8 as usize), out, seen),
                 None => out.push_str("<CODE>"),

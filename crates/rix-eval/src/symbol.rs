@@ -8,10 +8,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 
-/// An interned string, one machine word wide (hence the boxed `str`: a thin pointer).
+/// An interned string, one machine word wide (a thin pointer to the
+/// interned `&str`).
 #[derive(Clone, Copy)]
-#[allow(clippy::borrowed_box)]
-pub struct Symbol(&'static Box<str>);
+pub struct Symbol(&'static &'static str);
 
 /// FxHash (as in rustc): symbol names are short and not adversarial, and
 /// SipHash dominated interning.
@@ -45,23 +45,54 @@ impl std::hash::Hasher for FxHasher {
 
 pub type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 
+/// Interned names live in leaked chunks, carved up as needed: two
+/// allocations per chunk instead of two per symbol.
+struct Arena {
+    bytes: &'static mut [u8],
+    slots: &'static mut [&'static str],
+}
+
+const BYTES_CHUNK: usize = 64 * 1024;
+const SLOTS_CHUNK: usize = 4096;
+
+impl Arena {
+    fn alloc(&mut self, s: &str) -> &'static &'static str {
+        let n = s.len();
+        if self.bytes.len() < n {
+            self.bytes = Box::leak(vec![0u8; BYTES_CHUNK.max(n)].into_boxed_slice());
+        }
+        let (head, tail) = std::mem::take(&mut self.bytes).split_at_mut(n);
+        self.bytes = tail;
+        head.copy_from_slice(s.as_bytes());
+        let text: &'static str = std::str::from_utf8(head).expect("copied from a str");
+        if self.slots.is_empty() {
+            self.slots = Box::leak(vec![""; SLOTS_CHUNK].into_boxed_slice());
+        }
+        let (slot, rest) = std::mem::take(&mut self.slots).split_at_mut(1);
+        self.slots = rest;
+        slot[0] = text;
+        let slot: &'static [&'static str] = slot;
+        &slot[0]
+    }
+}
+
 thread_local! {
     static TABLE: RefCell<HashMap<&'static str, Symbol, FxBuild>> =
         RefCell::new(HashMap::with_capacity_and_hasher(4096, FxBuild::default()));
+    static ARENA: RefCell<Arena> = RefCell::new(Arena { bytes: &mut [], slots: &mut [] });
 }
 
 impl Symbol {
     /// Interns `s`, returning the one symbol for that string.
-    #[allow(clippy::borrowed_box)]
     pub fn new(s: &str) -> Symbol {
         TABLE.with(|t| {
             let mut t = t.borrow_mut();
             if let Some(sym) = t.get(s) {
                 return *sym;
             }
-            let leaked: &'static Box<str> = Box::leak(Box::new(Box::from(s)));
-            let sym = Symbol(leaked);
-            t.insert(&leaked[..], sym);
+            let interned = ARENA.with(|a| a.borrow_mut().alloc(s));
+            let sym = Symbol(interned);
+            t.insert(interned, sym);
             sym
         })
     }
@@ -95,7 +126,7 @@ impl Ord for Symbol {
 
 impl std::hash::Hash for Symbol {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.0 as *const Box<str>).hash(state)
+        (self.0 as *const &'static str).hash(state)
     }
 }
 

@@ -6,7 +6,7 @@
 //! forced. Environments ([`Env`]) are frames of slots addressed by
 //! `(depth, index)`, as resolved by the lowering pass.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::fmt;
@@ -119,9 +119,9 @@ impl fmt::Debug for Value {
             Value::Lambda(_) => f.write_str("<LAMBDA>"),
             Value::PrimOp(_) => f.write_str("<PRIMOP>"),
             Value::PrimOpApp(_) => f.write_str("<PRIMOP-APP>"),
-            Value::Thunk(t) => match &*t.0.borrow() {
-                ThunkState::Done(v) => v.fmt(f),
-                _ => f.write_str("<CODE>"),
+            Value::Thunk(t) => match t.get() {
+                Some(v) => v.fmt(f),
+                None => f.write_str("<CODE>"),
             },
         }
     }
@@ -133,24 +133,33 @@ impl fmt::Debug for Value {
 #[derive(Clone)]
 pub struct NixString(Rc<StrInner>);
 
+/// Most strings have no context: it is boxed, so that they stay small.
 struct StrInner {
-    s: String,
-    ctx: Context,
+    s: Box<str>,
+    ctx: Option<Box<Context>>,
 }
 
 /// A string context: a set of encoded elements.
 pub type Context = BTreeSet<Rc<str>>;
 
+thread_local! {
+    /// The context of strings without one (leaked once per thread).
+    static EMPTY_CONTEXT: &'static Context = Box::leak(Box::default());
+}
+
 impl NixString {
     pub fn new(s: String) -> NixString {
         NixString(Rc::new(StrInner {
-            s,
-            ctx: Context::new(),
+            s: s.into_boxed_str(),
+            ctx: None,
         }))
     }
 
     pub fn with_context(s: String, ctx: Context) -> NixString {
-        NixString(Rc::new(StrInner { s, ctx }))
+        NixString(Rc::new(StrInner {
+            s: s.into_boxed_str(),
+            ctx: (!ctx.is_empty()).then(|| Box::new(ctx)),
+        }))
     }
 
     pub fn as_str(&self) -> &str {
@@ -158,11 +167,14 @@ impl NixString {
     }
 
     pub fn context(&self) -> &Context {
-        &self.0.ctx
+        match &self.0.ctx {
+            Some(c) => c,
+            None => EMPTY_CONTEXT.with(|e| *e),
+        }
     }
 
     pub fn has_context(&self) -> bool {
-        !self.0.ctx.is_empty()
+        self.0.ctx.is_some()
     }
 }
 
@@ -376,8 +388,9 @@ pub enum ThunkState {
     Expr(ExprRef, Rc<Env>),
     /// A lazy application `f x` (from `map`, `genList`, ...).
     Apply(Value, Value),
-    /// A lazy application `f x y` (from `mapAttrs`, `zipAttrsWith`, ...).
-    Apply2(Value, Value, Value),
+    /// A lazy application `f x y` (from `mapAttrs`, `zipAttrsWith`, ...);
+    /// boxed, as the rarest and largest state.
+    Apply2(Box<(Value, Value, Value)>),
     /// A lazy attribute selection (`inherit (e) a;`).
     Select(Value, Symbol, Pos),
     /// Being evaluated: entering it again is infinite recursion.
@@ -385,13 +398,32 @@ pub enum ThunkState {
     Done(Value),
 }
 
-/// A value computed on first use and then shared.
+/// A value computed on first use and then shared. A `Cell` (no borrow
+/// flag): the state is taken out to be looked at and put back.
 #[derive(Clone)]
-pub struct Thunk(pub Rc<RefCell<ThunkState>>);
+pub struct Thunk(pub Rc<Cell<ThunkState>>);
+
+impl Default for ThunkState {
+    fn default() -> Self {
+        ThunkState::Blackhole
+    }
+}
 
 impl Thunk {
     pub fn new(state: ThunkState) -> Thunk {
-        Thunk(Rc::new(RefCell::new(state)))
+        Thunk(Rc::new(Cell::new(state)))
+    }
+
+    /// Replaces the state.
+    #[inline]
+    pub fn set(&self, state: ThunkState) {
+        self.0.set(state);
+    }
+
+    /// Takes the state out, leaving [`ThunkState::Blackhole`].
+    #[inline]
+    pub fn take(&self) -> ThunkState {
+        self.0.take()
     }
 
     pub fn value(state: ThunkState) -> Value {
@@ -403,11 +435,15 @@ impl Thunk {
     }
 
     /// The computed value, if forced.
+    #[inline]
     pub fn get(&self) -> Option<Value> {
-        match &*self.0.borrow() {
+        let state = self.0.take();
+        let r = match &state {
             ThunkState::Done(v) => Some(v.clone()),
             _ => None,
-        }
+        };
+        self.0.set(state);
+        r
     }
 }
 
@@ -418,6 +454,13 @@ mod tests {
     #[test]
     fn value_is_two_words() {
         assert_eq!(std::mem::size_of::<Value>(), 16);
+    }
+
+    #[test]
+    fn thunks_are_small() {
+        // Two values (a lazy application) and a tag: with the `Rc` counts,
+        // a thunk is 56 bytes.
+        assert!(std::mem::size_of::<ThunkState>() <= 40);
     }
 
     #[test]

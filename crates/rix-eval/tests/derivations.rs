@@ -373,6 +373,7 @@ fn instantiation_matches_nix() {
                 continue;
             }
         };
+        ev.store().flush().unwrap();
         let rix_run = snapshot(&store_dir, rix_drvs);
         if rix_run.drvs != nix_run.drvs {
             failures.push(format!(

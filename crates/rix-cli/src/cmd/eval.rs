@@ -94,6 +94,7 @@ fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
         ev.print(&v, args.strict)
     })()
     .map_err(|e| eval_error(e, show_trace))?;
+    crate::cmd::instantiate::flush(&ev).map_err(|e| eval_error(e, show_trace))?;
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     if args.raw {

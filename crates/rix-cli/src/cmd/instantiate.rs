@@ -375,6 +375,7 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
                     }
                     return Ok(());
                 }
+                let mut found = Vec::new();
                 for d in ev.get_derivations(&v, &auto_args)? {
                     let drv_path = ev.drv_path_of(&d)?;
                     let output = ev.output_name_of(&d)?;
@@ -385,6 +386,11 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
                             rix_eval::source::Pos::NONE,
                         ));
                     }
+                    found.push((drv_path, output));
+                }
+                // The `.drv` files are on disk before their paths are printed.
+                flush(&ev)?;
+                for (drv_path, output) in found {
                     let mut shown = drv_path.clone();
                     match (&args.add_root, &local) {
                         (Some(root), Some(l)) => {
@@ -525,9 +531,35 @@ fn eval_build_targets(
     }
     let mut out = Vec::new();
     let r = (|| -> rix_eval::Result<()> {
+        let r = eval_build_jobs(&mut ev, &jobs, args, &mut out);
+        flush(&ev)?;
+        r
+    })();
+    r.map_err(|e| eval_error(e, show_trace))?;
+    Ok(out)
+}
+
+/// Writes what evaluation left pending in the store.
+pub fn flush(ev: &Evaluator) -> rix_eval::Result<()> {
+    ev.store().flush().map_err(|e| {
+        EvalError::new(
+            rix_eval::ErrorKind::Io,
+            format!("cannot write to the store: {e}"),
+            rix_eval::source::Pos::NONE,
+        )
+    })
+}
+
+fn eval_build_jobs(
+    ev: &mut Evaluator,
+    jobs: &[(Source<'_>, Vec<&str>)],
+    args: &NixInstallableArgs,
+    out: &mut Vec<(rix_formats::StorePath, String)>,
+) -> rix_eval::Result<()> {
+    {
         let auto_args = ev.auto_args(&args.eval_args.auto_args())?;
-        for (src, paths) in &jobs {
-            let root = eval_source(&mut ev, src)?;
+        for (src, paths) in jobs {
+            let root = eval_source(ev, src)?;
             let paths: &[&str] = if paths.is_empty() { &[""] } else { paths };
             for path in paths {
                 let v = ev.find_along_attr_path(&root, path, &auto_args)?;
@@ -553,7 +585,5 @@ fn eval_build_targets(
             }
         }
         Ok(())
-    })();
-    r.map_err(|e| eval_error(e, show_trace))?;
-    Ok(out)
+    }
 }

@@ -225,6 +225,9 @@ impl Repl<'_> {
         if let Err(e) = r {
             eprintln!("error: {e:#}");
         }
+        if let Err(e) = crate::cmd::instantiate::flush(&self.ev) {
+            eprintln!("{e}");
+        }
         true
     }
 

@@ -140,11 +140,11 @@ fn map_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             .iter()
             .map(|attr| Attr {
                 name: attr.name,
-                value: Thunk::value(ThunkState::Apply2(
+                value: Thunk::value(ThunkState::Apply2(Box::new((
                     f.clone(),
                     Value::string(attr.name.as_str()),
                     attr.value.clone(),
-                )),
+                )))),
                 pos: attr.pos,
             })
             .collect(),
@@ -168,11 +168,11 @@ fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         .into_iter()
         .map(|(name, values)| Attr {
             name,
-            value: Thunk::value(ThunkState::Apply2(
+            value: Thunk::value(ThunkState::Apply2(Box::new((
                 f.clone(),
                 Value::string(name.as_str()),
                 Value::List(Rc::new(values)),
-            )),
+            )))),
             pos: Pos::NONE,
         })
         .collect();

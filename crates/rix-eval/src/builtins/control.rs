@@ -228,12 +228,14 @@ fn round(ev: &mut Evaluator, v: &Value, pos: Pos, f: fn(f64) -> f64, name: &str)
 
 fn import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let (path, _ctx) = arg_ctx(ev.coerce_to_path(&a[0], pos), 0, "import", pos)?;
+    ev.before_reading(&path, pos)?;
     ev.import_file(&path, pos)
 }
 
 fn scoped_import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let scope = ev.force_attrs(&a[0], pos)?;
     let (mut path, _) = ev.coerce_to_path(&a[1], pos)?;
+    ev.before_reading(&path, pos)?;
     if std::path::Path::new(&path).is_dir() {
         path = format!("{}/default.nix", path.trim_end_matches('/'));
     }

@@ -39,6 +39,7 @@ fn io_err(what: &str, path: &str, e: &std::io::Error, pos: Pos) -> Box<EvalError
 
 fn real_path(ev: &mut Evaluator, v: &Value, pos: Pos, f: &str) -> Result<String> {
     let (p, _ctx) = arg_ctx(ev.coerce_to_path(v, pos), 0, f, pos)?;
+    ev.before_reading(&p, pos)?;
     Ok(p)
 }
 
@@ -95,6 +96,7 @@ fn read_file_type(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 fn path_exists(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let v = ev.force(&a[0])?;
     let (p, _) = arg_ctx(ev.coerce_to_path(&v, pos), 0, "pathExists", pos)?;
+    ev.before_reading(&p, pos)?;
     // A trailing slash (or `/.`) requires a directory.
     let must_be_dir = matches!(&v, Value::String(_)) && (p.ends_with('/') || p.ends_with("/."));
     let canon = crate::lower::canon_path(&p);
@@ -224,12 +226,14 @@ fn path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let name = name
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| base_name(&src).to_owned());
+    ev.before_reading(&src, pos)?;
     add_path(ev, &name, &src, filter, method, expected, pos)
 }
 
 fn filter_source(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let filter = arg_ctx(ev.force_function(&a[0], pos), 0, "filterSource", pos)?;
     let (src, _) = arg_ctx(ev.coerce_to_path(&a[1], pos), 1, "filterSource", pos)?;
+    ev.before_reading(&src, pos)?;
     let name = base_name(&src).to_owned();
     add_path(
         ev,
@@ -276,6 +280,7 @@ fn hash_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let algo = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "hashFile", pos)?;
     let algo = super::strings::parse_algo(&algo, pos)?;
     let (p, _) = arg_ctx(ev.coerce_to_path(&a[1], pos), 1, "hashFile", pos)?;
+    ev.before_reading(&p, pos)?;
     let bytes = std::fs::read(&p).map_err(|e| io_err("opening file", &p, &e, pos))?;
     Ok(Value::string(algo.digest(&bytes).to_base16()))
 }

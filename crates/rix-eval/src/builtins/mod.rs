@@ -154,7 +154,7 @@ pub(crate) fn install(ev: &mut Evaluator) {
         .parse(DERIVATION_NIX, Origin::String, "/")
         .and_then(|e| ev.eval_root(&e))
         .expect("the built-in derivation function evaluates");
-    *derivation_cell.0.borrow_mut() = crate::value::ThunkState::Done(drv.clone());
+    derivation_cell.set(crate::value::ThunkState::Done(drv.clone()));
     set.push(Attr {
         name: Symbol::new("derivation"),
         value: drv,
@@ -169,8 +169,8 @@ pub(crate) fn install(ev: &mut Evaluator) {
         pos: Pos::NONE,
     });
     let builtins = Value::attrs(Attrs::from_unsorted(set));
-    *placeholder.0.borrow_mut() = crate::value::ThunkState::Done(builtins.clone());
-    *builtins_cell.0.borrow_mut() = crate::value::ThunkState::Done(builtins.clone());
+    placeholder.set(crate::value::ThunkState::Done(builtins.clone()));
+    builtins_cell.set(crate::value::ThunkState::Done(builtins.clone()));
     ev.builtins = builtins;
 }
 

@@ -1,6 +1,14 @@
 //! The evaluator's view of a [`LocalStore`]: sources, text files and
 //! derivations are written into it as Nix's `LocalStore` writes them, so
 //! that Nix and rix share the results.
+//!
+//! `.drv` files are written in batches: their paths are known at once (they
+//! are text paths), so instantiation goes on while they wait, and
+//! [`EvalStore::flush`] writes up to [`BATCH`] of them with one file-system
+//! sync and one database transaction, following the store's write protocol
+//! (lock, temporary name, canonicalise, sync, rename, register; see
+//! `LocalStore::add_atomically`). Reading a pending path, or the end of
+//! evaluation, flushes.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -12,17 +20,32 @@ use rix_formats::content_address::ContentAddress;
 use rix_formats::derivation::Derivation;
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use rix_formats::HashAlgo;
+use rix_store::canonicalise::{canonicalise, delete_path};
 use rix_store::local_store::LocalStore;
+use rix_store::lock::PathLock;
 use rix_store::path_info::ValidPathInfo;
 
 use super::{content_hash, dump_filtered, invalid, other, EvalStore, PathFilter};
+
+/// `.drv` files written together (each batch holds one lock file open per path).
+pub const BATCH: usize = 256;
+
+/// A `.drv` file waiting to be written.
+struct PendingDrv {
+    path: StorePath,
+    aterm: Vec<u8>,
+    refs: BTreeSet<StorePath>,
+    outputs: Vec<(String, StorePath)>,
+}
 
 /// A [`LocalStore`] as an [`EvalStore`]. The store is shared (`Rc`) so that
 /// the caller can go on to build what evaluation instantiated.
 pub struct LocalEvalStore {
     store: Rc<LocalStore>,
-    /// Derivations written by this evaluation, so they are not read back.
+    /// Derivations written (or about to be) by this evaluation, so they are
+    /// not read back.
     drvs: RefCell<HashMap<StorePath, Derivation>>,
+    pending: RefCell<Vec<PendingDrv>>,
 }
 
 impl LocalEvalStore {
@@ -30,12 +53,83 @@ impl LocalEvalStore {
         LocalEvalStore {
             store,
             drvs: RefCell::default(),
+            pending: RefCell::default(),
         }
     }
 
     pub fn local_store(&self) -> &Rc<LocalStore> {
         &self.store
     }
+
+    fn is_pending(&self, path: &StorePath) -> bool {
+        self.pending.borrow().iter().any(|p| &p.path == path)
+    }
+
+    /// Writes one batch of `.drv` files.
+    fn write_batch(&self, batch: &[PendingDrv]) -> io::Result<()> {
+        let mut locks = Vec::with_capacity(batch.len());
+        let mut todo = Vec::with_capacity(batch.len());
+        let result = (|| -> io::Result<()> {
+            for d in batch {
+                let real = self.store.real_path(&d.path);
+                let mut lock = PathLock::acquire(&real).map_err(other)?;
+                if self.store.is_valid(&d.path).map_err(other)? {
+                    lock.set_delete_on_release(true);
+                    continue;
+                }
+                let tmp = self.store.temp_path(&d.path);
+                delete_path(&tmp)?;
+                std::fs::write(&tmp, &d.aterm)?;
+                canonicalise(&tmp)?;
+                locks.push(lock);
+                todo.push((d, tmp, real));
+            }
+            if todo.is_empty() {
+                return Ok(());
+            }
+            self.store.sync().map_err(other)?;
+            let mut infos = Vec::with_capacity(todo.len());
+            let mut outputs = Vec::with_capacity(todo.len());
+            for (d, tmp, real) in &todo {
+                delete_path(real)?;
+                std::fs::rename(tmp, real)?;
+                let (nar_hash, nar_size) = text_nar_hash(&d.aterm);
+                let mut info = ValidPathInfo::new(d.path.clone(), nar_hash, nar_size);
+                info.references = d.refs.clone();
+                info.ca = Some(ContentAddress::Text(HashAlgo::Sha256.digest(&d.aterm)));
+                infos.push(info);
+                outputs.push((d.path.clone(), d.outputs.clone()));
+            }
+            self.store.db().register(&infos, &outputs).map_err(other)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            for (_, tmp, _) in &todo {
+                let _ = delete_path(tmp);
+            }
+        }
+        for mut l in locks {
+            l.set_delete_on_release(result.is_ok());
+        }
+        result
+    }
+}
+
+impl Drop for LocalEvalStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            eprintln!("error: cannot write derivations to the store: {e}");
+        }
+    }
+}
+
+/// The NAR hash and size of a regular, non-executable file with these contents.
+fn text_nar_hash(contents: &[u8]) -> (rix_formats::Hash, u64) {
+    let mut w = rix_formats::nar::NarWriter::new(rix_formats::hash::Hasher::new(HashAlgo::Sha256));
+    w.file(false, contents)
+        .expect("a single file is a valid NAR");
+    let size = w.position();
+    (w.finish().expect("complete").finish(), size)
 }
 
 impl EvalStore for LocalEvalStore {
@@ -87,9 +181,48 @@ impl EvalStore for LocalEvalStore {
     }
 
     fn write_derivation(&self, drv: &Derivation) -> io::Result<StorePath> {
-        let p = self.store.add_derivation(drv).map_err(other)?;
-        self.drvs.borrow_mut().insert(p.clone(), drv.clone());
-        Ok(p)
+        let dir = self.store_dir();
+        let aterm = drv.to_aterm(dir).map_err(invalid)?;
+        let refs: BTreeSet<StorePath> = drv.references().into_iter().cloned().collect();
+        let path = dir
+            .make_text_path(
+                &format!("{}.drv", drv.name),
+                &HashAlgo::Sha256.digest(&aterm),
+                refs.iter(),
+            )
+            .map_err(invalid)?;
+        if self.drvs.borrow().contains_key(&path) {
+            return Ok(path);
+        }
+        let outputs = drv
+            .declared_output_paths(dir)
+            .map_err(invalid)?
+            .into_iter()
+            .filter_map(|(name, p)| p.map(|p| (name, p)))
+            .collect();
+        self.drvs.borrow_mut().insert(path.clone(), drv.clone());
+        let full = {
+            let mut pending = self.pending.borrow_mut();
+            pending.push(PendingDrv {
+                path: path.clone(),
+                aterm,
+                refs,
+                outputs,
+            });
+            pending.len() >= BATCH
+        };
+        if full {
+            self.flush()?;
+        }
+        Ok(path)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for batch in pending.chunks(BATCH) {
+            self.write_batch(batch)?;
+        }
+        Ok(())
     }
 
     fn read_derivation(&self, path: &StorePath) -> io::Result<Derivation> {
@@ -107,11 +240,14 @@ impl EvalStore for LocalEvalStore {
     }
 
     fn references(&self, path: &StorePath) -> io::Result<BTreeSet<StorePath>> {
+        if let Some(p) = self.pending.borrow().iter().find(|p| &p.path == path) {
+            return Ok(p.refs.clone());
+        }
         Ok(self.store.path_info(path).map_err(other)?.references)
     }
 
     fn is_valid_path(&self, path: &StorePath) -> bool {
-        self.store.is_valid(path).unwrap_or(false)
+        self.is_pending(path) || self.store.is_valid(path).unwrap_or(false)
     }
 
     fn real_path(&self, path: &StorePath) -> PathBuf {

@@ -65,6 +65,12 @@ pub trait EvalStore {
     /// `.drv` path. Mirrors `writeDerivation`.
     fn write_derivation(&self, drv: &Derivation) -> io::Result<StorePath>;
 
+    /// Writes what is still waiting to be written (see [`LocalEvalStore`]);
+    /// called before store paths are read or handed out.
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Reads the derivation at `path`. Mirrors `Store::readDerivation`.
     fn read_derivation(&self, path: &StorePath) -> io::Result<Derivation>;
 
