@@ -33,7 +33,7 @@ printf 'rix build:           %8.2f s  (%.2f ms per derivation)\n' "$t_rix" "$(ec
 printf 'ratio nix/rix:       %8.1fx\n' "$(echo "$t_nix / $t_rix" | bc -l)"
 
 out_nix=$(nix-store --store "$NIXS" --realise "$drv_nix" 2>/dev/null)
-out_rix=$("$RIX" --store "$RIXS" build "$drv_rix" --no-link --print-out-paths)
+out_rix=$("$RIX" --store "$RIXS" build "$drv_rix" --no-link --print-out-paths --option sandbox false)
 
 echo "== no-op rebuild"
 hyperfine -N --warmup 2 --runs 20 --export-markdown "$work/noop.md" \
