@@ -2,24 +2,31 @@
 //! `chroot-derivation-builder.cc`).
 //!
 //! The builder runs as PID 1 of new user, mount, PID, IPC and UTS namespaces (and
-//! a network namespace with only `lo`, except for fixed-output derivations). Its
-//! root is `<real store dir>/<drv>.chroot`, prepared by rix beforehand on the
-//! store's file system:
+//! a network namespace with only `lo` up, except for fixed-output derivations),
+//! as uid 1000 / gid 100 inside ([`ids`] says who that is outside). What it sees:
 //!
 //! | inside | what |
 //! | --- | --- |
-//! | `/nix/store` (the logical store directory) | a directory (mode 1775) where the builder creates its outputs; each path of the input closure is bind-mounted into it read-only (regular files and symlinks are hard links when rix is root) |
+//! | `/` | a template (below), bind-mounted and made the root with `pivot_root` |
+//! | `/nix/store` (the logical store directory) | `<real store dir>/<drv>.chroot` (mode 1775, group nixbld), where the builder creates its outputs; each path of the input closure is in it: directories bind-mounted read-only, files and symlinks hard-linked when rix is root (the builder cannot write root's 0444 files), else bind-mounted read-only |
 //! | `/build` | the build directory (NIX_BUILD_TOP, TMPDIR, ...), bind-mounted |
-//! | `/tmp` | an empty directory, mode 1777 |
-//! | `/dev` | null, zero, full, random, urandom, tty (and kvm) bound from the host; fd, stdin, stdout, stderr symlinks; a new devpts on `/dev/pts` with `/dev/ptmx`; a tmpfs on `/dev/shm` |
+//! | `/tmp`, `/dev/shm` | fresh tmpfs mounts |
+//! | `/dev` | null, zero, full, random, urandom, tty (and kvm) bound from the host; fd, stdin, stdout, stderr symlinks; a new devpts on `/dev/pts` with `/dev/ptmx` |
 //! | `/proc` | a new procfs of the build's PID namespace |
-//! | `/etc` | `passwd` and `group` with `nixbld` (1000:100), `hosts` with localhost; fixed-output builds get the host's `resolv.conf`, `services`, `hosts` and Nix's `nsswitch.conf` instead |
-//! | `sandbox-paths` | bind-mounted read-only (`target=source`, `?` = optional) |
+//! | `/etc` | `passwd` and `group` with `nixbld` (1000:100), `hosts` with localhost, byte for byte as Nix 2.8; fixed-output builds get the host's `resolv.conf`, `services` and `hosts` and Nix's `nsswitch.conf` instead |
+//! | `sandbox-paths` | bind-mounted read-only (`target=source`, `?` = optional; store paths there come with their closures) |
+//!
+//! The template is the part of `/` that is the same for many builds (its
+//! directories, mount points and `/etc` files), made once in
+//! `<state>/sandbox/<hash of its contents>`; builders never write to it. So a
+//! build writes to disk only its store directory (one directory, the input
+//! closure's mount points or hard links, and its outputs), which is on the store's
+//! file system: after the build the outputs are renamed into the real store.
 //!
 //! The store directory appears at its logical path whatever its real location,
 //! so builds in a store rooted elsewhere (`--store /some/root`) produce exactly
-//! the outputs they would in `/nix/store`. After the build the outputs are
-//! renamed from the chroot's store directory into the real one (same file system).
+//! the outputs they would in `/nix/store`; [`enter`] does the same for `rix run`
+//! and `rix shell`.
 //!
 //! The child is set up between `clone` and `execve` by [`child`], which only makes
 //! system calls on data prepared here. When the builder exits, the kernel kills
@@ -484,8 +491,6 @@ impl Sandbox {
             },
             // The root must be a mount point for pivot_root.
             bind(&root, &root, false),
-            bind(&real_store, &ro, false),
-            remount_ro(&ro),
             fs_mount(
                 c"tmpfs",
                 &r("tmp"),
@@ -511,6 +516,7 @@ impl Sandbox {
             }
         }
         ops.push(bind(&sdir, &store_inside, false));
+        let mut input_mounts = Vec::new();
         for p in &inputs {
             let name = p.to_string();
             let src = real_store.join(&name);
@@ -535,10 +541,17 @@ impl Sandbox {
                 touch(&dst)?;
             }
             if mount {
-                ops.push(bind(&ro.join(&name), &store_inside.join(&name), false));
+                input_mounts.push(bind(&ro.join(&name), &store_inside.join(&name), false));
             }
         }
-        ops.push(Op::Umount(cstr(&ro)));
+        // (Only when some input needs a mount: the unmount waits for an RCU
+        // grace period.)
+        if !input_mounts.is_empty() {
+            ops.push(bind(&real_store, &ro, false));
+            ops.push(remount_ro(&ro));
+            ops.append(&mut input_mounts);
+            ops.push(Op::Umount(cstr(&ro)));
+        }
         ops.push(bind(s.build_dir, &r("build"), false));
         for d in devices() {
             let dev = Path::new("/dev").join(d);
