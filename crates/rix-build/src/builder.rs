@@ -432,7 +432,16 @@ fn use_sandbox(
                 store.layout().real_store_dir.display()
             ),
         }),
-        Err(_) if settings.sandbox_fallback => Ok(false),
+        Err(why) if settings.sandbox_fallback => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: the build sandbox is not available ({why}); building without it \
+                     (set 'sandbox = false' to silence this, 'sandbox-fallback = false' to make it an error)"
+                )
+            });
+            Ok(false)
+        }
         Err(why) => Err(BuildError::Unsupported {
             drv: drv_printed.to_owned(),
             reason: format!("the sandbox is not available ({why}) and 'sandbox-fallback' is false"),

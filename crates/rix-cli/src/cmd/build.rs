@@ -135,7 +135,7 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
         Ok((v > 0).then(|| std::time::Duration::from_secs(v)))
     };
     let build_dir = s.get("build-dir");
-    let mut sandbox = match (args.sandbox, args.no_sandbox) {
+    let sandbox = match (args.sandbox, args.no_sandbox) {
         (true, _) => SandboxMode::On,
         (_, true) => SandboxMode::Off,
         _ => {
@@ -145,19 +145,9 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
             })?
         }
     };
+    // Whether the kernel allows the sandbox is probed by the first build that needs
+    // it (a no-op realisation must not pay for the probe); see rix_build::builder.
     let sandbox_fallback = s.get_bool("sandbox-fallback")?;
-    if sandbox != SandboxMode::Off {
-        if let Err(why) = rix_build::sandbox::available() {
-            if !sandbox_fallback {
-                bail!("the build sandbox is not available ({why}) and 'sandbox-fallback' is false");
-            }
-            eprintln!(
-                "warning: the build sandbox is not available ({why}); building without it \
-                 (set 'sandbox = false' to silence this, 'sandbox-fallback = false' to make it an error)"
-            );
-            sandbox = SandboxMode::Off;
-        }
-    }
     let max_log = match args.max_build_log_size {
         Some(v) => v,
         None => s.get_u64("max-build-log-size")?,
