@@ -210,7 +210,11 @@ mod tests {
 pub fn placeholder(output: &str) -> String {
     format!(
         "/{}",
-        nixbase32::encode(HashAlgo::Sha256.digest(format!("nix-output:{output}")).digest())
+        nixbase32::encode(
+            HashAlgo::Sha256
+                .digest(format!("nix-output:{output}"))
+                .digest()
+        )
     )
 }
 
@@ -261,6 +265,9 @@ mod placeholder_tests {
     #[test]
     fn placeholder_matches_nix() {
         // `builtins.placeholder "out"` in Nix 2.8.
-        assert_eq!(placeholder("out"), "/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9");
+        assert_eq!(
+            placeholder("out"),
+            "/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9"
+        );
     }
 }

@@ -228,21 +228,40 @@ in {
 
 #[test]
 fn builder_environment_is_nixs() {
-    let (Some(nix_store), Some(inst)) = (nix("nix-store"), nix("nix-instantiate")) else { return };
+    let (Some(nix_store), Some(inst)) = (nix("nix-store"), nix("nix-instantiate")) else {
+        return;
+    };
     let file_dir = TempStore::new();
     let file = file_dir.dir.path().join("env.nix");
     std::fs::write(&file, ENV_DUMP).unwrap();
     for attr in ["plain", "passAsFile", "structured"] {
         let t = TempStore::new();
-        let drv = t.run_nix(&inst, &[file.to_str().unwrap(), "-A", attr]).trim().to_owned();
+        let drv = t
+            .run_nix(&inst, &[file.to_str().unwrap(), "-A", attr])
+            .trim()
+            .to_owned();
         let outs = t.run_nix(&nix_store, &["--realise", &drv]);
         let outs: Vec<&str> = outs.lines().collect();
-        let out = outs.iter().find(|o| !o.ends_with("-dev")).unwrap().to_string();
+        let out = outs
+            .iter()
+            .find(|o| !o.ends_with("-dev"))
+            .unwrap()
+            .to_string();
         let by_nix = std::fs::read(&out).unwrap();
         let mut delete = vec!["--delete"];
         delete.extend(outs.iter().copied());
         t.run_nix(&nix_store, &delete);
-        let rix_out = ok(rix(&t, &["build", &drv, "--no-link", "--print-out-paths", "--cores", "0"]));
+        let rix_out = ok(rix(
+            &t,
+            &[
+                "build",
+                &drv,
+                "--no-link",
+                "--print-out-paths",
+                "--cores",
+                "0",
+            ],
+        ));
         assert!(rix_out.lines().any(|l| l == out), "{rix_out}");
         let by_rix = std::fs::read(&out).unwrap();
         assert_eq!(
