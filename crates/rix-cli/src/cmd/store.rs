@@ -71,9 +71,19 @@ impl StoreCommand {
                 }
                 Ok(())
             }
-            Self::Add { flat, algo, name, paths, .. } => {
+            Self::Add {
+                flat,
+                algo,
+                name,
+                paths,
+                ..
+            } => {
                 let store = ctx.open_store()?;
-                let method = if *flat { FileIngestionMethod::Flat } else { FileIngestionMethod::Recursive };
+                let method = if *flat {
+                    FileIngestionMethod::Flat
+                } else {
+                    FileIngestionMethod::Recursive
+                };
                 for p in paths {
                     let n = match name {
                         Some(n) => n.clone(),
@@ -94,7 +104,10 @@ impl StoreCommand {
                 let store = ctx.open_store()?;
                 let mut text = Vec::new();
                 std::io::stdin().read_to_end(&mut text)?;
-                let refs: BTreeSet<_> = references.iter().map(|r| store.parse_path(r)).collect::<Result<_, _>>()?;
+                let refs: BTreeSet<_> = references
+                    .iter()
+                    .map(|r| store.parse_path(r))
+                    .collect::<Result<_, _>>()?;
                 let p = store.add_text(name, &text, &refs)?;
                 println!("{}", store.print(&p));
                 Ok(())
