@@ -21,7 +21,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// It computes the same store paths, `.drv` files, NARs and signatures as Nix, and
 /// builds only what is not already in the store.
 #[derive(Parser)]
-#[command(name = "rix", version, propagate_version = true, arg_required_else_help = true)]
+#[command(
+    name = "rix",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
