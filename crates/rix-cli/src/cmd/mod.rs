@@ -4,6 +4,7 @@ pub mod build;
 pub mod copy;
 pub mod derivation;
 pub mod eval;
+pub mod gc;
 pub mod hash;
 pub mod instantiate;
 pub mod key;
