@@ -515,6 +515,16 @@ impl Evaluator {
         }
     }
 
+    /// An attribute name: a string that must not refer to store paths, interned.
+    pub fn force_symbol(&mut self, v: &Value, pos: Pos) -> Result<Symbol> {
+        let s = self.force_string(v, pos)?;
+        if s.has_context() {
+            self.force_string_no_ctx(&Value::String(s), pos)?;
+            unreachable!("a string with context was refused");
+        }
+        Ok(s.to_symbol())
+    }
+
     /// A string that must not refer to store paths.
     pub fn force_string_no_ctx(&mut self, v: &Value, pos: Pos) -> Result<String> {
         let s = self.force_string(v, pos)?;
@@ -725,8 +735,7 @@ impl Evaluator {
             AttrKey::Static(s) => Ok(*s),
             AttrKey::Dynamic(e) => {
                 let v = self.eval(e, env)?;
-                let s = self.force_string_no_ctx(&v, e.pos())?;
-                Ok(Symbol::new(&s))
+                self.force_symbol(&v, e.pos())
             }
         }
     }
@@ -841,11 +850,11 @@ impl Evaluator {
         let mut attrs = Attrs::from_sorted(entries);
         for d in &a.dynamic {
             let name = self.eval(&d.name, &scope_env)?;
-            let name = match name {
+            let sym = match name {
                 Value::Null => continue,
-                other => self.force_string_no_ctx(&other, d.pos)?,
+                other => self.force_symbol(&other, d.pos)?,
             };
-            let sym = Symbol::new(&name);
+            let name = sym.as_str();
             if let Some(prev) = attrs.get_attr(sym) {
                 let prev = prev
                     .pos

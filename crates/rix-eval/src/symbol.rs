@@ -79,7 +79,7 @@ impl Arena {
 thread_local! {
     static TABLE: RefCell<HashMap<&'static str, Symbol, FxBuild>> =
         RefCell::new(HashMap::with_capacity_and_hasher(4096, FxBuild::default()));
-    static ARENA: RefCell<Arena> = RefCell::new(Arena { bytes: &mut [], slots: &mut [] });
+    static ARENA: RefCell<Arena> = const { RefCell::new(Arena { bytes: &mut [], slots: &mut [] }) };
 }
 
 impl Symbol {

@@ -137,6 +137,8 @@ pub struct NixString(Rc<StrInner>);
 struct StrInner {
     s: Box<str>,
     ctx: Option<Box<Context>>,
+    /// The string interned, once it has been used as an attribute name.
+    sym: Cell<Option<Symbol>>,
 }
 
 /// A string context: a set of encoded elements.
@@ -152,6 +154,7 @@ impl NixString {
         NixString(Rc::new(StrInner {
             s: s.into_boxed_str(),
             ctx: None,
+            sym: Cell::new(None),
         }))
     }
 
@@ -159,6 +162,7 @@ impl NixString {
         NixString(Rc::new(StrInner {
             s: s.into_boxed_str(),
             ctx: (!ctx.is_empty()).then(|| Box::new(ctx)),
+            sym: Cell::new(None),
         }))
     }
 
@@ -175,6 +179,17 @@ impl NixString {
 
     pub fn has_context(&self) -> bool {
         self.0.ctx.is_some()
+    }
+
+    /// The string as a symbol, interned on first use and remembered.
+    #[inline]
+    pub fn to_symbol(&self) -> Symbol {
+        if let Some(s) = self.0.sym.get() {
+            return s;
+        }
+        let s = Symbol::new(&self.0.s);
+        self.0.sym.set(Some(s));
+        s
     }
 }
 
@@ -383,6 +398,7 @@ impl Env {
 }
 
 /// What a thunk will compute, or has computed.
+#[derive(Default)]
 pub enum ThunkState {
     /// An expression in an environment.
     Expr(ExprRef, Rc<Env>),
@@ -394,6 +410,7 @@ pub enum ThunkState {
     /// A lazy attribute selection (`inherit (e) a;`).
     Select(Value, Symbol, Pos),
     /// Being evaluated: entering it again is infinite recursion.
+    #[default]
     Blackhole,
     Done(Value),
 }
@@ -402,12 +419,6 @@ pub enum ThunkState {
 /// flag): the state is taken out to be looked at and put back.
 #[derive(Clone)]
 pub struct Thunk(pub Rc<Cell<ThunkState>>);
-
-impl Default for ThunkState {
-    fn default() -> Self {
-        ThunkState::Blackhole
-    }
-}
 
 impl Thunk {
     pub fn new(state: ThunkState) -> Thunk {

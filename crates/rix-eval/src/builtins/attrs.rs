@@ -41,9 +41,8 @@ fn attr_values(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn get_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let name = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "getAttr", pos)?;
+    let sym = arg_ctx(ev.force_symbol(&a[0], pos), 0, "getAttr", pos)?;
     let attrs = arg_ctx(ev.force_attrs(&a[1], pos), 1, "getAttr", pos)?;
-    let sym = Symbol::new(&name);
     match attrs.get(sym) {
         Some(v) => {
             let v = v.clone();
@@ -54,9 +53,9 @@ fn get_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn has_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let name = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "hasAttr", pos)?;
+    let sym = arg_ctx(ev.force_symbol(&a[0], pos), 0, "hasAttr", pos)?;
     let attrs = arg_ctx(ev.force_attrs(&a[1], pos), 1, "hasAttr", pos)?;
-    Ok(Value::Bool(attrs.get(Symbol::new(&name)).is_some()))
+    Ok(Value::Bool(attrs.get(sym).is_some()))
 }
 
 fn remove_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
@@ -64,7 +63,7 @@ fn remove_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let names = arg_ctx(ev.force_list(&a[1], pos), 1, "removeAttrs", pos)?;
     let mut remove = Vec::with_capacity(names.len());
     for n in names.iter() {
-        remove.push(Symbol::new(&ev.force_string_no_ctx(n, pos)?));
+        remove.push(ev.force_symbol(n, pos)?);
     }
     remove.sort();
     Ok(Value::attrs(Attrs::from_sorted(
@@ -87,12 +86,12 @@ fn list_to_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             .get(name_sym)
             .cloned()
             .ok_or_else(|| missing_attr(name_sym, &item, pos))?;
-        let name = ev.force_string_no_ctx(&name, pos)?;
+        let name = ev.force_symbol(&name, pos)?;
         let value = item
             .get_attr(value_sym)
             .ok_or_else(|| missing_attr(value_sym, &item, pos))?;
         entries.push(Attr {
-            name: Symbol::new(&name),
+            name,
             value: value.value.clone(),
             pos: value.pos,
         });

@@ -73,6 +73,33 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value>
         .force_string_no_ctx(&name_attr.value, pos)
         .map_err(|e| e.add_trace(name_pos, "while evaluating the derivation attribute 'name'"))?;
 
+    let c = collect(ev, &attrs, &drv_name, name_pos, pos)?;
+    finish(ev, c, drv_name, name_pos)
+}
+
+/// What the attributes of a derivation say, before the outputs are known.
+struct Collected {
+    drv: Derivation,
+    ctx: Context,
+    content_addressed: bool,
+    impure: bool,
+    output_hash: Option<String>,
+    output_hash_algo: String,
+    mode: Option<Mode>,
+    outputs: BTreeSet<String>,
+}
+
+/// Processes the attributes (evaluating them: this is where instantiation
+/// recurses into the derivations this one depends on, so it is kept apart
+/// from the rest, whose frame then stays off the stack).
+#[inline(never)]
+fn collect(
+    ev: &mut Evaluator,
+    attrs: &Attrs,
+    drv_name: &str,
+    name_pos: Pos,
+    pos: Pos,
+) -> Result<Collected> {
     let structured = match attrs.get(Symbol::new("__structuredAttrs")) {
         Some(v) => {
             let v = v.clone();
@@ -89,7 +116,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value>
     };
 
     let mut drv = Derivation {
-        name: drv_name.clone(),
+        name: drv_name.to_owned(),
         ..Derivation::default()
     };
     let mut ctx = Context::new();
@@ -216,6 +243,32 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value>
         j.push('}');
         drv.env.insert(b"__json".to_vec(), j.into_bytes());
     }
+
+    Ok(Collected {
+        drv,
+        ctx,
+        content_addressed,
+        impure,
+        output_hash,
+        output_hash_algo,
+        mode,
+        outputs,
+    })
+}
+
+/// Turns collected attributes into a written `.drv` and the result set.
+#[inline(never)]
+fn finish(ev: &mut Evaluator, c: Collected, drv_name: String, name_pos: Pos) -> Result<Value> {
+    let Collected {
+        mut drv,
+        ctx,
+        content_addressed,
+        impure,
+        output_hash,
+        output_hash_algo,
+        mode,
+        outputs,
+    } = c;
 
     let store = ev.store().clone();
     let store_dir = store.store_dir().clone();

@@ -21,7 +21,8 @@ pub struct DryRunStore {
     dir: StoreDir,
     /// Paths "written" by this evaluation, with their references.
     refs: RefCell<HashMap<StorePath, BTreeSet<StorePath>>>,
-    drvs: RefCell<HashMap<StorePath, Derivation>>,
+    /// The ATerms of the derivations "written" (smaller than `Derivation`s).
+    drvs: RefCell<HashMap<StorePath, Box<[u8]>>>,
 }
 
 impl DryRunStore {
@@ -74,13 +75,16 @@ impl EvalStore for DryRunStore {
         let p = drv.drv_path(&self.dir).map_err(invalid)?;
         let refs = drv.references().into_iter().cloned().collect();
         self.refs.borrow_mut().insert(p.clone(), refs);
-        self.drvs.borrow_mut().insert(p.clone(), drv.clone());
+        let aterm = drv.to_aterm(&self.dir).map_err(invalid)?;
+        self.drvs
+            .borrow_mut()
+            .insert(p.clone(), aterm.into_boxed_slice());
         Ok(p)
     }
 
     fn read_derivation(&self, path: &StorePath) -> io::Result<Derivation> {
-        if let Some(d) = self.drvs.borrow().get(path) {
-            return Ok(d.clone());
+        if let Some(aterm) = self.drvs.borrow().get(path) {
+            return Derivation::from_aterm_at(aterm, &self.dir, path).map_err(invalid);
         }
         // Not written by this evaluation: read it from the file system, if there.
         let file = self.dir.display(path);

@@ -11,7 +11,7 @@
 //! evaluation, flushes.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -42,9 +42,8 @@ struct PendingDrv {
 /// the caller can go on to build what evaluation instantiated.
 pub struct LocalEvalStore {
     store: Rc<LocalStore>,
-    /// Derivations written (or about to be) by this evaluation, so they are
-    /// not read back.
-    drvs: RefCell<HashMap<StorePath, Derivation>>,
+    /// Derivations written (or about to be) by this evaluation.
+    drvs: RefCell<HashSet<StorePath>>,
     pending: RefCell<Vec<PendingDrv>>,
 }
 
@@ -191,7 +190,7 @@ impl EvalStore for LocalEvalStore {
                 refs.iter(),
             )
             .map_err(invalid)?;
-        if self.drvs.borrow().contains_key(&path) {
+        if self.drvs.borrow().contains(&path) {
             return Ok(path);
         }
         let outputs = drv
@@ -200,7 +199,7 @@ impl EvalStore for LocalEvalStore {
             .into_iter()
             .filter_map(|(name, p)| p.map(|p| (name, p)))
             .collect();
-        self.drvs.borrow_mut().insert(path.clone(), drv.clone());
+        self.drvs.borrow_mut().insert(path.clone());
         let full = {
             let mut pending = self.pending.borrow_mut();
             pending.push(PendingDrv {
@@ -226,8 +225,8 @@ impl EvalStore for LocalEvalStore {
     }
 
     fn read_derivation(&self, path: &StorePath) -> io::Result<Derivation> {
-        if let Some(d) = self.drvs.borrow().get(path) {
-            return Ok(d.clone());
+        if let Some(p) = self.pending.borrow().iter().find(|p| &p.path == path) {
+            return Derivation::from_aterm_at(&p.aterm, self.store_dir(), path).map_err(invalid);
         }
         let file = self.store.real_path(path);
         let bytes = std::fs::read(&file).map_err(|e| {
