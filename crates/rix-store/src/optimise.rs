@@ -83,7 +83,7 @@ pub fn optimise_store(
         source,
     })?;
     let paths = store.db().all_valid_paths()?;
-    let optimiser = Optimiser::new(store)?;
+    let optimiser = Optimiser::new(store, true)?;
     let done = AtomicU64::new(0);
     let total = paths.len() as u64;
     let results = parallel_map(&paths, io_threads(), |p| {
@@ -104,9 +104,10 @@ pub fn optimise_store(
 }
 
 /// Optimises one tree in the store directory (a new path, before it is
-/// registered: `auto-optimise-store`).
+/// registered: `auto-optimise-store`). None of its files is linked yet, so
+/// `.links` is not read.
 pub fn optimise_path(store: &LocalStore, path: &Path) -> Result<OptimiseStats> {
-    Optimiser::new(store)?.optimise(path, &StderrWarnings)
+    Optimiser::new(store, false)?.optimise(path, &StderrWarnings)
 }
 
 struct Optimiser {
@@ -117,14 +118,18 @@ struct Optimiser {
 }
 
 impl Optimiser {
-    fn new(store: &LocalStore) -> Result<Self> {
+    /// With `known_links`, remembers the inodes of `.links` (Nix's inode hash),
+    /// so files already linked are skipped without being hashed.
+    fn new(store: &LocalStore, known_links: bool) -> Result<Self> {
         let store_dir = store.layout().real_store_dir.clone();
         let links_dir = store_dir.join(".links");
         fs::create_dir_all(&links_dir).map_err(StoreError::io(&links_dir))?;
         let mut linked = HashSet::new();
-        for entry in fs::read_dir(&links_dir).map_err(StoreError::io(&links_dir))? {
-            let entry = entry.map_err(StoreError::io(&links_dir))?;
-            linked.insert(std::os::unix::fs::DirEntryExt::ino(&entry));
+        if known_links {
+            for entry in fs::read_dir(&links_dir).map_err(StoreError::io(&links_dir))? {
+                let entry = entry.map_err(StoreError::io(&links_dir))?;
+                linked.insert(std::os::unix::fs::DirEntryExt::ino(&entry));
+            }
         }
         Ok(Self {
             store_dir,

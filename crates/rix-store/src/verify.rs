@@ -423,11 +423,8 @@ pub fn repair(
         let printed = store.print(path);
         observer.info(&format!("repairing path '{printed}'..."));
         let attempt = match source {
-            Some(s) => replace_path(store, path, s),
-            None => Err(StoreError::Io {
-                path: store.real_path(path),
-                source: io::Error::other("no substituter or deriver to get a fresh copy from"),
-            }),
+            Some(s) => replace_path(store, path, s).map_err(|e| e.to_string()),
+            None => Err("there is no substituter to fetch a fresh copy from".to_owned()),
         };
         match attempt {
             Ok(()) => out.repaired.push(printed),
@@ -465,15 +462,12 @@ pub fn replace_path(store: &LocalStore, path: &StorePath, source: &dyn PathSourc
     let tmp = store.temp_path(path);
     delete_path(&tmp).map_err(StoreError::io(&tmp))?;
     let result = (|| {
-        let fetched = source.fetch(&info, &tmp).map_err(|e| StoreError::Io {
+        let unavailable = |why: String| StoreError::Io {
             path: real.clone(),
-            source: io::Error::other(e),
-        })?;
-        if !fetched {
-            return Err(StoreError::Io {
-                path: real.clone(),
-                source: io::Error::other("no source has a copy of it"),
-            });
+            source: io::Error::other(why),
+        };
+        if !source.fetch(&info, &tmp).map_err(unavailable)? {
+            return Err(unavailable("no substituter has a copy of it".into()));
         }
         canonicalise(&tmp).map_err(StoreError::io(&tmp))?;
         let (hash, size) = crate::archive::hash_path(&tmp, info.nar_hash.algo())?;

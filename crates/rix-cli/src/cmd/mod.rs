@@ -11,6 +11,7 @@ pub mod key;
 pub mod nar;
 pub mod path_info;
 pub mod query;
+pub mod repair;
 pub mod repl;
 pub mod resolve;
 pub mod run;

@@ -55,11 +55,16 @@ pub enum QueryCommand {
     /// Every valid path must exist and its references be valid; with
     /// --check-contents its contents must have the recorded NAR hash. Entries of
     /// the store directory that are not valid paths are reported too. Exits
-    /// non-zero when anything is wrong; changes nothing.
+    /// non-zero when anything is wrong; changes nothing unless --repair.
     Verify {
         /// Also hash every valid path and compare with the database.
         #[arg(long)]
         check_contents: bool,
+        /// Fix what is found: broken paths get fresh copies from the
+        /// substituters, swapped in atomically; corrupt `.links` entries are
+        /// removed; missing paths nothing refers to leave the database.
+        #[arg(long)]
+        repair: bool,
     },
     /// Write the closure of PATHS in `nix-store --export` format to standard output.
     ///
@@ -133,7 +138,10 @@ impl QueryCommand {
                 stdout.flush()?;
                 Ok(())
             }
-            Self::Verify { check_contents } => verify(&store, *check_contents),
+            Self::Verify {
+                check_contents,
+                repair,
+            } => verify(ctx, &store, *check_contents, *repair),
             Self::Export { no_closure, paths } => {
                 let roots = paths
                     .iter()
@@ -237,12 +245,32 @@ impl rix_store::verify::VerifyObserver for StderrObserver {
 /// standard output; entries of the store directory that are not valid paths
 /// (other than lock files, `.links` and temporaries of running processes) count
 /// as problems too.
-fn verify(store: &LocalStore, check_contents: bool) -> Result<()> {
+fn verify(ctx: &Context, store: &LocalStore, check_contents: bool, repair: bool) -> Result<()> {
     let options = rix_store::verify::VerifyOptions { check_contents };
     let report = rix_store::verify::verify_store(store, options, &StderrObserver)?;
     let mut stdout = io::stdout().lock();
     for p in &report.problems {
         writeln!(stdout, "{p}")?;
+    }
+    let mut unfixed = report.problems.len();
+    if repair && !report.problems.is_empty() {
+        let fixed = crate::cmd::repair::repair(ctx, store, &report, &StderrObserver)?;
+        for p in &fixed.repaired {
+            writeln!(stdout, "repaired '{p}'")?;
+        }
+        for p in &fixed.invalidated {
+            writeln!(
+                stdout,
+                "removed '{p}' from the database (missing, and nothing refers to it)"
+            )?;
+        }
+        for l in &fixed.removed_links {
+            writeln!(stdout, "removed corrupt link '{}'", l.display())?;
+        }
+        for f in &fixed.failed {
+            writeln!(stdout, "{f}")?;
+        }
+        unfixed = fixed.failed.len();
     }
     for g in &report.garbage {
         let name = g.rsplit('/').next().unwrap_or(g);
@@ -258,7 +286,7 @@ fn verify(store: &LocalStore, check_contents: bool) -> Result<()> {
     }
     stdout.flush()?;
     let dir = &store.layout().real_store_dir;
-    let n = report.problems.len() + report.garbage.len();
+    let n = unfixed + report.garbage.len();
     if n > 0 {
         bail!(
             "the store at {} has {n} problem(s) among {} valid paths (see above)",
