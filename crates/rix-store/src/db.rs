@@ -305,6 +305,21 @@ impl Db {
         paths.iter().map(|p| self.parse(p)).collect()
     }
 
+    /// The references of `path` (one query, no other metadata), or `None` if it
+    /// is not valid. For closure walks, which visit many paths.
+    pub fn references_if_valid(
+        &self,
+        path: &StorePath,
+    ) -> Result<Option<BTreeSet<StorePath>>, DbError> {
+        let printed = self.print(path);
+        let id: Option<i64> = self
+            .conn
+            .prepare_cached("select id from ValidPaths where path = ?")
+            .and_then(|mut s| s.query_row([&printed], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        id.map(|id| self.references_by_id(id)).transpose()
+    }
+
     /// Valid paths that refer to `path`.
     pub fn referrers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>, DbError> {
         let paths: Vec<String> = self

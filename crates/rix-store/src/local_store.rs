@@ -196,10 +196,10 @@ impl LocalStore {
             if seen.contains(&p) {
                 continue;
             }
-            let info = db
-                .query_path_info(&p)?
+            let refs = db
+                .references_if_valid(&p)?
                 .ok_or_else(|| StoreError::NotValid(self.print(&p)))?;
-            queue.extend(info.references.into_iter().filter(|r| !seen.contains(r)));
+            queue.extend(refs.into_iter().filter(|r| !seen.contains(r)));
             seen.insert(p);
         }
         Ok(seen)
@@ -223,10 +223,10 @@ impl LocalStore {
                 continue;
             }
             stack.push((p.clone(), true));
-            let info = db
-                .query_path_info(&p)?
+            let refs = db
+                .references_if_valid(&p)?
                 .ok_or_else(|| StoreError::NotValid(self.print(&p)))?;
-            for r in info.references.iter().rev() {
+            for r in refs.iter().rev() {
                 if r != &p && paths.contains(r) && !done.contains(r) {
                     stack.push((r.clone(), false));
                 }
