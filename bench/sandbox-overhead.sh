@@ -16,7 +16,9 @@ cd "$(dirname "$0")/.."
 RIX=${RIX:-$PWD/target/release/rix}
 N=${N:-2000}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
-work=$(mktemp -d /tmp/rix-bench-sandbox.XXXXXX)
+# Short paths: the last builder gets all 2,000 output paths in one variable,
+# which must stay under the kernel's 128 KiB limit for one string.
+work=$(mktemp -d /tmp/sb.XXXX)
 chmod 755 "$work"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export NIX_CONFIG=$'substituters =\nsandbox = false'
@@ -28,14 +30,15 @@ sed -e 's|builder = "/bin/sh";|builder = "'"$BUSYBOX"'";|' \
 # Wall time and CPU time (user + system, rix and its builders) of a command.
 secs() {
     local t
-    t=$( { TIMEFORMAT='%R %U %S'; time "$@" >/dev/null 2>&1; } 2>&1 )
+    t=$( { TIMEFORMAT='%R %U %S'; time "$@" >/dev/null 2>"$work/last.log"; } 2>&1 ) ||
+        { echo "failed: $*" >&2; tail -5 "$work/last.log" >&2; exit 1; }
     set -- $t
     echo "$1 $(echo "$2 + $3" | bc)"
 }
 ms_per() { echo "$1 * 1000 / ($N + 1)" | bc -l; }
 
 run() { # name jobs sandbox-flag
-    local url="local?store=$work/$1/store&state=$work/$1/state&log=$work/$1/log"
+    local url="local?store=$work/$1/s&state=$work/$1/state&log=$work/$1/log"
     local drv
     drv=$(nix-instantiate --store "$url" --arg n "$N" "$work/dag.nix" 2>/dev/null)
     secs "$RIX" --store "$url" --option sandbox-paths "$BUSYBOX" --option sandbox-fallback false \
@@ -44,8 +47,8 @@ run() { # name jobs sandbox-flag
 
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for j in 1 2; do
-    read -r w_off c_off < <(run "off-j$j" "$j" --no-sandbox)
-    read -r w_on c_on < <(run "on-j$j" "$j" --sandbox)
+    read -r w_off c_off < <(run "n$j" "$j" --no-sandbox)
+    read -r w_on c_on < <(run "s$j" "$j" --sandbox)
     printf -- '-j%s wall: no sandbox %6.2f s (%5.2f ms/drv), sandbox %6.2f s (%5.2f ms/drv): +%5.2f ms/build\n' \
         "$j" "$w_off" "$(ms_per "$w_off")" "$w_on" "$(ms_per "$w_on")" "$(echo "($w_on - $w_off) * $j * 1000 / ($N + 1)" | bc -l)"
     printf -- '-j%s CPU:  no sandbox %6.2f s (%5.2f ms/drv), sandbox %6.2f s (%5.2f ms/drv): +%5.2f ms/build\n' \

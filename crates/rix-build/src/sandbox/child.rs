@@ -33,8 +33,6 @@ pub enum Op {
     },
     /// Lazy unmount (`MNT_DETACH`).
     Umount(CString),
-    /// `rmdir(2)`; failure is ignored (cosmetic clean-up only).
-    Rmdir(CString),
     /// `mkdir(2)`, mode 0755.
     Mkdir(CString),
     /// Creates files as this (inside) user and group from now on.
@@ -156,7 +154,6 @@ impl ChildSpec {
                     _ => format!("changing the mount '{}'", s(target)),
                 },
                 Some(Op::Umount(t)) => format!("unmounting '{}'", s(t)),
-                Some(Op::Rmdir(t)) => format!("removing '{}'", s(t)),
                 Some(Op::Chdir(t)) => format!("changing directory to '{}'", s(t)),
                 Some(Op::PivotRoot) => "pivoting to the sandbox's root".into(),
                 Some(Op::Mkdir(t)) => format!("creating '{}'", s(t)),
@@ -224,10 +221,6 @@ impl ChildSpec {
                 data.as_deref(),
             ),
             Op::Umount(t) => umount2(t.as_c_str(), MntFlags::MNT_DETACH),
-            Op::Rmdir(t) => {
-                rmdir(t);
-                Ok(())
-            }
             Op::Chdir(t) => chdir(t.as_c_str()),
             Op::PivotRoot => {
                 pivot_root(c".", c".")?;
@@ -425,14 +418,6 @@ fn set_fs_ids(uid: u32, gid: u32) {
 fn mkdir(p: &CStr) -> Result<(), Errno> {
     // SAFETY: the pointer is a live NUL-terminated string.
     Errno::result(unsafe { libc::mkdir(p.as_ptr(), 0o755) }).map(drop)
-}
-
-#[allow(unsafe_code)]
-fn rmdir(p: &CStr) {
-    // SAFETY: the pointer is a live NUL-terminated string.
-    unsafe {
-        libc::rmdir(p.as_ptr());
-    }
 }
 
 #[allow(unsafe_code)]
