@@ -107,6 +107,11 @@ const CORPUS: &[&str] = &[
     "builtins.langVersion",
     "builtins.nixVersion",
     "builtins.storeDir",
+    // derivation values (derivation.nix's shape)
+    "let d = derivation { name = \"d\"; system = \"x\"; builder = \"/b\"; outputs = [ \"out\" \"dev\" ]; }; in [ (builtins.attrNames d) d.outputName d.dev.outputName (map (x: x.outputName) d.all) d.drvAttrs.name (d.dev.out.outPath == d.outPath) d.type d.dev.drvPath ]",
+    "let d = derivation { name = \"d\"; system = \"x\"; builder = \"/b\"; outputs = [ \"b\" \"a\" \"b\" ]; }; in [ (builtins.attrNames d) d.outputName (builtins.length d.all) ]",
+    "builtins.functionArgs derivation",
+    "(derivation { name = \"d\"; system = \"x\"; builder = \"/b\"; }).drvPath",
     // printing details
     "let x = { a = 1; }; l = [ 1 2 3 ]; in { inherit x l; y = x; m = l; e1 = { }; e2 = { }; }",
     "let x = [ x ]; in x",

@@ -32,10 +32,102 @@ use crate::error::{ErrorKind, EvalError, Result};
 use crate::eval::{Coerce, Evaluator};
 use crate::source::Pos;
 use crate::symbol::Symbol;
-use crate::value::{Attr, Attrs, Context, NixString, Value};
+use crate::value::{Attr, Attrs, Context, NixString, Thunk, ThunkState, Value};
 
 pub(crate) fn register(r: &mut Registry) {
     r.primop("derivationStrict", 1, derivation_strict);
+}
+
+/// The body of `derivation` (see `DERIVATION_NIX` in `builtins/mod.rs`):
+/// the same sets `derivation.nix` builds, built directly. Each output's set
+/// is `drvAttrs // { <outputs> ; all; drvAttrs; } // { outPath; drvPath;
+/// type = "derivation"; outputName; }`, with `outPath` and `drvPath`
+/// selected lazily from one shared `derivationStrict drvAttrs`.
+pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let drv_attrs_v = a[0].clone();
+    let drv_attrs = ev.force_attrs(&drv_attrs_v, pos)?;
+    let outputs_v = drv_attrs
+        .get(Symbol::new("outputs"))
+        .cloned()
+        .unwrap_or_else(|| Value::list(vec![Value::string("out")]));
+    let outputs = ev.force_list(&outputs_v, pos)?;
+    if outputs.is_empty() {
+        return Err(err("list index 0 is out of bounds", pos));
+    }
+    let mut names = Vec::with_capacity(outputs.len());
+    for o in outputs.iter() {
+        names.push(ev.force_symbol(o, pos)?);
+    }
+    let strict_fn = ev.builtins.clone();
+    let strict_fn = match &strict_fn {
+        Value::Attrs(b) => b
+            .get(Symbol::new("derivationStrict"))
+            .cloned()
+            .expect("derivationStrict is a builtin"),
+        _ => unreachable!("builtins is a set"),
+    };
+    let strict = Thunk::value(ThunkState::Apply(strict_fn, drv_attrs_v.clone()));
+    let drv_path = Thunk::value(ThunkState::Select(
+        strict.clone(),
+        ev.syms.drv_path,
+        Pos::NONE,
+    ));
+    let cells: Vec<Thunk> = names
+        .iter()
+        .map(|_| Thunk::new(ThunkState::Blackhole))
+        .collect();
+    // `listToAttrs outputsList`: the first of equal names wins.
+    let mut by_name: Vec<Attr> = Vec::with_capacity(names.len() + 2);
+    for (n, c) in names.iter().zip(&cells) {
+        if !by_name.iter().any(|x| x.name == *n) {
+            by_name.push(Attr {
+                name: *n,
+                value: Value::Thunk(c.clone()),
+                pos: Pos::NONE,
+            });
+        }
+    }
+    let outputs_set = Attrs::from_unsorted(by_name);
+    let extra = Attrs::from_unsorted(vec![
+        Attr {
+            name: Symbol::new("all"),
+            value: Value::list(cells.iter().map(|c| Value::Thunk(c.clone())).collect()),
+            pos: Pos::NONE,
+        },
+        Attr {
+            name: Symbol::new("drvAttrs"),
+            value: drv_attrs_v,
+            pos: Pos::NONE,
+        },
+    ]);
+    let common = drv_attrs.update(&outputs_set).update(&extra);
+    let type_ = Value::string("derivation");
+    for (n, c) in names.iter().zip(&cells) {
+        let own = Attrs::from_unsorted(vec![
+            Attr {
+                name: ev.syms.out_path,
+                value: Thunk::value(ThunkState::Select(strict.clone(), *n, Pos::NONE)),
+                pos: Pos::NONE,
+            },
+            Attr {
+                name: ev.syms.drv_path,
+                value: drv_path.clone(),
+                pos: Pos::NONE,
+            },
+            Attr {
+                name: ev.syms.type_,
+                value: type_.clone(),
+                pos: Pos::NONE,
+            },
+            Attr {
+                name: Symbol::new("outputName"),
+                value: Value::string(n.as_str()),
+                pos: Pos::NONE,
+            },
+        ]);
+        c.set(ThunkState::Done(Value::attrs(common.update(&own))));
+    }
+    ev.force(&Value::Thunk(cells[0].clone()))
 }
 
 /// How an output's contents are ingested (`outputHashMode`).

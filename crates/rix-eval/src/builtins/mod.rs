@@ -149,10 +149,20 @@ pub(crate) fn install(ev: &mut Evaluator) {
     ev.base_scope.names = names;
     ev.base_env = Env::new(None, slots.into_iter().collect());
 
-    // `derivation` is written in Nix, on top of `derivationStrict`.
+    // `derivation` is a Nix function (as in Nix, for `functionArgs` and
+    // printing) whose body is native: see `derivation::derivation`.
+    let scope = Attrs::from_unsorted(vec![Attr {
+        name: Symbol::new("__rixDerivation"),
+        value: Value::PrimOp(Rc::new(PrimOp {
+            name: "derivation",
+            arity: 1,
+            f: derivation::derivation,
+        })),
+        pos: Pos::NONE,
+    }]);
     let drv = ev
-        .parse(DERIVATION_NIX, Origin::String, "/")
-        .and_then(|e| ev.eval_root(&e))
+        .parse_in_scope(DERIVATION_NIX, Origin::String, "/", &scope)
+        .and_then(|e| ev.eval_in_scope(&e, &scope))
         .expect("the built-in derivation function evaluates");
     derivation_cell.set(crate::value::ThunkState::Done(drv.clone()));
     set.push(Attr {
@@ -174,26 +184,32 @@ pub(crate) fn install(ev: &mut Evaluator) {
     ev.builtins = builtins;
 }
 
-/// `derivation`: calls `derivationStrict` and dresses its result up as one set
-/// per output. Same semantics as Nix's `derivation.nix`.
+/// `derivation`: calls `derivationStrict` and dresses its result up as one
+/// set per output. Nix's `derivation.nix` is
+///
+/// ```nix
+/// drvAttrs @ { outputs ? [ "out" ], ... }:
+/// let
+///   strict = derivationStrict drvAttrs;
+///   commonAttrs = drvAttrs // (builtins.listToAttrs outputsList)
+///     // { all = map (x: x.value) outputsList; inherit drvAttrs; };
+///   outputToAttrListElement = outputName: {
+///     name = outputName;
+///     value = commonAttrs // {
+///       outPath = builtins.getAttr outputName strict;
+///       drvPath = strict.drvPath;
+///       type = "derivation";
+///       inherit outputName;
+///     };
+///   };
+///   outputsList = map outputToAttrListElement outputs;
+/// in (builtins.head outputsList).value
+/// ```
+///
+/// whose body `__rixDerivation` computes directly, with far fewer thunks
+/// and frames (instantiating thousands of derivations is dominated by it).
 const DERIVATION_NIX: &str = r#"
-drvAttrs @ { outputs ? [ "out" ], ... }:
-let
-  strict = derivationStrict drvAttrs;
-  commonAttrs = drvAttrs
-    // (builtins.listToAttrs outputsList)
-    // { all = map (x: x.value) outputsList; inherit drvAttrs; };
-  outputToAttrListElement = outputName: {
-    name = outputName;
-    value = commonAttrs // {
-      outPath = builtins.getAttr outputName strict;
-      drvPath = strict.drvPath;
-      type = "derivation";
-      inherit outputName;
-    };
-  };
-  outputsList = map outputToAttrListElement outputs;
-in (builtins.head outputsList).value
+drvAttrs @ { outputs ? [ "out" ], ... }: __rixDerivation drvAttrs
 "#;
 
 /// Where the built-in `<nix/...>` files appear to live.
