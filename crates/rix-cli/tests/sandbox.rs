@@ -241,6 +241,9 @@ fn rix_run_and_shell_see_a_rooted_store_at_its_logical_path() {
         &["run", "/nix/store/00000000000000000000000000000000-nothing"],
     ));
     assert!(e.contains("not valid"), "{e}");
+    // The namespace's root was mounted on a directory kept in the state directory.
+    let run_root = r.join("nix/var/nix/sandbox/run-root");
+    assert_eq!(std::fs::read_dir(&run_root).unwrap().count(), 0);
     // The process's working directory is kept.
     let pwd = Command::new(env!("CARGO_BIN_EXE_rix"))
         .arg("--store")

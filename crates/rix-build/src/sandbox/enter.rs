@@ -3,9 +3,11 @@
 //! process moves into a new mount namespace (and a user namespace when it is not
 //! root) whose root is a tmpfs holding bind mounts of every entry of the host's
 //! `/`, except that the logical store directory (`/nix/store`) is the store's
-//! real directory. As Nix's `runProgramInStore`, but without leaving the
-//! temporary directory behind. The process must be single-threaded
-//! (`unshare(CLONE_NEWUSER)` refuses otherwise); it then usually `exec`s.
+//! real directory. As Nix's `runProgramInStore`, but the tmpfs is mounted on a
+//! directory kept for this in the store's state directory
+//! (`<state>/sandbox/run-root`), so nothing is left behind in `/tmp`. The
+//! process must be single-threaded (`unshare(CLONE_NEWUSER)` refuses
+//! otherwise); it then usually `exec`s.
 
 use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
@@ -58,33 +60,19 @@ pub fn enter_store_namespace(layout: &StoreLayout) -> Result<(), String> {
     )
     .map_err(|e| err("making mounts private", e))?;
 
-    let tmp = temp_dir()?;
-    let result = build_root(&tmp, &logical, &real).and_then(|()| pivot(&tmp));
-    if result.is_err() {
-        let _ = umount2(&tmp, MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir(&tmp);
-        return result;
+    // A mount point that every such namespace shares (mounts are private to
+    // each), made once.
+    // (or, when the state directory is not ours, one per user in the temporary
+    // directory).
+    let mut tmp = layout.state_dir.join("sandbox/run-root");
+    if std::fs::create_dir_all(&tmp).is_err() {
+        tmp = std::env::temp_dir().join(format!("rix-run-root-{uid}"));
+        std::fs::create_dir_all(&tmp).map_err(|e| err(tmp.display(), e))?;
     }
-    // The empty host directory the tmpfs was mounted on is no longer a mount
-    // point here: remove it (through the bind of its parent).
-    let _ = std::fs::remove_dir(&tmp);
+    build_root(&tmp, &logical, &real).and_then(|()| pivot(&tmp))?;
     let _ = std::env::set_current_dir(cwd.as_deref().unwrap_or(Path::new("/")))
         .or_else(|_| std::env::set_current_dir("/"));
     Ok(())
-}
-
-fn temp_dir() -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for n in 0..1000 {
-        let p = base.join(format!("rix-root-{}-{n}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(err(p.display(), e)),
-        }
-    }
-    Err("cannot create a temporary directory".into())
 }
 
 /// Replicates the host's `/` in a tmpfs at `tmp` with the store at `logical`.
