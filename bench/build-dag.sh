@@ -13,10 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RIX=${RIX:-$PWD/target/release/rix}
 N=${N:-2000}
-work=$(mktemp -d /tmp/rix-bench-dag.XXXXXX)
+# Short paths: the top-level builder gets all 2,000 output paths in one variable,
+# which must stay under the kernel's 128 KiB limit for one string.
+work=$(mktemp -d /tmp/rbXXXX)
 chmod 755 "$work"
 trap 'chmod -R u+w "$work"; rm -rf "$work"' EXIT
-url() { echo "local?store=$work/$1/store&state=$work/$1/state&log=$work/$1/log"; }
+url() { echo "local?store=$work/$1/s&state=$work/$1/state&log=$work/$1/log"; }
 NIXS=$(url nix); RIXS=$(url rix)
 export NIX_CONFIG=$'substituters =\nsandbox = false'
 
