@@ -481,3 +481,58 @@ fn print_dead_and_live_agree_with_nix() {
     assert_eq!(names(&rix_dead), set(&["c", "d", "leftover"]));
     let _ = Path::new("");
 }
+
+#[test]
+fn nix_waits_for_a_running_rix_collection() {
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
+    let t = TempStore::new();
+    populate(&t);
+    let state = Arc::new((Mutex::new((false, false)), Condvar::new()));
+    let collector = {
+        let (url, state) = (t.url(), state.clone());
+        std::thread::spawn(move || {
+            let store = LocalStore::open(StoreLayout::from_url(&url).unwrap()).unwrap();
+            collect_garbage(
+                &store,
+                &GcOptions::new(GcAction::DeleteDead),
+                &Pause { state },
+            )
+            .unwrap()
+            .paths
+        })
+    };
+    {
+        let (lock, cv) = &*state;
+        let mut s = lock.lock().unwrap();
+        while !s.0 {
+            s = cv.wait(s).unwrap();
+        }
+    }
+    // rix holds the GC lock: Nix's collector must wait for it.
+    let mut nix_gc = Command::new(&nix_store)
+        .args(["--store", &t.url(), "--gc"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        nix_gc.try_wait().unwrap().is_none(),
+        "Nix collected while rix was collecting"
+    );
+    {
+        let (lock, cv) = &*state;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+    assert_eq!(collector.join().unwrap().len(), 6);
+    let out = nix_gc.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("waiting for the big garbage collector lock"),
+        "{err}"
+    );
+}
