@@ -358,6 +358,12 @@ fn kill_9_during_a_collection_leaves_a_consistent_store() {
             !err.contains("disappeared") && !err.contains("modified"),
             "after kill -9 at {delay_ms} ms: {err}"
         );
+        // rix's verifier agrees: nothing but leftovers for the next collection.
+        let verify = rix(&t, &["store", "verify", "--check-contents"]);
+        let report = String::from_utf8_lossy(&verify.stdout);
+        for line in report.lines() {
+            assert!(line.ends_with("`rix store gc` removes it"), "{report}");
+        }
     }
     assert!(killed > 0, "no collection was interrupted");
     // The next collection removes the leftovers: nothing but .links remains.
@@ -368,6 +374,7 @@ fn kill_9_during_a_collection_leaves_a_consistent_store() {
         .filter(|n| n != ".links")
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    ok(rix(&t, &["store", "verify", "--check-contents"]));
     let verify = nix_cmd(&t, &nix_store)
         .args(["--verify", "--check-contents"])
         .output()
