@@ -292,3 +292,32 @@ fn build_nix_file() {
     let text = std::fs::read_to_string(work.path().join("result")).unwrap();
     assert!(text.starts_with("Hello, world! (built from "), "{text}");
 }
+
+/// `rix repl` on standard input: bindings, printing depth, `:p`, `:t`, `:l`,
+/// continuation lines, `:b`.
+#[test]
+fn repl_session() {
+    let t = TempStore::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello.nix");
+    let input = format!(
+        "x = 1 + 2\nx * 2\n{{ a = {{ b = 1; }}; c = [ 1 2 ]; }}\n:p {{ a = {{ b = 1; }}; }}\n:t x\n:l {}\nname\n{{ a =\n1; }}\n:b derivation {{ name = \"r\"; system = builtins.currentSystem; builder = \"/bin/sh\"; args = [ \"-c\" \"echo hi > $out\" ]; }}\n:q\n",
+        example.display()
+    );
+    let out = rix_in(
+        &t,
+        &["--option", "sandbox", "false", "repl"],
+        input.as_bytes(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected_start = "6\n{ a = { ... }; c = [ ... ]; }\n{ a = { b = 1; }; }\nan integer\nAdded 12 variables.\n\"hello\"\n{ a = 1; }\n";
+    assert!(
+        text.starts_with(expected_start),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("This derivation produced the following outputs:\n  out -> "),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

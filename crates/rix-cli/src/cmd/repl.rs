@@ -293,6 +293,7 @@ impl Repl<'_> {
             Ok((self.ev.drv_path_of(&d)?, self.ev.output_name_of(&d)?))
         })()
         .map_err(|e| eval_error(e, self.show_trace))?;
+        crate::cmd::instantiate::flush(&self.ev).map_err(|e| eval_error(e, self.show_trace))?;
         let drv = store.parse_path(&drv)?;
         let _ = output;
         let opts = rix_build::RealiseOptions {
