@@ -100,7 +100,13 @@ fn path_exists(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     // A trailing slash (or `/.`) requires a directory.
     let must_be_dir = matches!(&v, Value::String(_)) && (p.ends_with('/') || p.ends_with("/."));
     let canon = crate::lower::canon_path(&p);
-    let meta = std::fs::metadata(&canon);
+    // The last component is not followed: a dangling symlink exists
+    // (unless a directory is required).
+    let meta = if must_be_dir {
+        std::fs::metadata(&canon)
+    } else {
+        std::fs::symlink_metadata(&canon)
+    };
     Ok(Value::Bool(match meta {
         Ok(m) => !must_be_dir || m.is_dir(),
         Err(_) => false,
