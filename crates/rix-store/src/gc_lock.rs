@@ -11,14 +11,14 @@
 //! - Verification holds it shared for its whole run, for a consistent view of the
 //!   store (Nix's `verifyStore` does the same).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 
 use crate::layout::StoreLayout;
+use crate::lock::open_lock_file;
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,18 +51,6 @@ pub fn funlock(file: &File) -> io::Result<()> {
     rustix::fs::flock(file, FlockOperation::Unlock).map_err(Into::into)
 }
 
-/// Opens (creating) a lock file as Nix's `openLockFile` does: read-write, 0600,
-/// close-on-exec.
-pub fn open_flock_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-}
-
 /// `<state>/gc.lock`.
 pub fn gc_lock_path(layout: &StoreLayout) -> PathBuf {
     layout.state_dir.join("gc.lock")
@@ -88,7 +76,7 @@ impl GcLock {
         on_wait: impl FnOnce(),
     ) -> io::Result<Self> {
         let path = gc_lock_path(layout);
-        let file = open_flock_file(&path).map_err(|e| annotate(e, &path))?;
+        let file = open_lock_file(&path).map_err(|e| annotate(e, &path))?;
         if !flock(&file, kind, false).map_err(|e| annotate(e, &path))? {
             on_wait();
             flock(&file, kind, true).map_err(|e| annotate(e, &path))?;
@@ -99,7 +87,7 @@ impl GcLock {
     /// Takes the lock only if nobody holds a conflicting one.
     pub fn try_acquire(layout: &StoreLayout, kind: FlockKind) -> io::Result<Option<Self>> {
         let path = gc_lock_path(layout);
-        let file = open_flock_file(&path).map_err(|e| annotate(e, &path))?;
+        let file = open_lock_file(&path).map_err(|e| annotate(e, &path))?;
         Ok(flock(&file, kind, false)
             .map_err(|e| annotate(e, &path))?
             .then_some(Self { file }))

@@ -23,7 +23,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rix_formats::StorePath;
 
-use crate::layout::StoreLayout;
+use crate::local_store::LocalStore;
 use crate::temp_roots::read_temp_roots;
 
 /// Root store path → the links (or `{temp:PID}`, `/proc/...`, `{censored}`) that root it.
@@ -46,14 +46,15 @@ impl RootsObserver for Silent {
 /// processes. `is_valid` decides which targets count (invalid ones are skipped).
 /// `censor` replaces runtime roots' links by `{censored}` as the collector does.
 pub fn find_roots_no_temp(
-    layout: &StoreLayout,
+    store: &LocalStore,
     is_valid: &dyn Fn(&StorePath) -> bool,
     runtime: bool,
     censor: bool,
     observer: &dyn RootsObserver,
 ) -> io::Result<Roots> {
+    let layout = store.layout();
     let mut finder = Finder {
-        layout,
+        store,
         is_valid,
         observer,
         auto_dir: layout.gcroots_dir().join("auto"),
@@ -63,7 +64,7 @@ pub fn find_roots_no_temp(
     finder.walk(&layout.profiles_dir(), None)?;
     let mut roots = finder.roots;
     if runtime {
-        find_runtime_roots(layout, is_valid, censor, &mut roots);
+        find_runtime_roots(store, is_valid, censor, &mut roots);
     }
     Ok(roots)
 }
@@ -71,19 +72,19 @@ pub fn find_roots_no_temp(
 /// Every root: permanent, runtime and temporary (`{temp:PID}`). Uncensored, as
 /// `nix-store --gc --print-roots` shows them.
 pub fn find_all_roots(
-    layout: &StoreLayout,
+    store: &LocalStore,
     is_valid: &dyn Fn(&StorePath) -> bool,
     observer: &dyn RootsObserver,
 ) -> io::Result<Roots> {
-    let mut roots = find_roots_no_temp(layout, is_valid, true, false, observer)?;
-    for proc_roots in read_temp_roots(layout, |p| {
+    let mut roots = find_roots_no_temp(store, is_valid, true, false, observer)?;
+    for proc_roots in read_temp_roots(store.layout(), |p| {
         observer.info(&format!(
             "removing stale temporary roots file '{}'",
             p.display()
         ))
     })? {
         for p in &proc_roots.paths {
-            if let Some(path) = to_store_path(layout, p) {
+            if let Ok(path) = store.parse_path(p) {
                 roots
                     .entry(path)
                     .or_default()
@@ -94,18 +95,6 @@ pub fn find_all_roots(
     Ok(roots)
 }
 
-/// The store path a file name in (or below) the store denotes, if any.
-pub fn to_store_path(layout: &StoreLayout, target: &str) -> Option<StorePath> {
-    let rest = strip_dir(target, layout.store_dir.as_str()).or_else(|| {
-        layout
-            .real_store_dir
-            .to_str()
-            .and_then(|real| strip_dir(target, real))
-    })?;
-    let base = rest.split('/').next().unwrap_or_default();
-    StorePath::from_base_name(base).ok()
-}
-
 fn strip_dir<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
     path.strip_prefix(dir)?
         .strip_prefix('/')
@@ -113,7 +102,7 @@ fn strip_dir<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
 }
 
 struct Finder<'a> {
-    layout: &'a StoreLayout,
+    store: &'a LocalStore,
     is_valid: &'a dyn Fn(&StorePath) -> bool,
     observer: &'a dyn RootsObserver,
     auto_dir: PathBuf,
@@ -122,7 +111,7 @@ struct Finder<'a> {
 
 impl Finder<'_> {
     fn found(&mut self, link: &Path, target: &str) {
-        let Some(path) = to_store_path(self.layout, target) else {
+        let Ok(path) = self.store.parse_path(target) else {
             return;
         };
         if (self.is_valid)(&path) {
@@ -215,9 +204,9 @@ impl Finder<'_> {
     }
 
     fn in_store(&self, target: &str) -> bool {
-        strip_dir(target, self.layout.store_dir.as_str()).is_some()
-            || self
-                .layout
+        let layout = self.store.layout();
+        strip_dir(target, layout.store_dir.as_str()).is_some()
+            || layout
                 .real_store_dir
                 .to_str()
                 .is_some_and(|real| strip_dir(target, real).is_some())
@@ -247,11 +236,12 @@ fn absolute_in(target: &Path, dir: &Path) -> PathBuf {
 
 /// Store paths used by running processes (mirrors `findRuntimeRoots` on Linux).
 fn find_runtime_roots(
-    layout: &StoreLayout,
+    store: &LocalStore,
     is_valid: &dyn Fn(&StorePath) -> bool,
     censor: bool,
     roots: &mut Roots,
 ) {
+    let layout = store.layout();
     let mut unchecked: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut add = |target: String, from: String| {
         unchecked.entry(target).or_default().insert(from);
@@ -318,7 +308,7 @@ fn find_runtime_roots(
         }
     }
     for (target, links) in unchecked {
-        let Some(path) = to_store_path(layout, &target) else {
+        let Ok(path) = store.parse_path(&target) else {
             continue;
         };
         if !is_valid(&path) {

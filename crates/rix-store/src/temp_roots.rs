@@ -27,10 +27,9 @@ use std::time::Duration;
 use rix_formats::store_path::StoreDir;
 use rix_formats::StorePath;
 
-use crate::gc_lock::{
-    annotate, flock, funlock, gc_lock_path, gc_socket_path, open_flock_file, FlockKind,
-};
+use crate::gc_lock::{annotate, flock, funlock, gc_lock_path, gc_socket_path, FlockKind};
 use crate::layout::StoreLayout;
+use crate::lock::open_lock_file;
 
 /// This process's temporary roots for one store (one state directory).
 #[derive(Debug)]
@@ -92,7 +91,7 @@ impl TempRoots {
         self.open_file(&mut inner)?;
         if inner.gc_lock.is_none() {
             inner.gc_lock = Some(
-                open_flock_file(&self.gc_lock_path).map_err(|e| annotate(e, &self.gc_lock_path))?,
+                open_lock_file(&self.gc_lock_path).map_err(|e| annotate(e, &self.gc_lock_path))?,
             );
         }
         let mut record = Vec::with_capacity(printed.len() + 1);
@@ -195,8 +194,7 @@ impl TempRoots {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(annotate(e, &self.file_path)),
             }
-            let file =
-                open_flock_file(&self.file_path).map_err(|e| annotate(e, &self.file_path))?;
+            let file = open_lock_file(&self.file_path).map_err(|e| annotate(e, &self.file_path))?;
             flock(&file, FlockKind::Exclusive, true).map_err(|e| annotate(e, &self.file_path))?;
             // A collector that removed the file before we locked it wrote `d` into it.
             if file.metadata()?.len() == 0 {

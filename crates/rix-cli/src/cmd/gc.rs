@@ -228,11 +228,7 @@ fn delete(ctx: &Context, store: &LocalStore, paths: &[String]) -> Result<()> {
 
 fn roots(store: &LocalStore, closure_size: bool) -> Result<()> {
     let observer = Stderr::new();
-    let roots = find_all_roots(
-        store.layout(),
-        &|p| store.is_valid(p).unwrap_or(false),
-        &observer,
-    );
+    let roots = find_all_roots(store, &|p| store.is_valid(p).unwrap_or(false), &observer);
     observer.flush();
     let roots = roots.context("cannot find the roots")?;
     // Sorted by link, as Nix prints them.

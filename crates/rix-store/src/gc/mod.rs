@@ -36,7 +36,7 @@ use crate::gc_lock::{flock, FlockKind, GcLock};
 use crate::layout::StoreLayout;
 use crate::local_store::LocalStore;
 use crate::lock::{lock_file, LockKind};
-use crate::roots::{find_roots_no_temp, to_store_path, Roots, RootsObserver};
+use crate::roots::{find_roots_no_temp, Roots, RootsObserver};
 use crate::temp_roots::read_temp_roots;
 
 pub use delete::{delete_counting, io_threads, parallel_map, size_counting};
@@ -171,7 +171,7 @@ pub fn collect_garbage(
         })?;
         let mut shared = server.lock();
         for p in files.iter().flat_map(|f| &f.paths) {
-            if let Some(path) = to_store_path(layout, p) {
+            if let Ok(path) = store.parse_path(p) {
                 shared.temp_roots.insert(path.hash_part().to_owned());
                 temp_root_paths.push(path);
             }
@@ -189,7 +189,7 @@ pub fn collect_garbage(
         .map_err(|e| db.sql_error(e))?
     };
     let is_valid = |p: &StorePath| graph.lookup(&p.to_string()).is_some();
-    let roots = find_roots_no_temp(layout, &is_valid, true, true, &RootsInfo(observer))?;
+    let roots = find_roots_no_temp(store, &is_valid, true, true, &RootsInfo(observer))?;
 
     let mut alive = vec![false; graph.len()];
     let root_nodes: Vec<Node> = roots
