@@ -6,9 +6,10 @@
 //! are text paths), so instantiation goes on while they wait, and
 //! [`EvalStore::flush`] writes up to [`BATCH`] of them with one file-system
 //! sync and one database transaction, following the store's write protocol
-//! (lock, temporary name, canonicalise, sync, rename, register; see
-//! `LocalStore::add_atomically`). Reading a pending path, or the end of
-//! evaluation, flushes.
+//! (temporary root, lock, temporary name, canonicalise, sync, rename,
+//! register; see `LocalStore::add_atomically`). Reading a pending path, or
+//! the end of evaluation, flushes. (Stores with `auto-optimise-store` do not
+//! hard-link these small files.)
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
@@ -193,6 +194,9 @@ impl EvalStore for LocalEvalStore {
         if self.drvs.borrow().contains(&path) {
             return Ok(path);
         }
+        // From now on a collector must keep the path (as Nix's
+        // `addTextToStore` does), though it is written later.
+        self.store.add_temp_root(&path).map_err(other)?;
         let outputs = drv
             .declared_output_paths(dir)
             .map_err(invalid)?
