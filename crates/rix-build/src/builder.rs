@@ -898,7 +898,7 @@ fn register_outputs(
             let got = match method {
                 CaMethod::Recursive if expected.algo() == HashAlgo::Sha256 => nar_hash,
                 CaMethod::Recursive => sink.extra.take().expect("extra hasher").finish(),
-                _ => hash_flat(&real, expected.algo())?,
+                _ => rix_store::local_store::hash_file(&real, expected.algo())?,
             };
             if got != expected {
                 return Err(BuildError::HashMismatch {
@@ -920,11 +920,4 @@ fn register_outputs(
     store.sync()?;
     store.db().register(&infos, &[])?;
     Ok(infos)
-}
-
-fn hash_flat(path: &Path, algo: HashAlgo) -> Result<rix_formats::Hash, BuildError> {
-    let mut f = std::fs::File::open(path).map_err(BuildError::io(path))?;
-    let mut h = Hasher::new(algo);
-    std::io::copy(&mut f, &mut h).map_err(BuildError::io(path))?;
-    Ok(h.finish())
 }

@@ -437,7 +437,8 @@ fn sync_fs(dir: &Path) -> Result<()> {
     })
 }
 
-fn hash_file(path: &Path, algo: HashAlgo) -> Result<Hash> {
+/// The hash of a file's contents (flat ingestion: `--flat`, fixed-output `flat`).
+pub fn hash_file(path: &Path, algo: HashAlgo) -> Result<Hash> {
     let mut f = File::open(path).map_err(StoreError::io(path))?;
     let mut h = Hasher::new(algo);
     std::io::copy(&mut f, &mut h).map_err(StoreError::io(path))?;

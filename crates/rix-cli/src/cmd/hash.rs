@@ -1,11 +1,10 @@
 //! `rix hash`: hash files and trees, convert hash encodings. Mirrors `nix hash`.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use rix_formats::hash::{Encoding, Hash, HashAlgo, Hasher};
+use rix_formats::hash::{Encoding, Hash, HashAlgo};
 
 #[derive(Subcommand)]
 pub enum HashCommand {
@@ -114,7 +113,9 @@ impl HashCommand {
                 let (hash, _size) = rix_store::archive::hash_path(p, args.algo)?;
                 Ok(hash)
             }),
-            Self::File(args) => print_each(args, |p| hash_file(p, args.algo)),
+            Self::File(args) => print_each(args, |p| {
+                Ok(rix_store::local_store::hash_file(p, args.algo)?)
+            }),
             Self::Convert {
                 to,
                 hash_algo,
@@ -142,17 +143,4 @@ fn print_each(args: &HashArgs, hash: impl Fn(&std::path::Path) -> Result<Hash>) 
         println!("{}", h.encode(args.encoding()));
     }
     Ok(())
-}
-
-fn hash_file(path: &std::path::Path, algo: HashAlgo) -> Result<Hash> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Hasher::new(algo);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.update(&buf[..n]);
-    }
 }
