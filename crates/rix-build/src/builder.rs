@@ -124,7 +124,18 @@ pub fn build(
     let drv_printed = store.print(job.drv_path);
     let mut locks = Vec::new();
     for out in job.outputs.values() {
-        locks.push(PathLock::acquire(&store.real_path(out))?);
+        let real = store.real_path(out);
+        let lock = match PathLock::try_acquire(&real)? {
+            Some(lock) => lock,
+            None => {
+                observer.event(BuildEvent::WaitingForLock {
+                    drv: job.drv_path,
+                    path: &store.print(out),
+                });
+                PathLock::acquire(&real)?
+            }
+        };
+        locks.push(lock);
     }
     if job.check {
         return check(store, job, settings, observer, &drv_printed);

@@ -22,6 +22,9 @@ pub enum BuildEvent<'a> {
     },
     /// Fetching from binary caches (see [`crate::substitute`]).
     Substitution(rix_substitute::SubstEvent<'a>),
+    /// Another process (rix or Nix) holds the lock on an output of `drv`; the
+    /// build waits for it (and then usually finds the output valid).
+    WaitingForLock { drv: &'a StorePath, path: &'a str },
     /// A derivation was not attempted because a dependency failed.
     Skipped {
         drv: &'a StorePath,

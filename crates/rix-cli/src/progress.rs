@@ -149,6 +149,9 @@ impl Observer for Progress {
                 self.store_dir.display(drv),
                 self.store_dir.display(failed_dep)
             )),
+            BuildEvent::WaitingForLock { path, .. } => {
+                self.println(&format!("waiting for lock on '{path}'"))
+            }
             BuildEvent::Substitution(e) => self.substitution(e),
         }
     }

@@ -287,3 +287,134 @@ fn normalise_build_dir(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// A derivation whose builder records that it started, then waits for `go` to exist.
+fn instantiate_gated(t: &TempStore, counter: &Path, go: &Path) -> String {
+    let inst = nix("nix-instantiate").unwrap();
+    std::fs::write(counter, "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(counter, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let expr = format!(
+        r#"derivation {{
+          name = "gated";
+          system = builtins.currentSystem;
+          builder = "/bin/sh";
+          args = [ "-c" "echo started >> {}; while [ ! -e {} ]; do sleep 0.1; done; echo done > $out" ];
+        }}"#,
+        counter.display(),
+        go.display()
+    );
+    t.run_nix(&inst, &["-E", &expr]).trim().to_owned()
+}
+
+/// Polls `cond` every 50 ms; panics with `what` after two minutes.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Starts `holder` building the gated derivation, then `waiter` on the same one:
+/// the waiter must report that it waits for the output's lock and must not start
+/// the builder; once the holder finishes, both give the same output and the
+/// builder ran once.
+fn one_builds_while_the_other_waits(
+    t: &TempStore,
+    counter: &Path,
+    go: &Path,
+    mut holder: Command,
+    mut waiter: Command,
+) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let holder = holder
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the first builder started", || {
+        !count_lines(counter).is_empty()
+    });
+    let mut waiter = waiter
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = waiter.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.contains("waiting for lock on") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the second process never said it waits for the lock");
+    assert_eq!(
+        count_lines(counter),
+        ["started"],
+        "both builders ran at once"
+    );
+    std::fs::write(go, "").unwrap();
+    let holder = holder.wait_with_output().unwrap();
+    let waiter_out = waiter.wait_with_output().unwrap();
+    let waiter_err = reader.join().unwrap();
+    assert!(holder.status.success());
+    assert!(waiter_out.status.success(), "{waiter_err}");
+    assert_eq!(
+        String::from_utf8_lossy(&holder.stdout).trim(),
+        String::from_utf8_lossy(&waiter_out.stdout).trim()
+    );
+    assert_eq!(
+        count_lines(counter),
+        ["started"],
+        "the output was built twice"
+    );
+    let _ = t;
+}
+
+#[test]
+fn nix_waits_for_an_output_rix_is_building() {
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
+    let t = TempStore::new();
+    let (counter, go) = (t.dir.path().join("counter"), t.dir.path().join("go"));
+    let drv = instantiate_gated(&t, &counter, &go);
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_rix"));
+    holder.args(["--store", &t.url(), "--option", "sandbox", "false"]);
+    holder.args(["build", &drv, "--no-link", "--print-out-paths"]);
+    let mut waiter = Command::new(&nix_store);
+    waiter.args(["--store", &t.url(), "--realise", &drv]);
+    waiter.env("NIX_CONFIG", "sandbox = false\nsubstituters =");
+    one_builds_while_the_other_waits(&t, &counter, &go, holder, waiter);
+    t.run_nix(&nix_store, &["--verify", "--check-contents"]);
+}
+
+#[test]
+fn rix_waits_for_an_output_nix_is_building() {
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
+    let t = TempStore::new();
+    let (counter, go) = (t.dir.path().join("counter"), t.dir.path().join("go"));
+    let drv = instantiate_gated(&t, &counter, &go);
+    let mut holder = Command::new(&nix_store);
+    holder.args(["--store", &t.url(), "--realise", &drv]);
+    holder.env("NIX_CONFIG", "sandbox = false\nsubstituters =");
+    let mut waiter = Command::new(env!("CARGO_BIN_EXE_rix"));
+    waiter.args(["--store", &t.url(), "--option", "sandbox", "false"]);
+    waiter.args(["build", &drv, "--no-link", "--print-out-paths"]);
+    one_builds_while_the_other_waits(&t, &counter, &go, holder, waiter);
+}

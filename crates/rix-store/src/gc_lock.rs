@@ -15,41 +15,10 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::FlockOperation;
-
 use crate::layout::StoreLayout;
 use crate::lock::open_lock_file;
-
-/// Shared or exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlockKind {
-    Shared,
-    Exclusive,
-}
-
-/// Takes a `flock` on `file`; `Ok(false)` when `wait` is false and another open
-/// file holds a conflicting lock.
-pub fn flock(file: &File, kind: FlockKind, wait: bool) -> io::Result<bool> {
-    let op = match (kind, wait) {
-        (FlockKind::Shared, true) => FlockOperation::LockShared,
-        (FlockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
-        (FlockKind::Exclusive, true) => FlockOperation::LockExclusive,
-        (FlockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
-    };
-    loop {
-        match rustix::fs::flock(file, op) {
-            Ok(()) => return Ok(true),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::WOULDBLOCK) if !wait => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Releases a `flock`.
-pub fn funlock(file: &File) -> io::Result<()> {
-    rustix::fs::flock(file, FlockOperation::Unlock).map_err(Into::into)
-}
+// The collector's lock is a `flock` like every lock of the store (see crate::lock).
+pub use crate::lock::{lock_file as flock, unlock_file as funlock, LockKind as FlockKind};
 
 /// `<state>/gc.lock`.
 pub fn gc_lock_path(layout: &StoreLayout) -> PathBuf {

@@ -105,7 +105,7 @@ impl LocalStore {
         }
         let big_lock_path = layout.db_dir().join("big-lock");
         let big_lock = open_lock_file(&big_lock_path).map_err(StoreError::io(&big_lock_path))?;
-        lock_file(&big_lock, LockKind::Read, true).map_err(StoreError::io(&big_lock_path))?;
+        lock_file(&big_lock, LockKind::Shared, true).map_err(StoreError::io(&big_lock_path))?;
         let db = Db::open(&layout.db_dir(), layout.store_dir.clone())?;
         Ok(Self {
             temp_roots: TempRoots::for_store(&layout),

@@ -1,14 +1,16 @@
-//! Path locks compatible with Nix's (`pathlocks.cc`): an fcntl write lock on
+//! Path locks compatible with Nix's (`pathlocks.cc`): an exclusive lock on
 //! `<path>.lock`, so that no two processes, rix or Nix, build or write the same
 //! store path at once.
 //!
-//! rix takes Linux's open-file-description (OFD) locks: they conflict with the
-//! classic POSIX record locks Nix takes on the same files, but belong to an open
-//! file rather than a process, so the threads of one rix exclude each other too,
-//! and the kernel's per-process deadlock detection (which would report a false
-//! EDEADLK when two multi-threaded rix processes wait on each other's different
-//! locks) does not apply. A process-wide table additionally keeps two threads of
-//! one rix from even opening the same lock file at once.
+//! Every lock here is a `flock(2)` lock, because that is what Nix 2.8's
+//! `lockFile` takes (on `<path>.lock`, `db/big-lock`, `gc.lock`, temporary-root
+//! files and build-user slots). Linux keeps `flock` and fcntl record locks apart
+//! (neither excludes the other), so any other kind would let rix and Nix build
+//! the same output at once. A `flock` belongs to an open file description, not to
+//! a process: two threads of one rix that open the same lock file exclude each
+//! other, and there is no per-process deadlock detection to report a false
+//! EDEADLK. A process-wide table additionally keeps two threads of one rix from
+//! even opening the same lock file at once.
 //!
 //! A holder that is done with a path deletes the lock file after writing one byte
 //! into it; a waiter that then gets the lock sees a non-empty file, knows it is
@@ -21,8 +23,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
-use nix::fcntl::{fcntl, FcntlArg};
-use nix::libc;
+use rustix::fs::FlockOperation;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -36,42 +37,35 @@ pub struct LockError {
 static HELD: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 static RELEASED: Condvar = Condvar::new();
 
-/// Which kind of lock to take.
+/// Which kind of lock to take (Nix's `ltRead` / `ltWrite`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
-    Read,
-    Write,
+    Shared,
+    Exclusive,
 }
 
-/// Takes or tries an fcntl lock on `file`. Returns `Ok(false)` when `wait` is
-/// false and someone else holds it.
+/// Takes or tries a `flock` on `file`. Returns `Ok(false)` when `wait` is false
+/// and another open file holds a conflicting lock.
 pub fn lock_file(file: &File, kind: LockKind, wait: bool) -> std::io::Result<bool> {
-    let l_type = match kind {
-        LockKind::Read => libc::F_RDLCK,
-        LockKind::Write => libc::F_WRLCK,
-    };
-    let fl = libc::flock {
-        l_type: l_type as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
+    let op = match (kind, wait) {
+        (LockKind::Shared, true) => FlockOperation::LockShared,
+        (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
+        (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
+        (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
     };
     loop {
-        let arg = if wait {
-            FcntlArg::F_OFD_SETLKW(&fl)
-        } else {
-            FcntlArg::F_OFD_SETLK(&fl)
-        };
-        match fcntl(file, arg) {
-            Ok(_) => return Ok(true),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EACCES | nix::errno::Errno::EAGAIN) if !wait => {
-                return Ok(false)
-            }
+        match rustix::fs::flock(file, op) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::WOULDBLOCK) if !wait => return Ok(false),
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Releases a lock taken with [`lock_file`] (closing the file also does).
+pub fn unlock_file(file: &File) -> std::io::Result<()> {
+    rustix::fs::flock(file, FlockOperation::Unlock).map_err(Into::into)
 }
 
 /// Opens (creating) a lock file.
@@ -82,7 +76,7 @@ pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
         .open(path)
 }
 
@@ -119,7 +113,7 @@ impl PathLock {
         let guard = InProcessClaim(lock_path.clone());
         loop {
             let file = open_lock_file(&lock_path).map_err(err)?;
-            if !lock_file(&file, LockKind::Write, wait).map_err(err)? {
+            if !lock_file(&file, LockKind::Exclusive, wait).map_err(err)? {
                 return Ok(None);
             }
             // A non-empty lock file was deleted by its previous holder: take a fresh one.

@@ -52,7 +52,7 @@ impl BuildIds {
         std::fs::create_dir_all(&dir)?;
         for slot in 0..SLOTS {
             let file = open_lock_file(&dir.join(format!("slot-{slot}")))?;
-            if lock_file(&file, LockKind::Write, false)? {
+            if lock_file(&file, LockKind::Exclusive, false)? {
                 let id = START_ID + slot * IDS_PER_SLOT;
                 return Ok(Self {
                     uid: id,

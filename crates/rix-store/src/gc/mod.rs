@@ -35,7 +35,6 @@ use crate::db::DbError;
 use crate::gc_lock::{flock, FlockKind, GcLock};
 use crate::layout::StoreLayout;
 use crate::local_store::LocalStore;
-use crate::lock::{lock_file, LockKind};
 use crate::roots::{find_roots_no_temp, Roots, RootsObserver};
 use crate::temp_roots::read_temp_roots;
 
@@ -578,8 +577,8 @@ fn delete_lock_file(path: &Path) -> io::Result<Option<u64>> {
     if !file.metadata()?.is_file() {
         return delete_counting(path).map(Some);
     }
-    // Both kinds of lock: rix's (OFD fcntl) and Nix's (flock).
-    if !lock_file(&file, LockKind::Write, false)? || !flock(&file, FlockKind::Exclusive, false)? {
+    // rix and Nix both lock with flock.
+    if !flock(&file, FlockKind::Exclusive, false)? {
         return Ok(None);
     }
     let freed = delete_counting(path)?;
