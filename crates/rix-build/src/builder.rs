@@ -63,6 +63,12 @@ pub struct BuildSettings {
     pub sandbox_paths: Vec<SandboxPath>,
     /// Kill a build whose log exceeds this many bytes (`max-build-log-size`).
     pub max_log_size: Option<u64>,
+    /// Forbid set-user-ID/set-group-ID modes and extended attributes to builders
+    /// (`filter-syscalls`, see [`sandbox::seccomp`]).
+    pub filter_syscalls: bool,
+    /// Let builders gain privileges through set-user-ID programs
+    /// (`allow-new-privileges`; only without `filter-syscalls` or with this on).
+    pub allow_new_privileges: bool,
 }
 
 impl Default for BuildSettings {
@@ -77,6 +83,8 @@ impl Default for BuildSettings {
             sandbox_fallback: true,
             sandbox_paths: Vec::new(),
             max_log_size: None,
+            filter_syscalls: true,
+            allow_new_privileges: false,
         }
     }
 }
@@ -585,6 +593,7 @@ fn spawn_direct(
     env: &BTreeMap<Vec<u8>, Vec<u8>>,
     build_dir: &Path,
     writer: std::io::PipeWriter,
+    syscalls: sandbox::seccomp::Policy,
 ) -> std::io::Result<std::process::Child> {
     let builder = OsStr::from_bytes(&drv.builder);
     let mut cmd = Command::new(builder);
@@ -599,7 +608,7 @@ fn spawn_direct(
         .stdout(writer.try_clone()?)
         .stderr(writer)
         .process_group(0);
-    die_with_parent(&mut cmd);
+    die_with_parent(&mut cmd, syscalls);
     let spawned = cmd.spawn();
     drop(cmd); // closes our copies of the pipe's write end
     spawned
@@ -612,6 +621,7 @@ fn spawn_sandboxed(
     drv: &Derivation,
     env: &BTreeMap<Vec<u8>, Vec<u8>>,
     log: std::os::fd::OwnedFd,
+    syscalls: sandbox::seccomp::Policy,
 ) -> std::io::Result<sandbox::SandboxChild> {
     let c = |b: &[u8]| {
         std::ffi::CString::new(b).map_err(|_| {
@@ -638,7 +648,7 @@ fn spawn_sandboxed(
         kv.extend_from_slice(v);
         envp.push(c(&kv)?);
     }
-    sb.spawn(program, argv, envp, &log)
+    sb.spawn(program, argv, envp, &log, syscalls)
         .map_err(std::io::Error::other)
 }
 
@@ -662,15 +672,17 @@ fn create_build_dir(root: &Path, drv_name: &str) -> Result<PathBuf, BuildError> 
 }
 
 /// Makes the kernel kill the builder if rix dies (even by `kill -9`), so that an
-/// orphaned builder can never write into an output path after its lock is gone.
+/// orphaned builder can never write into an output path after its lock is gone;
+/// and installs the system call policy.
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs between fork and exec and only makes one
-    // async-signal-safe system call (prctl); it allocates nothing and takes no lock.
+fn die_with_parent(cmd: &mut Command, syscalls: sandbox::seccomp::Policy) {
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe system calls (prctl) on memory prepared before the fork;
+    // it allocates nothing and takes no lock.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            syscalls.apply().map_err(std::io::Error::from)
         });
     }
 }
@@ -704,14 +716,26 @@ fn run_builder(
         builder: String::from_utf8_lossy(&drv.builder).into_owned(),
         source,
     };
+    let policy = |required| {
+        sandbox::seccomp::Policy::new(
+            settings.filter_syscalls,
+            settings.allow_new_privileges,
+            required,
+        )
+    };
     let (pgid, waiter): (i32, Box<dyn FnOnce() -> std::io::Result<ExitStatus> + Send>) =
         match sandbox {
             Some(sb) => {
-                let child = spawn_sandboxed(sb, drv, env, writer.into()).map_err(spawn_error)?;
+                let policy = policy(sb.privileged());
+                let child =
+                    spawn_sandboxed(sb, drv, env, writer.into(), policy).map_err(spawn_error)?;
                 (child.pid.as_raw(), Box::new(move || child.wait()))
             }
             None => {
-                let mut child = spawn_direct(drv, env, build_dir, writer).map_err(spawn_error)?;
+                // Builders run as rix's own user here: as Nix without build
+                // users, going on without the filter when it cannot be installed.
+                let mut child = spawn_direct(drv, env, build_dir, writer, policy(false))
+                    .map_err(spawn_error)?;
                 (child.id() as i32, Box::new(move || child.wait()))
             }
         };

@@ -528,3 +528,53 @@ fn sandbox_paths_optional_and_missing() {
         .to_string();
     assert!(e.contains("/does/not/exist"), "{e}");
 }
+
+/// `filter-syscalls` (on by default, as in Nix): set-user-ID and set-group-ID
+/// modes fail with EPERM, extended attributes with ENOTSUP (perl's `syscall`
+/// from the host's /usr calls setxattr directly); `filter-syscalls = false`
+/// lets the modes through.
+#[test]
+fn setuid_modes_and_extended_attributes_are_refused() {
+    if !usable() {
+        return;
+    }
+    let t = TempStore::new();
+    let store = open(&t);
+    let perl = cfg!(target_arch = "x86_64") && Path::new("/usr/bin/perl").exists();
+    let xattr = if perl {
+        // setxattr is system call 188 on x86_64.
+        "/usr/bin/perl -e 'my ($f, $n, $v) = ($ARGV[0], \"user.rix\", \"1\"); \
+         syscall(188, $f, $n, $v, 1, 0) == -1 and print \"setxattr: $!\\n\"' $out/f"
+    } else {
+        "echo 'setxattr: Operation not supported'"
+    };
+    let script = format!(
+        "mkdir $out; touch $out/f; {{ \
+         chmod u+s $out/f && echo suid-allowed; chmod g+s $out/f && echo sgid-allowed; \
+         chmod 4755 $out/f && echo 4755-allowed; chmod u-s,g-s $out/f; \
+         chmod 1755 $out/f && echo sticky-ok; chmod 644 $out/f && echo plain-ok; {xattr}; echo $?; \
+         }} > $out/log 2>&1"
+    );
+    let d = drv(&store, "setuid", &script, &[], &["out"]);
+    let mut s = settings();
+    s.sandbox_paths
+        .extend(parse_sandbox_paths(&["/usr", "/lib?", "/lib64?"]));
+    let outs = build_with(&store, std::slice::from_ref(&d), s.clone()).unwrap();
+    let log = std::fs::read_to_string(store.real_path(&outs["out"]).join("log")).unwrap();
+    assert!(!log.contains("allowed"), "{log}");
+    assert_eq!(log.matches("Operation not permitted").count(), 3, "{log}");
+    assert!(
+        log.contains("sticky-ok\nplain-ok\nsetxattr: Operation not supported\n0\n"),
+        "{log}"
+    );
+
+    // Without the filter the modes go through (the output's are reset after).
+    let d = drv(&store, "setuid-unfiltered", &script, &[], &["out"]);
+    s.filter_syscalls = false;
+    let outs = build_with(&store, std::slice::from_ref(&d), s).unwrap();
+    let log = std::fs::read_to_string(store.real_path(&outs["out"]).join("log")).unwrap();
+    assert!(
+        log.contains("suid-allowed\nsgid-allowed\n4755-allowed\nsticky-ok\nplain-ok\n"),
+        "{log}"
+    );
+}

@@ -44,6 +44,8 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("sandbox", "true"),
     ("sandbox-fallback", "true"),
     ("sandbox-paths", ""),
+    ("filter-syscalls", "true"),
+    ("allow-new-privileges", "false"),
     ("timeout", "0"),
     ("max-silent-time", "0"),
     ("max-build-log-size", "0"),

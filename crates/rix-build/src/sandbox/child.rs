@@ -75,8 +75,10 @@ pub struct ChildSpec {
     /// The parent's ends, which the child closes first.
     pub parent_fds: Vec<RawFd>,
     /// Build-time process settings, as Nix's: no core dumps, no address space
-    /// randomisation, no privilege gain through set-user-ID programs.
+    /// randomisation.
     pub hardening: bool,
+    /// The system call filter and `no_new_privs`, installed before the ops.
+    pub syscalls: Option<super::seccomp::Policy>,
     /// Start a new session (so that the child's pid is also its process group).
     pub new_session: bool,
     /// Exit with status 0 after the ops (the availability probe).
@@ -85,7 +87,8 @@ pub struct ChildSpec {
     envp_ptrs: Vec<*const c_char>,
 }
 
-/// Error-pipe stage codes after the ops.
+/// Error-pipe stage codes outside the ops.
+const STAGE_SECCOMP: u32 = u32::MAX - 4;
 const STAGE_FDS: u32 = u32::MAX - 3;
 const STAGE_PROCESS: u32 = u32::MAX - 2;
 const STAGE_PARENT_GONE: u32 = u32::MAX - 1;
@@ -125,6 +128,7 @@ impl ChildSpec {
             err_write,
             parent_fds,
             hardening: true,
+            syscalls: None,
             new_session: true,
             probe_only: false,
             argv_ptrs,
@@ -136,6 +140,9 @@ impl ChildSpec {
     pub fn describe(&self, stage: u32) -> String {
         let s = |c: &CStr| c.to_string_lossy().into_owned();
         match stage {
+            STAGE_SECCOMP => "installing the system call filter \
+                              (setting 'filter-syscalls' to false builds without it)"
+                .into(),
             STAGE_FDS => "setting up the builder's standard file descriptors".into(),
             STAGE_PROCESS => "setting up the builder's process attributes".into(),
             STAGE_PARENT_GONE => "waiting for rix (it exited)".into(),
@@ -177,6 +184,11 @@ impl ChildSpec {
     pub fn run(&self) -> ! {
         for &fd in &self.parent_fds {
             close(fd);
+        }
+        if let Some(policy) = &self.syscalls {
+            if let Err(e) = policy.apply() {
+                self.fail(STAGE_SECCOMP, e);
+            }
         }
         for (i, op) in self.ops.iter().enumerate() {
             if let Err(e) = self.run_op(op) {
@@ -255,7 +267,6 @@ impl ChildSpec {
         // Nix's builders start with umask 0022, whatever rix's is.
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
         if self.hardening {
-            nix::sys::prctl::set_no_new_privs()?;
             no_core_dumps_no_aslr();
         }
         Ok(())

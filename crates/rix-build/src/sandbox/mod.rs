@@ -29,12 +29,15 @@
 //! and `rix shell`.
 //!
 //! The child is set up between `clone` and `execve` by [`child`], which only makes
-//! system calls on data prepared here. When the builder exits, the kernel kills
+//! system calls on data prepared here; its first step installs the system call
+//! filter of [`seccomp`] (Nix's `filter-syscalls`), which unsandboxed builders get
+//! too. When the builder exits, the kernel kills
 //! every other process of its PID namespace, so nothing it started survives it.
 
 pub mod child;
 pub mod enter;
 pub mod ids;
+pub mod seccomp;
 
 use std::collections::BTreeSet;
 use std::ffi::{CStr, CString};
@@ -614,17 +617,24 @@ impl Sandbox {
         self.store_in_root.join(p.to_string())
     }
 
-    /// Starts the builder in the sandbox with its output going to `log`.
+    /// Whether the builder runs as another user than rix (rix is root).
+    pub fn privileged(&self) -> bool {
+        self.ids.privileged
+    }
+
+    /// Starts the builder in the sandbox with its output going to `log`, under
+    /// the system call policy `syscalls`.
     pub fn spawn(
         &mut self,
         program: CString,
         argv: Vec<CString>,
         envp: Vec<CString>,
         log: &OwnedFd,
+        syscalls: seccomp::Policy,
     ) -> Result<SandboxChild, String> {
         let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
         let ops = std::mem::take(&mut self.ops);
-        let spec = ChildSpec::new(
+        let mut spec = ChildSpec::new(
             ops,
             program,
             argv,
@@ -635,6 +645,7 @@ impl Sandbox {
             -1,
             vec![],
         );
+        spec.syscalls = Some(syscalls);
         start(spec, self.private_network, Some(&self.ids))
     }
 

@@ -170,6 +170,8 @@ fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
             sandbox_fallback,
             sandbox_paths: rix_build::sandbox::parse_sandbox_paths(&s.get_list("sandbox-paths")),
             max_log_size: (max_log > 0).then_some(max_log),
+            filter_syscalls: s.get_bool("filter-syscalls")?,
+            allow_new_privileges: s.get_bool("allow-new-privileges")?,
         },
         substituter: None,
     })
