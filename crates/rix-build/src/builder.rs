@@ -463,7 +463,11 @@ fn use_sandbox(
         }
         Err(why) => Err(BuildError::Unsupported {
             drv: drv_printed.to_owned(),
-            reason: format!("the sandbox is not available ({why}) and 'sandbox-fallback' is false"),
+            reason: format!(
+                "the sandbox is not available ({why}) and 'sandbox-fallback' is false; \
+                 build without it with --no-sandbox (or 'sandbox = false'), or set \
+                 'sandbox-fallback = true' to do so when the sandbox is not available"
+            ),
         }),
     }
 }

@@ -122,7 +122,39 @@ pub fn parse_sandbox_paths<S: AsRef<str>>(words: &[S]) -> Vec<SandboxPath> {
 /// `Err` says why not.
 pub fn available() -> Result<(), String> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
-    PROBE.get_or_init(probe).clone()
+    PROBE
+        .get_or_init(|| probe().map_err(|e| format!("{e}{}", namespace_hints())))
+        .clone()
+}
+
+/// Why the kernel may refuse namespaces, as Nix's notices say: the settings that
+/// disable (unprivileged) user namespaces, or a kernel without them.
+fn namespace_hints() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    let root = nix::unistd::geteuid().is_root();
+    let mut hints = Vec::new();
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        hints.push("/proc/sys/user/max_user_namespaces is 0");
+    }
+    if !root && read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        hints.push("/proc/sys/kernel/unprivileged_userns_clone is 0");
+    }
+    if !root
+        && read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+    {
+        hints.push("/proc/sys/kernel/apparmor_restrict_unprivileged_userns is 1");
+    }
+    if !Path::new("/proc/self/ns/user").exists() {
+        hints.push("/proc/self/ns/user is missing (a kernel without CONFIG_USER_NS)");
+    }
+    if hints.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; user namespaces appear to be disabled: {}",
+            hints.join(", ")
+        )
+    }
 }
 
 fn probe() -> Result<(), String> {
