@@ -957,6 +957,6 @@ fn register_outputs(
         infos.push(info);
     }
     store.sync()?;
-    store.db().register(&infos, &[])?;
+    store.register(&infos, &[])?;
     Ok(infos)
 }

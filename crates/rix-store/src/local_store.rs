@@ -257,14 +257,11 @@ impl LocalStore {
         delete_path(&tmp).map_err(StoreError::io(&tmp))?;
         let result = fill(&tmp).and_then(|info| {
             canonicalise(&tmp).map_err(StoreError::io(&tmp))?;
-            if self.auto_optimise.load(Ordering::Relaxed) {
-                crate::optimise::optimise_path(self, &tmp)?;
-            }
             self.sync()?;
             // An invalid leftover from a killed writer is garbage: replace it.
             delete_path(&real).map_err(StoreError::io(&real))?;
             std::fs::rename(&tmp, &real).map_err(StoreError::io(&real))?;
-            self.db().register(std::slice::from_ref(&info), &[])?;
+            self.register(std::slice::from_ref(&info), &[])?;
             Ok(info)
         });
         if result.is_err() {
@@ -274,20 +271,45 @@ impl LocalStore {
         result
     }
 
+    /// Makes store paths that the write protocol has put in place valid, in one
+    /// transaction (with `drv_outputs`: derivations' `DerivationOutputs`
+    /// rows). Every new store object of rix passes here (added files, `.drv`s,
+    /// build outputs, substituted and imported paths), so this is where
+    /// `auto-optimise-store` hard-links their files first, as Nix does before
+    /// `registerValidPaths`. The caller holds the paths' locks.
+    pub fn register(
+        &self,
+        infos: &[ValidPathInfo],
+        drv_outputs: &[(StorePath, Vec<(String, StorePath)>)],
+    ) -> Result<()> {
+        if self.auto_optimise.load(Ordering::Relaxed) {
+            for info in infos {
+                crate::optimise::optimise_path(self, &self.real_path(&info.path))?;
+            }
+        }
+        Ok(self.db().register(infos, drv_outputs)?)
+    }
+
     /// A fresh temporary name in the store directory (same file system as the
     /// destination, so the final rename is atomic). `path` becomes a temporary
     /// root (when that fails, with a warning: [`Self::add_atomically`] checks it),
     /// so that a collector keeps the temporary file and the path once it is there.
+    ///
+    /// The name is [`temp_name`]: a store path name with `path`'s hash part.
+    /// Nix's collector (2.8: `collectGarbage`) deletes every entry of the store
+    /// directory that is not a valid path, with two exceptions: names that parse
+    /// as store paths whose hash part is a temporary root (or a root), and
+    /// locked `tmp-*` directories. A temporary named like a store path with the
+    /// hash part of the path being written is kept by the first rule, whatever
+    /// its file type, by Nix's collector and by rix's alike, for as long as this
+    /// process holds the temporary root; once the process is gone, both remove
+    /// it as garbage.
     pub fn temp_path(&self, path: &StorePath) -> PathBuf {
         if let Err(e) = self.add_temp_root(path) {
             eprintln!("warning: {e}");
         }
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.layout.real_store_dir.join(format!(
-            ".rix-tmp-{}-{n}-{}",
-            std::process::id(),
-            path.hash_part()
-        ))
+        self.layout.real_store_dir.join(temp_name(path, n))
     }
 
     /// Adds a file or tree, as `nix-store --add` (recursive, SHA-256) or
@@ -379,7 +401,7 @@ impl LocalStore {
             .into_iter()
             .filter_map(|(name, p)| p.map(|p| (name, p)))
             .collect();
-        self.db().register(&[], &[(path.clone(), outputs)])?;
+        self.register(&[], &[(path.clone(), outputs)])?;
         Ok(path)
     }
 
@@ -425,6 +447,25 @@ impl LocalStore {
             .join(&base[..2])
             .join(format!("{}.bz2", &base[2..]))
     }
+}
+
+/// `<hash part of path>-rix-tmp-<pid>-<n>`: the name of the `n`th temporary of
+/// this process for `path` (see [`LocalStore::temp_path`]).
+pub fn temp_name(path: &StorePath, n: u64) -> String {
+    format!("{}-{TEMP_MARK}{}-{n}", path.hash_part(), std::process::id())
+}
+
+/// What follows the hash part in the names of rix's temporaries.
+pub const TEMP_MARK: &str = "rix-tmp-";
+
+/// The process that made a temporary named by [`temp_name`] (or by the
+/// `.rix-tmp-<pid>-<n>-<hash>` form of rix before it), if `name` is one.
+pub fn temp_owner(name: &str) -> Option<i32> {
+    let rest = match name.strip_prefix(".rix-tmp-") {
+        Some(rest) => rest,
+        None => name.get(33..)?.strip_prefix(TEMP_MARK)?,
+    };
+    rest.split('-').next()?.parse().ok()
 }
 
 /// Flushes the store's file system so that content reaches the disk before the

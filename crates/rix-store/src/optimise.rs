@@ -103,9 +103,10 @@ pub fn optimise_store(
     Ok(stats)
 }
 
-/// Optimises one tree in the store directory (a new path, before it is
-/// registered: `auto-optimise-store`). None of its files is linked yet, so
-/// `.links` is not read.
+/// Optimises one tree in the store directory (a new path, in place but not
+/// yet registered: `auto-optimise-store`, see
+/// [`crate::local_store::LocalStore::register`]). None of its files is linked
+/// yet, so `.links` is not read.
 pub fn optimise_path(store: &LocalStore, path: &Path) -> Result<OptimiseStats> {
     Optimiser::new(store, false)?.optimise(path, &StderrWarnings)
 }
@@ -200,20 +201,43 @@ impl Optimiser {
         let (hash, _) = crate::archive::hash_path(path, HashAlgo::Sha256)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let link = self.links_dir.join(nixbase32::encode(hash.digest()));
+        // A concurrent collector (Nix's, while auto-optimise-store runs without
+        // the GC lock) may remove the link the moment it has one name left, or
+        // our temporary name: then start over.
+        for _ in 0..8 {
+            match self.link_to(path, meta, &link, stats, observer)? {
+                Linked::Done => return Ok(()),
+                Linked::Vanished => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `path` a hard link of `link` (see [`Self::link_file`]).
+    fn link_to(
+        &self,
+        path: &Path,
+        meta: &fs::Metadata,
+        link: &Path,
+        stats: &mut OptimiseStats,
+        observer: &dyn OptimiseObserver,
+    ) -> io::Result<Linked> {
         loop {
-            if fs::symlink_metadata(&link).is_err() {
-                match fs::hard_link(path, &link) {
+            if fs::symlink_metadata(link).is_err() {
+                match fs::hard_link(path, link) {
                     Ok(()) => {
                         self.linked
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(meta.ino());
-                        return Ok(());
+                        return Ok(Linked::Done);
                     }
                     // Another process or thread linked the same contents first.
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     // A full directory index (ext4): leave this file alone.
-                    Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => return Ok(()),
+                    Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => {
+                        return Ok(Linked::Done)
+                    }
                     Err(e) => {
                         return Err(io::Error::new(
                             e.kind(),
@@ -226,16 +250,20 @@ impl Optimiser {
                     }
                 }
             }
-            let link_meta = fs::symlink_metadata(&link)?;
+            let link_meta = match fs::symlink_metadata(link) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             if link_meta.ino() == meta.ino() {
-                return Ok(());
+                return Ok(Linked::Done);
             }
             if link_meta.size() != meta.size() {
                 observer.warn(&format!("removing corrupted link '{}'", link.display()));
                 observer.warn(
                     "There may be more corrupted paths.\nYou should run `rix store verify --check-contents --repair` to fix them all",
                 );
-                fs::remove_file(&link)?;
+                fs::remove_file(link)?;
                 continue;
             }
             break;
@@ -245,7 +273,7 @@ impl Optimiser {
         if toggle {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
         }
-        let replaced = self.replace_with_link(path, &link);
+        let replaced = self.replace_with_link(path, link);
         if toggle {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o555))?;
             let one = TimeSpec::new(1, 0);
@@ -258,26 +286,52 @@ impl Optimiser {
             )
             .map_err(io::Error::from)?;
         }
-        if replaced? {
-            stats.files_linked += 1;
-            stats.bytes_freed += meta.size();
-            stats.blocks_freed += meta.blocks();
+        match replaced? {
+            Some(true) => {
+                stats.files_linked += 1;
+                stats.bytes_freed += meta.size();
+                stats.blocks_freed += meta.blocks();
+                Ok(Linked::Done)
+            }
+            Some(false) => Ok(Linked::Done),
+            None => Ok(Linked::Vanished),
         }
-        Ok(())
     }
 
-    /// Renames a fresh link of `link` over `path`. `Ok(false)`: the file system
-    /// has no more links to give (EMLINK), the file stays as it is.
-    fn replace_with_link(&self, path: &Path, link: &Path) -> io::Result<bool> {
+    /// A temporary name in the store directory for a link that replaces a file
+    /// of `path`: a temporary of the store path containing it (see
+    /// [`crate::local_store::LocalStore::temp_path`]: kept by any collector
+    /// while that path is a temporary root of ours).
+    fn temp_link_name(&self, path: &Path) -> PathBuf {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.store_dir.join(format!(
-            ".tmp-link-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let top = path
+            .strip_prefix(&self.store_dir)
+            .ok()
+            .and_then(|rel| rel.components().next())
+            .and_then(|c| c.as_os_str().to_str())
+            .and_then(|name| rix_formats::StorePath::from_base_name(name).ok());
+        let name = match top {
+            Some(p) => format!(
+                "{}-{}{}-link{n}",
+                p.hash_part(),
+                crate::local_store::TEMP_MARK,
+                std::process::id()
+            ),
+            None => format!(".tmp-link-{}-{n}", std::process::id()),
+        };
+        self.store_dir.join(name)
+    }
+
+    /// Renames a fresh link of `link` over `path`. `Ok(Some(false))`: the file
+    /// system has no more links to give (EMLINK), the file stays as it is.
+    /// `Ok(None)`: `link` or the temporary name vanished (a concurrent collector).
+    fn replace_with_link(&self, path: &Path, link: &Path) -> io::Result<Option<bool>> {
+        let tmp = self.temp_link_name(path);
         match fs::hard_link(link, &tmp) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(nix::libc::EMLINK) => return Ok(false),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EMLINK) => return Ok(Some(false)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
@@ -292,10 +346,20 @@ impl Optimiser {
         if let Err(e) = fs::rename(&tmp, path) {
             let _ = fs::remove_file(&tmp);
             if e.raw_os_error() == Some(nix::libc::EMLINK) {
-                return Ok(false);
+                return Ok(Some(false));
+            }
+            if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(path).is_ok() {
+                return Ok(None);
             }
             return Err(e);
         }
-        Ok(true)
+        Ok(Some(true))
     }
+}
+
+/// What one attempt at linking a file did.
+enum Linked {
+    Done,
+    /// The `.links` entry or the temporary link vanished meanwhile: try again.
+    Vanished,
 }

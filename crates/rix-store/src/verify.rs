@@ -8,7 +8,10 @@
 //! - with `check_contents`: paths whose NAR hash (or size) differs from the
 //!   record, and `.links` entries whose contents no longer match their name;
 //! - entries of the store directory that are not valid paths (files without
-//!   rows: garbage, which the collector removes; not an inconsistency).
+//!   rows: garbage, which the collector removes; not an inconsistency), apart
+//!   from those an interrupted collection was deleting (named in its journal,
+//!   [`crate::gc::pending`]: reported as pending deletions, which the next
+//!   collection finishes).
 //!
 //! [`repair`] fixes what it reported: corrupt `.links` entries are removed (the
 //! paths sharing them are repaired on their own), and each broken path gets a
@@ -156,6 +159,9 @@ pub struct VerifyReport {
     /// Printed names of entries of the store directory that are not valid paths
     /// (the collector's business; not counted as problems).
     pub garbage: Vec<String>,
+    /// Printed names of entries that a collection invalidated and had not
+    /// finished deleting when it was interrupted (the next one does).
+    pub pending_deletion: Vec<String>,
 }
 
 impl VerifyReport {
@@ -225,6 +231,8 @@ pub fn verify_store(
             .problems
             .push(Problem::DanglingReference { path, reference_id });
     }
+    let journal = crate::gc::pending::read_journal(layout)
+        .map_err(StoreError::io(crate::gc::pending::journal_path(layout)))?;
     for name in &names {
         if name == ".links" || valid_names.contains(name) || name.ends_with(".lock") {
             continue;
@@ -232,7 +240,12 @@ pub fn verify_store(
         if crate::gc::temporary_in_use(layout, name) {
             continue;
         }
-        report.garbage.push(format!("{}/{name}", layout.store_dir));
+        let printed = format!("{}/{name}", layout.store_dir);
+        if journal.contains(name) {
+            report.pending_deletion.push(printed);
+        } else {
+            report.garbage.push(printed);
+        }
     }
 
     if options.check_contents {
@@ -486,7 +499,7 @@ pub fn replace_path(store: &LocalStore, path: &StorePath, source: &dyn PathSourc
             });
         }
         store.sync()?;
-        swap_in(&tmp, &real, store)
+        swap_in(&tmp, &real, path, store)
     })();
     let _ = delete_path(&tmp);
     lock.set_delete_on_release(true);
@@ -495,7 +508,7 @@ pub fn replace_path(store: &LocalStore, path: &StorePath, source: &dyn PathSourc
 
 /// Puts `tmp` at `real`: exchanged atomically when `real` exists (the old
 /// contents end up at `tmp`), else renamed.
-fn swap_in(tmp: &Path, real: &Path, store: &LocalStore) -> Result<()> {
+fn swap_in(tmp: &Path, real: &Path, path: &StorePath, store: &LocalStore) -> Result<()> {
     if std::fs::symlink_metadata(real).is_err() {
         return std::fs::rename(tmp, real).map_err(StoreError::io(real));
     }
@@ -505,11 +518,7 @@ fn swap_in(tmp: &Path, real: &Path, store: &LocalStore) -> Result<()> {
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
             // No RENAME_EXCHANGE on this file system: move the old contents
             // aside, then the new ones in (a moment without the path).
-            let aside = store.layout().real_store_dir.join(format!(
-                ".rix-tmp-{}-old-{}",
-                std::process::id(),
-                real.file_name().unwrap_or_default().to_string_lossy()
-            ));
+            let aside = store.temp_path(path);
             std::fs::rename(real, &aside).map_err(StoreError::io(real))?;
             let moved = std::fs::rename(tmp, real).map_err(StoreError::io(real));
             if moved.is_err() {

@@ -536,3 +536,75 @@ fn nix_waits_for_a_running_rix_collection() {
         "{err}"
     );
 }
+
+/// Temporaries of paths being written (a tree, a file, a symlink to a
+/// directory: whatever a NAR, an added path or a build can be) survive a
+/// concurrent collection by the real `nix-store --gc` and by rix, because
+/// they are named with the hash part of a temporary root; a dead process's
+/// temporary goes.
+#[test]
+fn temporaries_survive_concurrent_collections_of_nix_and_rix() {
+    let t = TempStore::new();
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
+    let store = open(&t);
+    let path = |name: &str| {
+        store
+            .store_dir()
+            .make_text_path(
+                name,
+                &HashAlgo::Sha256.digest(name.as_bytes()),
+                &BTreeSet::new(),
+            )
+            .unwrap()
+    };
+    // As LocalStore::add_atomically, substitution and repair do: temporary root
+    // (inside temp_path), then the temporary name.
+    let tree = store.temp_path(&path("tree"));
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/file"), "contents").unwrap();
+    let file = store.temp_path(&path("file"));
+    std::fs::write(&file, "contents").unwrap();
+    let link = store.temp_path(&path("link"));
+    std::os::unix::fs::symlink("/", &link).unwrap();
+    for p in [&tree, &file, &link] {
+        rix_store::canonicalise::canonicalise(p).unwrap();
+    }
+    let dir = store.layout().real_store_dir.clone();
+    let stale = dir.join(format!("{}-rix-tmp-999999999-0", path("gone").hash_part()));
+    std::fs::write(&stale, "left by a killed process").unwrap();
+
+    let out = std::process::Command::new(&nix_store)
+        .args(["--store", &t.url(), "--gc"])
+        .env("NIX_CONFIG", "experimental-features = nix-command")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for p in [&tree, &file, &link] {
+        assert!(
+            p.symlink_metadata().is_ok(),
+            "Nix deleted {}: {err}",
+            p.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(tree.join("sub/file")).unwrap(),
+        "contents"
+    );
+    assert!(!stale.exists(), "{err}");
+
+    collect_garbage(&store, &GcOptions::new(GcAction::DeleteDead), &Quiet).unwrap();
+    for p in [&tree, &file, &link] {
+        assert!(p.symlink_metadata().is_ok(), "rix deleted {}", p.display());
+    }
+    // And they are not garbage for the verifier while this process lives.
+    let report = rix_store::verify::verify_store(
+        &store,
+        rix_store::verify::VerifyOptions::default(),
+        &rix_store::verify::Quiet,
+    )
+    .unwrap();
+    assert!(report.garbage.is_empty(), "{:?}", report.garbage);
+}

@@ -388,7 +388,7 @@ impl Registrar<'_> {
                 .map_err(SubstError::io(format!("moving into {}", real.display())))?;
         }
         let infos: Vec<ValidPathInfo> = preps.iter().map(|p| p.info.clone()).collect();
-        self.store.db().register(&infos, &[])?;
+        self.store.register(&infos, &[])?;
         Ok(())
     }
 }

@@ -123,7 +123,7 @@ impl Fixture {
         let leftovers: Vec<String> = std::fs::read_dir(dst.path().join("nix/store"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".rix-tmp"))
+            .filter(|n| rix_store::local_store::temp_owner(n).is_some())
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         (report, valid, problem)

@@ -243,8 +243,8 @@ impl rix_store::verify::VerifyObserver for StderrObserver {
 
 /// Reports what `rix_store::verify::verify_store` finds, one line each on
 /// standard output; entries of the store directory that are not valid paths
-/// (other than lock files, `.links` and temporaries of running processes) count
-/// as problems too.
+/// (other than lock files, `.links`, temporaries of running processes and
+/// deletions an interrupted collection left pending) count as problems too.
 fn verify(ctx: &Context, store: &LocalStore, check_contents: bool, repair: bool) -> Result<()> {
     let options = rix_store::verify::VerifyOptions { check_contents };
     let report = rix_store::verify::verify_store(store, options, &StderrObserver)?;
@@ -285,6 +285,14 @@ fn verify(ctx: &Context, store: &LocalStore, check_contents: bool, repair: bool)
         )?;
     }
     stdout.flush()?;
+    if !report.pending_deletion.is_empty() {
+        eprintln!(
+            "note: {} entries of the store directory are pending deletion by an interrupted \
+             garbage collection (their database rows are gone); the next `rix store gc` \
+             finishes it",
+            report.pending_deletion.len()
+        );
+    }
     let dir = &store.layout().real_store_dir;
     let n = unfixed + report.garbage.len();
     if n > 0 {

@@ -8,8 +8,8 @@
 //! sync and one database transaction, following the store's write protocol
 //! (temporary root, lock, temporary name, canonicalise, sync, rename,
 //! register; see `LocalStore::add_atomically`). Reading a pending path, or
-//! the end of evaluation, flushes. (Stores with `auto-optimise-store` do not
-//! hard-link these small files.)
+//! the end of evaluation, flushes. (With `auto-optimise-store`, registration
+//! hard-links them as it does every new path.)
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
@@ -100,7 +100,7 @@ impl LocalEvalStore {
                 infos.push(info);
                 outputs.push((d.path.clone(), d.outputs.clone()));
             }
-            self.store.db().register(&infos, &outputs).map_err(other)?;
+            self.store.register(&infos, &outputs).map_err(other)?;
             Ok(())
         })();
         if result.is_err() {

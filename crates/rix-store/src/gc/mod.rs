@@ -13,14 +13,18 @@
 //!    `computeFSClosure`). Everything else is dead.
 //! 4. Delete dead paths referrers first, in batches: per batch, drop paths that
 //!    became temporary roots meanwhile (and keep their closures), announce the
-//!    batch as pending to the roots server, remove the rows in one transaction,
-//!    *then* remove the files (on several threads). A collector killed at any
-//!    point leaves rows only for paths whose files are complete; files without
-//!    rows are removed by the next run.
-//! 5. Remove `.links` entries no path uses any more.
+//!    batch as pending to the roots server, append the batch's names to the
+//!    journal ([`pending`]), remove the rows in one transaction, *then* remove
+//!    the files (on several threads). A collector killed at any point leaves
+//!    rows only for paths whose files are complete; files without rows are
+//!    named in the journal (so the verifier knows them for what they are) and
+//!    removed by the next run.
+//! 5. Remove `.links` entries no path uses any more; drop from the journal what
+//!    is gone.
 
 mod delete;
 pub mod graph;
+pub mod pending;
 mod server;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -278,8 +282,9 @@ pub fn collect_garbage(
         alive: &mut alive,
         max_freed: options.max_freed,
         results: &mut results,
+        journal: pending::Journal::new(layout),
     };
-    let stopped = deleter.delete_invalid(&invalid) || deleter.delete_valid(&dead);
+    let stopped = deleter.delete_invalid(&invalid) || deleter.delete_valid(&dead)?;
     if stopped {
         observer.info(&format!(
             "deleted more than {} bytes; stopping",
@@ -288,6 +293,10 @@ pub fn collect_garbage(
     }
     drop(server);
     remove_unused_links(layout, &mut results, observer)?;
+    pending::prune_journal(layout, |name| {
+        std::fs::symlink_metadata(layout.real_store_dir.join(name)).is_ok()
+            && !StorePath::from_base_name(name).is_ok_and(|p| store.is_valid(&p).unwrap_or(true))
+    })?;
     Ok(results)
 }
 
@@ -351,14 +360,16 @@ fn other_is_protected(layout: &StoreLayout, name: &str, temp_roots: &HashSet<Str
 }
 
 /// Whether a temporary entry of the store directory belongs to a live process:
-/// rix's `.rix-tmp-<pid>-...` and `.tmp-link-<pid>-...` (optimisation), and
-/// Nix's `tmp-*` directories while locked.
+/// rix's temporaries ([`crate::local_store::temp_name`], and the older
+/// `.rix-tmp-<pid>-...` and `.tmp-link-<pid>-...`), and Nix's `tmp-*`
+/// directories while locked.
 pub(crate) fn temporary_in_use(layout: &StoreLayout, name: &str) -> bool {
-    for prefix in [".rix-tmp-", ".tmp-link-"] {
-        if let Some(rest) = name.strip_prefix(prefix) {
-            let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-            return pid.is_some_and(process_alive);
-        }
+    if let Some(pid) = crate::local_store::temp_owner(name) {
+        return process_alive(pid);
+    }
+    if let Some(rest) = name.strip_prefix(".tmp-link-") {
+        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+        return pid.is_some_and(process_alive);
     }
     if name.starts_with("tmp-") {
         let path = layout.real_store_dir.join(name);
@@ -387,6 +398,7 @@ struct Deleter<'a> {
     alive: &'a mut [bool],
     max_freed: u64,
     results: &'a mut GcResults,
+    journal: pending::Journal,
 }
 
 impl Deleter<'_> {
@@ -457,8 +469,9 @@ impl Deleter<'_> {
     }
 
     /// Deletes dead valid paths, referrers first. Returns true when the byte
-    /// limit stopped the collection.
-    fn delete_valid(&mut self, dead: &[bool]) -> bool {
+    /// limit stopped the collection. Fails when the journal cannot be written
+    /// (before any row of the batch is removed).
+    fn delete_valid(&mut self, dead: &[bool]) -> io::Result<bool> {
         let order = self.graph.deletion_order(dead);
         let layout = self.store.layout();
         let mut i = 0;
@@ -491,6 +504,17 @@ impl Deleter<'_> {
                 batch
             };
             i = end;
+            if batch.is_empty() {
+                self.server.clear_pending();
+                continue;
+            }
+            if let Err(e) = self
+                .journal
+                .record(batch.iter().map(|&n| &*self.graph.names[n as usize]))
+            {
+                self.server.clear_pending();
+                return Err(e);
+            }
             let removed = self.invalidate(&batch);
             let names: Vec<&str> = removed
                 .iter()
@@ -514,10 +538,10 @@ impl Deleter<'_> {
                     .push(format!("{}/{name}", layout.store_dir));
             }
             if self.limit_reached() {
-                return true;
+                return Ok(true);
             }
         }
-        false
+        Ok(false)
     }
 
     /// Removes the rows of `batch` in one transaction; if that fails (a path
