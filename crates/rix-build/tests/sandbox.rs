@@ -485,6 +485,9 @@ fn concurrent_builds_share_no_writable_state() {
     assert_eq!(report.built.len(), 2);
 }
 
+/// `sandbox-paths` as Nix binds them: `target=source` and `path`, files and
+/// directories, `?` for optional ones, recursively and not read-only (the
+/// files' modes decide what the builder may change).
 #[test]
 fn sandbox_paths_optional_and_missing() {
     if !usable() {
@@ -495,32 +498,45 @@ fn sandbox_paths_optional_and_missing() {
     let d = drv(
         &store,
         "paths",
-        "cat /data/f > $out; [ ! -e /nothing ]",
+        "{ cat /data/f /single; [ ! -e /nothing ] && echo no-nothing; \
+         echo x > /data/f || echo f-refused; echo from-builder > /data/rw/new && echo rw-ok; \
+         [ -d /proc/self ] && echo proc; } > $out 2>&1",
         &[],
         &["out"],
     );
     let data = tempfile::tempdir().unwrap();
-    std::fs::write(data.path().join("f"), "from the host\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = data.path().join("f");
+    std::fs::write(&f, "from the host\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let single = data.path().join("single");
+    std::fs::write(&single, "a single file\n").unwrap();
+    let rw = data.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::set_permissions(&rw, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut s = settings();
     s.sandbox_paths.extend(parse_sandbox_paths(&[
         format!("/data={}", data.path().display()),
+        format!("/single={}", single.display()),
         "/nothing=/does/not/exist?".to_owned(),
+        // Skipped, as by Nix: the sandbox has its own.
+        "/proc".to_owned(),
     ]));
     let outs = build_with(&store, std::slice::from_ref(&d), s.clone()).unwrap();
-    assert_eq!(read_out(&store, &outs), "from the host\n");
-    // Bound read-only.
-    let w = drv(
-        &store,
-        "paths-w",
-        "echo x > /data/f && echo > $out",
-        &[],
-        &["out"],
+    let text = read_out(&store, &outs);
+    assert!(
+        text.starts_with("from the host\na single file\nno-nothing\n")
+            && text.contains("Permission denied\nf-refused\nrw-ok\nproc\n"),
+        "{text}"
     );
-    let e = build_with(&store, std::slice::from_ref(&w), s.clone())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("Read-only file system"), "{e}");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "from the host\n");
+    assert_eq!(
+        std::fs::read_to_string(rw.join("new")).unwrap(),
+        "from-builder\n"
+    );
     // A missing non-optional path fails before the builder starts.
+    let w = drv(&store, "paths-missing", "echo > $out", &[], &["out"]);
     s.sandbox_paths
         .extend(parse_sandbox_paths(&["/x=/does/not/exist"]));
     let e = build_with(&store, std::slice::from_ref(&w), s)

@@ -14,7 +14,7 @@
 //! | `/dev` | null, zero, full, random, urandom, tty (and kvm) bound from the host; fd, stdin, stdout, stderr symlinks; a new devpts on `/dev/pts` with `/dev/ptmx` |
 //! | `/proc` | a new procfs of the build's PID namespace |
 //! | `/etc` | `passwd` and `group` with `nixbld` (1000:100), `hosts` with localhost, byte for byte as Nix 2.8; fixed-output builds get the host's `resolv.conf`, `services` and `hosts` and Nix's `nsswitch.conf` instead |
-//! | `sandbox-paths` | bind-mounted read-only (`target=source`, `?` = optional; store paths there come with their closures) |
+//! | `sandbox-paths` | bind-mounted as Nix does (recursively, not read-only: the files' owners and modes decide; `target=source`, `?` = optional when missing, a source `/proc` is skipped; store paths there come with their closures) |
 //!
 //! The template is the part of `/` that is the same for many builds (its
 //! directories, mount points and `/etc` files), made once in
@@ -479,6 +479,10 @@ impl Sandbox {
         let mut inputs: BTreeSet<StorePath> = s.inputs.clone();
         let mut extra_paths = Vec::new();
         for sp in s.paths {
+            if sp.source == Path::new("/proc") {
+                // As Nix: the sandbox has its own /proc anyway.
+                continue;
+            }
             let mut source = sp.source.clone();
             if let Ok(rel) = sp.source.strip_prefix(store_dir) {
                 if let Some(first) = rel.components().next() {
@@ -495,7 +499,7 @@ impl Sandbox {
             }
             match std::fs::metadata(&source) {
                 Ok(meta) => extra_paths.push((sp.target.clone(), source, meta.is_dir())),
-                Err(_) if sp.optional => {}
+                Err(e) if sp.optional && e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err((sp.source.clone(), e)),
             }
         }
@@ -597,10 +601,10 @@ impl Sandbox {
                 ops.push(bind(&h, &under(&root, &h), false));
             }
         }
-        for (target, source, is_dir) in extra_paths {
-            let dst = under(&root, &target);
-            ops.push(bind(&source, &dst, is_dir));
-            ops.push(remount_ro(&dst));
+        // Bound as Nix binds them (recursively, keeping the source's flags): what
+        // the builder may write there is up to the files' owners and modes.
+        for (target, source, _) in extra_paths {
+            ops.push(bind(&source, &under(&root, &target), true));
         }
         ops.push(fs_mount(
             c"tmpfs",
