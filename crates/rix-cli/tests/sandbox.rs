@@ -598,3 +598,132 @@ fn without_namespaces_the_sandbox_falls_back_or_fails_as_configured() {
         "{stderr}"
     );
 }
+
+/// Waits (polling, up to a minute) until `f` returns something.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A collector running while a sandboxed build runs leaves the build's working
+/// state alone: the `<drv>.chroot` directory in the store directory (its store,
+/// holding the partial output) and the unrooted input the builder reads. rix's
+/// collector and Nix 2.8's (`nix-store --gc`) both count it as the running
+/// build's: its derivation is a temporary root, and `<drv>.chroot` shares its hash
+/// part.
+#[test]
+fn a_collector_leaves_a_running_builds_sandbox_alone() {
+    if !usable() {
+        return;
+    }
+    let dir = root();
+    let sync = dir.path().join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sync, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = dir.path().join("r");
+    let store = r.to_str().unwrap();
+    let paths = format!("{SH} /sync={}", sync.display());
+    let rix_cmd = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rix"));
+        c.args(["--store", store, "--option", "sandbox-paths", &paths])
+            .args(["--option", "sandbox-fallback", "false"])
+            .args(args);
+        c
+    };
+    let file = dir.path().join("gc.nix");
+    std::fs::write(
+        &file,
+        r#"
+let
+  dep = derivation { name = "gc-dep"; system = builtins.currentSystem; builder = "/bin/sh";
+    args = [ "-c" "echo input > $out" ]; };
+in {
+  inherit dep;
+  top = derivation { name = "gc-top"; system = builtins.currentSystem; builder = "/bin/sh";
+    args = [ "-c" "mkdir $out; cat ${dep} > $out/part; touch /sync/started; while [ ! -e /sync/go ]; do sleep 0.1; done; echo done > $out/done" ]; };
+}
+"#,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let dep = ok_str(
+        rix_cmd(&["build", f, "-A", "dep", "--no-link", "--print-out-paths"])
+            .output()
+            .unwrap(),
+    );
+    let real = |p: &str| r.join(p.trim().trim_start_matches('/'));
+    let dep_real = real(&dep);
+    // Lets the builder finish whatever happens to this test.
+    struct Go(PathBuf);
+    impl Drop for Go {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, "");
+        }
+    }
+    let go = Go(sync.join("go"));
+    let build = rix_cmd(&["build", f, "-A", "top", "--no-link", "--print-out-paths"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store_dir = r.join("nix/store");
+    wait_for("the builder to start", || {
+        sync.join("started").exists().then_some(())
+    });
+    let chroot = std::fs::read_dir(&store_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-gc-top.drv.chroot"))
+        .expect("the build's .chroot directory");
+    let part = std::fs::read_dir(&chroot)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("part"))
+        .find(|p| p.exists())
+        .expect("the partial output");
+    let still_there = |who: &str| {
+        assert!(part.exists(), "{who} deleted the partial output");
+        assert_eq!(std::fs::read_to_string(&part).unwrap(), "input\n");
+        assert!(dep_real.exists(), "{who} deleted the running build's input");
+    };
+    let gc = rix_cmd(&["store", "gc"]).output().unwrap();
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    still_there("rix store gc");
+    if let Some(nix_store) = nix("nix-store") {
+        let gc = Command::new(nix_store)
+            .args(["--store", store, "--gc"])
+            .output()
+            .unwrap();
+        assert!(
+            gc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gc.stderr)
+        );
+        still_there("nix-store --gc");
+    }
+    drop(go);
+    let out = build.wait_with_output().unwrap();
+    let top = ok_str(out);
+    assert_eq!(
+        std::fs::read_to_string(real(&top).join("done")).unwrap(),
+        "done\n"
+    );
+    assert!(!chroot.exists());
+    // Now unrooted, everything goes.
+    let gc = rix_cmd(&["store", "gc"]).output().unwrap();
+    assert!(gc.status.success());
+    assert!(!real(&top).exists() && !dep_real.exists());
+}
