@@ -251,7 +251,7 @@ pub fn fallback_path(
 }
 
 /// Replaces every occurrence of the hash parts in `map` (equal lengths).
-fn rewrite_bytes(data: &[u8], map: &[(StorePath, StorePath)]) -> Vec<u8> {
+pub(crate) fn rewrite_bytes(data: &[u8], map: &[(StorePath, StorePath)]) -> Vec<u8> {
     let mut w = rix_formats::references::HashRewriter::new(Vec::new(), map.iter().cloned());
     w.write_all(data).expect("writing to a Vec");
     w.finish().expect("writing to a Vec")
@@ -364,7 +364,7 @@ fn check(
 /// Writes the environment's files and runs the builder of `drv` (which may be a
 /// rewritten copy of the job's derivation) with `outputs` as its output paths.
 #[allow(clippy::too_many_arguments)]
-fn run_builder_in(
+pub(crate) fn run_builder_in(
     store: &LocalStore,
     job: &BuildJob<'_>,
     drv: &Derivation,
@@ -417,7 +417,7 @@ fn run_builder_in(
 /// Whether this build runs in the sandbox: as the `sandbox` setting says (Nix's
 /// rules: `relaxed` leaves out fixed-output derivations and `__noChroot`), and
 /// always in a store whose directory is not at its logical path.
-fn use_sandbox(
+pub(crate) fn use_sandbox(
     store: &LocalStore,
     job: &BuildJob<'_>,
     settings: &BuildSettings,
@@ -490,7 +490,7 @@ fn bool_attr(drv: &Derivation, name: &str) -> bool {
     drv.env_var(name) == Some(b"1".as_slice())
 }
 
-fn prepare_sandbox(
+pub(crate) fn prepare_sandbox(
     store: &LocalStore,
     job: &BuildJob<'_>,
     build_dir: &Path,
@@ -657,7 +657,7 @@ fn spawn_sandboxed(
 }
 
 /// `<root>/nix-build-<drv name>-<n>`, as Nix names it, created with mode 0700.
-fn create_build_dir(root: &Path, drv_name: &str) -> Result<PathBuf, BuildError> {
+pub(crate) fn create_build_dir(root: &Path, drv_name: &str) -> Result<PathBuf, BuildError> {
     use std::os::unix::fs::DirBuilderExt;
     for n in 0.. {
         let dir = root.join(format!("nix-build-{drv_name}-{n}"));
@@ -906,57 +906,78 @@ fn register_outputs(
     let mut infos = Vec::new();
     for (name, path) in outputs {
         let real = store.real_path(path);
-        if std::fs::symlink_metadata(&real).is_err() {
-            return Err(BuildError::MissingOutput {
-                drv: drv_printed.to_owned(),
-                output: name.clone(),
-                path: store.print(path),
-            });
-        }
-        canonicalise(&real).map_err(BuildError::io(&real))?;
-        let fixed = match job.drv.outputs.get(name) {
-            Some(DerivationOutput::CAFixed { method, hash }) => Some((*method, *hash)),
-            _ => None,
-        };
-        let extra = fixed
-            .filter(|(m, h)| *m == CaMethod::Recursive && h.algo() != HashAlgo::Sha256)
-            .map(|(_, h)| Hasher::new(h.algo()));
-        let mut sink = OutputSink {
-            sha256: Hasher::new(HashAlgo::Sha256),
-            extra,
-            scanner: ReferenceScanner::new(candidates.iter().copied()),
-            size: 0,
-        };
-        rix_store::archive::dump(&real, &mut sink)?;
-        let nar_hash = sink.sha256.clone().finish();
-        let mut info = ValidPathInfo::new(path.clone(), nar_hash, sink.size);
-        info.references = sink.scanner.into_found().into_iter().collect();
-        info.deriver = Some(job.drv_path.clone());
-        info.ultimate = true;
-        if let Some((method, expected)) = fixed {
-            let got = match method {
-                CaMethod::Recursive if expected.algo() == HashAlgo::Sha256 => nar_hash,
-                CaMethod::Recursive => sink.extra.take().expect("extra hasher").finish(),
-                _ => rix_store::local_store::hash_file(&real, expected.algo())?,
-            };
-            if got != expected {
-                return Err(BuildError::HashMismatch {
-                    drv: drv_printed.to_owned(),
-                    specified: expected.to_sri(),
-                    got: got.to_sri(),
-                });
-            }
-            info.ca = Some(match method {
-                CaMethod::Recursive => {
-                    ContentAddress::Fixed(FileIngestionMethod::Recursive, expected)
-                }
-                CaMethod::Text => ContentAddress::Text(expected),
-                _ => ContentAddress::Fixed(FileIngestionMethod::Flat, expected),
-            });
-        }
-        infos.push(info);
+        infos.push(describe_output(
+            store,
+            job,
+            &candidates,
+            name,
+            path,
+            &real,
+            drv_printed,
+        )?);
     }
     store.sync()?;
     store.register(&infos, &[])?;
     Ok(infos)
+}
+
+/// Canonicalises the output `name` (`path`, found at `real`) and describes it:
+/// NAR hash and size, references among `candidates`, deriver; for a fixed-output
+/// derivation, checks the hash and records the content address.
+pub(crate) fn describe_output(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    candidates: &BTreeSet<&StorePath>,
+    name: &str,
+    path: &StorePath,
+    real: &Path,
+    drv_printed: &str,
+) -> Result<ValidPathInfo, BuildError> {
+    if std::fs::symlink_metadata(real).is_err() {
+        return Err(BuildError::MissingOutput {
+            drv: drv_printed.to_owned(),
+            output: name.to_owned(),
+            path: store.print(path),
+        });
+    }
+    canonicalise(real).map_err(BuildError::io(real))?;
+    let fixed = match job.drv.outputs.get(name) {
+        Some(DerivationOutput::CAFixed { method, hash }) => Some((*method, *hash)),
+        _ => None,
+    };
+    let extra = fixed
+        .filter(|(m, h)| *m == CaMethod::Recursive && h.algo() != HashAlgo::Sha256)
+        .map(|(_, h)| Hasher::new(h.algo()));
+    let mut sink = OutputSink {
+        sha256: Hasher::new(HashAlgo::Sha256),
+        extra,
+        scanner: ReferenceScanner::new(candidates.iter().copied()),
+        size: 0,
+    };
+    rix_store::archive::dump(real, &mut sink)?;
+    let nar_hash = sink.sha256.clone().finish();
+    let mut info = ValidPathInfo::new(path.clone(), nar_hash, sink.size);
+    info.references = sink.scanner.into_found().into_iter().collect();
+    info.deriver = Some(job.drv_path.clone());
+    info.ultimate = true;
+    if let Some((method, expected)) = fixed {
+        let got = match method {
+            CaMethod::Recursive if expected.algo() == HashAlgo::Sha256 => nar_hash,
+            CaMethod::Recursive => sink.extra.take().expect("extra hasher").finish(),
+            _ => rix_store::local_store::hash_file(real, expected.algo())?,
+        };
+        if got != expected {
+            return Err(BuildError::HashMismatch {
+                drv: drv_printed.to_owned(),
+                specified: expected.to_sri(),
+                got: got.to_sri(),
+            });
+        }
+        info.ca = Some(match method {
+            CaMethod::Recursive => ContentAddress::Fixed(FileIngestionMethod::Recursive, expected),
+            CaMethod::Text => ContentAddress::Text(expected),
+            _ => ContentAddress::Fixed(FileIngestionMethod::Flat, expected),
+        });
+    }
+    Ok(info)
 }

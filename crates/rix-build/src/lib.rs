@@ -9,6 +9,7 @@
 //! | [`log`] | build logs (bzip2, Nix's layout) |
 //! | [`events`] | progress events for the CLI |
 //! | [`substitute`] | fetching outputs from binary caches instead of building them |
+//! | [`repair`] | rebuilding a valid output from its deriver to repair it |
 //! | [`sandbox`] | the Linux build sandbox: namespaces, mounts, the store at its logical path |
 //! | [`running`] | process groups of running builders (cancellation) |
 //! | [`error`] | why a build failed |
@@ -20,6 +21,7 @@ pub mod events;
 pub mod log;
 pub mod plan;
 pub mod realise;
+pub mod repair;
 pub mod running;
 pub mod sandbox;
 pub mod substitute;

@@ -17,7 +17,8 @@
 //! paths sharing them are repaired on their own), and each broken path gets a
 //! fresh copy from a [`PathSource`] (binary caches, a rebuild: the layers above
 //! provide it), written under a temporary name, checked against the recorded
-//! NAR hash and swapped in atomically. A missing path no source has is removed
+//! NAR hash (a rebuilt input-addressed path takes its new contents and hash,
+//! see [`Fetched::Rebuilt`]) and swapped in atomically. A missing path no source has is removed
 //! from the database when no valid path refers to it, as Nix does.
 //!
 //! Both hold the GC lock shared, so no collector runs meanwhile.
@@ -379,9 +380,24 @@ fn dangling_references(store: &LocalStore) -> Result<Vec<(String, i64)>> {
 /// provided by the layers above the store.
 pub trait PathSource: Sync {
     /// Writes a fresh copy of `info.path` at `dest`, which does not exist (a
-    /// temporary name in the store directory). `Ok(false)`: this source does not
-    /// have it. The copy is checked against `info.nar_hash` afterwards.
-    fn fetch(&self, info: &ValidPathInfo, dest: &Path) -> std::result::Result<bool, String>;
+    /// temporary name in the store directory), and says what it is. The
+    /// caller holds the path's lock.
+    fn fetch(&self, info: &ValidPathInfo, dest: &Path) -> std::result::Result<Fetched, String>;
+}
+
+/// What a [`PathSource`] wrote.
+#[derive(Debug)]
+pub enum Fetched {
+    /// Nothing: this source has no copy of the path and cannot make one.
+    Unavailable,
+    /// A copy of the recorded contents: it must have the recorded NAR hash.
+    Copy,
+    /// A rebuild from the path's deriver, described as a build output. An
+    /// input-addressed path takes what the rebuild produced, as Nix's repair
+    /// does (a builder need not be deterministic): its row gets the new NAR
+    /// hash and size (the references must be the recorded ones). A
+    /// content-addressed path must come out with the recorded NAR hash.
+    Rebuilt(Box<ValidPathInfo>),
 }
 
 /// What [`repair`] did.
@@ -479,31 +495,84 @@ pub fn replace_path(store: &LocalStore, path: &StorePath, source: &dyn PathSourc
             path: real.clone(),
             source: io::Error::other(why),
         };
-        if !source.fetch(&info, &tmp).map_err(unavailable)? {
-            return Err(unavailable("no substituter has a copy of it".into()));
-        }
+        let rebuilt =
+            match source.fetch(&info, &tmp).map_err(unavailable)? {
+                Fetched::Unavailable => return Err(unavailable(
+                    "no substituter has a copy of it, and it cannot be rebuilt (no valid deriver)"
+                        .into(),
+                )),
+                Fetched::Copy => None,
+                Fetched::Rebuilt(new) => Some(new),
+            };
         canonicalise(&tmp).map_err(StoreError::io(&tmp))?;
         let (hash, size) = crate::archive::hash_path(&tmp, info.nar_hash.algo())?;
-        if hash != info.nar_hash {
-            return Err(StoreError::HashMismatch {
-                path: printed.clone(),
-                expected: info.nar_hash.to_string(),
-                actual: hash.to_string(),
-            });
-        }
-        if info.nar_size != 0 && size != info.nar_size {
-            return Err(StoreError::SizeMismatch {
-                path: printed.clone(),
-                expected: info.nar_size,
-                actual: size,
-            });
+        let update = match rebuilt {
+            Some(new) if info.ca.is_none() => takes_rebuild(&info, &new, hash, size, &printed)?,
+            _ => None,
+        };
+        if update.is_none() {
+            check_same(&info, hash, size, &printed)?;
         }
         store.sync()?;
-        swap_in(&tmp, &real, path, store)
+        swap_in(&tmp, &real, path, store)?;
+        match update {
+            Some(updated) => store.register(&[updated], &[]),
+            None => Ok(()),
+        }
     })();
     let _ = delete_path(&tmp);
     lock.set_delete_on_release(true);
     result
+}
+
+/// Whether a copy with NAR `hash` and `size` has the recorded contents.
+fn check_same(info: &ValidPathInfo, hash: Hash, size: u64, printed: &str) -> Result<()> {
+    if hash != info.nar_hash {
+        return Err(StoreError::HashMismatch {
+            path: printed.to_owned(),
+            expected: info.nar_hash.to_string(),
+            actual: hash.to_string(),
+        });
+    }
+    if info.nar_size != 0 && size != info.nar_size {
+        return Err(StoreError::SizeMismatch {
+            path: printed.to_owned(),
+            expected: info.nar_size,
+            actual: size,
+        });
+    }
+    Ok(())
+}
+
+/// The row an input-addressed path gets from a rebuild that produced other
+/// contents (NAR `hash`, `size`); `None` when they are the recorded ones.
+fn takes_rebuild(
+    info: &ValidPathInfo,
+    new: &ValidPathInfo,
+    hash: Hash,
+    size: u64,
+    printed: &str,
+) -> Result<Option<ValidPathInfo>> {
+    if hash == info.nar_hash {
+        return Ok(None);
+    }
+    if new.references != info.references {
+        return Err(StoreError::Io {
+            path: PathBuf::from(printed),
+            source: io::Error::other(
+                "the rebuild refers to other store paths than the recorded ones; \
+                 repair it from a binary cache, or delete it and build it again",
+            ),
+        });
+    }
+    let mut updated = info.clone();
+    updated.nar_hash = hash;
+    updated.nar_size = size;
+    updated.registration_time = crate::path_info::now();
+    updated.ultimate = true;
+    // Signatures were made for the old contents.
+    updated.sigs.clear();
+    Ok(Some(updated))
 }
 
 /// Puts `tmp` at `real`: exchanged atomically when `real` exists (the old

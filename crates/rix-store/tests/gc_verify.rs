@@ -13,7 +13,7 @@ use rix_formats::StorePath;
 use rix_store::layout::StoreLayout;
 use rix_store::local_store::LocalStore;
 use rix_store::path_info::ValidPathInfo;
-use rix_store::verify::{repair, verify_store, PathSource, Problem, Quiet, VerifyOptions};
+use rix_store::verify::{repair, verify_store, Fetched, PathSource, Problem, Quiet, VerifyOptions};
 use rix_testutil::{nix, TempStore};
 
 fn open(t: &TempStore) -> LocalStore {
@@ -49,12 +49,12 @@ impl Nars {
 }
 
 impl PathSource for Nars {
-    fn fetch(&self, info: &ValidPathInfo, dest: &Path) -> Result<bool, String> {
+    fn fetch(&self, info: &ValidPathInfo, dest: &Path) -> Result<Fetched, String> {
         let Some(nar) = self.0.get(&info.path) else {
-            return Ok(false);
+            return Ok(Fetched::Unavailable);
         };
         rix_store::archive::restore(&nar[..], dest).map_err(|e| e.to_string())?;
-        Ok(true)
+        Ok(Fetched::Copy)
     }
 }
 

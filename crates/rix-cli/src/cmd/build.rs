@@ -113,7 +113,7 @@ fn parse_installable(store: &LocalStore, s: &str) -> Result<Target> {
     Ok(Target { drv, outputs })
 }
 
-fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
+pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
     let s = &ctx.settings;
     let max_jobs = match &args.max_jobs {
         Some(j) if j == "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
