@@ -446,8 +446,23 @@ fn unprivileged_user_builds_in_the_sandbox() {
 /// and exec, fails `clone` and `unshare` with any `CLONE_NEW*` flag with EPERM,
 /// and `clone3` (whose flags a filter cannot read) with ENOSYS, so that the C
 /// library falls back to `clone`. No global change: only this process tree.
-#[allow(unsafe_code)]
 fn without_namespaces(cmd: &mut Command) -> bool {
+    use ::nix::libc;
+    refusing_namespaces(
+        cmd,
+        (libc::CLONE_NEWNS
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWCGROUP) as u32,
+    )
+}
+
+/// As [`without_namespaces`], for the namespaces of `ns` (`CLONE_NEW*` flags).
+#[allow(unsafe_code)]
+fn refusing_namespaces(cmd: &mut Command, ns: u32) -> bool {
     use ::nix::libc;
     use rix_build::sandbox::seccomp::{self, ArchRules, Check, Program, Rule};
     let (arch, clone, unshare) = if cfg!(target_arch = "x86_64") {
@@ -457,13 +472,6 @@ fn without_namespaces(cmd: &mut Command) -> bool {
     } else {
         return false;
     };
-    let ns = (libc::CLONE_NEWNS
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUSER
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWCGROUP) as u32;
     let refuse = |nr| Rule {
         nr,
         check: Check::ArgAnyBit { arg: 0, mask: ns },
@@ -726,4 +734,71 @@ in {
     let gc = rix_cmd(&["store", "gc"]).output().unwrap();
     assert!(gc.status.success());
     assert!(!real(&top).exists() && !dep_real.exists());
+}
+
+/// As root, when only user namespaces are refused, the sandbox is made without
+/// one, as Nix 2.8 makes it: the builder runs as its build user (not root, not
+/// uid 1000) and sees the sandbox, not the host; no fallback, no warning.
+#[test]
+fn root_sandboxes_without_user_namespaces() {
+    if !::nix::unistd::geteuid().is_root() || !usable() {
+        return;
+    }
+    let dir = root();
+    let file = dir.path().join("nouserns.nix");
+    std::fs::write(
+        &file,
+        r#"derivation { name = "nouserns"; system = builtins.currentSystem; builder = "/bin/sh";
+  args = [ "-c" "{ hostname; test ! -e /usr && echo no-usr; test $(id -u) != 0 && test $(id -u) != 1000 && echo build-user; grep -c \"^nixbld:x:$(id -u):$(id -g):\" /etc/passwd; echo $NIX_BUILD_TOP; } > $out" ]; }"#,
+    )
+    .unwrap();
+    let userns = ::nix::libc::CLONE_NEWUSER as u32;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rix"));
+    cmd.args(["--store", dir.path().join("rix").to_str().unwrap()])
+        .args(["--option", "sandbox-paths", SH])
+        .args(["--option", "sandbox-fallback", "false"])
+        .args(["build", "--no-link", "--print-out-paths"])
+        .arg(&file);
+    if !refusing_namespaces(&mut cmd, userns) {
+        return;
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let by_rix = ok_str(out);
+    let expected = "localhost\nno-usr\nbuild-user\n1\n/build\n";
+    let real = |r: &str, p: &str| dir.path().join(r).join(p.trim().trim_start_matches('/'));
+    assert_eq!(
+        std::fs::read_to_string(real("rix", &by_rix)).unwrap(),
+        expected
+    );
+    let Some(nix_build) = nix("nix-build") else {
+        return;
+    };
+    let mut cmd = Command::new(nix_build);
+    cmd.args(["--store", dir.path().join("nix").to_str().unwrap()])
+        .args([
+            "--option",
+            "sandbox",
+            "true",
+            "--option",
+            "sandbox-paths",
+            SH,
+        ])
+        .args(["--option", "sandbox-fallback", "false"])
+        .args(["--option", "substituters", "", "--no-out-link"])
+        .arg(&file);
+    refusing_namespaces(&mut cmd, userns);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_nix = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(by_nix, by_rix);
+    assert_eq!(
+        std::fs::read_to_string(real("nix", &by_nix)).unwrap(),
+        expected
+    );
 }

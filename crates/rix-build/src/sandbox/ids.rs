@@ -1,6 +1,8 @@
 //! Who the builder is, outside its user namespace.
 //!
-//! Inside, the builder is always uid 1000 / gid 100 (`nixbld`), as in Nix. Outside:
+//! Inside, the builder is uid 1000 / gid 100 (`nixbld`), as in Nix; when root
+//! builds without a user namespace (the kernel refuses one), it is its build uid
+//! and gid below on both sides, as Nix's build users then. Outside:
 //! - rix running unprivileged: the calling user (the only mapping a user may
 //!   write). Store objects then belong to the builder too, which is why every
 //!   input is mounted read-only.

@@ -3,7 +3,9 @@
 //!
 //! The builder runs as PID 1 of new user, mount, PID, IPC and UTS namespaces (and
 //! a network namespace with only `lo` up, except for fixed-output derivations),
-//! as uid 1000 / gid 100 inside ([`ids`] says who that is outside). What it sees:
+//! as uid 1000 / gid 100 inside ([`ids`] says who that is outside). As root on a
+//! kernel that refuses user namespaces, the other namespaces are made without one
+//! and the builder runs as its build uid itself, as Nix 2.8 does. What it sees:
 //!
 //! | inside | what |
 //! | --- | --- |
@@ -121,9 +123,27 @@ pub fn parse_sandbox_paths<S: AsRef<str>>(words: &[S]) -> Vec<SandboxPath> {
 /// per process by starting a child in them that mounts a fresh `/proc`).
 /// `Err` says why not.
 pub fn available() -> Result<(), String> {
-    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    probe_once().map(drop)
+}
+
+/// Whether builders get a user namespace. As root, when the kernel refuses one
+/// (`EPERM`/`EINVAL`: disabled user namespaces), the sandbox is made without it,
+/// as Nix 2.8 does: the builder then runs as its build uid itself (see [`ids`]).
+fn user_namespace() -> bool {
+    probe_once().unwrap_or(true)
+}
+
+fn probe_once() -> Result<bool, String> {
+    static PROBE: OnceLock<Result<bool, String>> = OnceLock::new();
     PROBE
-        .get_or_init(|| probe().map_err(|e| format!("{e}{}", namespace_hints())))
+        .get_or_init(|| match probe(true) {
+            Ok(()) => Ok(true),
+            Err(e) if nix::unistd::geteuid().is_root() => match probe(false) {
+                Ok(()) => Ok(false),
+                Err(_) => Err(format!("{e}{}", namespace_hints())),
+            },
+            Err(e) => Err(format!("{e}{}", namespace_hints())),
+        })
         .clone()
 }
 
@@ -157,7 +177,7 @@ fn namespace_hints() -> String {
     }
 }
 
-fn probe() -> Result<(), String> {
+fn probe(user_ns: bool) -> Result<(), String> {
     let ops = vec![
         Op::Mount {
             src: None,
@@ -176,7 +196,7 @@ fn probe() -> Result<(), String> {
     ];
     let mut spec = ChildSpec::new(ops, c"/".into(), vec![], vec![], 0, 1, -1, -1, vec![]);
     spec.probe_only = true;
-    let child = start(spec, true, None)?;
+    let child = start(spec, true, None, user_ns)?;
     match waitpid(child.pid, None) {
         Ok(WaitStatus::Exited(_, 0)) => Ok(()),
         other => Err(format!("test child failed: {other:?}")),
@@ -191,6 +211,8 @@ pub struct Sandbox {
     ids: ids::BuildIds,
     ops: Vec<Op>,
     private_network: bool,
+    /// Whether the builder has its own user namespace ([`user_namespace`]).
+    user_ns: bool,
 }
 
 /// What a sandbox is made of.
@@ -247,17 +269,18 @@ fn fs_mount(fstype: &CStr, target: &Path, flags: MsFlags, data: Option<&str>) ->
     }
 }
 
-/// `/etc/passwd` and `/etc/group` inside, byte for byte as Nix 2.8 writes them.
-fn etc_passwd() -> String {
+/// `/etc/passwd` and `/etc/group` inside, byte for byte as Nix 2.8 writes them
+/// (`uid`/`gid`: the builder's ids inside).
+fn etc_passwd(uid: u32, gid: u32) -> String {
     format!(
         "root:x:0:0:Nix build user:{SANDBOX_BUILD_DIR}:/noshell\n\
-         nixbld:x:{SANDBOX_UID}:{SANDBOX_GID}:Nix build user:{SANDBOX_BUILD_DIR}:/noshell\n\
+         nixbld:x:{uid}:{gid}:Nix build user:{SANDBOX_BUILD_DIR}:/noshell\n\
          nobody:x:65534:65534:Nobody:/:/noshell\n"
     )
 }
 
-fn etc_group() -> String {
-    format!("root:x:0:\nnixbld:!:{SANDBOX_GID}:\nnogroup:x:65534:\n")
+fn etc_group(gid: u32) -> String {
+    format!("root:x:0:\nnixbld:!:{gid}:\nnogroup:x:65534:\n")
 }
 
 /// The absolute path `p` under `root`.
@@ -323,6 +346,7 @@ impl Template {
         network: bool,
         paths: &[(PathBuf, PathBuf, bool)],
         group: Option<u32>,
+        (uid, gid): (u32, u32),
     ) -> Self {
         let mut t = Template {
             group,
@@ -356,8 +380,8 @@ impl Template {
         if !rel_store.starts_with("tmp") {
             dir(&mut t, rel_store, 0o755);
         }
-        t.files.push(("etc/passwd".into(), etc_passwd()));
-        t.files.push(("etc/group".into(), etc_group()));
+        t.files.push(("etc/passwd".into(), etc_passwd(uid, gid)));
+        t.files.push(("etc/group".into(), etc_group(gid)));
         if network {
             t.files.push((
                 "etc/nsswitch.conf".into(),
@@ -465,7 +489,16 @@ impl Sandbox {
             ids,
             ops: Vec::new(),
             private_network: !s.network,
+            user_ns: user_namespace(),
         };
+        if !sb.user_ns && !sb.ids.privileged {
+            return Err((
+                layout.state_dir.clone(),
+                std::io::Error::other(
+                    "user namespaces are needed to build in the sandbox as a user other than root",
+                ),
+            ));
+        }
         sb.populate(s)?;
         Ok(sb)
     }
@@ -504,7 +537,8 @@ impl Sandbox {
             }
         }
         let group = privileged.then_some(self.ids.gid);
-        let root = Template::new(store_dir, s.network, &extra_paths, group)
+        let inside = self.inside_ids();
+        let root = Template::new(store_dir, s.network, &extra_paths, group, inside)
             .ensure(&s.store.layout().state_dir)?;
         let r = |p: &str| root.join(p);
 
@@ -541,8 +575,8 @@ impl Sandbox {
             // The store's directories inside this build's /tmp, made as the
             // build user (the setup identity may have no id inside).
             ops.push(Op::SetFsIds {
-                uid: SANDBOX_UID,
-                gid: SANDBOX_GID,
+                uid: inside.0,
+                gid: inside.1,
             });
             let mut acc = r("tmp");
             for c in store_dir
@@ -631,8 +665,8 @@ impl Sandbox {
         ops.push(Op::Chdir(cstr(&root)));
         ops.push(Op::PivotRoot);
         ops.push(Op::SetIds {
-            uid: SANDBOX_UID,
-            gid: SANDBOX_GID,
+            uid: inside.0,
+            gid: inside.1,
             drop_groups: privileged,
         });
         ops.push(Op::Chdir(CString::new(SANDBOX_BUILD_DIR).expect("no NUL")));
@@ -651,6 +685,16 @@ impl Sandbox {
     /// Where the builder's output `p` is on the host while the sandbox exists.
     pub fn output_in_root(&self, p: &StorePath) -> PathBuf {
         self.store_in_root.join(p.to_string())
+    }
+
+    /// The builder's uid and gid as it sees them: 1000/100 in its user namespace,
+    /// its build ids themselves without one (as Nix's `sandboxUid()`).
+    fn inside_ids(&self) -> (u32, u32) {
+        if self.user_ns {
+            (SANDBOX_UID, SANDBOX_GID)
+        } else {
+            (self.ids.uid, self.ids.gid)
+        }
     }
 
     /// Whether the builder runs as another user than rix (rix is root).
@@ -682,7 +726,7 @@ impl Sandbox {
             vec![],
         );
         spec.syscalls = Some(syscalls);
-        start(spec, self.private_network, Some(&self.ids))
+        start(spec, self.private_network, Some(&self.ids), self.user_ns)
     }
 
     /// Moves a finished output from the sandbox's store into the real one, owned
@@ -762,6 +806,7 @@ fn start(
     mut spec: ChildSpec,
     private_network: bool,
     ids: Option<&ids::BuildIds>,
+    user_ns: bool,
 ) -> Result<SandboxChild, String> {
     let (sync_r, sync_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| format!("creating a pipe: {e}"))?;
@@ -770,11 +815,13 @@ fn start(
     spec.sync_read = sync_r.as_raw_fd();
     spec.err_write = err_w.as_raw_fd();
     spec.parent_fds = vec![sync_w.as_raw_fd(), err_r.as_raw_fd()];
-    let mut flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
+    let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS;
+    if user_ns {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
     if private_network {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -794,15 +841,20 @@ fn start(
             std::fs::write(proc.join(f), text)
                 .map_err(|e| format!("writing {f} of the builder: {e}"))
         };
-        let written = w("uid_map", &uid_map)
-            .and_then(|()| setgroups.map_or(Ok(()), |s| w("setgroups", s)))
-            .and_then(|()| w("gid_map", &gid_map))
-            .and_then(|()| {
-                let sync = child._sync.as_ref().expect("sync pipe");
-                nix::unistd::write(sync, b"1")
-                    .map(drop)
-                    .map_err(|e| format!("starting the builder: {e}"))
-            });
+        let maps = || {
+            if !user_ns {
+                return Ok(());
+            }
+            w("uid_map", &uid_map)
+                .and_then(|()| setgroups.map_or(Ok(()), |s| w("setgroups", s)))
+                .and_then(|()| w("gid_map", &gid_map))
+        };
+        let written = maps().and_then(|()| {
+            let sync = child._sync.as_ref().expect("sync pipe");
+            nix::unistd::write(sync, b"1")
+                .map(drop)
+                .map_err(|e| format!("starting the builder: {e}"))
+        });
         if let Err(e) = written {
             // The child may have failed already (and said why), or still wait.
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
