@@ -802,3 +802,76 @@ fn root_sandboxes_without_user_namespaces() {
         expected
     );
 }
+
+/// `filter-syscalls` against Nix 2.8's: the same builder, trying set-user-ID and
+/// set-group-ID modes and an extended attribute (perl's `syscall` from the
+/// host's /usr), logs the same errors in both sandboxes.
+#[test]
+fn syscall_filter_matches_nixs() {
+    if !cfg!(target_arch = "x86_64") || !Path::new("/usr/bin/perl").exists() || !usable() {
+        return;
+    }
+    let Some(nix_build) = nix("nix-build") else {
+        return;
+    };
+    let dir = root();
+    let file = dir.path().join("filter.nix");
+    std::fs::write(
+        &file,
+        r#"derivation { name = "filter"; system = builtins.currentSystem; builder = "/bin/sh";
+  args = [ "-c" ''
+    mkdir $out; touch $out/f
+    { chmod u+s $out/f && echo suid-allowed; chmod g+s $out/f && echo sgid-allowed
+      chmod 2755 $out/f && echo 2755-allowed; chmod 1755 $out/f && echo sticky-ok
+      chmod 644 $out/f && echo plain-ok
+      /usr/bin/perl -e 'my ($f, $n, $v) = ($ARGV[0], "user.rix", "1"); syscall(188, $f, $n, $v, 1, 0) == -1 and print "setxattr: $!\n"' $out/f
+    } > $out/log 2>&1
+  '' ]; }"#,
+    )
+    .unwrap();
+    let paths = format!("{SH} /usr /lib? /lib64?");
+    let by_rix = ok_str(
+        Command::new(env!("CARGO_BIN_EXE_rix"))
+            .args(["--store", dir.path().join("rix").to_str().unwrap()])
+            .args(["--option", "sandbox-paths", &paths])
+            .args(["--option", "sandbox-fallback", "false"])
+            .args(["build", "--no-link", "--print-out-paths"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    let out = Command::new(nix_build)
+        .args(["--store", dir.path().join("nix").to_str().unwrap()])
+        .args([
+            "--option",
+            "sandbox",
+            "true",
+            "--option",
+            "sandbox-paths",
+            &paths,
+        ])
+        .args(["--option", "substituters", "", "--no-out-link"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), by_rix);
+    let log = |r: &str| {
+        let p = dir
+            .path()
+            .join(r)
+            .join(by_rix.trim().trim_start_matches('/'));
+        std::fs::read_to_string(p.join("log")).unwrap()
+    };
+    let (rix_log, nix_log) = (log("rix"), log("nix"));
+    assert_eq!(rix_log, nix_log);
+    assert!(
+        rix_log.contains("Operation not permitted")
+            && rix_log.contains("sticky-ok\nplain-ok\nsetxattr: Operation not supported\n"),
+        "{rix_log}"
+    );
+}
