@@ -284,8 +284,19 @@ fn verify(ctx: &Context, store: &LocalStore, check_contents: bool, repair: bool)
             "'{g}' in the store directory {what}; `rix store gc` removes it"
         )?;
     }
-    stdout.flush()?;
-    if !report.pending_deletion.is_empty() {
+    if repair && !report.pending_deletion.is_empty() {
+        let done = rix_store::gc::finish_pending_deletions(store, &rix_store::gc::Quiet)?;
+        for p in &done.paths {
+            writeln!(
+                stdout,
+                "deleted '{p}' (an interrupted garbage collection had begun deleting it)"
+            )?;
+        }
+        for e in &done.errors {
+            writeln!(stdout, "{e}")?;
+        }
+        unfixed += done.errors.len();
+    } else if !report.pending_deletion.is_empty() {
         eprintln!(
             "note: {} entries of the store directory are pending deletion by an interrupted \
              garbage collection (their database rows are gone); the next `rix store gc` \
@@ -293,6 +304,7 @@ fn verify(ctx: &Context, store: &LocalStore, check_contents: bool, repair: bool)
             report.pending_deletion.len()
         );
     }
+    stdout.flush()?;
     let dir = &store.layout().real_store_dir;
     let n = unfixed + report.garbage.len();
     if n > 0 {

@@ -300,6 +300,34 @@ pub fn collect_garbage(
     Ok(results)
 }
 
+/// Finishes the deletions an interrupted collection left pending (entries
+/// named in its journal, [`pending`], that are still there without rows), as
+/// `rix store delete` of just those entries would: under the exclusive GC lock,
+/// sparing any whose path became a temporary root (a process writing it anew).
+/// `rix store verify --repair` runs this; any collection does it too.
+pub fn finish_pending_deletions(
+    store: &LocalStore,
+    observer: &dyn GcObserver,
+) -> Result<GcResults, GcError> {
+    let layout = store.layout();
+    let mut targets = Vec::new();
+    for name in pending::read_journal(layout)? {
+        let Ok(p) = StorePath::from_base_name(&name) else {
+            continue;
+        };
+        if !store.is_valid(&p).unwrap_or(true)
+            && std::fs::symlink_metadata(layout.real_path(&p)).is_ok()
+        {
+            targets.push(p);
+        }
+    }
+    if targets.is_empty() {
+        return Ok(GcResults::default());
+    }
+    let options = GcOptions::new(GcAction::DeleteSpecific(targets));
+    collect_garbage(store, &options, observer)
+}
+
 /// An entry of the store directory.
 enum Entry {
     Valid(Node),

@@ -7,8 +7,9 @@
 //! go, the batch's names are appended here and synced: an entry of the store
 //! directory that is not valid and is named here is a deletion the collector
 //! had committed to, which the next collection finishes (it deletes every
-//! invalid entry), and which the verifier reports as such instead of as an
-//! inconsistency. At the end of a collection the journal keeps only the names
+//! invalid entry; so does `rix store verify --repair`, through
+//! [`super::finish_pending_deletions`]), and which the verifier reports as such
+//! instead of as an inconsistency. At the end of a collection the journal keeps only the names
 //! whose entries are still there and not valid (none, usually: it is removed).
 //!
 //! Nix knows nothing of this file (it lives in the state directory, which Nix
