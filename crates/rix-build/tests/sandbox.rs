@@ -584,6 +584,25 @@ fn setuid_modes_and_extended_attributes_are_refused() {
         "{log}"
     );
 
+    // Builders outside the sandbox get the filter too (as in Nix).
+    let d = drv(
+        &store,
+        "setuid-unsandboxed",
+        ": > $out; /bin/chmod u+s $out 2>/dev/null && echo suid-allowed > $out; /bin/chmod 644 $out",
+        &[],
+        &["out"],
+    );
+    let outs = build_with(
+        &store,
+        std::slice::from_ref(&d),
+        BuildSettings {
+            sandbox: SandboxMode::Off,
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert_eq!(read_out(&store, &outs), "");
+
     // Without the filter the modes go through (the output's are reset after).
     let d = drv(&store, "setuid-unfiltered", &script, &[], &["out"]);
     s.filter_syscalls = false;
