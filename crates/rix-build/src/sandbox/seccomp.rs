@@ -255,6 +255,8 @@ fn default_rules() -> Vec<ArchRules> {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub program: Option<Program>,
+    /// `filter-syscalls` is on but this host's ABIs are unknown here.
+    pub unsupported: bool,
     pub no_new_privs: bool,
     /// Whether failing to install it stops the build: when rix runs builders as
     /// other users (root), as Nix does when it has build users; otherwise Nix
@@ -266,6 +268,7 @@ impl Policy {
     pub fn new(filter_syscalls: bool, allow_new_privileges: bool, required: bool) -> Self {
         Self {
             program: (filter_syscalls && supported()).then(Program::nix_default),
+            unsupported: filter_syscalls && !supported(),
             no_new_privs: filter_syscalls && !allow_new_privileges,
             required,
         }
@@ -273,6 +276,11 @@ impl Policy {
 
     /// Installs the policy in the calling process. Async-signal-safe.
     pub fn apply(&self) -> Result<(), Errno> {
+        if self.unsupported && self.required {
+            // As Nix: no filter for this platform is an error for builds as
+            // other users (unless `filter-syscalls` is turned off).
+            return Err(Errno::ENOSYS);
+        }
         match install(self.program.as_ref(), self.no_new_privs) {
             Err(e) if self.required => Err(e),
             _ => Ok(()),
