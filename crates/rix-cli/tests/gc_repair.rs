@@ -143,8 +143,9 @@ fn corrupted_and_missing_paths_are_repaired_from_a_file_cache() {
     }
 }
 
-/// `dep` is deterministic; `top` refers to `dep` and to itself and records a
-/// random number (a rebuild differs); `fixed` is fixed-output.
+/// `dep` is deterministic; `top` copies a file of `dep`, refers to `dep` and
+/// to itself and records a random number (a rebuild differs); `fixed` is
+/// fixed-output.
 const REBUILDABLE: &str = r#"
 let
   mk = name: script: attrs: derivation ({
@@ -154,7 +155,7 @@ let
     args = [ "-c" script ];
   } // attrs);
   dep = mk "dep" "/bin/mkdir $out; echo dep > $out/file" { };
-  top = mk "top" "/bin/mkdir $out; echo ${dep} > $out/dep; echo $out > $out/self; /bin/cat /proc/sys/kernel/random/uuid > $out/stamp" { };
+  top = mk "top" "/bin/mkdir $out; echo ${dep} > $out/dep; /bin/cat ${dep}/file > $out/copy; echo $out > $out/self; /bin/cat /proc/sys/kernel/random/uuid > $out/stamp" { };
   fixed = mk "fixed" "echo fixed > $out" {
     outputHashMode = "flat";
     outputHashAlgo = "sha256";
@@ -221,10 +222,11 @@ fn rebuilds(options: &[&str]) {
     let (dep, top, fixed) = (&out["dep"], &out["top"], &out["fixed"]);
     let stamp = std::fs::read_to_string(Path::new(top).join("stamp")).unwrap();
 
-    // Delete dep (top still refers to it), damage top and fixed.
-    std::fs::set_permissions(dep, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::remove_dir_all(dep).unwrap();
-    scribble(&Path::new(top).join("self"), "damaged\n");
+    // Delete top, damage dep and fixed. The report names top first (missing
+    // paths come first); its rebuild must wait for dep's repair.
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(top).unwrap();
+    scribble(&Path::new(dep).join("file"), "damaged\n");
     scribble(Path::new(fixed), "damaged\n");
     let found = no_cache(&["store", "verify", "--check-contents"]);
     assert!(!found.status.success());
@@ -249,6 +251,10 @@ fn rebuilds(options: &[&str]) {
     );
     assert_eq!(
         std::fs::read_to_string(Path::new(dep).join("file")).unwrap(),
+        "dep\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(Path::new(top).join("copy")).unwrap(),
         "dep\n"
     );
     assert_eq!(std::fs::read_to_string(fixed).unwrap(), "fixed\n");

@@ -23,7 +23,7 @@
 //!
 //! Both hold the GC lock shared, so no collector runs meanwhile.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -437,18 +437,24 @@ pub fn repair(
             }
         }
     }
-    let mut done: BTreeSet<&StorePath> = BTreeSet::new();
+    // The first problem of each broken path.
+    let mut broken: BTreeMap<&StorePath, &Problem> = BTreeMap::new();
     for problem in &report.problems {
-        let Some(path) = problem.repairable_path() else {
-            if let Problem::DanglingReference { .. } = problem {
-                out.failed
-                    .push(format!("{problem} (rix cannot repair this)"));
+        match problem.repairable_path() {
+            Some(path) => {
+                broken.entry(path).or_insert(problem);
             }
-            continue;
-        };
-        if !done.insert(path) {
-            continue;
+            None if matches!(problem, Problem::DanglingReference { .. }) => out
+                .failed
+                .push(format!("{problem} (rix cannot repair this)")),
+            None => {}
         }
+    }
+    // References first: a rebuild must not read a broken input.
+    let paths: BTreeSet<StorePath> = broken.keys().map(|p| (*p).clone()).collect();
+    for path in store.topo_sort(&paths)? {
+        let problem = broken[&path];
+        let path = &path;
         let printed = store.print(path);
         observer.info(&format!("repairing path '{printed}'..."));
         let attempt = match source {
