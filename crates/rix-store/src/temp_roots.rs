@@ -14,7 +14,8 @@
 //!   that opened it in between sees it is stale and starts over).
 //!
 //! A root protects the path's closure, and every entry of the store directory
-//! with the same hash part (its `.lock` file, rix's `.rix-tmp-...-<hash>`).
+//! with the same hash part (its `.lock` file, rix's temporaries
+//! `<hash>-rix-tmp-...`).
 
 use std::collections::HashSet;
 use std::fs::File;

@@ -1,7 +1,7 @@
 //! Garbage collection, compatible with Nix's (`LocalStore::collectGarbage`):
 //! every path not reachable from a root is deleted, and so is every entry of
 //! the store directory that is not a valid path (leftovers of interrupted
-//! writes, stale `.rix-tmp-*` of dead processes, `.lock` files nobody holds).
+//! writes, stale temporaries of dead processes, `.lock` files nobody holds).
 //!
 //! 1. Take the global GC lock exclusively ([`crate::gc_lock`]) and start the
 //!    roots server ([`server`]): from now on new temporary roots arrive there.
