@@ -556,3 +556,66 @@ fn auto_optimise_store_links_added_built_and_substituted_paths() {
     assert!(verify.status.success(), "{verify_err}");
     assert!(!verify_err.contains("modified"), "{verify_err}");
 }
+
+/// `rix store add` (with auto-optimise-store: temporaries, links, `.links`)
+/// while the real `nix-store --gc` runs again and again: every add succeeds,
+/// and both verifiers find the store consistent.
+#[test]
+fn rix_adds_survive_a_loop_of_nix_collections() {
+    let t = TempStore::new();
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
+    let src = t.dir.path().join("src");
+    let mut args = vec!["--option", "auto-optimise-store", "true", "store", "add"];
+    let mut dirs = Vec::new();
+    for i in 0..60 {
+        let d = src.join(format!("p{i}"));
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        for j in 0..4 {
+            // Shared contents across paths, so that .links entries are reused.
+            std::fs::write(d.join(format!("sub/f{j}")), format!("{}\n", j).repeat(4096)).unwrap();
+        }
+        std::fs::write(d.join("own"), format!("{i}\n")).unwrap();
+        dirs.push(d.to_string_lossy().into_owned());
+    }
+    args.extend(dirs.iter().map(String::as_str));
+    ok(rix(&t, &["store", "verify"]));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collections = {
+        let (stop, nix_store, url) = (stop.clone(), nix_store.clone(), t.url());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new(&nix_store)
+                    .args(["--store", &url, "--gc"])
+                    .env("NIX_CONFIG", NIX_CONFIG)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                n += 1;
+            }
+            n
+        })
+    };
+    let added = rix(&t, &args);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = collections.join().unwrap();
+    eprintln!("{n} collections by Nix ran meanwhile");
+    assert_eq!(ok(added).lines().count(), 60);
+    let verify = nix_cmd(&t, &nix_store)
+        .args(["--verify", "--check-contents"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{err}");
+    assert!(
+        !err.contains("modified") && !err.contains("disappeared"),
+        "{err}"
+    );
+    ok(rix(&t, &["store", "verify", "--check-contents"]));
+}
