@@ -61,8 +61,10 @@ pub enum QueryCommand {
         #[arg(long)]
         check_contents: bool,
         /// Fix what is found: broken paths get fresh copies from the
-        /// substituters, swapped in atomically; corrupt `.links` entries are
-        /// removed; missing paths nothing refers to leave the database.
+        /// substituters, or are rebuilt from their derivation when no cache has
+        /// them, swapped in atomically; corrupt `.links` entries are removed;
+        /// missing paths nothing refers to leave the database; deletions an
+        /// interrupted garbage collection left pending are finished.
         #[arg(long)]
         repair: bool,
     },
