@@ -682,19 +682,28 @@ in {
     );
     let real = |p: &str| r.join(p.trim().trim_start_matches('/'));
     let dep_real = real(&dep);
-    // Lets the builder finish whatever happens to this test.
-    struct Go(PathBuf);
-    impl Drop for Go {
+    // Ends the build whatever happens to this test: lets the builder finish,
+    // and kills rix (its builder dies with it) if the test fails first.
+    struct Running(Option<std::process::Child>, PathBuf);
+    impl Drop for Running {
         fn drop(&mut self) {
-            let _ = std::fs::write(&self.0, "");
+            let _ = std::fs::write(&self.1, "");
+            if let Some(mut c) = self.0.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
-    let go = Go(sync.join("go"));
-    let build = rix_cmd(&["build", f, "-A", "top", "--no-link", "--print-out-paths"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut running = Running(
+        Some(
+            rix_cmd(&["build", f, "-A", "top", "--no-link", "--print-out-paths"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ),
+        sync.join("go"),
+    );
     let store_dir = r.join("nix/store");
     wait_for("the builder to start", || {
         sync.join("started").exists().then_some(())
@@ -733,8 +742,8 @@ in {
         );
         still_there("nix-store --gc");
     }
-    drop(go);
-    let out = build.wait_with_output().unwrap();
+    std::fs::write(&running.1, "").unwrap();
+    let out = running.0.take().unwrap().wait_with_output().unwrap();
     let top = ok_str(out);
     assert_eq!(
         std::fs::read_to_string(real(&top).join("done")).unwrap(),
@@ -743,8 +752,10 @@ in {
     assert!(!chroot.exists());
     // Now unrooted, everything goes.
     let gc = rix_cmd(&["store", "gc"]).output().unwrap();
-    assert!(gc.status.success());
-    assert!(!real(&top).exists() && !dep_real.exists());
+    let said = String::from_utf8_lossy(&gc.stderr);
+    assert!(gc.status.success(), "{said}");
+    assert!(!real(&top).exists(), "{top} kept: {said}");
+    assert!(!dep_real.exists(), "{dep} kept: {said}");
 }
 
 /// As root, when only user namespaces are refused, the sandbox is made without
