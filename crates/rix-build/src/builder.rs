@@ -416,8 +416,39 @@ pub(crate) fn run_builder_in(
 
 /// Whether this build runs in the sandbox: as the `sandbox` setting says (Nix's
 /// rules: `relaxed` leaves out fixed-output derivations and `__noChroot`), and
-/// always in a store whose directory is not at its logical path.
+/// always in a store whose directory is not at its logical path. A build
+/// outside it needs the builders' `HOME` to be missing on the host, as in Nix.
 pub(crate) fn use_sandbox(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    settings: &BuildSettings,
+    drv_printed: &str,
+) -> Result<bool, BuildError> {
+    let sandboxed = sandbox_wanted_and_available(store, job, settings, drv_printed)?;
+    if !sandboxed {
+        no_home_on_the_host(Path::new(crate::env::HOME_DIR), drv_printed)?;
+    }
+    Ok(sandboxed)
+}
+
+/// Nix's check before building outside the sandbox: builders get
+/// `HOME=/homeless-shelter` so that nothing finds a home directory; one that
+/// exists on the host would make their results depend on it.
+fn no_home_on_the_host(home: &Path, drv_printed: &str) -> Result<(), BuildError> {
+    if std::fs::symlink_metadata(home).is_ok() {
+        return Err(BuildError::Unsupported {
+            drv: drv_printed.to_owned(),
+            reason: format!(
+                "home directory '{}' exists; please remove it to assure purity of builds \
+                 without sandboxing",
+                home.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn sandbox_wanted_and_available(
     store: &LocalStore,
     job: &BuildJob<'_>,
     settings: &BuildSettings,
@@ -980,4 +1011,25 @@ pub(crate) fn describe_output(
         });
     }
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_home_stops_builds_outside_the_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("homeless-shelter");
+        no_home_on_the_host(&home, "/nix/store/x.drv").unwrap();
+        std::fs::create_dir(&home).unwrap();
+        let e = no_home_on_the_host(&home, "/nix/store/x.drv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("home directory '{}' exists", home.display()))
+                && e.contains("without sandboxing"),
+            "{e}"
+        );
+    }
 }

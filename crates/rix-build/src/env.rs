@@ -10,6 +10,9 @@ use rix_formats::hash::HashAlgo;
 use rix_formats::nixbase32;
 use serde_json::Value;
 
+/// The builders' `HOME`: a directory that exists nowhere (Nix's `homeDir`).
+pub const HOME_DIR: &str = "/homeless-shelter";
+
 /// Files to create in the build directory before starting the builder.
 pub type BuildDirFiles = Vec<(String, Vec<u8>)>;
 
@@ -37,7 +40,7 @@ pub fn builder_env(
         env.insert(k.as_bytes().to_vec(), v.as_bytes().to_vec());
     };
     set("PATH", "/path-not-set");
-    set("HOME", "/homeless-shelter");
+    set("HOME", HOME_DIR);
     set("NIX_STORE", ctx.store_dir);
     set("NIX_BUILD_CORES", &ctx.cores.to_string());
     let top = ctx.build_dir.to_string_lossy();
