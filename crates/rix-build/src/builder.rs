@@ -61,6 +61,8 @@ pub struct BuildSettings {
     pub sandbox_fallback: bool,
     /// Host paths visible in the sandbox (`sandbox-paths`, `extra-sandbox-paths`).
     pub sandbox_paths: Vec<SandboxPath>,
+    /// The size of the sandbox's `/dev/shm` (`sandbox-dev-shm-size`).
+    pub sandbox_shm_size: String,
     /// Kill a build whose log exceeds this many bytes (`max-build-log-size`).
     pub max_log_size: Option<u64>,
     /// Forbid set-user-ID/set-group-ID modes and extended attributes to builders
@@ -82,6 +84,7 @@ impl Default for BuildSettings {
             sandbox: SandboxMode::Off,
             sandbox_fallback: true,
             sandbox_paths: Vec::new(),
+            sandbox_shm_size: "50%".to_owned(),
             max_log_size: None,
             filter_syscalls: true,
             allow_new_privileges: false,
@@ -535,6 +538,7 @@ pub(crate) fn prepare_sandbox(
         build_dir,
         network: is_fixed_output(job.drv),
         paths: &settings.sandbox_paths,
+        shm_size: &settings.sandbox_shm_size,
     })
     .map_err(|(path, e)| BuildError::Spawn {
         drv: drv_printed.to_owned(),

@@ -613,3 +613,30 @@ fn setuid_modes_and_extended_attributes_are_refused() {
         "{log}"
     );
 }
+
+/// `sandbox-dev-shm-size` sizes the sandbox's own `/dev/shm` (a tmpfs).
+#[test]
+fn dev_shm_has_the_configured_size() {
+    if !usable() {
+        return;
+    }
+    let t = TempStore::new();
+    let store = open(&t);
+    let d = drv(
+        &store,
+        "shm",
+        "df -k /dev/shm | tail -1 | awk '{ print $2 }' > $out",
+        &[],
+        &["out"],
+    );
+    let outs = build_with(
+        &store,
+        std::slice::from_ref(&d),
+        BuildSettings {
+            sandbox_shm_size: "2m".to_owned(),
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert_eq!(read_out(&store, &outs), "2048\n");
+}

@@ -44,6 +44,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("sandbox", "true"),
     ("sandbox-fallback", "true"),
     ("sandbox-paths", ""),
+    ("sandbox-dev-shm-size", "50%"),
     ("filter-syscalls", "true"),
     ("allow-new-privileges", "false"),
     ("timeout", "0"),

@@ -12,7 +12,7 @@
 //! | `/` | a template (below), bind-mounted and made the root with `pivot_root` |
 //! | `/nix/store` (the logical store directory) | `<real store dir>/<drv>.chroot` (mode 1775, group nixbld), where the builder creates its outputs; each path of the input closure is in it: directories bind-mounted read-only, files and symlinks hard-linked when rix is root (the builder cannot write root's 0444 files), else bind-mounted read-only |
 //! | `/build` | the build directory (NIX_BUILD_TOP, TMPDIR, ...), bind-mounted |
-//! | `/tmp`, `/dev/shm` | fresh tmpfs mounts |
+//! | `/tmp`, `/dev/shm` | fresh tmpfs mounts (`/dev/shm` of `sandbox-dev-shm-size`, 50% by default) |
 //! | `/dev` | null, zero, full, random, urandom, tty (and kvm) bound from the host; fd, stdin, stdout, stderr symlinks; a new devpts on `/dev/pts` with `/dev/ptmx` |
 //! | `/proc` | a new procfs of the build's PID namespace |
 //! | `/etc` | `passwd` and `group` with `nixbld` (1000:100), `hosts` with localhost, byte for byte as Nix 2.8; fixed-output builds get the host's `resolv.conf`, `services` and `hosts` and Nix's `nsswitch.conf` instead |
@@ -225,6 +225,8 @@ pub struct SandboxSetup<'a> {
     /// Fixed-output: network access and the host's name resolution files.
     pub network: bool,
     pub paths: &'a [SandboxPath],
+    /// The size of `/dev/shm` (`sandbox-dev-shm-size`, tmpfs's `size=`).
+    pub shm_size: &'a str,
 }
 
 fn cstr(p: &Path) -> CString {
@@ -644,7 +646,7 @@ impl Sandbox {
             c"tmpfs",
             &r("dev/shm"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("size=50%"),
+            Some(&format!("size={}", s.shm_size)),
         ));
         ops.push(fs_mount(
             c"devpts",

@@ -169,6 +169,7 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
             sandbox,
             sandbox_fallback,
             sandbox_paths: rix_build::sandbox::parse_sandbox_paths(&s.get_list("sandbox-paths")),
+            sandbox_shm_size: s.get("sandbox-dev-shm-size"),
             max_log_size: (max_log > 0).then_some(max_log),
             filter_syscalls: s.get_bool("filter-syscalls")?,
             allow_new_privileges: s.get_bool("allow-new-privileges")?,
