@@ -640,3 +640,38 @@ fn dev_shm_has_the_configured_size() {
     .unwrap();
     assert_eq!(read_out(&store, &outs), "2048\n");
 }
+
+/// `no_new_privs` as Nix sets it: with the filter unless `allow-new-privileges`
+/// (and not at all without `filter-syscalls`).
+#[test]
+fn no_new_privs_follows_allow_new_privileges() {
+    if !usable() {
+        return;
+    }
+    let t = TempStore::new();
+    let store = open(&t);
+    for (name, filter, allow, expected) in [
+        ("nnp-default", true, false, "1"),
+        ("nnp-allowed", true, true, "0"),
+        ("nnp-unfiltered", false, false, "0"),
+    ] {
+        let d = drv(
+            &store,
+            name,
+            "grep NoNewPrivs /proc/self/status | cut -f2 > $out",
+            &[],
+            &["out"],
+        );
+        let outs = build_with(
+            &store,
+            std::slice::from_ref(&d),
+            BuildSettings {
+                filter_syscalls: filter,
+                allow_new_privileges: allow,
+                ..settings()
+            },
+        )
+        .unwrap();
+        assert_eq!(read_out(&store, &outs), format!("{expected}\n"), "{name}");
+    }
+}
