@@ -332,6 +332,14 @@ fn one_builds_while_the_other_waits(
 ) {
     use std::io::BufRead;
     use std::process::Stdio;
+    // However this ends, let the gated builders finish rather than spin forever.
+    struct OpenGate<'a>(&'a Path);
+    impl Drop for OpenGate<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0, "");
+        }
+    }
+    let _gate = OpenGate(go);
     let holder = holder
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -17,6 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
 use crate::path_info::ValidPathInfo;
+use crate::ref_graph::RefGraph;
 
 /// The schema version Nix 2.8 writes to `db/schema`.
 pub const SCHEMA_VERSION: u32 = 10;
@@ -318,6 +319,80 @@ impl Db {
             .and_then(|mut s| s.query_row([&printed], |r| r.get(0)).optional())
             .map_err(|e| self.err(e))?;
         id.map(|id| self.references_by_id(id)).transpose()
+    }
+
+    /// Runs `f` inside one read transaction, so that its many small queries see
+    /// one snapshot and SQLite takes its file locks once instead of per statement.
+    pub fn in_read_transaction<T>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        if !self.conn.is_autocommit() {
+            return f(self); // inside a transaction already (see `begin_read`)
+        }
+        let txn = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let out = f(self)?;
+        txn.finish().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Opens a read transaction that lasts until [`Self::end_read`]: for commands
+    /// that only query, so that all their statements share one snapshot and one
+    /// round of SQLite's file locking. Nothing may be written meanwhile.
+    pub fn begin_read(&self) -> Result<(), DbError> {
+        self.conn
+            .execute_batch("begin deferred")
+            .map_err(|e| self.err(e))
+    }
+
+    /// Ends the transaction of [`Self::begin_read`].
+    pub fn end_read(&self) -> Result<(), DbError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("commit").map_err(|e| self.err(e))
+    }
+
+    /// The closure of `roots` under references, each valid path with its
+    /// references, read with one recursive query per root inside one read
+    /// transaction (so SQLite takes its file locks once, not once per path). Roots
+    /// that are not valid are simply absent from the result.
+    pub fn reference_graph(&self, roots: &[StorePath]) -> Result<RefGraph, DbError> {
+        let mut nodes: Vec<(i64, StorePath)> = Vec::new();
+        let mut edges: Vec<(i64, i64)> = Vec::new();
+        self.in_read_transaction(|db| {
+            // One row per edge (or one with a null reference for a path without
+            // references); a path's rows come together.
+            let mut stmt = db
+                .conn
+                .prepare_cached(
+                    "with recursive c(id) as ( \
+                       select id from ValidPaths where path = ?1 \
+                       union select reference from Refs join c on referrer = c.id) \
+                     select c.id, v.path, Refs.reference from c \
+                       join ValidPaths v on v.id = c.id \
+                       left join Refs on Refs.referrer = c.id",
+                )
+                .map_err(|e| db.err(e))?;
+            for root in roots {
+                let mut rows = stmt.query([db.print(root)]).map_err(|e| db.err(e))?;
+                let mut last = None;
+                while let Some(row) = rows.next().map_err(|e| db.err(e))? {
+                    let id: i64 = row.get(0).map_err(|e| db.err(e))?;
+                    if last != Some(id) {
+                        let printed = row.get_ref(1).map_err(|e| db.err(e))?;
+                        let printed = printed.as_str().map_err(|e| db.err(e.into()))?;
+                        nodes.push((id, db.parse(printed)?));
+                        last = Some(id);
+                    }
+                    if let Some(reference) = row.get::<_, Option<i64>>(2).map_err(|e| db.err(e))? {
+                        edges.push((id, reference));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(RefGraph::from_ids(nodes, &edges))
     }
 
     /// Valid paths that refer to `path`.

@@ -6,6 +6,7 @@
 //! | [`local_store`] | the local store: adding, querying, atomic registration |
 //! | [`layout`] | store URLs and the directories of a local store |
 //! | [`db`] | the SQLite database in Nix's schema |
+//! | [`ref_graph`] | a closure's reference graph, and Nix's dependencies-first order |
 //! | [`path_info`] | `ValidPathInfo`: what is known about a valid path |
 //! | [`lock`] | per-path locks compatible with Nix's |
 //! | [`canonicalise`] | canonical file metadata of store objects |
@@ -27,6 +28,7 @@ pub mod local_store;
 pub mod lock;
 pub mod optimise;
 pub mod path_info;
+pub mod ref_graph;
 pub mod roots;
 pub mod settings;
 pub mod temp_roots;

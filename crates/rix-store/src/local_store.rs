@@ -6,7 +6,7 @@
 //! killed at any point leaves either a valid path or an invalid leftover that the
 //! next writer of that path (or the garbage collector) removes.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use crate::db::{Db, DbError};
 use crate::layout::StoreLayout;
 use crate::lock::{lock_file, open_lock_file, LockError, LockKind, PathLock};
 use crate::path_info::ValidPathInfo;
+use crate::ref_graph::RefGraph;
 use crate::temp_roots::TempRoots;
 
 #[derive(Debug, Error)]
@@ -189,50 +190,79 @@ impl LocalStore {
         &self,
         paths: impl IntoIterator<Item = StorePath>,
     ) -> Result<BTreeSet<StorePath>> {
-        let db = self.db();
-        let mut seen = BTreeSet::new();
-        let mut queue: VecDeque<StorePath> = paths.into_iter().collect();
-        while let Some(p) = queue.pop_front() {
-            if seen.contains(&p) {
-                continue;
-            }
-            let refs = db
-                .references_if_valid(&p)?
-                .ok_or_else(|| StoreError::NotValid(self.print(&p)))?;
-            queue.extend(refs.into_iter().filter(|r| !seen.contains(r)));
-            seen.insert(p);
-        }
-        Ok(seen)
+        Ok(self.closure_graph(paths)?.into_set())
     }
 
-    /// Sorts `paths` so that every path comes after the paths it refers to.
-    pub fn topo_sort(&self, paths: &BTreeSet<StorePath>) -> Result<Vec<StorePath>> {
-        let mut out = Vec::with_capacity(paths.len());
-        let mut done = BTreeSet::new();
-        let db = self.db();
-        // Iterative DFS: (path, expanded?)
-        let mut stack: Vec<(StorePath, bool)> =
-            paths.iter().rev().map(|p| (p.clone(), false)).collect();
-        while let Some((p, expanded)) = stack.pop() {
-            if done.contains(&p) {
-                continue;
-            }
-            if expanded {
-                done.insert(p.clone());
-                out.push(p);
-                continue;
-            }
-            stack.push((p.clone(), true));
-            let refs = db
-                .references_if_valid(&p)?
-                .ok_or_else(|| StoreError::NotValid(self.print(&p)))?;
-            for r in refs.iter().rev() {
-                if r != &p && paths.contains(r) && !done.contains(r) {
-                    stack.push((r.clone(), false));
-                }
-            }
+    /// The closure of `paths`, each path with its references, read in one query
+    /// per root ([`Db::reference_graph`]); every one of `paths` must be valid.
+    pub fn closure_graph(&self, paths: impl IntoIterator<Item = StorePath>) -> Result<RefGraph> {
+        let roots: Vec<StorePath> = paths.into_iter().collect();
+        let graph = self.db().reference_graph(&roots)?;
+        if let Some(invalid) = roots.iter().find(|r| !graph.contains(r)) {
+            return Err(StoreError::NotValid(self.print(invalid)));
         }
-        Ok(out)
+        Ok(graph)
+    }
+
+    /// The metadata of each of `paths` (all must be valid), read in one transaction.
+    pub fn path_infos<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a StorePath>,
+    ) -> Result<Vec<ValidPathInfo>> {
+        let db = self.db();
+        let infos = db.in_read_transaction(|db| {
+            paths
+                .into_iter()
+                .map(|p| Ok((p, db.query_path_info(p)?)))
+                .collect::<std::result::Result<Vec<_>, DbError>>()
+        })?;
+        infos
+            .into_iter()
+            .map(|(p, info)| info.ok_or_else(|| StoreError::NotValid(self.print(p))))
+            .collect()
+    }
+
+    /// Starts a read-only snapshot of the database for the life of the returned
+    /// guard: a query command takes SQLite's locks once instead of per statement.
+    /// Nothing may be added to the store while it is held.
+    pub fn read_snapshot(&self) -> Result<ReadSnapshot<'_>> {
+        self.db().begin_read()?;
+        Ok(ReadSnapshot { store: self })
+    }
+
+    /// Sorts `paths` so that every path comes after the paths it refers to
+    /// (references outside `paths` are ignored), in Nix's order.
+    pub fn topo_sort(&self, paths: &BTreeSet<StorePath>) -> Result<Vec<StorePath>> {
+        let refs = self.db().in_read_transaction(|db| {
+            paths
+                .iter()
+                .map(|p| db.references_if_valid(p))
+                .collect::<std::result::Result<Vec<_>, DbError>>()
+        })?;
+        // Positions in `paths` (sorted) stand in for database ids.
+        let sorted: Vec<&StorePath> = paths.iter().collect();
+        let mut edges = Vec::new();
+        for (i, (p, refs)) in paths.iter().zip(&refs).enumerate() {
+            let refs = refs
+                .as_ref()
+                .ok_or_else(|| StoreError::NotValid(self.print(p)))?;
+            edges.extend(
+                refs.iter()
+                    .filter_map(|r| sorted.binary_search(&r).ok())
+                    .map(|j| (i as i64, j as i64)),
+            );
+        }
+        let nodes = paths
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, p)| (i as i64, p))
+            .collect();
+        Ok(RefGraph::from_ids(nodes, &edges)
+            .topo_order()
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
     /// Writes a new store object atomically (see the module docs). `fill` creates
@@ -539,5 +569,17 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
+    }
+}
+
+/// See [`LocalStore::read_snapshot`].
+#[must_use = "the snapshot ends when this is dropped"]
+pub struct ReadSnapshot<'a> {
+    store: &'a LocalStore,
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        let _ = self.store.db().end_read();
     }
 }

@@ -217,8 +217,8 @@ pub fn copy_to(
     observer: &dyn SubstObserver,
 ) -> Result<CopyReport> {
     ensure_cache_info(cache, store)?;
-    let closure = store.closure(paths.iter().cloned())?;
-    let order = store.topo_sort(&closure)?;
+    let graph = store.closure_graph(paths.iter().cloned())?;
+    let order: Vec<StorePath> = graph.topo_order().into_iter().cloned().collect();
     let present: Vec<Result<bool>> = par_map(&order, 16, |p| {
         Ok(cache.exists(&cache::narinfo_key(p.hash_part()))?)
     });

@@ -118,6 +118,7 @@ fn info_json(store: &LocalStore, info: &ValidPathInfo, with_closure_size: bool) 
 
 pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
     let store = ctx.open_store()?;
+    let _snapshot = store.read_snapshot()?;
     let mut paths = BTreeSet::new();
     if args.all {
         paths.extend(store.db().all_valid_paths()?);
@@ -163,7 +164,7 @@ pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
         paths = store.closure(valid)?;
         paths.extend(invalid);
     }
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         let mut list = Vec::new();
         for p in &paths {
@@ -440,6 +441,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 pub fn why_depends(ctx: &Context, args: &WhyDependsArgs) -> Result<()> {
     let store = ctx.open_store()?;
+    let _snapshot = store.read_snapshot()?;
     let package = valid_path_arg(&store, &args.package)?;
     let dependency = store_path_arg(&store, &args.dependency)?;
     let closure = store.closure([package.clone()])?;

@@ -91,6 +91,7 @@ impl QueryCommand {
         let store = ctx.open_store()?;
         match self {
             Self::Refs { paths } => {
+                let _snapshot = store.read_snapshot()?;
                 let mut set = BTreeSet::new();
                 for p in paths {
                     set.extend(store.path_info(&valid_path_arg(&store, p)?)?.references);
@@ -98,6 +99,7 @@ impl QueryCommand {
                 print_topo(&store, &set)
             }
             Self::Referrers { paths } => {
+                let _snapshot = store.read_snapshot()?;
                 let mut set = BTreeSet::new();
                 for p in paths {
                     let p = valid_path_arg(&store, p)?;
@@ -108,11 +110,13 @@ impl QueryCommand {
                 print_topo(&store, &set)
             }
             Self::Closure { paths } => {
+                let _snapshot = store.read_snapshot()?;
                 let roots = paths
                     .iter()
                     .map(|p| valid_path_arg(&store, p))
                     .collect::<Result<Vec<_>>>()?;
-                print_topo(&store, &store.closure(roots)?)
+                let graph = store.closure_graph(roots)?;
+                print_paths(&store, graph.topo_order())
             }
             Self::Ls { ls, path } => {
                 let (p, rest) = object_arg(&store, path)?;
@@ -194,9 +198,16 @@ fn inside(real: std::path::PathBuf, rest: &str) -> std::path::PathBuf {
 
 /// Prints paths as `nix-store -q` does: dependencies before their referrers.
 fn print_topo(store: &LocalStore, set: &BTreeSet<StorePath>) -> Result<()> {
-    let mut stdout = io::stdout().lock();
-    for p in store.topo_sort(set)? {
-        writeln!(stdout, "{}", store.print(&p))?;
+    print_paths(store, &store.topo_sort(set)?)
+}
+
+fn print_paths<'a>(
+    store: &LocalStore,
+    paths: impl IntoIterator<Item = &'a StorePath>,
+) -> Result<()> {
+    let mut stdout = io::BufWriter::new(io::stdout().lock());
+    for p in paths {
+        writeln!(stdout, "{}", store.print(p))?;
     }
     stdout.flush()?;
     Ok(())
