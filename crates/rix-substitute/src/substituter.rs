@@ -212,7 +212,9 @@ pub struct Substituter {
     config: SubstituterConfig,
     store_dir: StoreDir,
     caches: OnceLock<Vec<Cache>>,
-    disk: Option<DiskCache>,
+    /// Opened on first use: a build that finds everything valid never asks a
+    /// cache, and should not pay for opening (and closing) an SQLite database.
+    disk: OnceLock<Option<DiskCache>>,
     /// narinfos already fetched (or known absent) in this process.
     memo: Mutex<HashMap<MemoKey, Option<NarInfo>>>,
     /// Why caches were left out when opening them.
@@ -230,18 +232,24 @@ impl std::fmt::Debug for Substituter {
 impl Substituter {
     /// No request is made until the first query.
     pub fn new(config: SubstituterConfig, store_dir: StoreDir) -> Self {
-        let disk = config
-            .disk_cache
-            .as_ref()
-            .and_then(|p| DiskCache::open(p, config.positive_ttl, config.negative_ttl).ok());
         Self {
             config,
             store_dir,
             caches: OnceLock::new(),
-            disk,
+            disk: OnceLock::new(),
             memo: Mutex::new(HashMap::new()),
             open_errors: Mutex::new(Vec::new()),
         }
+    }
+
+    fn disk(&self) -> Option<&DiskCache> {
+        self.disk
+            .get_or_init(|| {
+                let c = &self.config;
+                let path = c.disk_cache.as_ref()?;
+                DiskCache::open(path, c.positive_ttl, c.negative_ttl).ok()
+            })
+            .as_ref()
     }
 
     pub fn config(&self) -> &SubstituterConfig {
@@ -285,7 +293,7 @@ impl Substituter {
         let url = CacheUrl::parse(raw)?;
         let store = cache::open(&url, &self.config.transport)?;
         let remote = !matches!(url.location, Location::File(_));
-        let disk = self.disk.as_ref().filter(|_| remote);
+        let disk = if remote { self.disk() } else { None };
         let info = match disk.and_then(|d| d.cache_info(store.url())) {
             Some(i) => i,
             None => {
@@ -330,7 +338,7 @@ impl Substituter {
             return Ok(hit.clone());
         }
         let key = cache::narinfo_key(path.hash_part());
-        let disk = self.disk.as_ref().filter(|_| cache.remote);
+        let disk = if cache.remote { self.disk() } else { None };
         let text = match disk.map(|d| d.lookup(cache.name(), path.hash_part())) {
             Some(Lookup::Absent) => None,
             Some(Lookup::Present(t)) => Some(t.into_bytes()),

@@ -498,6 +498,12 @@ pub fn build_targets(
     installables: &[String],
     args: &NixInstallableArgs,
 ) -> Result<Vec<(rix_formats::StorePath, String)>> {
+    if args.expr.is_none()
+        && args.file.is_none()
+        && !installables.iter().any(|i| is_nix_installable(i))
+    {
+        return Ok(Vec::new()); // only store paths: nothing to evaluate
+    }
     let layout = store.layout().clone();
     on_big_stack(|| {
         let store = Rc::new(LocalStore::open(layout)?);
