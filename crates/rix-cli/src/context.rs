@@ -21,6 +21,26 @@ pub struct GlobalArgs {
     pub option: Vec<String>,
 }
 
+/// The `--option NAME VALUE` pairs of a command line, in order, up to `--`.
+fn options_in(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<(String, String)> {
+    let mut args = args.into_iter();
+    let mut out = Vec::new();
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--option" {
+            if let (Some(name), Some(value)) = (args.next(), args.next()) {
+                out.push((
+                    name.to_string_lossy().into_owned(),
+                    value.to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Settings plus the store choice, shared by all commands.
 pub struct Context {
     pub settings: Settings,
@@ -36,8 +56,21 @@ pub struct StoreChoice {
 impl Context {
     pub fn new(args: &GlobalArgs) -> Result<Self> {
         let mut settings = Settings::load_default()?;
-        for pair in args.option.chunks(2) {
-            settings.set(&pair[0], &pair[1]);
+        // clap keeps only the `--option`s of the last command level that has any
+        // (a global argument given after the subcommand replaces those before it),
+        // so they are read from the command line itself, in order; clap's own list
+        // is the fallback for callers that build `GlobalArgs` by hand.
+        let from_argv = options_in(std::env::args_os().skip(1));
+        let pairs: Vec<(String, String)> = if from_argv.len() * 2 >= args.option.len() {
+            from_argv
+        } else {
+            args.option
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect()
+        };
+        for (name, value) in &pairs {
+            settings.set(name, value);
         }
         for name in &settings.unknown {
             eprintln!("warning: unknown setting '{name}'");
@@ -97,4 +130,23 @@ fn dir_writable(p: &Path) -> bool {
 
 fn creatable(p: &Path) -> bool {
     !p.exists() && p.parent().is_some_and(dir_writable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_before_and_after_the_subcommand_all_count_in_order() {
+        let argv = [
+            "--option", "cores", "2", "build", "x.drv", "--option", "max-jobs", "3", "--option",
+            "cores", "4", "--", "--option", "a", "b",
+        ];
+        let got = options_in(argv.iter().map(std::ffi::OsString::from));
+        let want = [("cores", "2"), ("max-jobs", "3"), ("cores", "4")];
+        assert_eq!(
+            got,
+            want.map(|(a, b)| (a.to_owned(), b.to_owned())).to_vec()
+        );
+    }
 }
