@@ -214,6 +214,7 @@ pub fn build(
         Some(sb) => take_outputs(store, sb, &scratch),
         None => Ok(()),
     })
+    .and_then(|()| rewrite_fallback_references(store, &to_register, &redirects))
     .and_then(|()| register_outputs(store, job, &to_register, &drv_printed));
     drop(sb);
     for (_, fallback) in &redirects {
@@ -251,6 +252,58 @@ pub fn fallback_path(
     // A collector must leave the rebuilt output alone until it is compared or moved.
     store.add_temp_root(&path)?;
     Ok(path)
+}
+
+/// Copies the tree at `src` to `dest` through its NAR serialisation with the
+/// hash parts in `map` rewritten (Nix's `rewriteOutput`).
+pub(crate) fn copy_rewritten(
+    src: &Path,
+    dest: &Path,
+    map: Vec<(StorePath, StorePath)>,
+) -> Result<(), BuildError> {
+    let (reader, writer) = std::io::pipe().map_err(BuildError::io(src))?;
+    std::thread::scope(|s| {
+        let dumper = s.spawn(move || -> Result<(), BuildError> {
+            let mut rewriter = rix_formats::references::HashRewriter::new(writer, map);
+            rix_store::archive::dump(src, &mut rewriter)?;
+            rewriter.finish().map_err(BuildError::io(src))?;
+            Ok(())
+        });
+        let restored = rix_store::archive::restore(reader, dest);
+        let dumped = dumper.join().expect("the NAR writer does not panic");
+        dumped?;
+        restored.map_err(rix_store::local_store::StoreError::from)?;
+        Ok(())
+    })
+}
+
+/// The outputs built beside already-valid siblings refer to those siblings by the
+/// fallback paths the builder saw: rewrite them to the real paths, as Nix's
+/// `registerOutputs` does, before they are hashed and registered.
+fn rewrite_fallback_references(
+    store: &LocalStore,
+    outputs: &BTreeMap<String, StorePath>,
+    redirects: &[(StorePath, StorePath)],
+) -> Result<(), BuildError> {
+    if redirects.is_empty() {
+        return Ok(());
+    }
+    let back: Vec<(StorePath, StorePath)> = redirects
+        .iter()
+        .map(|(real, fallback)| (fallback.clone(), real.clone()))
+        .collect();
+    for path in outputs.values() {
+        let real = store.real_path(path);
+        if std::fs::symlink_metadata(&real).is_err() {
+            continue; // reported as a missing output when registering
+        }
+        let aside = store.temp_path(path);
+        std::fs::rename(&real, &aside).map_err(BuildError::io(&real))?;
+        let copied = copy_rewritten(&aside, &real, back.clone());
+        let _ = delete_path(&aside);
+        copied?;
+    }
+    Ok(())
 }
 
 /// Replaces every occurrence of the hash parts in `map` (equal lengths).

@@ -23,7 +23,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use rix_formats::references::HashRewriter;
 use rix_formats::StorePath;
 use rix_store::canonicalise::delete_path;
 use rix_store::local_store::LocalStore;
@@ -211,34 +210,11 @@ fn rebuild_at_fallback(
         }
         let back: Vec<(StorePath, StorePath)> =
             to_fallback.into_iter().map(|(real, f)| (f, real)).collect();
-        copy_rewritten(&built, dest, back)
+        builder::copy_rewritten(&built, dest, back)
     });
     let _ = delete_path(&build_dir);
     for p in fallback.values() {
         let _ = delete_path(&store.real_path(p));
     }
     result
-}
-
-/// Copies the tree at `src` to `dest` through its NAR serialisation with the
-/// hash parts in `map` rewritten (Nix's `rewriteOutput`).
-fn copy_rewritten(
-    src: &Path,
-    dest: &Path,
-    map: Vec<(StorePath, StorePath)>,
-) -> Result<(), BuildError> {
-    let (reader, writer) = std::io::pipe().map_err(BuildError::io(src))?;
-    std::thread::scope(|s| {
-        let dumper = s.spawn(move || -> Result<(), BuildError> {
-            let mut rewriter = HashRewriter::new(writer, map);
-            rix_store::archive::dump(src, &mut rewriter)?;
-            rewriter.finish().map_err(BuildError::io(src))?;
-            Ok(())
-        });
-        let restored = rix_store::archive::restore(reader, dest);
-        let dumped = dumper.join().expect("the NAR writer does not panic");
-        dumped?;
-        restored.map_err(rix_store::local_store::StoreError::from)?;
-        Ok(())
-    })
 }

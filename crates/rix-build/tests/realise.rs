@@ -349,3 +349,61 @@ fn valid_outputs_are_never_rewritten_and_unwanted_ones_not_rebuilt() {
         store.path_info(&outs["out"]).unwrap().nar_hash
     );
 }
+
+#[test]
+fn an_output_rebuilt_beside_a_valid_sibling_refers_to_the_real_sibling() {
+    let t = TempStore::new();
+    let store = open(&t);
+    // `dev` names `out`, in a file and in a symlink, as a `-dev` output would.
+    let multi = drv(
+        &store,
+        "multi3",
+        "echo $$ > $out; /bin/mkdir $dev; echo $out > $dev/where; /bin/ln -s $out $dev/link",
+        &[],
+        &["out", "dev"],
+    );
+    let report = realise(
+        &store,
+        std::slice::from_ref(&multi),
+        &opts(1, false),
+        &Recorder::default(),
+    )
+    .unwrap();
+    assert!(report.succeeded(), "{:?}", report.failed);
+    let outs = rix_build::plan::output_paths(
+        &store,
+        &multi,
+        &rix_build::plan::read_derivation(&store, &multi).unwrap(),
+    )
+    .unwrap();
+    let dev_info = store.path_info(&outs["dev"]).unwrap();
+    store.db().invalidate(&outs["dev"]).unwrap();
+    rix_store::canonicalise::delete_path(&store.real_path(&outs["dev"])).unwrap();
+    // Rebuilt, the builder writes `out` to a fallback path and names that one in
+    // `dev`; what gets registered must name the real `out`, as before.
+    let rec = Recorder::default();
+    let report = realise(&store, std::slice::from_ref(&multi), &opts(1, false), &rec).unwrap();
+    assert!(report.succeeded(), "{:?}", report.failed);
+    assert_eq!(rec.started(), BTreeSet::from([multi.clone()]));
+    let dev = store.real_path(&outs["dev"]);
+    let real_out = store.print(&outs["out"]);
+    assert_eq!(
+        std::fs::read_to_string(dev.join("where")).unwrap().trim(),
+        real_out
+    );
+    assert_eq!(
+        std::fs::read_link(dev.join("link")).unwrap().to_str(),
+        Some(real_out.as_str())
+    );
+    let rebuilt = store.path_info(&outs["dev"]).unwrap();
+    assert_eq!(rebuilt.references, dev_info.references);
+    assert!(rebuilt.references.contains(&outs["out"]));
+    // The first build had the same content: the same NAR.
+    assert_eq!(rebuilt.nar_hash, dev_info.nar_hash);
+    assert_eq!(
+        rix_store::archive::hash_path(&dev, rix_formats::HashAlgo::Sha256)
+            .unwrap()
+            .0,
+        rebuilt.nar_hash
+    );
+}
