@@ -14,7 +14,58 @@ use context::{Context, GlobalArgs};
 /// Evaluation allocates many small, short-lived objects: mimalloc is much
 /// faster at that than glibc's malloc.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Allocator = Allocator;
+
+/// mimalloc, through its plain entry points whenever the alignment allows.
+/// (`mimalloc::MiMalloc` always goes through `mi_malloc_aligned`, a slower
+/// path: the evaluator's many small allocations spent a tenth of their time
+/// there.)
+struct Allocator;
+
+/// `mi_malloc` aligns every block to this (`MI_MAX_ALIGN_SIZE`).
+const MI_MAX_ALIGN: usize = 16;
+
+// SAFETY: every method hands the request to mimalloc, whose blocks are valid
+// until freed with `mi_free`. `mi_malloc`, `mi_zalloc` and `mi_realloc`
+// return blocks aligned to `MI_MAX_ALIGN` (16 bytes, documented as the
+// alignment of `max_align_t`), so they are used only when the layout asks for
+// no more; larger alignments use mimalloc's `_aligned` functions, as
+// `mimalloc::MiMalloc` does. Null is returned on exhaustion, as `GlobalAlloc`
+// expects.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.align() <= MI_MAX_ALIGN {
+            libmimalloc_sys::mi_malloc(layout.size()).cast()
+        } else {
+            libmimalloc_sys::mi_malloc_aligned(layout.size(), layout.align()).cast()
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.align() <= MI_MAX_ALIGN {
+            libmimalloc_sys::mi_zalloc(layout.size()).cast()
+        } else {
+            libmimalloc_sys::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: std::alloc::Layout) {
+        libmimalloc_sys::mi_free(ptr.cast());
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= MI_MAX_ALIGN {
+            libmimalloc_sys::mi_realloc(ptr.cast(), new_size).cast()
+        } else {
+            libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast()
+        }
+    }
+}
 
 /// rix: a Nix-compatible incremental build system.
 ///

@@ -399,7 +399,8 @@ impl Evaluator {
             }
             ThunkState::Apply(f, x) => self.call(f, x.clone(), Pos::NONE),
             ThunkState::Apply2(b) => self.call2(&b.0, b.1.clone(), b.2.clone(), Pos::NONE),
-            ThunkState::Select(v, name, pos) => {
+            ThunkState::Select(sel) => {
+                let (v, name, pos) = &**sel;
                 let attrs = self.force_attrs(v, *pos)?;
                 match attrs.get(*name) {
                     Some(v) => {
@@ -803,9 +804,9 @@ impl Evaluator {
                             self.init_slot(e, env, &mut pending)
                         }
                     }
-                    BindingValue::InheritFrom(k, name) => {
-                        Thunk::value(ThunkState::Select(from[*k as usize].clone(), *name, b.pos))
-                    }
+                    BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(
+                        Box::new((from[*k as usize].clone(), *name, b.pos)),
+                    )),
                 };
                 entries.push(Attr {
                     name: b.name,
@@ -827,7 +828,11 @@ impl Evaluator {
                         Some(j) => {
                             entries[j] = attr.clone();
                             if let Value::Thunk(t) = &new_env.vals[j] {
-                                t.set(ThunkState::Select(ov_value.clone(), attr.name, attr.pos));
+                                t.set(ThunkState::Select(Box::new((
+                                    ov_value.clone(),
+                                    attr.name,
+                                    attr.pos,
+                                ))));
                             }
                         }
                         None => entries.push(attr.clone()),
@@ -880,9 +885,11 @@ impl Evaluator {
     fn binding_value(&self, b: &BindingValue, from: &[Value], env: &Rc<Env>, pos: Pos) -> Value {
         match b {
             BindingValue::Expr(e) | BindingValue::Inherit(e) => self.thunk_in_data(e, env),
-            BindingValue::InheritFrom(k, name) => {
-                Thunk::value(ThunkState::Select(from[*k as usize].clone(), *name, pos))
-            }
+            BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(Box::new((
+                from[*k as usize].clone(),
+                *name,
+                pos,
+            )))),
         }
     }
 
@@ -903,9 +910,11 @@ impl Evaluator {
                 BindingValue::Expr(e) | BindingValue::Inherit(e) => {
                     self.init_slot(e, env, &mut pending)
                 }
-                BindingValue::InheritFrom(k, name) => {
-                    Thunk::value(ThunkState::Select(from[*k as usize].clone(), *name, b.pos))
-                }
+                BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(Box::new((
+                    from[*k as usize].clone(),
+                    *name,
+                    b.pos,
+                )))),
             });
         }
         let new_env = Env::new(Some(env.clone()), vals);
@@ -1353,7 +1362,8 @@ impl Evaluator {
                     Ok(())
                 }
                 Value::Int(i) => {
-                    out.push_str(&i.to_string());
+                    use std::fmt::Write;
+                    let _ = write!(out, "{i}");
                     Ok(())
                 }
                 Value::Float(f) => {

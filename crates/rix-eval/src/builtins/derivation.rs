@@ -67,11 +67,11 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
         _ => unreachable!("builtins is a set"),
     };
     let strict = Thunk::value(ThunkState::Apply(strict_fn, drv_attrs_v.clone()));
-    let drv_path = Thunk::value(ThunkState::Select(
+    let drv_path = Thunk::value(ThunkState::Select(Box::new((
         strict.clone(),
         ev.syms.drv_path,
         Pos::NONE,
-    ));
+    ))));
     let cells: Vec<Thunk> = names
         .iter()
         .map(|_| Thunk::new(ThunkState::Blackhole))
@@ -106,7 +106,11 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
         let own = Attrs::from_unsorted(vec![
             Attr {
                 name: ev.syms.out_path,
-                value: Thunk::value(ThunkState::Select(strict.clone(), *n, Pos::NONE)),
+                value: Thunk::value(ThunkState::Select(Box::new((
+                    strict.clone(),
+                    *n,
+                    Pos::NONE,
+                )))),
                 pos: Pos::NONE,
             },
             Attr {

@@ -147,7 +147,10 @@ fn sort(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     Ok(Value::list(items))
 }
 
-/// A stable merge sort whose comparison may fail (or be inconsistent).
+/// A stable natural merge sort whose comparison may fail (or be
+/// inconsistent): runs already in order, or in strictly descending order
+/// (reversed in place, which keeps it stable), are found first, short runs
+/// are extended by insertion sort, then neighbouring runs are merged.
 fn merge_sort(
     ev: &mut Evaluator,
     v: &mut Vec<Value>,
@@ -157,45 +160,71 @@ fn merge_sort(
     if n < 2 {
         return Ok(());
     }
-    // Insertion sort for short runs, then bottom-up merging.
-    const RUN: usize = 16;
+    const MIN_RUN: usize = 16;
+    // The ends of the runs, in order.
+    let mut runs: Vec<usize> = Vec::new();
     let mut start = 0;
     while start < n {
-        let end = (start + RUN).min(n);
-        for i in start + 1..end {
-            let mut j = i;
-            while j > start && less(ev, &v[j], &v[j - 1])? {
-                v.swap(j, j - 1);
-                j -= 1;
+        let mut end = start + 1;
+        if end < n && less(ev, &v[end], &v[start])? {
+            end += 1;
+            while end < n && less(ev, &v[end], &v[end - 1])? {
+                end += 1;
+            }
+            v[start..end].reverse();
+        } else {
+            while end < n && !less(ev, &v[end], &v[end - 1])? {
+                end += 1;
             }
         }
-        start = end;
-    }
-    let mut width = RUN;
-    let mut buf: Vec<Value> = Vec::with_capacity(n);
-    while width < n {
-        buf.clear();
-        let mut lo = 0;
-        while lo < n {
-            let mid = (lo + width).min(n);
-            let hi = (lo + 2 * width).min(n);
-            let (mut i, mut j) = (lo, mid);
-            while i < mid && j < hi {
-                // Take from the right only when strictly less: stability.
-                if less(ev, &v[j], &v[i])? {
-                    buf.push(v[j].clone());
-                    j += 1;
-                } else {
-                    buf.push(v[i].clone());
-                    i += 1;
+        if end - start < MIN_RUN {
+            let stop = (start + MIN_RUN).min(n);
+            for i in end..stop {
+                let mut j = i;
+                while j > start && less(ev, &v[j], &v[j - 1])? {
+                    v.swap(j, j - 1);
+                    j -= 1;
                 }
             }
-            buf.extend_from_slice(&v[i..mid]);
-            buf.extend_from_slice(&v[j..hi]);
+            end = stop;
+        }
+        runs.push(end);
+        start = end;
+    }
+    let mut buf: Vec<Value> = Vec::with_capacity(n);
+    while runs.len() > 1 {
+        buf.clear();
+        let mut merged = Vec::with_capacity(runs.len().div_ceil(2));
+        let mut lo = 0;
+        for pair in runs.chunks(2) {
+            let (mid, hi) = match *pair {
+                [mid, hi] => (mid, hi),
+                [hi] => (hi, hi),
+                _ => unreachable!("chunks of two"),
+            };
+            // Already in order across the boundary: nothing to merge.
+            if mid == hi || !less(ev, &v[mid], &v[mid - 1])? {
+                buf.extend_from_slice(&v[lo..hi]);
+            } else {
+                let (mut i, mut j) = (lo, mid);
+                while i < mid && j < hi {
+                    // Take from the right only when strictly less: stability.
+                    if less(ev, &v[j], &v[i])? {
+                        buf.push(v[j].clone());
+                        j += 1;
+                    } else {
+                        buf.push(v[i].clone());
+                        i += 1;
+                    }
+                }
+                buf.extend_from_slice(&v[i..mid]);
+                buf.extend_from_slice(&v[j..hi]);
+            }
+            merged.push(hi);
             lo = hi;
         }
         std::mem::swap(v, &mut buf);
-        width *= 2;
+        runs = merged;
     }
     Ok(())
 }
@@ -276,4 +305,58 @@ fn any_all(ev: &mut Evaluator, a: &[Value], pos: Pos, any: bool) -> Result<Value
         }
     }
     Ok(Value::Bool(!any))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::EvalOptions;
+
+    /// Sorts `(key, index)` pairs by key and compares with the standard
+    /// library's stable sort.
+    fn check(keys: &[i64]) {
+        let mut ev = Evaluator::new(EvalOptions::default());
+        let mut v: Vec<Value> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| Value::list(vec![Value::Int(k), Value::Int(i as i64)]))
+            .collect();
+        let key = |x: &Value| match x {
+            Value::List(l) => match (&l[0], &l[1]) {
+                (Value::Int(k), Value::Int(i)) => (*k, *i),
+                _ => unreachable!(),
+            },
+            _ => unreachable!(),
+        };
+        let mut less = |_: &mut Evaluator, a: &Value, b: &Value| Ok(key(a).0 < key(b).0);
+        merge_sort(&mut ev, &mut v, &mut less).unwrap();
+        let got: Vec<(i64, i64)> = v.iter().map(key).collect();
+        let mut want: Vec<(i64, i64)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (k, i as i64))
+            .collect();
+        want.sort_by_key(|p| p.0);
+        assert_eq!(got, want, "keys {keys:?}");
+    }
+
+    #[test]
+    fn merge_sort_is_a_stable_sort() {
+        let mut seed = 12345u64;
+        let mut rand = |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) % m) as i64
+        };
+        for n in [0usize, 1, 2, 3, 15, 16, 17, 33, 100, 1000] {
+            check(&(0..n as i64).collect::<Vec<_>>());
+            check(&(0..n as i64).rev().collect::<Vec<_>>());
+            check(&(0..n).map(|_| rand(5)).collect::<Vec<_>>());
+            check(&(0..n).map(|_| rand(1000)).collect::<Vec<_>>());
+            let mut saw: Vec<i64> = (0..n as i64).map(|i| (i / 7) % 3).collect();
+            saw.extend((0..n as i64).rev());
+            check(&saw);
+        }
+    }
 }
