@@ -173,11 +173,7 @@ pub fn build(
     let drv = if redirects.is_empty() {
         job.drv
     } else {
-        let mut copy = job.drv.clone();
-        for v in copy.env.values_mut().chain(copy.args.iter_mut()) {
-            *v = rewrite_bytes(v, &redirects);
-        }
-        rewritten = copy;
+        rewritten = rewrite_derivation(job.drv, &redirects);
         &rewritten
     };
     let to_register: BTreeMap<String, StorePath> = job
@@ -306,6 +302,16 @@ fn rewrite_fallback_references(
     Ok(())
 }
 
+/// A copy of `drv` whose environment and arguments name the paths of `map`'s
+/// second column instead of its first (how a builder is pointed at fallback paths).
+pub(crate) fn rewrite_derivation(drv: &Derivation, map: &[(StorePath, StorePath)]) -> Derivation {
+    let mut copy = drv.clone();
+    for v in copy.env.values_mut().chain(copy.args.iter_mut()) {
+        *v = rewrite_bytes(v, map);
+    }
+    copy
+}
+
 /// Replaces every occurrence of the hash parts in `map` (equal lengths).
 pub(crate) fn rewrite_bytes(data: &[u8], map: &[(StorePath, StorePath)]) -> Vec<u8> {
     let mut w = rix_formats::references::HashRewriter::new(Vec::new(), map.iter().cloned());
@@ -351,13 +357,7 @@ fn check(
         .iter()
         .map(|(n, p)| (p.clone(), fallback[n].clone()))
         .collect();
-    let mut drv = job.drv.clone();
-    for v in drv.env.values_mut() {
-        *v = rewrite_bytes(v, &to_fallback);
-    }
-    for a in drv.args.iter_mut() {
-        *a = rewrite_bytes(a, &to_fallback);
-    }
+    let drv = rewrite_derivation(job.drv, &to_fallback);
     for p in fallback.values() {
         let real = store.real_path(p);
         delete_path(&real).map_err(BuildError::io(&real))?;

@@ -183,10 +183,7 @@ fn rebuild_at_fallback(
         .iter()
         .map(|(n, p)| (p.clone(), fallback[n].clone()))
         .collect();
-    let mut drv = job.drv.clone();
-    for v in drv.env.values_mut().chain(drv.args.iter_mut()) {
-        *v = builder::rewrite_bytes(v, &to_fallback);
-    }
+    let drv = builder::rewrite_derivation(job.drv, &to_fallback);
     let build_dir = builder::create_build_dir(&opts.settings.build_dir_root, job.drv_path.name())?;
     let result = builder::run_builder_in(
         store,
