@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     let dir = StoreDir::default();
     if let Ok(drv) = Derivation::from_aterm(data, &dir, Some("fuzz")) {
         if let Ok(printed) = drv.to_aterm(&dir) {
-            let again = Derivation::from_aterm(&printed, &dir, Some("fuzz")).expect("printed ATerm parses");
+            let again =
+                Derivation::from_aterm(&printed, &dir, Some("fuzz")).expect("printed ATerm parses");
             assert_eq!(again, drv);
         }
     }

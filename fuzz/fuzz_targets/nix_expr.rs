@@ -7,7 +7,9 @@ use rix_eval::eval::{EvalOptions, Evaluator};
 use rix_eval::source::Origin;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     thread_local! {
         static EV: Evaluator = Evaluator::new(EvalOptions::default());
     }

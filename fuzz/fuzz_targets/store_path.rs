@@ -6,7 +6,9 @@ use rix_formats::hash::Hash;
 use rix_formats::StoreDir;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let dir = StoreDir::default();
     if let Ok(p) = dir.parse(text) {
         assert_eq!(dir.display(&p), text);
