@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use rix_testutil::{nix, TempStore};
 
@@ -57,10 +58,7 @@ fn instantiate(t: &TempStore, counter: &Path, sleep: &str) -> String {
     let inst = nix("nix-instantiate").unwrap();
     let file = t.dir.path().join("dag.nix");
     std::fs::write(&file, DAG).unwrap();
-    // Nix builds as the nixbld users: let them append too.
-    std::fs::write(counter, "").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(counter, std::fs::Permissions::from_mode(0o666)).unwrap();
+    empty_counter(counter);
     t.run_nix(
         &inst,
         &[
@@ -75,6 +73,14 @@ fn instantiate(t: &TempStore, counter: &Path, sleep: &str) -> String {
     )
     .trim()
     .to_owned()
+}
+
+/// Creates `counter` empty and writable by all: Nix builds as the nixbld users,
+/// who must be able to append too.
+fn empty_counter(counter: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(counter, "").unwrap();
+    std::fs::set_permissions(counter, std::fs::Permissions::from_mode(0o666)).unwrap();
 }
 
 fn count_lines(counter: &Path) -> Vec<String> {
@@ -291,9 +297,7 @@ fn normalise_build_dir(text: &str) -> String {
 /// A derivation whose builder records that it started, then waits for `go` to exist.
 fn instantiate_gated(t: &TempStore, counter: &Path, go: &Path) -> String {
     let inst = nix("nix-instantiate").unwrap();
-    std::fs::write(counter, "").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(counter, std::fs::Permissions::from_mode(0o666)).unwrap();
+    empty_counter(counter);
     let expr = format!(
         r#"derivation {{
           name = "gated";
@@ -307,24 +311,11 @@ fn instantiate_gated(t: &TempStore, counter: &Path, go: &Path) -> String {
     t.run_nix(&inst, &["-E", &expr]).trim().to_owned()
 }
 
-/// Polls `cond` every 50 ms; panics with `what` after two minutes.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(120),
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// Starts `holder` building the gated derivation, then `waiter` on the same one:
 /// the waiter must report that it waits for the output's lock and must not start
 /// the builder; once the holder finishes, both give the same output and the
 /// builder ran once.
 fn one_builds_while_the_other_waits(
-    t: &TempStore,
     counter: &Path,
     go: &Path,
     mut holder: Command,
@@ -345,9 +336,11 @@ fn one_builds_while_the_other_waits(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the first builder started", || {
-        !count_lines(counter).is_empty()
-    });
+    rix_testutil::wait_for(
+        "the first builder to start",
+        Duration::from_secs(120),
+        || (!count_lines(counter).is_empty()).then_some(()),
+    );
     let mut waiter = waiter
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -367,7 +360,7 @@ fn one_builds_while_the_other_waits(
         }
         all
     });
-    rx.recv_timeout(std::time::Duration::from_secs(120))
+    rx.recv_timeout(Duration::from_secs(120))
         .expect("the second process never said it waits for the lock");
     assert_eq!(
         count_lines(counter),
@@ -389,7 +382,6 @@ fn one_builds_while_the_other_waits(
         ["started"],
         "the output was built twice"
     );
-    let _ = t;
 }
 
 #[test]
@@ -406,7 +398,7 @@ fn nix_waits_for_an_output_rix_is_building() {
     let mut waiter = Command::new(&nix_store);
     waiter.args(["--store", &t.url(), "--realise", &drv]);
     waiter.env("NIX_CONFIG", "sandbox = false\nsubstituters =");
-    one_builds_while_the_other_waits(&t, &counter, &go, holder, waiter);
+    one_builds_while_the_other_waits(&counter, &go, holder, waiter);
     t.run_nix(&nix_store, &["--verify", "--check-contents"]);
 }
 
@@ -424,5 +416,5 @@ fn rix_waits_for_an_output_nix_is_building() {
     let mut waiter = Command::new(env!("CARGO_BIN_EXE_rix"));
     waiter.args(["--store", &t.url(), "--option", "sandbox", "false"]);
     waiter.args(["build", &drv, "--no-link", "--print-out-paths"]);
-    one_builds_while_the_other_waits(&t, &counter, &go, holder, waiter);
+    one_builds_while_the_other_waits(&counter, &go, holder, waiter);
 }

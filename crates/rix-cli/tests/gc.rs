@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rix_testutil::{nix, TempStore};
 
@@ -183,19 +183,6 @@ fn result_links_are_roots_and_dead_sets_agree_with_nix() {
     assert!(!valid(&t, &drvs["slow"]));
 }
 
-/// Waits until `path` exists (the build started writing), at most `secs`.
-fn wait_for(path: &Path, secs: u64) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn out_path(t: &TempStore, drv: &str) -> String {
     // The output path, from the derivation (as rix prints it).
     let json = ok(rix(t, &["derivation", "show", drv]));
@@ -235,7 +222,10 @@ fn a_running_rix_build_survives_concurrent_collections() {
         .spawn()
         .unwrap();
     // The build has started once its output is locked.
-    wait_for(Path::new(&format!("{slow_out}.lock")), 20);
+    let lock = format!("{slow_out}.lock");
+    rix_testutil::wait_for(&lock, Duration::from_secs(20), || {
+        Path::new(&lock).exists().then_some(())
+    });
     // Its temporary roots name what it uses.
     let roots_file = StoreLayoutDirs::new(&t)
         .temproots
@@ -286,7 +276,10 @@ fn a_running_nix_build_survives_a_rix_collection() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(Path::new(&format!("{slow_out}.lock")), 30);
+    let lock = format!("{slow_out}.lock");
+    rix_testutil::wait_for(&lock, Duration::from_secs(30), || {
+        Path::new(&lock).exists().then_some(())
+    });
     ok(rix(&t, &["store", "gc"]));
     assert_eq!(wait_ok(build).trim(), slow_out);
     for p in [&drvs["slow"], &dep_out, &slow_out] {

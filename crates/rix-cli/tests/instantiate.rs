@@ -11,48 +11,6 @@ use std::process::Command;
 
 use rixcmd::*;
 
-/// Files of the suite that are symbolic links in Nix's repository (the
-/// shared copy has them as files holding the target).
-const LINKS: &[&str] = &[
-    "readDir/ldir",
-    "readDir/linked",
-    "symlink-resolution/foo/overlays",
-    "symlink-resolution/broken",
-];
-
-/// The suite as Nix has it, in `DIR/lang` with its symbolic links.
-fn suite_copy() -> Option<tempfile::TempDir> {
-    fn copy(from: &Path, to: &Path) {
-        let meta = std::fs::symlink_metadata(from).unwrap();
-        if meta.is_dir() {
-            std::fs::create_dir_all(to).unwrap();
-            for e in std::fs::read_dir(from).unwrap() {
-                let e = e.unwrap();
-                copy(&e.path(), &to.join(e.file_name()));
-            }
-        } else if meta.file_type().is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(from).unwrap(), to).unwrap();
-        } else {
-            std::fs::write(to, std::fs::read(from).unwrap()).unwrap();
-        }
-    }
-    let from = rix_testutil::vectors("nix-lang");
-    if !from.is_dir() {
-        return None;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let lang = tmp.path().join("lang");
-    copy(&from, &lang);
-    for l in LINKS {
-        let p = lang.join(l);
-        if let Ok(target) = std::fs::read_to_string(&p) {
-            std::fs::remove_file(&p).unwrap();
-            std::os::unix::fs::symlink(target.trim_end_matches('\n'), &p).unwrap();
-        }
-    }
-    Some(tmp)
-}
-
 /// `rix instantiate` on one suite case, from the directory holding `lang`.
 fn run_case(dir: &Path, name: &str, extra: &[&str]) -> std::process::Output {
     let flags = std::fs::read_to_string(dir.join(format!("lang/{name}.flags"))).unwrap_or_default();
@@ -89,7 +47,7 @@ fn run_case(dir: &Path, name: &str, extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn nix_language_suite_through_the_binary() {
-    let Some(tmp) = suite_copy() else {
+    let Some(tmp) = rix_testutil::nix_lang_suite() else {
         eprintln!("skipping: the nix-lang vectors are not there");
         return;
     };

@@ -618,21 +618,6 @@ fn without_namespaces_the_sandbox_falls_back_or_fails_as_configured() {
     );
 }
 
-/// Waits (polling, up to a minute) until `f` returns something.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// A collector running while a sandboxed build runs leaves the build's working
 /// state alone: the `<drv>.chroot` directory in the store directory (its store,
 /// holding the partial output) and the unrooted input the builder reads. rix's
@@ -705,9 +690,11 @@ in {
         sync.join("go"),
     );
     let store_dir = r.join("nix/store");
-    wait_for("the builder to start", || {
-        sync.join("started").exists().then_some(())
-    });
+    rix_testutil::wait_for(
+        "the builder to start",
+        std::time::Duration::from_secs(60),
+        || sync.join("started").exists().then_some(()),
+    );
     let chroot = std::fs::read_dir(&store_dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -19,10 +19,6 @@ const MIN_PARSE_FAIL: usize = 41;
 /// parse-okay cases whose `--parse` output equals their `.exp`.
 const MIN_PARSE_SHOWN: usize = 13;
 
-fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-}
-
 #[derive(Default)]
 struct Flags {
     args: Vec<AutoArg>,
@@ -150,63 +146,16 @@ fn with_timeout<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Op
     }
 }
 
-/// Files of the suite that are symbolic links in Nix's repository.
-const LINKS: &[&str] = &[
-    "readDir/ldir",
-    "readDir/linked",
-    "symlink-resolution/foo/overlays",
-    "symlink-resolution/broken",
-];
-
-/// Copies the suite to `to`, restoring [`LINKS`] as symbolic links.
-fn copy_suite(from: &Path, to: &Path) {
-    fn copy(from: &Path, to: &Path) {
-        let meta = std::fs::symlink_metadata(from).unwrap();
-        if meta.is_dir() {
-            std::fs::create_dir_all(to).unwrap();
-            for e in std::fs::read_dir(from).unwrap() {
-                let e = e.unwrap();
-                copy(&e.path(), &to.join(e.file_name()));
-            }
-        } else if meta.file_type().is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(from).unwrap(), to).unwrap();
-        } else {
-            std::fs::write(to, std::fs::read(from).unwrap()).unwrap();
-        }
-    }
-    copy(from, to);
-    for l in LINKS {
-        let p = to.join(l);
-        if let Ok(target) = std::fs::read_to_string(&p) {
-            if !std::fs::symlink_metadata(&p)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-            {
-                std::fs::remove_file(&p).unwrap();
-                std::os::unix::fs::symlink(target.trim_end_matches('\n'), &p).unwrap();
-            }
-        }
-    }
-}
-
 #[test]
 fn nix_language_suite() {
-    let vectors = vectors().join("nix-lang");
-    if !vectors.is_dir() {
-        eprintln!("skipping: {} not found", vectors.display());
-        return;
-    }
     // The suite as Nix has it: in a directory named `lang`, with its
     // symbolic links (the shared copy has them as files holding the target).
-    let tmp = tempfile::tempdir().unwrap();
+    let Some(tmp) = rix_testutil::nix_lang_suite() else {
+        eprintln!("skipping: the nix-lang vectors are not there");
+        return;
+    };
     let dir = std::fs::canonicalize(tmp.path()).unwrap();
     let lang = dir.join("lang");
-    copy_suite(&vectors, &lang);
-    if !lang.is_dir() {
-        eprintln!("skipping: {} not found", lang.display());
-        return;
-    }
     std::env::set_current_dir(&dir).unwrap();
     std::env::set_var("TEST_VAR", "foo");
     let pwd = std::env::current_dir().unwrap().display().to_string();

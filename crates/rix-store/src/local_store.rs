@@ -204,24 +204,6 @@ impl LocalStore {
         Ok(graph)
     }
 
-    /// The metadata of each of `paths` (all must be valid), read in one transaction.
-    pub fn path_infos<'a>(
-        &self,
-        paths: impl IntoIterator<Item = &'a StorePath>,
-    ) -> Result<Vec<ValidPathInfo>> {
-        let db = self.db();
-        let infos = db.in_read_transaction(|db| {
-            paths
-                .into_iter()
-                .map(|p| Ok((p, db.query_path_info(p)?)))
-                .collect::<std::result::Result<Vec<_>, DbError>>()
-        })?;
-        infos
-            .into_iter()
-            .map(|(p, info)| info.ok_or_else(|| StoreError::NotValid(self.print(p))))
-            .collect()
-    }
-
     /// Starts a read-only snapshot of the database for the life of the returned
     /// guard: a query command takes SQLite's locks once instead of per statement.
     /// Nothing may be added to the store while it is held.

@@ -95,3 +95,68 @@ pub fn vectors(rel: &str) -> PathBuf {
         .join("../../../shared/vectors")
         .join(rel)
 }
+
+/// Files of Nix's language test suite that are symbolic links in Nix's
+/// repository; the shared copy holds them as files naming their targets.
+const NIX_LANG_LINKS: &[&str] = &[
+    "readDir/ldir",
+    "readDir/linked",
+    "symlink-resolution/foo/overlays",
+    "symlink-resolution/broken",
+];
+
+/// Nix's language test suite (`shared/vectors/nix-lang`) as Nix has it: copied
+/// into `<tmp>/lang`, its symbolic links restored. `None` when the vectors are
+/// not there.
+pub fn nix_lang_suite() -> Option<tempfile::TempDir> {
+    fn copy(from: &Path, to: &Path) {
+        let meta = std::fs::symlink_metadata(from).unwrap();
+        if meta.is_dir() {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                copy(&e.path(), &to.join(e.file_name()));
+            }
+        } else if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(from).unwrap(), to).unwrap();
+        } else {
+            std::fs::write(to, std::fs::read(from).unwrap()).unwrap();
+        }
+    }
+    let from = vectors("nix-lang");
+    if !from.is_dir() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lang = tmp.path().join("lang");
+    copy(&from, &lang);
+    for l in NIX_LANG_LINKS {
+        let p = lang.join(l);
+        let is_link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+        if let (false, Ok(target)) = (is_link, std::fs::read_to_string(&p)) {
+            std::fs::remove_file(&p).unwrap();
+            std::os::unix::fs::symlink(target.trim_end_matches('\n'), &p).unwrap();
+        }
+    }
+    Some(tmp)
+}
+
+/// Polls `f` every 50 ms until it gives something; panics naming `what` once
+/// `timeout` has passed.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
