@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use rix_testutil::{nix, TempStore};
+mod rixcmd;
+use rixcmd::{nix, ok_str as ok, TempStore};
 
 /// Runs rix without the sandbox, like the Nix it is compared with (these builders
 /// use host programs and write outside the store).
@@ -17,16 +18,6 @@ fn rix(store: &TempStore, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run rix")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "rix failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A DAG where every builder appends its name to `counter` (outside the store,

@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use rix_testutil::nix;
+mod rixcmd;
+use rixcmd::{nix, ok_str as ok};
 
 /// A store rooted at a temporary directory (paths are `/nix/store/...`).
 fn root() -> tempfile::TempDir {
@@ -29,16 +30,6 @@ fn run_nix(tool: &Path, store: &Path, args: &[&str], config: &str) -> Output {
         )
         .output()
         .expect("run nix")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn rix(store: &Path, args: &[&str]) -> Output {

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use rix_testutil::{nix, TempStore};
+mod rixcmd;
+use rixcmd::{nix, ok_str as ok, TempStore};
 
 const NIX_CONFIG: &str = "experimental-features = nix-command\nsandbox = false\nsubstituters =";
 
@@ -29,18 +30,6 @@ fn nix_cmd(t: &TempStore, tool: &Path) -> Command {
     let mut c = Command::new(tool);
     c.arg("--store").arg(t.url()).env("NIX_CONFIG", NIX_CONFIG);
     c
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({}):\nstderr: {}\nstdout: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn lines(s: &str) -> BTreeSet<String> {

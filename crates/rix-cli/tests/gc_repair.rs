@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use rix_testutil::{nix, TempStore};
+mod rixcmd;
+use rixcmd::{nix, ok_str as ok, TempStore};
 
 fn rix(t: &TempStore, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rix"))
@@ -15,18 +16,6 @@ fn rix(t: &TempStore, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run rix")
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({}):\nstderr: {}\nstdout: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn scribble(file: &Path, text: &str) {
