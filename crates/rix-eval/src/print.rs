@@ -50,7 +50,7 @@ fn trim_zeros(s: &str) -> &str {
     }
 }
 
-/// A string as a Nix literal.
+/// A string as a Nix string literal. Mirrors `printLiteralString`.
 pub fn escape_string(s: &str, out: &mut String) {
     out.push('"');
     let mut chars = s.chars().peekable();

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::ast::{AttrKey, BinOp, Binding, BindingValue, DynamicBinding, Expr, ExprRef, Param};
+use crate::print::escape_string;
 use crate::value::Value;
 
 /// `e` as Nix shows it.
@@ -280,30 +281,12 @@ fn constant(v: &Value, out: &mut String) {
             let _ = write!(out, "{i}");
         }
         Value::Float(f) => out.push_str(&crate::print::format_float(*f)),
-        Value::String(s) => string_literal(s.as_str(), out),
+        Value::String(s) => escape_string(s.as_str(), out),
         Value::Path(p) => out.push_str(p),
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         _ => out.push_str("<CONST>"),
     }
-}
-
-/// A string as a Nix string literal. Mirrors `printLiteralString`.
-fn string_literal(s: &str, out: &mut String) {
-    out.push('"');
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// A name as an identifier when it is one, else as a string. Mirrors
@@ -321,6 +304,6 @@ fn identifier(s: &str, out: &mut String) {
     if valid {
         out.push_str(s);
     } else {
-        string_literal(s, out);
+        escape_string(s, out);
     }
 }
