@@ -15,7 +15,7 @@ use common::{drv, open, Recorder};
 use rix_build::builder::BuildOutcome;
 use rix_build::sandbox::{parse_sandbox_paths, SandboxMode};
 use rix_build::{realise, BuildError, BuildSettings, RealiseOptions};
-use rix_formats::derivation::{Derivation, DerivationOutput, DrvHashes};
+use rix_formats::derivation::{Derivation, DerivationOutput};
 use rix_formats::StorePath;
 use rix_store::local_store::LocalStore;
 use rix_testutil::TempStore;
@@ -277,7 +277,7 @@ fn fixed_output(store: &LocalStore, name: &str, script: &str, sri: &str) -> Stor
     ] {
         env.insert(k.into(), v.into());
     }
-    let mut d = Derivation {
+    let d = Derivation {
         name: name.to_owned(),
         outputs: BTreeMap::from([(
             "out".to_owned(),
@@ -293,12 +293,7 @@ fn fixed_output(store: &LocalStore, name: &str, script: &str, sri: &str) -> Stor
         args: vec![b"-c".to_vec(), script.as_bytes().to_vec()],
         env,
     };
-    let mut hashes = DrvHashes::new(store.store_dir().clone(), |p: &StorePath| {
-        rix_build::plan::read_derivation(store, p).map_err(|e| e.to_string())
-    });
-    d.fill_in_output_paths(store.store_dir(), |p| hashes.get(p))
-        .unwrap();
-    store.add_derivation(&d).unwrap()
+    common::add(store, d)
 }
 
 #[test]

@@ -44,7 +44,7 @@ pub fn drv(
         set(&format!("in{i}"), &store.print(&paths["out"]));
         input_drvs.insert((*input).clone(), outs);
     }
-    let mut d = Derivation {
+    let d = Derivation {
         name: name.to_owned(),
         outputs: outputs
             .iter()
@@ -57,6 +57,12 @@ pub fn drv(
         args: vec![b"-c".to_vec(), script.as_bytes().to_vec()],
         env,
     };
+    add(store, d)
+}
+
+/// Fills in `d`'s output paths (its inputs are in `store`) and writes it;
+/// returns its `.drv` path.
+pub fn add(store: &LocalStore, mut d: Derivation) -> StorePath {
     let mut hashes = DrvHashes::new(store.store_dir().clone(), |p: &StorePath| {
         rix_build::plan::read_derivation(store, p).map_err(|e| e.to_string())
     });
