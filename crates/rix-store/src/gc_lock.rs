@@ -1,5 +1,5 @@
 //! The global garbage collector lock, `<state>/gc.lock`, taken as Nix 2.8 takes
-//! it: with `flock(2)` (Nix 2.8's `lockFile` is `flock`, not an fcntl lock, so
+//! it: with `lock_file(2)` (Nix 2.8's `lockFile` is `flock`, not an fcntl lock, so
 //! this is what excludes a Nix collector).
 //!
 //! - The collector holds it **exclusively** for its whole run, so two collectors
@@ -16,9 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::layout::StoreLayout;
-use crate::lock::open_lock_file;
-// The collector's lock is a `flock` like every lock of the store (see crate::lock).
-pub use crate::lock::{lock_file as flock, unlock_file as funlock, LockKind as FlockKind};
+use crate::lock::{lock_file, open_lock_file, unlock_file, LockKind};
 
 /// `<state>/gc.lock`.
 pub fn gc_lock_path(layout: &StoreLayout) -> PathBuf {
@@ -41,23 +39,23 @@ impl GcLock {
     /// "waiting for the big garbage collector lock..." then).
     pub fn acquire(
         layout: &StoreLayout,
-        kind: FlockKind,
+        kind: LockKind,
         on_wait: impl FnOnce(),
     ) -> io::Result<Self> {
         let path = gc_lock_path(layout);
         let file = open_lock_file(&path).map_err(|e| annotate(e, &path))?;
-        if !flock(&file, kind, false).map_err(|e| annotate(e, &path))? {
+        if !lock_file(&file, kind, false).map_err(|e| annotate(e, &path))? {
             on_wait();
-            flock(&file, kind, true).map_err(|e| annotate(e, &path))?;
+            lock_file(&file, kind, true).map_err(|e| annotate(e, &path))?;
         }
         Ok(Self { file })
     }
 
     /// Takes the lock only if nobody holds a conflicting one.
-    pub fn try_acquire(layout: &StoreLayout, kind: FlockKind) -> io::Result<Option<Self>> {
+    pub fn try_acquire(layout: &StoreLayout, kind: LockKind) -> io::Result<Option<Self>> {
         let path = gc_lock_path(layout);
         let file = open_lock_file(&path).map_err(|e| annotate(e, &path))?;
-        Ok(flock(&file, kind, false)
+        Ok(lock_file(&file, kind, false)
             .map_err(|e| annotate(e, &path))?
             .then_some(Self { file }))
     }
@@ -65,7 +63,7 @@ impl GcLock {
 
 impl Drop for GcLock {
     fn drop(&mut self) {
-        let _ = funlock(&self.file);
+        let _ = unlock_file(&self.file);
     }
 }
 
@@ -86,15 +84,15 @@ mod tests {
         ))
         .unwrap();
         std::fs::create_dir_all(&layout.state_dir).unwrap();
-        let held = GcLock::acquire(&layout, FlockKind::Exclusive, || {}).unwrap();
-        assert!(GcLock::try_acquire(&layout, FlockKind::Shared)
+        let held = GcLock::acquire(&layout, LockKind::Exclusive, || {}).unwrap();
+        assert!(GcLock::try_acquire(&layout, LockKind::Shared)
             .unwrap()
             .is_none());
         drop(held);
-        let a = GcLock::try_acquire(&layout, FlockKind::Shared).unwrap();
-        let b = GcLock::try_acquire(&layout, FlockKind::Shared).unwrap();
+        let a = GcLock::try_acquire(&layout, LockKind::Shared).unwrap();
+        let b = GcLock::try_acquire(&layout, LockKind::Shared).unwrap();
         assert!(a.is_some() && b.is_some());
-        assert!(GcLock::try_acquire(&layout, FlockKind::Exclusive)
+        assert!(GcLock::try_acquire(&layout, LockKind::Exclusive)
             .unwrap()
             .is_none());
     }

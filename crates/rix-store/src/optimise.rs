@@ -31,8 +31,9 @@ use rix_formats::hash::HashAlgo;
 use rix_formats::nixbase32;
 
 use crate::gc::{io_threads, parallel_map};
-use crate::gc_lock::{FlockKind, GcLock};
+use crate::gc_lock::GcLock;
 use crate::local_store::{LocalStore, Result, StoreError};
+use crate::lock::LockKind;
 
 /// What optimising did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +76,7 @@ pub fn optimise_store(
     observer: &dyn OptimiseObserver,
 ) -> Result<OptimiseStats> {
     let layout = store.layout();
-    let _gc = GcLock::acquire(layout, FlockKind::Shared, || {
+    let _gc = GcLock::acquire(layout, LockKind::Shared, || {
         observer.warn("waiting for the big garbage collector lock...")
     })
     .map_err(|source| StoreError::Io {

@@ -28,9 +28,10 @@ use std::time::Duration;
 use rix_formats::store_path::StoreDir;
 use rix_formats::StorePath;
 
-use crate::gc_lock::{annotate, flock, funlock, gc_lock_path, gc_socket_path, FlockKind};
+use crate::gc_lock::{annotate, gc_lock_path, gc_socket_path};
 use crate::layout::StoreLayout;
 use crate::lock::open_lock_file;
+use crate::lock::{lock_file, unlock_file, LockKind};
 
 /// This process's temporary roots for one store (one state directory).
 #[derive(Debug)]
@@ -100,11 +101,11 @@ impl TempRoots {
         record.push(0);
         loop {
             let gc_lock = inner.gc_lock.as_ref().expect("opened above");
-            if flock(gc_lock, FlockKind::Shared, false)? {
+            if lock_file(gc_lock, LockKind::Shared, false)? {
                 // No collector is running, and none can start until we unlock.
                 inner.socket = None;
                 let written = self.append(&mut inner, &record);
-                funlock(inner.gc_lock.as_ref().expect("opened above"))?;
+                unlock_file(inner.gc_lock.as_ref().expect("opened above"))?;
                 written?;
                 break;
             }
@@ -196,7 +197,8 @@ impl TempRoots {
                 Err(e) => return Err(annotate(e, &self.file_path)),
             }
             let file = open_lock_file(&self.file_path).map_err(|e| annotate(e, &self.file_path))?;
-            flock(&file, FlockKind::Exclusive, true).map_err(|e| annotate(e, &self.file_path))?;
+            lock_file(&file, LockKind::Exclusive, true)
+                .map_err(|e| annotate(e, &self.file_path))?;
             // A collector that removed the file before we locked it wrote `d` into it.
             if file.metadata()?.len() == 0 {
                 inner.file = Some(file);
@@ -258,7 +260,7 @@ pub fn read_temp_roots(
             Err(e) => return Err(annotate(e, &path)),
         };
         // Lockable only when its owner has died.
-        if flock(&file, FlockKind::Exclusive, false).map_err(|e| annotate(e, &path))? {
+        if lock_file(&file, LockKind::Exclusive, false).map_err(|e| annotate(e, &path))? {
             on_stale(&path);
             let _ = std::fs::remove_file(&path);
             let _ = file.write_all(b"d");

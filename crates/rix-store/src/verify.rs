@@ -33,8 +33,9 @@ use rix_formats::{Hash, StorePath};
 
 use crate::canonicalise::{canonicalise, delete_path};
 use crate::gc::parallel_map;
-use crate::gc_lock::{FlockKind, GcLock};
+use crate::gc_lock::GcLock;
 use crate::local_store::{LocalStore, Result, StoreError};
+use crate::lock::LockKind;
 use crate::lock::PathLock;
 use crate::path_info::ValidPathInfo;
 
@@ -311,7 +312,7 @@ pub fn verify_store(
 
 fn shared_gc_lock(store: &LocalStore, observer: &dyn VerifyObserver) -> Result<GcLock> {
     let layout = store.layout();
-    GcLock::acquire(layout, FlockKind::Shared, || {
+    GcLock::acquire(layout, LockKind::Shared, || {
         observer.info("waiting for the big garbage collector lock...")
     })
     .map_err(|source| StoreError::Io {

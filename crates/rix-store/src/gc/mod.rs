@@ -36,9 +36,10 @@ use rix_formats::StorePath;
 use thiserror::Error;
 
 use crate::db::DbError;
-use crate::gc_lock::{flock, FlockKind, GcLock};
+use crate::gc_lock::GcLock;
 use crate::layout::StoreLayout;
 use crate::local_store::LocalStore;
+use crate::lock::{lock_file, LockKind};
 use crate::roots::{find_roots_no_temp, Roots, RootsObserver};
 use crate::temp_roots::read_temp_roots;
 
@@ -154,7 +155,7 @@ pub fn collect_garbage(
         let _ = std::fs::remove_file(layout.db_dir().join("reserved"));
     }
 
-    let _gc_lock = GcLock::acquire(layout, FlockKind::Exclusive, || {
+    let _gc_lock = GcLock::acquire(layout, LockKind::Exclusive, || {
         observer.info("waiting for the big garbage collector lock...")
     })?;
     let server = RootsServer::start(
@@ -402,7 +403,7 @@ pub(crate) fn temporary_in_use(layout: &StoreLayout, name: &str) -> bool {
     if name.starts_with("tmp-") {
         let path = layout.real_store_dir.join(name);
         return match std::fs::File::open(&path) {
-            Ok(f) => !flock(&f, FlockKind::Exclusive, false).unwrap_or(false),
+            Ok(f) => !lock_file(&f, LockKind::Exclusive, false).unwrap_or(false),
             Err(_) => false,
         };
     }
@@ -630,7 +631,7 @@ fn delete_lock_file(path: &Path) -> io::Result<Option<u64>> {
         return delete_counting(path).map(Some);
     }
     // rix and Nix both lock with flock.
-    if !flock(&file, FlockKind::Exclusive, false)? {
+    if !lock_file(&file, LockKind::Exclusive, false)? {
         return Ok(None);
     }
     let freed = delete_counting(path)?;
