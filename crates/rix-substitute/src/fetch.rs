@@ -208,13 +208,24 @@ impl Substituter {
                 }
                 reg.register_ready(&mut report, caches, observer, &doomed);
             }
-            // Whatever is still pending waits on a reference that failed.
-            let stuck: Vec<StorePath> = reg.pending.keys().cloned().collect();
-            for p in stuck {
-                if let Some(prep) = reg.pending.remove(&p) {
+            // Whatever is still pending waits on a reference that failed, and
+            // whatever a worker skipped as doomed never started: both fail for
+            // their reference's sake.
+            let mut stuck: BTreeSet<StorePath> = reg.pending.keys().cloned().collect();
+            stuck.extend(
+                doomed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .filter(|p| !reg.failed.contains_key(*p) && !reg.registered.contains(*p))
+                    .cloned(),
+            );
+            // In dependency order, so a transitive referrer names a failed reference.
+            for p in order.iter().filter(|p| stuck.contains(*p)) {
+                if let Some(prep) = reg.pending.remove(p) {
                     let _ = delete_path(&prep.tmp);
                 }
-                let reference = fetch[&p]
+                let reference = fetch[p]
                     .info
                     .references()
                     .iter()
@@ -223,7 +234,7 @@ impl Substituter {
                 reg.failed.insert(
                     p.clone(),
                     SubstError::ReferenceFailed {
-                        path: store.print(&p),
+                        path: store.print(p),
                         reference,
                     },
                 );
