@@ -179,14 +179,27 @@ pub struct Lambda {
     pub pos: Pos,
     /// The name it was bound to, for error messages.
     pub name: Option<Symbol>,
+    /// `Some(n)` for the body of a curried function (`a: b: ...`): this
+    /// lambda's frame starts with the `n` slots of the frame it closes over
+    /// (the enclosing lambda's), followed by its own, and hangs off that
+    /// frame's parent. A call with all the arguments at once then builds one
+    /// frame instead of one per argument.
+    pub flat: Option<u32>,
 }
 
 impl Lambda {
+    /// The slots of this lambda's own parameters.
     pub fn frame_size(&self) -> usize {
         match &self.param {
             Param::Ident(_) => 1,
             Param::Formals { formals, at, .. } => formals.len() + usize::from(at.is_some()),
         }
+    }
+
+    /// Slots copied from the enclosing lambda's frame.
+    #[inline]
+    pub fn prefix(&self) -> usize {
+        self.flat.map_or(0, |n| n as usize)
     }
 }
 

@@ -372,7 +372,16 @@ impl Evaluator {
         }
     }
 
+    #[inline]
     pub(crate) fn force_thunk(&mut self, t: &Thunk) -> Result<Value> {
+        match t.get() {
+            Some(v) => Ok(v),
+            None => self.force_thunk_slow(t),
+        }
+    }
+
+    #[inline(never)]
+    fn force_thunk_slow(&mut self, t: &Thunk) -> Result<Value> {
         let state = t.take();
         let result = match &state {
             ThunkState::Done(v) => {
@@ -397,6 +406,7 @@ impl Evaluator {
                 self.force_depth -= 1;
                 r
             }
+            ThunkState::Apply(Value::Lambda(c), x) => self.call_closure(c, x.clone(), Pos::NONE),
             ThunkState::Apply(f, x) => self.call(f, x.clone(), Pos::NONE),
             ThunkState::Apply2(b) => self.call2(&b.0, b.1.clone(), b.2.clone(), Pos::NONE),
             ThunkState::Select(sel) => {
@@ -546,6 +556,23 @@ impl Evaluator {
 
     // ----- evaluation -----
 
+    /// [`Self::eval`] with variables and constants handled in place: the
+    /// operands of operators, conditions and called functions are mostly
+    /// those, and a recursive `eval` costs more than the lookup.
+    #[inline(always)]
+    fn eval_operand(&mut self, e: &ExprRef, env: &Rc<Env>) -> Result<Value> {
+        match &**e {
+            Expr::Var {
+                depth, idx, pos, ..
+            } => match env.get(*depth, *idx) {
+                Value::Thunk(t) => self.force_thunk(t).map_err(|err| at(err, *pos)),
+                v => Ok(v.clone()),
+            },
+            Expr::Const(v) => Ok(v.clone()),
+            _ => self.eval(e, env),
+        }
+    }
+
     /// Evaluates `e` in `env` to weak head normal form.
     pub(crate) fn eval(&mut self, e: &ExprRef, env: &Rc<Env>) -> Result<Value> {
         match &**e {
@@ -567,7 +594,7 @@ impl Evaluator {
                 pos,
             } => self.eval_select(expr, path, default.as_ref(), *pos, env),
             Expr::HasAttr { expr, path } => {
-                let mut v = self.eval(expr, env)?;
+                let mut v = self.eval_operand(expr, env)?;
                 for key in path.iter() {
                     let name = self.attr_key(key, env)?;
                     match v {
@@ -592,7 +619,7 @@ impl Evaluator {
                 env: env.clone(),
             }))),
             Expr::Call { func, args, pos } => {
-                let f = self.eval(func, env)?;
+                let f = self.eval_operand(func, env)?;
                 if args.len() > 1 {
                     if let Value::Lambda(c) = &f {
                         let vals: Slots = args.iter().map(|a| self.thunk(a, env)).collect();
@@ -618,7 +645,7 @@ impl Evaluator {
                 else_,
                 pos,
             } => {
-                let c = self.eval(cond, env)?;
+                let c = self.eval_operand(cond, env)?;
                 let c = match c {
                     Value::Bool(b) => b,
                     other => {
@@ -634,7 +661,7 @@ impl Evaluator {
                 text,
                 pos,
             } => {
-                let c = self.eval(cond, env)?;
+                let c = self.eval_operand(cond, env)?;
                 match c {
                     Value::Bool(true) => self.eval(body, env),
                     Value::Bool(false) => Err(EvalError::new(
@@ -749,7 +776,7 @@ impl Evaluator {
         pos: Pos,
         env: &Rc<Env>,
     ) -> Result<Value> {
-        let mut v = self.eval(expr, env)?;
+        let mut v = self.eval_operand(expr, env)?;
         for key in path {
             let name = self.attr_key(key, env)?;
             match &v {
@@ -922,6 +949,7 @@ impl Evaluator {
         self.eval(&l.body, &new_env)
     }
 
+    #[inline]
     fn eval_bin(
         &mut self,
         op: BinOp,
@@ -930,35 +958,34 @@ impl Evaluator {
         pos: Pos,
         env: &Rc<Env>,
     ) -> Result<Value> {
-        use crate::ops;
         match op {
             BinOp::And => {
-                let l = self.eval(lhs, env)?;
+                let l = self.eval_operand(lhs, env)?;
                 if !self.bool_operand(&l, pos, "&&")? {
                     return Ok(Value::Bool(false));
                 }
-                let r = self.eval(rhs, env)?;
+                let r = self.eval_operand(rhs, env)?;
                 Ok(Value::Bool(self.bool_operand(&r, pos, "&&")?))
             }
             BinOp::Or => {
-                let l = self.eval(lhs, env)?;
+                let l = self.eval_operand(lhs, env)?;
                 if self.bool_operand(&l, pos, "||")? {
                     return Ok(Value::Bool(true));
                 }
-                let r = self.eval(rhs, env)?;
+                let r = self.eval_operand(rhs, env)?;
                 Ok(Value::Bool(self.bool_operand(&r, pos, "||")?))
             }
             BinOp::Impl => {
-                let l = self.eval(lhs, env)?;
+                let l = self.eval_operand(lhs, env)?;
                 if !self.bool_operand(&l, pos, "->")? {
                     return Ok(Value::Bool(true));
                 }
-                let r = self.eval(rhs, env)?;
+                let r = self.eval_operand(rhs, env)?;
                 Ok(Value::Bool(self.bool_operand(&r, pos, "->")?))
             }
             _ => {
-                let l = self.eval(lhs, env)?;
-                let r = self.eval(rhs, env)?;
+                let l = self.eval_operand(lhs, env)?;
+                let r = self.eval_operand(rhs, env)?;
                 if let (Value::Int(x), Value::Int(y)) = (&l, &r) {
                     let (x, y) = (*x, *y);
                     match op {
@@ -981,57 +1008,65 @@ impl Evaluator {
                         _ => {}
                     }
                 }
-                match op {
-                    BinOp::Add => self.add(&l, &r, pos),
-                    BinOp::Sub => ops::sub(&l, &r, pos),
-                    BinOp::Mul => ops::mul(&l, &r, pos),
-                    BinOp::Div => ops::div(&l, &r, pos),
-                    BinOp::Concat => {
-                        let a = match l {
-                            Value::List(a) => a,
-                            other => return Err(expected(&other, "a list", pos)),
-                        };
-                        let b = match r {
-                            Value::List(b) => b,
-                            other => return Err(expected(&other, "a list", pos)),
-                        };
-                        if a.is_empty() {
-                            return Ok(Value::List(b));
-                        }
-                        if b.is_empty() {
-                            return Ok(Value::List(a));
-                        }
-                        let mut v = Vec::with_capacity(a.len() + b.len());
-                        v.extend(a.iter().cloned());
-                        v.extend(b.iter().cloned());
-                        Ok(Value::list(v))
-                    }
-                    BinOp::Update => {
-                        let a = match l {
-                            Value::Attrs(a) => a,
-                            other => return Err(expected(&other, "a set", pos)),
-                        };
-                        let b = match r {
-                            Value::Attrs(b) => b,
-                            other => return Err(expected(&other, "a set", pos)),
-                        };
-                        if b.is_empty() {
-                            return Ok(Value::Attrs(a));
-                        }
-                        if a.is_empty() {
-                            return Ok(Value::Attrs(b));
-                        }
-                        Ok(Value::attrs(a.update(&b)))
-                    }
-                    BinOp::Eq => Ok(Value::Bool(self.eq_values(&l, &r, pos)?)),
-                    BinOp::NotEq => Ok(Value::Bool(!self.eq_values(&l, &r, pos)?)),
-                    BinOp::Less => Ok(Value::Bool(self.less_than(&l, &r, pos)?)),
-                    BinOp::Greater => Ok(Value::Bool(self.less_than(&r, &l, pos)?)),
-                    BinOp::LessEq => Ok(Value::Bool(!self.less_than(&r, &l, pos)?)),
-                    BinOp::GreaterEq => Ok(Value::Bool(!self.less_than(&l, &r, pos)?)),
-                    BinOp::And | BinOp::Or | BinOp::Impl => unreachable!(),
-                }
+                self.bin_values(op, l, r, pos)
             }
+        }
+    }
+
+    /// A binary operator on evaluated operands (the cases `eval_bin` does
+    /// not do in place).
+    #[inline(never)]
+    fn bin_values(&mut self, op: BinOp, l: Value, r: Value, pos: Pos) -> Result<Value> {
+        use crate::ops;
+        match op {
+            BinOp::Add => self.add(&l, &r, pos),
+            BinOp::Sub => ops::sub(&l, &r, pos),
+            BinOp::Mul => ops::mul(&l, &r, pos),
+            BinOp::Div => ops::div(&l, &r, pos),
+            BinOp::Concat => {
+                let a = match l {
+                    Value::List(a) => a,
+                    other => return Err(expected(&other, "a list", pos)),
+                };
+                let b = match r {
+                    Value::List(b) => b,
+                    other => return Err(expected(&other, "a list", pos)),
+                };
+                if a.is_empty() {
+                    return Ok(Value::List(b));
+                }
+                if b.is_empty() {
+                    return Ok(Value::List(a));
+                }
+                let mut v = Vec::with_capacity(a.len() + b.len());
+                v.extend(a.iter().cloned());
+                v.extend(b.iter().cloned());
+                Ok(Value::list(v))
+            }
+            BinOp::Update => {
+                let a = match l {
+                    Value::Attrs(a) => a,
+                    other => return Err(expected(&other, "a set", pos)),
+                };
+                let b = match r {
+                    Value::Attrs(b) => b,
+                    other => return Err(expected(&other, "a set", pos)),
+                };
+                if b.is_empty() {
+                    return Ok(Value::Attrs(a));
+                }
+                if a.is_empty() {
+                    return Ok(Value::Attrs(b));
+                }
+                Ok(Value::attrs(a.update(&b)))
+            }
+            BinOp::Eq => Ok(Value::Bool(self.eq_values(&l, &r, pos)?)),
+            BinOp::NotEq => Ok(Value::Bool(!self.eq_values(&l, &r, pos)?)),
+            BinOp::Less => Ok(Value::Bool(self.less_than(&l, &r, pos)?)),
+            BinOp::Greater => Ok(Value::Bool(self.less_than(&r, &l, pos)?)),
+            BinOp::LessEq => Ok(Value::Bool(!self.less_than(&r, &l, pos)?)),
+            BinOp::GreaterEq => Ok(Value::Bool(!self.less_than(&l, &r, pos)?)),
+            BinOp::And | BinOp::Or | BinOp::Impl => unreachable!(),
         }
     }
 
@@ -1094,6 +1129,9 @@ impl Evaluator {
 
     /// `f x y`.
     pub fn call2(&mut self, f: &Value, x: Value, y: Value, pos: Pos) -> Result<Value> {
+        if let Value::Lambda(c) = f {
+            return self.call_many(c, &[x, y], pos);
+        }
         let f = self.force(f)?;
         if let Value::Lambda(c) = &f {
             return self.call_many(c, &[x, y], pos);
@@ -1121,25 +1159,29 @@ impl Evaluator {
         r
     }
 
+    /// A closure applied to one argument, with the call-depth bound.
+    #[inline]
+    fn call_closure(&mut self, c: &Closure, arg: Value, pos: Pos) -> Result<Value> {
+        if self.call_depth >= self.opts.max_call_depth {
+            return Err(EvalError::new(
+                ErrorKind::StackOverflow,
+                "stack overflow; max-call-depth exceeded",
+                pos,
+            ));
+        }
+        self.call_depth += 1;
+        let r = if self.call_depth.is_multiple_of(4) {
+            stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.call_lambda(c, arg, pos))
+        } else {
+            self.call_lambda(c, arg, pos)
+        };
+        self.call_depth -= 1;
+        r
+    }
+
     pub(crate) fn call_forced(&mut self, f: Value, arg: Value, pos: Pos) -> Result<Value> {
         match f {
-            Value::Lambda(c) => {
-                if self.call_depth >= self.opts.max_call_depth {
-                    return Err(EvalError::new(
-                        ErrorKind::StackOverflow,
-                        "stack overflow; max-call-depth exceeded",
-                        pos,
-                    ));
-                }
-                self.call_depth += 1;
-                let r = if self.call_depth.is_multiple_of(4) {
-                    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.call_lambda(&c, arg, pos))
-                } else {
-                    self.call_lambda(&c, arg, pos)
-                };
-                self.call_depth -= 1;
-                r
-            }
+            Value::Lambda(c) => self.call_closure(&c, arg, pos),
             Value::PrimOp(op) => {
                 if op.arity == 1 {
                     self.call_primop(&op, &[arg], pos)
@@ -1213,21 +1255,30 @@ impl Evaluator {
     }
 
     /// Applies a closure to several arguments at once: `a: b: body` applied
-    /// to two arguments binds both frames without building the intermediate
-    /// closure.
+    /// to two arguments builds one frame for both (see [`crate::ast::Lambda::flat`])
+    /// without the intermediate closure.
     fn call_lambda_n(&mut self, c: &Closure, args: &[Value], pos: Pos) -> Result<Value> {
-        let mut env = self.bind_args(&c.lambda, &c.env, args[0].clone(), pos)?;
         let mut lambda = &c.lambda;
         let mut used = 1;
-        while used < args.len() {
-            match &*lambda.body {
-                Expr::Lambda(inner) => {
-                    env = self.bind_args(inner, &env, args[used].clone(), pos)?;
-                    lambda = inner;
-                    used += 1;
+        let mut env = if let Param::Ident(_) = lambda.param {
+            let (up, mut vals) = frame_prefix(lambda, &c.env);
+            vals.push(args[0].clone());
+            while let (Some(arg), Expr::Lambda(inner)) = (args.get(used), &*lambda.body) {
+                if !matches!(inner.param, Param::Ident(_)) || inner.prefix() != vals.len() {
+                    break;
                 }
-                _ => break,
+                vals.push(arg.clone());
+                lambda = inner;
+                used += 1;
             }
+            Env::new(up, vals)
+        } else {
+            self.bind_args(lambda, &c.env, args[0].clone(), pos)?
+        };
+        while let (Some(arg), Expr::Lambda(inner)) = (args.get(used), &*lambda.body) {
+            env = self.bind_args(inner, &env, arg.clone(), pos)?;
+            lambda = inner;
+            used += 1;
         }
         let r = self.eval(&lambda.body, &env);
         let mut v = if self.opts.show_trace {
@@ -1241,16 +1292,20 @@ impl Evaluator {
         Ok(v)
     }
 
-    /// The frame of `lambda` applied to `arg`.
+    /// The frame of `lambda`, closed over `closure_env`, applied to `arg`.
     fn bind_args(
         &mut self,
         lambda: &Rc<crate::ast::Lambda>,
-        up: &Rc<Env>,
+        closure_env: &Rc<Env>,
         arg: Value,
         pos: Pos,
     ) -> Result<Rc<Env>> {
+        let (up, mut vals) = frame_prefix(lambda, closure_env);
         let env = match &lambda.param {
-            Param::Ident(_) => Env::new(Some(up.clone()), smallvec::smallvec![arg]),
+            Param::Ident(_) => {
+                vals.push(arg);
+                Env::new(up, vals)
+            }
             Param::Formals {
                 formals,
                 ellipsis,
@@ -1262,8 +1317,11 @@ impl Evaluator {
                         format!("while calling {}", lambda_name(lambda.name)),
                     )
                 })?;
+                // Defaults are evaluated in the new frame; their variables of
+                // enclosing frames are looked up from its parent.
+                let outer = up.as_ref().unwrap_or(closure_env);
                 let mut pending = Vec::new();
-                let mut vals = Slots::with_capacity(lambda.frame_size());
+                vals.reserve(lambda.frame_size());
                 let mut used = 0;
                 for f in formals {
                     match attrs.get(f.name) {
@@ -1272,7 +1330,7 @@ impl Evaluator {
                             vals.push(v.clone());
                         }
                         None => match &f.default {
-                            Some(d) => vals.push(self.init_slot(d, up, &mut pending)),
+                            Some(d) => vals.push(self.init_slot(d, outer, &mut pending)),
                             None => {
                                 return Err(EvalError::new(
                                     ErrorKind::Type,
@@ -1305,7 +1363,7 @@ impl Evaluator {
                         }
                     }
                 }
-                let env = Env::new(Some(up.clone()), vals);
+                let env = Env::new(up, vals);
                 fill_pending(pending, &env);
                 env
             }
@@ -1726,6 +1784,20 @@ fn eager_arith(e: &Expr, env: &Env) -> Option<Value> {
         (BinOp::Eq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x == y)),
         (BinOp::NotEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x != y)),
         _ => None,
+    }
+}
+
+/// The parent and first slots of a frame of `lambda` closed over `env`: for
+/// the body of a curried function, the slots of `env` (the enclosing
+/// lambda's frame) and its parent; otherwise `env` and none.
+#[inline]
+fn frame_prefix(lambda: &crate::ast::Lambda, env: &Rc<Env>) -> (Option<Rc<Env>>, Slots) {
+    match lambda.flat {
+        None => (Some(env.clone()), Slots::new()),
+        Some(n) => (
+            env.up.clone(),
+            env.vals[..n as usize].iter().cloned().collect(),
+        ),
     }
 }
 

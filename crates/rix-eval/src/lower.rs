@@ -89,6 +89,7 @@ pub fn parse_with_scope(
     let mut l = Lowerer {
         ctx,
         scopes: extra.map(Scope::Static).into_iter().collect(),
+        shadowed: Vec::new(),
     };
     l.expr(expr)
 }
@@ -157,6 +158,8 @@ fn kind_name(k: SyntaxKind) -> String {
 struct Lowerer<'a, 'c> {
     ctx: &'a LowerCtx<'c>,
     scopes: Vec<Scope>,
+    /// For each flattened lambda being lowered, what its names shadowed.
+    shadowed: Vec<Vec<(Symbol, Option<u32>)>>,
 }
 
 /// An attribute set being assembled from its bindings before lowering.
@@ -335,7 +338,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                     .collect::<Result<Vec<_>>>()?;
                 Expr::List(items.into())
             }
-            ast::Expr::Lambda(l) => Expr::Lambda(self.lambda(l, name)?),
+            ast::Expr::Lambda(l) => Expr::Lambda(self.lambda(l, name, false)?),
             ast::Expr::Apply(_) => {
                 let mut args = Vec::new();
                 let mut cur = e.clone();
@@ -492,22 +495,35 @@ impl<'a, 'c> Lowerer<'a, 'c> {
         }
     }
 
-    fn lambda(&mut self, l: ast::Lambda, name: Option<Symbol>) -> Result<Rc<Lambda>> {
+    /// Lowers a lambda. With `flat`, its frame continues the frame of the
+    /// lambda whose body it is (the scope on top, see [`Lambda::flat`]).
+    fn lambda(&mut self, l: ast::Lambda, name: Option<Symbol>, flat: bool) -> Result<Rc<Lambda>> {
         let pos = self.pos(&l);
         let param = l.param().ok_or_else(|| self.missing(&l))?;
         let body_node = l.body().ok_or_else(|| self.missing(&l))?;
+        let prefix = if flat {
+            match self.scopes.last() {
+                // Every slot of a lambda's frame is named, the newest highest.
+                Some(Scope::Static(names)) => Some(names.values().max().map_or(0, |&m| m + 1)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let base = prefix.unwrap_or(0);
         match param {
             ast::Param::IdentParam(ip) => {
                 let ident = ip.ident().ok_or_else(|| self.missing(&ip))?;
                 let sym = Symbol::new(&ident.syntax().text().to_string());
-                self.scopes.push(Scope::Static(HashMap::from([(sym, 0)])));
-                let body = self.expr(body_node);
-                self.scopes.pop();
+                self.enter_frame(prefix, HashMap::from([(sym, base)]));
+                let body = self.lambda_body(body_node);
+                self.leave_frame(prefix);
                 Ok(Rc::new(Lambda {
                     param: Param::Ident(sym),
                     body: body?,
                     pos,
                     name,
+                    flat: prefix,
                 }))
             }
             ast::Param::Pattern(pat) => {
@@ -517,7 +533,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                     let ident = entry.ident().ok_or_else(|| self.missing(&entry))?;
                     let sym = Symbol::new(&ident.syntax().text().to_string());
                     let epos = self.pos(&entry);
-                    if names.insert(sym, entries.len() as u32).is_some() {
+                    if names.insert(sym, base + entries.len() as u32).is_some() {
                         return Err(err(
                             format!("duplicate formal function argument '{sym}'"),
                             epos,
@@ -535,12 +551,12 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                                 self.pos(&b),
                             ));
                         }
-                        names.insert(sym, entries.len() as u32);
+                        names.insert(sym, base + entries.len() as u32);
                         Some(sym)
                     }
                     None => None,
                 };
-                self.scopes.push(Scope::Static(names));
+                self.enter_frame(prefix, names);
                 let result = (|| {
                     let mut formals = Vec::new();
                     for (sym, default, fpos) in entries {
@@ -554,7 +570,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                             pos: fpos,
                         });
                     }
-                    let body = self.expr(body_node)?;
+                    let body = self.lambda_body(body_node)?;
                     Ok(Rc::new(Lambda {
                         param: Param::Formals {
                             formals,
@@ -564,10 +580,50 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                         body,
                         pos,
                         name,
+                        flat: prefix,
                     }))
                 })();
-                self.scopes.pop();
+                self.leave_frame(prefix);
                 result
+            }
+        }
+    }
+
+    /// A lambda's body: a lambda there (`a: b: ...`) continues this frame.
+    fn lambda_body(&mut self, body: ast::Expr) -> Result<ExprRef> {
+        match unparen(body.clone()) {
+            ast::Expr::Lambda(inner) => Ok(Rc::new(Expr::Lambda(self.lambda(inner, None, true)?))),
+            _ => self.expr(body),
+        }
+    }
+
+    /// Puts a lambda's parameters in scope: a new frame, or with `prefix`
+    /// the frame on top, extended (a name given again is shadowed).
+    fn enter_frame(&mut self, prefix: Option<u32>, names: HashMap<Symbol, u32>) {
+        match (prefix, self.scopes.last_mut()) {
+            (Some(_), Some(Scope::Static(top))) => {
+                let shadowed: Vec<(Symbol, Option<u32>)> =
+                    names.keys().map(|k| (*k, top.get(k).copied())).collect();
+                top.extend(names);
+                self.shadowed.push(shadowed);
+            }
+            _ => self.scopes.push(Scope::Static(names)),
+        }
+    }
+
+    /// Undoes [`Self::enter_frame`].
+    fn leave_frame(&mut self, prefix: Option<u32>) {
+        match (prefix, self.scopes.last_mut()) {
+            (Some(_), Some(Scope::Static(top))) => {
+                for (name, old) in self.shadowed.pop().unwrap_or_default() {
+                    match old {
+                        Some(i) => top.insert(name, i),
+                        None => top.remove(&name),
+                    };
+                }
+            }
+            _ => {
+                self.scopes.pop();
             }
         }
     }

@@ -19,7 +19,6 @@ use crate::source::Pos;
 use crate::symbol::{FxBuild, Symbol};
 
 /// A Nix value, possibly not yet evaluated ([`Value::Thunk`]).
-#[derive(Clone)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -34,6 +33,28 @@ pub enum Value {
     PrimOp(Rc<PrimOp>),
     PrimOpApp(Rc<PrimOpApp>),
     Thunk(Thunk),
+}
+
+// By hand rather than derived: the derived `clone` was not inlined, and
+// values are cloned on every variable lookup.
+impl Clone for Value {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(i) => Value::Int(*i),
+            Value::Float(f) => Value::Float(*f),
+            Value::String(s) => Value::String(s.clone()),
+            Value::Path(p) => Value::Path(Rc::clone(p)),
+            Value::Attrs(a) => Value::Attrs(Rc::clone(a)),
+            Value::List(l) => Value::List(Rc::clone(l)),
+            Value::Lambda(c) => Value::Lambda(Rc::clone(c)),
+            Value::PrimOp(p) => Value::PrimOp(Rc::clone(p)),
+            Value::PrimOpApp(p) => Value::PrimOpApp(Rc::clone(p)),
+            Value::Thunk(t) => Value::Thunk(t.clone()),
+        }
+    }
 }
 
 impl Value {
@@ -450,13 +471,17 @@ impl Thunk {
     /// The computed value, if forced.
     #[inline]
     pub fn get(&self) -> Option<Value> {
-        let state = self.0.take();
-        let r = match &state {
+        // Reading in place rather than `take` and `set` (two 32-byte moves and
+        // a drop): every use of a forced variable goes through here.
+        #[allow(unsafe_code)]
+        // SAFETY: the reference lives only for this match. Nothing in it can
+        // write the cell: cloning a value only increments reference counts,
+        // and a `Thunk` is not `Sync` (the `Rc`), so no other thread sees it.
+        let state = unsafe { &*self.0.as_ptr() };
+        match state {
             ThunkState::Done(v) => Some(v.clone()),
             _ => None,
-        };
-        self.0.set(state);
-        r
+        }
     }
 }
 
