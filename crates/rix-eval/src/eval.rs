@@ -1246,8 +1246,14 @@ impl Evaluator {
     }
 
     fn call_lambda(&mut self, c: &Closure, arg: Value, pos: Pos) -> Result<Value> {
-        let env = self.bind_args(&c.lambda, &c.env, arg, pos)?;
-        let r = self.eval(&c.lambda.body, &env);
+        let r = match frameless_body(&c.lambda, &c.env, &arg) {
+            Some(Value::Thunk(t)) => self.force_thunk(&t).map_err(|e| at(e, c.lambda.body.pos())),
+            Some(v) => Ok(v),
+            None => {
+                let env = self.bind_args(&c.lambda, &c.env, arg, pos)?;
+                self.eval(&c.lambda.body, &env)
+            }
+        };
         if self.opts.show_trace {
             return r.map_err(|e| call_trace(e, &c.lambda, pos));
         }
@@ -1783,6 +1789,36 @@ fn eager_arith(e: &Expr, env: &Env) -> Option<Value> {
         (BinOp::GreaterEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x >= y)),
         (BinOp::Eq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x == y)),
         (BinOp::NotEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x != y)),
+        _ => None,
+    }
+}
+
+/// The unforced value of `lambda`'s body applied to `arg`, when that body is
+/// a variable or a constant (`x: x`, `_: null`, `a: b: a`): such a call
+/// needs no frame. `None` for any other body.
+#[inline]
+fn frameless_body(lambda: &crate::ast::Lambda, env: &Env, arg: &Value) -> Option<Value> {
+    if !matches!(lambda.param, Param::Ident(_)) {
+        return None;
+    }
+    match &*lambda.body {
+        Expr::Const(v) => Some(v.clone()),
+        // The frame would be the prefix copied from `env`, then `arg`.
+        Expr::Var { depth: 0, idx, .. } => {
+            let (idx, prefix) = (*idx as usize, lambda.prefix());
+            match idx.cmp(&prefix) {
+                std::cmp::Ordering::Less => env.vals.get(idx).cloned(),
+                std::cmp::Ordering::Equal => Some(arg.clone()),
+                std::cmp::Ordering::Greater => None,
+            }
+        }
+        Expr::Var { depth, idx, .. } => {
+            let parent = match lambda.flat {
+                Some(_) => env.up.as_deref()?,
+                None => env,
+            };
+            Some(parent.lookup(*depth - 1, *idx))
+        }
         _ => None,
     }
 }

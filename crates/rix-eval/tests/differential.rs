@@ -112,6 +112,17 @@ const CORPUS: &[&str] = &[
     "let d = derivation { name = \"d\"; system = \"x\"; builder = \"/b\"; outputs = [ \"b\" \"a\" \"b\" ]; }; in [ (builtins.attrNames d) d.outputName (builtins.length d.all) ]",
     "builtins.functionArgs derivation",
     "(derivation { name = \"d\"; system = \"x\"; builder = \"/b\"; }).drvPath",
+    // curried functions (one frame for all arguments) and frameless bodies
+    "let f = a: b: c: a * 100 + b * 10 + c; g = f 1; h = g 2; in [ (f 1 2 3) (h 3) (g 4 5) (builtins.foldl' f 0 [ 1 2 ]) ]",
+    "let f = x: x: x; g = x: y: x; in [ (f 1 2) ((f 1) 2) (g 3 4) ((g 5) 6) ]",
+    "let f = a: { b ? a + 1, ... }@args: c: [ a b c (args.d or 0) ]; in [ (f 1 { } 2) (f 1 { b = 7; d = 8; } 3) ((f 4) { } 5) ]",
+    "let f = { a, b ? a * 2 }: c: { d ? c + b }: [ a b c d ]; in [ (f { a = 1; } 2 { }) (f { a = 1; b = 3; } 4 { d = 0; }) ]",
+    "let y = 10; f = a: b: with { z = a + b; }; z + y; in [ (f 1 2) (map (f 3) [ 4 5 ]) ]",
+    "let f = a: (b: (c: a + b + c)); in builtins.genList (f 1 2) 3",
+    "let k = 7; id = x: x; c = _: k; n = _: null; in [ (id 1) (c 2) (n 3) (map id [ 4 5 ]) (builtins.genList (i: i) 3) ((a: b: a) 8 9) ((a: b: k) 1 2) ]",
+    "let f = a: b: throw \"boom ${toString a}\"; in builtins.tryEval (f 1 2)",
+    "builtins.functionArgs (a: { b, c ? 1 }: a)",
+    "builtins.functionArgs ((a: { b, c ? 1 }: a) 1)",
     // printing details
     "let x = { a = 1; }; l = [ 1 2 3 ]; in { inherit x l; y = x; m = l; e1 = { }; e2 = { }; }",
     "let x = [ x ]; in x",
