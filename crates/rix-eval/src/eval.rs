@@ -128,6 +128,8 @@ pub struct Evaluator {
     pub(crate) drv_hashes: HashMap<rix_formats::StorePath, rix_formats::derivation::DrvHash>,
     pub(crate) call_depth: usize,
     pub(crate) force_depth: usize,
+    /// Scratch space for string interpolation.
+    str_buf: String,
     pub(crate) home: Option<String>,
     /// `addErrorContext` depth etc. are carried on errors; nothing else here.
     pub(crate) syms: Syms,
@@ -174,6 +176,7 @@ impl Evaluator {
             drv_hashes: HashMap::new(),
             call_depth: 0,
             force_depth: 0,
+            str_buf: String::new(),
             home,
             syms: Syms::new(),
         };
@@ -645,7 +648,10 @@ impl Evaluator {
                 else_,
                 pos,
             } => {
-                let c = self.eval_operand(cond, env)?;
+                let c = match eager_arith(cond, env) {
+                    Some(v) => v,
+                    None => self.eval_operand(cond, env)?,
+                };
                 let c = match c {
                     Value::Bool(b) => b,
                     other => {
@@ -685,7 +691,10 @@ impl Evaluator {
             }
             Expr::Bin { op, lhs, rhs, pos } => self.eval_bin(*op, lhs, rhs, *pos, env),
             Expr::Interpolate { parts, pos } => {
-                let mut out = String::new();
+                // Built in a reused buffer, then copied once at its final
+                // size (a nested interpolation gets a fresh buffer).
+                let mut out = std::mem::take(&mut self.str_buf);
+                out.clear();
                 let mut ctx = Context::new();
                 for p in parts.iter() {
                     let v = self.eval(p, env)?;
@@ -700,7 +709,9 @@ impl Evaluator {
                         &mut ctx,
                     )?;
                 }
-                Ok(Value::String(NixString::with_context(out, ctx)))
+                let s = NixString::with_context(out.as_str().to_owned(), ctx);
+                self.str_buf = out;
+                Ok(Value::String(s))
             }
             Expr::PathInterpolate { parts, pos } => {
                 let mut out = String::new();
@@ -1426,8 +1437,7 @@ impl Evaluator {
                     Ok(())
                 }
                 Value::Int(i) => {
-                    use std::fmt::Write;
-                    let _ = write!(out, "{i}");
+                    out.push_str(itoa::Buffer::new().format(*i));
                     Ok(())
                 }
                 Value::Float(f) => {
@@ -1461,8 +1471,13 @@ impl Evaluator {
 
     /// `v` as a string with its context.
     pub fn coerce_to_string(&mut self, v: &Value, pos: Pos, opts: Coerce) -> Result<NixString> {
-        if let Value::String(s) = v {
-            return Ok(s.clone());
+        match v {
+            Value::String(s) => return Ok(s.clone()),
+            // `toString i`, common in names: no formatter, no growing buffer.
+            Value::Int(i) if opts.more => {
+                return Ok(NixString::new(itoa::Buffer::new().format(*i).to_owned()))
+            }
+            _ => {}
         }
         let mut out = String::new();
         let mut ctx = Context::new();
@@ -1742,23 +1757,28 @@ fn identical(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The value of an already-evaluated variable or constant number.
-#[inline]
-fn ready_number(e: &Expr, env: &Env) -> Option<Value> {
-    let v = match e {
-        Expr::Const(v) => v.clone(),
+/// An integer operand known without evaluation: a constant, or a variable
+/// holding (or a forced thunk of) an integer.
+#[inline(always)]
+fn ready_int(e: &Expr, env: &Env) -> Option<i64> {
+    match e {
+        Expr::Const(Value::Int(i)) => Some(*i),
         Expr::Var { depth, idx, .. } => match env.get(*depth, *idx) {
-            Value::Thunk(t) => t.get()?,
-            v => v.clone(),
+            Value::Int(i) => Some(*i),
+            Value::Thunk(t) => match t.get()? {
+                Value::Int(i) => Some(i),
+                _ => None,
+            },
+            _ => None,
         },
-        _ => return None,
-    };
-    matches!(v, Value::Int(_) | Value::Float(_)).then_some(v)
+        _ => None,
+    }
 }
 
 /// Computes `a + 1`, `n - 2`, `i < n`... right away when both operands are
-/// numbers already known: the result is the same as the thunk's would be,
-/// without the thunk. Anything that could fail stays lazy.
+/// integers already known: the result is the same as the thunk's would be,
+/// without the thunk. Anything that could fail (overflow) stays lazy.
+#[inline]
 fn eager_arith(e: &Expr, env: &Env) -> Option<Value> {
     let Expr::Bin { op, lhs, rhs, .. } = e else {
         return None;
@@ -1777,18 +1797,18 @@ fn eager_arith(e: &Expr, env: &Env) -> Option<Value> {
     ) {
         return None;
     }
-    let a = ready_number(lhs, env)?;
-    let b = ready_number(rhs, env)?;
-    match (op, &a, &b) {
-        (BinOp::Add, Value::Int(x), Value::Int(y)) => x.checked_add(*y).map(Value::Int),
-        (BinOp::Sub, Value::Int(x), Value::Int(y)) => x.checked_sub(*y).map(Value::Int),
-        (BinOp::Mul, Value::Int(x), Value::Int(y)) => x.checked_mul(*y).map(Value::Int),
-        (BinOp::Less, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x < y)),
-        (BinOp::LessEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x <= y)),
-        (BinOp::Greater, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x > y)),
-        (BinOp::GreaterEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x >= y)),
-        (BinOp::Eq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x == y)),
-        (BinOp::NotEq, Value::Int(x), Value::Int(y)) => Some(Value::Bool(x != y)),
+    let x = ready_int(lhs, env)?;
+    let y = ready_int(rhs, env)?;
+    match op {
+        BinOp::Add => x.checked_add(y).map(Value::Int),
+        BinOp::Sub => x.checked_sub(y).map(Value::Int),
+        BinOp::Mul => x.checked_mul(y).map(Value::Int),
+        BinOp::Less => Some(Value::Bool(x < y)),
+        BinOp::LessEq => Some(Value::Bool(x <= y)),
+        BinOp::Greater => Some(Value::Bool(x > y)),
+        BinOp::GreaterEq => Some(Value::Bool(x >= y)),
+        BinOp::Eq => Some(Value::Bool(x == y)),
+        BinOp::NotEq => Some(Value::Bool(x != y)),
         _ => None,
     }
 }
