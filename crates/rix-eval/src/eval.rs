@@ -1141,18 +1141,24 @@ impl Evaluator {
     /// `f x y`.
     pub fn call2(&mut self, f: &Value, x: Value, y: Value, pos: Pos) -> Result<Value> {
         if let Value::Lambda(c) = f {
-            return self.call_many(c, &[x, y], pos);
+            return self.with_call_depth(pos, |ev| ev.call_lambda2(c, x, y, pos));
         }
         let f = self.force(f)?;
         if let Value::Lambda(c) = &f {
-            return self.call_many(c, &[x, y], pos);
+            return self.with_call_depth(pos, |ev| ev.call_lambda2(c, x, y, pos));
         }
         let g = self.call_forced(f, x, pos)?;
         self.call_forced(g, y, pos)
     }
 
-    /// A closure applied to several arguments, with the call-depth bound.
-    fn call_many(&mut self, c: &Closure, args: &[Value], pos: Pos) -> Result<Value> {
+    /// Runs a call with the call-depth bound, growing the native stack when
+    /// it runs low.
+    #[inline(always)]
+    fn with_call_depth(
+        &mut self,
+        pos: Pos,
+        call: impl FnOnce(&mut Self) -> Result<Value>,
+    ) -> Result<Value> {
         if self.call_depth >= self.opts.max_call_depth {
             return Err(EvalError::new(
                 ErrorKind::StackOverflow,
@@ -1162,32 +1168,46 @@ impl Evaluator {
         }
         self.call_depth += 1;
         let r = if self.call_depth.is_multiple_of(4) {
-            stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.call_lambda_n(c, args, pos))
+            stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || call(self))
         } else {
-            self.call_lambda_n(c, args, pos)
+            call(self)
         };
         self.call_depth -= 1;
         r
     }
 
+    /// A closure applied to several arguments, with the call-depth bound.
+    fn call_many(&mut self, c: &Closure, args: &[Value], pos: Pos) -> Result<Value> {
+        self.with_call_depth(pos, |ev| ev.call_lambda_n(c, args, pos))
+    }
+
     /// A closure applied to one argument, with the call-depth bound.
     #[inline]
     fn call_closure(&mut self, c: &Closure, arg: Value, pos: Pos) -> Result<Value> {
-        if self.call_depth >= self.opts.max_call_depth {
-            return Err(EvalError::new(
-                ErrorKind::StackOverflow,
-                "stack overflow; max-call-depth exceeded",
-                pos,
-            ));
+        self.with_call_depth(pos, |ev| ev.call_lambda(c, arg, pos))
+    }
+
+    /// `c x y`, for the common `x: y: body`: both arguments moved into one frame.
+    fn call_lambda2(&mut self, c: &Closure, x: Value, y: Value, pos: Pos) -> Result<Value> {
+        if let (Param::Ident(_), Expr::Lambda(inner)) = (&c.lambda.param, &*c.lambda.body) {
+            if matches!(inner.param, Param::Ident(_)) && inner.prefix() == c.lambda.prefix() + 1 {
+                let env = match c.lambda.flat {
+                    None => Env::new(Some(c.env.clone()), Slots::from_buf([x, y])),
+                    Some(_) => {
+                        let (up, mut vals) = frame_prefix(&c.lambda, &c.env);
+                        vals.push(x);
+                        vals.push(y);
+                        Env::new(up, vals)
+                    }
+                };
+                let r = self.eval(&inner.body, &env);
+                if self.opts.show_trace {
+                    return r.map_err(|e| call_trace(e, inner, pos));
+                }
+                return r;
+            }
         }
-        self.call_depth += 1;
-        let r = if self.call_depth.is_multiple_of(4) {
-            stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.call_lambda(c, arg, pos))
-        } else {
-            self.call_lambda(c, arg, pos)
-        };
-        self.call_depth -= 1;
-        r
+        self.call_lambda_n(c, &[x, y], pos)
     }
 
     pub(crate) fn call_forced(&mut self, f: Value, arg: Value, pos: Pos) -> Result<Value> {
@@ -1317,6 +1337,11 @@ impl Evaluator {
         arg: Value,
         pos: Pos,
     ) -> Result<Rc<Env>> {
+        if let (Param::Ident(_), None) = (&lambda.param, lambda.flat) {
+            // The common case, built in place.
+            let vals = Slots::from_buf_and_len([arg, Value::Null], 1);
+            return Ok(Env::new(Some(closure_env.clone()), vals));
+        }
         let (up, mut vals) = frame_prefix(lambda, closure_env);
         let env = match &lambda.param {
             Param::Ident(_) => {
