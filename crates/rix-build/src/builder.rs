@@ -774,6 +774,8 @@ fn die_with_parent(cmd: &mut Command, syscalls: sandbox::seccomp::Policy) {
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The kernel's huge-page policy, not the one rix chose for itself.
+            let _ = nix::sys::prctl::set_thp_disable(false);
             syscalls.apply().map_err(std::io::Error::from)
         });
     }

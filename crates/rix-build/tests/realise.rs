@@ -407,3 +407,38 @@ fn an_output_rebuilt_beside_a_valid_sibling_refers_to_the_real_sibling() {
         rebuilt.nar_hash
     );
 }
+
+/// rix turns transparent huge pages off for itself (rix-cli's `main.rs`);
+/// builders get the kernel's policy back, as under Nix.
+#[test]
+fn builders_do_not_inherit_rix_huge_page_setting() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    if !status.contains("THP_enabled:") {
+        eprintln!("skipped: this kernel does not report THP_enabled");
+        return;
+    }
+    let t = TempStore::new();
+    let store = open(&t);
+    let d = drv(
+        &store,
+        "thp",
+        "while read k v; do if [ \"$k\" = THP_enabled: ]; then echo $v > $out; fi; done < /proc/self/status",
+        &[],
+        &["out"],
+    );
+    nix::sys::prctl::set_thp_disable(true).unwrap();
+    let report = realise(
+        &store,
+        std::slice::from_ref(&d),
+        &opts(1, false),
+        &Recorder::default(),
+    );
+    nix::sys::prctl::set_thp_disable(false).unwrap();
+    let report = report.unwrap();
+    assert!(report.succeeded(), "{:?}", report.failed);
+    let out = &report.outputs[&d]["out"];
+    assert_eq!(
+        std::fs::read_to_string(store.real_path(out)).unwrap(),
+        "1\n"
+    );
+}

@@ -206,7 +206,8 @@ fn main() -> ExitCode {
 /// million elements went to the kernel). Everywhere else the 2 MiB granularity
 /// costs more memory than it saves time (instantiating 2,001 derivations: 56 MiB
 /// peak instead of 30 MiB), so the process turns them off, as mimalloc's `no_thp`
-/// build did for everything. Builders inherit the setting.
+/// build did for everything. Builders get the kernel's policy back before they
+/// start (rix-build clears the flag between fork and exec).
 fn choose_huge_pages(command: &Command) {
     let evaluation = match command {
         Command::Eval(_) => true,

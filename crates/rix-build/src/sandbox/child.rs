@@ -266,6 +266,9 @@ impl ChildSpec {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         // Nix's builders start with umask 0022, whatever rix's is.
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        // And with the kernel's huge-page policy: rix turns huge pages off for
+        // itself (see rix-cli's main.rs), which children would inherit.
+        let _ = nix::sys::prctl::set_thp_disable(false);
         if self.hardening {
             no_core_dumps_no_aslr();
         }
