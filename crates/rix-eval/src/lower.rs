@@ -281,10 +281,10 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                     }
                 },
                 ast::LiteralKind::Float(f) => match f.value() {
-                    Ok(v) => Expr::Const(Value::Float(v)),
-                    Err(_) => {
-                        return Err(err(format!("invalid float '{}'", f.syntax().text()), pos))
+                    Ok(v) if float_in_range(v, &f.syntax().text().to_string()) => {
+                        Expr::Const(Value::Float(v))
                     }
+                    _ => return Err(err(format!("invalid float '{}'", f.syntax().text()), pos)),
                 },
                 ast::LiteralKind::Uri(u) => {
                     let text = u.syntax().text();
@@ -1341,4 +1341,18 @@ mod tests {
     fn unescape() {
         assert_eq!(unescape_plain(r#"a\nb\"\$\{"#), "a\nb\"${");
     }
+}
+
+/// Whether a float literal is one Nix 2.8 accepts: its lexer reads literals with
+/// `strtod`, and refuses those for which it reports `ERANGE`: overflow to
+/// infinity, and underflow (a non-zero literal whose value is subnormal or 0).
+fn float_in_range(v: f64, text: &str) -> bool {
+    if v.is_infinite() {
+        return false;
+    }
+    if v != 0.0 {
+        return v.abs() >= f64::MIN_POSITIVE;
+    }
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    !mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b))
 }

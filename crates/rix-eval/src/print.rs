@@ -79,10 +79,15 @@ pub fn is_var_name(s: &str) -> bool {
     }
 }
 
-/// Prints an attribute name, quoted when needed.
+/// Prints an attribute name, quoted when needed. As Nix 2.8: `if` (and no
+/// other keyword) is quoted, and in a quoted name every `$` is escaped.
 pub fn attr_name(s: &str, out: &mut String) {
-    if is_var_name(s) {
+    if is_var_name(s) && s != "if" {
         out.push_str(s);
+    } else if s.contains('$') {
+        let mut quoted = String::new();
+        escape_string(s, &mut quoted);
+        out.push_str(&quoted.replace("\\$", "$").replace('$', "\\$"));
     } else {
         escape_string(s, out);
     }

@@ -130,6 +130,23 @@ const CORPUS: &[&str] = &[
     "[ 1.0e20 (-1.5e-7) 2.5e300 ]",
     "builtins.toJSON [ 1.0e20 (-1.5e-7) ]",
     "[ (builtins.fromJSON \"12345678901234\") ]",
+    // found by differential runs (session 4)
+    "{ \"if\" = 1; \"then\" = 2; \"$a\" = 3; \"a$\" = 4; \"\\${x}\" = 5; \"$$\" = 6; }",
+    "[ 1.0e308 0.0e-400 2.2250738585072014e-308 ]",
+    "1.0e309",
+    "1.0e-320",
+    "builtins.toJSON \"a\\u0008b\"",
+    "builtins.toJSON (builtins.fromJSON \"\\\"\\\\b\\\\f\\u0001\\\"\")",
+    "builtins.fromJSON \"[ 100000000000000000000000, -9223372036854775809 ]\"",
+    "builtins.fromJSON \"01\"",
+    "builtins.fromJSON \"\\\"\\\\uD800\\\\u0041\\\"\"",
+    "builtins.hasContext (builtins.concatStringsSep \"${builtins.toFile \"s\" \"x\"}\" [ ])",
+    "builtins.replaceStrings [ \"${builtins.toFile \"s\" \"x\"}\" ] [ \"y\" ] \"a\"",
+    "builtins.foldl' 1 0 [ ]",
+    "(builtins.partition (x: true) [ (throw \"p\") ]).right",
+    "builtins.toXML { type = \"derivation\"; }",
+    "builtins.toXML { a = \"x\\ry\"; }",
+    "let x = { type = \"derivation\"; a = x; }; in builtins.toXML x",
 ];
 
 fn rix(expr: &str, json: bool) -> Result<String, String> {

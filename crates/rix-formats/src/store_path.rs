@@ -44,14 +44,12 @@ pub enum StorePathError {
         offset: usize,
         byte: u8,
     },
-    #[error("store path name '{0}' is not valid ('.' and '..' are reserved)")]
-    ReservedName(String),
     #[error("store directory '{0}' must be an absolute path without a trailing slash")]
     InvalidStoreDir(String),
 }
 
-/// Checks a store path name: 1..=211 chars of `[A-Za-z0-9+-._?=]`, and not `.`/`..`
-/// (alone or as the first dash-separated component). Mirrors `checkName`.
+/// Checks a store path name: 1..=211 chars of `[A-Za-z0-9+-._?=]`. Mirrors Nix
+/// 2.8's `checkName`, which (unlike later versions) accepts `.` and `..`.
 pub fn check_name(name: &str) -> Result<(), StorePathError> {
     if name.is_empty() {
         return Err(StorePathError::EmptyName(name.to_owned()));
@@ -70,10 +68,6 @@ pub fn check_name(name: &str) -> Result<(), StorePathError> {
             offset,
             byte,
         });
-    }
-    let first = name.split('-').next().unwrap_or_default();
-    if first == "." || first == ".." {
-        return Err(StorePathError::ReservedName(name.to_owned()));
     }
     Ok(())
 }

@@ -577,7 +577,8 @@ fn output_names(names: Vec<String>, pos: Pos) -> Result<BTreeSet<String>> {
             return Err(err(format!("duplicate derivation output '{n}'"), pos));
         }
         // Nix 2.8 rejects only `drv`; `drvPath` gave a set with two
-        // `drvPath` attributes there, and is rejected by later Nix as here.
+        // `drvPath` attributes there, and is rejected by later Nix (and the
+        // language test suite) as here.
         if n == "drv" || n == "drvPath" {
             return Err(err(format!("invalid derivation output name '{n}'"), pos));
         }

@@ -26,8 +26,9 @@ pub(crate) fn register(r: &mut Registry) {
         Ok(Value::String(NixString::with_context(out, ctx)))
     });
     r.primop("fromJSON", 1, |ev, a, pos| {
-        let s = arg_ctx(ev.force_string(&a[0], pos), 0, "fromJSON", pos)?;
-        parse_json(s.as_str()).map_err(|m| err(m, pos))
+        // Nix 2.8 takes the text with `forceStringNoCtx`.
+        let s = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "fromJSON", pos)?;
+        parse_json(&s).map_err(|m| err(m, pos))
     });
 }
 
@@ -48,8 +49,6 @@ pub(crate) fn escape_json(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -283,7 +282,10 @@ impl JsonParser<'_> {
             }
             p.i - s
         };
-        if digits(self) == 0 {
+        let int_start = self.i;
+        let n = digits(self);
+        // RFC 8259: no leading zeros (`01`), as nlohmann's parser in Nix.
+        if n == 0 || (n > 1 && self.b[int_start] == b'0') {
             return Err(self.error("invalid number"));
         }
         let mut is_float = false;
@@ -306,12 +308,17 @@ impl JsonParser<'_> {
         }
         let text = std::str::from_utf8(&self.b[start..self.i]).expect("ascii");
         if !is_float {
+            // A 64-bit integer if it fits; beyond u64, a float (as nlohmann's
+            // parser gives Nix). Nix 2.8 wrapped integers between i64 and u64
+            // around; later Nix, and the language test suite, refuse them.
             if let Ok(i) = text.parse::<i64>() {
                 return Ok(Value::Int(i));
             }
-            return Err(format!(
-                "number '{text}' is out of range of a 64-bit integer"
-            ));
+            if text.parse::<u64>().is_ok() {
+                return Err(format!(
+                    "number '{text}' is out of range of a 64-bit integer"
+                ));
+            }
         }
         let f: f64 = text.parse().map_err(|_| self.error("invalid number"))?;
         if !f.is_finite() {
@@ -349,6 +356,9 @@ impl JsonParser<'_> {
                                 if self.b[self.i..].starts_with(b"\\u") {
                                     self.i += 2;
                                     let lo = self.hex4()?;
+                                    if !(0xDC00..0xE000).contains(&lo) {
+                                        return Err(self.error("invalid surrogate"));
+                                    }
                                     cp = 0x10000
                                         + ((cp - 0xD800) << 10)
                                         + (lo.wrapping_sub(0xDC00) & 0x3FF);
@@ -358,9 +368,6 @@ impl JsonParser<'_> {
                             }
                             let ch = char::from_u32(cp)
                                 .ok_or_else(|| self.error("invalid code point"))?;
-                            if ch == '\0' {
-                                return Err(self.error("null byte in string"));
-                            }
                             let mut buf = [0u8; 4];
                             out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                         }
@@ -373,6 +380,11 @@ impl JsonParser<'_> {
                     self.i += 1;
                 }
             }
+        }
+        // `\u0000` (the only way to a NUL here): Nix 2.8 cut the string there;
+        // later Nix, and the language test suite, refuse it.
+        if out.contains(&0) {
+            return Err(self.error("null byte in string"));
         }
         String::from_utf8(out).map_err(|_| self.error("invalid UTF-8"))
     }
@@ -397,9 +409,14 @@ mod tests {
     fn parses() {
         assert!(matches!(parse_json(" 12 "), Ok(Value::Int(12))));
         assert!(matches!(parse_json("1.5"), Ok(Value::Float(f)) if f == 1.5));
-        assert!(parse_json("99999999999999999999").is_err());
+        // Too big for u64 is a float (nlohmann), between i64 and u64 an error
+        // (later Nix; 2.8 wrapped), no leading zeros.
+        assert!(matches!(parse_json("99999999999999999999"), Ok(Value::Float(f)) if f == 1e20));
+        assert!(parse_json("18446744073709551615").is_err());
+        assert!(parse_json("01").is_err());
         assert!(parse_json("[1,]").is_err());
-        assert!(parse_json("\"\\u0000\"").is_err());
+        assert!(parse_json("\"\\uD800\\u0041\"").is_err());
+        assert!(parse_json("\"a\\u0000b\"").is_err());
         match parse_json(r#"{"b":[true,null],"a":"x\u00e9"}"#).unwrap() {
             Value::Attrs(a) => {
                 assert_eq!(a.len(), 2);

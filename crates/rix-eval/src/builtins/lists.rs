@@ -62,11 +62,12 @@ fn filter(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn foldl(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    // Nix forces the function first, even for an empty list.
+    let f = ev.force_function(&a[0], pos)?;
     let list = arg_ctx(ev.force_list(&a[2], pos), 2, "foldlStrict", pos)?;
     if list.is_empty() {
         return ev.force(&a[1]);
     }
-    let f = ev.force_function(&a[0], pos)?;
     let mut acc = a[1].clone();
     for x in list.iter() {
         acc = ev.call2(&f, acc, x.clone(), pos)?;
@@ -234,6 +235,8 @@ fn partition(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let f = ev.force_function(&a[0], pos)?;
     let (mut right, mut wrong) = (Vec::new(), Vec::new());
     for x in list.iter() {
+        // Nix forces each element before calling the predicate on it.
+        ev.force(x)?;
         let r = ev.call(&f, x.clone(), pos)?;
         if ev.force_bool(&r, pos)? {
             right.push(x.clone());
@@ -283,6 +286,8 @@ fn concat_map(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let f = ev.force_function(&a[0], pos)?;
     let mut out = Vec::new();
     for x in list.iter() {
+        // Nix forces each element before calling the predicate on it.
+        ev.force(x)?;
         let r = ev.call(&f, x.clone(), pos)?;
         let r = ev.force_list(&r, pos)?;
         out.extend(r.iter().cloned());
@@ -299,6 +304,8 @@ fn any_all(ev: &mut Evaluator, a: &[Value], pos: Pos, any: bool) -> Result<Value
     )?;
     let f = ev.force_function(&a[0], pos)?;
     for x in list.iter() {
+        // Nix forces each element before calling the predicate on it.
+        ev.force(x)?;
         let r = ev.call(&f, x.clone(), pos)?;
         if ev.force_bool(&r, pos)? == any {
             return Ok(Value::Bool(any));

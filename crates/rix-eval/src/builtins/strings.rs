@@ -149,9 +149,7 @@ fn concat_strings_sep(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value
             &mut ctx,
         )?;
     }
-    if list.is_empty() {
-        ctx.clear();
-    }
+    // The separator's context is kept even for an empty list, as in Nix 2.8.
     Ok(Value::String(NixString::with_context(out, ctx)))
 }
 
@@ -167,7 +165,8 @@ fn replace_strings(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     }
     let mut pats = Vec::with_capacity(from.len());
     for f in from.iter() {
-        pats.push(ev.force_string_no_ctx(f, pos)?);
+        // Nix 2.8 reads the patterns' text and ignores their context.
+        pats.push(ev.force_string(f, pos)?.as_str().to_owned());
     }
     let mut cache: Vec<Option<NixString>> = vec![None; to.len()];
     let src = s.as_str();

@@ -59,13 +59,21 @@ fn escape_attr(s: &str, out: &mut String) {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
             c => out.push(c),
         }
     }
 }
 
 impl Writer {
+    /// `v` forced when strict; otherwise as it is (a thunk not yet forced stays one).
+    fn peek(&self, ev: &mut Evaluator, v: &Value) -> Result<Value> {
+        match v {
+            _ if self.strict => ev.force(v),
+            Value::Thunk(t) => Ok(t.get().unwrap_or_else(|| v.clone())),
+            v => Ok(v.clone()),
+        }
+    }
+
     fn indent(&mut self, depth: usize) {
         for _ in 0..depth {
             self.out.push_str("  ");
@@ -170,8 +178,10 @@ impl Writer {
                 if ev.is_derivation(a)? {
                     let mut xa = Vec::new();
                     let mut drv_path = None;
+                    // As Nix: forced only when strict; a derivation without a
+                    // string `drvPath` is shown as `<repeated />`.
                     if let Some(p) = a.get(ev.syms.drv_path).cloned() {
-                        let p = ev.force(&p)?;
+                        let p = self.peek(ev, &p)?;
                         if let Value::String(s) = &p {
                             xa.push(("drvPath", s.as_str().to_owned()));
                             drv_path = Some(s.as_str().to_owned());
@@ -179,7 +189,7 @@ impl Writer {
                         }
                     }
                     if let Some(p) = a.get(ev.syms.out_path).cloned() {
-                        let p = ev.force(&p)?;
+                        let p = self.peek(ev, &p)?;
                         if let Value::String(s) = &p {
                             xa.push(("outPath", s.as_str().to_owned()));
                             ctx.extend(s.context().iter().cloned());
@@ -187,8 +197,8 @@ impl Writer {
                     }
                     self.open("derivation", &xa, depth);
                     let first = match &drv_path {
-                        Some(p) => self.drvs_seen.insert(p.clone()),
-                        None => true,
+                        Some(p) if !p.is_empty() => self.drvs_seen.insert(p.clone()),
+                        _ => false,
                     };
                     if first {
                         self.attrs_body(ev, a, depth + 1, ctx)?;
