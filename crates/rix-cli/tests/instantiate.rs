@@ -123,8 +123,17 @@ fn eval_output_matches_nix_instantiate() {
         "(derivation { name = \"d\"; system = \"x\"; builder = \"/b\"; }).drvPath",
         "[ (y: y) builtins.map (builtins.map (x: x)) ] ++ [ (builtins.unsafeGetAttrPos \"a\" { a = 1; }) __curPos ]",
         "with builtins; concatStringsSep \"-\" (map toString (genList (x: x * x) 5))",
+        // What is still a thunk when printed without --strict
+        "rec { a = 1; b = a; c = 1 + 1; d = c; l = [ (1 + 1) ]; e = 2 < 3; }",
+        "let a = 1 + 2; in builtins.seq a { inherit a; b = a; c = { }; }",
+        "({ a ? 1 + 1, b ? a }: { inherit a b; }) { }",
+        "derivation { name = \"a\"; system = \"x\"; builder = \"/b\"; outputs = [ \"out\" \"dev\" ]; }",
+        "(derivation { name = \"a\"; system = \"x\"; builder = \"/b\"; outputs = [ \"out\" \"dev\" ]; }).dev",
+        "{ a = 1; b = \"x\"; c = [ 1 ]; }",
     ];
-    let modes: [&[&str]; 5] = [
+    let modes: [&[&str]; 7] = [
+        &["--eval"],
+        &["--eval", "--json"],
         &["--eval", "--strict"],
         &["--eval", "--strict", "--json"],
         &["--eval", "--strict", "--xml"],

@@ -356,6 +356,14 @@ impl Evaluator {
         crate::builtins::value_to_json(self, v, true)
     }
 
+    /// `v` as `nix-instantiate --eval --json` prints it: without `strict`,
+    /// only `v` itself is forced, and a part not yet evaluated is an error
+    /// ("cannot convert a thunk to JSON"), as in Nix.
+    pub fn to_json_as(&mut self, v: &Value, strict: bool) -> Result<String> {
+        let v = self.force(v)?;
+        crate::builtins::value_to_json(self, &v, strict)
+    }
+
     /// `v` as XML (`--xml`); `location` adds source positions.
     pub fn to_xml(&mut self, v: &Value, strict: bool, location: bool) -> Result<String> {
         let v = if strict {

@@ -91,7 +91,7 @@ impl Default for EvalOptions {
             store: Rc::new(DryRunStore::default()),
             home: None,
             system: default_system(),
-            max_call_depth: 10_000,
+            max_call_depth: 100_000,
             trace_sink: None,
             pure: false,
             features: Vec::new(),
@@ -336,11 +336,14 @@ impl Evaluator {
     }
 
     /// Like [`Self::thunk`] for list elements and attribute values, where
-    /// Nix keeps a function unevaluated (printed `<CODE>` until forced).
+    /// Nix keeps a function or a sum unevaluated (printed `<CODE>` by
+    /// `--eval` until forced), so they are not computed in advance here.
     #[inline]
     fn thunk_in_data(&self, e: &ExprRef, env: &Rc<Env>) -> Value {
         match &**e {
-            Expr::Lambda(_) => Thunk::value(ThunkState::Expr(e.clone(), env.clone())),
+            Expr::Lambda(_) | Expr::Bin { .. } => {
+                Thunk::value(ThunkState::Expr(e.clone(), env.clone()))
+            }
             _ => self.thunk(e, env),
         }
     }
@@ -349,15 +352,23 @@ impl Evaluator {
     /// enclosing frames directly, anything else as a placeholder thunk that
     /// [`fill_pending`] completes once the frame exists.
     #[inline]
+    ///
+    /// A variable of the same frame whose slot is already built (`done`)
+    /// shares that slot's value, as Nix's `ExprVar::maybeThunk` shares the
+    /// `Value`: `rec { a = 1 + 1; b = a; }` prints `b` once `a` is forced.
     fn init_slot(
         &self,
         e: &ExprRef,
         outer: &Rc<Env>,
+        done: &[Value],
         pending: &mut Vec<(Thunk, ExprRef)>,
     ) -> Value {
         match &**e {
             Expr::Const(v) => v.clone(),
             Expr::Var { depth, idx, .. } if *depth > 0 => outer.lookup(*depth - 1, *idx),
+            Expr::Var { depth: 0, idx, .. } if (*idx as usize) < done.len() => {
+                done[*idx as usize].clone()
+            }
             _ => {
                 let t = Thunk::new(ThunkState::Blackhole);
                 pending.push((t.clone(), e.clone()));
@@ -392,6 +403,7 @@ impl Evaluator {
                 t.set(state);
                 return Ok(v);
             }
+            ThunkState::Ready(v) => Ok(v.clone()),
             ThunkState::Blackhole => {
                 return Err(EvalError::new(
                     ErrorKind::InfiniteRecursion,
@@ -598,10 +610,13 @@ impl Evaluator {
             } => self.eval_select(expr, path, default.as_ref(), *pos, env),
             Expr::HasAttr { expr, path } => {
                 let mut v = self.eval_operand(expr, env)?;
-                for key in path.iter() {
+                for (i, key) in path.iter().enumerate() {
                     let name = self.attr_key(key, env)?;
                     match v {
                         Value::Attrs(a) => match a.get(name) {
+                            // The value found last is not forced: `{ a = throw
+                            // "x"; } ? a` is true.
+                            Some(_) if i + 1 == path.len() => return Ok(Value::Bool(true)),
                             Some(x) => {
                                 let x = x.clone();
                                 v = self.force(&x)?;
@@ -839,7 +854,7 @@ impl Evaluator {
                             pending.push((t.clone(), e.clone()));
                             Value::Thunk(t)
                         } else {
-                            self.init_slot(e, env, &mut pending)
+                            self.init_slot(e, env, &vals, &mut pending)
                         }
                     }
                     BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(
@@ -946,7 +961,7 @@ impl Evaluator {
         for b in &l.bindings {
             vals.push(match &b.value {
                 BindingValue::Expr(e) | BindingValue::Inherit(e) => {
-                    self.init_slot(e, env, &mut pending)
+                    self.init_slot(e, env, &vals, &mut pending)
                 }
                 BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(Box::new((
                     from[*k as usize].clone(),
@@ -1154,11 +1169,11 @@ impl Evaluator {
     /// Runs a call with the call-depth bound, growing the native stack when
     /// it runs low.
     #[inline(always)]
-    fn with_call_depth(
+    fn with_call_depth<T>(
         &mut self,
         pos: Pos,
-        call: impl FnOnce(&mut Self) -> Result<Value>,
-    ) -> Result<Value> {
+        call: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
         if self.call_depth >= self.opts.max_call_depth {
             return Err(EvalError::new(
                 ErrorKind::StackOverflow,
@@ -1240,8 +1255,11 @@ impl Evaluator {
             Value::Attrs(a) => match a.get(self.syms.functor) {
                 Some(functor) => {
                     let functor = functor.clone();
-                    let g = self.call(&functor, Value::Attrs(a.clone()), pos)?;
-                    self.call(&g, arg, pos)
+                    // Bounded: `{ __functor = s: s; } 1` never ends.
+                    self.with_call_depth(pos, |ev| {
+                        let g = ev.call(&functor, Value::Attrs(a.clone()), pos)?;
+                        ev.call(&g, arg, pos)
+                    })
                 }
                 None => Err(type_error(
                     "attempt to call something which is not a function but a set",
@@ -1372,7 +1390,10 @@ impl Evaluator {
                             vals.push(v.clone());
                         }
                         None => match &f.default {
-                            Some(d) => vals.push(self.init_slot(d, outer, &mut pending)),
+                            Some(d) => {
+                                let v = self.init_slot(d, outer, &vals, &mut pending);
+                                vals.push(v);
+                            }
                             None => {
                                 return Err(EvalError::new(
                                     ErrorKind::Type,
@@ -1444,14 +1465,17 @@ impl Evaluator {
                 Ok(())
             }
             Value::Attrs(a) => {
+                // Bounded: `let a = { outPath = a; }; in "${a}"` never ends.
                 if let Some(f) = a.get(self.syms.to_string) {
                     let f = f.clone();
-                    let r = self.call(&f, v.clone(), pos)?;
-                    return self.coerce_into(&r, pos, opts, out, ctx);
+                    return self.with_call_depth(pos, |ev| {
+                        let r = ev.call(&f, v.clone(), pos)?;
+                        ev.coerce_into(&r, pos, opts, out, ctx)
+                    });
                 }
                 if let Some(o) = a.get(self.syms.out_path) {
                     let o = o.clone();
-                    return self.coerce_into(&o, pos, opts, out, ctx);
+                    return self.with_call_depth(pos, |ev| ev.coerce_into(&o, pos, opts, out, ctx));
                 }
                 Err(type_error("cannot coerce a set to a string", pos))
             }
@@ -1471,7 +1495,7 @@ impl Evaluator {
                 }
                 Value::List(l) => {
                     for (i, item) in l.iter().enumerate() {
-                        self.coerce_into(item, pos, opts, out, ctx)?;
+                        self.with_call_depth(pos, |ev| ev.coerce_into(item, pos, opts, out, ctx))?;
                         if i + 1 < l.len() {
                             let item = self.force(item)?;
                             let empty_list = matches!(&item, Value::List(x) if x.is_empty());
@@ -1579,7 +1603,25 @@ impl Evaluator {
     // ----- comparison -----
 
     /// `==`. Mirrors `eqValues`.
+    ///
+    /// As Nix 2.8's `eqValues`: both sides are forced first; two elements (or
+    /// attribute values) that are the very same slot are then equal without
+    /// comparing further, which is also how `elem f [ f ]` holds for a function.
     pub fn eq_values(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<bool> {
+        self.with_call_depth(pos, |ev| ev.eq_values_inner(a, b, pos))
+    }
+
+    /// [`Self::eq_values`] of two slots (list elements, attribute values, the
+    /// operands of `elem`): forced, then equal if they are the same slot.
+    pub(crate) fn eq_slots(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<bool> {
+        if identical(a, b) {
+            self.force(a).map_err(|e| at(e, pos))?;
+            return Ok(true);
+        }
+        self.eq_values(a, b, pos)
+    }
+
+    fn eq_values_inner(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<bool> {
         let a = self.force(a).map_err(|e| at(e, pos))?;
         let b = self.force(b).map_err(|e| at(e, pos))?;
         Ok(match (&a, &b) {
@@ -1592,23 +1634,17 @@ impl Evaluator {
             (Value::String(x), Value::String(y)) => x.as_str() == y.as_str(),
             (Value::Path(x), Value::Path(y)) => x == y,
             (Value::List(x), Value::List(y)) => {
-                if Rc::ptr_eq(x, y) {
-                    return Ok(true);
-                }
                 if x.len() != y.len() {
                     return Ok(false);
                 }
                 for (i, j) in x.iter().zip(y.iter()) {
-                    if !identical(i, j) && !self.eq_values(i, j, pos)? {
+                    if !self.eq_slots(i, j, pos)? {
                         return Ok(false);
                     }
                 }
                 true
             }
             (Value::Attrs(x), Value::Attrs(y)) => {
-                if Rc::ptr_eq(x, y) {
-                    return Ok(true);
-                }
                 if self.is_derivation(x)? && self.is_derivation(y)? {
                     if let (Some(p), Some(q)) =
                         (x.get(self.syms.out_path), y.get(self.syms.out_path))
@@ -1621,10 +1657,7 @@ impl Evaluator {
                     return Ok(false);
                 }
                 for (i, j) in x.iter().zip(y.iter()) {
-                    if i.name != j.name
-                        || (!identical(&i.value, &j.value)
-                            && !self.eq_values(&i.value, &j.value, pos)?)
-                    {
+                    if i.name != j.name || !self.eq_slots(&i.value, &j.value, pos)? {
                         return Ok(false);
                     }
                 }

@@ -1347,6 +1347,9 @@ mod tests {
 /// `strtod`, and refuses those for which it reports `ERANGE`: overflow to
 /// infinity, and underflow (a non-zero literal whose value is subnormal or 0).
 fn float_in_range(v: f64, text: &str) -> bool {
+    if !nix_float_syntax(text) {
+        return false;
+    }
     if v.is_infinite() {
         return false;
     }
@@ -1355,4 +1358,28 @@ fn float_in_range(v: f64, text: &str) -> bool {
     }
     let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
     !mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b))
+}
+
+/// Whether `text` is a float as Nix's lexer reads one:
+/// `(([1-9][0-9]*\.[0-9]*)|(0?\.[0-9]+))([Ee][+-]?[0-9]+)?`. rnix is more
+/// lenient (`0.`, `01.5`), which Nix reads as other tokens and refuses.
+fn nix_float_syntax(text: &str) -> bool {
+    let (mantissa, exp) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let Some((int, frac)) = mantissa.split_once('.') else {
+        return false;
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = if int.is_empty() || int == "0" {
+        !frac.is_empty() && digits(frac)
+    } else {
+        !int.starts_with('0') && digits(int) && digits(frac)
+    };
+    let exp_ok = exp.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exp_ok
 }

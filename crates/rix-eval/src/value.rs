@@ -444,6 +444,10 @@ pub enum ThunkState {
     #[default]
     Blackhole,
     Done(Value),
+    /// Computed in advance where Nix would still hold an unevaluated thunk
+    /// (the outputs of `derivation` other than the first): the first force
+    /// makes it [`ThunkState::Done`]; until then `--eval` prints `<CODE>`.
+    Ready(Value),
 }
 
 /// A value computed on first use and then shared. A `Cell` (no borrow

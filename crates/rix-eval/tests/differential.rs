@@ -147,6 +147,20 @@ const CORPUS: &[&str] = &[
     "builtins.toXML { type = \"derivation\"; }",
     "builtins.toXML { a = \"x\\ry\"; }",
     "let x = { type = \"derivation\"; a = x; }; in builtins.toXML x",
+    "{ a = throw \"x\"; } ? a",
+    "{ a = { b = throw \"x\"; }; } ? a.b",
+    "let l = [ (abort \"boom\") ]; in l == l",
+    "let f = x: x; in [ (builtins.elem f [ f ]) (builtins.elem (x: x) [ (x: x) ]) ]",
+    "let x = { a = 1; }; in x == x",
+    "[ 0. ]",
+    "let f = n: if n == 0 then 0 else 1 + f (n - 1); in f 30000",
+    // endless self-reference: a clean error in both, never a crash
+    "{ __functor = s: s; } 1",
+    "let a = { outPath = a; }; in \"${a}\"",
+    "let a = { __toString = s: s; }; in toString a",
+    "let a = [ a ]; b = [ b ]; in a == b",
+    "let a = [ a ]; in toString a",
+    "builtins.genList (x: x) 9223372036854775807 == [ ]",
 ];
 
 fn rix(expr: &str, json: bool) -> Result<String, String> {

@@ -362,7 +362,7 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
                     let out = if args.xml {
                         ev.to_xml(&v, args.strict, !args.no_location)?
                     } else if args.json {
-                        ev.to_json(&v)?
+                        ev.to_json_as(&v, args.strict)?
                     } else {
                         ev.print(&v, args.strict)?
                     };

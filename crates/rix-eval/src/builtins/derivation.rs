@@ -91,7 +91,9 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
     let extra = Attrs::from_unsorted(vec![
         Attr {
             name: Symbol::new("all"),
-            value: Value::list(cells.iter().map(|c| Value::Thunk(c.clone())).collect()),
+            value: Thunk::value(ThunkState::Ready(Value::list(
+                cells.iter().map(|c| Value::Thunk(c.clone())).collect(),
+            ))),
             pos: Pos::NONE,
         },
         Attr {
@@ -129,7 +131,9 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
                 pos: Pos::NONE,
             },
         ]);
-        c.set(ThunkState::Done(Value::attrs(common.update(&own))));
+        // Only the first output is forced (it is the result); Nix still
+        // holds the others, and `all`, as thunks.
+        c.set(ThunkState::Ready(Value::attrs(common.update(&own))));
     }
     ev.force(&Value::Thunk(cells[0].clone()))
 }
@@ -269,7 +273,15 @@ fn collect(
                     }
                     super::json::escape_json(key, out);
                     out.push(':');
-                    super::json::write_json(ev, &attr.value, pos, out, &mut ctx, true, 0)?;
+                    super::json::write_json(
+                        ev,
+                        &attr.value,
+                        pos,
+                        out,
+                        &mut ctx,
+                        super::json::JsonMode::STRICT,
+                        0,
+                    )?;
                     match key {
                         "builder" => {
                             let s = ev.force_string(&attr.value, name_pos)?;

@@ -18,7 +18,7 @@ pub(crate) fn register(r: &mut Registry) {
         let mut out = String::new();
         let mut ctx = Context::new();
         arg_ctx(
-            write_json(ev, &a[0], pos, &mut out, &mut ctx, true, 0),
+            write_json(ev, &a[0], pos, &mut out, &mut ctx, JsonMode::STRICT, 0),
             0,
             "toJSON",
             pos,
@@ -32,11 +32,32 @@ pub(crate) fn register(r: &mut Registry) {
     });
 }
 
-/// `v` as JSON (forcing it deeply), as `nix-instantiate --eval --json` prints.
-pub fn value_to_json(ev: &mut Evaluator, v: &Value, copy_to_store: bool) -> Result<String> {
+/// How [`write_json`] treats values.
+#[derive(Clone, Copy)]
+pub(crate) struct JsonMode {
+    /// Paths are copied to the store (and written as store paths).
+    pub copy_to_store: bool,
+    /// Values are forced; otherwise one not yet evaluated is an error, as
+    /// with `nix-instantiate --eval --json` without `--strict`.
+    pub strict: bool,
+}
+
+impl JsonMode {
+    pub const STRICT: JsonMode = JsonMode {
+        copy_to_store: true,
+        strict: true,
+    };
+}
+
+/// `v` as JSON, as `nix-instantiate --eval --json [--strict]` prints it.
+pub fn value_to_json(ev: &mut Evaluator, v: &Value, strict: bool) -> Result<String> {
     let mut out = String::new();
     let mut ctx = Context::new();
-    write_json(ev, v, Pos::NONE, &mut out, &mut ctx, copy_to_store, 0)?;
+    let mode = JsonMode {
+        copy_to_store: true,
+        strict,
+    };
+    write_json(ev, v, Pos::NONE, &mut out, &mut ctx, mode, 0)?;
     Ok(out)
 }
 
@@ -62,7 +83,7 @@ pub(crate) fn write_json(
     pos: Pos,
     out: &mut String,
     ctx: &mut Context,
-    copy_to_store: bool,
+    mode: JsonMode,
     depth: usize,
 ) -> Result<()> {
     if depth > ev.opts.max_call_depth {
@@ -72,7 +93,18 @@ pub(crate) fn write_json(
             pos,
         ));
     }
-    let v = ev.force(v)?;
+    let v = match v {
+        _ if mode.strict => ev.force(v)?,
+        Value::Thunk(t) => t.get().ok_or_else(|| {
+            crate::error::EvalError::new(
+                crate::error::ErrorKind::Type,
+                "cannot convert a thunk to JSON",
+                pos,
+            )
+        })?,
+        v => v.clone(),
+    };
+    let copy_to_store = mode.copy_to_store;
     match &v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -107,7 +139,7 @@ pub(crate) fn write_json(
             }
             if let Some(o) = a.get(ev.syms.out_path) {
                 let o = o.clone();
-                return write_json(ev, &o, pos, out, ctx, copy_to_store, depth + 1);
+                return write_json(ev, &o, pos, out, ctx, mode, depth + 1);
             }
             out.push('{');
             for (i, attr) in a.iter().enumerate() {
@@ -117,15 +149,7 @@ pub(crate) fn write_json(
                 escape_json(attr.name.as_str(), out);
                 out.push(':');
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
-                    write_json(
-                        ev,
-                        &attr.value,
-                        attr.pos,
-                        out,
-                        ctx,
-                        copy_to_store,
-                        depth + 1,
-                    )
+                    write_json(ev, &attr.value, attr.pos, out, ctx, mode, depth + 1)
                 })
                 .map_err(|e| {
                     e.add_trace(
@@ -143,7 +167,7 @@ pub(crate) fn write_json(
                     out.push(',');
                 }
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
-                    write_json(ev, item, pos, out, ctx, copy_to_store, depth + 1)
+                    write_json(ev, item, pos, out, ctx, mode, depth + 1)
                 })?;
             }
             out.push(']');

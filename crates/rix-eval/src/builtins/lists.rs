@@ -78,7 +78,7 @@ fn foldl(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 fn elem(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let list = arg_ctx(ev.force_list(&a[1], pos), 1, "elem", pos)?;
     for x in list.iter() {
-        if ev.eq_values(&a[0], x, pos)? {
+        if ev.eq_slots(&a[0], x, pos)? {
             return Ok(Value::Bool(true));
         }
     }
@@ -120,11 +120,13 @@ fn gen_list(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         return Err(err(format!("cannot create list of size {n}"), pos));
     }
     let f = ev.force_function(&a[0], pos)?;
-    Ok(Value::list(
-        (0..n)
-            .map(|i| Thunk::value(ThunkState::Apply(f.clone(), Value::Int(i))))
-            .collect(),
-    ))
+    // A size that cannot be allocated is Nix's "out of memory", not a panic.
+    let mut items = Vec::new();
+    items
+        .try_reserve_exact(n as usize)
+        .map_err(|_| err("out of memory", pos))?;
+    items.extend((0..n).map(|i| Thunk::value(ThunkState::Apply(f.clone(), Value::Int(i)))));
+    Ok(Value::list(items))
 }
 
 fn sort(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
