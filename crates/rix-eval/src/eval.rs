@@ -1787,7 +1787,7 @@ impl Evaluator {
             }
         }
         if let Some(file) = name.strip_prefix("nix/") {
-            if crate::builtins::corepkg(file).is_some() {
+            if crate::builtins::corepkg_exists(file) {
                 return Ok(format!("{}/{file}", crate::builtins::COREPKGS_DIR));
             }
         }

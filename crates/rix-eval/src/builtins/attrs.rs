@@ -144,7 +144,8 @@ fn map_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
                     Value::string(attr.name.as_str()),
                     attr.value.clone(),
                 )))),
-                pos: attr.pos,
+                // Nix 2.8's mapAttrs gives its results no position.
+                pos: Pos::NONE,
             })
             .collect(),
     )))

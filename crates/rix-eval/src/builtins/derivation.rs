@@ -44,6 +44,7 @@ pub(crate) fn register(r: &mut Registry) {
 /// type = "derivation"; outputName; }`, with `outPath` and `drvPath`
 /// selected lazily from one shared `derivationStrict drvAttrs`.
 pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let at = DERIVATION_POSITIONS.with(|p| *p);
     let drv_attrs_v = a[0].clone();
     let drv_attrs = ev.force_attrs(&drv_attrs_v, pos)?;
     let outputs_v = drv_attrs
@@ -83,7 +84,7 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
             by_name.push(Attr {
                 name: *n,
                 value: Value::Thunk(c.clone()),
-                pos: Pos::NONE,
+                pos: at.output,
             });
         }
     }
@@ -94,12 +95,12 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
             value: Thunk::value(ThunkState::Ready(Value::list(
                 cells.iter().map(|c| Value::Thunk(c.clone())).collect(),
             ))),
-            pos: Pos::NONE,
+            pos: at.all,
         },
         Attr {
             name: Symbol::new("drvAttrs"),
             value: drv_attrs_v,
-            pos: Pos::NONE,
+            pos: at.drv_attrs,
         },
     ]);
     let common = drv_attrs.update(&outputs_set).update(&extra);
@@ -113,22 +114,22 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
                     *n,
                     Pos::NONE,
                 )))),
-                pos: Pos::NONE,
+                pos: at.out_path,
             },
             Attr {
                 name: ev.syms.drv_path,
                 value: drv_path.clone(),
-                pos: Pos::NONE,
+                pos: at.drv_path,
             },
             Attr {
                 name: ev.syms.type_,
                 value: type_.clone(),
-                pos: Pos::NONE,
+                pos: at.type_,
             },
             Attr {
                 name: Symbol::new("outputName"),
                 value: Value::string(n.as_str()),
-                pos: Pos::NONE,
+                pos: at.output_name,
             },
         ]);
         // Only the first output is forced (it is the result); Nix still
@@ -136,6 +137,81 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
         c.set(ThunkState::Ready(Value::attrs(common.update(&own))));
     }
     ev.force(&Value::Thunk(cells[0].clone()))
+}
+
+/// Nix 2.8's `derivation.nix`, as embedded in Nix (hence the first empty
+/// line). rix computes the same sets natively ([`derivation`]); the text is
+/// registered as a source so that the attributes `derivation` adds have
+/// Nix's positions (`unsafeGetAttrPos`, `--xml`, traces).
+pub(crate) const NIX_DERIVATION_NIX: &str = r#"
+/* This is the implementation of the ‘derivation’ builtin function.
+   It's actually a wrapper around the ‘derivationStrict’ primop. */
+
+drvAttrs @ { outputs ? [ "out" ], ... }:
+
+let
+
+  strict = derivationStrict drvAttrs;
+
+  commonAttrs = drvAttrs // (builtins.listToAttrs outputsList) //
+    { all = map (x: x.value) outputsList;
+      inherit drvAttrs;
+    };
+
+  outputToAttrListElement = outputName:
+    { name = outputName;
+      value = commonAttrs // {
+        outPath = builtins.getAttr outputName strict;
+        drvPath = strict.drvPath;
+        type = "derivation";
+        inherit outputName;
+      };
+    };
+
+  outputsList = map outputToAttrListElement outputs;
+
+in (builtins.head outputsList).value
+"#;
+
+/// Where, in [`NIX_DERIVATION_NIX`], Nix's `derivation` defines each attribute
+/// it adds (an `inherit` is placed just after its keyword, as Nix's parser does).
+#[derive(Clone, Copy)]
+struct DerivationPositions {
+    all: Pos,
+    drv_attrs: Pos,
+    /// An output's attribute (`listToAttrs` takes the `value` attribute's).
+    output: Pos,
+    out_path: Pos,
+    drv_path: Pos,
+    type_: Pos,
+    output_name: Pos,
+}
+
+thread_local! {
+    static DERIVATION_POSITIONS: DerivationPositions = {
+        let base = crate::source::add_source(
+            crate::source::Origin::Path(Rc::from("//builtin/derivation.nix")),
+            Rc::from(NIX_DERIVATION_NIX),
+        );
+        // (line, column), 1-based; the text is ASCII up to the last of them.
+        let at = |line: usize, col: usize| {
+            let start: usize = NIX_DERIVATION_NIX
+                .split_inclusive('\n')
+                .take(line - 1)
+                .map(str::len)
+                .sum();
+            Pos(base + (start + col - 1) as u32)
+        };
+        DerivationPositions {
+            all: at(12, 7),
+            drv_attrs: at(13, 14),
+            output: at(18, 7),
+            out_path: at(19, 9),
+            drv_path: at(20, 9),
+            type_: at(21, 9),
+            output_name: at(22, 16),
+        }
+    };
 }
 
 /// How an output's contents are ingested (`outputHashMode`).

@@ -213,9 +213,15 @@ drvAttrs @ { outputs ? [ "out" ], ... }: __rixDerivation drvAttrs
 "#;
 
 /// Where the built-in `<nix/...>` files appear to live.
-pub const COREPKGS_DIR: &str = "/__rix_corepkgs__";
+pub const COREPKGS_DIR: &str = "/__corepkgs__";
 
-/// The text of a built-in `<nix/NAME>` file.
+/// Whether `<nix/NAME>` names a built-in file. As in Nix 2.8,
+/// `<nix/derivation.nix>` resolves but cannot be imported.
+pub fn corepkg_exists(name: &str) -> bool {
+    corepkg(name).is_some() || name == "derivation.nix"
+}
+
+/// The text of a built-in `<nix/NAME>` file that can be imported.
 pub fn corepkg(name: &str) -> Option<&'static str> {
     match name {
         "fetchurl.nix" => Some(FETCHURL_NIX),
