@@ -91,7 +91,9 @@ impl Default for EvalOptions {
             store: Rc::new(DryRunStore::default()),
             home: None,
             system: default_system(),
-            max_call_depth: 100_000,
+            // Nix 2.8 (8 MiB stack) recurses 70,000 calls deep and fails
+            // before 80,000: the same programs succeed and fail here.
+            max_call_depth: 75_000,
             trace_sink: None,
             pure: false,
             features: Vec::new(),
@@ -275,10 +277,25 @@ impl Evaluator {
         self.eval(expr, &env)
     }
 
+    /// Where the path `logical` of evaluation is on disk. Evaluation sees
+    /// store paths as `/nix/store/...`; a store kept elsewhere (a chroot store,
+    /// `--store /tmp/root`) has them under its root.
+    pub fn fs_path(&self, logical: &str) -> std::path::PathBuf {
+        let store = &self.opts.store;
+        if let Ok((sp, rest)) = store.store_dir().parse_prefix(logical) {
+            let real = store.real_path(&sp);
+            return match rest.trim_start_matches('/') {
+                "" => real,
+                rest => real.join(rest),
+            };
+        }
+        std::path::PathBuf::from(logical)
+    }
+
     /// Parses and evaluates `path` (or `path/default.nix`), cached per file.
     pub fn import_file(&mut self, path: &str, pos: Pos) -> Result<Value> {
         let mut path = path.to_owned();
-        if Path::new(&path).is_dir() {
+        if self.fs_path(&path).is_dir() {
             path = format!("{}/default.nix", path.trim_end_matches('/'));
         }
         if let Some(v) = self.import_cache.get(&path) {
@@ -293,7 +310,7 @@ impl Evaluator {
             self.import_cache.insert(path, v.clone());
             return Ok(v);
         }
-        let text = std::fs::read(&path).map_err(|e| {
+        let text = std::fs::read(self.fs_path(&path)).map_err(|e| {
             EvalError::new(
                 ErrorKind::Io,
                 format!("opening file '{path}': {}", io_msg(&e)),
@@ -1583,7 +1600,7 @@ impl Evaluator {
         let sp = store
             .add_to_store(
                 name,
-                Path::new(path),
+                &self.fs_path(path),
                 FileIngestionMethod::Recursive,
                 HashAlgo::Sha256,
                 None,

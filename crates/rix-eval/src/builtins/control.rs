@@ -236,10 +236,10 @@ fn scoped_import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let scope = ev.force_attrs(&a[0], pos)?;
     let (mut path, _) = ev.coerce_to_path(&a[1], pos)?;
     ev.before_reading(&path, pos)?;
-    if std::path::Path::new(&path).is_dir() {
+    if ev.fs_path(&path).is_dir() {
         path = format!("{}/default.nix", path.trim_end_matches('/'));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = std::fs::read_to_string(ev.fs_path(&path)).map_err(|e| {
         EvalError::new(
             ErrorKind::Io,
             format!("opening file '{path}': {}", crate::eval::io_msg(&e)),

@@ -45,7 +45,7 @@ fn real_path(ev: &mut Evaluator, v: &Value, pos: Pos, f: &str) -> Result<String>
 
 fn read_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let p = real_path(ev, &a[0], pos, "readFile")?;
-    let bytes = std::fs::read(&p).map_err(|e| io_err("opening file", &p, &e, pos))?;
+    let bytes = std::fs::read(ev.fs_path(&p)).map_err(|e| io_err("opening file", &p, &e, pos))?;
     if bytes.contains(&0) {
         return Err(err(
             format!("the contents of the file '{p}' cannot be represented as a Nix string"),
@@ -70,7 +70,8 @@ fn read_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 
 fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let p = real_path(ev, &a[0], pos, "readDir")?;
-    let rd = std::fs::read_dir(&p).map_err(|e| io_err("opening directory", &p, &e, pos))?;
+    let rd =
+        std::fs::read_dir(ev.fs_path(&p)).map_err(|e| io_err("opening directory", &p, &e, pos))?;
     let mut entries = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| io_err("reading directory", &p, &e, pos))?;
@@ -88,8 +89,8 @@ fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 
 fn read_file_type(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let p = real_path(ev, &a[0], pos, "readFileType")?;
-    let meta =
-        std::fs::symlink_metadata(&p).map_err(|e| io_err("getting status of", &p, &e, pos))?;
+    let meta = std::fs::symlink_metadata(ev.fs_path(&p))
+        .map_err(|e| io_err("getting status of", &p, &e, pos))?;
     Ok(Value::string(file_type_name(meta.file_type())))
 }
 
@@ -99,7 +100,7 @@ fn path_exists(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     ev.before_reading(&p, pos)?;
     // A trailing slash (or `/.`) requires a directory.
     let must_be_dir = matches!(&v, Value::String(_)) && (p.ends_with('/') || p.ends_with("/."));
-    let canon = crate::lower::canon_path(&p);
+    let canon = ev.fs_path(&crate::lower::canon_path(&p));
     // The last component is not followed: a dangling symlink exists
     // (unless a directory is required).
     let meta = if must_be_dir {
@@ -140,6 +141,9 @@ fn add_path(
         Some(w) if store.is_valid_path(&w) => w,
         _ => {
             let mut failure: Option<Box<EvalError>> = None;
+            // Read from where the path is on disk (the filter is given that
+            // location too, as Nix 2.8 does for a path in a chroot store).
+            let on_disk = ev.fs_path(path);
             let mut keep = |p: &Path, kind: &str| -> bool {
                 let Some(f) = &filter else { return true };
                 if failure.is_some() {
@@ -159,7 +163,7 @@ fn add_path(
             };
             let sp = store.add_to_store(
                 name,
-                Path::new(path),
+                &on_disk,
                 method,
                 HashAlgo::Sha256,
                 filter
@@ -287,7 +291,7 @@ fn hash_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let algo = super::strings::parse_algo(&algo, pos)?;
     let (p, _) = arg_ctx(ev.coerce_to_path(&a[1], pos), 1, "hashFile", pos)?;
     ev.before_reading(&p, pos)?;
-    let bytes = std::fs::read(&p).map_err(|e| io_err("opening file", &p, &e, pos))?;
+    let bytes = std::fs::read(ev.fs_path(&p)).map_err(|e| io_err("opening file", &p, &e, pos))?;
     Ok(Value::string(algo.digest(&bytes).to_base16()))
 }
 
