@@ -126,6 +126,35 @@ pub struct Hash {
     bytes: [u8; 64],
 }
 
+/// Base64 as Nix 2.8's `base64Decode` reads it: decoding stops at the first
+/// `=`, newlines are skipped, and bits left over at the end are dropped (so
+/// padding is optional and a non-canonical last character is accepted).
+/// Hand-written because strict decoders (`data-encoding`, `base64`) refuse
+/// exactly the inputs Nix accepts; the length is checked by the caller.
+fn lenient_base64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let digit = match c {
+            b'=' => break,
+            b'\n' => continue,
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6 | u32::from(digit)) & 0xffff;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
 impl Hash {
     /// Builds a hash from raw digest bytes; `None` if the length does not fit `algo`.
     pub fn from_bytes(algo: HashAlgo, digest: &[u8]) -> Option<Self> {
@@ -195,10 +224,8 @@ impl Hash {
                 hash: s.to_owned(),
                 source,
             })?
-        } else if s.len() == b64_len {
-            BASE64
-                .decode(s.as_bytes())
-                .map_err(|_| HashError::InvalidBase64(s.to_owned()))?
+        } else if sri || s.len() == b64_len {
+            lenient_base64(s).ok_or_else(|| HashError::InvalidBase64(s.to_owned()))?
         } else {
             return Err(HashError::WrongLength {
                 hash: s.to_owned(),
@@ -381,6 +408,32 @@ mod tests {
             Hash::parse_digest(&upper, HashAlgo::Sha1, false).unwrap(),
             h
         );
+    }
+
+    #[test]
+    fn base64_is_read_as_nix_reads_it() {
+        let h = HashAlgo::Sha256.digest("");
+        let sri = h.encode(Encoding::Sri);
+        let b64 = sri.trim_start_matches("sha256-");
+        assert_eq!(b64, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        let unpadded = b64.trim_end_matches('=');
+        let with_newline = format!("{}\n{}", &b64[..10], &b64[10..]);
+        let non_canonical = b64.replace("FU=", "FV=");
+        for ok in [
+            format!("sha256-{unpadded}"),
+            format!("sha256-{b64}="),
+            format!("sha256-{b64}!!junk"),
+            format!("sha256-{non_canonical}"),
+            format!("sha256:{non_canonical}"),
+            format!("sha256-{with_newline}"),
+        ] {
+            assert_eq!(Hash::parse_any(&ok, None).unwrap(), h, "{ok:?}");
+        }
+        // Without SRI, base64 is told apart by its length (44 for sha256).
+        assert!(Hash::parse_any(&format!("sha256:{unpadded}"), None).is_err());
+        assert_eq!(Hash::parse_any(&format!("sha256:{b64}"), None).unwrap(), h);
+        assert!(Hash::parse_any("sha256-4*DEQ", None).is_err());
+        assert!(Hash::parse_any(&format!("sha256-{}", &unpadded[4..]), None).is_err());
     }
 
     #[test]
