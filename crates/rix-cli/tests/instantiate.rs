@@ -394,3 +394,58 @@ fn chroot_store_reads_its_own_files() {
     }
     assert!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
 }
+
+/// `nix-instantiate`'s refusals on output: a derivation whose `drvPath` is
+/// missing or outside the store, and a root that would clobber a link out of
+/// the store; a root in a directory that does not exist yet is created.
+#[test]
+fn instantiate_refuses_as_nix_does() {
+    let Some(nix) = nix("nix-instantiate") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let drv = r#"derivation { name = "a"; system = "x"; builder = "/b"; }"#;
+    std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("n-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("r-link")).unwrap();
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            r#"{ type = "derivation"; name = "f"; outputName = "out"; drvPath = "/tmp/x.drv"; }"#,
+            &[],
+        ),
+        (
+            r#"{ type = "derivation"; name = "f"; outputName = "out"; }"#,
+            &[],
+        ),
+        (drv, &["--add-root", "TOOL-link"]),
+        (drv, &["--add-root", "new/dir/TOOL-root"]),
+    ];
+    for (i, (expr, extra)) in cases.iter().enumerate() {
+        let run = |tool: &str, cmd: &mut Command| {
+            let extra: Vec<String> = extra.iter().map(|a| a.replace("TOOL", tool)).collect();
+            let store = tmp.path().join(format!("{tool}-store-{i}"));
+            cmd.arg("--store")
+                .arg(&store)
+                .args(["-E", expr])
+                .args(&extra)
+                .current_dir(tmp.path())
+                .env("NIX_CONFIG", NIX_CONFIG)
+                .output()
+                .unwrap()
+        };
+        let n = run("n", &mut Command::new(&nix));
+        let r = run(
+            "r",
+            Command::new(env!("CARGO_BIN_EXE_rix")).arg("instantiate"),
+        );
+        assert_eq!(
+            n.status.success(),
+            r.status.success(),
+            "{expr} {extra:?}\n  nix: {}\n  rix: {}",
+            String::from_utf8_lossy(&n.stderr),
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let rename = |o: &[u8]| String::from_utf8_lossy(o).replace("/n-", "/X-");
+        assert_eq!(rename(&n.stdout), rename(&r.stdout).replace("/r-", "/X-"));
+    }
+    assert!(tmp.path().join("new/dir/r-root").is_symlink());
+}

@@ -320,13 +320,28 @@ impl Evaluator {
 
     /// The `.drv` path of a derivation found by [`Self::get_derivations`]
     /// (instantiating it). Mirrors `DrvInfo::queryDrvPath`.
+    ///
+    /// As Nix 2.8's `requireDrvPath`: the attribute must exist and be a path
+    /// in the store.
     pub fn drv_path_of(&mut self, d: &DrvInfo) -> Result<String> {
         match d.attrs.get_attr(self.syms.drv_path) {
             Some(a) => {
                 let (v, pos) = (a.value.clone(), a.pos);
-                Ok(self.coerce_to_path(&v, pos)?.0)
+                let p = self.coerce_to_path(&v, pos)?.0;
+                if self.store().store_dir().parse(&p).is_err() {
+                    return Err(EvalError::new(
+                        ErrorKind::Other,
+                        format!("path '{p}' is not in the Nix store"),
+                        pos,
+                    ));
+                }
+                Ok(p)
             }
-            None => Ok(String::new()),
+            None => Err(EvalError::new(
+                ErrorKind::Other,
+                "derivation does not contain a 'drvPath' attribute",
+                Pos::NONE,
+            )),
         }
     }
 

@@ -444,13 +444,24 @@ fn resolve_file(f: &str) -> PathBuf {
 
 /// A symlink `link` → `target` registered as an indirect GC root, as Nix's
 /// `addPermRoot`.
+///
+/// As Nix 2.8: an existing file, or a link that points outside the store, is
+/// not clobbered; missing parent directories are created.
 pub fn add_perm_root(store: &LocalStore, target: &str, link: &Path) -> Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(link) {
-        if !meta.file_type().is_symlink() {
+        let into_store = meta.file_type().is_symlink()
+            && std::fs::read_link(link).is_ok_and(|t| {
+                t.to_str()
+                    .is_some_and(|t| store.store_dir().parse_prefix(t).is_ok())
+            });
+        if !into_store {
             bail!("cannot create symlink '{}'; already exists", link.display());
         }
         std::fs::remove_file(link)
             .with_context(|| format!("cannot replace '{}'", link.display()))?;
+    } else if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create directory '{}'", parent.display()))?;
     }
     std::os::unix::fs::symlink(target, link)
         .with_context(|| format!("cannot create symlink '{}'", link.display()))?;
