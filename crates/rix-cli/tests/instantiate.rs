@@ -407,7 +407,11 @@ fn instantiate_refuses_as_nix_does() {
     let drv = r#"derivation { name = "a"; system = "x"; builder = "/b"; }"#;
     std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("n-link")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("r-link")).unwrap();
-    let cases: [(&str, &[&str]); 4] = [
+    let bad_ref = r#"derivation { name = "bad-ref"; system = "x"; builder = "/b";
+        src = builtins.appendContext "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-foo"
+          { "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-foo" = { path = true; }; }; }"#;
+    let cases: [(&str, &[&str]); 5] = [
+        (bad_ref, &[]),
         (
             r#"{ type = "derivation"; name = "f"; outputName = "out"; drvPath = "/tmp/x.drv"; }"#,
             &[],
@@ -448,4 +452,9 @@ fn instantiate_refuses_as_nix_does() {
         assert_eq!(rename(&n.stdout), rename(&r.stdout).replace("/r-", "/X-"));
     }
     assert!(tmp.path().join("new/dir/r-root").is_symlink());
+    // The failed write left nothing in the store: no `.drv`, no lock file.
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("r-store-0/nix/store"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in the store: {left:?}");
 }

@@ -69,6 +69,7 @@ impl LocalEvalStore {
     fn write_batch(&self, batch: &[PendingDrv]) -> io::Result<()> {
         let mut locks = Vec::with_capacity(batch.len());
         let mut todo = Vec::with_capacity(batch.len());
+        let mut renamed = Vec::new();
         let result = (|| -> io::Result<()> {
             for d in batch {
                 let real = self.store.real_path(&d.path);
@@ -93,6 +94,7 @@ impl LocalEvalStore {
             for (d, tmp, real) in &todo {
                 delete_path(real)?;
                 std::fs::rename(tmp, real)?;
+                renamed.push(real.clone());
                 let (nar_hash, nar_size) = text_nar_hash(&d.aterm);
                 let mut info = ValidPathInfo::new(d.path.clone(), nar_hash, nar_size);
                 info.references = d.refs.clone();
@@ -103,13 +105,19 @@ impl LocalEvalStore {
             self.store.register(&infos, &outputs).map_err(other)?;
             Ok(())
         })();
+        // On failure nothing of the batch stays: not the temporary files, not
+        // the files already renamed into place (they are ours: we held their
+        // locks and they were not valid), not the lock files.
         if result.is_err() {
             for (_, tmp, _) in &todo {
                 let _ = delete_path(tmp);
             }
+            for real in &renamed {
+                let _ = delete_path(real);
+            }
         }
         for mut l in locks {
-            l.set_delete_on_release(result.is_ok());
+            l.set_delete_on_release(true);
         }
         result
     }
