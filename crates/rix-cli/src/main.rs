@@ -76,7 +76,9 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
     name = "rix",
     version,
     propagate_version = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    // As Nix: a flag given twice is taken once (`--strict --strict`).
+    args_override_self = true
 )]
 struct Cli {
     #[command(flatten)]
@@ -180,7 +182,13 @@ fn handle_interrupts() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit with 1, as Nix's do (clap's default is 2); help and
+    // --version print to standard output and exit with 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let code = if e.use_stderr() { 1 } else { 0 };
+        let _ = e.print();
+        std::process::exit(code)
+    });
     choose_huge_pages(&cli.command);
     // `rix run` and `rix shell` exec the program, possibly after entering a user
     // namespace, which needs a single-threaded process.

@@ -280,12 +280,13 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                         return Err(err(format!("invalid integer '{}'", i.syntax().text()), pos))
                     }
                 },
-                ast::LiteralKind::Float(f) => match f.value() {
-                    Ok(v) if float_in_range(v, &f.syntax().text().to_string()) => {
-                        Expr::Const(Value::Float(v))
+                ast::LiteralKind::Float(f) => {
+                    let text = f.syntax().to_string();
+                    match f.value() {
+                        Ok(v) if float_in_range(v, &text) => Expr::Const(Value::Float(v)),
+                        _ => return Err(err(format!("invalid float '{text}'"), pos)),
                     }
-                    _ => return Err(err(format!("invalid float '{}'", f.syntax().text()), pos)),
-                },
+                }
                 ast::LiteralKind::Uri(u) => {
                     let text = u.syntax().text();
                     self.lint(
@@ -1336,23 +1337,6 @@ pub fn canon_path(path: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn canon() {
-        assert_eq!(canon_path("/a/./b//c/../d/"), "/a/b/d");
-        assert_eq!(canon_path("/.."), "/");
-        assert_eq!(canon_path("/"), "/");
-    }
-
-    #[test]
-    fn unescape() {
-        assert_eq!(unescape_plain(r#"a\nb\"\$\{"#), "a\nb\"${");
-    }
-}
-
 /// Whether a float literal is one Nix 2.8 accepts: its lexer reads literals with
 /// `strtod`, and refuses those for which it reports `ERANGE`: overflow to
 /// infinity, and underflow (a non-zero literal whose value is subnormal or 0).
@@ -1392,4 +1376,21 @@ fn nix_float_syntax(text: &str) -> bool {
         !e.is_empty() && digits(e)
     });
     mantissa_ok && exp_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canon() {
+        assert_eq!(canon_path("/a/./b//c/../d/"), "/a/b/d");
+        assert_eq!(canon_path("/.."), "/");
+        assert_eq!(canon_path("/"), "/");
+    }
+
+    #[test]
+    fn unescape() {
+        assert_eq!(unescape_plain(r#"a\nb\"\$\{"#), "a\nb\"${");
+    }
 }

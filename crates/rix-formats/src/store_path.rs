@@ -371,8 +371,6 @@ mod tests {
             format!("/nix/store/{h}xfoo"),
             format!("/nix/store/{h}-foo/bar"),
             format!("/nix/store/{h}-fo o"),
-            format!("/nix/store/{h}-."),
-            format!("/nix/store/{h}-..-x"),
             format!("/nix/store/{h}-{}", "x".repeat(212)),
             "/nix/store/e1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q-foo".to_owned(),
             format!("/other/{h}-foo"),
@@ -383,6 +381,9 @@ mod tests {
             .parse(&format!("/nix/store/{h}-{}", "x".repeat(211)))
             .is_ok());
         assert!(dir.parse(&format!("/nix/store/{h}-.foo")).is_ok());
+        // Nix 2.8's checkName accepts `.` and `..` (later versions refuse them).
+        assert!(dir.parse(&format!("/nix/store/{h}-.")).is_ok());
+        assert!(dir.parse(&format!("/nix/store/{h}-..-x")).is_ok());
     }
 
     // Expected values restated in shared/vectors/tvix/README.md (from Tvix's unit tests).

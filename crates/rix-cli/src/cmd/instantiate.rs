@@ -224,7 +224,12 @@ pub struct InstantiateArgs {
     #[arg(short = 'E', long = "expr")]
     pub expr: bool,
     /// Select attributes (`a.b.0`) of the result; repeatable.
-    #[arg(short = 'A', long = "attr", value_name = "ATTRPATH")]
+    #[arg(
+        short = 'A',
+        long = "attr",
+        value_name = "ATTRPATH",
+        allow_hyphen_values = true
+    )]
     pub attr: Vec<String>,
     /// Evaluate and print the result instead of instantiating derivations.
     #[arg(long, alias = "eval-only")]
@@ -480,7 +485,12 @@ pub struct NixInstallableArgs {
     #[arg(long, value_name = "EXPR", conflicts_with = "file")]
     pub expr: Option<String>,
     /// Select an attribute (`a.b.0`) of each evaluated file; repeatable.
-    #[arg(short = 'A', long = "attr", value_name = "ATTRPATH")]
+    #[arg(
+        short = 'A',
+        long = "attr",
+        value_name = "ATTRPATH",
+        allow_hyphen_values = true
+    )]
     pub attr: Vec<String>,
     #[command(flatten)]
     pub eval_args: EvalArgs,
