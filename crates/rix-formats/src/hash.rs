@@ -126,12 +126,13 @@ pub struct Hash {
     bytes: [u8; 64],
 }
 
-/// Base64 as Nix 2.8's `base64Decode` reads it: decoding stops at the first
-/// `=`, newlines are skipped, and bits left over at the end are dropped (so
-/// padding is optional and a non-canonical last character is accepted).
-/// Hand-written because strict decoders (`data-encoding`, `base64`) refuse
-/// exactly the inputs Nix accepts; the length is checked by the caller.
-fn lenient_base64(s: &str) -> Option<Vec<u8>> {
+/// Base64 as Nix 2.8's `base64Decode` reads it (hashes, keys, signatures):
+/// decoding stops at the first `=`, newlines are skipped, and bits left over
+/// at the end are dropped (so padding is optional and a non-canonical last
+/// character is accepted). Hand-written because strict decoders
+/// (`data-encoding`, `base64`) refuse exactly the inputs Nix accepts; the
+/// length is checked by the caller.
+pub(crate) fn nix_base64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
     for c in s.bytes() {
@@ -225,7 +226,7 @@ impl Hash {
                 source,
             })?
         } else if sri || s.len() == b64_len {
-            lenient_base64(s).ok_or_else(|| HashError::InvalidBase64(s.to_owned()))?
+            nix_base64_decode(s).ok_or_else(|| HashError::InvalidBase64(s.to_owned()))?
         } else {
             return Err(HashError::WrongLength {
                 hash: s.to_owned(),

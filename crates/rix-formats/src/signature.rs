@@ -114,31 +114,6 @@ fn check_name(kind: KeyKind, name: &str, input: &str) -> Result<(), SignatureErr
     Ok(())
 }
 
-/// Nix's `base64Decode`: standard alphabet, `'\n'` skipped, stops at the first `'='`.
-fn nix_base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let digit = match c {
-            b'=' => break,
-            b'\n' => continue,
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = ((acc << 6) | u32::from(digit)) & 0xffff;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 /// Splits and decodes `name:base64` into a name and exactly `N` bytes.
 /// Mirrors `Key::Key` / `BorrowedCryptoValue::parse`.
 fn parse_named<const N: usize>(
@@ -159,11 +134,12 @@ fn parse_named<const N: usize>(
             name: err_name(),
         });
     }
-    let bytes = nix_base64_decode(payload).ok_or_else(|| SignatureError::InvalidBase64 {
-        kind,
-        name: err_name(),
-        payload: kind.shown(payload),
-    })?;
+    let bytes =
+        crate::hash::nix_base64_decode(payload).ok_or_else(|| SignatureError::InvalidBase64 {
+            kind,
+            name: err_name(),
+            payload: kind.shown(payload),
+        })?;
     let len = bytes.len();
     let arr = bytes.try_into().map_err(|_| SignatureError::WrongLength {
         kind,
@@ -547,8 +523,8 @@ mod tests {
         #[test]
         fn decoder_agrees_with_strict_base64(data in proptest::collection::vec(any::<u8>(), 0..80)) {
             let enc = BASE64.encode(&data);
-            prop_assert_eq!(nix_base64_decode(&enc).unwrap(), data.clone());
-            prop_assert_eq!(nix_base64_decode(enc.trim_end_matches('=')).unwrap(), data);
+            prop_assert_eq!(crate::hash::nix_base64_decode(&enc).unwrap(), data.clone());
+            prop_assert_eq!(crate::hash::nix_base64_decode(enc.trim_end_matches('=')).unwrap(), data);
         }
     }
 }
