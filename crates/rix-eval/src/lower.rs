@@ -1108,7 +1108,8 @@ fn unparen_apply(e: ast::Expr) -> std::result::Result<ast::Apply, ast::Expr> {
 enum StrPart {
     /// Literal text (subject to indentation stripping in `''` strings).
     Text(String),
-    /// The result of a `''\x` escape (not subject to stripping).
+    /// The result of a `''\x` escape: it ends a line's leading whitespace
+    /// when the indentation is measured, and is stripped like text.
     Escaped(String),
     Interp(ast::Interpol),
 }
@@ -1271,7 +1272,9 @@ fn strip_indentation(parts: Vec<StrPart>) -> Vec<StrPart> {
     let n = parts.len();
     for (i, p) in parts.into_iter().enumerate() {
         match p {
-            StrPart::Text(s) => {
+            // Escapes are stripped like text here (unlike when measuring the
+            // indentation above): after `''\n` a new line starts, as in Nix.
+            StrPart::Text(s) | StrPart::Escaped(s) => {
                 let mut s2 = String::with_capacity(s.len());
                 for c in s.chars() {
                     if at_start {

@@ -161,6 +161,9 @@ const CORPUS: &[&str] = &[
     "let a = [ a ]; b = [ b ]; in a == b",
     "let a = [ a ]; in toString a",
     "builtins.genList (x: x) 9223372036854775807 == [ ]",
+    "''\n  a''\\n    b\n  c''",
+    "''\n    a\n''\\ b\n''",
+    "''\n  a\n  ''\\t b\n  ''\\n\n''",
 ];
 
 fn rix(expr: &str, json: bool) -> Result<String, String> {
