@@ -787,7 +787,8 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                 .ctx
                 .home
                 .ok_or_else(|| err("cannot resolve '~': HOME is not set", pos))?;
-            return Ok(canon_path(&format!("{home}{rest}")));
+            // Nix 2.8 joins `~` paths to HOME as they are (no `..` folding).
+            return Ok(format!("{home}{rest}"));
         }
         if text.starts_with('/') {
             return Ok(canon_path(text));
