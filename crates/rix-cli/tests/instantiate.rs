@@ -458,3 +458,24 @@ fn instantiate_refuses_as_nix_does() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left in the store: {left:?}");
 }
+
+/// A reader that goes away (`rix instantiate ... | head -c1`) ends rix quietly
+/// and successfully, as it ends Nix; it used to panic on the failed write.
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["instantiate", "--eval", "--strict", "-E"])
+        .arg("builtins.genList (x: x) 1000000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

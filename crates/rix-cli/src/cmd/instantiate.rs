@@ -290,7 +290,7 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
             let p = ev
                 .find_file(&sp, f, rix_eval::source::Pos::NONE)
                 .map_err(|e| eval_error(e, show_trace))?;
-            println!("{p}");
+            emit(format_args!("{p}\n"));
         }
         return Ok(());
     }
@@ -325,7 +325,7 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
             let e = ev
                 .parse(&text, origin, &dir)
                 .map_err(|e| eval_error(e, show_trace))?;
-            println!("{}", rix_eval::show::show(&e));
+            emit(format_args!("{}\n", rix_eval::show::show(&e)));
         }
         return Ok(());
     }
@@ -373,10 +373,9 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
                     };
                     // Nix 2.8 ends JSON output without a newline.
                     if args.json && !args.xml {
-                        print!("{out}");
-                        let _ = std::io::Write::flush(&mut std::io::stdout());
+                        emit(format_args!("{out}"));
                     } else {
-                        println!("{}", out.trim_end_matches('\n'));
+                        emit(format_args!("{}\n", out.trim_end_matches('\n')));
                     }
                     return Ok(());
                 }
@@ -424,9 +423,9 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
                         }
                     }
                     if output == "out" {
-                        println!("{shown}");
+                        emit(format_args!("{shown}\n"));
                     } else {
-                        println!("{shown}!{output}");
+                        emit(format_args!("{shown}!{output}\n"));
                     }
                 }
                 Ok(())
@@ -435,6 +434,21 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes to standard output. A reader that went away (`| head`) ends rix
+/// quietly with success, as it ends Nix; another failure (a full disk) is an
+/// error. `println!` would panic on both.
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// `FILE` or `FILE/default.nix`.
