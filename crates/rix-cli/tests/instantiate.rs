@@ -479,3 +479,37 @@ fn closed_stdout_is_not_a_crash() {
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Nix's common flags that evaluation does not use are accepted (scripts
+/// written for nix-instantiate pass them), and `--system` sets
+/// `builtins.currentSystem` as in Nix.
+#[test]
+fn nix_common_flags_are_accepted() {
+    let out = rix(&[
+        "instantiate",
+        "-Q",
+        "-j",
+        "2",
+        "--cores",
+        "1",
+        "-K",
+        "-k",
+        "--fallback",
+        "--timeout",
+        "5",
+        "--no-substitute",
+        "--system",
+        "riscv64-linux",
+        "--eval",
+        "-E",
+        "builtins.currentSystem",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"riscv64-linux\"\n");
+    let bad = rix(&["instantiate", "--no-such-flag", "-E", "1"]);
+    assert_eq!(bad.status.code(), Some(1), "usage errors exit 1, as Nix's");
+}

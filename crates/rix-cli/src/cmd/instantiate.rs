@@ -125,12 +125,58 @@ impl EvalArgs {
         if let Some(d) = self.max_call_depth {
             opts.max_call_depth = d;
         }
+        let system = ctx.settings.get("system");
+        if !system.is_empty() {
+            opts.system = system.to_string();
+        }
         opts
     }
 
     pub fn show_trace(&self) -> bool {
         self.show_trace && !self.no_show_trace
     }
+}
+
+impl InstantiateArgs {
+    fn eval_options(&self, ctx: &Context, store: Rc<dyn EvalStore>) -> EvalOptions {
+        let mut opts = self.eval_args.options(ctx, store);
+        if let Some(s) = &self.system {
+            opts.system = s.clone();
+        }
+        opts
+    }
+}
+
+/// Nix's common flags that evaluation has no use for: accepted, so that
+/// scripts written for `nix-instantiate` run unchanged, and ignored.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct IgnoredNixArgs {
+    #[arg(short = 'Q', long = "no-build-output", hide = true)]
+    no_build_output: bool,
+    #[arg(short = 'j', long = "max-jobs", value_name = "N", hide = true)]
+    max_jobs: Option<String>,
+    #[arg(long, value_name = "N", hide = true)]
+    cores: Option<String>,
+    #[arg(short = 'K', long = "keep-failed", hide = true)]
+    keep_failed: bool,
+    #[arg(short = 'k', long = "keep-going", hide = true)]
+    keep_going: bool,
+    #[arg(long, hide = true)]
+    fallback: bool,
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    timeout: Option<String>,
+    #[arg(long, hide = true)]
+    debug: bool,
+    #[arg(long, hide = true)]
+    restrict_eval: bool,
+    #[arg(long, value_name = "FORMAT", hide = true)]
+    log_format: Option<String>,
+    #[arg(long, value_name = "URLS", hide = true)]
+    substituters: Option<String>,
+    #[arg(long, hide = true)]
+    no_substitute: bool,
+    #[arg(long, value_name = "URIS", hide = true)]
+    allowed_uris: Option<String>,
 }
 
 /// An evaluation error as a command error: Nix's layout (message, position,
@@ -273,6 +319,12 @@ pub struct InstantiateArgs {
     /// Accepted for compatibility.
     #[arg(long, hide = true)]
     pub quiet: bool,
+    /// The platform evaluation reports (`builtins.currentSystem`), as
+    /// `--option system`.
+    #[arg(long, value_name = "SYSTEM")]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub ignored: IgnoredNixArgs,
     #[command(flatten)]
     pub eval_args: EvalArgs,
 }
@@ -284,7 +336,7 @@ pub fn run(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
 fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
     let show_trace = args.eval_args.show_trace();
     if args.find_file {
-        let ev = Evaluator::new(args.eval_args.options(ctx, dry_run_store(ctx)?));
+        let ev = Evaluator::new(args.eval_options(ctx, dry_run_store(ctx)?));
         let sp = ev.options().search_path.clone();
         for f in &args.files {
             let p = ev
@@ -299,7 +351,7 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
         files.push("./default.nix");
     }
     if args.parse {
-        let ev = Evaluator::new(args.eval_args.options(ctx, dry_run_store(ctx)?));
+        let ev = Evaluator::new(args.eval_options(ctx, dry_run_store(ctx)?));
         let cwd = cwd();
         for f in files {
             use rix_eval::source::Origin;
@@ -337,7 +389,7 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
         let (l, s) = local_store(ctx)?;
         (Some(l), s)
     };
-    let mut ev = Evaluator::new(args.eval_args.options(ctx, store.clone()));
+    let mut ev = Evaluator::new(args.eval_options(ctx, store.clone()));
     let auto_args = ev
         .auto_args(&args.eval_args.auto_args())
         .map_err(|e| eval_error(e, show_trace))?;
