@@ -144,6 +144,10 @@ const CORPUS: &[&str] = &[
     "builtins.replaceStrings [ \"${builtins.toFile \"s\" \"x\"}\" ] [ \"y\" ] \"a\"",
     "builtins.foldl' 1 0 [ ]",
     "(builtins.partition (x: true) [ (throw \"p\") ]).right",
+    // ... but any, all and concatMap leave the elements to the function
+    "builtins.any (x: true) [ (throw \"x\") ]",
+    "builtins.all (x: false) [ (throw \"x\") ]",
+    "builtins.length (builtins.concatMap (x: [ 1 ]) [ (throw \"x\") ])",
     "builtins.toXML { type = \"derivation\"; }",
     "builtins.toXML { a = \"x\\ry\"; }",
     "let x = { type = \"derivation\"; a = x; }; in builtins.toXML x",

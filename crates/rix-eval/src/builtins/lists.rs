@@ -288,8 +288,6 @@ fn concat_map(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let f = ev.force_function(&a[0], pos)?;
     let mut out = Vec::new();
     for x in list.iter() {
-        // Nix forces each element before calling the predicate on it.
-        ev.force(x)?;
         let r = ev.call(&f, x.clone(), pos)?;
         let r = ev.force_list(&r, pos)?;
         out.extend(r.iter().cloned());
@@ -306,8 +304,6 @@ fn any_all(ev: &mut Evaluator, a: &[Value], pos: Pos, any: bool) -> Result<Value
     )?;
     let f = ev.force_function(&a[0], pos)?;
     for x in list.iter() {
-        // Nix forces each element before calling the predicate on it.
-        ev.force(x)?;
         let r = ev.call(&f, x.clone(), pos)?;
         if ev.force_bool(&r, pos)? == any {
             return Ok(Value::Bool(any));
