@@ -368,11 +368,11 @@ impl Evaluator {
     /// A slot of a frame still being built: constants and variables of
     /// enclosing frames directly, anything else as a placeholder thunk that
     /// [`fill_pending`] completes once the frame exists.
-    #[inline]
     ///
     /// A variable of the same frame whose slot is already built (`done`)
     /// shares that slot's value, as Nix's `ExprVar::maybeThunk` shares the
     /// `Value`: `rec { a = 1 + 1; b = a; }` prints `b` once `a` is forced.
+    #[inline]
     fn init_slot(
         &self,
         e: &ExprRef,

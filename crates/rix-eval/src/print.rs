@@ -52,6 +52,12 @@ fn trim_zeros(s: &str) -> &str {
 
 /// A string as a Nix string literal. Mirrors `printLiteralString`.
 pub fn escape_string(s: &str, out: &mut String) {
+    quote(s, false, out);
+}
+
+/// `s` in double quotes with Nix's escapes; `$` is escaped before `{` only,
+/// or everywhere with `every_dollar` (as Nix 2.8 prints attribute names).
+fn quote(s: &str, every_dollar: bool, out: &mut String) {
     out.push('"');
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -61,7 +67,7 @@ pub fn escape_string(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            '$' if every_dollar || chars.peek() == Some(&'{') => out.push_str("\\$"),
             c => out.push(c),
         }
     }
@@ -84,12 +90,8 @@ pub fn is_var_name(s: &str) -> bool {
 pub fn attr_name(s: &str, out: &mut String) {
     if is_var_name(s) && s != "if" {
         out.push_str(s);
-    } else if s.contains('$') {
-        let mut quoted = String::new();
-        escape_string(s, &mut quoted);
-        out.push_str(&quoted.replace("\\$", "$").replace('$', "\\$"));
     } else {
-        escape_string(s, out);
+        quote(s, true, out);
     }
 }
 

@@ -349,15 +349,7 @@ fn collect(
                     }
                     super::json::escape_json(key, out);
                     out.push(':');
-                    super::json::write_json(
-                        ev,
-                        &attr.value,
-                        pos,
-                        out,
-                        &mut ctx,
-                        super::json::JsonMode::STRICT,
-                        0,
-                    )?;
+                    super::json::write_json(ev, &attr.value, pos, out, &mut ctx, true, 0)?;
                     match key {
                         "builder" => {
                             let s = ev.force_string(&attr.value, name_pos)?;

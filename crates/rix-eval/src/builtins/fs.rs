@@ -2,7 +2,7 @@
 //! `pathExists`, `path`, `filterSource`, `toFile`, `hashFile`, `storePath`,
 //! `findFile`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use rix_formats::store_path::FileIngestionMethod;
@@ -37,15 +37,18 @@ fn io_err(what: &str, path: &str, e: &std::io::Error, pos: Pos) -> Box<EvalError
     )
 }
 
-fn real_path(ev: &mut Evaluator, v: &Value, pos: Pos, f: &str) -> Result<String> {
+/// The path argument of builtin `f`, ready to read: as evaluation names it
+/// (for messages) and where it is on disk ([`Evaluator::fs_path`]).
+fn path_arg(ev: &mut Evaluator, v: &Value, pos: Pos, f: &str) -> Result<(String, PathBuf)> {
     let (p, _ctx) = arg_ctx(ev.coerce_to_path(v, pos), 0, f, pos)?;
     ev.before_reading(&p, pos)?;
-    Ok(p)
+    let on_disk = ev.fs_path(&p);
+    Ok((p, on_disk))
 }
 
 fn read_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let p = real_path(ev, &a[0], pos, "readFile")?;
-    let bytes = std::fs::read(ev.fs_path(&p)).map_err(|e| io_err("opening file", &p, &e, pos))?;
+    let (p, on_disk) = path_arg(ev, &a[0], pos, "readFile")?;
+    let bytes = std::fs::read(on_disk).map_err(|e| io_err("opening file", &p, &e, pos))?;
     if bytes.contains(&0) {
         return Err(err(
             format!("the contents of the file '{p}' cannot be represented as a Nix string"),
@@ -69,9 +72,8 @@ fn read_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let p = real_path(ev, &a[0], pos, "readDir")?;
-    let rd =
-        std::fs::read_dir(ev.fs_path(&p)).map_err(|e| io_err("opening directory", &p, &e, pos))?;
+    let (p, on_disk) = path_arg(ev, &a[0], pos, "readDir")?;
+    let rd = std::fs::read_dir(on_disk).map_err(|e| io_err("opening directory", &p, &e, pos))?;
     let mut entries = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| io_err("reading directory", &p, &e, pos))?;
@@ -88,9 +90,9 @@ fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn read_file_type(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let p = real_path(ev, &a[0], pos, "readFileType")?;
-    let meta = std::fs::symlink_metadata(ev.fs_path(&p))
-        .map_err(|e| io_err("getting status of", &p, &e, pos))?;
+    let (p, on_disk) = path_arg(ev, &a[0], pos, "readFileType")?;
+    let meta =
+        std::fs::symlink_metadata(on_disk).map_err(|e| io_err("getting status of", &p, &e, pos))?;
     Ok(Value::string(file_type_name(meta.file_type())))
 }
 

@@ -18,7 +18,7 @@ pub(crate) fn register(r: &mut Registry) {
         let mut out = String::new();
         let mut ctx = Context::new();
         arg_ctx(
-            write_json(ev, &a[0], pos, &mut out, &mut ctx, JsonMode::STRICT, 0),
+            write_json(ev, &a[0], pos, &mut out, &mut ctx, true, 0),
             0,
             "toJSON",
             pos,
@@ -32,32 +32,11 @@ pub(crate) fn register(r: &mut Registry) {
     });
 }
 
-/// How [`write_json`] treats values.
-#[derive(Clone, Copy)]
-pub(crate) struct JsonMode {
-    /// Paths are copied to the store (and written as store paths).
-    pub copy_to_store: bool,
-    /// Values are forced; otherwise one not yet evaluated is an error, as
-    /// with `nix-instantiate --eval --json` without `--strict`.
-    pub strict: bool,
-}
-
-impl JsonMode {
-    pub const STRICT: JsonMode = JsonMode {
-        copy_to_store: true,
-        strict: true,
-    };
-}
-
 /// `v` as JSON, as `nix-instantiate --eval --json [--strict]` prints it.
 pub fn value_to_json(ev: &mut Evaluator, v: &Value, strict: bool) -> Result<String> {
     let mut out = String::new();
     let mut ctx = Context::new();
-    let mode = JsonMode {
-        copy_to_store: true,
-        strict,
-    };
-    write_json(ev, v, Pos::NONE, &mut out, &mut ctx, mode, 0)?;
+    write_json(ev, v, Pos::NONE, &mut out, &mut ctx, strict, 0)?;
     Ok(out)
 }
 
@@ -77,13 +56,16 @@ pub(crate) fn escape_json(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// Writes `v` as JSON, paths copied to the store. With `strict`, values are
+/// forced; otherwise one not yet evaluated is an error, as with
+/// `nix-instantiate --eval --json` without `--strict`.
 pub(crate) fn write_json(
     ev: &mut Evaluator,
     v: &Value,
     pos: Pos,
     out: &mut String,
     ctx: &mut Context,
-    mode: JsonMode,
+    strict: bool,
     depth: usize,
 ) -> Result<()> {
     if depth > ev.opts.max_call_depth {
@@ -94,7 +76,7 @@ pub(crate) fn write_json(
         ));
     }
     let v = match v {
-        _ if mode.strict => ev.force(v)?,
+        _ if strict => ev.force(v)?,
         Value::Thunk(t) => t.get().ok_or_else(|| {
             crate::error::EvalError::new(
                 crate::error::ErrorKind::Type,
@@ -104,7 +86,6 @@ pub(crate) fn write_json(
         })?,
         v => v.clone(),
     };
-    let copy_to_store = mode.copy_to_store;
     match &v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -115,13 +96,9 @@ pub(crate) fn write_json(
             ctx.extend(s.context().iter().cloned());
         }
         Value::Path(p) => {
-            if copy_to_store {
-                let sp = ev.copy_path_to_store(p, pos)?;
-                escape_json(&sp, out);
-                ctx.insert(std::rc::Rc::from(sp.as_str()));
-            } else {
-                escape_json(p, out);
-            }
+            let sp = ev.copy_path_to_store(p, pos)?;
+            escape_json(&sp, out);
+            ctx.insert(std::rc::Rc::from(sp.as_str()));
         }
         Value::Attrs(a) => {
             if a.get(ev.syms.to_string).is_some() {
@@ -130,7 +107,7 @@ pub(crate) fn write_json(
                     pos,
                     Coerce {
                         more: false,
-                        copy_to_store,
+                        copy_to_store: true,
                     },
                 )?;
                 escape_json(s.as_str(), out);
@@ -139,7 +116,7 @@ pub(crate) fn write_json(
             }
             if let Some(o) = a.get(ev.syms.out_path) {
                 let o = o.clone();
-                return write_json(ev, &o, pos, out, ctx, mode, depth + 1);
+                return write_json(ev, &o, pos, out, ctx, strict, depth + 1);
             }
             out.push('{');
             for (i, attr) in a.iter().enumerate() {
@@ -149,7 +126,7 @@ pub(crate) fn write_json(
                 escape_json(attr.name.as_str(), out);
                 out.push(':');
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
-                    write_json(ev, &attr.value, attr.pos, out, ctx, mode, depth + 1)
+                    write_json(ev, &attr.value, attr.pos, out, ctx, strict, depth + 1)
                 })
                 .map_err(|e| {
                     e.add_trace(
@@ -167,7 +144,7 @@ pub(crate) fn write_json(
                     out.push(',');
                 }
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
-                    write_json(ev, item, pos, out, ctx, mode, depth + 1)
+                    write_json(ev, item, pos, out, ctx, strict, depth + 1)
                 })?;
             }
             out.push(']');
