@@ -399,7 +399,14 @@ impl Registrar<'_> {
                 .map_err(SubstError::io(format!("moving into {}", real.display())))?;
         }
         let infos: Vec<ValidPathInfo> = preps.iter().map(|p| p.info.clone()).collect();
-        self.store.register(&infos, &[])?;
+        if let Err(e) = self.store.register(&infos) {
+            // Refused (a derivation with forged outputs, say): what was moved into
+            // place is ours (we hold the locks, and none of it is valid).
+            for prep in preps {
+                let _ = delete_path(&self.store.real_path(&prep.info.path));
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 }

@@ -36,7 +36,6 @@ struct PendingDrv {
     path: StorePath,
     aterm: Vec<u8>,
     refs: BTreeSet<StorePath>,
-    outputs: Vec<(String, StorePath)>,
 }
 
 /// A [`LocalStore`] as an [`EvalStore`]. The store is shared (`Rc`) so that
@@ -90,7 +89,6 @@ impl LocalEvalStore {
             }
             self.store.sync().map_err(other)?;
             let mut infos = Vec::with_capacity(todo.len());
-            let mut outputs = Vec::with_capacity(todo.len());
             for (d, tmp, real) in &todo {
                 delete_path(real)?;
                 std::fs::rename(tmp, real)?;
@@ -100,9 +98,9 @@ impl LocalEvalStore {
                 info.references = d.refs.clone();
                 info.ca = Some(ContentAddress::Text(HashAlgo::Sha256.digest(&d.aterm)));
                 infos.push(info);
-                outputs.push((d.path.clone(), d.outputs.clone()));
             }
-            self.store.register(&infos, &outputs).map_err(other)?;
+            // Checks every derivation's outputs and records them.
+            self.store.register(&infos).map_err(other)?;
             Ok(())
         })();
         // On failure nothing of the batch stays: not the temporary files, not
@@ -205,12 +203,6 @@ impl EvalStore for LocalEvalStore {
         // From now on a collector must keep the path (as Nix's
         // `addTextToStore` does), though it is written later.
         self.store.add_temp_root(&path).map_err(other)?;
-        let outputs = drv
-            .declared_output_paths(dir)
-            .map_err(invalid)?
-            .into_iter()
-            .filter_map(|(name, p)| p.map(|p| (name, p)))
-            .collect();
         self.drvs.borrow_mut().insert(path.clone());
         let full = {
             let mut pending = self.pending.borrow_mut();
@@ -218,7 +210,6 @@ impl EvalStore for LocalEvalStore {
                 path: path.clone(),
                 aterm,
                 refs,
-                outputs,
             });
             pending.len() >= BATCH
         };
