@@ -572,3 +572,44 @@ fn a_plain_store_path_is_substituted_or_is_the_result() {
         );
     }
 }
+
+/// A NUL byte (possible only in a configuration file) in `sandbox-paths` or
+/// `sandbox-dev-shm-size` is a settings error naming the setting, not a panic.
+#[test]
+fn a_nul_byte_in_a_sandbox_setting_is_a_settings_error() {
+    let Some(inst) = nix("nix-instantiate") else {
+        return;
+    };
+    let t = TempStore::new();
+    let file = t.dir.path().join("one.nix");
+    std::fs::write(
+        &file,
+        r#"derivation { name = "one"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; }"#,
+    )
+    .unwrap();
+    let drv = t
+        .run_nix(&inst, &[file.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    for (setting, value) in [
+        ("sandbox-paths", "/bin/sh=/bin/s\0h"),
+        ("sandbox-dev-shm-size", "50\0%"),
+    ] {
+        let conf = t.dir.path().join("xdg/rix");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("rix.conf"), format!("{setting} = {value}\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+            .args(["--store", &t.url(), "build", "--no-link", &drv])
+            .env("XDG_CONFIG_HOME", t.dir.path().join("xdg"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("invalid setting '{setting}'"))
+                && stderr.contains("contains a NUL byte")
+                && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
