@@ -418,7 +418,7 @@ let
     inherit name salt;
     system = builtins.currentSystem;
     builder = "/bin/sh";
-    args = [ "-c" (if ok then "echo ${toString deps} > $out" else "exit 1") ];
+    args = [ "-c" ("echo ${toString deps} > $out; " + (if ok then "" else "exit 1")) ];
   };
   s = mk "s" true [ ];
 in { a = mk "a" false [ ]; inherit s; top = mk "top" true [ (mk "a" false [ ]) s (mk "c" false [ s ]) ]; }
