@@ -613,3 +613,59 @@ fn a_nul_byte_in_a_sandbox_setting_is_a_settings_error() {
         );
     }
 }
+
+/// A builder printing 300 MB without a newline under `max-build-log-size` of
+/// 100 MiB is killed with Nix's error, and rix's peak memory stays far below
+/// what it printed (it used to hold the unfinished line, and whatever the pipe
+/// reader had queued, in memory).
+#[test]
+fn a_chatty_builder_is_killed_at_the_log_limit_in_bounded_memory() {
+    let Some(inst) = nix("nix-instantiate") else {
+        return;
+    };
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        eprintln!("skipping: /usr/bin/time (GNU time) is not installed");
+        return;
+    }
+    let t = TempStore::new();
+    let file = t.dir.path().join("chatty.nix");
+    std::fs::write(
+        &file,
+        r#"derivation { name = "chatty"; system = builtins.currentSystem; builder = "/bin/sh";
+             args = [ "-c" "/usr/bin/head -c 300000000 /dev/zero; echo > $out" ]; }"#,
+    )
+    .unwrap();
+    let drv = t
+        .run_nix(&inst, &[file.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let limit = (100u64 << 20).to_string();
+    let report = t.dir.path().join("time");
+    let out = Command::new(time)
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "--option", "sandbox", "false"])
+        .args(["build", "--no-link", "--max-build-log-size", &limit, &drv])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "killed after writing more than {limit} bytes of log output"
+        )),
+        "{stderr}"
+    );
+    let report = std::fs::read_to_string(&report).unwrap();
+    let peak_kib: u64 = report
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no peak RSS in {report:?}"));
+    assert!(
+        peak_kib < 64 * 1024,
+        "rix's peak RSS was {peak_kib} KiB for a 100 MiB log limit"
+    );
+}
