@@ -834,7 +834,10 @@ fn run_builder(
             }
         };
     let _registration = running::register(pgid);
-    let (tx, rx) = mpsc::channel();
+    // Bounded: a builder printing faster than the log is compressed waits on its
+    // pipe instead of piling its output up in rix's memory (LOG_CHANNEL_CHUNKS
+    // reads of 64 KiB at most), and `max-build-log-size` is checked as it goes.
+    let (tx, rx) = mpsc::sync_channel(LOG_CHANNEL_CHUNKS);
     let out_tx = tx.clone();
     std::thread::spawn(move || pump(reader, out_tx));
     std::thread::spawn(move || {
@@ -860,7 +863,7 @@ fn run_builder(
         match msg {
             Ok(Msg::Output(data)) => {
                 last_output = Instant::now();
-                log.write(&data, line).map_err(BuildError::io(&log_path))?;
+                log.write(&data, line);
                 if let Some(max) = settings.max_log_size {
                     if log.len() > max && killed_for.is_none() {
                         killed_for = Some(format!(
@@ -884,7 +887,13 @@ fn run_builder(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let tail = log.finish(line).map_err(BuildError::io(&log_path))?;
+    // A failed log write (a full disk) is reported only when nothing the builder
+    // did failed first: its own error (writing its output to the same full disk)
+    // is what the user must see.
+    let crate::log::LogEnd {
+        tail,
+        error: log_error,
+    } = log.finish(line);
     let status = status.unwrap_or_else(|| ExitStatus::from_raw(9));
     if let Some(reason) = killed_for {
         return Err(BuildError::TimedOut {
@@ -900,12 +909,19 @@ fn run_builder(
             drv: drv_printed.to_owned(),
             status: describe_status(status),
             tail,
+            log_error: log_error.map(|e| e.to_string()),
         });
     }
-    Ok(())
+    match log_error {
+        Some(e) => Err(BuildError::Log(e)),
+        None => Ok(()),
+    }
 }
 
-fn pump(mut reader: std::io::PipeReader, tx: mpsc::Sender<Msg>) {
+/// Reads of builder output waiting to be logged, at most.
+const LOG_CHANNEL_CHUNKS: usize = 16;
+
+fn pump(mut reader: std::io::PipeReader, tx: mpsc::SyncSender<Msg>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match reader.read(&mut buf) {

@@ -31,14 +31,19 @@ pub enum BuildError {
         source: std::io::Error,
     },
     #[error(
-        "builder for '{drv}' failed with {status};{}\nFor full logs, run 'rix log {drv}'.",
-        format_tail(tail)
+        "builder for '{drv}' failed with {status};{}\n{}",
+        format_tail(tail),
+        log_error.as_ref().map_or_else(|| format!("For full logs, run 'rix log {drv}'."), |e| format!("(and {e})"))
     )]
     BuilderFailed {
         drv: String,
         status: String,
         tail: Vec<String>,
+        /// Why the log file is incomplete, if it is.
+        log_error: Option<String>,
     },
+    #[error(transparent)]
+    Log(#[from] crate::log::LogWriteError),
     #[error("builder for '{drv}' {reason}")]
     TimedOut { drv: String, reason: String },
     #[error("build of '{0}' was cancelled")]
@@ -57,6 +62,11 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Substitution(String),
+    /// A store path (not a derivation) is missing and no cache has it. Nix 2.26's words.
+    #[error("path '{0}' is required, but there is no substituter that can build it")]
+    NoSubstituter(String),
+    #[error("builder thread for '{drv}' died: {message}")]
+    WorkerDied { drv: String, message: String },
     #[error("cannot build '{drv}': {reason}")]
     Unsupported { drv: String, reason: String },
     #[error("{failed} of {total} builds failed: {}", first.as_deref().unwrap_or(""))]

@@ -1,7 +1,7 @@
 //! Realisation: make the outputs of some derivations valid, building what is
 //! missing in dependency order with up to `max_jobs` builders at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -123,6 +123,7 @@ pub fn execute(
         .filter(|(_, b)| b.deps.is_empty())
         .map(|(p, _)| p)
         .collect();
+    let mut never: HashSet<&StorePath> = HashSet::new();
     let mut refs_cache = RefsCache::default();
     let mut stop = false;
     let max_jobs = opts.max_jobs.max(1);
@@ -141,46 +142,17 @@ pub fn execute(
                 let tx = tx.clone();
                 running += 1;
                 scope.spawn(move || {
-                    observer.event(BuildEvent::Started {
-                        drv: drv_path,
-                        reason: &b.reason,
-                    });
-                    let start = Instant::now();
-                    let job = BuildJob {
-                        drv_path,
-                        drv: &b.drv,
-                        outputs: &b.outputs,
-                        input_closure: &closure,
-                        reason: &b.reason,
-                        check: opts.check,
-                    };
-                    let started_at = rix_store::path_info::now();
-                    let result = build(store, &job, &opts.settings, observer);
-                    let error = result.as_ref().err().map(|e| e.to_string());
-                    let status = match &result {
-                        Ok(BuildOutcome::Built(_)) => "built".to_owned(),
-                        Ok(BuildOutcome::AlreadyValid) => "built by another process".to_owned(),
-                        Ok(BuildOutcome::Checked(d)) if d.is_empty() => {
-                            "checked: identical".to_owned()
-                        }
-                        Ok(BuildOutcome::Checked(_)) => "checked: differs".to_owned(),
-                        Err(e) => format!(
-                            "failed: {}",
-                            e.to_string().lines().next().unwrap_or_default()
-                        ),
-                    };
-                    // The record is informational: a failure to write it must not fail the build.
-                    let _ = store.db().record_build(
-                        drv_path,
-                        &b.reason,
-                        started_at,
-                        rix_store::path_info::now(),
-                        &status,
-                    );
-                    observer.event(BuildEvent::Finished {
-                        drv: drv_path,
-                        elapsed: start.elapsed(),
-                        error: error.as_deref(),
+                    // A panic anywhere in the worker (builder, observer, database)
+                    // becomes this build's error: the loop below waits for one
+                    // message per worker, and would otherwise wait forever.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_one(store, drv_path, b, &closure, opts, observer)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        Err(BuildError::WorkerDied {
+                            drv: store.print(drv_path),
+                            message: panic_message(&*panic),
+                        })
                     });
                     let _ = tx.send((drv_path, result));
                 });
@@ -188,7 +160,11 @@ pub fn execute(
             if running == 0 {
                 break;
             }
-            let (drv_path, result) = rx.recv().expect("a builder thread is running");
+            // Every worker sends exactly once (panics included), and this loop
+            // holds a sender, so the channel cannot disconnect.
+            let Ok((drv_path, result)) = rx.recv() else {
+                break;
+            };
             running -= 1;
             match result {
                 Ok(outcome) => {
@@ -215,7 +191,14 @@ pub fn execute(
                 }
                 Err(e) => {
                     report.failed.push((drv_path.clone(), e));
-                    skip_dependents(drv_path, &dependents, &mut waiting, &mut report, observer);
+                    skip_dependents(
+                        drv_path,
+                        &dependents,
+                        &mut waiting,
+                        &mut never,
+                        &mut report,
+                        observer,
+                    );
                     stop |= !opts.keep_going;
                 }
             }
@@ -239,18 +222,82 @@ pub fn execute(
     Ok(report)
 }
 
+/// One build in a worker thread: events, the build, its record in the database.
+fn run_one(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    b: &PlannedBuild,
+    closure: &BTreeSet<StorePath>,
+    opts: &RealiseOptions,
+    observer: &dyn Observer,
+) -> Result<BuildOutcome, BuildError> {
+    observer.event(BuildEvent::Started {
+        drv: drv_path,
+        reason: &b.reason,
+    });
+    let start = Instant::now();
+    let job = BuildJob {
+        drv_path,
+        drv: &b.drv,
+        outputs: &b.outputs,
+        input_closure: closure,
+        reason: &b.reason,
+        check: opts.check,
+    };
+    let started_at = rix_store::path_info::now();
+    let result = build(store, &job, &opts.settings, observer);
+    let error = result.as_ref().err().map(|e| e.to_string());
+    let status = match &result {
+        Ok(BuildOutcome::Built(_)) => "built".to_owned(),
+        Ok(BuildOutcome::AlreadyValid) => "built by another process".to_owned(),
+        Ok(BuildOutcome::Checked(d)) if d.is_empty() => "checked: identical".to_owned(),
+        Ok(BuildOutcome::Checked(_)) => "checked: differs".to_owned(),
+        Err(e) => format!(
+            "failed: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        ),
+    };
+    // The record is informational: a failure to write it must not fail the build.
+    let _ = store.db().record_build(
+        drv_path,
+        &b.reason,
+        started_at,
+        rix_store::path_info::now(),
+        &status,
+    );
+    observer.event(BuildEvent::Finished {
+        drv: drv_path,
+        elapsed: start.elapsed(),
+        error: error.as_deref(),
+    });
+    result
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
 fn skip_dependents<'a>(
     failed: &'a StorePath,
     dependents: &HashMap<&'a StorePath, Vec<&'a StorePath>>,
     waiting: &mut HashMap<&'a StorePath, usize>,
+    never: &mut HashSet<&'a StorePath>,
     report: &mut RealiseReport,
     observer: &dyn Observer,
 ) {
     let mut queue = vec![failed];
     while let Some(p) = queue.pop() {
         for &dep in dependents.get(p).into_iter().flatten() {
-            // usize::MAX marks "will never run".
-            if waiting.insert(dep, usize::MAX) != Some(usize::MAX) {
+            // A dependent reached through several failed dependencies is skipped
+            // (and counted) once.
+            if never.insert(dep) {
+                // It never becomes ready, whatever else succeeds.
+                waiting.insert(dep, usize::MAX);
                 observer.event(BuildEvent::Skipped {
                     drv: dep,
                     failed_dep: failed,

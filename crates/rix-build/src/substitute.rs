@@ -142,3 +142,55 @@ pub fn substitute_planned(
         plan = plan_with(store, targets, Some(subst))?;
     }
 }
+
+/// Makes plain store paths (not derivations) valid, as `nix-store -r PATH` and
+/// `nix build PATH` do: a valid path is its own result; a missing one is fetched
+/// with its closure from the caches. No cache having it is Nix's
+/// [`BuildError::NoSubstituter`]. Returns the paths fetched.
+pub fn realise_paths(
+    store: &LocalStore,
+    paths: &[StorePath],
+    substituter: Option<&Substituter>,
+    observer: &dyn Observer,
+) -> Result<Vec<StorePath>, BuildError> {
+    let mut missing = Vec::new();
+    for p in paths {
+        if !store.is_valid(p)? && !missing.contains(p) {
+            missing.push(p.clone());
+        }
+    }
+    let Some(first) = missing.first() else {
+        return Ok(Vec::new());
+    };
+    let Some(substituter) = substituter else {
+        return Err(BuildError::NoSubstituter(store.print(first)));
+    };
+    let bridge = Bridge(observer);
+    let plan = substituter
+        .plan(store, &missing, &bridge)
+        .map_err(|e| BuildError::Substitution(e.to_string()))?;
+    if let Some((p, _)) = plan
+        .unavailable
+        .iter()
+        .find(|(p, _)| missing.contains(p))
+        .filter(|_| plan.errors.is_empty())
+    {
+        return Err(BuildError::NoSubstituter(store.print(p)));
+    }
+    if !plan.complete() {
+        return Err(BuildError::Substitution(format!(
+            "cannot substitute {}:\n{}",
+            missing
+                .iter()
+                .map(|p| format!("'{}'", store.print(p)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.problem(store.store_dir())
+        )));
+    }
+    let report = substituter.fetch(store, plan, &bridge);
+    if !report.succeeded() {
+        return Err(BuildError::Substitution(report.problem(store.store_dir())));
+    }
+    Ok(report.substituted)
+}

@@ -442,3 +442,46 @@ fn builders_do_not_inherit_rix_huge_page_setting() {
         "1\n"
     );
 }
+
+/// An observer that panics when the build of `victim` starts, in its worker thread.
+struct PanicsOn(rix_formats::StorePath);
+
+impl rix_build::events::Observer for PanicsOn {
+    fn event(&self, e: rix_build::events::BuildEvent<'_>) {
+        if let rix_build::events::BuildEvent::Started { drv, .. } = e {
+            if *drv == self.0 {
+                panic!("injected failure");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_dead_builder_thread_is_a_failed_build_not_a_hang() {
+    let t = TempStore::new();
+    let store = open(&t);
+    let victim = drv(&store, "victim", "echo x > $out", &[], &["out"]);
+    let after = drv(&store, "after", "echo y > $out", &[&victim], &["out"]);
+    let other = drv(&store, "other", "echo z > $out", &[], &["out"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (targets, observer) = (vec![after.clone(), other.clone()], PanicsOn(victim.clone()));
+    std::thread::spawn(move || {
+        let report = realise(&store, &targets, &opts(2, true), &observer);
+        let _ = tx.send(report);
+    });
+    // Generous: a hang is the failure this test is about.
+    let report = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("realise returned")
+        .unwrap();
+    assert_eq!(report.failed.len(), 1);
+    let (failed, err) = &report.failed[0];
+    assert_eq!(failed, &victim);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("builder thread for '") && msg.contains("victim.drv' died: injected failure"),
+        "{msg}"
+    );
+    assert_eq!(report.skipped, vec![after]);
+    assert_eq!(report.built, vec![other]);
+}

@@ -38,7 +38,7 @@ fn settings() -> BuildSettings {
     BuildSettings {
         sandbox: SandboxMode::On,
         sandbox_fallback: false,
-        sandbox_paths: parse_sandbox_paths(&[format!("/bin/sh={BUSYBOX}")]),
+        sandbox_paths: parse_sandbox_paths(&[format!("/bin/sh={BUSYBOX}")]).unwrap(),
         ..Default::default()
     }
 }
@@ -511,13 +511,16 @@ fn sandbox_paths_optional_and_missing() {
     std::fs::create_dir(&rw).unwrap();
     std::fs::set_permissions(&rw, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut s = settings();
-    s.sandbox_paths.extend(parse_sandbox_paths(&[
-        format!("/data={}", data.path().display()),
-        format!("/single={}", single.display()),
-        "/nothing=/does/not/exist?".to_owned(),
-        // Skipped, as by Nix: the sandbox has its own.
-        "/proc".to_owned(),
-    ]));
+    s.sandbox_paths.extend(
+        parse_sandbox_paths(&[
+            format!("/data={}", data.path().display()),
+            format!("/single={}", single.display()),
+            "/nothing=/does/not/exist?".to_owned(),
+            // Skipped, as by Nix: the sandbox has its own.
+            "/proc".to_owned(),
+        ])
+        .unwrap(),
+    );
     let outs = build_with(&store, std::slice::from_ref(&d), s.clone()).unwrap();
     let text = read_out(&store, &outs);
     assert!(
@@ -533,7 +536,7 @@ fn sandbox_paths_optional_and_missing() {
     // A missing non-optional path fails before the builder starts.
     let w = drv(&store, "paths-missing", "echo > $out", &[], &["out"]);
     s.sandbox_paths
-        .extend(parse_sandbox_paths(&["/x=/does/not/exist"]));
+        .extend(parse_sandbox_paths(&["/x=/does/not/exist"]).unwrap());
     let e = build_with(&store, std::slice::from_ref(&w), s)
         .unwrap_err()
         .to_string();
@@ -569,7 +572,7 @@ fn setuid_modes_and_extended_attributes_are_refused() {
     let d = drv(&store, "setuid", &script, &[], &["out"]);
     let mut s = settings();
     s.sandbox_paths
-        .extend(parse_sandbox_paths(&["/usr", "/lib?", "/lib64?"]));
+        .extend(parse_sandbox_paths(&["/usr", "/lib?", "/lib64?"]).unwrap());
     let outs = build_with(&store, std::slice::from_ref(&d), s.clone()).unwrap();
     let log = std::fs::read_to_string(store.real_path(&outs["out"]).join("log")).unwrap();
     assert!(!log.contains("allowed"), "{log}");

@@ -409,3 +409,263 @@ fn rix_waits_for_an_output_nix_is_building() {
     waiter.args(["build", &drv, "--no-link", "--print-out-paths"]);
     one_builds_while_the_other_waits(&counter, &go, holder, waiter);
 }
+
+/// `top` depends on `a` (fails), `s` (succeeds) and `c` (depends on `s`, fails).
+const FAIL_SUCCEED_FAIL: &str = r#"
+{ salt }:
+let
+  mk = name: ok: deps: derivation {
+    inherit name salt;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" ("echo ${toString deps} > $out; " + (if ok then "" else "exit 1")) ];
+  };
+  s = mk "s" true [ ];
+in { a = mk "a" false [ ]; inherit s; top = mk "top" true [ (mk "a" false [ ]) s (mk "c" false [ s ]) ]; }
+"#;
+
+/// With `--keep-going` and one builder, `a` fails, then `s` succeeds, then `c`
+/// fails: `top` is skipped once, and the summary counts 4 builds, not 5.
+#[test]
+fn keep_going_summary_counts_each_build_once() {
+    let Some(inst) = nix("nix-instantiate") else {
+        return;
+    };
+    let t = TempStore::new();
+    let file = t.dir.path().join("fsf.nix");
+    std::fs::write(&file, FAIL_SUCCEED_FAIL).unwrap();
+    let hash = |p: &str| Path::new(p).file_name().unwrap().to_string_lossy()[..32].to_owned();
+    // Builds start in the order of their .drv paths: find a salt that runs `a` first.
+    let top = (0..64)
+        .find_map(|salt| {
+            let out = t.run_nix(
+                &inst,
+                &[
+                    file.to_str().unwrap(),
+                    "-A",
+                    "a",
+                    "-A",
+                    "s",
+                    "-A",
+                    "top",
+                    "--argstr",
+                    "salt",
+                    &salt.to_string(),
+                ],
+            );
+            let paths: Vec<&str> = out.lines().collect();
+            (hash(paths[0]) < hash(paths[1])).then(|| paths[2].to_owned())
+        })
+        .expect("a salt that orders a before s");
+    let out = rix(&t, &["build", "--no-link", "--keep-going", "-j", "1", &top]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "error: 2 of 4 builds failed and 1 were not attempted"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("not building").count(), 1, "{stderr}");
+}
+
+/// A store rooted at a temporary directory (its paths are `/nix/store/...`, so
+/// two such stores share paths), and rix run on it with its own narinfo cache.
+fn rooted() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rix-build-")
+        .tempdir()
+        .unwrap()
+}
+
+fn rix_rooted(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rix"))
+        .arg("--store")
+        .arg(root)
+        .args(args)
+        .env("XDG_CACHE_HOME", root.join("xdg-cache"))
+        .output()
+        .expect("run rix")
+}
+
+/// `rix build PATH` and `rix store realise PATH` of a plain store path fetch it
+/// (with its closure) from a cache, as `nix build PATH` does; a valid path is its
+/// own result; a path no cache has is Nix's error, exit code 1.
+#[test]
+fn a_plain_store_path_is_substituted_or_is_the_result() {
+    let src = rooted();
+    let dep = ok(Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args([
+            "--store",
+            src.path().to_str().unwrap(),
+            "store",
+            "add-text",
+            "dep",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap());
+    let dep = dep.trim().to_owned();
+    let text = src.path().join("text");
+    std::fs::write(&text, format!("refers to {dep}")).unwrap();
+    let top = ok(Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args([
+            "--store",
+            src.path().to_str().unwrap(),
+            "store",
+            "add-text",
+            "top",
+        ])
+        .args(["--reference", &dep])
+        .stdin(std::fs::File::open(&text).unwrap())
+        .output()
+        .unwrap());
+    let top = top.trim().to_owned();
+    let cache = src.path().join("cache");
+    let cache_url = format!("file://{}", cache.display());
+    ok(rix_rooted(src.path(), &["copy", "--to", &cache_url, &top]));
+
+    let dst = rooted();
+    let subst = [
+        "--substituters",
+        &cache_url,
+        "--option",
+        "require-sigs",
+        "false",
+    ];
+    let link = dst.path().join("result");
+    let mut args = vec!["build", "-o", link.to_str().unwrap(), &top];
+    args.extend(subst);
+    ok(rix_rooted(dst.path(), &args));
+    let real = |p: &str| dst.path().join(p.trim_start_matches('/'));
+    assert_eq!(std::fs::read_link(&link).unwrap(), real(&top));
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap(),
+        format!("refers to {dep}")
+    );
+    assert!(real(&dep).exists(), "the closure was fetched");
+
+    // Valid now: the result with no cache at all.
+    let out = ok(rix_rooted(
+        dst.path(),
+        &["store", "realise", "--offline", &top],
+    ));
+    assert_eq!(out, format!("{top}\n"));
+
+    // No cache has it.
+    let missing = "/nix/store/00000000000000000000000000000000-missing";
+    for offline in [false, true] {
+        let mut args = vec!["store", "realise", missing];
+        if offline {
+            args.push("--offline");
+        } else {
+            args.extend(subst);
+        }
+        let out = rix_rooted(dst.path(), &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: path '{missing}' is required, but there is no substituter that can build it"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+/// A NUL byte (possible only in a configuration file) in `sandbox-paths` or
+/// `sandbox-dev-shm-size` is a settings error naming the setting, not a panic.
+#[test]
+fn a_nul_byte_in_a_sandbox_setting_is_a_settings_error() {
+    let Some(inst) = nix("nix-instantiate") else {
+        return;
+    };
+    let t = TempStore::new();
+    let file = t.dir.path().join("one.nix");
+    std::fs::write(
+        &file,
+        r#"derivation { name = "one"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; }"#,
+    )
+    .unwrap();
+    let drv = t
+        .run_nix(&inst, &[file.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    for (setting, value) in [
+        ("sandbox-paths", "/bin/sh=/bin/s\0h"),
+        ("sandbox-dev-shm-size", "50\0%"),
+    ] {
+        let conf = t.dir.path().join("xdg/rix");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("rix.conf"), format!("{setting} = {value}\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+            .args(["--store", &t.url(), "build", "--no-link", &drv])
+            .env("XDG_CONFIG_HOME", t.dir.path().join("xdg"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("invalid setting '{setting}'"))
+                && stderr.contains("contains a NUL byte")
+                && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
+
+/// A builder printing 300 MB without a newline under `max-build-log-size` of
+/// 100 MiB is killed with Nix's error, and rix's peak memory stays far below
+/// what it printed (it used to hold the unfinished line, and whatever the pipe
+/// reader had queued, in memory).
+#[test]
+fn a_chatty_builder_is_killed_at_the_log_limit_in_bounded_memory() {
+    let Some(inst) = nix("nix-instantiate") else {
+        return;
+    };
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        eprintln!("skipping: /usr/bin/time (GNU time) is not installed");
+        return;
+    }
+    let t = TempStore::new();
+    let file = t.dir.path().join("chatty.nix");
+    std::fs::write(
+        &file,
+        r#"derivation { name = "chatty"; system = builtins.currentSystem; builder = "/bin/sh";
+             args = [ "-c" "/usr/bin/head -c 300000000 /dev/zero; echo > $out" ]; }"#,
+    )
+    .unwrap();
+    let drv = t
+        .run_nix(&inst, &[file.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let limit = (100u64 << 20).to_string();
+    let report = t.dir.path().join("time");
+    let out = Command::new(time)
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "--option", "sandbox", "false"])
+        .args(["build", "--no-link", "--max-build-log-size", &limit, &drv])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "killed after writing more than {limit} bytes of log output"
+        )),
+        "{stderr}"
+    );
+    let report = std::fs::read_to_string(&report).unwrap();
+    let peak_kib: u64 = report
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no peak RSS in {report:?}"));
+    assert!(
+        peak_kib < 64 * 1024,
+        "rix's peak RSS was {peak_kib} KiB for a 100 MiB log limit"
+    );
+}

@@ -350,3 +350,73 @@ fn add_reads_newer_json() {
         }
     }
 }
+
+/// A derivation with thousands of outputs, every other one declaring a wrong
+/// path: each output gets exactly its own verdict (the check used to compare
+/// every output with every problem, quadratic in the outputs).
+#[test]
+fn check_of_many_outputs_reports_each_one() {
+    let Some(nix_inst) = nix("nix-instantiate") else {
+        return;
+    };
+    const N: usize = 3000;
+    let store = TempStore::new();
+    let expr = store.dir.path().join("many.nix");
+    std::fs::write(
+        &expr,
+        format!(
+            r#"derivation {{ name = "many"; system = "x86_64-linux"; builder = "/bin/sh";
+                outputs = builtins.genList (i: "o${{toString i}}") {N}; }}"#
+        ),
+    )
+    .unwrap();
+    let out = ok_str(nix_in(&store, &nix_inst, &[expr.to_str().unwrap()], b""));
+    let drv = out.trim().split('!').next().unwrap().to_owned();
+    let aterm = std::fs::read_to_string(&drv).unwrap();
+    let sd = store.store_dir();
+    let sd = sd.to_str().unwrap();
+    let bogus = "1".repeat(32);
+    // Break the declared path of every even output (not its environment variable).
+    let mut text = aterm.clone();
+    for i in (0..N).step_by(2) {
+        let key = format!("(\"o{i}\",\"{sd}/");
+        let at = text.find(&key).unwrap() + key.len();
+        text.replace_range(at..at + 32, &bogus);
+    }
+    let file = store.dir.path().join("wrong.drv");
+    std::fs::write(&file, text).unwrap();
+    let out = rix_in(
+        &store,
+        &["derivation", "check", file.to_str().unwrap()],
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = fails(out);
+    assert!(
+        err.contains("1 of 1 derivations declare wrong paths"),
+        "{err}"
+    );
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(lines.len(), N, "{stdout}");
+    let mut seen = 0;
+    for l in lines {
+        let (name, verdict) = l.trim_start().split_once(": ").unwrap();
+        let i: usize = name[1..].parse().unwrap();
+        if i.is_multiple_of(2) {
+            assert!(
+                verdict.starts_with(&format!(
+                    "WRONG path {sd}/{bogus}-many-o{i}, should be {sd}/"
+                )) && verdict.ends_with(&format!("-many-o{i}")),
+                "{l}"
+            );
+        } else {
+            assert!(
+                verdict.starts_with(&format!("{sd}/"))
+                    && verdict.ends_with(&format!("-many-o{i} ok")),
+                "{l}"
+            );
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, N);
+}

@@ -298,3 +298,61 @@ fn help_is_there() {
         assert!(out.contains("Usage: rix nar"), "{out}");
     }
 }
+
+/// A tree 2,000 directories deep (past the old limit of 512, within the
+/// ~2,040 levels `PATH_MAX` lets Nix restore), dumped by `nix-store --dump`:
+/// `rix nar restore` unpacks it with few file descriptors (at most 256 open),
+/// to the tree Nix restores from the same archive.
+#[test]
+fn a_nar_2000_directories_deep_restores_as_with_nix() {
+    let Some(nix_store) = nix("nix-store") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("t");
+    let mut bottom = tree.clone();
+    for _ in 0..2000 {
+        bottom.push("a");
+    }
+    std::fs::create_dir_all(&bottom).unwrap();
+    std::fs::write(bottom.join("f"), "bottom").unwrap();
+    let nar = ok(nix_with(
+        &nix_store,
+        &["--dump", tree.to_str().unwrap()],
+        b"",
+    ));
+
+    let by_rix = t.path().join("r");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 256 && exec \"$0\" nar restore \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_rix"))
+        .arg(&by_rix)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&nar).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_nix = t.path().join("n");
+    ok(nix_with(
+        &nix_store,
+        &["--restore", by_nix.to_str().unwrap()],
+        &nar,
+    ));
+    for restored in [&by_rix, &by_nix] {
+        let again = ok(nix_with(
+            &nix_store,
+            &["--dump", restored.to_str().unwrap()],
+            b"",
+        ));
+        assert!(again == nar, "{} differs", restored.display());
+    }
+}

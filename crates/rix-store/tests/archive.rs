@@ -457,3 +457,38 @@ proptest! {
         prop_assert_eq!(archive::hash_path(&target, HashAlgo::Sha1).unwrap(), (HashAlgo::Sha1.digest(&nar), nar.len() as u64));
     }
 }
+
+/// Dumping recurses per directory level on threads with 2 MiB stacks: a tree
+/// deeper than its bound is a clean error there, and one within it dumps.
+#[test]
+fn a_tree_too_deep_to_dump_is_an_error_not_a_stack_overflow() {
+    let t = tempfile::tempdir().unwrap();
+    let mut p = t.path().join("t");
+    for _ in 0..1100 {
+        p.push("a");
+    }
+    fs::create_dir_all(&p).unwrap();
+    let root = t.path().join("t");
+    let deep = root.clone();
+    let err = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            archive::dump(&deep, &mut Vec::new())
+                .unwrap_err()
+                .to_string()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(err.contains("depth limit"), "{err}");
+    let mut within = root;
+    for _ in 0..100 {
+        within.push("a");
+    }
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || archive::dump(&within, &mut Vec::new()).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+}

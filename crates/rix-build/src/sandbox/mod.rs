@@ -97,7 +97,7 @@ pub struct SandboxPath {
 }
 
 /// Parses the words of `sandbox-paths` / `extra-sandbox-paths`.
-pub fn parse_sandbox_paths<S: AsRef<str>>(words: &[S]) -> Vec<SandboxPath> {
+pub fn parse_sandbox_paths<S: AsRef<str>>(words: &[S]) -> Result<Vec<SandboxPath>, InvalidSetting> {
     words
         .iter()
         .filter_map(|w| {
@@ -105,18 +105,45 @@ pub fn parse_sandbox_paths<S: AsRef<str>>(words: &[S]) -> Vec<SandboxPath> {
             if w.is_empty() {
                 return None;
             }
+            if let Err(e) = no_nul("sandbox-paths", w) {
+                return Some(Err(e));
+            }
             let optional = w.ends_with('?');
             if optional {
                 w = &w[..w.len() - 1];
             }
             let (target, source) = w.split_once('=').unwrap_or((w, w));
-            Some(SandboxPath {
+            Some(Ok(SandboxPath {
                 target: PathBuf::from(target),
                 source: PathBuf::from(source),
                 optional,
-            })
+            }))
         })
         .collect()
+}
+
+/// Checks `sandbox-dev-shm-size` (the `size=` of the sandbox's `/dev/shm` tmpfs)
+/// where the settings are read; the kernel judges the size itself.
+pub fn check_shm_size(size: &str) -> Result<(), InvalidSetting> {
+    no_nul("sandbox-dev-shm-size", size)
+}
+
+/// A sandbox setting that cannot be handed to the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting '{setting}': {value:?} contains a NUL byte, which no path or mount option can hold")]
+pub struct InvalidSetting {
+    pub setting: &'static str,
+    pub value: String,
+}
+
+fn no_nul(setting: &'static str, value: &str) -> Result<(), InvalidSetting> {
+    if value.contains('\0') {
+        return Err(InvalidSetting {
+            setting,
+            value: value.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether this kernel lets rix create the sandbox's namespaces (checked once
@@ -510,6 +537,20 @@ impl Sandbox {
         let store_dir = Path::new(s.store.store_dir().as_str());
         let real_store = s.store.layout().real_store_dir.clone();
 
+        // Settings are checked where they are read; a library caller's too, here,
+        // before anything reaches a CString.
+        let invalid = |e: InvalidSetting| {
+            (
+                PathBuf::from(e.setting),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            )
+        };
+        check_shm_size(s.shm_size).map_err(invalid)?;
+        for sp in s.paths {
+            for p in [&sp.source, &sp.target] {
+                no_nul("sandbox-paths", &p.to_string_lossy()).map_err(invalid)?;
+            }
+        }
         // sandbox-paths: store paths named there come with their closures.
         let mut inputs: BTreeSet<StorePath> = s.inputs.clone();
         let mut extra_paths = Vec::new();

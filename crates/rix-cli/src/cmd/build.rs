@@ -90,7 +90,14 @@ struct Target {
     outputs: Option<Vec<String>>,
 }
 
-fn parse_installable(store: &LocalStore, s: &str) -> Result<Target> {
+/// What one command-line argument asks for.
+enum Installable {
+    Derivation(Target),
+    /// A plain store path: valid, or fetched from a cache (`nix build PATH`).
+    Path(StorePath),
+}
+
+fn parse_installable(store: &LocalStore, s: &str) -> Result<Installable> {
     let (path, outputs) = match s.split_once('^') {
         Some((p, "*")) => (p, None),
         Some((p, outs)) => (p, Some(outs.split(',').map(str::to_owned).collect())),
@@ -108,9 +115,15 @@ fn parse_installable(store: &LocalStore, s: &str) -> Result<Target> {
             )
         })?;
     if !drv.is_derivation() {
-        bail!("'{s}' is not a derivation (.drv); building other installables needs `rix build FILE.nix`");
+        if outputs.is_some() || s.contains('^') {
+            bail!(
+                "'{s}' names outputs ('^'), but '{}' is not a derivation (.drv)",
+                store.print(&drv)
+            );
+        }
+        return Ok(Installable::Path(drv));
     }
-    Ok(Target { drv, outputs })
+    Ok(Installable::Derivation(Target { drv, outputs }))
 }
 
 pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
@@ -152,6 +165,8 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
         Some(v) => v,
         None => s.get_u64("max-build-log-size")?,
     };
+    let shm_size = s.get("sandbox-dev-shm-size");
+    rix_build::sandbox::check_shm_size(&shm_size)?;
     Ok(RealiseOptions {
         max_jobs,
         keep_going: args.keep_going || s.get_bool("keep-going")?,
@@ -168,8 +183,8 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
             },
             sandbox,
             sandbox_fallback,
-            sandbox_paths: rix_build::sandbox::parse_sandbox_paths(&s.get_list("sandbox-paths")),
-            sandbox_shm_size: s.get("sandbox-dev-shm-size"),
+            sandbox_paths: rix_build::sandbox::parse_sandbox_paths(&s.get_list("sandbox-paths"))?,
+            sandbox_shm_size: shm_size,
             max_log_size: (max_log > 0).then_some(max_log),
             filter_syscalls: s.get_bool("filter-syscalls")?,
             allow_new_privileges: s.get_bool("allow-new-privileges")?,
@@ -180,20 +195,35 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     let store = std::rc::Rc::new(ctx.open_store()?);
-    let mut targets: Vec<Target> =
+    let mut wanted: Vec<Installable> =
         crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?
             .into_iter()
-            .map(|(drv, output)| Target {
-                drv,
-                outputs: Some(vec![output]),
+            .map(|(drv, output)| {
+                Installable::Derivation(Target {
+                    drv,
+                    outputs: Some(vec![output]),
+                })
             })
             .collect();
     for i in &args.installables {
         if !args.nix.is_set() && !crate::cmd::instantiate::is_nix_installable(i) {
-            targets.push(parse_installable(&store, i)?);
+            wanted.push(parse_installable(&store, i)?);
         }
     }
-    let drvs: Vec<StorePath> = targets.iter().map(|t| t.drv.clone()).collect();
+    let drvs: Vec<StorePath> = wanted
+        .iter()
+        .filter_map(|w| match w {
+            Installable::Derivation(t) => Some(t.drv.clone()),
+            Installable::Path(_) => None,
+        })
+        .collect();
+    let paths: Vec<StorePath> = wanted
+        .iter()
+        .filter_map(|w| match w {
+            Installable::Path(p) => Some(p.clone()),
+            Installable::Derivation(_) => None,
+        })
+        .collect();
     let substituter = crate::cmd::copy::build_substituter(
         ctx,
         &store,
@@ -226,7 +256,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if store.layout().needs_remap() {
+    if store.layout().needs_remap() && !drvs.is_empty() {
         if let Err(why) = rix_build::sandbox::available() {
             bail!(
                 "cannot build in the store rooted at {}: its builders must see it at {}, which needs \
@@ -241,23 +271,37 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     let mut opts = options(ctx, args)?;
     opts.substituter = substituter;
     let progress = Progress::new(store.store_dir().clone(), args.print_build_logs);
-    let report = realise(&store, &drvs, &opts, &progress);
+    let fetched = rix_build::substitute::realise_paths(
+        &store,
+        &paths,
+        opts.substituter.as_deref(),
+        &progress,
+    );
+    let report = match fetched {
+        Ok(_) if drvs.is_empty() => Ok(RealiseReport::default()),
+        Ok(_) => realise(&store, &drvs, &opts, &progress),
+        Err(e) => Err(e),
+    };
     progress.finish();
     let report = report?;
     report_failures(&report)?;
     report_nondeterminism(&store, &report)?;
-    let results = selected_outputs(&targets, &report)?;
+    let results = selected_outputs(&wanted, &report)?;
     if !args.no_link {
         create_links(&store, &args.out_link, &results)?;
     }
     if args.json {
         let json: Vec<serde_json::Value> = results
             .iter()
-            .map(|(drv, outs)| {
-                serde_json::json!({
+            .map(|(drv, outs)| match drv {
+                // A plain store path, as `nix build --json` prints it.
+                None => serde_json::json!({
+                    "path": outs.values().next().map(|p| store.print(p)),
+                }),
+                Some(drv) => serde_json::json!({
                     "drvPath": store.print(drv),
                     "outputs": outs.iter().map(|(n, p)| (n.clone(), serde_json::Value::String(store.print(p)))).collect::<serde_json::Map<_, _>>(),
-                })
+                }),
             })
             .collect();
         println!("{}", serde_json::Value::Array(json));
@@ -318,13 +362,20 @@ fn report_nondeterminism(store: &LocalStore, report: &RealiseReport) -> Result<(
     bail!("{}", msg.trim_end())
 }
 
-fn selected_outputs(
-    targets: &[Target],
-    report: &RealiseReport,
-) -> Result<Vec<(StorePath, BTreeMap<String, StorePath>)>> {
-    targets
+/// Each wanted thing's results in command-line order: a derivation (`Some`) with
+/// its selected outputs, or a plain store path (`None`) as its own `out`.
+type Results = Vec<(Option<StorePath>, BTreeMap<String, StorePath>)>;
+
+fn selected_outputs(wanted: &[Installable], report: &RealiseReport) -> Result<Results> {
+    wanted
         .iter()
-        .map(|t| {
+        .map(|w| {
+            let t = match w {
+                Installable::Path(p) => {
+                    return Ok((None, BTreeMap::from([("out".to_owned(), p.clone())])))
+                }
+                Installable::Derivation(t) => t,
+            };
             let all = &report.outputs[&t.drv];
             let outs = match &t.outputs {
                 None => all.clone(),
@@ -337,18 +388,14 @@ fn selected_outputs(
                     })
                     .collect::<Result<_>>()?,
             };
-            Ok((t.drv.clone(), outs))
+            Ok((Some(t.drv.clone()), outs))
         })
         .collect()
 }
 
 /// `result`, `result-dev`, `result-1`, ... as `nix build` names them, each
 /// registered as an indirect GC root.
-fn create_links(
-    store: &LocalStore,
-    base: &Path,
-    results: &[(StorePath, BTreeMap<String, StorePath>)],
-) -> Result<()> {
+fn create_links(store: &LocalStore, base: &Path, results: &Results) -> Result<()> {
     for (i, (_, outs)) in results.iter().enumerate() {
         for (name, path) in outs {
             let mut link = base.as_os_str().to_owned();

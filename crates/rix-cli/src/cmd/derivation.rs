@@ -9,7 +9,7 @@
 //! output paths name. Input derivations are read from the directory the file is
 //! in, else from the selected store.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -295,11 +295,14 @@ fn check(ctx: &Context, args: &[String]) -> Result<()> {
                 ));
             }
         }
+        // Grouped once: looking each output's problems up in the whole list made
+        // a derivation with many wrong outputs quadratic.
+        let mut by_output: HashMap<&str, Vec<&OutputProblem>> = HashMap::new();
+        for p in &problems {
+            by_output.entry(problem_output(p)).or_default().push(p);
+        }
         for (name, out) in &f.drv.outputs {
-            let mine: Vec<&OutputProblem> = problems
-                .iter()
-                .filter(|p| problem_output(p) == name)
-                .collect();
+            let mine = by_output.remove(name.as_str()).unwrap_or_default();
             let declared = out.path(sd, &f.drv.name, name)?;
             if mine.is_empty() {
                 match (declared, computed.get(name).cloned().flatten()) {

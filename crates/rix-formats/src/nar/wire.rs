@@ -21,7 +21,15 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_TARGET_LEN: usize = 4096;
 
 /// Deepest directory nesting accepted by default (the root directory is depth 1).
-pub const MAX_DEPTH: usize = 512;
+///
+/// Nix's parser has no limit, but Nix restores (`nix-store --restore`, imports,
+/// substitution) by full path names, so `PATH_MAX` (4096) bounds what it can
+/// unpack: every level adds at least two bytes (`/` and a one-byte name), and
+/// Nix 2.8 fails with "File name too long" past about 2,040 levels. 4096 is
+/// above anything Nix restores, and keeps the writer's recursion over a file
+/// tree (`rix-store`'s dump) within a thread's stack. The reader and the
+/// restorer are iterative and need no such bound.
+pub const MAX_DEPTH: usize = 4096;
 
 /// Longest token the grammar has (`nix-archive-1`), rounded up to a padding unit.
 pub(crate) const MAX_TOKEN_LEN: usize = 16;

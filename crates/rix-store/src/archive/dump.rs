@@ -121,6 +121,13 @@ struct DirList {
     entries: Vec<(usize, usize, FileType)>,
 }
 
+/// Deepest tree dumped. The dump recurses once per directory level (about 1 KiB
+/// of stack each, unoptimised) and runs on builder threads, whose stacks are
+/// 2 MiB: 1024 levels stay well inside, and past them the dump is a clean
+/// "depth limit" error rather than a stack overflow. (Reading and restoring
+/// archives are iterative and take up to `nar::MAX_DEPTH` levels.)
+const DUMP_MAX_DEPTH: usize = 1024;
+
 struct Dumper<S: DumpSink> {
     w: NarWriter<S>,
     /// The file being worked on, for error messages.
@@ -144,8 +151,12 @@ fn encode_error(path: &Path, e: NarWriteError) -> ArchiveError {
 
 impl<S: DumpSink> Dumper<S> {
     fn new(path: &Path, out: S) -> Self {
+        let limits = rix_formats::nar::Limits {
+            max_depth: DUMP_MAX_DEPTH,
+            ..Default::default()
+        };
         Self {
-            w: NarWriter::new(out),
+            w: NarWriter::with_limits(out, limits),
             path: path.to_owned(),
             buf: vec![0; READ_BUF_LEN],
             dirent_buf: Vec::with_capacity(DIRENT_BUF_LEN),

@@ -28,6 +28,12 @@ use rustix::io::Errno;
 use super::ArchiveError;
 
 const COPY_BUF_LEN: usize = 64 * 1024;
+
+/// Directories held open at once: the root and the innermost ones. A deeper
+/// archive (Nix restores up to about 2,040 levels) would otherwise need a file
+/// descriptor per level; ancestors are reopened by name when the restore climbs
+/// back out of the window.
+const MAX_OPEN_DIRS: usize = 128;
 const IN_BUF_LEN: usize = 64 * 1024;
 
 /// Restores the archive read from `nar` at `target`, which must not exist. The
@@ -55,6 +61,7 @@ pub fn restore_from<R: Read>(reader: &mut NarReader<R>, target: &Path) -> Result
         path: target.to_owned(),
         name: Vec::new(),
         dirs: Vec::new(),
+        dir_names: Vec::new(),
         buf: vec![0; COPY_BUF_LEN],
         created: false,
     };
@@ -79,8 +86,11 @@ struct Restorer {
     path: PathBuf,
     /// The current entry's name.
     name: Vec<u8>,
-    /// Open directories, innermost last.
-    dirs: Vec<OwnedFd>,
+    /// The directories entered, outermost first: the root and the innermost
+    /// [`MAX_OPEN_DIRS`] are open, the others closed (`None`) until needed again.
+    dirs: Vec<Option<OwnedFd>>,
+    /// Each entered directory's name in its parent (the root's is unused).
+    dir_names: Vec<Vec<u8>>,
     buf: Vec<u8>,
     /// Whether the target was created (and so must be removed on error).
     created: bool,
@@ -106,9 +116,60 @@ impl Restorer {
     /// root, the target path relative to the working directory).
     fn place(&self) -> (BorrowedFd<'_>, &OsStr) {
         match self.dirs.last() {
-            Some(fd) => (fd.as_fd(), OsStr::from_bytes(&self.name)),
-            None => (CWD, self.path.as_os_str()),
+            Some(Some(fd)) => (fd.as_fd(), OsStr::from_bytes(&self.name)),
+            // The innermost directory is always open (see `leave_dir`).
+            Some(None) | None => (CWD, self.path.as_os_str()),
         }
+    }
+
+    /// Enters a directory just opened; closes the one that falls out of the window.
+    fn enter_dir(&mut self, fd: OwnedFd) {
+        self.dirs.push(Some(fd));
+        self.dir_names.push(self.name.clone());
+        let n = self.dirs.len();
+        if n > MAX_OPEN_DIRS + 1 {
+            self.dirs[n - 1 - MAX_OPEN_DIRS] = None;
+        }
+    }
+
+    /// Leaves the innermost directory; reopens its parent (and the window above
+    /// the nearest open ancestor) if it was closed.
+    fn leave_dir(&mut self) -> Result<(), ArchiveError> {
+        self.dirs.pop();
+        self.dir_names.pop();
+        let Some(last) = self.dirs.len().checked_sub(1) else {
+            return Ok(());
+        };
+        if self.dirs[last].is_some() {
+            return Ok(());
+        }
+        let open = (0..last)
+            .rev()
+            .find(|&i| self.dirs[i].is_some())
+            .unwrap_or(0);
+        let keep_from = (last + 1).saturating_sub(MAX_OPEN_DIRS).max(open + 1);
+        let mut cur: Option<OwnedFd> = None;
+        for i in open + 1..=last {
+            // The nearest open ancestor is open, and each level walked is kept in `cur`.
+            let Some(parent) = cur.as_ref().or(self.dirs[i - 1].as_ref()) else {
+                return Err(self.io("reopening directory", io::Error::other("no open parent")));
+            };
+            let fd = rfs::openat(
+                parent.as_fd(),
+                OsStr::from_bytes(&self.dir_names[i]),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.io("reopening directory", e))?;
+            if i >= keep_from {
+                // Duplicated: one stays in the window, one walks on.
+                let kept = rustix::io::fcntl_dupfd_cloexec(&fd, 0)
+                    .map_err(|e| self.io("reopening directory", e))?;
+                self.dirs[i] = Some(kept);
+            }
+            cur = Some(fd);
+        }
+        Ok(())
     }
 
     /// Maps a creation error; `EEXIST` on the target itself means it existed.
@@ -155,11 +216,11 @@ impl Restorer {
                         )
                     };
                     self.created = true;
-                    self.dirs
-                        .push(fd.map_err(|e| self.io("opening directory", e))?);
+                    let fd = fd.map_err(|e| self.io("opening directory", e))?;
+                    self.enter_dir(fd);
                 }
                 Event::EndDirectory => {
-                    self.dirs.pop();
+                    self.leave_dir()?;
                     self.leave();
                 }
                 Event::Symlink { target } => {
