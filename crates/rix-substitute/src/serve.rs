@@ -8,12 +8,20 @@
 //!
 //! `HEAD` answers the same headers without a body; anything else is a 404 (or
 //! 405 for other methods). Request paths are parsed strictly (base-32 hash
-//! parts only), so no request names a file: paths come from the database.
+//! parts only), so no request names a file: paths come from the database,
+//! read on read-only connections.
+//!
+//! Memory is bounded whatever the clients do: at most `max_nar_streams` NARs
+//! are produced at once (further requests wait), each through a small bounded
+//! channel that blocks its compressor and file reads while the client does not
+//! read, and a connection that takes no byte for `stall_timeout` is closed
+//! (`serve/stall.rs`), which ends its stream.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -34,6 +42,8 @@ use crate::compression::Compression;
 use crate::error::{Result, SubstError};
 use crate::upload::sign_narinfo;
 
+mod stall;
+
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -48,6 +58,9 @@ pub struct ServeOptions {
     /// (about 3 MiB for zstd, 94 MiB for xz at its default level) and at most
     /// `STREAM_BUFFER` bytes of output.
     pub max_nar_streams: usize,
+    /// A connection whose client takes no byte for this long is closed (its
+    /// NAR stream ends and frees its slot). Nix's `stalled-download-timeout`.
+    pub stall_timeout: Duration,
 }
 
 /// What one NAR stream holds between its compressor and the connection: the
@@ -64,6 +77,7 @@ impl Default for ServeOptions {
             compression: Compression::Zstd,
             priority: 30,
             max_nar_streams: DEFAULT_MAX_NAR_STREAMS,
+            stall_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -396,6 +410,10 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(SubstError::io("local address"))?;
+        let listener = stall::StallListener {
+            inner: listener,
+            timeout: state.opts.stall_timeout,
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let app = Router::new().fallback(handle).with_state(state);
         let thread = std::thread::Builder::new()

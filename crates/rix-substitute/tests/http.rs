@@ -230,6 +230,65 @@ fn nar_streams_beyond_the_cap_wait_for_a_free_one() {
 }
 
 #[test]
+fn a_stalled_client_is_cut_off_and_frees_its_stream() {
+    let src = Root::new();
+    let store = src.open();
+    let dir = src.path().join("big");
+    incompressible(&dir, 48 << 20);
+    let big = store
+        .add_path(
+            &dir,
+            "big",
+            rix_formats::store_path::FileIngestionMethod::Recursive,
+            rix_formats::HashAlgo::Sha256,
+        )
+        .unwrap();
+    let info = store.path_info(&big).unwrap();
+    let server = Server::start(
+        store.layout().clone(),
+        "127.0.0.1:0",
+        ServeOptions {
+            compression: rix_substitute::Compression::None,
+            max_nar_streams: 1,
+            stall_timeout: Duration::from_secs(1),
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = server.addr().to_string();
+    let (_, _, body) = request(&addr, "GET", &format!("/{}.narinfo", big.hash_part()));
+    let ni =
+        rix_formats::narinfo::NarInfo::parse(&nix_store_dir(), std::str::from_utf8(&body).unwrap())
+            .unwrap();
+    let get = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ni.url()
+    );
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled.write_all(get.as_bytes()).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert!(read_head(&mut stalled).unwrap().contains("200"));
+
+    // The next client gets the only stream once the first is cut off.
+    let mut next = TcpStream::connect(&addr).unwrap();
+    next.write_all(get.as_bytes()).unwrap();
+    next.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    assert!(read_head(&mut next).unwrap().contains("200"));
+    let mut nar = Vec::new();
+    next.read_to_end(&mut nar).unwrap();
+    assert_eq!(rix_formats::HashAlgo::Sha256.digest(&nar), info.nar_hash);
+
+    // The stalled client, reading at last, finds its NAR cut short.
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!((rest.len() as u64) < info.nar_size, "{}", rest.len());
+    server.stop();
+}
+
+#[test]
 fn serve_never_writes_the_store_database() {
     use std::os::unix::fs::PermissionsExt;
     let src = Root::new();

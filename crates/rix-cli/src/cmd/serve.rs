@@ -46,6 +46,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<()> {
         compression: args.compression,
         priority: args.priority,
         max_nar_streams: usize::try_from(max_nar_streams).unwrap_or(usize::MAX),
+        ..ServeOptions::default()
     };
     let store_dir = layout.store_dir.clone();
     let server = Server::start(layout, &args.listen, opts)?;
