@@ -126,3 +126,24 @@ fn stalled_clients_leave_the_server_memory_bounded() {
     // And it still serves.
     get(&addr, &format!("/{hash_part}.narinfo"));
 }
+
+#[test]
+fn the_stream_cap_is_a_setting_and_a_flag() {
+    let store = TempStore::new();
+    ok_str(rix_in(&store, &["store", "add-text", "x"], b"x"));
+    let out = rix_in(
+        &store,
+        &["--option", "serve-max-nar-streams", "0", "serve"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("serve-max-nar-streams must be at least 1"),
+        "{err}"
+    );
+    assert!(!err.contains("unknown setting"), "{err}");
+    let out = rix_in(&store, &["serve", "--max-nar-streams", "0"], b"");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-nar-streams"));
+}
