@@ -55,8 +55,9 @@ pub struct ServeOptions {
     pub priority: i32,
     /// NARs streamed at once (`serve-max-nar-streams`); further NAR requests
     /// wait for a stream to end. Each stream holds its compressor's state
-    /// (about 3 MiB for zstd, 94 MiB for xz at its default level) and at most
-    /// `STREAM_BUFFER` bytes of output.
+    /// (about 3 MiB for zstd; xz at level 6 reserves 94 MiB and touches about
+    /// 20 MiB before a stalled client blocks it) and at most `STREAM_BUFFER`
+    /// bytes of output.
     pub max_nar_streams: usize,
     /// A connection whose client takes no byte for this long is closed (its
     /// NAR stream ends and frees its slot). Nix's `stalled-download-timeout`.
