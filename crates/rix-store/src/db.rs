@@ -13,7 +13,7 @@ use rix_formats::content_address::ContentAddress;
 use rix_formats::hash::{Encoding, Hash};
 use rix_formats::store_path::StoreDir;
 use rix_formats::StorePath;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
 use crate::path_info::ValidPathInfo;
@@ -152,6 +152,40 @@ impl Db {
         Ok(db)
     }
 
+    /// Opens the existing database in `db_dir` for reading only: nothing is
+    /// created, no schema statement runs, and every write through the
+    /// connection fails. For readers that must not (or cannot) write the store,
+    /// such as `rix serve`.
+    pub fn open_read_only(db_dir: &Path, store_dir: StoreDir) -> Result<Self, DbError> {
+        let path = db_dir.join("db.sqlite").to_string_lossy().into_owned();
+        match std::fs::read_to_string(db_dir.join("schema")) {
+            Ok(v) if v.trim() == SCHEMA_VERSION.to_string() => {}
+            Ok(v) => {
+                return Err(DbError::Schema {
+                    path,
+                    found: v.trim().to_owned(),
+                })
+            }
+            Err(source) => return Err(DbError::Io { path, source }),
+        }
+        let sqlite = |source| DbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
+        conn.busy_timeout(Duration::from_secs(600))
+            .map_err(sqlite)?;
+        Ok(Self {
+            conn,
+            path,
+            store_dir,
+        })
+    }
+
     fn init(&self) -> rusqlite::Result<()> {
         self.conn.busy_timeout(Duration::from_secs(600))?;
         self.conn.pragma_update(None, "foreign_keys", 1)?;
@@ -233,6 +267,23 @@ impl Db {
             .prepare_cached("select 1 from ValidPaths where path = ?")
             .and_then(|mut s| s.exists([self.print(path)]))
             .map_err(|e| self.err(e))
+    }
+
+    /// The valid path whose hash part is `hash_part`, if any (Nix's
+    /// `queryPathFromHashPart`).
+    pub fn query_path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>, DbError> {
+        let prefix = format!("{}/{hash_part}", self.store_dir);
+        let found: Option<String> = self
+            .conn
+            .prepare_cached("select path from ValidPaths where path >= ? limit 1")
+            .and_then(|mut s| s.query_row([&prefix], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        match found {
+            Some(p) if p.starts_with(&prefix) && p.as_bytes().get(prefix.len()) == Some(&b'-') => {
+                self.parse(&p).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The recorded metadata of `path`, or `None` if it is not valid.

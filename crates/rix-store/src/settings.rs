@@ -60,6 +60,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("narinfo-cache-negative-ttl", "3600"),
     ("narinfo-cache-positive-ttl", "2592000"),
     ("http-connections", "25"),
+    ("serve-max-nar-streams", "32"),
     ("connect-timeout", "0"),
     ("fallback", "false"),
     ("secret-key-files", ""),

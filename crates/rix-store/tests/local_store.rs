@@ -159,3 +159,39 @@ fn rix_reads_what_nix_wrote() {
         p
     );
 }
+
+#[test]
+fn read_only_db_finds_paths_by_hash_part_and_never_writes() {
+    use rix_store::db::Db;
+    let t = TempStore::new();
+    let store = open(&t);
+    let a = store.add_text("a", b"A", &BTreeSet::new()).unwrap();
+    let b = store.add_text("b", b"B", &BTreeSet::new()).unwrap();
+    let layout = store.layout().clone();
+    drop(store);
+
+    let mut db = Db::open_read_only(&layout.db_dir(), layout.store_dir.clone()).unwrap();
+    for p in [&a, &b] {
+        assert_eq!(
+            db.query_path_from_hash_part(p.hash_part())
+                .unwrap()
+                .as_ref(),
+            Some(p)
+        );
+    }
+    // The first path after an unknown hash part is not its match.
+    assert_eq!(
+        db.query_path_from_hash_part("00000000000000000000000000000000")
+            .unwrap(),
+        None
+    );
+    // Writes through the connection fail, and nothing changed.
+    assert!(db.invalidate(&a).is_err());
+    drop(db);
+    assert!(open(&t).is_valid(&a).unwrap());
+
+    // No database: an error, and nothing is created.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(Db::open_read_only(empty.path(), layout.store_dir.clone()).is_err());
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}

@@ -8,12 +8,20 @@
 //!
 //! `HEAD` answers the same headers without a body; anything else is a 404 (or
 //! 405 for other methods). Request paths are parsed strictly (base-32 hash
-//! parts only), so no request names a file: paths come from the database.
+//! parts only), so no request names a file: paths come from the database,
+//! read on read-only connections.
+//!
+//! Memory is bounded whatever the clients do: at most `max_nar_streams` NARs
+//! are produced at once (further requests wait), each through a small bounded
+//! channel that blocks its compressor and file reads while the client does not
+//! read, and a connection that takes no byte for `stall_timeout` is closed
+//! (`serve/stall.rs`), which ends its stream.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -27,12 +35,14 @@ use rix_formats::signature::SecretKey;
 use rix_store::db::Db;
 use rix_store::layout::StoreLayout;
 use rix_store::path_info::ValidPathInfo;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{CACHE_INFO_MIME, NARINFO_MIME, NAR_MIME};
 use crate::compression::Compression;
 use crate::error::{Result, SubstError};
 use crate::upload::sign_narinfo;
+
+mod stall;
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -43,7 +53,23 @@ pub struct ServeOptions {
     pub compression: Compression,
     /// `Priority` in `nix-cache-info`.
     pub priority: i32,
+    /// NARs streamed at once (`serve-max-nar-streams`); further NAR requests
+    /// wait for a stream to end. Each stream holds its compressor's state
+    /// (about 3 MiB for zstd; xz at level 6 reserves 94 MiB and touches about
+    /// 20 MiB before a stalled client blocks it) and at most `STREAM_BUFFER`
+    /// bytes of output.
+    pub max_nar_streams: usize,
+    /// A connection whose client takes no byte for this long is closed (its
+    /// NAR stream ends and frees its slot). Nix's `stalled-download-timeout`.
+    pub stall_timeout: Duration,
 }
+
+/// What one NAR stream holds between its compressor and the connection: the
+/// chunk being filled and the chunks queued (hyper buffers some more).
+pub const STREAM_BUFFER: usize = CHUNK * (CHANNEL_CHUNKS + 1);
+
+/// Default of [`ServeOptions::max_nar_streams`].
+pub const DEFAULT_MAX_NAR_STREAMS: usize = 32;
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -51,6 +77,8 @@ impl Default for ServeOptions {
             keys: Vec::new(),
             compression: Compression::Zstd,
             priority: 30,
+            max_nar_streams: DEFAULT_MAX_NAR_STREAMS,
+            stall_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -59,6 +87,8 @@ struct ServeState {
     layout: StoreLayout,
     opts: ServeOptions,
     cache_info: String,
+    /// One permit per NAR stream that may run.
+    streams: Arc<Semaphore>,
 }
 
 /// What a request asks for.
@@ -110,8 +140,8 @@ pub fn parse_request(path: &str) -> Option<Request<'_>> {
 }
 
 thread_local! {
-    /// Each blocking thread's own database connections.
-    static DB: RefCell<Option<(Db, rusqlite::Connection)>> = const { RefCell::new(None) };
+    /// Each blocking thread's own read-only connection to the database.
+    static DB: RefCell<Option<Db>> = const { RefCell::new(None) };
 }
 
 /// The valid path with this hash part, and its metadata.
@@ -121,37 +151,18 @@ fn lookup(
 ) -> std::result::Result<Option<ValidPathInfo>, String> {
     DB.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            let db =
-                Db::open(&layout.db_dir(), layout.store_dir.clone()).map_err(|e| e.to_string())?;
-            let conn = rusqlite::Connection::open_with_flags(
-                layout.db_dir().join("db.sqlite"),
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| e.to_string())?;
-            conn.busy_timeout(std::time::Duration::from_secs(30))
-                .map_err(|e| e.to_string())?;
-            *slot = Some((db, conn));
-        }
-        let (db, conn) = slot.as_ref().expect("opened above");
-        let prefix = format!("{}/{hash_part}", layout.store_dir);
-        let found: Option<String> = conn
-            .prepare_cached("select path from ValidPaths where path >= ? limit 1")
-            .and_then(|mut s| {
-                let mut rows = s.query([&prefix])?;
-                rows.next()?.map(|r| r.get(0)).transpose()
-            })
-            .map_err(|e| e.to_string())?;
-        let Some(found) = found
-            .filter(|p| p.starts_with(&prefix) && p.as_bytes().get(prefix.len()) == Some(&b'-'))
-        else {
-            return Ok(None);
+        let db = match &mut *slot {
+            Some(db) => db,
+            empty => empty.insert(
+                Db::open_read_only(&layout.db_dir(), layout.store_dir.clone())
+                    .map_err(|e| e.to_string())?,
+            ),
         };
-        let Ok(path) = layout.store_dir.parse(&found) else {
-            return Ok(None);
-        };
-        db.query_path_info(&path).map_err(|e| e.to_string())
+        db.in_read_transaction(|db| match db.query_path_from_hash_part(hash_part)? {
+            Some(path) => db.query_path_info(&path),
+            None => Ok(None),
+        })
+        .map_err(|e| e.to_string())
     })
 }
 
@@ -208,13 +219,18 @@ fn narinfo_for(state: &ServeState, info: &ValidPathInfo) -> std::result::Result<
     Ok(ni.to_string())
 }
 
-/// Sends what is written, in chunks, to the response body.
+/// Sends what is written, in chunks, to the response body. A full channel
+/// blocks the writer (and so the compressor and the file reads behind it); a
+/// closed one (the client went away) fails it.
 struct ChannelWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
     buf: Vec<u8>,
 }
 
-const CHUNK: usize = 128 * 1024;
+/// Size of the chunks sent to the connection.
+const CHUNK: usize = 64 * 1024;
+/// Chunks queued between a NAR's producer and its connection.
+const CHANNEL_CHUNKS: usize = 4;
 
 impl ChannelWriter {
     fn send(&mut self) -> io::Result<()> {
@@ -230,11 +246,12 @@ impl ChannelWriter {
 
 impl Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
             self.send()?;
         }
-        Ok(data.len())
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -242,10 +259,18 @@ impl Write for ChannelWriter {
     }
 }
 
-fn stream_nar(state: &Arc<ServeState>, info: ValidPathInfo, compression: Compression) -> Body {
-    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(8);
+/// Streams the NAR of `info` on a blocking thread that holds `permit` until it
+/// ends: when the NAR is sent, or as soon as the client is gone.
+fn stream_nar(
+    state: &Arc<ServeState>,
+    info: ValidPathInfo,
+    compression: Compression,
+    permit: OwnedSemaphorePermit,
+) -> Body {
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
     let real = state.layout.real_path(&info.path);
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let err_tx = tx.clone();
         let result = (|| -> io::Result<()> {
             let w = ChannelWriter {
@@ -337,7 +362,17 @@ async fn handle(State(state): State<Arc<ServeState>>, method: Method, uri: Uri) 
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(info.nar_size));
             }
             if !head {
-                *r.body_mut() = stream_nar(&state, info, compression);
+                // Waits for a free stream: a queued request costs nothing,
+                // and Nix clients see a slow answer rather than an error.
+                let Ok(permit) = state.streams.clone().acquire_owned().await else {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "shutting down\n".into(),
+                        head,
+                    );
+                };
+                *r.body_mut() = stream_nar(&state, info, compression, permit);
             }
             r
         }
@@ -360,6 +395,7 @@ impl Server {
         info.priority = Some(opts.priority);
         let state = Arc::new(ServeState {
             cache_info: info.to_string(),
+            streams: Arc::new(Semaphore::new(opts.max_nar_streams.max(1))),
             layout,
             opts,
         });
@@ -375,6 +411,10 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(SubstError::io("local address"))?;
+        let listener = stall::StallListener {
+            inner: listener,
+            timeout: state.opts.stall_timeout,
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let app = Router::new().fallback(handle).with_state(state);
         let thread = std::thread::Builder::new()

@@ -1,6 +1,7 @@
 //! Copying store paths to a binary cache, as `nix copy --to`: whole closures,
 //! skipping what the cache has; each NAR compressed (`zstd` unless the URL says
-//! `?compression=xz|bzip2|none`, at `?compression-level=N`), stored as
+//! `?compression=xz|bzip2|none`, at `?compression-level=N`) into a temporary
+//! file as it is serialised (memory stays bounded), stored as
 //! `nar/<FileHash nix32>.nar.<ext>`, then `<hash>.narinfo` with `FileHash` and
 //! `FileSize`, signed with every given key. A narinfo is written only after the
 //! narinfos of its references, so the cache never advertises a path whose closure
@@ -8,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -20,6 +22,7 @@ use rix_formats::StorePath;
 use rix_store::archive;
 use rix_store::local_store::LocalStore;
 use rix_store::path_info::ValidPathInfo;
+use tempfile::TempPath;
 
 use crate::cache::{self, BinaryCache, CACHE_INFO_MIME, NARINFO_MIME, NAR_MIME};
 use crate::compression::Compression;
@@ -130,17 +133,38 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// The compressed NAR of `info.path` and its narinfo (unsigned, without the
-/// signatures of `info`). Checks the NAR against the database's hash.
+/// The compressed NAR of `info.path`, spooled to a temporary file in
+/// `spool_dir` (deleted when the returned path is dropped), and its narinfo
+/// (unsigned, without the signatures of `info`). Memory stays bounded whatever
+/// the NAR's size: the NAR is hashed, compressed, hashed again and written as it
+/// is serialised. Checks the NAR against the database's hash.
 pub fn make_nar(
     store: &LocalStore,
     info: &ValidPathInfo,
     opts: &UploadOptions,
-) -> Result<(Vec<u8>, NarInfo)> {
+    spool_dir: &Path,
+) -> Result<(TempPath, NarInfo)> {
     let printed = store.print(&info.path);
-    let real = store.real_path(&info.path);
+    std::fs::create_dir_all(spool_dir).map_err(SubstError::io(format!(
+        "cannot create '{}' for compressed NARs",
+        spool_dir.display()
+    )))?;
+    // As any file the cache writes: readable by all unless the umask says not.
+    let (spool, spool_path) = tempfile::Builder::new()
+        .prefix(".tmp-nar-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(spool_dir)
+        .map_err(SubstError::io(format!(
+            "cannot create a temporary file in '{}'",
+            spool_dir.display()
+        )))?
+        .into_parts();
+    let writing = format!(
+        "writing the compressed NAR of '{printed}' to '{}'",
+        spool_path.display()
+    );
     let file = HashingWriter {
-        inner: Vec::with_capacity((info.nar_size / 2) as usize + 4096),
+        inner: io::BufWriter::with_capacity(256 * 1024, spool),
         hasher: Hasher::new(HashAlgo::Sha256),
         count: 0,
     };
@@ -153,16 +177,15 @@ pub fn make_nar(
         hasher: Hasher::new(HashAlgo::Sha256),
         count: 0,
     };
-    archive::dump_to(&real, &mut nar)
+    archive::dump_to(&store.real_path(&info.path), &mut nar)
         .map_err(|e| SubstError::Other(format!("cannot serialise '{printed}': {e}")))?;
     let (nar_hash, nar_size) = (nar.hasher.finish(), nar.count);
     let enc = nar
         .inner
         .into_inner()
-        .map_err(|e| SubstError::io(format!("compressing '{printed}'"))(e.into_error()))?;
-    let file = enc
-        .finish()
-        .map_err(SubstError::io(format!("compressing '{printed}'")))?;
+        .map_err(|e| SubstError::io(writing.clone())(e.into_error()))?;
+    let mut file = enc.finish().map_err(SubstError::io(writing.clone()))?;
+    file.flush().map_err(SubstError::io(writing))?;
     if nar_hash != info.nar_hash || (info.nar_size != 0 && nar_size != info.nar_size) {
         return Err(SubstError::Other(format!(
             "'{printed}' is corrupt: its NAR hash is {nar_hash} ({nar_size} bytes), the database says {} ({} bytes)",
@@ -193,7 +216,7 @@ pub fn make_nar(
     ni.set_references(info.references.iter().cloned());
     ni.set_deriver(info.deriver.clone());
     ni.set_ca(info.ca);
-    Ok((file.inner, ni))
+    Ok((spool_path, ni))
 }
 
 /// Adds the store's signatures of `info` and new ones by `keys`.
@@ -249,11 +272,11 @@ pub fn copy_to(
                 let started = Instant::now();
                 let result = (|| {
                     let info = store.path_info(path)?;
-                    let (data, mut ni) = make_nar(store, &info, opts)?;
+                    let (spooled, mut ni) = make_nar(store, &info, opts, &cache.spool_dir())?;
                     sign_narinfo(&mut ni, &info, &opts.keys);
-                    let size = data.len() as u64;
+                    let size = ni.file_size().unwrap_or(0);
                     if !cache.exists(ni.url())? {
-                        cache.put(ni.url(), data, NAR_MIME)?;
+                        cache.put_spooled(ni.url(), spooled, NAR_MIME)?;
                     }
                     Ok((ni, size, info.nar_size, started))
                 })();

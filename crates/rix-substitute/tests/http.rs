@@ -122,6 +122,216 @@ fn serve_answers_like_a_binary_cache() {
     server.stop();
 }
 
+/// `len` bytes no compressor can shrink (xorshift), in `dir/data`.
+fn incompressible(dir: &std::path::Path, len: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(dir.join("data"), data).unwrap();
+}
+
+/// Reads a response's status line and headers, or `None` if they do not come
+/// before the socket's read timeout.
+fn read_head(s: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => panic!("connection closed after {head:?}"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(head.is_empty(), "half a head: {head:?}");
+                return None;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    Some(String::from_utf8(head).unwrap())
+}
+
+#[test]
+fn nar_streams_beyond_the_cap_wait_for_a_free_one() {
+    let src = Root::new();
+    let store = src.open();
+    let dir = src.path().join("big");
+    // Far more than the server and both sockets buffer, so a stream whose
+    // client reads nothing stays open.
+    incompressible(&dir, 48 << 20);
+    let big = store
+        .add_path(
+            &dir,
+            "big",
+            rix_formats::store_path::FileIngestionMethod::Recursive,
+            rix_formats::HashAlgo::Sha256,
+        )
+        .unwrap();
+    let info = store.path_info(&big).unwrap();
+    let server = Server::start(
+        store.layout().clone(),
+        "127.0.0.1:0",
+        ServeOptions {
+            compression: rix_substitute::Compression::None,
+            max_nar_streams: 1,
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = server.addr().to_string();
+    let (_, _, body) = request(&addr, "GET", &format!("/{}.narinfo", big.hash_part()));
+    let ni =
+        rix_formats::narinfo::NarInfo::parse(&nix_store_dir(), std::str::from_utf8(&body).unwrap())
+            .unwrap();
+    let get = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ni.url()
+    );
+
+    // The first client takes the only stream and reads nothing more.
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled.write_all(get.as_bytes()).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert!(read_head(&mut stalled).unwrap().contains("200"));
+
+    // The second waits (other requests are still answered)...
+    let mut waiting = TcpStream::connect(&addr).unwrap();
+    waiting.write_all(get.as_bytes()).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    assert_eq!(read_head(&mut waiting), None);
+    let (status, _, _) = request(&addr, "GET", &format!("/{}.narinfo", big.hash_part()));
+    assert!(status.contains("200"), "{status}");
+
+    // ... until the first goes away; then it gets the whole NAR.
+    drop(stalled);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    assert!(read_head(&mut waiting).unwrap().contains("200"));
+    let mut nar = Vec::new();
+    waiting.read_to_end(&mut nar).unwrap();
+    assert_eq!(nar.len() as u64, info.nar_size);
+    assert_eq!(rix_formats::HashAlgo::Sha256.digest(&nar), info.nar_hash);
+    server.stop();
+}
+
+#[test]
+fn a_stalled_client_is_cut_off_and_frees_its_stream() {
+    let src = Root::new();
+    let store = src.open();
+    let dir = src.path().join("big");
+    incompressible(&dir, 48 << 20);
+    let big = store
+        .add_path(
+            &dir,
+            "big",
+            rix_formats::store_path::FileIngestionMethod::Recursive,
+            rix_formats::HashAlgo::Sha256,
+        )
+        .unwrap();
+    let info = store.path_info(&big).unwrap();
+    let server = Server::start(
+        store.layout().clone(),
+        "127.0.0.1:0",
+        ServeOptions {
+            compression: rix_substitute::Compression::None,
+            max_nar_streams: 1,
+            stall_timeout: Duration::from_secs(1),
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = server.addr().to_string();
+    let (_, _, body) = request(&addr, "GET", &format!("/{}.narinfo", big.hash_part()));
+    let ni =
+        rix_formats::narinfo::NarInfo::parse(&nix_store_dir(), std::str::from_utf8(&body).unwrap())
+            .unwrap();
+    let get = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ni.url()
+    );
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled.write_all(get.as_bytes()).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert!(read_head(&mut stalled).unwrap().contains("200"));
+
+    // The next client gets the only stream once the first is cut off.
+    let mut next = TcpStream::connect(&addr).unwrap();
+    next.write_all(get.as_bytes()).unwrap();
+    next.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    assert!(read_head(&mut next).unwrap().contains("200"));
+    let mut nar = Vec::new();
+    next.read_to_end(&mut nar).unwrap();
+    assert_eq!(rix_formats::HashAlgo::Sha256.digest(&nar), info.nar_hash);
+
+    // The stalled client, reading at last, finds its NAR cut short.
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!((rest.len() as u64) < info.nar_size, "{}", rest.len());
+    server.stop();
+}
+
+#[test]
+fn serve_never_writes_the_store_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let src = Root::new();
+    let store = src.open();
+    let a = store.add_text("a", b"hello", &BTreeSet::new()).unwrap();
+    let layout = store.layout().clone();
+    drop(store);
+    // A database as Nix leaves it: without rix's own table. A writer would
+    // create it again on opening.
+    let db_file = layout.db_dir().join("db.sqlite");
+    let conn = rusqlite::Connection::open(&db_file).unwrap();
+    conn.execute_batch("drop table RixBuilds").unwrap();
+    drop(conn);
+    std::fs::set_permissions(&db_file, std::fs::Permissions::from_mode(0o444)).unwrap();
+
+    let server = Server::start(layout.clone(), "127.0.0.1:0", ServeOptions::default()).unwrap();
+    let addr = server.addr().to_string();
+    let (status, _, body) = request(&addr, "GET", &format!("/{}.narinfo", a.hash_part()));
+    assert!(
+        status.contains("200"),
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let ni =
+        rix_formats::narinfo::NarInfo::parse(&nix_store_dir(), std::str::from_utf8(&body).unwrap())
+            .unwrap();
+    let (status, _, _) = request(&addr, "GET", &format!("/{}", ni.url()));
+    assert!(status.contains("200"), "{status}");
+    server.stop();
+
+    let conn =
+        rusqlite::Connection::open_with_flags(&db_file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "select count(*) from sqlite_master where name = 'RixBuilds'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "the server changed the database's schema");
+}
+
 /// A cache that has nothing and counts narinfo requests.
 fn counting_server() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -155,7 +155,7 @@ fn nix_substitutes_from_rix_serve_and_rix_from_itself() {
         let opts = rix_substitute::serve::ServeOptions {
             keys: vec![key.clone()],
             compression,
-            priority: 30,
+            ..Default::default()
         };
         let server =
             rix_substitute::serve::Server::start(src.open().layout().clone(), "127.0.0.1:0", opts)

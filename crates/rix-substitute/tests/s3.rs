@@ -55,6 +55,19 @@ fn http(addr: &str, method: &str, path: &str) -> std::io::Result<String> {
     Ok(out.lines().next().unwrap_or_default().to_owned())
 }
 
+/// A HEAD request's status line and headers.
+fn http_head(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
 fn start_moto() -> Option<(Moto, String)> {
     let mut cmd = moto_command()?;
     let port = TcpListener::bind("127.0.0.1:0")
@@ -100,13 +113,17 @@ fn copy_to_and_substitute_from_s3() {
         )
         .unwrap();
     let work = tempfile::tempdir().unwrap();
-    std::fs::write(
-        work.path().join("big"),
-        (0..3_000_000u32)
-            .map(|i| (i % 253) as u8)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    // Incompressible and over one part: uploaded in parts.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..20 << 17)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(work.path().join("big"), noise).unwrap();
     let big = store
         .add_path(
             &work.path().join("big"),
@@ -129,6 +146,22 @@ fn copy_to_and_substitute_from_s3() {
     )
     .unwrap();
     assert_eq!(report.uploaded.len(), 3);
+    // S3 gives an object uploaded in N parts the ETag "<md5>-N".
+    let narinfo = cache
+        .get(&format!("{}.narinfo", big.hash_part()))
+        .unwrap()
+        .unwrap();
+    let narinfo = String::from_utf8(narinfo).unwrap();
+    let nar = narinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .unwrap();
+    let head = http_head(&addr, &format!("/rix-cache/{nar}")).unwrap();
+    let etag = head
+        .lines()
+        .find_map(|l| l.to_lowercase().strip_prefix("etag: ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("no ETag (of a multipart upload) in {head}"));
+    assert!(etag.trim_matches('"').ends_with("-3"), "{etag}");
     assert!(cache.exists("nix-cache-info").unwrap());
     assert!(cache.exists(&format!("{}.narinfo", b.hash_part())).unwrap());
     assert!(!cache.exists("nope.narinfo").unwrap());

@@ -1,7 +1,8 @@
 //! `rix serve`: the local store as a Nix binary cache over HTTP.
 
-use anyhow::Result;
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
+use rix_store::db::Db;
 use rix_substitute::serve::{ServeOptions, Server};
 use rix_substitute::substituter::read_secret_keys;
 use rix_substitute::Compression;
@@ -22,16 +23,30 @@ pub struct ServeArgs {
     /// `Priority` advertised in nix-cache-info (lower is preferred).
     #[arg(long, default_value_t = 30)]
     pub priority: i32,
+    /// NARs streamed at once; further NAR requests wait for a free stream
+    /// (default: the `serve-max-nar-streams` setting, 32).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_nar_streams: Option<u64>,
 }
 
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<()> {
     let layout = ctx.store_choice()?.layout;
-    // Opening the store creates it if needed and checks the database.
-    drop(rix_store::local_store::LocalStore::open(layout.clone())?);
+    // Serving only reads: the database is opened read-only, and must exist.
+    Db::open_read_only(&layout.db_dir(), layout.store_dir.clone())
+        .context("cannot serve this store")?;
+    let max_nar_streams = match args.max_nar_streams {
+        Some(n) => n,
+        None => ctx.settings.get_u64("serve-max-nar-streams")?,
+    };
+    if max_nar_streams == 0 {
+        bail!("serve-max-nar-streams must be at least 1");
+    }
     let opts = ServeOptions {
         keys: read_secret_keys(args.sign_keys.iter().map(String::as_str))?,
         compression: args.compression,
         priority: args.priority,
+        max_nar_streams: usize::try_from(max_nar_streams).unwrap_or(usize::MAX),
+        ..ServeOptions::default()
     };
     let store_dir = layout.store_dir.clone();
     let server = Server::start(layout, &args.listen, opts)?;

@@ -1,5 +1,5 @@
 //! Running the built `rix` binary and real Nix tools in CLI tests.
-#![allow(dead_code)] // each test crate uses a part
+#![allow(dead_code, unused_imports)] // each test crate uses a part
 
 use std::io::Write;
 use std::path::Path;

@@ -5,6 +5,8 @@ use std::io::{BufReader, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tempfile::TempPath;
+
 use super::{check_key, BinaryCache, Stream};
 use crate::error::CacheError;
 
@@ -87,6 +89,24 @@ impl BinaryCache for FileCache {
             let mut src = File::open(file)?;
             std::io::copy(&mut src, f).map(drop)
         })
+    }
+
+    /// Inside the cache, so that a spooled NAR is moved into place, not copied.
+    fn spool_dir(&self) -> PathBuf {
+        self.root.join("nar")
+    }
+
+    fn put_spooled(&self, key: &str, file: TempPath, content_type: &str) -> Result<(), CacheError> {
+        check_key(&self.url, "write", key)?;
+        let dest = self.root.join(key);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| self.err("write", key, e))?;
+        }
+        match file.persist(&dest) {
+            Ok(()) => Ok(()),
+            // Another file system: copy it.
+            Err(e) => self.put_file(key, &e.path, content_type),
+        }
     }
 
     fn exists(&self, key: &str) -> Result<bool, CacheError> {

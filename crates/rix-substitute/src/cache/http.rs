@@ -3,10 +3,12 @@
 //! retries with exponential backoff for transient failures (connection errors,
 //! time-outs, HTTP 5xx and 429).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Client, Method, Response, StatusCode};
+use reqwest::{Body, Client, Method, Response, StatusCode};
+use tokio::io::AsyncReadExt as _;
 use tokio::sync::Semaphore;
 
 use super::{check_key, BinaryCache, Stream, TransportOptions};
@@ -61,7 +63,7 @@ impl HttpCache {
         &self,
         method: Method,
         key: &str,
-        body: Option<bytes::Bytes>,
+        body: Option<&Payload<'_>>,
         content_type: &str,
     ) -> Result<Option<Response>, CacheError> {
         let op = match method {
@@ -74,8 +76,15 @@ impl HttpCache {
         loop {
             attempt += 1;
             let mut req = self.client.request(method.clone(), &url);
-            if let Some(b) = &body {
-                req = req.header("content-type", content_type).body(b.clone());
+            if let Some(payload) = body {
+                let (b, len) = payload
+                    .body()
+                    .await
+                    .map_err(|e| CacheError::new(&self.base, op, key, e.to_string(), false))?;
+                req = req
+                    .header("content-type", content_type)
+                    .header("content-length", len)
+                    .body(b);
             }
             let outcome = match req.send().await {
                 Ok(resp) => classify(resp, method == Method::PUT),
@@ -102,6 +111,60 @@ impl HttpCache {
                 }
             }
         }
+    }
+}
+
+/// What a PUT sends: bytes in memory, or a file read in pieces as it is sent
+/// (opened again for each attempt).
+enum Payload<'a> {
+    Bytes(bytes::Bytes),
+    File(&'a Path),
+}
+
+/// Pieces a file is sent in.
+const FILE_PIECE: usize = 256 * 1024;
+
+impl Payload<'_> {
+    /// A fresh body and its length.
+    async fn body(&self) -> std::io::Result<(Body, u64)> {
+        match self {
+            Self::Bytes(b) => Ok((Body::from(b.clone()), b.len() as u64)),
+            Self::File(path) => {
+                let file = tokio::fs::File::open(path).await?;
+                let len = file.metadata().await?.len();
+                let pieces = futures_util::stream::try_unfold(file, |mut file| async move {
+                    let mut buf = bytes::BytesMut::with_capacity(FILE_PIECE);
+                    let n = file.read_buf(&mut buf).await?;
+                    Ok::<_, std::io::Error>((n > 0).then(|| (buf.freeze(), file)))
+                });
+                Ok((Body::wrap_stream(pieces), len))
+            }
+        }
+    }
+}
+
+impl HttpCache {
+    fn upload(
+        &self,
+        key: &str,
+        payload: Payload<'_>,
+        content_type: &str,
+    ) -> Result<(), CacheError> {
+        check_key(&self.base, "upload", key)?;
+        runtime().block_on(async {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            match self
+                .request(Method::PUT, key, Some(&payload), content_type)
+                .await?
+            {
+                Some(_) => Ok(()),
+                None => Err(CacheError::new(&self.base, "upload", key, "refused", false)),
+            }
+        })
     }
 }
 
@@ -208,21 +271,11 @@ impl BinaryCache for HttpCache {
     }
 
     fn put(&self, key: &str, data: Vec<u8>, content_type: &str) -> Result<(), CacheError> {
-        check_key(&self.base, "upload", key)?;
-        runtime().block_on(async {
-            let _slot = self
-                .slots
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
-            match self
-                .request(Method::PUT, key, Some(data.into()), content_type)
-                .await?
-            {
-                Some(_) => Ok(()),
-                None => Err(CacheError::new(&self.base, "upload", key, "refused", false)),
-            }
-        })
+        self.upload(key, Payload::Bytes(data.into()), content_type)
+    }
+
+    fn put_file(&self, key: &str, file: &Path, content_type: &str) -> Result<(), CacheError> {
+        self.upload(key, Payload::File(file), content_type)
     }
 
     fn exists(&self, key: &str) -> Result<bool, CacheError> {

@@ -12,13 +12,14 @@ pub mod http;
 pub mod s3;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rix_formats::cache_info::CacheInfo;
 use rix_formats::narinfo::NarInfo;
 use rix_formats::store_path::StoreDir;
+use tempfile::TempPath;
 
 use crate::error::{CacheError, SubstError};
 use crate::url::{CacheUrl, Location};
@@ -42,11 +43,22 @@ pub trait BinaryCache: Send + Sync {
     fn open(&self, key: &str) -> Result<Option<Stream>, CacheError>;
     /// Creates or replaces a file.
     fn put(&self, key: &str, data: Vec<u8>, content_type: &str) -> Result<(), CacheError>;
-    /// Creates or replaces a file from a local file (large NARs).
+    /// Creates or replaces a file from a local file (large NARs). Caches that
+    /// can send a file in pieces override this; the default reads it whole.
     fn put_file(&self, key: &str, file: &Path, content_type: &str) -> Result<(), CacheError> {
         let data = std::fs::read(file)
             .map_err(|e| CacheError::new(self.url(), "upload", key, e.to_string(), false))?;
         self.put(key, data, content_type)
+    }
+    /// Where to write a file before it is stored with [`BinaryCache::put_spooled`]
+    /// (a NAR is compressed there before its name, its compressed hash, is known).
+    fn spool_dir(&self) -> PathBuf {
+        std::env::temp_dir()
+    }
+    /// Creates or replaces a file from a temporary file written in
+    /// [`BinaryCache::spool_dir`], which is gone afterwards.
+    fn put_spooled(&self, key: &str, file: TempPath, content_type: &str) -> Result<(), CacheError> {
+        self.put_file(key, &file, content_type)
     }
     /// Whether a file exists.
     fn exists(&self, key: &str) -> Result<bool, CacheError>;

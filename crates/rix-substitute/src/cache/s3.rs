@@ -6,18 +6,24 @@
 //! (`AWS_SHARED_CREDENTIALS_FILE`); without any, requests go unsigned (public
 //! buckets).
 
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjPath;
-use object_store::{ClientOptions, ObjectStoreExt as _, PutPayload, RetryConfig};
+use object_store::{ClientOptions, ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart};
 
 use super::{check_key, BinaryCache, Stream, TransportOptions};
 use crate::error::{CacheError, SubstError};
 use crate::runtime::{channel, runtime};
 use crate::url::{CacheUrl, Location};
+
+/// Parts of a multipart upload (S3 wants at least 5 MiB but for the last).
+const PART_SIZE: usize = 8 << 20;
+/// Parts uploaded at once: the memory of one upload is about this many parts.
+const PARTS_IN_FLIGHT: usize = 2;
 
 pub struct S3Cache {
     store: AmazonS3,
@@ -191,6 +197,54 @@ impl BinaryCache for S3Cache {
                 .await
                 .map(drop)
                 .map_err(|e| self.err("upload", key, &e))
+        })
+    }
+
+    /// Small files in one request; larger ones as a multipart upload read
+    /// from the file part by part, a few parts in flight.
+    fn put_file(&self, key: &str, file: &Path, content_type: &str) -> Result<(), CacheError> {
+        check_key(&self.url, "upload", key)?;
+        let io_err =
+            |e: std::io::Error| CacheError::new(&self.url, "upload", key, e.to_string(), false);
+        let mut f = std::fs::File::open(file).map_err(io_err)?;
+        let len = f.metadata().map_err(io_err)?.len();
+        if len <= PART_SIZE as u64 {
+            let mut data = Vec::with_capacity(len as usize);
+            f.read_to_end(&mut data).map_err(io_err)?;
+            return self.put(key, data, content_type);
+        }
+        runtime().block_on(async {
+            let upload = self
+                .store
+                .put_multipart(&self.path(key))
+                .await
+                .map_err(|e| self.err("upload", key, &e))?;
+            let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            let mut buf = vec![0; 1 << 20];
+            let sent = async {
+                loop {
+                    parts.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                    // A local file: reading it blocks briefly, as the caller's
+                    // thread does anyway while this runs.
+                    let n = f.read(&mut buf).map_err(|e| object_store::Error::Generic {
+                        store: "local file",
+                        source: Box::new(e),
+                    })?;
+                    if n == 0 {
+                        return Ok::<_, object_store::Error>(());
+                    }
+                    parts.write(&buf[..n]);
+                }
+            }
+            .await;
+            match sent {
+                Ok(()) => parts.finish().await.map(drop),
+                Err(e) => {
+                    let _ = parts.abort().await;
+                    Err(e)
+                }
+            }
+            .map_err(|e| self.err("upload", key, &e))
         })
     }
 
