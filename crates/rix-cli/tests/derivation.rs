@@ -320,10 +320,7 @@ fn add_reads_newer_json() {
             "ca",
         ),
     ] {
-        let Ok(json) = std::fs::read(rix_testutil::vectors(vector)) else {
-            eprintln!("skipping: {vector} not found");
-            continue;
-        };
+        let json = std::fs::read(rix_testutil::vectors(vector)).unwrap();
         let out = ok_str(rix_with(&["--store", store, "derivation", "add"], &json));
         let drv = out.trim();
         assert!(

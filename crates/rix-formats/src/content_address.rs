@@ -91,16 +91,13 @@ impl FromStr for ContentAddress {
 mod tests {
     use super::*;
 
-    /// shared/vectors/nix-libstore/content-address/*.json give a method and an SRI hash.
+    /// tests/vectors/nix-libstore/content-address/*.json give a method and an SRI hash.
     #[test]
     fn golden_files_roundtrip() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/vectors/nix-libstore/content-address"
-        );
+        let dir = rix_testutil::vectors("nix-libstore/content-address");
         for file in ["nar.json", "text.json"] {
             let json: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(format!("{dir}/{file}")).unwrap()).unwrap();
+                serde_json::from_slice(&std::fs::read(dir.join(file)).unwrap()).unwrap();
             let hash = Hash::parse_any(json["hash"].as_str().unwrap(), None).unwrap();
             let ca = match json["method"].as_str().unwrap() {
                 "text" => ContentAddress::Text(hash),

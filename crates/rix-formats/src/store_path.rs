@@ -386,7 +386,7 @@ mod tests {
         assert!(dir.parse(&format!("/nix/store/{h}-..-x")).is_ok());
     }
 
-    // Expected values restated in shared/vectors/tvix/README.md (from Tvix's unit tests).
+    // Expected values restated from Tvix's unit tests (nix-compat store_path tests).
     #[test]
     fn text_paths_match_nix() {
         let dir = StoreDir::default();

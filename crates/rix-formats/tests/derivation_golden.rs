@@ -1,6 +1,7 @@
 //! Golden tests for derivations against files written by C++ Nix:
-//! shared/vectors/tvix/derivation (see its README) and
-//! shared/vectors/nix-libstore/derivation (Nix's own unit-test data).
+//! tests/vectors/generated/derivation (instantiated by Nix 2.8, with its
+//! `nix show-derivation` output; see tests/vectors/generate.sh) and
+//! tests/vectors/nix-libstore/derivation (Nix's own unit-test data).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,13 +27,13 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
 }
 
-fn tvix_ok() -> PathBuf {
-    vectors("tvix/derivation/ok")
+fn nix_ok() -> PathBuf {
+    vectors("generated/derivation/ok")
 }
 
-/// (store path, bytes) of every `.drv` in tvix/derivation/ok.
-fn tvix_drvs() -> Vec<(StorePath, Vec<u8>)> {
-    let mut res: Vec<_> = fs::read_dir(tvix_ok())
+/// (store path, bytes) of every `.drv` in generated/derivation/ok.
+fn nix_drvs() -> Vec<(StorePath, Vec<u8>)> {
+    let mut res: Vec<_> = fs::read_dir(nix_ok())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "drv"))
@@ -45,7 +46,7 @@ fn tvix_drvs() -> Vec<(StorePath, Vec<u8>)> {
         })
         .collect();
     res.sort();
-    assert_eq!(res.len(), 10);
+    assert_eq!(res.len(), 12);
     res
 }
 
@@ -58,8 +59,8 @@ fn folder_reader(dir: PathBuf) -> impl FnMut(&StorePath) -> Result<Derivation, L
 }
 
 #[test]
-fn tvix_parse_print_roundtrip_and_drv_path() {
-    for (path, bytes) in tvix_drvs() {
+fn nix_parse_print_roundtrip_and_drv_path() {
+    for (path, bytes) in nix_drvs() {
         let drv = Derivation::from_aterm_at(&bytes, &store(), &path)
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(drv.to_aterm(&store()).unwrap(), bytes, "{path}");
@@ -67,32 +68,68 @@ fn tvix_parse_print_roundtrip_and_drv_path() {
     }
 }
 
+/// `<drv>.json` is `nix show-derivation` of Nix 2.8: `{ "/nix/store/<drv>": {...} }`.
 #[test]
-fn tvix_json() {
-    for (path, bytes) in tvix_drvs() {
+fn nix_json() {
+    let mut features = BTreeMap::new();
+    for (path, bytes) in nix_drvs() {
         let drv = Derivation::from_aterm_at(&bytes, &store(), &path).unwrap();
         let name = Derivation::name_from_drv_path(&path).unwrap();
+        // Byte for byte what Nix printed.
+        let expected = fs::read(nix_ok().join(format!("{path}.json"))).unwrap();
+        let shown = show_derivations(&store(), &[(&path, &drv)]).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&shown),
+            String::from_utf8_lossy(&expected)
+        );
+        assert_eq!(shown, expected, "{path}");
+        for out in drv.outputs.values() {
+            let kind = match out {
+                DerivationOutput::CAFixed { method, hash } => {
+                    format!("fixed {method:?} {:?}", hash.algo())
+                }
+                DerivationOutput::InputAddressed { .. } => "input-addressed".to_owned(),
+                other => format!("{other:?}"),
+            };
+            *features.entry(kind).or_insert(0) += 1;
+        }
         if std::str::from_utf8(&bytes).is_ok() {
-            let json = read_json(&tvix_ok().join(format!("{path}.json")));
-            assert_eq!(drv.to_json_value(&store()).unwrap(), json, "{path}");
+            let json = read_json(&nix_ok().join(format!("{path}.json")));
+            let json = &json[store().display(&path)];
+            assert_eq!(drv.to_json_value(&store()).unwrap(), *json, "{path}");
             assert_eq!(
-                Derivation::from_json(&json, &store(), Some(name)).unwrap(),
+                Derivation::from_json(json, &store(), Some(name)).unwrap(),
                 drv
             );
         }
     }
+    // The corpus covers these kinds of outputs.
+    let kinds: Vec<_> = features.keys().map(String::as_str).collect();
+    assert_eq!(
+        kinds,
+        [
+            "fixed Flat Md5",
+            "fixed Flat Sha512",
+            "fixed Recursive Sha1",
+            "fixed Recursive Sha256",
+            "input-addressed"
+        ]
+    );
 }
 
-/// cp1252 / latin1: their JSON is `nix show-derivation` output of Nix 2.8, with the
-/// environment's non-UTF-8 bytes written raw (not valid JSON text).
+/// latin1: `nix show-derivation` of Nix 2.8 writes the environment's non-UTF-8
+/// bytes raw (not valid JSON text).
 #[test]
-fn tvix_json_raw_bytes() {
-    for (path, bytes) in tvix_drvs() {
+fn nix_json_raw_bytes() {
+    let mut n = 0;
+    for (path, bytes) in nix_drvs() {
         if std::str::from_utf8(&bytes).is_ok() {
             continue;
         }
+        n += 1;
+        assert!(bytes.windows(3).any(|w| w == b"\xc5\xc4\xd6"), "{path}");
         let drv = Derivation::from_aterm_at(&bytes, &store(), &path).unwrap();
-        let expected = fs::read(tvix_ok().join(format!("{path}.json"))).unwrap();
+        let expected = fs::read(nix_ok().join(format!("{path}.json"))).unwrap();
         let shown = show_derivations(&store(), &[(&path, &drv)]).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&shown),
@@ -110,12 +147,13 @@ fn tvix_json_raw_bytes() {
         assert_eq!(parsed[0].0, path);
         assert_eq!(parsed[0].1.outputs, drv.outputs);
     }
+    assert_eq!(n, 1);
 }
 
 #[test]
-fn tvix_output_paths() {
-    let mut hashes = DrvHashes::new(store(), folder_reader(tvix_ok()));
-    for (path, bytes) in tvix_drvs() {
+fn nix_output_paths() {
+    let mut hashes = DrvHashes::new(store(), folder_reader(nix_ok()));
+    for (path, bytes) in nix_drvs() {
         let drv = Derivation::from_aterm_at(&bytes, &store(), &path).unwrap();
         let declared = drv.declared_output_paths(&store()).unwrap();
         let computed = drv.output_paths(&store(), |p| hashes.get(p)).unwrap();
@@ -144,8 +182,9 @@ fn tvix_output_paths() {
     }
 }
 
+/// The same values are in Tvix's unit tests for these derivations.
 #[test]
-fn tvix_hash_modulo_of_fixed_outputs() {
+fn nix_hash_modulo_of_fixed_outputs() {
     let expected = [
         (
             "0hm2f1psjpcwg8fijsmr4wwxrx59s092-bar.drv",
@@ -156,7 +195,7 @@ fn tvix_hash_modulo_of_fixed_outputs() {
             "c79aebd0ce3269393d4a1fde2cbd1d975d879b40f0bf40a48f550edc107fd5df",
         ),
     ];
-    let mut hashes = DrvHashes::new(store(), folder_reader(tvix_ok()));
+    let mut hashes = DrvHashes::new(store(), folder_reader(nix_ok()));
     for (file, hex) in expected {
         let path = StorePath::from_base_name(file).unwrap();
         let h = hashes.get(&path).unwrap();
@@ -166,8 +205,8 @@ fn tvix_hash_modulo_of_fixed_outputs() {
 }
 
 #[test]
-fn tvix_duplicate_env_rejected() {
-    let bytes = fs::read(vectors("tvix/derivation/duplicate.drv")).unwrap();
+fn duplicate_env_rejected() {
+    let bytes = fs::read(vectors("generated/derivation/duplicate.drv")).unwrap();
     let err = Derivation::from_aterm(&bytes, &store(), Some("foo")).unwrap_err();
     match &err {
         AtermError::Duplicate { what, item, offset } => {

@@ -1,5 +1,5 @@
 //! The manual's narinfo example against Nix's JSON test vectors for the same object
-//! (shared/vectors/nix-libstore/{nar-info,path-info}/json-{1,2,3}).
+//! (tests/vectors/nix-libstore/{nar-info,path-info}/json-{1,2,3}).
 
 use std::path::PathBuf;
 
@@ -10,9 +10,9 @@ use rix_formats::{Hash, StoreDir, StorePath};
 use serde_json::Value;
 
 fn manual_example() -> String {
-    let md = std::fs::read_to_string(
-        rix_testutil::vectors("").join("../spec/nix-manual/protocols/binary-cache/narinfo.md"),
-    )
+    let md = std::fs::read_to_string(rix_testutil::vectors(
+        "nix-manual/protocols/binary-cache/narinfo.md",
+    ))
     .unwrap();
     let start = md.find("```\nStorePath").unwrap() + 4;
     let end = start + md[start..].find("```").unwrap();

@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn parses_nix_conf_samples() {
         for file in ["nix.conf", "other_nix.conf"] {
-            let path = rix_testutil::vectors(&format!("tvix/nix-conf/{file}"));
+            let path = rix_testutil::vectors(&format!("generated/nix-conf/{file}"));
             let mut s = Settings::default();
             s.apply_file(&path, false).unwrap();
             assert_eq!(s.get("max-jobs"), "8");

@@ -399,6 +399,6 @@ fn single_files_and_symlinks_match_nix() {
         assert_eq!(size, theirs.len() as u64);
     }
     // helloworld.nar is exactly what Nix dumps for a file saying "Hello World!".
-    let fixture = fs::read(rix_testutil::vectors("tvix/nar/helloworld.nar")).unwrap();
+    let fixture = fs::read(rix_testutil::vectors("generated/nar/helloworld.nar")).unwrap();
     assert!(our_dump(&tmp.path().join("file")) == fixture);
 }

@@ -89,15 +89,28 @@ impl Default for TempStore {
     }
 }
 
-/// Path of `shared/vectors/<rel>` (the repository's sibling `shared/` folder).
+/// The repository's test vectors folder, `tests/vectors/` (see its README.md).
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
+}
+
+/// Path of `tests/vectors/<rel>`, the test data kept in the repository.
+///
+/// # Panics
+/// When that file or folder is not there: a missing vector fails the test, it
+/// never skips it.
 pub fn vectors(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/vectors")
-        .join(rel)
+    let path = vectors_dir().join(rel);
+    assert!(
+        path.exists(),
+        "test vector {} is missing (tests/vectors/{rel})",
+        path.display()
+    );
+    path
 }
 
 /// Files of Nix's language test suite that are symbolic links in Nix's
-/// repository; the shared copy holds them as files naming their targets.
+/// repository; the copy in tests/vectors holds them as files naming their targets.
 const NIX_LANG_LINKS: &[&str] = &[
     "readDir/ldir",
     "readDir/linked",
@@ -105,10 +118,12 @@ const NIX_LANG_LINKS: &[&str] = &[
     "symlink-resolution/broken",
 ];
 
-/// Nix's language test suite (`shared/vectors/nix-lang`) as Nix has it: copied
-/// into `<tmp>/lang`, its symbolic links restored. `None` when the vectors are
-/// not there.
-pub fn nix_lang_suite() -> Option<tempfile::TempDir> {
+/// Nix's language test suite (`tests/vectors/nix-lang`) as Nix has it: copied
+/// into `<tmp>/lang`, its symbolic links restored.
+///
+/// # Panics
+/// When the suite is not there.
+pub fn nix_lang_suite() -> tempfile::TempDir {
     fn copy(from: &Path, to: &Path) {
         let meta = std::fs::symlink_metadata(from).unwrap();
         if meta.is_dir() {
@@ -124,9 +139,6 @@ pub fn nix_lang_suite() -> Option<tempfile::TempDir> {
         }
     }
     let from = vectors("nix-lang");
-    if !from.is_dir() {
-        return None;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let lang = tmp.path().join("lang");
     copy(&from, &lang);
@@ -138,7 +150,7 @@ pub fn nix_lang_suite() -> Option<tempfile::TempDir> {
             std::os::unix::fs::symlink(target.trim_end_matches('\n'), &p).unwrap();
         }
     }
-    Some(tmp)
+    tmp
 }
 
 /// Polls `f` every 50 ms until it gives something; panics naming `what` once
@@ -158,5 +170,44 @@ pub fn wait_for<T>(
             "gave up waiting for {what}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh clone has its vectors: they are inside the repository, not beside it.
+    #[test]
+    fn vectors_live_in_the_repository() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .unwrap();
+        for rel in ["", "nix-lang", "nix-libstore", "generated", "generate.sh"] {
+            let path = vectors(rel).canonicalize().unwrap();
+            assert!(
+                path.starts_with(&repo),
+                "{} is outside {}",
+                path.display(),
+                repo.display()
+            );
+        }
+        assert!(repo.join("tests/vectors/README.md").is_file());
+    }
+
+    #[test]
+    #[should_panic(expected = "is missing")]
+    fn a_missing_vector_fails() {
+        vectors("no/such/vector");
+    }
+
+    #[test]
+    fn nix_lang_suite_has_its_links() {
+        let tmp = nix_lang_suite();
+        for l in NIX_LANG_LINKS {
+            let meta = std::fs::symlink_metadata(tmp.path().join("lang").join(l)).unwrap();
+            assert!(meta.file_type().is_symlink(), "{l}");
+        }
     }
 }

@@ -22,7 +22,7 @@
 //! Reading accepts that form (wrapped in its path-keyed object or not), the form of
 //! later Nix versions (with `name`), and the versioned form of current Nix
 //! (`"version": 3|4`, `inputs: {srcs, drvs}`, base-name paths, `method` + SRI `hash`,
-//! `structuredAttrs`), as in `shared/vectors/nix-libstore/derivation/*.json`.
+//! `structuredAttrs`), as in `tests/vectors/nix-libstore/derivation/*.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 

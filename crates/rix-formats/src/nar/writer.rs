@@ -457,7 +457,8 @@ mod tests {
 
     #[test]
     fn matches_fixture() {
-        let expected = std::fs::read(rix_testutil::vectors("tvix/nar/helloworld.nar")).unwrap();
+        let expected =
+            std::fs::read(rix_testutil::vectors("generated/nar/helloworld.nar")).unwrap();
         assert_eq!(hello(), expected);
     }
 
