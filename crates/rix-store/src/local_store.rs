@@ -6,12 +6,12 @@
 //! killed at any point leaves either a valid path or an invalid leftover that the
 //! next writer of that path (or the garbage collector) removes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rix_formats::content_address::ContentAddress;
 use rix_formats::derivation::Derivation;
@@ -88,6 +88,9 @@ pub struct LocalStore {
     temp_roots: Arc<TempRoots>,
     /// `auto-optimise-store`: hard-link identical files as paths are added.
     auto_optimise: std::sync::atomic::AtomicBool,
+    /// Temporaries of other processes in the store directory when this one
+    /// first wrote to it, by hash part (see [`Self::temp_path`]).
+    others_temps: OnceLock<Mutex<HashMap<String, Vec<String>>>>,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -114,6 +117,7 @@ impl LocalStore {
             db: Mutex::new(db),
             _big_lock: big_lock,
             auto_optimise: std::sync::atomic::AtomicBool::new(false),
+            others_temps: OnceLock::new(),
         })
     }
 
@@ -316,12 +320,35 @@ impl LocalStore {
     /// its file type, by Nix's collector and by rix's alike, for as long as this
     /// process holds the temporary root; once the process is gone, both remove
     /// it as garbage.
+    ///
+    /// Temporaries of `path` that processes now gone left behind (killed
+    /// mid-write) are removed first: the store directory is listed once per
+    /// process, at its first temporary, and a temporary is removed only when
+    /// the process named in it is not running, so a live concurrent writer's
+    /// is left alone.
     pub fn temp_path(&self, path: &StorePath) -> PathBuf {
         if let Err(e) = self.add_temp_root(path) {
             eprintln!("warning: {e}");
         }
+        self.remove_stale_temps(path);
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.layout.real_store_dir.join(temp_name(path, n))
+    }
+
+    /// See [`Self::temp_path`].
+    fn remove_stale_temps(&self, path: &StorePath) {
+        let index = self
+            .others_temps
+            .get_or_init(|| Mutex::new(others_temps(&self.layout.real_store_dir)));
+        let names = index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path.hash_part());
+        for name in names.into_iter().flatten() {
+            if !crate::gc::temporary_in_use(&self.layout, &name) {
+                let _ = delete_path(&self.layout.real_store_dir.join(&name));
+            }
+        }
     }
 
     /// Adds a file or tree, as `nix-store --add` (recursive, SHA-256) or
@@ -478,6 +505,25 @@ pub fn temp_owner(name: &str) -> Option<i32> {
         None => name.get(33..)?.strip_prefix(TEMP_MARK)?,
     };
     rest.split('-').next()?.parse().ok()
+}
+
+/// The temporaries of other processes in `dir` ([`temp_name`]s), by hash part.
+fn others_temps(dir: &Path) -> HashMap<String, Vec<String>> {
+    let mut found: HashMap<String, Vec<String>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    let me = std::process::id() as i32;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(hash) = name.get(..32) else { continue };
+        if name[32..].starts_with(&format!("-{TEMP_MARK}"))
+            && temp_owner(&name).is_some_and(|pid| pid != me)
+        {
+            found.entry(hash.to_owned()).or_default().push(name);
+        }
+    }
+    found
 }
 
 /// Flushes the store's file system so that content reaches the disk before the
