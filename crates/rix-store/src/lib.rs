@@ -33,3 +33,4 @@ pub mod roots;
 pub mod settings;
 pub mod temp_roots;
 pub mod verify;
+pub mod write;

@@ -1,10 +1,11 @@
 //! The local store: store objects on disk plus the database that says which are valid.
 //!
-//! Every write follows one protocol (see [`LocalStore::add_atomically`]): take the
-//! path's lock, write into a temporary name in the store directory, canonicalise,
-//! hash, sync, rename into place, then register in one SQLite transaction. A process
-//! killed at any point leaves either a valid path or an invalid leftover that the
-//! next writer of that path (or the garbage collector) removes.
+//! Every write follows one protocol ([`crate::write`]): take a temporary root
+//! and the path's lock, write into a temporary name in the store directory,
+//! canonicalise, hash, sync, rename into place, then register in one SQLite
+//! transaction. A process killed at any point leaves either a valid path or an
+//! invalid leftover that the next writer of that path (or the garbage
+//! collector) removes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -20,10 +21,10 @@ use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath, StorePat
 use thiserror::Error;
 
 use crate::archive::{self, ArchiveError};
-use crate::canonicalise::{canonicalise, delete_path};
+use crate::canonicalise::delete_path;
 use crate::db::{Db, DbError};
 use crate::layout::StoreLayout;
-use crate::lock::{lock_file, open_lock_file, LockError, LockKind, PathLock};
+use crate::lock::{lock_file, open_lock_file, LockError, LockKind};
 use crate::path_info::ValidPathInfo;
 use crate::ref_graph::RefGraph;
 use crate::temp_roots::TempRoots;
@@ -91,7 +92,11 @@ pub struct LocalStore {
     /// Temporaries of other processes in the store directory when this one
     /// first wrote to it, by hash part (see [`Self::temp_path`]).
     others_temps: OnceLock<Mutex<HashMap<String, Vec<String>>>>,
+    /// See [`Self::observe_writes`].
+    write_observer: OnceLock<WriteObserver>,
 }
+
+type WriteObserver = Box<dyn Fn(&StorePath) + Send + Sync>;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -118,6 +123,7 @@ impl LocalStore {
             _big_lock: big_lock,
             auto_optimise: std::sync::atomic::AtomicBool::new(false),
             others_temps: OnceLock::new(),
+            write_observer: OnceLock::new(),
         })
     }
 
@@ -251,40 +257,35 @@ impl LocalStore {
             .collect())
     }
 
-    /// Writes a new store object atomically (see the module docs). `fill` creates
-    /// the object at the temporary path it is given and returns its metadata; if
-    /// `path` is already valid, `fill` is not called and the existing record is
-    /// returned.
+    /// Writes a new store object atomically, through the [write
+    /// protocol](crate::write). `fill` creates the object at the temporary
+    /// path it is given and returns its metadata; if `path` is already valid,
+    /// `fill` is not called and the existing record is returned.
     pub fn add_atomically(
         &self,
         path: &StorePath,
         fill: impl FnOnce(&Path) -> Result<ValidPathInfo>,
     ) -> Result<ValidPathInfo> {
-        // Before anything else: a collector must not take the path (or our
-        // temporary file for it) away from under us.
-        self.add_temp_root(path)?;
-        let real = self.real_path(path);
-        let mut lock = PathLock::acquire(&real)?;
-        if let Some(info) = self.query_path_info(path)? {
-            lock.set_delete_on_release(true);
-            return Ok(info);
+        let Some(writer) = self.begin_write(path)? else {
+            return self.path_info(path);
+        };
+        let info = fill(writer.tmp())?;
+        writer.canonicalise()?;
+        crate::write::commit(self, vec![(writer, info.clone())], &[], true)?;
+        Ok(info)
+    }
+
+    /// Calls `hook` as each write of this store begins ([`Self::begin_write`]),
+    /// once the path is a temporary root and before its lock file or
+    /// temporary is made (for tests and diagnostics; the first hook stays).
+    pub fn observe_writes(&self, hook: impl Fn(&StorePath) + Send + Sync + 'static) {
+        let _ = self.write_observer.set(Box::new(hook));
+    }
+
+    pub(crate) fn observe_write(&self, path: &StorePath) {
+        if let Some(hook) = self.write_observer.get() {
+            hook(path);
         }
-        let tmp = self.temp_path(path);
-        delete_path(&tmp).map_err(StoreError::io(&tmp))?;
-        let result = fill(&tmp).and_then(|info| {
-            canonicalise(&tmp).map_err(StoreError::io(&tmp))?;
-            self.sync()?;
-            // An invalid leftover from a killed writer is garbage: replace it.
-            delete_path(&real).map_err(StoreError::io(&real))?;
-            std::fs::rename(&tmp, &real).map_err(StoreError::io(&real))?;
-            self.register(std::slice::from_ref(&info), &[])?;
-            Ok(info)
-        });
-        if result.is_err() {
-            let _ = delete_path(&tmp);
-        }
-        lock.set_delete_on_release(result.is_ok());
-        result
     }
 
     /// Makes store paths that the write protocol has put in place valid, in one

@@ -16,17 +16,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use rix_formats::StorePath;
 use rix_store::archive;
-use rix_store::canonicalise::{canonicalise, delete_path};
 use rix_store::local_store::LocalStore;
-use rix_store::lock::PathLock;
 use rix_store::path_info::{now, ValidPathInfo};
+use rix_store::write::PathWriter;
 
 use crate::cache::nar_key;
 use crate::compression::Compression;
@@ -76,17 +74,17 @@ impl SubstituteReport {
     }
 }
 
-/// A path restored and checked under a temporary name, its lock held.
-struct Prepared {
+/// A path restored and checked under a temporary name, its lock held
+/// (dropped unregistered, it is removed).
+struct Prepared<'a> {
     info: ValidPathInfo,
-    tmp: PathBuf,
-    lock: PathLock,
+    writer: PathWriter<'a>,
     downloaded: u64,
     started: Instant,
 }
 
-enum Outcome {
-    Prepared(Box<Prepared>),
+enum Outcome<'a> {
+    Prepared(Box<Prepared<'a>>),
     AlreadyValid,
 }
 
@@ -233,9 +231,7 @@ impl Substituter {
                 if sched.is_valid(p) || reg.failed.contains_key(p) {
                     continue;
                 }
-                if let Some(prep) = reg.pending.remove(p) {
-                    let _ = delete_path(&prep.tmp);
-                }
+                reg.pending.remove(p);
                 let reference = fetch[p]
                     .info
                     .references()
@@ -361,7 +357,7 @@ fn topo_order(fetch: &BTreeMap<StorePath, Found>) -> Vec<StorePath> {
 struct Registrar<'a> {
     store: &'a LocalStore,
     fetch: &'a BTreeMap<StorePath, Found>,
-    pending: BTreeMap<StorePath, Box<Prepared>>,
+    pending: BTreeMap<StorePath, Box<Prepared<'a>>>,
     failed: HashMap<StorePath, SubstError>,
     fsync: bool,
 }
@@ -376,78 +372,64 @@ impl Registrar<'_> {
         caches: &[crate::substituter::Cache],
         observer: &dyn SubstObserver,
     ) -> Vec<StorePath> {
-        let preps: Vec<Box<Prepared>> = std::mem::take(&mut self.pending).into_values().collect();
+        let preps = std::mem::take(&mut self.pending);
         if preps.is_empty() {
             return Vec::new();
         }
-        let result = self.install(&preps);
+        let mut done = Vec::with_capacity(preps.len());
+        let mut written = Vec::with_capacity(preps.len());
+        for prep in preps.into_values() {
+            let Prepared {
+                info,
+                writer,
+                downloaded,
+                started,
+            } = *prep;
+            done.push((info.path.clone(), info.nar_size, downloaded, started));
+            written.push((writer, info));
+        }
+        // On failure, commit leaves nothing of them in the store directory.
+        let result = rix_store::write::commit(self.store, written, &[], self.fsync);
         let mut registered = Vec::new();
-        for prep in preps {
-            let path = prep.info.path.clone();
+        for (path, nar_size, downloaded, started) in done {
             let cache = caches[self.fetch[&path].cache].name();
-            match &result {
-                Ok(()) => {
-                    let mut lock = prep.lock;
-                    lock.set_delete_on_release(true);
-                    drop(lock);
-                    report.downloaded += prep.downloaded;
-                    report.nar_bytes += prep.info.nar_size;
-                    observer.event(SubstEvent::Finished {
-                        path: &path,
-                        cache,
-                        downloaded: prep.downloaded,
-                        elapsed: prep.started.elapsed(),
-                        error: None,
-                    });
+            let error = result
+                .as_ref()
+                .err()
+                .map(|e| format!("cannot register '{}': {e}", self.store.print(&path)));
+            observer.event(SubstEvent::Finished {
+                path: &path,
+                cache,
+                downloaded,
+                elapsed: started.elapsed(),
+                error: error.as_deref(),
+            });
+            match error {
+                None => {
+                    report.downloaded += downloaded;
+                    report.nar_bytes += nar_size;
                     registered.push(path.clone());
                     report.substituted.push(path);
                 }
-                Err(e) => {
-                    // Ours: we hold its lock and it is not valid.
-                    let _ = delete_path(&prep.tmp);
-                    let _ = delete_path(&self.store.real_path(&path));
-                    let message = format!("cannot register '{}': {e}", self.store.print(&path));
-                    observer.event(SubstEvent::Finished {
-                        path: &path,
-                        cache,
-                        downloaded: prep.downloaded,
-                        elapsed: prep.started.elapsed(),
-                        error: Some(&message),
-                    });
+                Some(message) => {
                     self.failed.insert(path, SubstError::Other(message));
                 }
             }
         }
         registered
     }
-
-    /// Moves checked paths into place and registers them in one transaction.
-    fn install(&self, preps: &[Box<Prepared>]) -> Result<()> {
-        if self.fsync {
-            self.store.sync()?;
-        }
-        for prep in preps {
-            let real = self.store.real_path(&prep.info.path);
-            delete_path(&real).map_err(SubstError::io(format!("removing {}", real.display())))?;
-            std::fs::rename(&prep.tmp, &real)
-                .map_err(SubstError::io(format!("moving into {}", real.display())))?;
-        }
-        let infos: Vec<ValidPathInfo> = preps.iter().map(|p| p.info.clone()).collect();
-        self.store.register(&infos, &[])?;
-        Ok(())
-    }
 }
 
 /// Downloads, unpacks and checks one path under a temporary name.
-fn fetch_one(
-    store: &LocalStore,
+fn fetch_one<'a>(
+    store: &'a LocalStore,
     cache_name: &str,
     cache: &dyn crate::cache::BinaryCache,
     path: &StorePath,
     found: &Found,
     observer: &dyn SubstObserver,
     started: Instant,
-) -> Result<Outcome> {
+) -> Result<Outcome<'a>> {
     let info = &found.info;
     let printed = store.print(path);
     let reject = |message: String| SubstError::Rejected {
@@ -463,14 +445,10 @@ fn fetch_one(
     })?;
     let compression = Compression::parse(info.compression())
         .ok_or_else(|| reject(format!("unsupported compression '{}'", info.compression())))?;
-    let real = store.real_path(path);
-    let mut lock = PathLock::acquire(&real)?;
-    if store.is_valid(path)? {
-        lock.set_delete_on_release(true);
+    let Some(writer) = store.begin_write(path)? else {
         return Ok(Outcome::AlreadyValid);
-    }
-    let tmp = store.temp_path(path);
-    delete_path(&tmp).map_err(SubstError::io(format!("removing {}", tmp.display())))?;
+    };
+    let tmp = writer.tmp();
     let file_size = info.file_size();
     let stream = cache
         .open(key, file_size)
@@ -500,7 +478,7 @@ fn fetch_one(
             })
         });
         let mut hashing = Hashing::new(progress);
-        let restored = archive::restore(&mut hashing, &tmp);
+        let restored = archive::restore(&mut hashing, tmp);
         let (hash, size, mut rest) = hashing.finish();
         // Drain what the decoder left (trailing padding of the compressed file).
         let drained = std::io::copy(&mut rest, &mut std::io::sink());
@@ -551,20 +529,15 @@ fn fetch_one(
                 info.nar_hash()
             )));
         }
-        canonicalise(&tmp).map_err(SubstError::io(format!("canonicalising {}", tmp.display())))?;
+        writer.canonicalise()?;
         observer.event(SubstEvent::Progress {
             path,
             downloaded: got,
         });
         Ok(got)
     })();
-    let got = match result {
-        Ok(got) => got,
-        Err(e) => {
-            let _ = delete_path(&tmp);
-            return Err(e);
-        }
-    };
+    // On failure, dropping the writer removes what was unpacked.
+    let got = result?;
     let mut vpi = ValidPathInfo::new(path.clone(), *info.nar_hash(), info.nar_size());
     vpi.deriver = info.deriver().cloned();
     vpi.references = info.references().iter().cloned().collect();
@@ -573,8 +546,7 @@ fn fetch_one(
     vpi.registration_time = now();
     Ok(Outcome::Prepared(Box::new(Prepared {
         info: vpi,
-        tmp,
-        lock,
+        writer,
         downloaded: got,
         started,
     })))

@@ -313,6 +313,36 @@ fn referrers_wait_for_their_references() {
     assert!(!f.started.contains(&f.b), "b was downloaded: {problem}");
 }
 
+#[test]
+fn substituted_paths_are_temporary_roots_before_their_lock_and_temporary_exist() {
+    let work = tempfile::tempdir().unwrap();
+    let f = fixture(work.path());
+    let dst = Root::new();
+    let store = dst.open();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(StorePath, bool, bool)>>> = Default::default();
+    let (layout, log) = (store.layout().clone(), seen.clone());
+    store.observe_writes(move |path| {
+        let roots = std::fs::read(layout.temproots_dir().join(std::process::id().to_string()))
+            .unwrap_or_default();
+        let printed = layout.print(path);
+        let rooted = roots.split(|b| *b == 0).any(|r| r == printed.as_bytes());
+        let made = std::fs::read_dir(&layout.real_store_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .any(|n| n.starts_with(path.hash_part()) && n != path.to_string());
+        log.lock().unwrap().push((path.clone(), rooted, made));
+    });
+    let report = substituter(&[f.url()], &f.public, true)
+        .substitute(&store, std::slice::from_ref(&f.b), quiet())
+        .unwrap();
+    assert!(report.succeeded(), "{}", report.problem(store.store_dir()));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(f.a.clone(), true, false), (f.b.clone(), true, false)],
+        "(path, temporary root, lock or temporary already made)"
+    );
+}
+
 /// A server that answers `nix-cache-info` and then `status` to everything.
 fn broken_server(status: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
