@@ -1007,7 +1007,7 @@ fn register_outputs(
         )?);
     }
     store.sync()?;
-    store.register(&infos, &[])?;
+    store.register(&infos)?;
     Ok(infos)
 }
 

@@ -35,7 +35,9 @@ pub struct Plan {
     pub substitutes: BTreeMap<StorePath, Vec<StorePath>>,
 }
 
-/// Reads and parses a `.drv` from the store.
+/// Reads and parses a `.drv` from the store, and checks its outputs again (see
+/// [`rix_store::drv_check`]): a store written by something that did not check
+/// them must not let a derivation build into another one's output paths.
 pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation, BuildError> {
     let printed = store.print(drv_path);
     if !store.is_valid(drv_path)? {
@@ -44,10 +46,14 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
     let real = store.real_path(drv_path);
     let bytes = std::fs::read(&real).map_err(BuildError::io(&real))?;
     let name = Derivation::name_from_drv_path(drv_path);
-    Derivation::from_aterm(&bytes, store.store_dir(), name).map_err(|e| BuildError::BadDerivation {
-        path: printed,
-        message: e.to_string(),
-    })
+    let drv = Derivation::from_aterm(&bytes, store.store_dir(), name).map_err(|e| {
+        BuildError::BadDerivation {
+            path: printed,
+            message: e.to_string(),
+        }
+    })?;
+    store.check_derivation(drv_path, &drv)?;
+    Ok(drv)
 }
 
 /// Output name → path of a derivation whose output paths are known in advance.

@@ -5,6 +5,7 @@
 //! | [`archive`] | file system objects to and from NAR: dump, hash, restore |
 //! | [`local_store`] | the local store: adding, querying, atomic registration |
 //! | [`layout`] | store URLs and the directories of a local store |
+//! | [`drv_check`] | derivations' output paths checked as they enter the store |
 //! | [`db`] | the SQLite database in Nix's schema |
 //! | [`ref_graph`] | a closure's reference graph, and Nix's dependencies-first order |
 //! | [`path_info`] | `ValidPathInfo`: what is known about a valid path |
@@ -21,6 +22,7 @@
 pub mod archive;
 pub mod canonicalise;
 pub mod db;
+pub mod drv_check;
 pub mod gc;
 pub mod gc_lock;
 pub mod layout;

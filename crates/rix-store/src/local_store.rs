@@ -23,6 +23,7 @@ use thiserror::Error;
 use crate::archive::{self, ArchiveError};
 use crate::canonicalise::delete_path;
 use crate::db::{Db, DbError};
+use crate::drv_check::{DrvCheckError, DrvChecker};
 use crate::layout::StoreLayout;
 use crate::lock::{lock_file, open_lock_file, LockError, LockKind};
 use crate::path_info::ValidPathInfo;
@@ -66,6 +67,8 @@ pub enum StoreError {
     },
     #[error("invalid derivation '{name}': {message}")]
     Derivation { name: String, message: String },
+    #[error(transparent)]
+    DrvCheck(#[from] DrvCheckError),
     #[error("cannot add '{0}' with --flat: only regular files can be hashed flat")]
     FlatNotFile(PathBuf),
 }
@@ -94,6 +97,8 @@ pub struct LocalStore {
     others_temps: OnceLock<Mutex<HashMap<String, Vec<String>>>>,
     /// See [`Self::observe_writes`].
     write_observer: OnceLock<WriteObserver>,
+    /// Modulo hashes of derivations, for checking their outputs.
+    drv_checker: DrvChecker,
 }
 
 type WriteObserver = Box<dyn Fn(&StorePath) + Send + Sync>;
@@ -118,6 +123,7 @@ impl LocalStore {
         let db = Db::open(&layout.db_dir(), layout.store_dir.clone())?;
         Ok(Self {
             temp_roots: TempRoots::for_store(&layout),
+            drv_checker: DrvChecker::new(&layout),
             layout,
             db: Mutex::new(db),
             _big_lock: big_lock,
@@ -271,7 +277,7 @@ impl LocalStore {
         };
         let info = fill(writer.tmp())?;
         writer.canonicalise()?;
-        crate::write::commit(self, vec![(writer, info.clone())], &[], true)?;
+        crate::write::commit(self, vec![(writer, info.clone())], true)?;
         Ok(info)
     }
 
@@ -289,22 +295,46 @@ impl LocalStore {
     }
 
     /// Makes store paths that the write protocol has put in place valid, in one
-    /// transaction (with `drv_outputs`: derivations' `DerivationOutputs`
-    /// rows). Every new store object of rix passes here (added files, `.drv`s,
+    /// transaction. Every new store object of rix passes here (added files, `.drv`s,
     /// build outputs, substituted and imported paths), so this is where
-    /// `auto-optimise-store` hard-links their files first, as Nix does before
-    /// `registerValidPaths`. The caller holds the paths' locks.
-    pub fn register(
-        &self,
-        infos: &[ValidPathInfo],
-        drv_outputs: &[(StorePath, Vec<(String, StorePath)>)],
-    ) -> Result<()> {
+    /// every `.drv` is checked ([`Self::check_derivation`]) and its
+    /// `DerivationOutputs` rows are recorded, as Nix's `registerValidPaths`, and
+    /// where `auto-optimise-store` hard-links their files first. The caller holds
+    /// the paths' locks; on an error nothing is registered.
+    pub fn register(&self, infos: &[ValidPathInfo]) -> Result<()> {
+        let mut drv_outputs = Vec::new();
+        for info in infos.iter().filter(|i| i.path.is_derivation()) {
+            let drv = self.read_derivation_file(&info.path)?;
+            drv_outputs.push((info.path.clone(), self.check_derivation(&info.path, &drv)?));
+        }
         if self.auto_optimise.load(Ordering::Relaxed) {
             for info in infos {
                 crate::optimise::optimise_path(self, &self.real_path(&info.path))?;
             }
         }
-        Ok(self.db().register(infos, drv_outputs)?)
+        Ok(self.db().register(infos, &drv_outputs)?)
+    }
+
+    /// Parses the `.drv` file at `drv_path` (valid or not).
+    pub fn read_derivation_file(&self, drv_path: &StorePath) -> Result<Derivation> {
+        let real = self.real_path(drv_path);
+        let bytes = std::fs::read(&real).map_err(StoreError::io(&real))?;
+        let name = Derivation::name_from_drv_path(drv_path);
+        Derivation::from_aterm(&bytes, self.store_dir(), name).map_err(|e| StoreError::Derivation {
+            name: self.print(drv_path),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks that `drv`, the derivation at `drv_path`, declares the output paths
+    /// and output environment variables computed from it (see
+    /// [`crate::drv_check`]); returns its output paths known in advance.
+    pub fn check_derivation(
+        &self,
+        drv_path: &StorePath,
+        drv: &Derivation,
+    ) -> Result<Vec<(String, StorePath)>> {
+        Ok(self.drv_checker.check(self.store_dir(), drv_path, drv)?)
     }
 
     /// A fresh temporary name in the store directory (same file system as the
@@ -434,15 +464,8 @@ impl LocalStore {
         };
         let aterm = drv.to_aterm(self.store_dir()).map_err(bad)?;
         let refs: BTreeSet<StorePath> = drv.references().into_iter().cloned().collect();
-        let path = self.add_text(&format!("{}.drv", drv.name), &aterm, &refs)?;
-        let outputs: Vec<(String, StorePath)> = drv
-            .declared_output_paths(self.store_dir())
-            .map_err(bad)?
-            .into_iter()
-            .filter_map(|(name, p)| p.map(|p| (name, p)))
-            .collect();
-        self.register(&[], &[(path.clone(), outputs)])?;
-        Ok(path)
+        // `register` checks the outputs and records them.
+        self.add_text(&format!("{}.drv", drv.name), &aterm, &refs)
     }
 
     /// Adds a store object from its NAR serialisation, checking the NAR's hash and

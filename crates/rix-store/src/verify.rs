@@ -530,7 +530,7 @@ pub fn replace_path(store: &LocalStore, path: &StorePath, source: &dyn PathSourc
         store.sync()?;
         swap_in(&tmp, &real, path, store)?;
         match update {
-            Some(updated) => store.register(&[updated], &[]),
+            Some(updated) => store.register(&[updated]),
             None => Ok(()),
         }
     })();

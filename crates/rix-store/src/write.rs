@@ -104,18 +104,17 @@ impl Drop for PathWriter<'_> {
 
 /// Moves written paths into place and registers them (step 4 of the
 /// [protocol](crate::write)): one `syncfs` when `sync`, the renames, then one
-/// transaction (with `drv_outputs`, as [`LocalStore::register`]). On failure
-/// nothing of them stays in the store directory.
+/// transaction ([`LocalStore::register`], which checks derivations). On
+/// failure nothing of them stays in the store directory.
 pub fn commit(
     store: &LocalStore,
     written: Vec<(PathWriter<'_>, ValidPathInfo)>,
-    drv_outputs: &[(StorePath, Vec<(String, StorePath)>)],
     sync: bool,
 ) -> Result<()> {
-    if written.is_empty() && drv_outputs.is_empty() {
+    if written.is_empty() {
         return Ok(());
     }
-    if sync && !written.is_empty() {
+    if sync {
         store.sync()?;
     }
     let (mut writers, infos): (Vec<PathWriter<'_>>, Vec<ValidPathInfo>) =
@@ -123,7 +122,7 @@ pub fn commit(
     for w in &mut writers {
         w.move_into_place()?;
     }
-    store.register(&infos, drv_outputs)?;
+    store.register(&infos)?;
     for mut w in writers {
         if let Some(mut lock) = w.lock.take() {
             lock.set_delete_on_release(true);

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 
+use rix_formats::derivation::{Derivation, DerivationOutput, DrvHash};
 use rix_formats::hash::HashAlgo;
 use rix_formats::StorePath;
 use rix_store::gc::{collect_garbage, GcAction, GcObserver, GcOptions, Quiet};
@@ -185,21 +186,32 @@ fn keep_derivations_and_keep_outputs() {
     let (drv, out, src) = {
         let store = open(&t);
         let src = text(&store, "src", &[]);
-        let drv = text(&store, "x.drv", &[&src]);
-        // An output built from drv, registered with its deriver.
-        let out = store
-            .store_dir()
-            .make_text_path("x", &HashAlgo::Sha256.digest(b"out"), &BTreeSet::new())
+        let mut d = Derivation {
+            name: "x".into(),
+            outputs: [("out".to_owned(), DerivationOutput::Deferred)].into(),
+            input_srcs: [src.clone()].into(),
+            system: b"x86_64-linux".to_vec(),
+            builder: b"/bin/sh".to_vec(),
+            // Empty, as the evaluator makes it before filling in the path.
+            env: [(b"out".to_vec(), Vec::new())].into(),
+            ..Default::default()
+        };
+        d.fill_in_output_paths(store.store_dir(), |_: &StorePath| {
+            Err::<DrvHash, _>("no input derivations")
+        })
+        .unwrap();
+        // The store records the derivation's output (`DerivationOutputs`).
+        let drv = store.add_derivation(&d).unwrap();
+        let out = d.declared_output_paths(store.store_dir()).unwrap()["out"]
+            .clone()
             .unwrap();
+        // An output built from drv, registered with its deriver.
         std::fs::write(store.real_path(&out), "out").unwrap();
         let (h, n) =
             rix_store::archive::hash_path(&store.real_path(&out), HashAlgo::Sha256).unwrap();
         let mut info = ValidPathInfo::new(out.clone(), h, n);
         info.deriver = Some(drv.clone());
-        store
-            .db()
-            .register(&[info], &[(drv.clone(), vec![("out".into(), out.clone())])])
-            .unwrap();
+        store.register(&[info]).unwrap();
         (drv, out, src)
     };
     let run = |keep_outputs: bool, keep_derivations: bool, action: GcAction| {

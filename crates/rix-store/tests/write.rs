@@ -78,7 +78,7 @@ fn a_failed_commit_leaves_nothing() {
             .make_text_path("missing", &HashAlgo::Sha256.digest(b"M"), [])
             .unwrap(),
     );
-    let e = rix_store::write::commit(&store, vec![(writer, info)], &[], false).unwrap_err();
+    let e = rix_store::write::commit(&store, vec![(writer, info)], false).unwrap_err();
     assert!(e.to_string().contains("missing"), "{e}");
     assert!(!store.is_valid(&path).unwrap());
     let left: Vec<String> = std::fs::read_dir(&store.layout().real_store_dir)

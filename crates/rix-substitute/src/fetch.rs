@@ -389,7 +389,7 @@ impl Registrar<'_> {
             written.push((writer, info));
         }
         // On failure, commit leaves nothing of them in the store directory.
-        let result = rix_store::write::commit(self.store, written, &[], self.fsync);
+        let result = rix_store::write::commit(self.store, written, self.fsync);
         let mut registered = Vec::new();
         for (path, nar_size, downloaded, started) in done {
             let cache = caches[self.fetch[&path].cache].name();

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+#[allow(unused_imports)]
 pub use rix_testutil::{nix, TempStore};
 
 /// The Nix configuration differential tests run Nix with.

@@ -34,7 +34,6 @@ struct PendingDrv {
     path: StorePath,
     aterm: Vec<u8>,
     refs: BTreeSet<StorePath>,
-    outputs: Vec<(String, StorePath)>,
 }
 
 /// A [`LocalStore`] as an [`EvalStore`]. The store is shared (`Rc`) so that
@@ -68,7 +67,6 @@ impl LocalEvalStore {
     /// failure nothing of it stays.
     fn write_batch(&self, batch: &[PendingDrv]) -> io::Result<()> {
         let mut written = Vec::with_capacity(batch.len());
-        let mut outputs = Vec::with_capacity(batch.len());
         for d in batch {
             let Some(writer) = self.store.begin_write(&d.path).map_err(other)? else {
                 continue;
@@ -80,9 +78,9 @@ impl LocalEvalStore {
             info.references = d.refs.clone();
             info.ca = Some(ContentAddress::Text(HashAlgo::Sha256.digest(&d.aterm)));
             written.push((writer, info));
-            outputs.push((d.path.clone(), d.outputs.clone()));
         }
-        rix_store::write::commit(&self.store, written, &outputs, true).map_err(other)
+        // Registration checks every derivation's outputs and records them.
+        rix_store::write::commit(&self.store, written, true).map_err(other)
     }
 }
 
@@ -168,12 +166,6 @@ impl EvalStore for LocalEvalStore {
         // From now on a collector must keep the path (as Nix's
         // `addTextToStore` does), though it is written later.
         self.store.add_temp_root(&path).map_err(other)?;
-        let outputs = drv
-            .declared_output_paths(dir)
-            .map_err(invalid)?
-            .into_iter()
-            .filter_map(|(name, p)| p.map(|p| (name, p)))
-            .collect();
         self.drvs.borrow_mut().insert(path.clone());
         let full = {
             let mut pending = self.pending.borrow_mut();
@@ -181,7 +173,6 @@ impl EvalStore for LocalEvalStore {
                 path: path.clone(),
                 aterm,
                 refs,
-                outputs,
             });
             pending.len() >= BATCH
         };
