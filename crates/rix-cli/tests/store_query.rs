@@ -320,7 +320,8 @@ fn verify_finds_problems() {
     std::fs::write(dir.join("00000000000000000000000000000000-x.lock"), "").unwrap();
     std::fs::create_dir_all(dir.join(".links")).unwrap();
     ok(rix_in(&b.store, &["store", "verify"], b""));
-    // A stray file, a dead process's temporary, a modified path, a missing path.
+    // A stray file, a modified path, a missing path; a dead process's
+    // temporary is a leftover, not a problem.
     std::fs::write(dir.join("stray"), "").unwrap();
     std::fs::write(dir.join(".rix-tmp-999999999-0-x"), "").unwrap();
     let fixed = b.named("fixed");
@@ -333,11 +334,15 @@ fn verify_finds_problems() {
     let out = rix_in(&b.store, &["store", "verify"], b"");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = fails(out);
-    assert!(err.contains("3 problem"), "{err}\n{stdout}");
+    assert!(err.contains("2 problem"), "{err}\n{stdout}");
+    assert!(
+        err.contains("1 temporary file(s) of rix processes killed mid-write"),
+        "{err}"
+    );
     let out = rix_in(&b.store, &["store", "verify", "--check-contents"], b"");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = fails(out);
-    assert!(err.contains("4 problem"), "{err}\n{stdout}");
+    assert!(err.contains("3 problem"), "{err}\n{stdout}");
     assert!(
         stdout.contains(&format!("path '{fixed}' was modified")),
         "{stdout}"
@@ -352,7 +357,15 @@ fn verify_finds_problems() {
         stdout.contains("/stray' in the store directory is not a store path"),
         "{stdout}"
     );
-    assert!(stdout.contains(".rix-tmp-999999999-0-x"), "{stdout}");
+    assert!(!stdout.contains(".rix-tmp-999999999-0-x"), "{stdout}");
+    // --repair removes it.
+    let out = rix_in(&b.store, &["store", "verify", "--repair"], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains(".rix-tmp-999999999-0-x' (left by a killed rix process)"),
+        "{stdout}"
+    );
+    assert!(!dir.join(".rix-tmp-999999999-0-x").exists());
 }
 
 /// The closure of `top` and its `.drv`, for export.

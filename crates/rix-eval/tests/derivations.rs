@@ -447,3 +447,40 @@ fn legacy_structured_attrs_output_path() {
         "\"/nix/store/mzgwvrjjir216ra58mwwizi8wj6y9ddr-eval-okay-derivation-legacy\""
     );
 }
+
+/// The store's write protocol holds for `.drv` files written in batches: each
+/// path is a temporary root before its lock file or temporary exists.
+#[test]
+fn derivations_are_temporary_roots_before_their_lock_and_temporary_exist() {
+    use std::sync::{Arc, Mutex};
+    let t = rix_testutil::TempStore::new();
+    let local = Rc::new(LocalStore::open(StoreLayout::from_url(&t.url()).unwrap()).unwrap());
+    let seen: Arc<Mutex<Vec<(String, bool, bool)>>> = Arc::default();
+    let (layout, log) = (local.layout().clone(), seen.clone());
+    local.observe_writes(move |path| {
+        let roots = std::fs::read(layout.temproots_dir().join(std::process::id().to_string()))
+            .unwrap_or_default();
+        let printed = layout.print(path);
+        let rooted = roots.split(|b| *b == 0).any(|r| r == printed.as_bytes());
+        let made = std::fs::read_dir(&layout.real_store_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .any(|n| n.starts_with(path.hash_part()) && n != path.to_string());
+        log.lock().unwrap().push((printed, rooted, made));
+    });
+    let file = t.dir.path().join("d.nix");
+    std::fs::write(
+        &file,
+        r#"[ (derivation { name = "d"; system = "x86_64-linux"; builder = "/bin/sh"; }) ]"#,
+    )
+    .unwrap();
+    let mut ev = Evaluator::new(options(Rc::new(LocalEvalStore::new(local.clone())), &[]));
+    let drvs = rix_drv_paths(&mut ev, &file).unwrap();
+    ev.store().flush().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![(drvs[0].clone(), true, false)],
+        "(path, temporary root, lock or temporary already made)"
+    );
+}

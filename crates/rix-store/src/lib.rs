@@ -35,3 +35,4 @@ pub mod roots;
 pub mod settings;
 pub mod temp_roots;
 pub mod verify;
+pub mod write;

@@ -1,17 +1,18 @@
 //! The local store: store objects on disk plus the database that says which are valid.
 //!
-//! Every write follows one protocol (see [`LocalStore::add_atomically`]): take the
-//! path's lock, write into a temporary name in the store directory, canonicalise,
-//! hash, sync, rename into place, then register in one SQLite transaction. A process
-//! killed at any point leaves either a valid path or an invalid leftover that the
-//! next writer of that path (or the garbage collector) removes.
+//! Every write follows one protocol ([`crate::write`]): take a temporary root
+//! and the path's lock, write into a temporary name in the store directory,
+//! canonicalise, hash, sync, rename into place, then register in one SQLite
+//! transaction. A process killed at any point leaves either a valid path or an
+//! invalid leftover that the next writer of that path (or the garbage
+//! collector) removes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rix_formats::content_address::ContentAddress;
 use rix_formats::derivation::Derivation;
@@ -20,11 +21,11 @@ use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath, StorePat
 use thiserror::Error;
 
 use crate::archive::{self, ArchiveError};
-use crate::canonicalise::{canonicalise, delete_path};
+use crate::canonicalise::delete_path;
 use crate::db::{Db, DbError};
 use crate::drv_check::{DrvCheckError, DrvChecker};
 use crate::layout::StoreLayout;
-use crate::lock::{lock_file, open_lock_file, LockError, LockKind, PathLock};
+use crate::lock::{lock_file, open_lock_file, LockError, LockKind};
 use crate::path_info::ValidPathInfo;
 use crate::ref_graph::RefGraph;
 use crate::temp_roots::TempRoots;
@@ -91,9 +92,16 @@ pub struct LocalStore {
     temp_roots: Arc<TempRoots>,
     /// `auto-optimise-store`: hard-link identical files as paths are added.
     auto_optimise: std::sync::atomic::AtomicBool,
+    /// Temporaries of other processes in the store directory when this one
+    /// first wrote to it, by hash part (see [`Self::temp_path`]).
+    others_temps: OnceLock<Mutex<HashMap<String, Vec<String>>>>,
+    /// See [`Self::observe_writes`].
+    write_observer: OnceLock<WriteObserver>,
     /// Modulo hashes of derivations, for checking their outputs.
     drv_checker: DrvChecker,
 }
+
+type WriteObserver = Box<dyn Fn(&StorePath) + Send + Sync>;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -120,6 +128,8 @@ impl LocalStore {
             db: Mutex::new(db),
             _big_lock: big_lock,
             auto_optimise: std::sync::atomic::AtomicBool::new(false),
+            others_temps: OnceLock::new(),
+            write_observer: OnceLock::new(),
         })
     }
 
@@ -253,44 +263,35 @@ impl LocalStore {
             .collect())
     }
 
-    /// Writes a new store object atomically (see the module docs). `fill` creates
-    /// the object at the temporary path it is given and returns its metadata; if
-    /// `path` is already valid, `fill` is not called and the existing record is
-    /// returned.
+    /// Writes a new store object atomically, through the [write
+    /// protocol](crate::write). `fill` creates the object at the temporary
+    /// path it is given and returns its metadata; if `path` is already valid,
+    /// `fill` is not called and the existing record is returned.
     pub fn add_atomically(
         &self,
         path: &StorePath,
         fill: impl FnOnce(&Path) -> Result<ValidPathInfo>,
     ) -> Result<ValidPathInfo> {
-        // Before anything else: a collector must not take the path (or our
-        // temporary file for it) away from under us.
-        self.add_temp_root(path)?;
-        let real = self.real_path(path);
-        let mut lock = PathLock::acquire(&real)?;
-        if let Some(info) = self.query_path_info(path)? {
-            lock.set_delete_on_release(true);
-            return Ok(info);
+        let Some(writer) = self.begin_write(path)? else {
+            return self.path_info(path);
+        };
+        let info = fill(writer.tmp())?;
+        writer.canonicalise()?;
+        crate::write::commit(self, vec![(writer, info.clone())], true)?;
+        Ok(info)
+    }
+
+    /// Calls `hook` as each write of this store begins ([`Self::begin_write`]),
+    /// once the path is a temporary root and before its lock file or
+    /// temporary is made (for tests and diagnostics; the first hook stays).
+    pub fn observe_writes(&self, hook: impl Fn(&StorePath) + Send + Sync + 'static) {
+        let _ = self.write_observer.set(Box::new(hook));
+    }
+
+    pub(crate) fn observe_write(&self, path: &StorePath) {
+        if let Some(hook) = self.write_observer.get() {
+            hook(path);
         }
-        let tmp = self.temp_path(path);
-        delete_path(&tmp).map_err(StoreError::io(&tmp))?;
-        let result = fill(&tmp).and_then(|info| {
-            canonicalise(&tmp).map_err(StoreError::io(&tmp))?;
-            self.sync()?;
-            // An invalid leftover from a killed writer is garbage: replace it.
-            delete_path(&real).map_err(StoreError::io(&real))?;
-            std::fs::rename(&tmp, &real).map_err(StoreError::io(&real))?;
-            if let Err(e) = self.register(std::slice::from_ref(&info)) {
-                // Ours: we hold its lock and it is not valid.
-                let _ = delete_path(&real);
-                return Err(e);
-            }
-            Ok(info)
-        });
-        if result.is_err() {
-            let _ = delete_path(&tmp);
-        }
-        lock.set_delete_on_release(result.is_ok());
-        result
     }
 
     /// Makes store paths that the write protocol has put in place valid, in one
@@ -350,12 +351,35 @@ impl LocalStore {
     /// its file type, by Nix's collector and by rix's alike, for as long as this
     /// process holds the temporary root; once the process is gone, both remove
     /// it as garbage.
+    ///
+    /// Temporaries of `path` that processes now gone left behind (killed
+    /// mid-write) are removed first: the store directory is listed once per
+    /// process, at its first temporary, and a temporary is removed only when
+    /// the process named in it is not running, so a live concurrent writer's
+    /// is left alone.
     pub fn temp_path(&self, path: &StorePath) -> PathBuf {
         if let Err(e) = self.add_temp_root(path) {
             eprintln!("warning: {e}");
         }
+        self.remove_stale_temps(path);
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.layout.real_store_dir.join(temp_name(path, n))
+    }
+
+    /// See [`Self::temp_path`].
+    fn remove_stale_temps(&self, path: &StorePath) {
+        let index = self
+            .others_temps
+            .get_or_init(|| Mutex::new(others_temps(&self.layout.real_store_dir)));
+        let names = index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path.hash_part());
+        for name in names.into_iter().flatten() {
+            if !crate::gc::temporary_in_use(&self.layout, &name) {
+                let _ = delete_path(&self.layout.real_store_dir.join(&name));
+            }
+        }
     }
 
     /// Adds a file or tree, as `nix-store --add` (recursive, SHA-256) or
@@ -505,6 +529,25 @@ pub fn temp_owner(name: &str) -> Option<i32> {
         None => name.get(33..)?.strip_prefix(TEMP_MARK)?,
     };
     rest.split('-').next()?.parse().ok()
+}
+
+/// The temporaries of other processes in `dir` ([`temp_name`]s), by hash part.
+fn others_temps(dir: &Path) -> HashMap<String, Vec<String>> {
+    let mut found: HashMap<String, Vec<String>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    let me = std::process::id() as i32;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(hash) = name.get(..32) else { continue };
+        if name[32..].starts_with(&format!("-{TEMP_MARK}"))
+            && temp_owner(&name).is_some_and(|pid| pid != me)
+        {
+            found.entry(hash.to_owned()).or_default().push(name);
+        }
+    }
+    found
 }
 
 /// Flushes the store's file system so that content reaches the disk before the

@@ -11,7 +11,8 @@
 //!   rows: garbage, which the collector removes; not an inconsistency), apart
 //!   from those an interrupted collection was deleting (named in its journal,
 //!   [`crate::gc::pending`]: reported as pending deletions, which the next
-//!   collection finishes).
+//!   collection finishes) and the temporaries of rix processes that are gone
+//!   (reported as leftovers, which the next writer of their path removes).
 //!
 //! [`repair`] fixes what it reported: corrupt `.links` entries are removed (the
 //! paths sharing them are repaired on their own), and each broken path gets a
@@ -164,6 +165,10 @@ pub struct VerifyReport {
     /// Printed names of entries that a collection invalidated and had not
     /// finished deleting when it was interrupted (the next one does).
     pub pending_deletion: Vec<String>,
+    /// Printed names of temporaries (`<hash>-rix-tmp-<pid>-<n>`) of rix
+    /// processes that are gone: left by a killed writer, removed by the next
+    /// writer of that path or by the collector; not counted as problems.
+    pub leftovers: Vec<String>,
 }
 
 impl VerifyReport {
@@ -245,6 +250,8 @@ pub fn verify_store(
         let printed = format!("{}/{name}", layout.store_dir);
         if journal.contains(name) {
             report.pending_deletion.push(printed);
+        } else if crate::local_store::temp_owner(name).is_some() {
+            report.leftovers.push(printed);
         } else {
             report.garbage.push(printed);
         }

@@ -1,35 +1,37 @@
 //! Fetching planned paths into the local store.
 //!
-//! Up to `jobs` paths are downloaded at once, references before referrers. Each
-//! download streams: bytes arrive (on the transfer runtime, or from a file),
-//! are decompressed, hashed and restored into a temporary name in the store on
-//! the worker's thread, holding the path's lock. Size and hash are checked
-//! against the narinfo before anything is registered. The coordinating thread
-//! then moves checked paths into place and registers them in batches (one
-//! transaction, and one `syncfs` when `fsync-store-paths` is set), each path
-//! only once its references are valid, so the store never holds a path
-//! without its closure.
+//! Up to `jobs` paths are downloaded at once; a path starts only once its
+//! references are valid (as Nix's substitution goals wait for theirs), so the
+//! referrers of a path that fails, or that no cache has, are never
+//! downloaded. Each download streams: bytes arrive (on the transfer runtime,
+//! or from a file), are decompressed, hashed and restored into a temporary
+//! name in the store on the worker's thread, holding the path's lock. What
+//! the cache sends is bounded by the narinfo: at most `FileSize` bytes
+//! downloaded and `NarSize` bytes unpacked (one more is an error: a
+//! decompression bomb writes nothing much). Size and hash are checked against
+//! the narinfo before anything is registered. The coordinating thread then
+//! moves checked paths into place and registers them in batches (one
+//! transaction, and one `syncfs` when `fsync-store-paths` is set); whatever
+//! fails after unpacking began is removed from the store directory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use rix_formats::StorePath;
 use rix_store::archive;
-use rix_store::canonicalise::{canonicalise, delete_path};
 use rix_store::local_store::LocalStore;
-use rix_store::lock::PathLock;
 use rix_store::path_info::{now, ValidPathInfo};
+use rix_store::write::PathWriter;
 
 use crate::cache::nar_key;
 use crate::compression::Compression;
 use crate::error::{Result, SubstError};
 use crate::observer::{SubstEvent, SubstObserver};
 use crate::substituter::{ClosurePlan, Found, Substituter};
-use crate::util::{Counting, Hashing, ReadAhead, Tally};
+use crate::util::{Capped, Counting, Hashing, ReadAhead, Tally, TooBig};
 
 /// NARs at least this big are decompressed on a thread of their own, ahead of
 /// hashing and writing.
@@ -72,17 +74,17 @@ impl SubstituteReport {
     }
 }
 
-/// A path restored and checked under a temporary name, its lock held.
-struct Prepared {
+/// A path restored and checked under a temporary name, its lock held
+/// (dropped unregistered, it is removed).
+struct Prepared<'a> {
     info: ValidPathInfo,
-    tmp: PathBuf,
-    lock: PathLock,
+    writer: PathWriter<'a>,
     downloaded: u64,
     started: Instant,
 }
 
-enum Outcome {
-    Prepared(Box<Prepared>),
+enum Outcome<'a> {
+    Prepared(Box<Prepared<'a>>),
     AlreadyValid,
 }
 
@@ -130,24 +132,19 @@ impl Substituter {
             nar_bytes: fetch.values().map(|f| f.info.nar_size()).sum(),
         });
         let caches = self.caches(observer);
-        let next = AtomicUsize::new(0);
-        let doomed: Mutex<HashSet<StorePath>> = Mutex::new(HashSet::new());
+        let mut sched = Scheduler::new(&fetch, valid_refs(store, &fetch, &report));
         let jobs = self.config().jobs.clamp(1, order.len());
+        let (work_tx, work_rx) = mpsc::channel::<StorePath>();
+        let work_rx = Mutex::new(work_rx);
         std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::channel::<(&StorePath, Result<Outcome>)>();
+            let (tx, rx) = mpsc::channel::<(StorePath, Result<Outcome>)>();
             for _ in 0..jobs {
                 let tx = tx.clone();
-                let (order, fetch, next, doomed) = (&order, &fetch, &next, &doomed);
+                let (fetch, work_rx) = (&fetch, &work_rx);
                 scope.spawn(move || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = order.get(i) else { break };
-                    if doomed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .contains(path)
-                    {
-                        continue;
-                    }
+                    let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(path) = next else { break };
+                    let path = &path;
                     let found = &fetch[path];
                     let cache = &caches[found.cache];
                     let started = Instant::now();
@@ -176,7 +173,7 @@ impl Substituter {
                             error: Some(&e.to_string()),
                         });
                     }
-                    if tx.send((path, result)).is_err() {
+                    if tx.send((path.clone(), result)).is_err() {
                         break;
                     }
                 });
@@ -186,50 +183,60 @@ impl Substituter {
                 store,
                 fetch: &fetch,
                 pending: BTreeMap::new(),
-                registered: HashSet::new(),
                 failed: HashMap::new(),
-                dependents: dependents(&fetch),
                 fsync: self.config().fsync,
             };
-            while let Ok(first) = rx.recv() {
+            // A path starts only once its references are valid: a referrer
+            // of a path that fails is never downloaded.
+            let mut in_flight = 0usize;
+            for p in order.iter().filter(|p| sched.ready(p)) {
+                if work_tx.send(p.clone()).is_ok() {
+                    in_flight += 1;
+                }
+            }
+            while in_flight > 0 {
+                let Ok(first) = rx.recv() else { break };
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter());
+                in_flight -= batch.len();
+                let mut done = Vec::new();
                 for (path, result) in batch {
                     match result {
                         Ok(Outcome::AlreadyValid) => {
-                            reg.registered.insert(path.clone());
                             report.already_valid.push(path.clone());
+                            done.push(path);
                         }
                         Ok(Outcome::Prepared(p)) => {
-                            reg.pending.insert(path.clone(), p);
+                            reg.pending.insert(path, p);
                         }
-                        Err(e) => reg.fail(path, e, &doomed),
+                        Err(e) => {
+                            reg.failed.insert(path, e);
+                        }
                     }
                 }
-                reg.register_ready(&mut report, caches, observer, &doomed);
-            }
-            // Whatever is still pending waits on a reference that failed, and
-            // whatever a worker skipped as doomed never started: both fail for
-            // their reference's sake.
-            let mut stuck: BTreeSet<StorePath> = reg.pending.keys().cloned().collect();
-            stuck.extend(
-                doomed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .filter(|p| !reg.failed.contains_key(*p) && !reg.registered.contains(*p))
-                    .cloned(),
-            );
-            // In dependency order, so a transitive referrer names a failed reference.
-            for p in order.iter().filter(|p| stuck.contains(*p)) {
-                if let Some(prep) = reg.pending.remove(p) {
-                    let _ = delete_path(&prep.tmp);
+                done.extend(reg.register_pending(&mut report, caches, observer));
+                for p in &done {
+                    for d in sched.valid(p) {
+                        if work_tx.send(d).is_ok() {
+                            in_flight += 1;
+                        }
+                    }
                 }
+            }
+            drop(work_tx);
+            // What never started waits on a reference that failed or that no
+            // cache has; in dependency order, so that a transitive referrer
+            // names a reference that failed.
+            for p in order.iter() {
+                if sched.is_valid(p) || reg.failed.contains_key(p) {
+                    continue;
+                }
+                reg.pending.remove(p);
                 let reference = fetch[p]
                     .info
                     .references()
                     .iter()
-                    .find(|r| reg.failed.contains_key(*r))
+                    .find(|r| *r != p && !sched.is_valid(r))
                     .map_or_else(String::new, |r| store.print(r));
                 reg.failed.insert(
                     p.clone(),
@@ -244,6 +251,80 @@ impl Substituter {
             report.failed = failed;
         });
         report
+    }
+}
+
+/// The references of planned paths that are valid (the others are to be
+/// fetched, or no cache has them).
+fn valid_refs(
+    store: &LocalStore,
+    fetch: &BTreeMap<StorePath, Found>,
+    report: &SubstituteReport,
+) -> HashSet<StorePath> {
+    let known: HashSet<&StorePath> = report.already_valid.iter().collect();
+    fetch
+        .values()
+        .flat_map(|f| f.info.references())
+        .filter(|r| !fetch.contains_key(*r))
+        .filter(|r| known.contains(r) || store.is_valid(r).unwrap_or(false))
+        .cloned()
+        .collect()
+}
+
+/// Which planned paths may start: those whose references are all valid.
+struct Scheduler {
+    /// References of each planned path that are not valid yet.
+    waiting: HashMap<StorePath, usize>,
+    dependents: HashMap<StorePath, Vec<StorePath>>,
+    valid: HashSet<StorePath>,
+}
+
+impl Scheduler {
+    fn new(fetch: &BTreeMap<StorePath, Found>, valid: HashSet<StorePath>) -> Self {
+        let mut waiting = HashMap::new();
+        let mut dependents: HashMap<StorePath, Vec<StorePath>> = HashMap::new();
+        for (p, f) in fetch {
+            let refs: BTreeSet<&StorePath> = f
+                .info
+                .references()
+                .iter()
+                .filter(|r| *r != p && !valid.contains(*r))
+                .collect();
+            for r in &refs {
+                dependents.entry((*r).clone()).or_default().push(p.clone());
+            }
+            waiting.insert(p.clone(), refs.len());
+        }
+        Self {
+            waiting,
+            dependents,
+            valid,
+        }
+    }
+
+    fn ready(&self, p: &StorePath) -> bool {
+        self.waiting.get(p) == Some(&0)
+    }
+
+    fn is_valid(&self, p: &StorePath) -> bool {
+        self.valid.contains(p)
+    }
+
+    /// Records that `p` became valid; returns the paths that may start now.
+    fn valid(&mut self, p: &StorePath) -> Vec<StorePath> {
+        if !self.valid.insert(p.clone()) {
+            return Vec::new();
+        }
+        let mut ready = Vec::new();
+        for d in self.dependents.get(p).into_iter().flatten() {
+            if let Some(n) = self.waiting.get_mut(d) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    ready.push(d.clone());
+                }
+            }
+        }
+        ready
     }
 }
 
@@ -273,154 +354,82 @@ fn topo_order(fetch: &BTreeMap<StorePath, Found>) -> Vec<StorePath> {
     out
 }
 
-fn dependents(fetch: &BTreeMap<StorePath, Found>) -> HashMap<StorePath, Vec<StorePath>> {
-    let mut d: HashMap<StorePath, Vec<StorePath>> = HashMap::new();
-    for (p, f) in fetch {
-        for r in f.info.references() {
-            if r != p && fetch.contains_key(r) {
-                d.entry(r.clone()).or_default().push(p.clone());
-            }
-        }
-    }
-    d
-}
-
 struct Registrar<'a> {
     store: &'a LocalStore,
     fetch: &'a BTreeMap<StorePath, Found>,
-    pending: BTreeMap<StorePath, Box<Prepared>>,
-    registered: HashSet<StorePath>,
+    pending: BTreeMap<StorePath, Box<Prepared<'a>>>,
     failed: HashMap<StorePath, SubstError>,
-    dependents: HashMap<StorePath, Vec<StorePath>>,
     fsync: bool,
 }
 
 impl Registrar<'_> {
-    /// Records a failure and dooms everything that refers to the path.
-    fn fail(&mut self, path: &StorePath, e: SubstError, doomed: &Mutex<HashSet<StorePath>>) {
-        if let Some(prep) = self.pending.remove(path) {
-            let _ = delete_path(&prep.tmp);
-        }
-        self.failed.insert(path.clone(), e);
-        let mut queue = vec![path.clone()];
-        let mut doomed = doomed.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(p) = queue.pop() {
-            for d in self.dependents.get(&p).into_iter().flatten() {
-                if doomed.insert(d.clone()) {
-                    queue.push(d.clone());
-                }
-            }
-        }
-    }
-
-    /// Whether `p`'s references are all valid (or in `batch`).
-    fn ready(&self, p: &StorePath, batch: &BTreeSet<StorePath>) -> bool {
-        self.fetch[p].info.references().iter().all(|r| {
-            r == p
-                || !self.fetch.contains_key(r)
-                || self.registered.contains(r)
-                || batch.contains(r)
-        })
-    }
-
-    fn register_ready(
+    /// Moves the checked paths into place and registers them in one
+    /// transaction; returns those registered. When that fails, nothing of
+    /// them stays on disk.
+    fn register_pending(
         &mut self,
         report: &mut SubstituteReport,
         caches: &[crate::substituter::Cache],
         observer: &dyn SubstObserver,
-        doomed: &Mutex<HashSet<StorePath>>,
-    ) {
-        let mut batch: BTreeSet<StorePath> = BTreeSet::new();
-        loop {
-            let more: Vec<StorePath> = self
-                .pending
-                .keys()
-                .filter(|p| !batch.contains(*p) && self.ready(p, &batch))
-                .cloned()
-                .collect();
-            if more.is_empty() {
-                break;
-            }
-            batch.extend(more);
+    ) -> Vec<StorePath> {
+        let preps = std::mem::take(&mut self.pending);
+        if preps.is_empty() {
+            return Vec::new();
         }
-        if batch.is_empty() {
-            return;
+        let mut done = Vec::with_capacity(preps.len());
+        let mut written = Vec::with_capacity(preps.len());
+        for prep in preps.into_values() {
+            let Prepared {
+                info,
+                writer,
+                downloaded,
+                started,
+            } = *prep;
+            done.push((info.path.clone(), info.nar_size, downloaded, started));
+            written.push((writer, info));
         }
-        let preps: Vec<Box<Prepared>> = batch
-            .iter()
-            .filter_map(|p| self.pending.remove(p))
-            .collect();
-        let result = self.install(&preps);
-        for prep in preps {
-            let path = prep.info.path.clone();
+        // On failure, commit leaves nothing of them in the store directory.
+        let result = rix_store::write::commit(self.store, written, self.fsync);
+        let mut registered = Vec::new();
+        for (path, nar_size, downloaded, started) in done {
             let cache = caches[self.fetch[&path].cache].name();
-            match &result {
-                Ok(()) => {
-                    let mut lock = prep.lock;
-                    lock.set_delete_on_release(true);
-                    drop(lock);
-                    report.downloaded += prep.downloaded;
-                    report.nar_bytes += prep.info.nar_size;
-                    observer.event(SubstEvent::Finished {
-                        path: &path,
-                        cache,
-                        downloaded: prep.downloaded,
-                        elapsed: prep.started.elapsed(),
-                        error: None,
-                    });
-                    self.registered.insert(path.clone());
+            let error = result
+                .as_ref()
+                .err()
+                .map(|e| format!("cannot register '{}': {e}", self.store.print(&path)));
+            observer.event(SubstEvent::Finished {
+                path: &path,
+                cache,
+                downloaded,
+                elapsed: started.elapsed(),
+                error: error.as_deref(),
+            });
+            match error {
+                None => {
+                    report.downloaded += downloaded;
+                    report.nar_bytes += nar_size;
+                    registered.push(path.clone());
                     report.substituted.push(path);
                 }
-                Err(e) => {
-                    let _ = delete_path(&prep.tmp);
-                    let message = format!("cannot register '{}': {e}", self.store.print(&path));
-                    observer.event(SubstEvent::Finished {
-                        path: &path,
-                        cache,
-                        downloaded: prep.downloaded,
-                        elapsed: prep.started.elapsed(),
-                        error: Some(&message),
-                    });
-                    self.fail(&path, SubstError::Other(message), doomed);
+                Some(message) => {
+                    self.failed.insert(path, SubstError::Other(message));
                 }
             }
         }
-    }
-
-    /// Moves checked paths into place and registers them in one transaction.
-    fn install(&self, preps: &[Box<Prepared>]) -> Result<()> {
-        if self.fsync {
-            self.store.sync()?;
-        }
-        for prep in preps {
-            let real = self.store.real_path(&prep.info.path);
-            delete_path(&real).map_err(SubstError::io(format!("removing {}", real.display())))?;
-            std::fs::rename(&prep.tmp, &real)
-                .map_err(SubstError::io(format!("moving into {}", real.display())))?;
-        }
-        let infos: Vec<ValidPathInfo> = preps.iter().map(|p| p.info.clone()).collect();
-        if let Err(e) = self.store.register(&infos) {
-            // Refused (a derivation with forged outputs, say): what was moved into
-            // place is ours (we hold the locks, and none of it is valid).
-            for prep in preps {
-                let _ = delete_path(&self.store.real_path(&prep.info.path));
-            }
-            return Err(e.into());
-        }
-        Ok(())
+        registered
     }
 }
 
 /// Downloads, unpacks and checks one path under a temporary name.
-fn fetch_one(
-    store: &LocalStore,
+fn fetch_one<'a>(
+    store: &'a LocalStore,
     cache_name: &str,
     cache: &dyn crate::cache::BinaryCache,
     path: &StorePath,
     found: &Found,
     observer: &dyn SubstObserver,
     started: Instant,
-) -> Result<Outcome> {
+) -> Result<Outcome<'a>> {
     let info = &found.info;
     let printed = store.print(path);
     let reject = |message: String| SubstError::Rejected {
@@ -436,16 +445,14 @@ fn fetch_one(
     })?;
     let compression = Compression::parse(info.compression())
         .ok_or_else(|| reject(format!("unsupported compression '{}'", info.compression())))?;
-    let real = store.real_path(path);
-    let mut lock = PathLock::acquire(&real)?;
-    if store.is_valid(path)? {
-        lock.set_delete_on_release(true);
+    let Some(writer) = store.begin_write(path)? else {
         return Ok(Outcome::AlreadyValid);
-    }
-    let tmp = store.temp_path(path);
-    delete_path(&tmp).map_err(SubstError::io(format!("removing {}", tmp.display())))?;
+    };
+    let tmp = writer.tmp();
+    let file_size = info.file_size();
     let stream = cache
-        .open(key)?
+        .open(key, file_size)
+        .map_err(|e| reject(format!("{} '{}': {}", e.op, e.key, e.message)))?
         .ok_or_else(|| reject(format!("its NAR '{key}' is missing from the cache")))?;
     let downloaded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let tally = Tally {
@@ -456,10 +463,13 @@ fn fetch_one(
         let decoded = compression
             .decoder(tally)
             .map_err(|e| reject(format!("cannot decompress ({compression}): {e}")))?;
+        // A decompression bomb stops one byte past the announced size.
+        let decoded = Capped::new(decoded, info.nar_size(), "the NAR");
+        let too_big = decoded.over();
         let decoded: Box<dyn Read + Send> = if info.nar_size() >= READ_AHEAD_FROM {
             Box::new(ReadAhead::new(decoded))
         } else {
-            decoded
+            Box::new(decoded)
         };
         let progress = Counting::new(decoded, 1 << 20, |_| {
             observer.event(SubstEvent::Progress {
@@ -468,13 +478,33 @@ fn fetch_one(
             })
         });
         let mut hashing = Hashing::new(progress);
-        let restored = archive::restore(&mut hashing, &tmp);
+        let restored = archive::restore(&mut hashing, tmp);
         let (hash, size, mut rest) = hashing.finish();
         // Drain what the decoder left (trailing padding of the compressed file).
         let drained = std::io::copy(&mut rest, &mut std::io::sink());
         drop(rest);
         let got = downloaded.load(Ordering::Relaxed);
-        let file_size = info.file_size();
+        if too_big.load(Ordering::Relaxed) {
+            return Err(reject(format!(
+                "its NAR decompresses to more than the {} bytes of the narinfo's NarSize \
+                 (stopped after {} bytes)",
+                info.nar_size(),
+                info.nar_size() + 1
+            )));
+        }
+        let cut_off = match (&restored, &drained) {
+            (Err(e), _) => TooBig::cause_of(e),
+            (_, Err(e)) => TooBig::cause_of(e),
+            _ => None,
+        };
+        if let Some(t) = cut_off {
+            return Err(reject(format!(
+                "the cache sent more than the {} bytes of the narinfo's FileSize \
+                 (stopped after {} bytes)",
+                t.limit,
+                t.limit + 1
+            )));
+        }
         if let Err(e) = restored {
             let truncated = file_size
                 .filter(|&s| got < s)
@@ -499,20 +529,15 @@ fn fetch_one(
                 info.nar_hash()
             )));
         }
-        canonicalise(&tmp).map_err(SubstError::io(format!("canonicalising {}", tmp.display())))?;
+        writer.canonicalise()?;
         observer.event(SubstEvent::Progress {
             path,
             downloaded: got,
         });
         Ok(got)
     })();
-    let got = match result {
-        Ok(got) => got,
-        Err(e) => {
-            let _ = delete_path(&tmp);
-            return Err(e);
-        }
-    };
+    // On failure, dropping the writer removes what was unpacked.
+    let got = result?;
     let mut vpi = ValidPathInfo::new(path.clone(), *info.nar_hash(), info.nar_size());
     vpi.deriver = info.deriver().cloned();
     vpi.references = info.references().iter().cloned().collect();
@@ -521,8 +546,7 @@ fn fetch_one(
     vpi.registration_time = now();
     Ok(Outcome::Prepared(Box::new(Prepared {
         info: vpi,
-        tmp,
-        lock,
+        writer,
         downloaded: got,
         started,
     })))

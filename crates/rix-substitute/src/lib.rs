@@ -27,6 +27,7 @@ pub mod substituter;
 pub mod upload;
 pub mod url;
 mod util;
+pub use util::Capped;
 
 pub use cache::BinaryCache;
 pub use compression::Compression;

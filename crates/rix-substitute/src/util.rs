@@ -84,6 +84,104 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Passes at most `limit` bytes of `inner` through; the next byte is an error
+/// (reading stops there: at most `limit + 1` bytes are ever taken from
+/// `inner`), and [`Capped::over`] says so afterwards. Bounds what a cache may
+/// send, or a decompressor may produce, by what the narinfo announced.
+pub struct Capped<R> {
+    inner: R,
+    limit: u64,
+    taken: u64,
+    over: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    what: String,
+}
+
+impl<R: Read> Capped<R> {
+    /// `what` names the stream in the error (`"the NAR"`, `"'nar/x.nar.xz'"`).
+    pub fn new(inner: R, limit: u64, what: impl Into<String>) -> Self {
+        Self {
+            inner,
+            limit,
+            taken: 0,
+            over: Default::default(),
+            what: what.into(),
+        }
+    }
+
+    /// A flag that becomes true once more than the limit was offered.
+    pub fn over(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.over.clone()
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.over.load(Ordering::Relaxed) {
+            return Err(self.exceeded());
+        }
+        let room = (self.limit - self.taken).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.taken += n as u64;
+        if self.taken > self.limit {
+            self.over.store(true, Ordering::Relaxed);
+            return Err(self.exceeded());
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Capped<R> {
+    fn exceeded(&self) -> io::Error {
+        io::Error::other(TooBig {
+            what: self.what.clone(),
+            limit: self.limit,
+        })
+    }
+}
+
+/// The error of a [`Capped`] stream offered more than its limit.
+#[derive(Debug, Clone)]
+pub struct TooBig {
+    pub what: String,
+    pub limit: u64,
+}
+
+impl std::fmt::Display for TooBig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is bigger than the {} bytes announced (stopped after {} bytes)",
+            self.what,
+            self.limit,
+            self.limit + 1
+        )
+    }
+}
+
+impl std::error::Error for TooBig {}
+
+impl TooBig {
+    /// The [`TooBig`] that caused `e`, if one did.
+    pub fn cause_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a TooBig> {
+        let mut next = Some(e);
+        while let Some(e) = next {
+            if let Some(t) = e.downcast_ref::<TooBig>() {
+                return Some(t);
+            }
+            if let Some(t) = e
+                .downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<TooBig>())
+            {
+                return Some(t);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
 const AHEAD_CHUNK: usize = 256 * 1024;
 
 /// Reads `inner` on its own thread, a few chunks ahead of the consumer, so that
@@ -206,5 +304,29 @@ mod tests {
         let squares = par_map(&(0..100u64).collect::<Vec<_>>(), 4, |x| x * x);
         assert_eq!(squares[9], 81);
         assert_eq!(squares.len(), 100);
+    }
+
+    #[test]
+    fn capped_passes_the_limit_and_refuses_one_byte_more() {
+        let mut out = Vec::new();
+        Capped::new(&[7u8; 100][..], 100, "x")
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), 100);
+        // An endless source: reading stops one byte past the limit.
+        let mut taken = 0u64;
+        let endless = io::repeat(0).take(u64::MAX);
+        let mut counted = Counting::new(endless, u64::MAX, |_| {});
+        let mut c = Capped::new(&mut counted, 1000, "the NAR");
+        let over = c.over();
+        let e = io::copy(&mut c, &mut io::sink()).unwrap_err();
+        taken += counted.count;
+        assert!(over.load(Ordering::Relaxed));
+        assert_eq!(taken, 1001);
+        assert!(
+            e.to_string()
+                .contains("the NAR is bigger than the 1000 bytes"),
+            "{e}"
+        );
     }
 }

@@ -26,6 +26,25 @@ struct Fixture {
     a: StorePath,
     b: StorePath,
     t: StorePath,
+    started: Started,
+}
+
+/// Records the paths whose download started.
+#[derive(Default)]
+struct Started(std::sync::Mutex<Vec<StorePath>>);
+
+impl rix_substitute::SubstObserver for Started {
+    fn event(&self, event: rix_substitute::SubstEvent<'_>) {
+        if let rix_substitute::SubstEvent::Started { path, .. } = event {
+            self.0.lock().unwrap().push(path.clone());
+        }
+    }
+}
+
+impl Started {
+    fn contains(&self, p: &StorePath) -> bool {
+        self.0.lock().unwrap().contains(p)
+    }
 }
 
 fn fixture(work: &Path) -> Fixture {
@@ -69,6 +88,7 @@ fn fixture(work: &Path) -> Fixture {
         a,
         b,
         t,
+        started: Started::default(),
     }
 }
 
@@ -115,15 +135,18 @@ impl Fixture {
         let dst = Root::new();
         let store = dst.open();
         let report = substituter(urls, public, require_sigs)
-            .substitute(&store, std::slice::from_ref(p), quiet())
+            .substitute(&store, std::slice::from_ref(p), &self.started)
             .unwrap();
         let valid = store.is_valid(p).unwrap();
         let problem = report.problem(store.store_dir());
-        // Nothing half-written stays behind.
+        // Nothing half-written stays behind: every entry is a valid path (or a lock).
         let leftovers: Vec<String> = std::fs::read_dir(dst.path().join("nix/store"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| rix_store::local_store::temp_owner(n).is_some())
+            .filter(|n| !n.ends_with(".lock"))
+            .filter(|n| {
+                StorePath::from_base_name(n).map_or(true, |sp| !store.is_valid(&sp).unwrap())
+            })
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         (report, valid, problem)
@@ -252,6 +275,72 @@ fn missing_nar_and_references_failing() {
     assert_eq!(report.failed.len(), 2, "{problem}");
     assert_names(&problem, &f.a, &f.url(), "is missing from the cache");
     assert!(problem.contains("its reference"), "{problem}");
+}
+
+#[test]
+fn referrers_of_a_path_no_cache_has_are_not_downloaded() {
+    let work = tempfile::tempdir().unwrap();
+    let f = fixture(work.path());
+    // No cache has a: b, which refers to it, must not be fetched (it could not
+    // be registered, and would stay on disk as garbage).
+    std::fs::remove_file(f.narinfo_path(&f.a)).unwrap();
+    let (report, valid, problem) = f.substitute(&[f.url()], &f.b, true, &f.public);
+    assert!(!valid && !report.succeeded());
+    assert!(!f.started.contains(&f.b), "b was downloaded: {problem}");
+    assert!(
+        problem.contains(&format!(
+            "cannot substitute '/nix/store/{}': its reference '/nix/store/{}' could not be substituted",
+            f.b, f.a
+        )),
+        "{problem}"
+    );
+}
+
+#[test]
+fn referrers_wait_for_their_references() {
+    let work = tempfile::tempdir().unwrap();
+    let f = fixture(work.path());
+    // a fails its hash check; b must not have started meanwhile, whatever
+    // the number of downloads at once.
+    let nar = f.nar_file(&f.a);
+    let mut bytes = std::fs::read(&nar).unwrap();
+    let at = bytes.len() - 20;
+    bytes[at] ^= 1;
+    std::fs::write(&nar, bytes).unwrap();
+    let (report, valid, problem) = f.substitute(&[f.url()], &f.b, true, &f.public);
+    assert!(!valid && report.failed.len() == 2, "{problem}");
+    assert!(f.started.contains(&f.a));
+    assert!(!f.started.contains(&f.b), "b was downloaded: {problem}");
+}
+
+#[test]
+fn substituted_paths_are_temporary_roots_before_their_lock_and_temporary_exist() {
+    let work = tempfile::tempdir().unwrap();
+    let f = fixture(work.path());
+    let dst = Root::new();
+    let store = dst.open();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(StorePath, bool, bool)>>> = Default::default();
+    let (layout, log) = (store.layout().clone(), seen.clone());
+    store.observe_writes(move |path| {
+        let roots = std::fs::read(layout.temproots_dir().join(std::process::id().to_string()))
+            .unwrap_or_default();
+        let printed = layout.print(path);
+        let rooted = roots.split(|b| *b == 0).any(|r| r == printed.as_bytes());
+        let made = std::fs::read_dir(&layout.real_store_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .any(|n| n.starts_with(path.hash_part()) && n != path.to_string());
+        log.lock().unwrap().push((path.clone(), rooted, made));
+    });
+    let report = substituter(&[f.url()], &f.public, true)
+        .substitute(&store, std::slice::from_ref(&f.b), quiet())
+        .unwrap();
+    assert!(report.succeeded(), "{}", report.problem(store.store_dir()));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(f.a.clone(), true, false), (f.b.clone(), true, false)],
+        "(path, temporary root, lock or temporary already made)"
+    );
 }
 
 /// A server that answers `nix-cache-info` and then `status` to everything.

@@ -205,3 +205,42 @@ fn copy_to_and_substitute_from_s3() {
     assert!(!report.succeeded());
     assert!(report.problem(&nix_store_dir()).contains("no-such-bucket"));
 }
+
+#[test]
+fn s3_reads_are_bounded() {
+    let Some((_moto, addr)) = start_moto() else {
+        return;
+    };
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let status = http(&addr, "PUT", "/rix-bounded").unwrap();
+    assert!(status.contains("200"), "creating the bucket: {status}");
+    let url = format!("s3://rix-bounded?region=us-east-1&endpoint=http://{addr}&scheme=http");
+    let cache =
+        rix_substitute::cache::open(&CacheUrl::parse(&url).unwrap(), &Default::default()).unwrap();
+    let max = rix_substitute::cache::MAX_SMALL_FILE;
+    cache
+        .put(
+            "x.narinfo",
+            vec![b'a'; max as usize + 1],
+            "text/x-nix-narinfo",
+        )
+        .unwrap();
+    let e = cache.get("x.narinfo").unwrap_err();
+    assert!(
+        e.to_string().contains("more than the 4194304 expected"),
+        "{e}"
+    );
+    cache
+        .put("nar/x.nar", vec![b'n'; 5000], "application/x-nix-nar")
+        .unwrap();
+    let e = cache.open("nar/x.nar", Some(1000)).err().unwrap();
+    assert!(
+        e.to_string().contains("5000 bytes, more than the 1000"),
+        "{e}"
+    );
+    let mut out = Vec::new();
+    let whole = cache.open("nar/x.nar", Some(5000)).unwrap().unwrap();
+    std::io::Read::read_to_end(&mut { whole }, &mut out).unwrap();
+    assert_eq!(out.len(), 5000);
+}

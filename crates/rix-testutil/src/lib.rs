@@ -4,6 +4,8 @@
 //! absent the test is skipped (it prints why and returns), unless
 //! `RIX_REQUIRE_NIX=1` is set, as `.ci/run` does: then a missing Nix fails.
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

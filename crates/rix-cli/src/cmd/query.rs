@@ -256,8 +256,9 @@ impl rix_store::verify::VerifyObserver for StderrObserver {
 
 /// Reports what `rix_store::verify::verify_store` finds, one line each on
 /// standard output; entries of the store directory that are not valid paths
-/// (other than lock files, `.links`, temporaries of running processes and
-/// deletions an interrupted collection left pending) count as problems too.
+/// (other than lock files, `.links`, temporaries of rix processes, running or
+/// gone, and deletions an interrupted collection left pending) count as
+/// problems too.
 fn verify(ctx: &Context, store: &LocalStore, check_contents: bool, repair: bool) -> Result<()> {
     let options = rix_store::verify::VerifyOptions { check_contents };
     let report = rix_store::verify::verify_store(store, options, &StderrObserver)?;
@@ -317,8 +318,27 @@ fn verify(ctx: &Context, store: &LocalStore, check_contents: bool, repair: bool)
             report.pending_deletion.len()
         );
     }
-    stdout.flush()?;
     let dir = &store.layout().real_store_dir;
+    if repair {
+        for p in &report.leftovers {
+            let name = p.rsplit('/').next().unwrap_or(p);
+            match rix_store::canonicalise::delete_path(&dir.join(name)) {
+                Ok(()) => writeln!(stdout, "removed '{p}' (left by a killed rix process)")?,
+                Err(e) => {
+                    writeln!(stdout, "cannot remove '{p}': {e}")?;
+                    unfixed += 1;
+                }
+            }
+        }
+    } else if !report.leftovers.is_empty() {
+        eprintln!(
+            "note: {} temporary file(s) of rix processes killed mid-write are left in the \
+             store directory; the next write of their paths, `rix store gc` or `rix store \
+             verify --repair` removes them",
+            report.leftovers.len()
+        );
+    }
+    stdout.flush()?;
     let n = unfixed + report.garbage.len();
     if n > 0 {
         bail!(

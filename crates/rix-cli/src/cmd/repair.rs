@@ -134,12 +134,14 @@ impl PathSource for Caches<'_> {
         })?;
         let stream = cache
             .store
-            .open(key)
+            .open(key, found.info.file_size())
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("'{}' lists it but its NAR '{key}' is missing", cache.name()))?;
         let nar = compression
             .decoder(stream)
             .map_err(|e| format!("cannot decompress '{key}': {e}"))?;
+        // A decompression bomb stops one byte past the announced size.
+        let nar = rix_substitute::Capped::new(nar, found.info.nar_size(), "the NAR");
         rix_store::archive::restore(nar, dest).map_err(|e| e.to_string())?;
         Ok(Fetched::Copy)
     }

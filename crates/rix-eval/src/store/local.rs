@@ -5,9 +5,9 @@
 //! `.drv` files are written in batches: their paths are known at once (they
 //! are text paths), so instantiation goes on while they wait, and
 //! [`EvalStore::flush`] writes up to [`BATCH`] of them with one file-system
-//! sync and one database transaction, following the store's write protocol
-//! (temporary root, lock, temporary name, canonicalise, sync, rename,
-//! register; see `LocalStore::add_atomically`). Reading a pending path, or
+//! sync and one database transaction, through the store's write protocol
+//! (`rix_store::write`: temporary root, lock, temporary name, canonicalise,
+//! sync, rename, register). Reading a pending path, or
 //! the end of evaluation, flushes. (With `auto-optimise-store`, registration
 //! hard-links them as it does every new path.)
 
@@ -21,9 +21,7 @@ use rix_formats::content_address::ContentAddress;
 use rix_formats::derivation::Derivation;
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use rix_formats::HashAlgo;
-use rix_store::canonicalise::{canonicalise, delete_path};
 use rix_store::local_store::LocalStore;
-use rix_store::lock::PathLock;
 use rix_store::path_info::ValidPathInfo;
 
 use super::{content_hash, dump_filtered, invalid, other, EvalStore, PathFilter};
@@ -64,60 +62,25 @@ impl LocalEvalStore {
         self.pending.borrow().iter().any(|p| &p.path == path)
     }
 
-    /// Writes one batch of `.drv` files.
+    /// Writes one batch of `.drv` files through the store's write protocol
+    /// (`rix_store::write`): one sync and one transaction for the batch; on
+    /// failure nothing of it stays.
     fn write_batch(&self, batch: &[PendingDrv]) -> io::Result<()> {
-        let mut locks = Vec::with_capacity(batch.len());
-        let mut todo = Vec::with_capacity(batch.len());
-        let mut renamed = Vec::new();
-        let result = (|| -> io::Result<()> {
-            for d in batch {
-                let real = self.store.real_path(&d.path);
-                let mut lock = PathLock::acquire(&real).map_err(other)?;
-                if self.store.is_valid(&d.path).map_err(other)? {
-                    lock.set_delete_on_release(true);
-                    continue;
-                }
-                let tmp = self.store.temp_path(&d.path);
-                delete_path(&tmp)?;
-                std::fs::write(&tmp, &d.aterm)?;
-                canonicalise(&tmp)?;
-                locks.push(lock);
-                todo.push((d, tmp, real));
-            }
-            if todo.is_empty() {
-                return Ok(());
-            }
-            self.store.sync().map_err(other)?;
-            let mut infos = Vec::with_capacity(todo.len());
-            for (d, tmp, real) in &todo {
-                delete_path(real)?;
-                std::fs::rename(tmp, real)?;
-                renamed.push(real.clone());
-                let (nar_hash, nar_size) = text_nar_hash(&d.aterm);
-                let mut info = ValidPathInfo::new(d.path.clone(), nar_hash, nar_size);
-                info.references = d.refs.clone();
-                info.ca = Some(ContentAddress::Text(HashAlgo::Sha256.digest(&d.aterm)));
-                infos.push(info);
-            }
-            // Checks every derivation's outputs and records them.
-            self.store.register(&infos).map_err(other)?;
-            Ok(())
-        })();
-        // On failure nothing of the batch stays: not the temporary files, not
-        // the files already renamed into place (they are ours: we held their
-        // locks and they were not valid), not the lock files.
-        if result.is_err() {
-            for (_, tmp, _) in &todo {
-                let _ = delete_path(tmp);
-            }
-            for real in &renamed {
-                let _ = delete_path(real);
-            }
+        let mut written = Vec::with_capacity(batch.len());
+        for d in batch {
+            let Some(writer) = self.store.begin_write(&d.path).map_err(other)? else {
+                continue;
+            };
+            std::fs::write(writer.tmp(), &d.aterm)?;
+            writer.canonicalise().map_err(other)?;
+            let (nar_hash, nar_size) = text_nar_hash(&d.aterm);
+            let mut info = ValidPathInfo::new(d.path.clone(), nar_hash, nar_size);
+            info.references = d.refs.clone();
+            info.ca = Some(ContentAddress::Text(HashAlgo::Sha256.digest(&d.aterm)));
+            written.push((writer, info));
         }
-        for mut l in locks {
-            l.set_delete_on_release(true);
-        }
-        result
+        // Registration checks every derivation's outputs and records them.
+        rix_store::write::commit(&self.store, written, true).map_err(other)
     }
 }
 

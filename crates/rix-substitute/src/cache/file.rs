@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tempfile::TempPath;
 
-use super::{check_key, BinaryCache, Stream};
+use super::{capped, check_announced, check_key, read_small, BinaryCache, Stream, MAX_SMALL_FILE};
 use crate::error::CacheError;
 
 pub struct FileCache {
@@ -57,27 +57,39 @@ impl FileCache {
     }
 }
 
+impl FileCache {
+    /// Opens a file, refusing one bigger than `limit`.
+    fn open_file(&self, key: &str, limit: Option<u64>) -> Result<Option<File>, CacheError> {
+        check_key(&self.url, "read", key)?;
+        let f = match File::open(self.root.join(key)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.err("read", key, e)),
+        };
+        let size = f.metadata().map_err(|e| self.err("read", key, e))?.len();
+        check_announced(&self.url, "read", key, Some(size), limit)?;
+        Ok(Some(f))
+    }
+}
+
 impl BinaryCache for FileCache {
     fn url(&self) -> &str {
         &self.url
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        check_key(&self.url, "read", key)?;
-        match std::fs::read(self.root.join(key)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err("read", key, e)),
-        }
+        let Some(f) = self.open_file(key, Some(MAX_SMALL_FILE))? else {
+            return Ok(None);
+        };
+        read_small(&self.url, key, f).map(Some)
     }
 
-    fn open(&self, key: &str) -> Result<Option<Stream>, CacheError> {
-        check_key(&self.url, "read", key)?;
-        match File::open(self.root.join(key)) {
-            Ok(f) => Ok(Some(Box::new(BufReader::with_capacity(256 * 1024, f)))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err("read", key, e)),
-        }
+    fn open(&self, key: &str, limit: Option<u64>) -> Result<Option<Stream>, CacheError> {
+        let Some(f) = self.open_file(key, limit)? else {
+            return Ok(None);
+        };
+        let stream: Stream = Box::new(BufReader::with_capacity(256 * 1024, f));
+        Ok(Some(capped(&self.url, key, stream, limit)))
     }
 
     fn put(&self, key: &str, data: Vec<u8>, _content_type: &str) -> Result<(), CacheError> {

@@ -11,7 +11,9 @@ use reqwest::{Body, Client, Method, Response, StatusCode};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::Semaphore;
 
-use super::{check_key, BinaryCache, Stream, TransportOptions};
+use super::{
+    capped, check_announced, check_key, BinaryCache, Stream, TransportOptions, MAX_SMALL_FILE,
+};
 use crate::error::{CacheError, SubstError};
 use crate::runtime::{channel, runtime};
 
@@ -221,18 +223,28 @@ impl BinaryCache for HttpCache {
                 .acquire()
                 .await
                 .expect("semaphore is never closed");
-            let Some(resp) = self.request(Method::GET, key, None, "").await? else {
+            let Some(mut resp) = self.request(Method::GET, key, None, "").await? else {
                 return Ok(None);
             };
-            let body = resp
-                .bytes()
+            let limit = Some(MAX_SMALL_FILE);
+            check_announced(&self.base, "download", key, resp.content_length(), limit)?;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .map_err(|e| CacheError::new(&self.base, "download", key, error_chain(&e), true))?;
-            Ok(Some(body.to_vec()))
+                .map_err(|e| CacheError::new(&self.base, "download", key, error_chain(&e), true))?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > MAX_SMALL_FILE {
+                    let message = format!("the file is bigger than {MAX_SMALL_FILE} bytes");
+                    return Err(CacheError::new(&self.base, "download", key, message, false));
+                }
+            }
+            Ok(Some(body))
         })
     }
 
-    fn open(&self, key: &str) -> Result<Option<Stream>, CacheError> {
+    fn open(&self, key: &str, limit: Option<u64>) -> Result<Option<Stream>, CacheError> {
         check_key(&self.base, "download", key)?;
         let rt = runtime();
         let (slot, resp) = rt.block_on(async {
@@ -247,6 +259,7 @@ impl BinaryCache for HttpCache {
         let Some(mut resp) = resp else {
             return Ok(None);
         };
+        check_announced(&self.base, "download", key, resp.content_length(), limit)?;
         let (tx, reader) = channel();
         let what = format!("{}: download '{key}'", self.base);
         rt.spawn(async move {
@@ -267,7 +280,7 @@ impl BinaryCache for HttpCache {
                 }
             }
         });
-        Ok(Some(Box::new(reader)))
+        Ok(Some(capped(&self.base, key, Box::new(reader), limit)))
     }
 
     fn put(&self, key: &str, data: Vec<u8>, content_type: &str) -> Result<(), CacheError> {

@@ -37,10 +37,13 @@ pub type Stream = Box<dyn Read + Send>;
 pub trait BinaryCache: Send + Sync {
     /// The cache's URL without parameters, for messages.
     fn url(&self) -> &str;
-    /// A whole (small) file.
+    /// A whole small file (`nix-cache-info`, narinfos): at most
+    /// [`MAX_SMALL_FILE`] bytes, a bigger one is an error.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError>;
-    /// A file as a stream (NARs).
-    fn open(&self, key: &str) -> Result<Option<Stream>, CacheError>;
+    /// A file as a stream (NARs). With `limit` (the narinfo's `FileSize`), a
+    /// file announced bigger is refused before reading, and the stream fails
+    /// after `limit` bytes rather than pass on more.
+    fn open(&self, key: &str, limit: Option<u64>) -> Result<Option<Stream>, CacheError>;
     /// Creates or replaces a file.
     fn put(&self, key: &str, data: Vec<u8>, content_type: &str) -> Result<(), CacheError>;
     /// Creates or replaces a file from a local file (large NARs). Caches that
@@ -62,6 +65,51 @@ pub trait BinaryCache: Send + Sync {
     }
     /// Whether a file exists.
     fn exists(&self, key: &str) -> Result<bool, CacheError>;
+}
+
+/// The most a cache may send for a small file (`nix-cache-info`, a narinfo):
+/// real ones are a few KiB, a narinfo with thousands of references well under 1 MiB.
+pub const MAX_SMALL_FILE: u64 = 4 << 20;
+
+/// Refuses a file whose announced size is over `limit`.
+pub(crate) fn check_announced(
+    cache: &str,
+    op: &'static str,
+    key: &str,
+    announced: Option<u64>,
+    limit: Option<u64>,
+) -> Result<(), CacheError> {
+    match (announced, limit) {
+        (Some(size), Some(limit)) if size > limit => Err(CacheError::new(
+            cache,
+            op,
+            key,
+            format!("the file has {size} bytes, more than the {limit} expected"),
+            false,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `stream`, failing after `limit` bytes (see [`BinaryCache::open`]).
+pub(crate) fn capped(cache: &str, key: &str, stream: Stream, limit: Option<u64>) -> Stream {
+    match limit {
+        Some(limit) => Box::new(crate::util::Capped::new(
+            stream,
+            limit,
+            format!("{cache}: '{key}'"),
+        )),
+        None => stream,
+    }
+}
+
+/// Reads a whole small file from `stream`, refusing more than [`MAX_SMALL_FILE`] bytes.
+pub(crate) fn read_small(cache: &str, key: &str, stream: impl Read) -> Result<Vec<u8>, CacheError> {
+    let mut out = Vec::new();
+    crate::util::Capped::new(stream, MAX_SMALL_FILE, format!("'{key}'"))
+        .read_to_end(&mut out)
+        .map_err(|e| CacheError::new(cache, "download", key, e.to_string(), false))?;
+    Ok(out)
 }
 
 /// Transport settings shared by the caches of one process.

@@ -15,7 +15,9 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjPath;
 use object_store::{ClientOptions, ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart};
 
-use super::{check_key, BinaryCache, Stream, TransportOptions};
+use super::{
+    capped, check_announced, check_key, BinaryCache, Stream, TransportOptions, MAX_SMALL_FILE,
+};
 use crate::error::{CacheError, SubstError};
 use crate::runtime::{channel, runtime};
 use crate::url::{CacheUrl, Location};
@@ -153,15 +155,22 @@ impl BinaryCache for S3Cache {
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(self.err("download", key, &e)),
             };
-            let bytes = result
-                .bytes()
-                .await
-                .map_err(|e| self.err("download", key, &e))?;
-            Ok(Some(bytes.to_vec()))
+            let limit = Some(MAX_SMALL_FILE);
+            check_announced(&self.url, "download", key, Some(result.meta.size), limit)?;
+            let mut body = Vec::new();
+            let mut stream = result.into_stream();
+            while let Some(chunk) = stream.next().await {
+                body.extend_from_slice(&chunk.map_err(|e| self.err("download", key, &e))?);
+                if body.len() as u64 > MAX_SMALL_FILE {
+                    let message = format!("the file is bigger than {MAX_SMALL_FILE} bytes");
+                    return Err(CacheError::new(&self.url, "download", key, message, false));
+                }
+            }
+            Ok(Some(body))
         })
     }
 
-    fn open(&self, key: &str) -> Result<Option<Stream>, CacheError> {
+    fn open(&self, key: &str, limit: Option<u64>) -> Result<Option<Stream>, CacheError> {
         check_key(&self.url, "download", key)?;
         let rt = runtime();
         let result = rt.block_on(async {
@@ -174,6 +183,7 @@ impl BinaryCache for S3Cache {
         let Some(result) = result else {
             return Ok(None);
         };
+        check_announced(&self.url, "download", key, Some(result.meta.size), limit)?;
         let (tx, reader) = channel();
         let what = format!("{}: download '{key}'", self.url);
         rt.spawn(async move {
@@ -186,7 +196,7 @@ impl BinaryCache for S3Cache {
                 }
             }
         });
-        Ok(Some(Box::new(reader)))
+        Ok(Some(capped(&self.url, key, Box::new(reader), limit)))
     }
 
     fn put(&self, key: &str, data: Vec<u8>, _content_type: &str) -> Result<(), CacheError> {
