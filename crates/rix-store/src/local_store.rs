@@ -352,22 +352,22 @@ impl LocalStore {
     /// process holds the temporary root; once the process is gone, both remove
     /// it as garbage.
     ///
-    /// Temporaries of `path` that processes now gone left behind (killed
-    /// mid-write) are removed first: the store directory is listed once per
-    /// process, at its first temporary, and a temporary is removed only when
-    /// the process named in it is not running, so a live concurrent writer's
-    /// is left alone.
     pub fn temp_path(&self, path: &StorePath) -> PathBuf {
         if let Err(e) = self.add_temp_root(path) {
             eprintln!("warning: {e}");
         }
-        self.remove_stale_temps(path);
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.layout.real_store_dir.join(temp_name(path, n))
     }
 
-    /// See [`Self::temp_path`].
-    fn remove_stale_temps(&self, path: &StorePath) {
+    /// Removes the temporaries of `path` that processes now gone left behind
+    /// (killed mid-write). The writer calls it, holding the path's lock, when
+    /// the lock file was left behind ([`crate::lock::PathLock::left_behind`]): only then can
+    /// such a temporary exist, so a store that sees no failures is never
+    /// listed. The store directory is listed once per process, and a temporary
+    /// is removed only when the process named in it is not running, so a live
+    /// concurrent writer's is left alone.
+    pub(crate) fn remove_stale_temps(&self, path: &StorePath) {
         let index = self
             .others_temps
             .get_or_init(|| Mutex::new(others_temps(&self.layout.real_store_dir)));

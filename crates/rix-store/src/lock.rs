@@ -86,6 +86,9 @@ pub struct PathLock {
     lock_path: PathBuf,
     file: Option<File>,
     delete_on_release: bool,
+    /// The lock file was there before we came: a writer before us failed or
+    /// was killed (a successful one deletes it with the path valid).
+    left_behind: bool,
 }
 
 impl PathLock {
@@ -111,6 +114,7 @@ impl PathLock {
             return Ok(None);
         }
         let guard = InProcessClaim(lock_path.clone());
+        let left_behind = lock_path.symlink_metadata().is_ok();
         loop {
             let file = open_lock_file(&lock_path).map_err(err)?;
             if !lock_file(&file, LockKind::Exclusive, wait).map_err(err)? {
@@ -125,8 +129,16 @@ impl PathLock {
                 lock_path,
                 file: Some(file),
                 delete_on_release: false,
+                left_behind,
             }));
         }
+    }
+
+    /// Whether the lock file existed before this lock was asked for: an earlier
+    /// holder did not finish (it failed, or was killed and may have left a
+    /// temporary behind).
+    pub fn left_behind(&self) -> bool {
+        self.left_behind
     }
 
     /// Delete the lock file on release (once the path is valid, nobody needs it).

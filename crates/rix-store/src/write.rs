@@ -50,6 +50,10 @@ impl LocalStore {
             lock.set_delete_on_release(true);
             return Ok(None);
         }
+        if lock.left_behind() {
+            // A writer before us did not finish: its temporary may be there.
+            self.remove_stale_temps(path);
+        }
         let tmp = self.temp_path(path);
         delete_path(&tmp).map_err(StoreError::io(&tmp))?;
         Ok(Some(PathWriter {
@@ -93,12 +97,14 @@ impl Drop for PathWriter<'_> {
             return;
         };
         // Not committed: what we wrote is ours (we hold the lock, the path
-        // is not valid), and garbage.
+        // is not valid), and garbage. Nothing is left, not even the lock
+        // file (it is marked stale for waiters): a lock file left behind
+        // means a writer was killed (see `PathLock::left_behind`).
         let _ = delete_path(&self.tmp);
         if self.moved {
             let _ = delete_path(&self.real);
         }
-        lock.set_delete_on_release(false);
+        lock.set_delete_on_release(true);
     }
 }
 

@@ -37,8 +37,12 @@ fn alive() -> Alive {
     Alive(Command::new("sleep").arg("600").spawn().unwrap())
 }
 
-/// `<hash of path>-rix-tmp-<pid>-<n>`, as a directory with a file in it.
+/// `<hash of path>-rix-tmp-<pid>-<n>`, as a directory with a file in it, and
+/// the path's lock file, as a writer that was killed leaves them.
 fn leftover(store: &LocalStore, path: &StorePath, pid: u32) -> PathBuf {
+    let mut lock = store.real_path(path).into_os_string();
+    lock.push(".lock");
+    std::fs::write(lock, "").unwrap();
     let name =
         temp_name(path, 7).replace(&format!("-{}-", std::process::id()), &format!("-{pid}-"));
     let dir = store.layout().real_store_dir.join(name);
@@ -68,6 +72,22 @@ fn the_next_writer_of_a_path_removes_its_dead_temporaries_only() {
     assert!(!dead_x.exists(), "the killed writer's temporary stays");
     assert!(live_x.exists(), "a live writer's temporary was removed");
     assert!(dead_y.exists(), "only the writer of its path removes it");
+}
+
+/// Without a lock file left behind no writer died mid-write: the store
+/// directory is not listed (a temporary with a dead pid but no lock file stays
+/// for the collector).
+#[test]
+fn writers_look_for_dead_temporaries_only_after_a_failure() {
+    let t = TempStore::new();
+    let store = open(&t);
+    let x = text_path(&store, "x", b"X");
+    let dead_x = leftover(&store, &x, dead_pid());
+    let mut lock = store.real_path(&x).into_os_string();
+    lock.push(".lock");
+    std::fs::remove_file(lock).unwrap();
+    assert_eq!(store.add_text("x", b"X", &BTreeSet::new()).unwrap(), x);
+    assert!(dead_x.exists());
 }
 
 #[test]
