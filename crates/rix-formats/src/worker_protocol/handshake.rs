@@ -21,9 +21,7 @@ use std::io::{self, Read, Write};
 
 use super::serialise::{Ctx, Serialise};
 use super::version::{RawVersion, WORKER_MAGIC_1, WORKER_MAGIC_2};
-use super::wire::{
-    read_bool, read_string, read_u32, read_u64, write_bool, write_bytes, write_u64, WireError,
-};
+use super::wire::{read_string, read_u32, read_u64, write_bool, write_bytes, write_u64, WireError};
 
 /// Reads the client's magic number.
 pub fn read_client_magic<R: Read + ?Sized>(r: &mut R) -> Result<(), WireError> {
@@ -89,23 +87,24 @@ impl ServerHello {
 pub type Features = BTreeSet<String>;
 
 /// The obsolete fields the client sends after the handshake: a CPU affinity
-/// (Nix always sends "none", `0`) and `reserveSpace` (always `false`).
+/// (Nix always sends "none", `0`) and `reserveSpace` (always `false`). The
+/// daemon reads each with `readInt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientOptions {
-    pub cpu_affinity: Option<u64>,
+    pub cpu_affinity: Option<u32>,
     pub reserve_space: bool,
 }
 
 impl Serialise for ClientOptions {
     fn read<R: Read + ?Sized>(r: &mut R, _: &Ctx) -> Result<Self, WireError> {
-        let cpu_affinity = if read_bool(r, "CPU affinity flag")? {
-            Some(read_u64(r, "CPU affinity")?)
+        let cpu_affinity = if read_u32(r, "CPU affinity flag")? != 0 {
+            Some(read_u32(r, "CPU affinity")?)
         } else {
             None
         };
         Ok(ClientOptions {
             cpu_affinity,
-            reserve_space: read_bool(r, "reserveSpace")?,
+            reserve_space: read_u32(r, "reserveSpace")? != 0,
         })
     }
     fn write<W: Write + ?Sized>(&self, w: &mut W, _: &Ctx) -> io::Result<()> {
@@ -113,7 +112,7 @@ impl Serialise for ClientOptions {
             None => write_u64(w, 0)?,
             Some(cpu) => {
                 write_u64(w, 1)?;
-                write_u64(w, cpu)?;
+                write_u64(w, cpu.into())?;
             }
         }
         write_bool(w, self.reserve_space)

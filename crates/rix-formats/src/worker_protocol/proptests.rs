@@ -242,7 +242,7 @@ proptest! {
         mode in proptest::sample::select(&[BuildMode::Normal, BuildMode::Repair, BuildMode::Check][..]),
         trusted in proptest::sample::select(&[None, Some(TrustedFlag::Trusted), Some(TrustedFlag::NotTrusted)][..]),
         version in arb_text(),
-        options in (proptest::option::of(any::<u64>()), any::<bool>()),
+        options in (proptest::option::of(any::<u32>()), any::<bool>()),
     ) {
         roundtrip(&dp, minor);
         roundtrip(&r, minor);

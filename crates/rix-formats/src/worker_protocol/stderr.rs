@@ -295,3 +295,21 @@ fn write_error<W: Write + ?Sized>(w: &mut W, e: &RemoteError) -> io::Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nix's numbers (`worker-protocol.hh`, 2.26.3).
+    #[test]
+    fn tags() {
+        assert_eq!(STDERR_NEXT, 0x6f6c6d67);
+        assert_eq!(STDERR_READ, 0x64617461);
+        assert_eq!(STDERR_WRITE, 0x64617416);
+        assert_eq!(STDERR_LAST, 0x616c7473);
+        assert_eq!(STDERR_ERROR, 0x63787470);
+        assert_eq!(STDERR_START_ACTIVITY, 0x53545254);
+        assert_eq!(STDERR_STOP_ACTIVITY, 0x53544f50);
+        assert_eq!(STDERR_RESULT, 0x52534c54);
+    }
+}
