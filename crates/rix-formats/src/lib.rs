@@ -17,6 +17,7 @@
 //! | [`cache_info`] | a binary cache's `nix-cache-info` |
 //! | [`references`] | scanning bytes for the hash parts of store paths |
 //! | [`signature`] | ed25519 keys and signatures in Nix's `name:base64` format |
+//! | [`worker_protocol`] | the daemon (worker) protocol's values, 1.34 to 1.38: handshake, operations, stderr messages, build results, path infos |
 
 pub mod cache_info;
 pub mod content_address;
@@ -28,6 +29,7 @@ pub mod nixbase32;
 pub mod references;
 pub mod signature;
 pub mod store_path;
+pub mod worker_protocol;
 
 pub use hash::{Hash, HashAlgo};
 pub use store_path::{StoreDir, StorePath};
