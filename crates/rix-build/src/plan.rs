@@ -35,9 +35,8 @@ pub struct Plan {
     pub substitutes: BTreeMap<StorePath, Vec<StorePath>>,
 }
 
-/// Reads and parses a `.drv` from the store, and checks its outputs again (see
-/// [`rix_store::drv_check`]): a store written by something that did not check
-/// them must not let a derivation build into another one's output paths.
+/// Reads and parses a `.drv` from the store. Its outputs are checked when it
+/// became valid; [`plan_with`] checks them again for those it will build.
 pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation, BuildError> {
     let printed = store.print(drv_path);
     if !store.is_valid(drv_path)? {
@@ -52,7 +51,6 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
             message: e.to_string(),
         }
     })?;
-    store.check_derivation(drv_path, &drv)?;
     Ok(drv)
 }
 
@@ -147,6 +145,12 @@ pub fn plan_with(
                 });
             }
         }
+        // Checked when it became valid, and again now that it will build: a
+        // store written by something that did not check (an older rix, an
+        // edited database) must not let a derivation build into another one's
+        // output paths (see `rix_store::drv_check`). Only derivations that
+        // build are checked: a no-op rebuild reads no input derivations.
+        store.check_derivation(&drv_path, &node.drv)?;
         let node = nodes.get_mut(&drv_path).expect("loaded");
         node.build = true;
         node.reason = format!("output {} not valid", invalid.join(", "));

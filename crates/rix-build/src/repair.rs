@@ -56,6 +56,8 @@ pub fn rebuild_output(
     store.add_temp_root(&deriver)?;
     let drv_printed = store.print(&deriver);
     let drv = read_derivation(store, &deriver)?;
+    // It will build: check its outputs again, as the planner does.
+    store.check_derivation(&deriver, &drv)?;
     let outputs = output_paths(store, &deriver, &drv)?;
     let Some(name) = outputs
         .iter()
