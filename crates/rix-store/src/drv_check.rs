@@ -70,11 +70,17 @@ impl DrvChecker {
     /// every input-addressed output has the path computed from the derivation's
     /// modulo hash, and every output's environment variable holds its path.
     /// Returns the output paths known in advance (the `DerivationOutputs` rows).
+    ///
+    /// With `contents` (the file's bytes, as read from the store), a derivation
+    /// that checks and whose contents are the ones its path names has its own
+    /// modulo hash memoised too, so that its dependents find it without reading
+    /// it again.
     pub fn check(
         &self,
         store_dir: &StoreDir,
         drv_path: &StorePath,
         drv: &Derivation,
+        contents: Option<&[u8]>,
     ) -> Result<Vec<(String, StorePath)>, DrvCheckError> {
         let printed = store_dir.display(drv_path);
         let mut hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,6 +90,14 @@ impl DrvChecker {
                 drv: printed.clone(),
                 source,
             })?;
+        if problems.is_empty() && !hashes.contains(drv_path) {
+            if contents.is_some_and(|b| names(store_dir, drv_path, drv, b)) {
+                let own = drv.hash_modulo(store_dir, false, |p| hashes.get(p));
+                if let Ok(h) = own {
+                    hashes.insert(drv_path.clone(), h);
+                }
+            }
+        }
         if let Some(p) = problems.into_iter().next() {
             return Err(match p {
                 OutputProblem::WrongPath {
@@ -119,6 +133,18 @@ impl DrvChecker {
     }
 }
 
+/// Whether `bytes`, the contents of `drv` at `path`, are the ones its path
+/// names (a `.drv` is a text path over its contents and references).
+fn names(store_dir: &StoreDir, path: &StorePath, drv: &Derivation, bytes: &[u8]) -> bool {
+    store_dir
+        .make_text_path(
+            path.name(),
+            &HashAlgo::Sha256.digest(bytes),
+            drv.references(),
+        )
+        .is_ok_and(|named| &named == path)
+}
+
 /// Reads an input derivation from the store, refusing one whose contents are not
 /// the ones its path names.
 fn read_input(layout: &StoreLayout, path: &StorePath) -> Result<Derivation, LookupError> {
@@ -126,15 +152,10 @@ fn read_input(layout: &StoreLayout, path: &StorePath) -> Result<Derivation, Look
     let bytes = std::fs::read(&real).map_err(|e| format!("{}: {e}", real.display()))?;
     let name = Derivation::name_from_drv_path(path);
     let drv = Derivation::from_aterm(&bytes, &layout.store_dir, name)?;
-    let named = layout.store_dir.make_text_path(
-        path.name(),
-        &HashAlgo::Sha256.digest(&bytes),
-        drv.references(),
-    )?;
-    if &named != path {
+    if !names(&layout.store_dir, path, &drv, &bytes) {
         return Err(format!(
-            "its contents belong at '{}'",
-            layout.store_dir.display(&named)
+            "its contents are not the ones '{}' names",
+            layout.store_dir.display(path)
         )
         .into());
     }

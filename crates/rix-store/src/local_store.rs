@@ -302,10 +302,26 @@ impl LocalStore {
     /// where `auto-optimise-store` hard-links their files first. The caller holds
     /// the paths' locks; on an error nothing is registered.
     pub fn register(&self, infos: &[ValidPathInfo]) -> Result<()> {
+        self.register_known(infos, &|_| None)
+    }
+
+    /// [`Self::register`] for a caller that holds the contents of the `.drv`s
+    /// it just wrote (`known` gives them by path), so they are not read back.
+    pub fn register_known<'a>(
+        &self,
+        infos: &[ValidPathInfo],
+        known: &dyn Fn(&StorePath) -> Option<&'a [u8]>,
+    ) -> Result<()> {
         let mut drv_outputs = Vec::new();
         for info in infos.iter().filter(|i| i.path.is_derivation()) {
-            let drv = self.read_derivation_file(&info.path)?;
-            drv_outputs.push((info.path.clone(), self.check_derivation(&info.path, &drv)?));
+            let (drv, bytes) = match known(&info.path) {
+                Some(bytes) => (self.parse_derivation(&info.path, bytes)?, bytes.into()),
+                None => self.read_derivation_file(&info.path)?,
+            };
+            let outputs =
+                self.drv_checker
+                    .check(self.store_dir(), &info.path, &drv, Some(&bytes))?;
+            drv_outputs.push((info.path.clone(), outputs));
         }
         if self.auto_optimise.load(Ordering::Relaxed) {
             for info in infos {
@@ -315,12 +331,19 @@ impl LocalStore {
         Ok(self.db().register(infos, &drv_outputs)?)
     }
 
-    /// Parses the `.drv` file at `drv_path` (valid or not).
-    pub fn read_derivation_file(&self, drv_path: &StorePath) -> Result<Derivation> {
+    /// Parses the `.drv` file at `drv_path` (valid or not); also returns its bytes.
+    fn read_derivation_file(
+        &self,
+        drv_path: &StorePath,
+    ) -> Result<(Derivation, std::borrow::Cow<'static, [u8]>)> {
         let real = self.real_path(drv_path);
         let bytes = std::fs::read(&real).map_err(StoreError::io(&real))?;
+        Ok((self.parse_derivation(drv_path, &bytes)?, bytes.into()))
+    }
+
+    fn parse_derivation(&self, drv_path: &StorePath, bytes: &[u8]) -> Result<Derivation> {
         let name = Derivation::name_from_drv_path(drv_path);
-        Derivation::from_aterm(&bytes, self.store_dir(), name).map_err(|e| StoreError::Derivation {
+        Derivation::from_aterm(bytes, self.store_dir(), name).map_err(|e| StoreError::Derivation {
             name: self.print(drv_path),
             message: e.to_string(),
         })
@@ -334,7 +357,9 @@ impl LocalStore {
         drv_path: &StorePath,
         drv: &Derivation,
     ) -> Result<Vec<(String, StorePath)>> {
-        Ok(self.drv_checker.check(self.store_dir(), drv_path, drv)?)
+        Ok(self
+            .drv_checker
+            .check(self.store_dir(), drv_path, drv, None)?)
     }
 
     /// A fresh temporary name in the store directory (same file system as the

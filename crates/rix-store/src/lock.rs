@@ -80,6 +80,17 @@ pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Creates a lock file that must not exist yet.
+fn create_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
+        .open(path)
+}
+
 /// A held lock on one store path (`<path>.lock`). Released on drop.
 #[derive(Debug)]
 pub struct PathLock {
@@ -114,9 +125,18 @@ impl PathLock {
             return Ok(None);
         }
         let guard = InProcessClaim(lock_path.clone());
-        let left_behind = lock_path.symlink_metadata().is_ok();
+        // Creating it, the common case, tells whether it was there, in one
+        // system call.
+        let (mut created, left_behind) = match create_lock_file(&lock_path) {
+            Ok(file) => (Some(file), false),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (None, true),
+            Err(e) => return Err(err(e)),
+        };
         loop {
-            let file = open_lock_file(&lock_path).map_err(err)?;
+            let file = match created.take() {
+                Some(file) => file,
+                None => open_lock_file(&lock_path).map_err(err)?,
+            };
             if !lock_file(&file, LockKind::Exclusive, wait).map_err(err)? {
                 return Ok(None);
             }

@@ -117,6 +117,17 @@ pub fn commit(
     written: Vec<(PathWriter<'_>, ValidPathInfo)>,
     sync: bool,
 ) -> Result<()> {
+    commit_known(store, written, sync, &|_| None)
+}
+
+/// [`commit`] for a caller that holds the contents of the `.drv`s it wrote
+/// (see [`LocalStore::register_known`]).
+pub fn commit_known<'a>(
+    store: &LocalStore,
+    written: Vec<(PathWriter<'_>, ValidPathInfo)>,
+    sync: bool,
+    known: &dyn Fn(&StorePath) -> Option<&'a [u8]>,
+) -> Result<()> {
     if written.is_empty() {
         return Ok(());
     }
@@ -128,7 +139,7 @@ pub fn commit(
     for w in &mut writers {
         w.move_into_place()?;
     }
-    store.register(&infos)?;
+    store.register_known(&infos, known)?;
     for mut w in writers {
         if let Some(mut lock) = w.lock.take() {
             lock.set_delete_on_release(true);

@@ -79,8 +79,14 @@ impl LocalEvalStore {
             info.ca = Some(ContentAddress::Text(HashAlgo::Sha256.digest(&d.aterm)));
             written.push((writer, info));
         }
-        // Registration checks every derivation's outputs and records them.
-        rix_store::write::commit(&self.store, written, true).map_err(other)
+        // Registration checks every derivation's outputs and records them
+        // (from the bytes written, not read back).
+        let known: std::collections::HashMap<&StorePath, &[u8]> = batch
+            .iter()
+            .map(|d| (&d.path, d.aterm.as_slice()))
+            .collect();
+        rix_store::write::commit_known(&self.store, written, true, &|p| known.get(p).copied())
+            .map_err(other)
     }
 }
 

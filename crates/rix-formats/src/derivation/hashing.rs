@@ -446,6 +446,11 @@ where
         }
     }
 
+    /// Whether the modulo hash of `drv_path` is known.
+    pub fn contains(&self, drv_path: &StorePath) -> bool {
+        self.cache.contains_key(drv_path)
+    }
+
     /// Records a known modulo hash (it will not be read).
     pub fn insert(&mut self, drv_path: StorePath, hash: DrvHash) {
         self.cache.insert(drv_path, hash);
