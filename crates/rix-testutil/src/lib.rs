@@ -92,8 +92,16 @@ impl Default for TempStore {
 }
 
 /// The repository's test vectors folder, `tests/vectors/` (see its README.md).
+///
+/// Found from the crate under test (cargo sets `CARGO_MANIFEST_DIR` when it
+/// runs a test, and every crate is at `crates/<name>`), not from where this
+/// crate was compiled: two checkouts sharing a target directory share this
+/// crate's compiled code, and each must read its own vectors.
 fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir.join("../../tests/vectors")
 }
 
 /// Path of `tests/vectors/<rel>`, the test data kept in the repository.
