@@ -90,12 +90,12 @@ impl DrvChecker {
                 drv: printed.clone(),
                 source,
             })?;
-        if problems.is_empty() && !hashes.contains(drv_path) {
-            if contents.is_some_and(|b| names(store_dir, drv_path, drv, b)) {
-                let own = drv.hash_modulo(store_dir, false, |p| hashes.get(p));
-                if let Ok(h) = own {
-                    hashes.insert(drv_path.clone(), h);
-                }
+        if problems.is_empty()
+            && !hashes.contains(drv_path)
+            && contents.is_some_and(|b| names(store_dir, drv_path, drv, b))
+        {
+            if let Ok(h) = drv.hash_modulo(store_dir, false, |p| hashes.get(p)) {
+                hashes.insert(drv_path.clone(), h);
             }
         }
         if let Some(p) = problems.into_iter().next() {
