@@ -134,7 +134,14 @@ fn import_refuses_a_forged_derivation() {
     let (drv, aterm, out) = honest(&t);
     let evil = forge(&aterm, "echo hi", "echo EVIL");
     let forged_path = text_path(&t, &evil);
-    // `nix-store --export` format: one path, no references, no deriver.
+    let stream = export_stream(&forged_path, &evil);
+    let err = fails(rix_in(&t, &["store", "import"], &stream));
+    assert_refused(&err, &out, None);
+    assert_store_clean(&t, &forged_path, &drv);
+}
+
+/// `nix-store --export` format: one path (a text file), no references, no deriver.
+fn export_stream(path: &str, contents: &[u8]) -> Vec<u8> {
     let mut stream = Vec::new();
     let u64le = |s: &mut Vec<u8>, n: u64| s.extend_from_slice(&n.to_le_bytes());
     let string = |s: &mut Vec<u8>, b: &[u8]| {
@@ -143,16 +150,50 @@ fn import_refuses_a_forged_derivation() {
         s.resize(s.len().next_multiple_of(8), 0);
     };
     u64le(&mut stream, 1);
-    stream.extend_from_slice(&nar_of_file(&evil));
+    stream.extend_from_slice(&nar_of_file(contents));
     u64le(&mut stream, 0x4558_494e);
-    string(&mut stream, forged_path.as_bytes());
+    string(&mut stream, path.as_bytes());
     u64le(&mut stream, 0);
     string(&mut stream, b"");
     u64le(&mut stream, 0);
     u64le(&mut stream, 0);
-    let err = fails(rix_in(&t, &["store", "import"], &stream));
-    assert_refused(&err, &out, None);
-    assert_store_clean(&t, &forged_path, &drv);
+    stream
+}
+
+/// Real Nix refuses the same forged import, with the message rix gives: the
+/// output it names and the one it should be.
+#[test]
+fn nix_refuses_the_same_forged_import_with_the_same_words() {
+    let Some(nix_store) = rixcmd::nix("nix-store") else {
+        return;
+    };
+    let t = TempStore::new();
+    let (_, aterm, out) = honest(&t);
+    let evil = forge(&aterm, "echo hi", "echo EVIL");
+    let forged_path = text_path(&t, &evil);
+    let stream = export_stream(&forged_path, &evil);
+    let nix = rixcmd::nix_in(&t, &nix_store, &["--import"], &stream);
+    assert!(!nix.status.success(), "Nix imported the forged derivation");
+    let nix_err = String::from_utf8_lossy(&nix.stderr).into_owned();
+    let rix_err = fails(rix_in(&t, &["store", "import"], &stream));
+    let info = rix(&t, &["path-info", &forged_path]);
+    assert!(!info.status.success(), "{forged_path} became valid");
+    // Nix: "derivation '<drv>' has incorrect output '<out>', should be '<path>'".
+    let words = |e: &str| -> Option<String> {
+        let at = e.find("has incorrect output")?;
+        Some(
+            e[at..]
+                .lines()
+                .next()?
+                .trim_end_matches(['\'', '.'])
+                .to_owned(),
+        )
+    };
+    let (Some(n), Some(r)) = (words(&nix_err), words(&rix_err)) else {
+        panic!("nix: {nix_err}\nrix: {rix_err}");
+    };
+    assert!(n.contains(&out), "{n}");
+    assert_eq!(n, r, "nix: {nix_err}\nrix: {rix_err}");
 }
 
 #[test]
