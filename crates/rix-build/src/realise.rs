@@ -1,7 +1,7 @@
 //! Realisation: make the outputs of some derivations valid, building what is
 //! missing in dependency order with up to `max_jobs` builders at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -123,7 +123,6 @@ pub fn execute(
         .filter(|(_, b)| b.deps.is_empty())
         .map(|(p, _)| p)
         .collect();
-    let mut never: HashSet<&StorePath> = HashSet::new();
     let mut refs_cache = RefsCache::default();
     let mut stop = false;
     let max_jobs = opts.max_jobs.max(1);
@@ -182,23 +181,18 @@ pub fn execute(
                         }
                     }
                     for &dep in dependents.get(drv_path).into_iter().flatten() {
-                        let n = waiting.get_mut(dep).expect("dependent is planned");
-                        *n -= 1;
-                        if *n == 0 {
-                            ready.push_back(dep);
+                        // Absent: skipped, as another dependency of it failed.
+                        if let Some(n) = waiting.get_mut(dep) {
+                            *n -= 1;
+                            if *n == 0 {
+                                ready.push_back(dep);
+                            }
                         }
                     }
                 }
                 Err(e) => {
                     report.failed.push((drv_path.clone(), e));
-                    skip_dependents(
-                        drv_path,
-                        &dependents,
-                        &mut waiting,
-                        &mut never,
-                        &mut report,
-                        observer,
-                    );
+                    skip_dependents(drv_path, &dependents, &mut waiting, &mut report, observer);
                     stop |= !opts.keep_going;
                 }
             }
@@ -286,18 +280,16 @@ fn skip_dependents<'a>(
     failed: &'a StorePath,
     dependents: &HashMap<&'a StorePath, Vec<&'a StorePath>>,
     waiting: &mut HashMap<&'a StorePath, usize>,
-    never: &mut HashSet<&'a StorePath>,
     report: &mut RealiseReport,
     observer: &dyn Observer,
 ) {
     let mut queue = vec![failed];
     while let Some(p) = queue.pop() {
         for &dep in dependents.get(p).into_iter().flatten() {
-            // A dependent reached through several failed dependencies is skipped
-            // (and counted) once.
-            if never.insert(dep) {
-                // It never becomes ready, whatever else succeeds.
-                waiting.insert(dep, usize::MAX);
+            // Out of `waiting`, it never becomes ready, whatever else
+            // succeeds; a dependent reached through several failed
+            // dependencies is skipped (and counted) once.
+            if waiting.remove(dep).is_some() {
                 observer.event(BuildEvent::Skipped {
                     drv: dep,
                     failed_dep: failed,

@@ -92,8 +92,9 @@ pub struct LocalStore {
     temp_roots: Arc<TempRoots>,
     /// `auto-optimise-store`: hard-link identical files as paths are added.
     auto_optimise: std::sync::atomic::AtomicBool,
-    /// Temporaries of other processes in the store directory when this one
-    /// first wrote to it, by hash part (see [`Self::temp_path`]).
+    /// Temporaries of other processes in the store directory, by hash part,
+    /// listed when this process first found a lock file left behind (see
+    /// [`Self::remove_stale_temps`]).
     others_temps: OnceLock<Mutex<HashMap<String, Vec<String>>>>,
     /// See [`Self::observe_writes`].
     write_observer: OnceLock<WriteObserver>,
@@ -563,12 +564,11 @@ fn others_temps(dir: &Path) -> HashMap<String, Vec<String>> {
         return found;
     };
     let me = std::process::id() as i32;
+    let mark = format!("-{TEMP_MARK}");
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(hash) = name.get(..32) else { continue };
-        if name[32..].starts_with(&format!("-{TEMP_MARK}"))
-            && temp_owner(&name).is_some_and(|pid| pid != me)
-        {
+        if name[32..].starts_with(&mark) && temp_owner(&name).is_some_and(|pid| pid != me) {
             found.entry(hash.to_owned()).or_default().push(name);
         }
     }

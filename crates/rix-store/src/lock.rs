@@ -70,25 +70,23 @@ pub fn unlock_file(file: &File) -> std::io::Result<()> {
 
 /// Opens (creating) a lock file.
 pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
-        .open(path)
+    lock_file_options().create(true).open(path)
 }
 
 /// Creates a lock file that must not exist yet.
 fn create_lock_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    lock_file_options().create_new(true).open(path)
+}
+
+fn lock_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options
         .read(true)
         .write(true)
-        .create_new(true)
+        .truncate(false)
         .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
-        .open(path)
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32);
+    options
 }
 
 /// A held lock on one store path (`<path>.lock`). Released on drop.
