@@ -231,7 +231,6 @@ impl Substituter {
                 if sched.is_valid(p) || reg.failed.contains_key(p) {
                     continue;
                 }
-                reg.pending.remove(p);
                 let reference = fetch[p]
                     .info
                     .references()

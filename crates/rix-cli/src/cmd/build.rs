@@ -115,7 +115,7 @@ fn parse_installable(store: &LocalStore, s: &str) -> Result<Installable> {
             )
         })?;
     if !drv.is_derivation() {
-        if outputs.is_some() || s.contains('^') {
+        if s.contains('^') {
             bail!(
                 "'{s}' names outputs ('^'), but '{}' is not a derivation (.drv)",
                 store.print(&drv)
@@ -210,20 +210,13 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
             wanted.push(parse_installable(&store, i)?);
         }
     }
-    let drvs: Vec<StorePath> = wanted
-        .iter()
-        .filter_map(|w| match w {
-            Installable::Derivation(t) => Some(t.drv.clone()),
-            Installable::Path(_) => None,
-        })
-        .collect();
-    let paths: Vec<StorePath> = wanted
-        .iter()
-        .filter_map(|w| match w {
-            Installable::Path(p) => Some(p.clone()),
-            Installable::Derivation(_) => None,
-        })
-        .collect();
+    let (mut drvs, mut paths) = (Vec::new(), Vec::new());
+    for w in &wanted {
+        match w {
+            Installable::Derivation(t) => drvs.push(t.drv.clone()),
+            Installable::Path(p) => paths.push(p.clone()),
+        }
+    }
     let substituter = crate::cmd::copy::build_substituter(
         ctx,
         &store,
