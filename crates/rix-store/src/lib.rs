@@ -33,6 +33,7 @@ pub mod path_info;
 pub mod ref_graph;
 pub mod roots;
 pub mod settings;
+pub mod store_api;
 pub mod temp_roots;
 pub mod verify;
 pub mod write;

@@ -71,6 +71,24 @@ pub enum StoreError {
     DrvCheck(#[from] DrvCheckError),
     #[error("cannot add '{0}' with --flat: only regular files can be hashed flat")]
     FlatNotFile(PathBuf),
+    #[error("{operation} is not supported by store '{store}'")]
+    Unsupported { operation: String, store: String },
+    /// The daemon (or other remote store) refused the operation; the connection
+    /// is still usable.
+    #[error("{message}")]
+    Remote { message: String, exit_status: u32 },
+    /// The conversation with a remote store broke (unexpected bytes, a closed
+    /// connection): the connection is dropped.
+    #[error("{0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Gc(Box<crate::gc::GcError>),
+}
+
+impl From<crate::gc::GcError> for StoreError {
+    fn from(e: crate::gc::GcError) -> Self {
+        Self::Gc(Box::new(e))
+    }
 }
 
 impl StoreError {

@@ -29,6 +29,30 @@ pub fn nix(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// A command running the current Nix's tool `name` (Nix 2.26: `nix-store`,
+/// `nix-daemon`, `nix`, ...) through the launcher named by `RIX_NIX_CURRENT`
+/// (`.ci/run` sets it when the launcher is there), or `None` when that variable
+/// is unset. Arguments follow `name`.
+///
+/// # Panics
+/// When `RIX_NIX_CURRENT` is unset and `RIX_REQUIRE_NIX_CURRENT=1`.
+pub fn nix_current(name: &str) -> Option<Command> {
+    match std::env::var_os("RIX_NIX_CURRENT") {
+        Some(launcher) => {
+            let mut cmd = Command::new(launcher);
+            cmd.arg(name);
+            Some(cmd)
+        }
+        None => {
+            if std::env::var("RIX_REQUIRE_NIX_CURRENT").as_deref() == Ok("1") {
+                panic!("RIX_NIX_CURRENT is not set but RIX_REQUIRE_NIX_CURRENT=1: point it at a Nix 2.26 launcher");
+            }
+            eprintln!("skipping: RIX_NIX_CURRENT not set (the current Nix's launcher)");
+            None
+        }
+    }
+}
+
 /// A throw-away Nix store in a temporary directory, addressed with a
 /// `local?store=...&state=...&log=...` URL so that neither Nix nor rix needs
 /// privileges. Paths in it hash with `<tmp>/store` as their store directory.

@@ -8,8 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use rix_build::sandbox::SandboxMode;
 use rix_build::{realise, BuildSettings, RealiseOptions, RealiseReport};
-use rix_formats::hash::HashAlgo;
-use rix_formats::{nixbase32, StorePath};
+use rix_formats::StorePath;
 use rix_store::local_store::LocalStore;
 
 use crate::context::Context;
@@ -421,15 +420,7 @@ fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
         .with_context(|| format!("cannot create result link {}", link.display()))
 }
 
-/// `gcroots/auto/<nix32 sha1 of the link's path>` → the link, as Nix's `addIndirectRoot`.
+/// `gcroots/auto/…` → the link, as Nix's `addIndirectRoot`.
 pub fn add_indirect_root(store: &LocalStore, link: &Path) -> Result<()> {
-    let abs = std::path::absolute(link)?;
-    let dir = store.layout().gcroots_dir().join("auto");
-    std::fs::create_dir_all(&dir)?;
-    let name = nixbase32::encode(
-        HashAlgo::Sha1
-            .digest(abs.as_os_str().as_encoded_bytes())
-            .digest(),
-    );
-    replace_symlink(&abs, &dir.join(name))
+    Ok(rix_store::roots::add_indirect_root(store.layout(), link)?)
 }

@@ -1,0 +1,322 @@
+//! The store interface: what every store answers, whether it is this machine's
+//! store on disk ([`LocalStore`]), a daemon reached over the worker protocol
+//! (`rix-remote`), or, later, another machine.
+//!
+//! Commands hold an `Arc<dyn Store>` chosen from `--store` at run time, so the
+//! trait is synchronous and object-safe. Abilities not every store has are
+//! optional accessors instead of methods that fail at run time:
+//! [`Store::gc`] (roots and collection) and [`Store::as_local`] (the store is on
+//! this disk: the builder, the sandbox, `run`/`shell` and the direct database
+//! readers need its files). Building is a separate interface ([`Realise`]) that
+//! sits above the store (rix-build implements it for a local store, the daemon
+//! client forwards it).
+//!
+//! Naming (printing and parsing store paths) is [`StoreDir`]'s job, not the
+//! store's: [`Store::store_dir`] gives it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use rix_formats::derivation::Derivation;
+use rix_formats::hash::HashAlgo;
+use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
+
+use crate::gc::{GcOptions, GcResults};
+use crate::local_store::{LocalStore, Result, StoreError};
+use crate::path_info::ValidPathInfo;
+
+/// How a path enters a store from outside ([`Store::add_to_store_nar`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddFlags {
+    /// Replace the path even when it is valid (`--repair`).
+    pub repair: bool,
+    /// Require a trusted signature (or a content address) as `require-sigs` does.
+    pub check_sigs: bool,
+}
+
+/// A store: query, read and write store objects, and add roots.
+pub trait Store: Send + Sync {
+    /// The store directory its paths live in (`/nix/store`).
+    fn store_dir(&self) -> &StoreDir;
+
+    /// The URL it was opened with, for messages (`local`, `daemon`, `unix:///…`).
+    fn url(&self) -> String;
+
+    /// What the store knows about `path`, or `None` when it is not valid there.
+    fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>>;
+
+    /// `query_path_info`, with an invalid path an error naming it.
+    fn path_info(&self, path: &StorePath) -> Result<ValidPathInfo> {
+        self.query_path_info(path)?
+            .ok_or_else(|| StoreError::NotValid(self.store_dir().display(path)))
+    }
+
+    fn is_valid(&self, path: &StorePath) -> Result<bool> {
+        Ok(self.query_path_info(path)?.is_some())
+    }
+
+    /// The subset of `paths` that is valid.
+    fn query_valid_paths(&self, paths: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
+        let mut valid = BTreeSet::new();
+        for p in paths {
+            if self.is_valid(p)? {
+                valid.insert(p.clone());
+            }
+        }
+        Ok(valid)
+    }
+
+    /// Every valid path (`nix-store -q --all`-like listings, `nix path-info --all`).
+    fn query_all_valid_paths(&self) -> Result<BTreeSet<StorePath>>;
+
+    /// Valid paths that refer to `path`.
+    fn query_referrers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>>;
+
+    /// Valid derivations known to produce `path`.
+    fn query_valid_derivers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>>;
+
+    /// The outputs of derivation `drv` by name, with their paths where known.
+    fn query_derivation_output_map(
+        &self,
+        drv: &StorePath,
+    ) -> Result<BTreeMap<String, Option<StorePath>>>;
+
+    /// The valid path whose hash part is `hash_part`, if any.
+    fn query_path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>>;
+
+    /// The closure of `paths` under references (each path included).
+    fn closure(&self, paths: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
+        let mut seen: BTreeSet<StorePath> = BTreeSet::new();
+        let mut queue: VecDeque<StorePath> = paths.iter().cloned().collect();
+        while let Some(p) = queue.pop_front() {
+            if seen.contains(&p) {
+                continue;
+            }
+            let info = self.path_info(&p)?;
+            for r in info.references {
+                if !seen.contains(&r) {
+                    queue.push_back(r);
+                }
+            }
+            seen.insert(p);
+        }
+        Ok(seen)
+    }
+
+    /// Writes the NAR serialisation of valid `path` to `out`.
+    fn nar_from_path(&self, path: &StorePath, out: &mut dyn Write) -> Result<()>;
+
+    /// Adds a store object from its NAR, checked against `info` (hash, size,
+    /// content address, signatures as `flags` say) before it becomes valid.
+    fn add_to_store_nar(
+        &self,
+        info: &ValidPathInfo,
+        nar: &mut dyn Read,
+        flags: AddFlags,
+    ) -> Result<()>;
+
+    /// Adds a text file named by its contents and references (`builtins.toFile`,
+    /// `.drv` files).
+    fn add_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath>;
+
+    /// Writes a derivation as a `.drv` file (its outputs checked by the store).
+    fn add_derivation(&self, drv: &Derivation) -> Result<StorePath> {
+        let aterm = drv
+            .to_aterm(self.store_dir())
+            .map_err(|e| StoreError::Derivation {
+                name: drv.name.clone(),
+                message: e.to_string(),
+            })?;
+        let refs: BTreeSet<StorePath> = drv.references().into_iter().cloned().collect();
+        self.add_text(&format!("{}.drv", drv.name), &aterm, &refs)
+    }
+
+    /// Adds a file or tree of this machine as a fixed-output path (`nix-store
+    /// --add`, `--add-fixed`, path literals).
+    fn add_path(
+        &self,
+        src: &Path,
+        name: &str,
+        method: FileIngestionMethod,
+        algo: HashAlgo,
+    ) -> Result<StorePath>;
+
+    /// Adds signatures to a valid path.
+    fn add_signatures(&self, path: &StorePath, sigs: &BTreeSet<String>) -> Result<()>;
+
+    /// Keeps `path` from collection while this handle lives.
+    fn add_temp_root(&self, path: &StorePath) -> Result<()>;
+
+    /// Makes the symlink `link` (outside the store) a root for whatever it points to.
+    fn add_indirect_root(&self, link: &Path) -> Result<()>;
+
+    /// Roots and garbage collection, where the store offers them.
+    fn gc(&self) -> Option<&dyn GcStore> {
+        None
+    }
+
+    /// The store on this disk, for what needs its files or database.
+    fn as_local(&self) -> Option<&LocalStore> {
+        None
+    }
+}
+
+/// Roots and garbage collection.
+pub trait GcStore {
+    /// Every root, by the path it keeps alive, with the links naming it.
+    /// `censor` hides other users' runtime roots as the collector does.
+    fn find_roots(&self, censor: bool) -> Result<BTreeMap<StorePath, BTreeSet<String>>>;
+
+    fn collect_garbage(&self, options: &GcOptions) -> Result<GcResults>;
+}
+
+/// Error for an ability `store` lacks, in Nix's words.
+pub fn unsupported(operation: &str, store: &dyn Store) -> StoreError {
+    StoreError::Unsupported {
+        operation: operation.to_string(),
+        store: store.url(),
+    }
+}
+
+impl Store for LocalStore {
+    fn store_dir(&self) -> &StoreDir {
+        LocalStore::store_dir(self)
+    }
+
+    fn url(&self) -> String {
+        match &self.layout().root {
+            Some(root) => root.display().to_string(),
+            None => "local".to_string(),
+        }
+    }
+
+    fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>> {
+        LocalStore::query_path_info(self, path)
+    }
+
+    fn is_valid(&self, path: &StorePath) -> Result<bool> {
+        LocalStore::is_valid(self, path)
+    }
+
+    fn query_all_valid_paths(&self) -> Result<BTreeSet<StorePath>> {
+        Ok(self.db().all_valid_paths()?.into_iter().collect())
+    }
+
+    fn query_referrers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
+        Ok(self.db().referrers(path)?)
+    }
+
+    fn query_valid_derivers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
+        Ok(self.db().valid_derivers(path)?.into_iter().collect())
+    }
+
+    fn query_derivation_output_map(
+        &self,
+        drv: &StorePath,
+    ) -> Result<BTreeMap<String, Option<StorePath>>> {
+        Ok(self
+            .db()
+            .derivation_outputs(drv)?
+            .into_iter()
+            .map(|(name, path)| (name, Some(path)))
+            .collect())
+    }
+
+    fn query_path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>> {
+        Ok(self.db().query_path_from_hash_part(hash_part)?)
+    }
+
+    fn closure(&self, paths: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
+        LocalStore::closure(self, paths.iter().cloned())
+    }
+
+    fn nar_from_path(&self, path: &StorePath, mut out: &mut dyn Write) -> Result<()> {
+        if !LocalStore::is_valid(self, path)? {
+            return Err(StoreError::NotValid(self.print(path)));
+        }
+        crate::archive::dump(&self.real_path(path), &mut out)?;
+        Ok(())
+    }
+
+    /// Checks hash and size (a `.drv` also its outputs); signatures are the
+    /// caller's policy (the daemon checks them for clients it does not trust).
+    fn add_to_store_nar(
+        &self,
+        info: &ValidPathInfo,
+        nar: &mut dyn Read,
+        flags: AddFlags,
+    ) -> Result<()> {
+        if flags.repair && LocalStore::is_valid(self, &info.path)? {
+            return Err(unsupported("repairing a valid path from a NAR", self));
+        }
+        self.add_nar(info, nar).map(drop)
+    }
+
+    fn add_text(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath> {
+        LocalStore::add_text(self, name, contents, references)
+    }
+
+    fn add_derivation(&self, drv: &Derivation) -> Result<StorePath> {
+        LocalStore::add_derivation(self, drv)
+    }
+
+    fn add_path(
+        &self,
+        src: &Path,
+        name: &str,
+        method: FileIngestionMethod,
+        algo: HashAlgo,
+    ) -> Result<StorePath> {
+        LocalStore::add_path(self, src, name, method, algo)
+    }
+
+    fn add_signatures(&self, path: &StorePath, sigs: &BTreeSet<String>) -> Result<()> {
+        let mut info = self.path_info(path)?;
+        info.sigs.extend(sigs.iter().cloned());
+        Ok(self.db().register(&[info], &[])?)
+    }
+
+    fn add_temp_root(&self, path: &StorePath) -> Result<()> {
+        LocalStore::add_temp_root(self, path)
+    }
+
+    fn add_indirect_root(&self, link: &Path) -> Result<()> {
+        crate::roots::add_indirect_root(self.layout(), link)
+    }
+
+    fn gc(&self) -> Option<&dyn GcStore> {
+        Some(self)
+    }
+
+    fn as_local(&self) -> Option<&LocalStore> {
+        Some(self)
+    }
+}
+
+impl GcStore for LocalStore {
+    fn find_roots(&self, censor: bool) -> Result<BTreeMap<StorePath, BTreeSet<String>>> {
+        let is_valid = |p: &StorePath| LocalStore::is_valid(self, p).unwrap_or(false);
+        let roots = if censor {
+            crate::roots::find_roots_no_temp(self, &is_valid, true, true, &crate::roots::Silent)
+        } else {
+            crate::roots::find_all_roots(self, &is_valid, &crate::roots::Silent)
+        };
+        let roots = roots.map_err(StoreError::io(self.layout().gcroots_dir()))?;
+        Ok(roots)
+    }
+
+    fn collect_garbage(&self, options: &GcOptions) -> Result<GcResults> {
+        crate::gc::collect_garbage(self, options, &crate::gc::Quiet).map_err(StoreError::from)
+    }
+}
