@@ -504,14 +504,15 @@ fn no_home_on_the_host(home: &Path, drv_printed: &str) -> Result<(), BuildError>
     Ok(())
 }
 
-fn sandbox_wanted_and_available(
-    store: &LocalStore,
+/// Whether the `sandbox` setting asks for the sandbox for this build (Nix's
+/// rules: `relaxed` leaves out fixed-output derivations and `__noChroot`).
+fn sandbox_wanted(
     job: &BuildJob<'_>,
     settings: &BuildSettings,
     drv_printed: &str,
 ) -> Result<bool, BuildError> {
     let no_chroot = bool_attr(job.drv, "__noChroot");
-    let wanted = match settings.sandbox {
+    Ok(match settings.sandbox {
         SandboxMode::Off => false,
         SandboxMode::Relaxed => !is_fixed_output(job.drv) && !no_chroot,
         SandboxMode::On if no_chroot => {
@@ -522,7 +523,16 @@ fn sandbox_wanted_and_available(
             })
         }
         SandboxMode::On => true,
-    };
+    })
+}
+
+fn sandbox_wanted_and_available(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    settings: &BuildSettings,
+    drv_printed: &str,
+) -> Result<bool, BuildError> {
+    let wanted = sandbox_wanted(job, settings, drv_printed)?;
     let remap = store.layout().needs_remap();
     if !wanted && !remap {
         return Ok(false);
@@ -584,12 +594,16 @@ pub(crate) fn prepare_sandbox(
     settings: &BuildSettings,
     drv_printed: &str,
 ) -> Result<Sandbox, BuildError> {
+    // Only a store not at its logical path puts an unwanted sandbox here: the
+    // builder then sees the host as it would without one.
+    let host_view = !sandbox_wanted(job, settings, drv_printed)?;
     Sandbox::prepare(&SandboxSetup {
         store,
         drv_path: job.drv_path,
         inputs: job.input_closure,
         build_dir,
-        network: is_fixed_output(job.drv),
+        network: is_fixed_output(job.drv) || host_view,
+        host_view,
         paths: &settings.sandbox_paths,
         shm_size: &settings.sandbox_shm_size,
     })

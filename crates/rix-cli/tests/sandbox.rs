@@ -441,6 +441,105 @@ fn unprivileged_user_builds_in_the_sandbox() {
     );
 }
 
+/// The README's main job run by an ordinary user with nothing configured: the
+/// store is under their home (so not at its logical path, and every build is in
+/// the sandbox), with `--no-sandbox` the builder sees the host's `/` (its
+/// `/bin/sh`, `/usr`), without it the host's static shell at `/bin/sh`.
+#[test]
+fn ordinary_user_runs_the_readme_job_sandboxed_and_not() {
+    if !::nix::unistd::geteuid().is_root() || !nobody_can_run_rix() {
+        eprintln!("skipping: needs root, and user nobody able to run the rix under test");
+        return;
+    }
+    let dir = root();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    std::fs::create_dir(dir.path().join("hello")).unwrap();
+    for f in ["hello.nix", "hello/greeting.txt"] {
+        std::fs::copy(examples.join(f), dir.path().join(f)).unwrap();
+    }
+    // The host's /usr is there only when the builder sees the host.
+    for name in ["host", "host-sandboxed"] {
+        std::fs::write(
+            dir.path().join(format!("{name}.nix")),
+            format!(r#"derivation {{ name = "{name}"; system = builtins.currentSystem; builder = "/bin/sh";
+                 args = [ "-c" "if test -d /usr/bin; then echo host > $out; else echo sandbox > $out; fi" ]; }}"#),
+        )
+        .unwrap();
+    }
+    let chown = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("runuser")
+            .args(["-u", "nobody", "--", "env"])
+            .arg(format!("HOME={}", dir.path().display()))
+            .arg("NIX_CONFIG=substituters =")
+            .arg(env!("CARGO_BIN_EXE_rix"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        ok_str(out)
+    };
+    let line = |out: &str| {
+        assert!(
+            out.starts_with("Hello, world! (built from /nix/store/")
+                && out.ends_with("-hello-greeting)\n"),
+            "{out}"
+        );
+    };
+    let printed = as_nobody(&[
+        "build",
+        "--no-sandbox",
+        "hello.nix",
+        "--print-out-paths",
+        "--no-link",
+    ]);
+    let out_path = printed.trim();
+    let real = |p: &str| {
+        dir.path()
+            .join(".local/share/rix/root")
+            .join(p.trim_start_matches('/'))
+    };
+    line(&std::fs::read_to_string(real(out_path)).unwrap());
+    let host = as_nobody(&[
+        "build",
+        "--no-sandbox",
+        "host.nix",
+        "--print-out-paths",
+        "--no-link",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(real(host.trim())).unwrap(),
+        "host\n"
+    );
+    if rix_store::settings::static_shell().is_none() {
+        eprintln!("skipping the sandboxed half: no static shell (apt-get install busybox-static)");
+        return;
+    }
+    let sandboxed = as_nobody(&[
+        "build",
+        "hello.nix",
+        "--print-out-paths",
+        "--no-link",
+        "--check",
+    ]);
+    assert_eq!(sandboxed.trim(), out_path);
+    let host = as_nobody(&[
+        "build",
+        "host-sandboxed.nix",
+        "--print-out-paths",
+        "--no-link",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(real(host.trim())).unwrap(),
+        "sandbox\n"
+    );
+}
+
 /// Makes the command's process unable to create namespaces, as a kernel or
 /// container that forbids them does: a seccomp filter, installed between fork
 /// and exec, fails `clone` and `unshare` with any `CLONE_NEW*` flag with EPERM,

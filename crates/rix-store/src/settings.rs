@@ -34,6 +34,73 @@ pub enum SettingsError {
     },
 }
 
+/// Defaults that depend on the host, for settings whose entry in [`KNOWN`] is
+/// empty. `sandbox-paths`: `/bin/sh` is a statically linked shell found on the
+/// host, as Nix builds its default from a compile-time static shell (Nix 2.26:
+/// `/bin/sh=/usr/bin/bash-static`), so that builders in the sandbox (always used
+/// for a store not at its logical path, as an ordinary user's is) have one.
+fn computed_default(name: &str) -> Option<String> {
+    match name {
+        "sandbox-paths" => static_shell().map(|sh| format!("/bin/sh={}", sh.display())),
+        _ => None,
+    }
+}
+
+/// The first statically linked shell among the usual places (busybox-static,
+/// bash-static), found once.
+pub fn static_shell() -> Option<&'static Path> {
+    static FOUND: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            [
+                "/bin/busybox",
+                "/usr/bin/busybox",
+                "/bin/bash-static",
+                "/usr/bin/bash-static",
+                "/bin/busybox-static",
+            ]
+            .iter()
+            .map(Path::new)
+            .find(|p| is_static_elf(p))
+            .map(Path::to_path_buf)
+        })
+        .as_deref()
+}
+
+/// Whether `path` is a 64-bit little-endian ELF executable without a program
+/// interpreter (`PT_INTERP`), i.e. statically linked. Read by hand: a dozen
+/// header fields do not justify an ELF crate.
+fn is_static_elf(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let check = || -> std::io::Result<bool> {
+        let mut f = std::fs::File::open(path)?;
+        let mut header = [0u8; 64];
+        f.read_exact(&mut header)?;
+        // Magic, ELFCLASS64, ELFDATA2LSB.
+        if header[..6] != [0x7f, b'E', b'L', b'F', 2, 1] {
+            return Ok(false);
+        }
+        let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+        let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().expect("8 bytes"));
+        let phentsize = u16_at(&header, 0x36) as u64;
+        let phnum = u16_at(&header, 0x38) as u64;
+        if phentsize < 4 || phnum == 0 {
+            return Ok(false);
+        }
+        for i in 0..phnum {
+            f.seek(SeekFrom::Start(phoff + i * phentsize))?;
+            let mut kind = [0u8; 4];
+            f.read_exact(&mut kind)?;
+            const PT_INTERP: u32 = 3;
+            if u32::from_le_bytes(kind) == PT_INTERP {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    check().unwrap_or(false)
+}
+
 /// Every setting rix knows, with its default.
 pub const KNOWN: &[(&str, &str)] = &[
     ("store", ""),
@@ -73,6 +140,8 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("trusted-substituters", ""),
     ("system", "x86_64-linux"),
     ("experimental-features", ""),
+    // The daemon's users (`rix daemon`): who may connect, and who is trusted;
+    // `@group` names a group.
 ];
 
 /// Settings, as loaded from every source in order (later sources win).
@@ -173,6 +242,7 @@ impl Settings {
         self.values
             .get(name)
             .cloned()
+            .or_else(|| computed_default(name))
             .or_else(|| {
                 KNOWN
                     .iter()
@@ -239,6 +309,25 @@ fn bad(name: &str, value: &str, expected: &'static str) -> SettingsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_static_elf_executables_count_as_static_shells() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("sh");
+        std::fs::write(&text, "#!/bin/sh\n").unwrap();
+        assert!(!is_static_elf(&text));
+        assert!(!is_static_elf(&dir.path().join("missing")));
+        // This test binary is dynamically linked (it has a PT_INTERP).
+        assert!(!is_static_elf(&std::env::current_exe().unwrap()));
+        let s = Settings::default();
+        match static_shell() {
+            Some(sh) => {
+                assert!(is_static_elf(sh));
+                assert_eq!(s.get("sandbox-paths"), format!("/bin/sh={}", sh.display()));
+            }
+            None => assert_eq!(s.get("sandbox-paths"), ""),
+        }
+    }
 
     #[test]
     fn parses_nix_conf_samples() {
