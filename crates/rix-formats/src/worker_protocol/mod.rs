@@ -6,7 +6,7 @@
 //!
 //! | module | concept | mirrors in Nix |
 //! | --- | --- | --- |
-//! | [`wire`] | `u64`, booleans, padded byte strings, counted lists; [`Limits`] checked before allocating; [`WireError`] | `serialise.cc` |
+//! | [`wire`] | `u64`, booleans, padded byte strings, counted lists; [`Limits`] checked before allocating; [`WireError`]; framed streams ([`FramedReader`], [`FramedWriter`]) | `serialise.cc`, `serialise.hh` (`FramedSource`, `FramedSink`) |
 //! | [`version`] | [`ProtocolVersion`] (1.34–1.38 and what each adds), negotiation, magic numbers | `worker-protocol.hh` |
 //! | [`op`] | [`WorkerOp`], the operation codes | `WorkerProto::Op` |
 //! | [`serialise`] | the [`Serialise`] trait, its [`Ctx`]; strings, lists, sets, maps, store paths, content addresses | `common-protocol.cc`, `common-protocol-impl.hh` |
@@ -16,6 +16,7 @@
 //! | [`realisation`] | [`DrvOutput`], [`Realisation`] (JSON on the wire) | `realisation.cc` |
 //! | [`build_result`] | [`BuildMode`], [`BuildStatus`], [`BuildResult`], [`KeyedBuildResult`] | `build-result.hh`, `worker-protocol.cc` |
 //! | [`path_info`] | [`UnkeyedValidPathInfo`], [`ValidPathInfo`] as they travel | `path-info.hh`, `worker-protocol.cc` |
+//! | [`request`] | [`Request`]: one operation and its arguments, read by the daemon and written by a client; [`ClientSettings`] (`SetOptions`), the `BasicDerivation` of `BuildDerivation` | `daemon.cc` (`performOp`), `remote-store.cc`, `derivations.cc` (`readDerivation`/`writeDerivation`) |
 //!
 //! Every reader takes untrusted bytes: it returns a [`WireError`] naming the
 //! field, never panics (property tests and the `worker_protocol` fuzz target
@@ -27,6 +28,7 @@ pub mod handshake;
 pub mod op;
 pub mod path_info;
 pub mod realisation;
+pub mod request;
 pub mod serialise;
 pub mod stderr;
 pub mod version;
@@ -34,6 +36,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod request_tests;
 #[cfg(test)]
 mod tests;
 
@@ -43,7 +47,10 @@ pub use handshake::{ClientHandshakeInfo, ClientOptions, Features, ServerHello, T
 pub use op::WorkerOp;
 pub use path_info::{UnkeyedValidPathInfo, ValidPathInfo};
 pub use realisation::{DrvOutput, Realisation};
+pub use request::{
+    AddMethod, ClientSettings, ContentAddressMethodWithAlgo, GcAction, GcRequest, Request,
+};
 pub use serialise::{from_bytes, to_bytes, Ctx, Serialise};
 pub use stderr::{ActivityResult, Field, RemoteError, StartActivity, StderrMsg};
 pub use version::{ProtocolVersion, RawVersion, VersionError, WORKER_MAGIC_1, WORKER_MAGIC_2};
-pub use wire::{Limits, WireError};
+pub use wire::{FramedReader, FramedWriter, Limits, WireError};

@@ -15,25 +15,25 @@ use crate::content_address::ContentAddress;
 use crate::hash::{Hash, HashAlgo};
 use crate::store_path::{FileIngestionMethod, StorePath};
 
-fn arb_version() -> impl Strategy<Value = u8> {
+pub(super) fn arb_version() -> impl Strategy<Value = u8> {
     34u8..=38
 }
 
-fn arb_name() -> impl Strategy<Value = String> {
+pub(super) fn arb_name() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9+._?=-]{1,20}".prop_filter("not a store path name", |n| {
         crate::store_path::check_name(n).is_ok()
     })
 }
 
-fn arb_store_path() -> impl Strategy<Value = StorePath> {
+pub(super) fn arb_store_path() -> impl Strategy<Value = StorePath> {
     (any::<[u8; 20]>(), arb_name()).prop_map(|(d, n)| StorePath::from_parts(d, &n).unwrap())
 }
 
-fn arb_hash(algo: HashAlgo) -> impl Strategy<Value = Hash> {
+pub(super) fn arb_hash(algo: HashAlgo) -> impl Strategy<Value = Hash> {
     vec(any::<u8>(), algo.size()).prop_map(move |d| Hash::from_bytes(algo, &d).unwrap())
 }
 
-fn arb_any_hash() -> impl Strategy<Value = Hash> {
+pub(super) fn arb_any_hash() -> impl Strategy<Value = Hash> {
     prop_oneof![
         arb_hash(HashAlgo::Md5),
         arb_hash(HashAlgo::Sha1),
@@ -42,7 +42,7 @@ fn arb_any_hash() -> impl Strategy<Value = Hash> {
     ]
 }
 
-fn arb_ca() -> impl Strategy<Value = ContentAddress> {
+pub(super) fn arb_ca() -> impl Strategy<Value = ContentAddress> {
     prop_oneof![
         arb_hash(HashAlgo::Sha256).prop_map(ContentAddress::Text),
         arb_any_hash().prop_map(|h| ContentAddress::Fixed(FileIngestionMethod::Flat, h)),
@@ -50,18 +50,18 @@ fn arb_ca() -> impl Strategy<Value = ContentAddress> {
     ]
 }
 
-fn arb_text() -> impl Strategy<Value = String> {
+pub(super) fn arb_text() -> impl Strategy<Value = String> {
     ".{0,30}"
 }
 
-fn arb_drv_output() -> impl Strategy<Value = DrvOutput> {
+pub(super) fn arb_drv_output() -> impl Strategy<Value = DrvOutput> {
     (arb_any_hash(), arb_name()).prop_map(|(drv_hash, output_name)| DrvOutput {
         drv_hash,
         output_name,
     })
 }
 
-fn arb_realisation() -> impl Strategy<Value = Realisation> {
+pub(super) fn arb_realisation() -> impl Strategy<Value = Realisation> {
     (
         arb_drv_output(),
         arb_store_path(),
@@ -78,7 +78,7 @@ fn arb_realisation() -> impl Strategy<Value = Realisation> {
         )
 }
 
-fn arb_derived_path() -> impl Strategy<Value = DerivedPath> {
+pub(super) fn arb_derived_path() -> impl Strategy<Value = DerivedPath> {
     prop_oneof![
         arb_store_path().prop_map(DerivedPath::Opaque),
         (
@@ -136,7 +136,7 @@ fn dedup_by_id(rs: Vec<Realisation>) -> BTreeMap<String, Realisation> {
     out
 }
 
-fn arb_path_info() -> impl Strategy<Value = ValidPathInfo> {
+pub(super) fn arb_path_info() -> impl Strategy<Value = ValidPathInfo> {
     (
         arb_store_path(),
         proptest::option::of(arb_store_path()),
@@ -163,7 +163,7 @@ fn arb_path_info() -> impl Strategy<Value = ValidPathInfo> {
         )
 }
 
-fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+pub(super) fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..40)
 }
 

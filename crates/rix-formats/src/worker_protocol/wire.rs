@@ -278,3 +278,185 @@ where
     }
     Ok(())
 }
+
+/// Reads a framed stream (Nix's `FramedSource`): chunks, each a `u64` length
+/// and that many bytes (no padding), ended by an empty chunk. The data is
+/// copied straight into the caller's buffers, so a chunk length is never
+/// allocated; the total is bounded by `max_total`.
+///
+/// A reader dropped before the end leaves the rest unread: call
+/// [`FramedReader::drain`] to skip to the end (as Nix's destructor does) and keep
+/// the stream in step.
+#[derive(Debug)]
+pub struct FramedReader<R> {
+    inner: R,
+    /// Bytes left in the current chunk.
+    left: u64,
+    eof: bool,
+    total: u64,
+    max_total: u64,
+}
+
+impl<R: Read> FramedReader<R> {
+    /// A reader of at most `max_total` bytes of data (`u64::MAX`: no limit).
+    pub fn new(inner: R, max_total: u64) -> Self {
+        FramedReader {
+            inner,
+            left: 0,
+            eof: false,
+            total: 0,
+            max_total,
+        }
+    }
+
+    /// Whether the final empty chunk has been read.
+    pub fn is_finished(&self) -> bool {
+        self.eof
+    }
+
+    /// Reads and discards the rest of the stream, up to its end marker.
+    pub fn drain(&mut self) -> io::Result<u64> {
+        io::copy(self, &mut io::sink())
+    }
+
+    /// The underlying stream.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for FramedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.left == 0 {
+            if self.eof {
+                return Ok(0);
+            }
+            let mut len = [0u8; 8];
+            self.inner.read_exact(&mut len)?;
+            let len = u64::from_le_bytes(len);
+            if len == 0 {
+                self.eof = true;
+                return Ok(0);
+            }
+            if self.total.saturating_add(len) > self.max_total {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("framed data is over the limit of {} bytes", self.max_total),
+                ));
+            }
+            self.total += len;
+            self.left = len;
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes a framed stream (Nix's `FramedSink`): the data in chunks of at most
+/// [`FramedWriter::CHUNK`] bytes, then, from [`FramedWriter::finish`], the
+/// empty chunk that ends it.
+#[derive(Debug)]
+pub struct FramedWriter<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> FramedWriter<W> {
+    /// Nix's `BufferedSink` size.
+    pub const CHUNK: usize = 32 << 10;
+
+    pub fn new(inner: W) -> Self {
+        FramedWriter {
+            inner,
+            buf: Vec::with_capacity(Self::CHUNK),
+        }
+    }
+
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            write_u64(&mut self.inner, self.buf.len() as u64)?;
+            self.inner.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and the end marker; returns the stream.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.flush_chunk()?;
+        write_u64(&mut self.inner, 0)?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for FramedWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(Self::CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == Self::CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_chunk()?;
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod framed_tests {
+    use super::*;
+
+    #[test]
+    fn framed_round_trip_and_limits() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut w = FramedWriter::new(Vec::new());
+        w.write_all(&data).unwrap();
+        let mut bytes = w.finish().unwrap();
+        bytes.extend_from_slice(b"after");
+        let mut r = FramedReader::new(&bytes[..], u64::MAX);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        assert!(r.is_finished());
+        let mut rest = r.into_inner();
+        let mut after = Vec::new();
+        rest.read_to_end(&mut after).unwrap();
+        assert_eq!(after, b"after");
+
+        // Draining a partly read stream stops at its end.
+        let mut r = FramedReader::new(&bytes[..], u64::MAX);
+        let mut some = [0u8; 10];
+        r.read_exact(&mut some).unwrap();
+        assert_eq!(r.drain().unwrap(), data.len() as u64 - 10);
+
+        // Over the limit.
+        let mut r = FramedReader::new(&bytes[..], 1000);
+        assert_eq!(
+            r.read_to_end(&mut Vec::new()).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+
+        // A huge announced chunk allocates nothing and ends early.
+        let mut huge = u64::MAX.to_le_bytes().to_vec();
+        huge.extend_from_slice(b"abc");
+        let mut r = FramedReader::new(&huge[..], u64::MAX);
+        assert_eq!(
+            r.read_to_end(&mut Vec::new()).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+}
