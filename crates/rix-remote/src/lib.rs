@@ -1,0 +1,28 @@
+//! A Nix store reached through a Nix daemon (`nix-daemon`, protocol 1.34 of
+//! Nix 2.8 to 1.38 of Nix 2.24–2.26), over a Unix socket: the client side of
+//! the worker protocol whose values `rix_formats::worker_protocol` encodes.
+//!
+//! | module | concept | mirrors in Nix |
+//! | --- | --- | --- |
+//! | [`url`] | `daemon`, `unix://…` store URLs; the socket path; the `auto` rule | `uds-remote-store.cc`, `openStore` in `store-api.cc` |
+//! | [`connection`] | one connection: handshake, `SetOptions`, the stderr stream, framed uploads | `RemoteStore::initConnection`, `BasicClientConnection` |
+//! | [`store`] | [`DaemonStore`]: `Store` and `GcStore` over a pool of connections, and the daemon's other operations | `RemoteStore`, `UDSRemoteStore` |
+//! | [`logger`] | [`DaemonLogger`]: the daemon's log lines, activities and results | `Logger`, `processStderr` |
+//! | [`convert`] | rix-store's `ValidPathInfo` to and from the wire's | |
+//!
+//! Errors: what the daemon refuses comes back as
+//! `StoreError::Remote { message, exit_status }` (Nix's message, colours
+//! removed) and the connection stays usable; a conversation that broke (a
+//! closed socket, bytes out of place) is `StoreError::Protocol`, and that
+//! connection is dropped.
+
+pub mod connection;
+pub mod convert;
+pub mod logger;
+pub mod store;
+pub mod url;
+
+pub use connection::Connection;
+pub use logger::{Activity, ActivityKind, DaemonLogger, QuietLogger, ResultKind, StderrLogger};
+pub use store::{DaemonOptions, DaemonStore, Missing, SubstitutablePathInfo};
+pub use url::{auto_store, default_socket_path, AutoStore, DaemonUrl};
