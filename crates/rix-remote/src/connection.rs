@@ -15,7 +15,8 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use rix_formats::worker_protocol::handshake::{
     write_client_magic, write_raw_version, ClientHandshakeInfo, ClientOptions, Features,
@@ -34,6 +35,10 @@ use crate::logger::{decode_activity, decode_result, DaemonLogger};
 /// The most bytes answered to one `STDERR_READ` (the daemon asks for what it
 /// wants; Nix's client allocates the whole length, rix bounds it).
 const MAX_READ_REPLY: u64 = 1 << 20;
+
+/// How long the stderr reader waits for an upload to finish after the daemon
+/// reported an error, before it cuts the connection.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
 /// Nix's words for a daemon that went away in the middle of a conversation.
 pub(crate) const DISCONNECTED: &str = "Nix daemon disconnected unexpectedly (maybe it crashed?)";
@@ -69,6 +74,14 @@ pub(crate) fn io_error(e: io::Error) -> StoreError {
             StoreError::Protocol(DISCONNECTED.to_owned())
         }
         _ => StoreError::Protocol(format!("talking to the Nix daemon: {e}")),
+    }
+}
+
+/// An OS error as Nix words it (`strerror`, without Rust's "(os error N)").
+pub(crate) fn os_error_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_owned(),
+        None => e.to_string(),
     }
 }
 
@@ -108,8 +121,9 @@ impl Connection {
     ) -> Result<Connection> {
         let stream = UnixStream::connect(socket).map_err(|e| {
             StoreError::Protocol(format!(
-                "cannot connect to socket at '{}': {e}",
-                socket.display()
+                "cannot connect to socket at '{}': {}",
+                socket.display(),
+                os_error_text(&e)
             ))
         })?;
         let read_half = stream.try_clone().map_err(io_error)?;
@@ -248,7 +262,7 @@ impl Connection {
         data: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
         self.send(request)?;
-        let writer_done = AtomicBool::new(false);
+        let writer_done = (Mutex::new(false), Condvar::new());
         let stream = self.writer.get_ref().try_clone().map_err(io_error)?;
         let Connection {
             reader,
@@ -262,9 +276,19 @@ impl Connection {
             let ctx = &*ctx;
             let reading = s.spawn(move || {
                 let r = read_stderr(reader, None, ctx, logger, None, None);
-                if r.is_err() && !writer_done.load(Ordering::SeqCst) {
-                    // The daemon gave up before taking all of it: stop the writer.
-                    let _ = stream_r.shutdown(Shutdown::Both);
+                if r.is_err() {
+                    // A daemon that fails drains the rest of the upload before
+                    // it reports (Nix's `FramedSource` destructor), so the
+                    // writer is about to finish. One that stopped reading
+                    // would leave it blocked: then the socket is shut down.
+                    let (lock, cv) = writer_done;
+                    let done = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    let (done, _) = cv
+                        .wait_timeout_while(done, DRAIN_WAIT, |done| !*done)
+                        .unwrap_or_else(|e| e.into_inner());
+                    if !*done {
+                        let _ = stream_r.shutdown(Shutdown::Both);
+                    }
                 }
                 r
             });
@@ -274,7 +298,11 @@ impl Connection {
                 framed.finish().map_err(io_error)?;
                 Ok(())
             })();
-            writer_done.store(true, Ordering::SeqCst);
+            {
+                let (lock, cv) = &writer_done;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                cv.notify_all();
+            }
             if written.is_err() {
                 // Never end the frames after a failure: the daemon must see
                 // the end of its input instead.
@@ -293,8 +321,11 @@ impl Connection {
                 self.in_sync = true;
                 Err(e)
             }
-            // The daemon's error explains the failed write better than EPIPE.
-            (Err(_), Err(e @ StoreError::Remote { .. })) => Err(e),
+            // The daemon's error explains a failed write to it better than
+            // EPIPE does.
+            (Err(StoreError::Protocol(_)), Err(e @ StoreError::Remote { .. })) => Err(e),
+            // A local failure (reading the source) is the cause of whatever
+            // the daemon then says about its input ending early.
             (Err(e), _) | (Ok(()), Err(e)) => Err(e),
         }
     }

@@ -718,9 +718,27 @@ both!(the_url_and_its_warnings, |d: &Daemon| {
     )
     .err()
     .unwrap();
+    let nix = d
+        .nix
+        .command("nix-store")
+        .unwrap()
+        .arg("--store")
+        .arg(format!(
+            "unix://{}/nothing?store={}",
+            d.store.dir.path().display(),
+            d.store.store_dir().display()
+        ))
+        .args(["--gc", "--print-roots"])
+        .output()
+        .unwrap();
+    let nix_stderr = String::from_utf8_lossy(&nix.stderr);
     assert!(
-        err.to_string().contains("cannot connect to socket"),
+        err.to_string().starts_with("cannot connect to socket at '"),
         "{err}"
+    );
+    assert!(
+        nix_stderr.contains(&format!("error: {err}")),
+        "rix: {err}\nnix: {nix_stderr}"
     );
 });
 
@@ -742,4 +760,44 @@ both!(realisations, |d: &Daemon| {
     let store = ca.open();
     let r = store.query_realisation(&id);
     assert!(matches!(r, Ok(None)), "{r:?}\n{}", ca.log());
+});
+
+// A NAR source that fails half-way: the daemon must not take the truncated
+// upload for a whole one; the connection is dropped, the store goes on.
+both!(a_failed_upload_adds_nothing, |d: &Daemon| {
+    struct HalfThenFail<'a>(&'a [u8]);
+    impl std::io::Read for HalfThenFail<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("the source broke"));
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let store = d.open();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write_file(tmp.path(), "big", &vec![1u8; 200_000]);
+    let nar = nar_of(d, &file);
+    let h = HashAlgo::Sha256.digest(&nar);
+    let p = d
+        .store_dir()
+        .make_fixed_output_path("big", FileIngestionMethod::Recursive, &h, [], false)
+        .unwrap();
+    let mut info = ValidPathInfo::new(p.clone(), h, nar.len() as u64);
+    info.ca = Some(ContentAddress::Fixed(FileIngestionMethod::Recursive, h));
+    for cut in [nar.len() / 2, 1000] {
+        let err = store
+            .add_to_store_nar(&info, &mut HalfThenFail(&nar[..cut]), AddFlags::default())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+        assert_eq!(store.idle_connections(), 0);
+        assert!(!store.is_valid(&p).unwrap());
+    }
+    store
+        .add_to_store_nar(&info, &mut &nar[..], AddFlags::default())
+        .unwrap();
+    assert!(store.is_valid(&p).unwrap());
 });
