@@ -142,6 +142,8 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("experimental-features", ""),
     // The daemon's users (`rix daemon`): who may connect, and who is trusted;
     // `@group` names a group.
+    ("trusted-users", "root"),
+    ("allowed-users", "*"),
 ];
 
 /// Settings, as loaded from every source in order (later sources win).
