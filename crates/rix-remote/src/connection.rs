@@ -110,10 +110,11 @@ pub(crate) fn strip_ansi(s: &str) -> String {
 }
 
 impl Connection {
-    /// Connects to `socket` and runs the handshake (offering at most
+    /// Connects to `socket` (the store `url` in messages) and runs the handshake (offering at most
     /// `max_version`), then `SetOptions` with `settings`.
     pub fn open(
         socket: &Path,
+        url: &str,
         store_dir: &StoreDir,
         max_version: ProtocolVersion,
         settings: &ClientSettings,
@@ -142,8 +143,7 @@ impl Connection {
         };
         conn.handshake(max_version, logger).map_err(|e| {
             StoreError::Protocol(format!(
-                "cannot open connection to remote store 'unix://{}': {e}",
-                socket.display()
+                "cannot open connection to remote store '{url}': {e}"
             ))
         })?;
         conn.set_options(settings, logger)?;

@@ -216,6 +216,7 @@ impl DaemonStore {
     fn new_connection(&self) -> Result<Connection> {
         Connection::open(
             &self.socket,
+            &self.url,
             &self.store_dir,
             self.max_version,
             &self.settings,
