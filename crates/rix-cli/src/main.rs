@@ -119,6 +119,8 @@ enum Command {
     Copy(cmd::copy::CopyArgs),
     /// Serve the store as a binary cache over HTTP (like `nix-serve`).
     Serve(cmd::serve::ServeArgs),
+    /// Serve the store to Nix clients over the daemon protocol (like `nix-daemon`).
+    Daemon(cmd::daemon::DaemonArgs),
     /// Run a program from the store, with the store at its logical path (like `nix run`).
     Run(cmd::run::RunArgs),
     /// Start a shell (or run a command) with store paths on PATH (like `nix shell`).
@@ -149,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log(a) => cmd::path_info::log(&ctx()?, a),
         Command::Copy(a) => cmd::copy::run(&ctx()?, a),
         Command::Serve(a) => cmd::serve::run(&ctx()?, a),
+        Command::Daemon(a) => cmd::daemon::run(&ctx()?, a),
         Command::Run(a) => cmd::run::run(&ctx()?, a),
         Command::Shell(a) => cmd::run::shell(&ctx()?, a),
         Command::Key(c) => c.run(),

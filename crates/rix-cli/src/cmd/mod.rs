@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod copy;
+pub mod daemon;
 pub mod derivation;
 pub mod eval;
 pub mod gc;

@@ -1,0 +1,164 @@
+//! `rix daemon` (a process per connection, as Nix's daemon forks) driven by
+//! real Nix clients: garbage collection with per-connection temporary roots,
+//! indirect roots, `nix copy` both ways, Nix 2.26's `nix store gc`. Skipped
+//! when Nix is absent (unless `RIX_REQUIRE_NIX=1`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use rix_testutil::TempStore;
+
+struct Daemon {
+    store: TempStore,
+    sock: PathBuf,
+    child: Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Daemon {
+    let store = TempStore::new();
+    let sock = store.dir.path().join("daemon.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &store.url(), "daemon", "--socket"])
+        .arg(&sock)
+        .env("RIX_CONFIG", "sandbox = false\nsubstituters =")
+        .spawn()
+        .unwrap();
+    rix_testutil::wait_for(
+        "the daemon's socket",
+        std::time::Duration::from_secs(30),
+        || sock.exists().then_some(()),
+    );
+    Daemon { store, sock, child }
+}
+
+impl Daemon {
+    fn url(&self) -> String {
+        format!(
+            "unix://{}?store={}",
+            self.sock.display(),
+            self.store.store_dir().display()
+        )
+    }
+
+    fn run(&self, mut c: Command, args: &[&str]) -> String {
+        c.arg("--store").arg(self.url()).args(args).env(
+            "NIX_CONFIG",
+            "experimental-features = nix-command\nsubstituters =",
+        );
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{c:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn nix(&self, tool: &Path, args: &[&str]) -> String {
+        self.run(Command::new(tool), args)
+    }
+
+    fn valid(&self, nix_store: &Path, path: &str) -> bool {
+        Command::new(nix_store)
+            .args(["--store", &self.url(), "--check-validity", path])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+#[test]
+fn gc_roots_and_copies_through_rix_daemon() {
+    let (Some(nix_store), Some(nix)) = (rix_testutil::nix("nix-store"), rix_testutil::nix("nix"))
+    else {
+        return;
+    };
+    let d = start();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("gc-me");
+    std::fs::write(&file, "collect me\n").unwrap();
+
+    // A path added by a connection that has closed is garbage: its temporary
+    // root went with it.
+    let path = d.nix(&nix_store, &["--add", file.to_str().unwrap()]);
+    let path = path.trim();
+    assert!(d.valid(&nix_store, path));
+    let temproots = d.store.dir.path().join("state/temproots");
+    let left: Vec<_> = std::fs::read_dir(&temproots).unwrap().collect();
+    assert!(left.is_empty(), "temporary roots left behind: {left:?}");
+    d.nix(&nix_store, &["--gc"]);
+    assert!(!d.valid(&nix_store, path));
+
+    // An indirect root made by `nix-store -r --add-root --indirect` keeps it.
+    let path = d.nix(&nix_store, &["--add", file.to_str().unwrap()]);
+    let path = path.trim();
+    let root = tmp.path().join("my-root");
+    let printed = d.nix(
+        &nix_store,
+        &[
+            "-r",
+            path,
+            "--add-root",
+            root.to_str().unwrap(),
+            "--indirect",
+        ],
+    );
+    assert_eq!(printed.trim(), root.to_str().unwrap());
+    assert_eq!(std::fs::read_link(&root).unwrap(), Path::new(path));
+    let roots = d.nix(&nix_store, &["--gc", "--print-roots"]);
+    assert!(
+        roots.contains(&format!("{} -> {path}", root.display())),
+        "{roots}"
+    );
+    d.nix(&nix_store, &["--gc"]);
+    assert!(d.valid(&nix_store, path));
+
+    // nix copy from the daemon to a binary cache, and back after deleting it.
+    let cache = format!(
+        "file://{}?store={}&compression=none",
+        tmp.path().join("cache").display(),
+        d.store.store_dir().display()
+    );
+    d.run(Command::new(&nix), &["copy", "--to", &cache, path]);
+    std::fs::remove_file(&root).unwrap();
+    d.nix(&nix_store, &["--delete", path]);
+    assert!(!d.valid(&nix_store, path));
+    let mut c = Command::new(&nix);
+    c.args([
+        "copy",
+        "--no-check-sigs",
+        "--from",
+        &cache,
+        "--to",
+        &d.url(),
+        path,
+    ])
+    .env(
+        "NIX_CONFIG",
+        "experimental-features = nix-command\nsubstituters =",
+    );
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.valid(&nix_store, path));
+
+    // Nix 2.26's `nix store gc` through the daemon.
+    if let Some(mut c) = rix_testutil::nix_current("nix") {
+        if c.arg("--version").status().is_ok_and(|s| s.success()) {
+            let c = rix_testutil::nix_current("nix").unwrap();
+            d.run(c, &["store", "gc"]);
+            assert!(!d.valid(&nix_store, path));
+        }
+    }
+}
