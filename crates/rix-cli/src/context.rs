@@ -2,18 +2,23 @@
 //! the store they select.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use rix_remote::{DaemonLogger, DaemonOptions, DaemonStore};
 use rix_store::layout::StoreLayout;
 use rix_store::local_store::LocalStore;
 use rix_store::settings::Settings;
+use rix_store::store_api::Store;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalArgs {
-    /// The store to use: a directory R (a store rooted at R), `local?root=R`, or
-    /// `local?store=DIR&state=DIR2&log=DIR3`. Default: the `store` setting, else
-    /// /nix/store if writable, else a store under $XDG_DATA_HOME/rix/root.
+    /// The store to use: a directory R (a store rooted at R), `local?root=R`,
+    /// `local?store=DIR&state=DIR2&log=DIR3`, `daemon` (the Nix daemon's socket),
+    /// `unix:///path/to/socket`, or `auto`. Default (`auto`): the `store`
+    /// setting, else /nix/store if writable, else the daemon if its socket
+    /// exists, else a store under $XDG_DATA_HOME/rix/root.
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     /// Set a setting, as in rix.conf (`--option max-jobs 4`).
@@ -45,6 +50,30 @@ fn options_in(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<(String
 pub struct Context {
     pub settings: Settings,
     store_url: Option<String>,
+    /// The `--option` pairs of the command line, passed on to a daemon.
+    overrides: Vec<(String, String)>,
+}
+
+/// The daemon a store URL names, if it names one: `daemon`, `unix://…`, or
+/// `auto` when Nix's rule picks the daemon.
+fn daemon_url(url: &str) -> Option<String> {
+    if url == "auto" {
+        return auto_daemon().then(|| "daemon".to_owned());
+    }
+    (url == "daemon" || url.starts_with("daemon?") || url.starts_with("unix://"))
+        .then(|| url.to_owned())
+}
+
+/// Nix's `auto`: the daemon when the local state directory is not writable by
+/// this user and the daemon's socket exists.
+fn auto_daemon() -> bool {
+    matches!(
+        rix_remote::auto_store(
+            &rix_remote::url::default_state_dir(),
+            &rix_remote::default_socket_path()
+        ),
+        rix_remote::AutoStore::Daemon(_)
+    )
 }
 
 /// Which store is used, and why.
@@ -82,12 +111,94 @@ impl Context {
         Ok(Self {
             settings,
             store_url,
+            overrides: pairs,
+        })
+    }
+
+    /// The daemon the selected store is, if it is one (see `--store`).
+    pub fn daemon_url(&self) -> Option<String> {
+        self.daemon_choice()
+    }
+
+    /// Why the daemon at `url` is used (`rix store info`).
+    pub fn daemon_why(&self, url: &str) -> String {
+        match &self.store_url {
+            Some(given) => format!("chosen with --store or the 'store' setting ({given})"),
+            None => format!(
+                "/nix/store is not writable by this user and the daemon's socket exists ({url})"
+            ),
+        }
+    }
+
+    fn daemon_choice(&self) -> Option<String> {
+        match &self.store_url {
+            Some(url) => daemon_url(url),
+            None if !dir_writable(Path::new("/nix/store")) && auto_daemon() => {
+                Some("daemon".to_owned())
+            }
+            None => None,
+        }
+    }
+
+    /// Opens the selected store, whichever kind it is; daemon log lines and
+    /// activities go to `logger`.
+    pub fn open_any_store(&self, logger: Arc<dyn DaemonLogger>) -> Result<Arc<dyn Store>> {
+        match self.daemon_choice() {
+            Some(url) => Ok(Arc::new(
+                DaemonStore::open_url(&url, self.daemon_options()?, logger)
+                    .with_context(|| format!("cannot connect to the daemon at '{url}'"))?,
+            )),
+            None => Ok(Arc::new(self.open_store()?)),
+        }
+    }
+
+    /// The store at `url` (a local store or a daemon), or `None` when `url` is
+    /// not a store's (a binary cache's, say).
+    pub fn open_store_url(&self, url: &str) -> Result<Option<Arc<dyn Store>>> {
+        if let Some(daemon) = daemon_url(url) {
+            let logger = Arc::new(rix_remote::StderrLogger::default());
+            let store = DaemonStore::open_url(&daemon, self.daemon_options()?, logger)
+                .with_context(|| format!("cannot connect to the daemon at '{daemon}'"))?;
+            return Ok(Some(Arc::new(store)));
+        }
+        let Ok(layout) = StoreLayout::from_url(url) else {
+            return Ok(None);
+        };
+        let dir = layout.real_store_dir.clone();
+        let store = LocalStore::open(layout)
+            .with_context(|| format!("cannot open the store at {}", dir.display()))?;
+        Ok(Some(Arc::new(store)))
+    }
+
+    /// The selected store behind the store interface, with the daemon's
+    /// messages printed as Nix's client prints them.
+    pub fn store(&self) -> Result<Arc<dyn Store>> {
+        self.open_any_store(Arc::new(rix_remote::StderrLogger::default()))
+    }
+
+    /// What a daemon is told of this command's settings (`SetOptions`).
+    pub fn daemon_options(&self) -> Result<DaemonOptions> {
+        let s = &self.settings;
+        Ok(DaemonOptions {
+            keep_failed: s.get_bool("keep-failed")?,
+            keep_going: s.get_bool("keep-going")?,
+            max_jobs: s.max_jobs()? as u32,
+            max_silent_time: s.get_u64("max-silent-time")? as u32,
+            build_cores: s.cores()? as u32,
+            overrides: self.overrides.clone(),
+            ..DaemonOptions::default()
         })
     }
 
     /// Decides which store to use (see `--store`).
     pub fn store_choice(&self) -> Result<StoreChoice> {
-        if let Some(url) = &self.store_url {
+        if let Some(url) = self.daemon_choice() {
+            anyhow::bail!(
+                "the store '{url}' is a daemon's, and this command needs a store on this machine \
+                 (pass --store with a local store)"
+            );
+        }
+        if let Some(url) = self.store_url.as_deref().filter(|u| *u != "auto") {
             let layout = StoreLayout::from_url(url)?;
             return Ok(StoreChoice {
                 layout,

@@ -50,7 +50,7 @@ impl Progress {
         }
     }
 
-    fn println(&self, line: &str) {
+    pub fn println(&self, line: &str) {
         match &self.live {
             Some(l) => {
                 let _ = l.multi.println(line);
@@ -225,6 +225,84 @@ impl Progress {
                 ));
             }
             E::Warning { message } => self.println(&format!("warning: {message}")),
+        }
+    }
+}
+
+/// A daemon's log lines and activities shown in the same display as local
+/// builds: its builds as running builds (with their log lines), its downloads
+/// and copies as lines, its messages as they come.
+pub struct DaemonProgress {
+    progress: std::sync::Arc<Progress>,
+    /// Build activities by id: the derivation and when it started.
+    builds: Mutex<HashMap<u64, (rix_formats::StorePath, std::time::Instant)>>,
+}
+
+impl DaemonProgress {
+    pub fn new(progress: std::sync::Arc<Progress>) -> Self {
+        Self {
+            progress,
+            builds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn builds(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, (rix_formats::StorePath, std::time::Instant)>> {
+        self.builds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl rix_remote::DaemonLogger for DaemonProgress {
+    fn log(&self, line: &[u8]) {
+        self.progress.println(&String::from_utf8_lossy(line));
+    }
+
+    fn start_activity(&self, activity: &rix_remote::Activity) {
+        use rix_remote::ActivityKind;
+        match &activity.kind {
+            ActivityKind::Build { drv_path, .. } => {
+                if let Ok(drv) = self.progress.store_dir.parse(drv_path) {
+                    self.progress.event(BuildEvent::Started {
+                        drv: &drv,
+                        reason: "",
+                    });
+                    self.builds()
+                        .insert(activity.id, (drv, std::time::Instant::now()));
+                }
+            }
+            ActivityKind::Substitute { .. }
+            | ActivityKind::CopyPath { .. }
+            | ActivityKind::FileTransfer { .. }
+                if !activity.text.is_empty() =>
+            {
+                self.progress.println(&activity.text)
+            }
+            _ => {}
+        }
+    }
+
+    fn stop_activity(&self, id: u64) {
+        let done = self.builds().remove(&id);
+        if let Some((drv, started)) = done {
+            self.progress.event(BuildEvent::Finished {
+                drv: &drv,
+                elapsed: started.elapsed(),
+                error: None,
+            });
+        }
+    }
+
+    fn result(&self, id: u64, result: &rix_remote::ResultKind) {
+        if let rix_remote::ResultKind::BuildLogLine(line) = result {
+            let drv = self.builds().get(&id).map(|(d, _)| d.clone());
+            if let Some(drv) = drv {
+                let line = String::from_utf8_lossy(line);
+                self.progress.event(BuildEvent::Log {
+                    drv: &drv,
+                    line: &line,
+                });
+            }
         }
     }
 }

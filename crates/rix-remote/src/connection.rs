@@ -86,7 +86,7 @@ pub(crate) fn os_error_text(e: &io::Error) -> String {
 }
 
 /// Removes ANSI escape sequences (Nix colours the arguments of its messages).
-pub(crate) fn strip_ansi(s: &str) -> String {
+pub fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {

@@ -22,7 +22,7 @@ pub mod logger;
 pub mod store;
 pub mod url;
 
-pub use connection::Connection;
+pub use connection::{strip_ansi, Connection};
 pub use logger::{Activity, ActivityKind, DaemonLogger, QuietLogger, ResultKind, StderrLogger};
 pub use store::{DaemonOptions, DaemonStore, Missing, SubstitutablePathInfo};
 pub use url::{auto_store, default_socket_path, AutoStore, DaemonUrl};

@@ -365,6 +365,30 @@ fn scan_store_paths(bytes: &[u8], dir: &str) -> Vec<String> {
     out
 }
 
+/// Makes the symlink `link` (anywhere) a root for whatever it points to:
+/// `gcroots/auto/<nix32 SHA-1 of its absolute path>` → `link`, as Nix's
+/// `addIndirectRoot`. Replaces an older entry atomically.
+pub fn add_indirect_root(
+    layout: &crate::layout::StoreLayout,
+    link: &Path,
+) -> crate::local_store::Result<()> {
+    use crate::local_store::StoreError;
+    use rix_formats::hash::HashAlgo;
+    let abs = std::path::absolute(link).map_err(StoreError::io(link))?;
+    let dir = layout.gcroots_dir().join("auto");
+    std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+    let name = rix_formats::nixbase32::encode(
+        HashAlgo::Sha1
+            .digest(abs.as_os_str().as_encoded_bytes())
+            .digest(),
+    );
+    let entry = dir.join(name);
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&abs, &tmp).map_err(StoreError::io(&tmp))?;
+    std::fs::rename(&tmp, &entry).map_err(StoreError::io(&entry))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,28 +413,4 @@ mod tests {
             ["/nix/store/abc-foo", "/nix/store/x9-y.z?=k"]
         );
     }
-}
-
-/// Makes the symlink `link` (anywhere) a root for whatever it points to:
-/// `gcroots/auto/<nix32 SHA-1 of its absolute path>` → `link`, as Nix's
-/// `addIndirectRoot`. Replaces an older entry atomically.
-pub fn add_indirect_root(
-    layout: &crate::layout::StoreLayout,
-    link: &Path,
-) -> crate::local_store::Result<()> {
-    use crate::local_store::StoreError;
-    use rix_formats::hash::HashAlgo;
-    let abs = std::path::absolute(link).map_err(StoreError::io(link))?;
-    let dir = layout.gcroots_dir().join("auto");
-    std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
-    let name = rix_formats::nixbase32::encode(
-        HashAlgo::Sha1
-            .digest(abs.as_os_str().as_encoded_bytes())
-            .digest(),
-    );
-    let entry = dir.join(name);
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&abs, &tmp).map_err(StoreError::io(&tmp))?;
-    std::fs::rename(&tmp, &entry).map_err(StoreError::io(&entry))
 }

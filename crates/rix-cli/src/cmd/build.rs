@@ -10,6 +10,7 @@ use rix_build::sandbox::SandboxMode;
 use rix_build::{realise, BuildSettings, RealiseOptions, RealiseReport};
 use rix_formats::StorePath;
 use rix_store::local_store::LocalStore;
+use rix_store::store_api::Store;
 
 use crate::context::Context;
 use crate::progress::Progress;
@@ -96,7 +97,7 @@ enum Installable {
     Path(StorePath),
 }
 
-fn parse_installable(store: &LocalStore, s: &str) -> Result<Installable> {
+fn parse_installable(store: &dyn Store, s: &str) -> Result<Installable> {
     let (path, outputs) = match s.split_once('^') {
         Some((p, "*")) => (p, None),
         Some((p, outs)) => (p, Some(outs.split(',').map(str::to_owned).collect())),
@@ -193,6 +194,9 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
 }
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
+    if ctx.daemon_url().is_some() {
+        return run_through_daemon(ctx, args);
+    }
     let store = std::rc::Rc::new(ctx.open_store()?);
     let mut wanted: Vec<Installable> =
         crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?
@@ -206,7 +210,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
             .collect();
     for i in &args.installables {
         if !args.nix.is_set() && !crate::cmd::instantiate::is_nix_installable(i) {
-            wanted.push(parse_installable(&store, i)?);
+            wanted.push(parse_installable(&*store, i)?);
         }
     }
     let (mut drvs, mut paths) = (Vec::new(), Vec::new());
@@ -280,8 +284,14 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     report_nondeterminism(&store, &report)?;
     let results = selected_outputs(&wanted, &report)?;
     if !args.no_link {
-        create_links(&store, &args.out_link, &results)?;
+        create_links(&*store, &args.out_link, &results)?;
     }
+    print_results(&*store, args, &results);
+    Ok(())
+}
+
+/// `--json` or `--print-out-paths` output.
+fn print_results(store: &dyn Store, args: &BuildArgs, results: &Results) {
     if args.json {
         let json: Vec<serde_json::Value> = results
             .iter()
@@ -298,12 +308,118 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
             .collect();
         println!("{}", serde_json::Value::Array(json));
     } else if args.print_out_paths {
-        for (_, outs) in &results {
+        for (_, outs) in results {
             for p in outs.values() {
                 println!("{}", store.print(p));
             }
         }
     }
+}
+
+/// `rix build` against a daemon: evaluation writes the `.drv` files through it,
+/// it builds or substitutes (`BuildPathsWithResults`), and its builds, log
+/// lines and downloads show in rix's progress display.
+fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
+    use rix_formats::worker_protocol::{BuildMode, DerivedPath, OutputsSpec};
+    let url = ctx.daemon_url().expect("a daemon store");
+    let store_dir = rix_remote::DaemonUrl::parse(&url)?
+        .map(|u| u.store_dir)
+        .context("not a daemon URL")?;
+    let progress = std::sync::Arc::new(Progress::new(store_dir, args.print_build_logs));
+    let logger = std::sync::Arc::new(crate::progress::DaemonProgress::new(progress.clone()));
+    let daemon = std::sync::Arc::new(
+        rix_remote::DaemonStore::open_url(&url, ctx.daemon_options()?, logger)
+            .with_context(|| format!("cannot connect to the daemon at '{url}'"))?,
+    );
+    let store: std::sync::Arc<dyn Store> = daemon.clone();
+    let mut wanted: Vec<Installable> = crate::cmd::instantiate::build_targets_in(
+        ctx,
+        store.clone(),
+        &args.installables,
+        &args.nix,
+    )?
+    .into_iter()
+    .map(|(drv, output)| {
+        Installable::Derivation(Target {
+            drv,
+            outputs: Some(vec![output]),
+        })
+    })
+    .collect();
+    for i in &args.installables {
+        if !args.nix.is_set() && !crate::cmd::instantiate::is_nix_installable(i) {
+            wanted.push(parse_installable(&*store, i)?);
+        }
+    }
+    let targets: Vec<DerivedPath> = wanted
+        .iter()
+        .map(|w| match w {
+            Installable::Path(p) => DerivedPath::Opaque(p.clone()),
+            Installable::Derivation(t) => DerivedPath::Built {
+                drv_path: t.drv.clone(),
+                outputs: match &t.outputs {
+                    None => OutputsSpec::All,
+                    Some(names) => OutputsSpec::Names(names.iter().cloned().collect()),
+                },
+            },
+        })
+        .collect();
+    if args.dry_run {
+        let missing = daemon.query_missing(&targets)?;
+        for (what, paths) in [
+            ("would be built", &missing.will_build),
+            ("would be fetched", &missing.will_substitute),
+        ] {
+            if !paths.is_empty() {
+                eprintln!("these {} paths {what}:", paths.len());
+                for p in paths {
+                    eprintln!("  {}", store.print(p));
+                }
+            }
+        }
+        return Ok(());
+    }
+    let mode = if args.check {
+        BuildMode::Check
+    } else {
+        BuildMode::Normal
+    };
+    let results = daemon.build_paths_with_results(&targets, mode);
+    progress.finish();
+    let mut failures = Vec::new();
+    let mut report = RealiseReport::default();
+    for r in results? {
+        let DerivedPath::Built { drv_path, .. } = &r.path else {
+            continue;
+        };
+        if !r.result.status.is_success() {
+            failures.push(rix_remote::strip_ansi(&r.result.error_msg));
+            continue;
+        }
+        // Nix 2.8 does not always list the outputs it had already: ask.
+        let mut outputs: BTreeMap<String, StorePath> = r
+            .result
+            .built_outputs
+            .values()
+            .map(|real| (real.id.output_name.clone(), real.out_path.clone()))
+            .collect();
+        for (name, path) in store.query_derivation_output_map(drv_path)? {
+            if let Some(path) = path {
+                outputs.entry(name).or_insert(path);
+            }
+        }
+        report.outputs.insert(drv_path.clone(), outputs);
+    }
+    match failures.as_slice() {
+        [] => {}
+        [only] => bail!("{only}"),
+        all => bail!("{}", all.join("\n")),
+    }
+    let results = selected_outputs(&wanted, &report)?;
+    if !args.no_link {
+        create_links(&*store, &args.out_link, &results)?;
+    }
+    print_results(&*store, args, &results);
     Ok(())
 }
 
@@ -387,7 +503,7 @@ fn selected_outputs(wanted: &[Installable], report: &RealiseReport) -> Result<Re
 
 /// `result`, `result-dev`, `result-1`, ... as `nix build` names them, each
 /// registered as an indirect GC root.
-fn create_links(store: &LocalStore, base: &Path, results: &Results) -> Result<()> {
+fn create_links(store: &dyn Store, base: &Path, results: &Results) -> Result<()> {
     for (i, (_, outs)) in results.iter().enumerate() {
         for (name, path) in outs {
             let mut link = base.as_os_str().to_owned();
@@ -398,9 +514,9 @@ fn create_links(store: &LocalStore, base: &Path, results: &Results) -> Result<()
                 link.push(format!("-{name}"));
             }
             let link = PathBuf::from(link);
-            let target = store.real_path(path);
+            let target = crate::cmd::resolve::layout_of(store).real_path(path);
             replace_symlink(&target, &link)?;
-            add_indirect_root(store, &link)?;
+            store.add_indirect_root(&link)?;
         }
     }
     Ok(())

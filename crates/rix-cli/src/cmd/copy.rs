@@ -68,7 +68,46 @@ fn secret_keys(ctx: &Context, extra: &[String]) -> Result<Vec<rix_formats::signa
     Ok(read_secret_keys(files.iter().map(String::as_str))?)
 }
 
+/// `--to` or `--from` a store (local or a daemon's) rather than a binary cache:
+/// store to store through the store interface.
+fn copy_between_stores(ctx: &Context, args: &CopyArgs) -> Result<bool> {
+    let (other_url, to) = match (&args.to, &args.from) {
+        (Some(u), _) => (u, true),
+        (None, Some(u)) => (u, false),
+        (None, None) => return Ok(false),
+    };
+    let Some(other) = ctx.open_store_url(other_url)? else {
+        return Ok(false);
+    };
+    let this = ctx.store()?;
+    let (src, dst) = if to {
+        (&*this, &*other)
+    } else {
+        (&*other, &*this)
+    };
+    let paths = args
+        .paths
+        .iter()
+        .map(|p| crate::cmd::resolve::store_path_arg(src, p))
+        .collect::<Result<std::collections::BTreeSet<_>>>()?;
+    let started = std::time::Instant::now();
+    let report = rix_store::store_api::copy_paths(src, dst, &paths, !args.no_check_sigs)?;
+    eprintln!(
+        "copied {} paths {} '{}' ({:.2} MiB) in {:.2} s; {} were there already",
+        report.copied.len(),
+        if to { "to" } else { "from" },
+        other.url(),
+        report.nar_bytes as f64 / 1048576.0,
+        started.elapsed().as_secs_f64(),
+        report.present.len()
+    );
+    Ok(true)
+}
+
 pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
+    if copy_between_stores(ctx, args)? {
+        return Ok(());
+    }
     let store = ctx.open_store()?;
     let progress = Progress::new(store.store_dir().clone(), false);
     if let Some(to) = &args.to {

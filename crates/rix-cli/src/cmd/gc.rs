@@ -12,6 +12,7 @@ use rix_store::gc::{collect_garbage, GcAction, GcError, GcObserver, GcOptions, G
 use rix_store::local_store::LocalStore;
 use rix_store::optimise::{optimise_store, OptimiseObserver};
 use rix_store::roots::{find_all_roots, RootsObserver};
+use rix_store::store_api::Store;
 
 use crate::context::Context;
 
@@ -60,13 +61,19 @@ pub struct GcArgs {
 
 impl GcCommand {
     pub fn run(&self, ctx: &Context) -> Result<()> {
-        let store = ctx.open_store()?;
+        let opened = ctx.store()?;
+        let store = &*opened;
         match self {
-            Self::Gc(args) if args.print_roots => roots(&store, false),
-            Self::Gc(args) => gc(ctx, &store, args),
-            Self::Delete { paths } => delete(ctx, &store, paths),
-            Self::Roots { closure_size } => roots(&store, *closure_size),
-            Self::Optimise => optimise(&store),
+            Self::Gc(args) if args.print_roots => roots(store, false),
+            Self::Gc(args) => gc(ctx, store, args),
+            Self::Delete { paths } => delete(ctx, store, paths),
+            Self::Roots { closure_size } => roots(store, *closure_size),
+            Self::Optimise => optimise(store.as_local().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "optimising the store '{}' needs a store on this machine",
+                    store.url()
+                )
+            })?),
         }
     }
 }
@@ -137,7 +144,25 @@ fn options(ctx: &Context, action: GcAction) -> Result<GcOptions> {
     Ok(o)
 }
 
-fn gc(ctx: &Context, store: &LocalStore, args: &GcArgs) -> Result<()> {
+/// Collects with `o`: on this machine with progress on stderr, or by the store
+/// (a daemon).
+fn collect(store: &dyn Store, o: &GcOptions) -> Result<GcResults> {
+    let Some(local) = store.as_local() else {
+        let gc = store.gc().ok_or_else(|| {
+            anyhow::anyhow!("the store '{}' does not collect garbage", store.url())
+        })?;
+        return Ok(gc.collect_garbage(o)?);
+    };
+    let observer = Stderr::new();
+    let results = collect_garbage(local, o, &observer);
+    observer.flush();
+    match results {
+        Err(GcError::StillAlive(reasons)) => bail!("{}", reasons.join("\n")),
+        other => Ok(other?),
+    }
+}
+
+fn gc(ctx: &Context, store: &dyn Store, args: &GcArgs) -> Result<()> {
     let action = if args.print_live {
         GcAction::ReturnLive
     } else if args.print_dead {
@@ -151,10 +176,7 @@ fn gc(ctx: &Context, store: &LocalStore, args: &GcArgs) -> Result<()> {
     if let Some(max) = args.max {
         o.max_freed = max;
     }
-    let observer = Stderr::new();
-    let results = collect_garbage(store, &o, &observer);
-    observer.flush();
-    let results = results?;
+    let results = collect(store, &o)?;
     let mut stdout = BufWriter::new(io::stdout().lock());
     match action {
         GcAction::ReturnLive | GcAction::ReturnDead => {
@@ -201,7 +223,7 @@ fn check_errors(results: &GcResults) -> Result<()> {
     )
 }
 
-fn delete(ctx: &Context, store: &LocalStore, paths: &[String]) -> Result<()> {
+fn delete(ctx: &Context, store: &dyn Store, paths: &[String]) -> Result<()> {
     let targets = paths
         .iter()
         .map(|p| {
@@ -210,27 +232,23 @@ fn delete(ctx: &Context, store: &LocalStore, paths: &[String]) -> Result<()> {
                 .with_context(|| format!("'{p}' is not a store path"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let observer = Stderr::new();
-    let results = collect_garbage(
-        store,
-        &options(ctx, GcAction::DeleteSpecific(targets))?,
-        &observer,
-    );
-    observer.flush();
-    let results = match results {
-        Err(GcError::StillAlive(reasons)) => bail!("{}", reasons.join("\n")),
-        other => other?,
-    };
+    let results = collect(store, &options(ctx, GcAction::DeleteSpecific(targets))?)?;
     let mut stdout = io::stdout().lock();
     report_deleted(&mut stdout, &results)?;
     check_errors(&results)
 }
 
-fn roots(store: &LocalStore, closure_size: bool) -> Result<()> {
-    let observer = Stderr::new();
-    let roots = find_all_roots(store, &|p| store.is_valid(p).unwrap_or(false), &observer);
-    observer.flush();
-    let roots = roots.context("cannot find the roots")?;
+fn roots(store: &dyn Store, closure_size: bool) -> Result<()> {
+    let roots = match (store.as_local(), store.gc()) {
+        (Some(local), _) => {
+            let observer = Stderr::new();
+            let roots = find_all_roots(local, &|p| local.is_valid(p).unwrap_or(false), &observer);
+            observer.flush();
+            roots.context("cannot find the roots")?
+        }
+        (None, Some(gc)) => gc.find_roots(false)?,
+        (None, None) => bail!("the store '{}' has no garbage collector roots", store.url()),
+    };
     // Sorted by link, as Nix prints them.
     let pairs: BTreeSet<(&String, &rix_formats::StorePath)> = roots
         .iter()
@@ -255,10 +273,10 @@ fn roots(store: &LocalStore, closure_size: bool) -> Result<()> {
 
 /// Paths in the closure and the sum of their NAR sizes.
 fn closure_summary(
-    store: &LocalStore,
+    store: &dyn Store,
     paths: impl IntoIterator<Item = rix_formats::StorePath>,
 ) -> Result<(usize, u64)> {
-    let closure = store.closure(paths)?;
+    let closure = store.closure(&paths.into_iter().collect())?;
     let mut bytes = 0;
     for p in &closure {
         bytes += store.path_info(p)?.nar_size;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
@@ -11,6 +12,7 @@ use rix_eval::lower::{LintLevel, Lints};
 use rix_eval::store::{DryRunStore, EvalStore, LocalEvalStore};
 use rix_eval::{AutoArg, EvalError, EvalOptions, Evaluator, SearchPathEntry, Value};
 use rix_store::local_store::LocalStore;
+use rix_store::store_api::Store;
 
 use crate::context::Context;
 
@@ -585,27 +587,48 @@ pub fn build_targets(
     installables: &[String],
     args: &NixInstallableArgs,
 ) -> Result<Vec<(rix_formats::StorePath, String)>> {
+    let layout = store.layout().clone();
+    build_targets_with(ctx, installables, args, move || {
+        let store = Rc::new(LocalStore::open(layout)?);
+        Ok(Rc::new(LocalEvalStore::new(store)))
+    })
+}
+
+/// [`build_targets`] into any store (a daemon's): each `.drv` one request.
+pub fn build_targets_in(
+    ctx: &Context,
+    store: Arc<dyn Store>,
+    installables: &[String],
+    args: &NixInstallableArgs,
+) -> Result<Vec<(rix_formats::StorePath, String)>> {
+    build_targets_with(ctx, installables, args, move || {
+        Ok(Rc::new(rix_eval::store::StoreEvalStore::new(store)))
+    })
+}
+
+/// Evaluates on a big stack with the evaluator's store made there by `open`.
+fn build_targets_with(
+    ctx: &Context,
+    installables: &[String],
+    args: &NixInstallableArgs,
+    open: impl FnOnce() -> Result<Rc<dyn EvalStore>> + Send,
+) -> Result<Vec<(rix_formats::StorePath, String)>> {
     if args.expr.is_none()
         && args.file.is_none()
         && !installables.iter().any(|i| is_nix_installable(i))
     {
         return Ok(Vec::new()); // only store paths: nothing to evaluate
     }
-    let layout = store.layout().clone();
-    on_big_stack(|| {
-        let store = Rc::new(LocalStore::open(layout)?);
-        eval_build_targets(ctx, &store, installables, args)
-    })
+    on_big_stack(|| eval_build_targets(ctx, open()?, installables, args))
 }
 
 fn eval_build_targets(
     ctx: &Context,
-    store: &Rc<LocalStore>,
+    eval_store: Rc<dyn EvalStore>,
     installables: &[String],
     args: &NixInstallableArgs,
 ) -> Result<Vec<(rix_formats::StorePath, String)>> {
     let show_trace = args.eval_args.show_trace();
-    let eval_store: Rc<dyn EvalStore> = Rc::new(LocalEvalStore::new(store.clone()));
     let mut ev = Evaluator::new(args.eval_args.options(ctx, eval_store));
     let mut jobs: Vec<(Source<'_>, Vec<&str>)> = Vec::new();
     let attrs: Vec<&str> = args.attr.iter().map(String::as_str).collect();

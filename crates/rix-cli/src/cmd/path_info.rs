@@ -11,6 +11,7 @@ use rix_formats::hash::Encoding;
 use rix_formats::StorePath;
 use rix_store::local_store::LocalStore;
 use rix_store::path_info::ValidPathInfo;
+use rix_store::store_api::Store;
 use serde_json::{json, Map, Value};
 
 use crate::cmd::resolve::{store_path_arg, valid_path_arg};
@@ -53,8 +54,8 @@ pub struct PathInfoArgs {
 }
 
 /// Sum of the NAR sizes of the closure of `p`.
-fn closure_size(store: &LocalStore, p: &StorePath) -> Result<u64> {
-    let closure = store.closure([p.clone()])?;
+fn closure_size(store: &dyn Store, p: &StorePath) -> Result<u64> {
+    let closure = store.closure(&BTreeSet::from([p.clone()]))?;
     let mut total = 0;
     for q in &closure {
         total += store.path_info(q)?.nar_size;
@@ -78,7 +79,7 @@ fn size_column(value: u64, human: bool) -> String {
 }
 
 /// One path as `nix path-info --json` (Nix 2.8) shows it, keys in its order.
-fn info_json(store: &LocalStore, info: &ValidPathInfo, with_closure_size: bool) -> Result<Value> {
+fn info_json(store: &dyn Store, info: &ValidPathInfo, with_closure_size: bool) -> Result<Value> {
     let mut o = Map::new();
     o.insert("path".into(), store.print(&info.path).into());
     o.insert("narHash".into(), info.nar_hash.encode(Encoding::Sri).into());
@@ -117,24 +118,29 @@ fn info_json(store: &LocalStore, info: &ValidPathInfo, with_closure_size: bool) 
 }
 
 pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
-    let store = ctx.open_store()?;
-    let _snapshot = store.read_snapshot()?;
+    let opened = ctx.store()?;
+    let store = &*opened;
+    let _snapshot = store.as_local().map(|l| l.read_snapshot()).transpose()?;
     let mut paths = BTreeSet::new();
     if args.all {
-        paths.extend(store.db().all_valid_paths()?);
+        paths.extend(store.query_all_valid_paths()?);
     }
     let mut given = Vec::new();
     for a in &args.paths {
-        let p = store_path_arg(&store, a)?;
+        let p = store_path_arg(store, a)?;
         if p.is_derivation() && !args.derivation {
-            let outputs = store.db().derivation_outputs(&p)?;
+            let outputs: Vec<StorePath> = store
+                .query_derivation_output_map(&p)?
+                .into_values()
+                .flatten()
+                .collect();
             if outputs.is_empty() {
                 bail!(
                     "no outputs of '{}' are known: is it a valid derivation? (use --derivation to show the .drv itself)",
                     store.print(&p)
                 );
             }
-            given.extend(outputs.into_iter().map(|(_, o)| o));
+            given.extend(outputs);
         } else {
             given.push(p);
         }
@@ -143,15 +149,15 @@ pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
         // Like Nix: invalid paths are reported in JSON, an error otherwise.
         if !args.json && !store.is_valid(&p)? {
             bail!(
-                "path '{}' is not valid in the store at {}",
+                "path '{}' is not valid in {}",
                 store.print(&p),
-                store.layout().real_store_dir.display()
+                super::resolve::store_location(store)
             );
         }
         paths.insert(p);
     }
     if args.recursive {
-        let valid: Vec<StorePath> = paths
+        let valid: BTreeSet<StorePath> = paths
             .iter()
             .filter(|p| store.is_valid(p).unwrap_or(false))
             .cloned()
@@ -161,7 +167,7 @@ pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
             .filter(|p| !valid.contains(p))
             .cloned()
             .collect();
-        paths = store.closure(valid)?;
+        paths = store.closure(&valid)?;
         paths.extend(invalid);
     }
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
@@ -169,7 +175,7 @@ pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
         let mut list = Vec::new();
         for p in &paths {
             match store.query_path_info(p)? {
-                Some(info) => list.push(info_json(&store, &info, args.closure_size)?),
+                Some(info) => list.push(info_json(store, &info, args.closure_size)?),
                 None => list.push(json!({"path": store.print(p), "valid": false})),
             }
         }
@@ -195,7 +201,7 @@ pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
             line.push_str(&size_column(info.nar_size, args.human_readable));
         }
         if args.closure_size {
-            line.push_str(&size_column(closure_size(&store, p)?, args.human_readable));
+            line.push_str(&size_column(closure_size(store, p)?, args.human_readable));
         }
         if args.sigs {
             let mut ss = Vec::new();

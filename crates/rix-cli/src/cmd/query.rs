@@ -16,9 +16,10 @@ use rix_formats::nar::{NarReader, NarWriter};
 use rix_formats::StorePath;
 use rix_store::local_store::LocalStore;
 use rix_store::path_info::ValidPathInfo;
+use rix_store::store_api::{AddFlags, Store};
 
 use crate::cmd::nar::LsArgs;
-use crate::cmd::resolve::{follow_to_store_path, valid_path_arg};
+use crate::cmd::resolve::{follow_to_store_path, layout_of, valid_path_arg};
 use crate::context::Context;
 
 #[derive(Subcommand)]
@@ -88,39 +89,42 @@ pub enum QueryCommand {
 
 impl QueryCommand {
     pub fn run(&self, ctx: &Context) -> Result<()> {
-        let store = ctx.open_store()?;
+        let opened = ctx.store()?;
+        let store = &*opened;
+        let snapshot = || store.as_local().map(|l| l.read_snapshot()).transpose();
         match self {
             Self::Refs { paths } => {
-                let _snapshot = store.read_snapshot()?;
+                let _snapshot = snapshot()?;
                 let mut set = BTreeSet::new();
                 for p in paths {
-                    set.extend(store.path_info(&valid_path_arg(&store, p)?)?.references);
+                    set.extend(store.path_info(&valid_path_arg(store, p)?)?.references);
                 }
-                print_topo(&store, &set)
+                print_topo(store, &set)
             }
             Self::Referrers { paths } => {
-                let _snapshot = store.read_snapshot()?;
+                let _snapshot = snapshot()?;
                 let mut set = BTreeSet::new();
                 for p in paths {
-                    let p = valid_path_arg(&store, p)?;
-                    // (The database lock is held for the call only.)
-                    let referrers = store.db().referrers(&p)?;
-                    set.extend(referrers);
+                    let p = valid_path_arg(store, p)?;
+                    set.extend(store.query_referrers(&p)?);
                 }
-                print_topo(&store, &set)
+                print_topo(store, &set)
             }
             Self::Closure { paths } => {
-                let _snapshot = store.read_snapshot()?;
+                let _snapshot = snapshot()?;
                 let roots = paths
                     .iter()
-                    .map(|p| valid_path_arg(&store, p))
+                    .map(|p| valid_path_arg(store, p))
                     .collect::<Result<Vec<_>>>()?;
-                let graph = store.closure_graph(roots)?;
-                print_paths(&store, graph.topo_order())
+                match store.as_local() {
+                    // One query for the whole graph.
+                    Some(local) => print_paths(store, local.closure_graph(roots)?.topo_order()),
+                    None => print_topo(store, &store.closure(&roots.into_iter().collect())?),
+                }
             }
             Self::Ls { ls, path } => {
-                let (p, rest) = object_arg(&store, path)?;
-                let real = inside(store.real_path(&p), &rest);
+                let (p, rest) = object_arg(store, path)?;
+                let real = inside(layout_of(store).real_path(&p), &rest);
                 let node = list_fs(&real)?;
                 let shown = if rest.is_empty() {
                     store.print(&p)
@@ -130,8 +134,8 @@ impl QueryCommand {
                 ls.print(&node, &shown)
             }
             Self::Cat { path } => {
-                let (p, rest) = object_arg(&store, path)?;
-                let real = inside(store.real_path(&p), &rest);
+                let (p, rest) = object_arg(store, path)?;
+                let real = inside(layout_of(store).real_path(&p), &rest);
                 let meta = std::fs::symlink_metadata(&real)
                     .with_context(|| format!("path '{path}' does not exist"))?;
                 if !meta.is_file() {
@@ -147,28 +151,36 @@ impl QueryCommand {
             Self::Verify {
                 check_contents,
                 repair,
-            } => verify(ctx, &store, *check_contents, *repair),
+            } => {
+                let local = store.as_local().ok_or_else(|| {
+                    anyhow!(
+                        "verifying the store '{}' needs a store on this machine",
+                        store.url()
+                    )
+                })?;
+                verify(ctx, local, *check_contents, *repair)
+            }
             Self::Export { no_closure, paths } => {
                 let roots = paths
                     .iter()
-                    .map(|p| valid_path_arg(&store, p))
+                    .map(|p| valid_path_arg(store, p))
                     .collect::<Result<BTreeSet<_>>>()?;
                 let set = if *no_closure {
                     roots
                 } else {
-                    store.closure(roots)?
+                    store.closure(&roots)?
                 };
                 if io::stdout().is_terminal() {
                     bail!("refusing to write an export to a terminal: redirect standard output");
                 }
                 let mut out = BufWriter::new(io::stdout().lock());
-                export(&store, &store.topo_sort(&set)?, &mut out)?;
+                export(store, &store.topo_sort(&set)?, &mut out)?;
                 out.flush()?;
                 Ok(())
             }
             Self::Import => {
                 let mut input = BufReader::new(io::stdin().lock());
-                for p in import(&store, &mut input)? {
+                for p in import(store, &mut input)? {
                     println!("{}", store.print(&p));
                 }
                 Ok(())
@@ -178,8 +190,8 @@ impl QueryCommand {
 }
 
 /// A store path argument that must be valid, and the path inside it.
-fn object_arg(store: &LocalStore, s: &str) -> Result<(StorePath, String)> {
-    let (p, rest) = follow_to_store_path(store.layout(), s)?;
+fn object_arg(store: &dyn Store, s: &str) -> Result<(StorePath, String)> {
+    let (p, rest) = follow_to_store_path(&layout_of(store), s)?;
     if !store.is_valid(&p)? {
         bail!("path '{}' is not a valid store path", store.print(&p));
     }
@@ -197,12 +209,12 @@ fn inside(real: std::path::PathBuf, rest: &str) -> std::path::PathBuf {
 }
 
 /// Prints paths as `nix-store -q` does: dependencies before their referrers.
-fn print_topo(store: &LocalStore, set: &BTreeSet<StorePath>) -> Result<()> {
+fn print_topo(store: &dyn Store, set: &BTreeSet<StorePath>) -> Result<()> {
     print_paths(store, &store.topo_sort(set)?)
 }
 
 fn print_paths<'a>(
-    store: &LocalStore,
+    store: &dyn Store,
     paths: impl IntoIterator<Item = &'a StorePath>,
 ) -> Result<()> {
     let mut stdout = io::BufWriter::new(io::stdout().lock());
@@ -369,18 +381,19 @@ fn write_string(out: &mut impl Write, s: &[u8]) -> io::Result<()> {
 /// Writes `paths` (in this order) as `nix-store --export` does: for each, `1`,
 /// its NAR, the magic, its path, references, deriver and `0` (no signature);
 /// then `0`. Each NAR is checked against its recorded hash on the way out.
-fn export(store: &LocalStore, paths: &[StorePath], out: &mut impl Write) -> Result<()> {
+fn export(store: &dyn Store, paths: &[StorePath], out: &mut impl Write) -> Result<()> {
     for p in paths {
         let info = store.path_info(p)?;
         write_u64(out, 1)?;
-        let real = store.real_path(p);
         let mut hashing = HashingWriter {
             inner: &mut *out,
             hasher: Hasher::new(info.nar_hash.algo()),
         };
-        match rix_store::archive::dump(&real, &mut hashing) {
-            Ok(_) => {}
-            Err(rix_store::archive::ArchiveError::Write(e)) => return Err(e.into()),
+        match store.nar_from_path(p, &mut hashing) {
+            Ok(()) => {}
+            Err(rix_store::local_store::StoreError::Archive(
+                rix_store::archive::ArchiveError::Write(e),
+            )) => return Err(e.into()),
             Err(e) => bail!("cannot export '{}': {e}", store.print(p)),
         }
         let hash = hashing.hasher.finish();
@@ -497,7 +510,7 @@ fn spool_nar(input: &mut Counting<impl Read>) -> Result<(File, rix_formats::Hash
 
 /// Reads a `nix-store --export` stream and adds each path (see [`export`]).
 /// Returns the imported paths in stream order.
-fn import(store: &LocalStore, input: &mut impl Read) -> Result<Vec<StorePath>> {
+fn import(store: &dyn Store, input: &mut impl Read) -> Result<Vec<StorePath>> {
     let mut input = Counting {
         inner: input,
         pos: 0,
@@ -563,7 +576,7 @@ fn import(store: &LocalStore, input: &mut impl Read) -> Result<Vec<StorePath>> {
         info.deriver = deriver;
         spool.rewind()?;
         store
-            .add_nar(&info, BufReader::new(spool))
+            .add_to_store_nar(&info, &mut BufReader::new(spool), AddFlags::default())
             .with_context(|| format!("cannot import '{}'", store.print(&path)))?;
         imported.push(path);
     }

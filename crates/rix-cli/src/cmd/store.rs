@@ -59,6 +59,13 @@ impl StoreCommand {
     pub fn run(&self, ctx: &Context) -> Result<()> {
         match self {
             Self::Info => {
+                if let Some(url) = ctx.daemon_url() {
+                    let store = ctx.store()?;
+                    println!("store directory:  {}", store.store_dir());
+                    println!("daemon:           {}", store.url());
+                    println!("chosen because:   {}", ctx.daemon_why(&url));
+                    return Ok(());
+                }
                 let choice = ctx.store_choice()?;
                 let l = &choice.layout;
                 println!("store directory:  {}", l.store_dir);
@@ -78,7 +85,7 @@ impl StoreCommand {
                 paths,
                 ..
             } => {
-                let store = ctx.open_store()?;
+                let store = ctx.store()?;
                 let method = if *flat {
                     FileIngestionMethod::Flat
                 } else {
@@ -101,7 +108,7 @@ impl StoreCommand {
                 Ok(())
             }
             Self::AddText { name, references } => {
-                let store = ctx.open_store()?;
+                let store = ctx.store()?;
                 let mut text = Vec::new();
                 std::io::stdin().read_to_end(&mut text)?;
                 let refs: BTreeSet<_> = references

@@ -4,17 +4,19 @@
 //! `builtins.path`, `filterSource`), writes text files (`toFile`) and
 //! derivations (`derivationStrict`), and reads derivations and references back
 //! (`=` contexts, hashing input derivations). [`EvalStore`] is that interface,
-//! with two implementations:
+//! with three implementations:
 //!
 //! | type | what | Nix |
 //! | --- | --- | --- |
 //! | [`DryRunStore`] | computes the same paths, writes nothing; remembers what it "wrote" | `--readonly-mode` (`computeStorePathForPath`, `computeStorePathForText`) |
-//! | [`LocalEvalStore`] | a [`rix_store::local_store::LocalStore`] | `LocalStore::addToStore`, `addTextToStore`, `writeDerivation` |
+//! | [`LocalEvalStore`] | a [`rix_store::local_store::LocalStore`], `.drv` files written in batches | `LocalStore::addToStore`, `addTextToStore`, `writeDerivation` |
+//! | [`StoreEvalStore`] | any [`rix_store::store_api::Store`] (a daemon): one request per object | `RemoteStore::addToStore`, `addTextToStore` |
 //!
 //! NAR serialisation and hashing come from [`rix_store::archive`]; a filtered
 //! serialisation (the filter is a Nix function, called on every entry in
 //! Nix's order) is [`dump_filtered`].
 
+mod any;
 mod dry_run;
 mod local;
 
@@ -30,6 +32,7 @@ use rix_formats::nar::NarWriter;
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use rix_formats::HashAlgo;
 
+pub use any::StoreEvalStore;
 pub use dry_run::DryRunStore;
 pub use local::LocalEvalStore;
 

@@ -1,0 +1,121 @@
+//! [`StoreEvalStore`]: evaluation against any store behind the store interface
+//! ([`rix_store::store_api::Store`]), such as a daemon's. Each source, text file
+//! and derivation is one request, as Nix's `RemoteStore` sends them; the local
+//! store has its own batched writer ([`super::LocalEvalStore`]).
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use rix_formats::content_address::ContentAddress;
+use rix_formats::derivation::Derivation;
+use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
+use rix_formats::HashAlgo;
+use rix_store::path_info::ValidPathInfo;
+use rix_store::store_api::{AddFlags, Store};
+
+use super::{content_hash, dump_filtered, invalid, other, EvalStore, PathFilter};
+
+pub struct StoreEvalStore {
+    store: Arc<dyn Store>,
+}
+
+impl StoreEvalStore {
+    pub fn new(store: Arc<dyn Store>) -> StoreEvalStore {
+        StoreEvalStore { store }
+    }
+}
+
+impl EvalStore for StoreEvalStore {
+    fn store_dir(&self) -> &StoreDir {
+        self.store.store_dir()
+    }
+
+    fn add_to_store(
+        &self,
+        name: &str,
+        path: &Path,
+        method: FileIngestionMethod,
+        algo: HashAlgo,
+        filter: Option<PathFilter<'_>>,
+    ) -> io::Result<StorePath> {
+        let Some(filter) = filter else {
+            return self.store.add_path(path, name, method, algo).map_err(other);
+        };
+        // A filtered tree: serialise what the filter keeps, then send that NAR.
+        let mut nar = Vec::new();
+        dump_filtered(path, &mut nar, filter)?;
+        let nar_hash = HashAlgo::Sha256.digest(&nar);
+        let ca_hash = match (method, algo) {
+            (FileIngestionMethod::Recursive, HashAlgo::Sha256) => nar_hash,
+            (FileIngestionMethod::Recursive, _) => algo.digest(&nar),
+            (FileIngestionMethod::Flat, _) => content_hash(path, method, algo, None)?,
+        };
+        let ca = ContentAddress::Fixed(method, ca_hash);
+        let sp = self
+            .store_dir()
+            .make_path_from_ca(name, &ca, [], false)
+            .map_err(invalid)?;
+        if self.is_valid_path(&sp) {
+            return Ok(sp);
+        }
+        let mut info = ValidPathInfo::new(sp.clone(), nar_hash, nar.len() as u64);
+        info.ca = Some(ca);
+        self.store
+            .add_to_store_nar(&info, &mut &nar[..], AddFlags::default())
+            .map_err(other)?;
+        Ok(sp)
+    }
+
+    fn add_text(
+        &self,
+        name: &str,
+        text: &[u8],
+        refs: &BTreeSet<StorePath>,
+    ) -> io::Result<StorePath> {
+        self.store.add_text(name, text, refs).map_err(other)
+    }
+
+    fn write_derivation(&self, drv: &Derivation) -> io::Result<StorePath> {
+        self.store.add_derivation(drv).map_err(other)
+    }
+
+    fn read_derivation(&self, path: &StorePath) -> io::Result<Derivation> {
+        let mut nar = Vec::new();
+        self.store.nar_from_path(path, &mut nar).map_err(|e| {
+            io::Error::other(format!(
+                "cannot read derivation '{}': {e}",
+                self.store.print(path)
+            ))
+        })?;
+        let bytes = single_file(&nar).map_err(invalid)?;
+        Derivation::from_aterm_at(&bytes, self.store_dir(), path).map_err(invalid)
+    }
+
+    fn references(&self, path: &StorePath) -> io::Result<BTreeSet<StorePath>> {
+        Ok(self.store.path_info(path).map_err(other)?.references)
+    }
+
+    fn is_valid_path(&self, path: &StorePath) -> bool {
+        self.store.is_valid(path).unwrap_or(false)
+    }
+}
+
+/// The contents of a NAR holding one regular file (a `.drv`).
+fn single_file(nar: &[u8]) -> Result<Vec<u8>, String> {
+    use rix_formats::nar::reader::{Event, NarReader};
+    use std::io::Read;
+    let mut reader = NarReader::new(nar);
+    match reader.next().map_err(|e| e.to_string())? {
+        Some(Event::Regular { .. }) => {
+            let mut bytes = Vec::new();
+            reader
+                .contents()
+                .read_to_end(&mut bytes)
+                .map_err(|e| e.to_string())?;
+            Ok(bytes)
+        }
+        _ => Err("a derivation must be a regular file".into()),
+    }
+}
