@@ -8,6 +8,7 @@
 //! | [`env`] | the builder's environment, exactly as Nix sets it |
 //! | [`log`] | build logs (bzip2, Nix's layout) |
 //! | [`events`] | progress events for the CLI |
+//! | [`options`] | builder settings and substituters read from settings, for `rix build` and `rix daemon` |
 //! | [`substitute`] | fetching outputs from binary caches instead of building them |
 //! | [`repair`] | rebuilding a valid output from its deriver to repair it |
 //! | [`sandbox`] | the Linux build sandbox: namespaces, mounts, the store at its logical path |
@@ -19,6 +20,7 @@ pub mod env;
 pub mod error;
 pub mod events;
 pub mod log;
+pub mod options;
 pub mod plan;
 pub mod realise;
 pub mod repair;

@@ -6,8 +6,8 @@
 //! (`substituters` and `trusted-substituters` of the daemon). Everything else
 //! is ignored with Nix's warning.
 
-use rix_build::sandbox::SandboxMode;
-use rix_build::{BuildSettings, RealiseOptions};
+use rix_build::RealiseOptions;
+use rix_formats::store_path::StoreDir;
 use rix_formats::worker_protocol::ClientSettings;
 use rix_store::settings::Settings;
 
@@ -80,57 +80,33 @@ impl ConnSettings {
         warnings
     }
 
-    /// The options of a realisation for this connection, as `rix build` makes
-    /// them from settings, with the client's fixed fields.
-    pub fn realise_options(&self) -> Result<RealiseOptions, String> {
+    /// The options of a realisation for this connection: the daemon's
+    /// settings as `rix build` reads them ([`rix_build::options`]), with what
+    /// the client sets itself (jobs, cores, keep-going, keep-failed, silence,
+    /// whether to substitute).
+    pub fn realise_options(&self, store_dir: &StoreDir) -> Result<RealiseOptions, String> {
         let s = &self.settings;
         let c = &self.client;
-        let err = |e: rix_store::settings::SettingsError| e.to_string();
-        let secs = |v: u64| (v > 0).then(|| std::time::Duration::from_secs(v));
-        let sandbox = {
-            let v = s.get("sandbox");
-            SandboxMode::parse(&v).ok_or_else(|| {
-                format!("setting 'sandbox': '{v}' is not 'true', 'false' or 'relaxed'")
-            })?
-        };
-        let build_dir = s.get("build-dir");
-        let max_log = s.get_u64("max-build-log-size").map_err(err)?;
-        let cores = if c.build_cores == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+        let mut settings = rix_build::options::build_settings(s)?;
+        if c.build_cores > 0 {
+            settings.cores = c.build_cores as usize;
+        }
+        settings.keep_failed |= c.keep_failed;
+        if c.max_silent_time > 0 {
+            settings.max_silent_time =
+                Some(std::time::Duration::from_secs(c.max_silent_time.into()));
+        }
+        let substituter = if c.use_substitutes {
+            rix_build::options::substituter(s, store_dir, None, c.try_fallback)?
         } else {
-            c.build_cores as usize
-        };
-        let max_silent = if c.max_silent_time > 0 {
-            c.max_silent_time.into()
-        } else {
-            s.get_u64("max-silent-time").map_err(err)?
+            None
         };
         Ok(RealiseOptions {
             max_jobs: (c.max_build_jobs as usize).max(1),
             keep_going: c.keep_going,
             check: false,
-            settings: BuildSettings {
-                cores,
-                keep_failed: c.keep_failed,
-                timeout: secs(s.get_u64("timeout").map_err(err)?),
-                max_silent_time: secs(max_silent),
-                build_dir_root: if build_dir.is_empty() {
-                    std::env::temp_dir()
-                } else {
-                    build_dir.into()
-                },
-                sandbox,
-                sandbox_fallback: s.get_bool("sandbox-fallback").map_err(err)?,
-                sandbox_paths: rix_build::sandbox::parse_sandbox_paths(
-                    &s.get_list("sandbox-paths"),
-                )
-                .map_err(|e| e.to_string())?,
-                sandbox_shm_size: s.get("sandbox-dev-shm-size"),
-                max_log_size: (max_log > 0).then_some(max_log),
-                filter_syscalls: s.get_bool("filter-syscalls").map_err(err)?,
-                allow_new_privileges: s.get_bool("allow-new-privileges").map_err(err)?,
-            },
-            substituter: None,
+            settings,
+            substituter,
         })
     }
 }

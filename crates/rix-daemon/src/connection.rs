@@ -789,7 +789,7 @@ impl<W: Write + Send> Conn<'_, W> {
         }
         let mut report = RealiseReport::default();
         if !drvs.is_empty() {
-            let mut opts = self.settings.realise_options().map_err(failed)?;
+            let mut opts = self.settings.realise_options(self.dir()).map_err(failed)?;
             opts.check = mode == BuildMode::Check;
             report = rix_build::realise(self.store(), &drvs, &opts, self.tunnel).map_err(failed)?;
         }

@@ -600,3 +600,75 @@ fn nix_current_adds_and_queries() {
     rix_store::archive::dump(&file, &mut expected).unwrap();
     assert_eq!(dumped, expected);
 }
+
+/// A build through the daemon takes an output from the daemon's binary caches
+/// instead of running the builder (Nix 2.8's `nix-store -r`), as `rix build` does.
+#[test]
+fn nix_2_8_builds_through_the_daemon_substitute_from_its_caches() {
+    let (Some(nix_store), Some(inst), Some(nix)) =
+        (tool("nix-store"), tool("nix-instantiate"), tool("nix"))
+    else {
+        return;
+    };
+    let src = tempfile::tempdir().unwrap();
+    let cache = src.path().join("cache");
+    let cache_url = format!("file://{}", cache.display());
+    let f = start(|s| {
+        s.set("substituters", &cache_url);
+        s.set("require-sigs", "false");
+    });
+    let marker = src.path().join("runs");
+    let nix_file = write(
+        src.path(),
+        "drv.nix",
+        &format!(
+            r#"derivation {{ name = "cached"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo run >> {}; echo hi > $out" ]; }}"#,
+            marker.display()
+        ),
+    );
+    let mut c = f.cmd(&inst);
+    c.arg(&nix_file);
+    let drv = f.ok(c).trim().to_owned();
+    let with_cache = |c: &mut Command| {
+        c.args([
+            "--option",
+            "substituters",
+            &cache_url,
+            "--option",
+            "require-sigs",
+            "false",
+        ]);
+    };
+    let mut c = f.cmd(&nix_store);
+    c.args(["-r", &drv]);
+    with_cache(&mut c);
+    let out_path = f.ok(c).trim().to_owned();
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "run\n");
+
+    // Into the cache (Nix's own `nix copy` reading through the daemon), then
+    // out of the store.
+    let mut c = f.cmd(&nix);
+    let to = format!("{cache_url}?store={}", f.store.store_dir().display());
+    c.args(["copy", "--to", &to, &out_path]);
+    f.ok(c);
+    // (This daemon runs in the test's process, whose temporary roots keep the
+    // output from `--delete`: it is dropped directly.)
+    let p = f.daemon.store.parse_path(&out_path).unwrap();
+    f.daemon.store.db().invalidate(&p).unwrap();
+    rix_store::canonicalise::delete_path(&f.daemon.store.real_path(&p)).unwrap();
+    let mut c = f.cmd(&nix_store);
+    c.args(["--check-validity", &out_path]);
+    assert!(!c.output().unwrap().status.success());
+
+    let mut c = f.cmd(&nix_store);
+    c.args(["-r", &drv]);
+    with_cache(&mut c);
+    assert_eq!(f.ok(c).trim(), out_path);
+    // Fetched, not built again.
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "run\n");
+    let real = f
+        .daemon
+        .store
+        .real_path(&f.daemon.store.parse_path(&out_path).unwrap());
+    assert_eq!(std::fs::read_to_string(real).unwrap(), "hi\n");
+}
