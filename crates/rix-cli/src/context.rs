@@ -190,6 +190,27 @@ impl Context {
         })
     }
 
+    /// The selected daemon, opened as itself (for its operations that are not
+    /// on the store interface: `VerifyStore`, `OptimiseStore`, builds), with
+    /// the daemon's messages printed as Nix's client prints them.
+    pub fn open_daemon(&self, url: &str) -> Result<DaemonStore> {
+        let logger = Arc::new(rix_remote::StderrLogger::default());
+        DaemonStore::open_url(url, self.daemon_options()?, logger)
+            .with_context(|| format!("cannot connect to the daemon at '{url}'"))
+    }
+
+    /// Where the selected store's files are on this machine: a local store's
+    /// layout, or for a daemon the directories its client reads as Nix's does
+    /// (the store at its logical path unless `real`/`root` say otherwise, build
+    /// logs under `log`, `<root>/nix/var/log/nix`, `NIX_LOG_DIR` or
+    /// /nix/var/log/nix).
+    pub fn layout(&self) -> Result<StoreLayout> {
+        match self.daemon_choice() {
+            Some(url) => daemon_layout(&url),
+            None => Ok(self.store_choice()?.layout),
+        }
+    }
+
     /// Decides which store to use (see `--store`).
     pub fn store_choice(&self) -> Result<StoreChoice> {
         if let Some(url) = self.daemon_choice() {
@@ -233,6 +254,41 @@ impl Context {
         store.set_auto_optimise(self.settings.get_bool("auto-optimise-store")?);
         Ok(store)
     }
+}
+
+/// The layout a Nix client gives the daemon store `url` (`LocalFSStoreConfig`:
+/// `real`, `root`, `state`, `log`; Nix's defaults otherwise).
+pub fn daemon_layout(url: &str) -> Result<StoreLayout> {
+    let parsed = rix_remote::DaemonUrl::parse(url)?
+        .with_context(|| format!("'{url}' is not a daemon's store URL"))?;
+    let param = |k: &str| parsed.params.get(k).filter(|v| !v.is_empty());
+    let root = param("root").map(PathBuf::from);
+    let under_root = |rel: &str| root.as_ref().map(|r| r.join(rel));
+    let store_dir = parsed.store_dir;
+    let real_store_dir = param("real")
+        .map(PathBuf::from)
+        .or_else(|| under_root(store_dir.as_str().trim_start_matches('/')))
+        .unwrap_or_else(|| PathBuf::from(store_dir.as_str()));
+    let state_dir = param("state")
+        .map(PathBuf::from)
+        .or_else(|| under_root("nix/var/nix"))
+        .unwrap_or_else(rix_remote::url::default_state_dir);
+    let log_dir = param("log")
+        .map(PathBuf::from)
+        .or_else(|| under_root("nix/var/log/nix"))
+        .or_else(|| {
+            std::env::var_os("NIX_LOG_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from("/nix/var/log/nix"));
+    Ok(StoreLayout {
+        store_dir,
+        real_store_dir,
+        state_dir,
+        log_dir,
+        root: None,
+    })
 }
 
 fn dir_writable(p: &Path) -> bool {

@@ -535,8 +535,3 @@ fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
     std::fs::rename(&tmp, link)
         .with_context(|| format!("cannot create result link {}", link.display()))
 }
-
-/// `gcroots/auto/…` → the link, as Nix's `addIndirectRoot`.
-pub fn add_indirect_root(store: &LocalStore, link: &Path) -> Result<()> {
-    Ok(rix_store::roots::add_indirect_root(store.layout(), link)?)
-}

@@ -1,6 +1,7 @@
 //! `rix copy --to|--from URL PATHS...` (binary caches, like `nix copy`), `rix
 //! store sign`, and the substituters `rix build` uses.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
@@ -8,6 +9,7 @@ use clap::Args;
 use rix_formats::narinfo::fingerprint;
 use rix_formats::StorePath;
 use rix_store::local_store::LocalStore;
+use rix_store::store_api::Store;
 use rix_substitute::substituter::read_secret_keys;
 use rix_substitute::upload::{copy_to, UploadOptions};
 use rix_substitute::{CacheUrl, Substituter, SubstituterConfig};
@@ -42,7 +44,7 @@ pub struct CopyArgs {
 }
 
 /// Parses store paths given on the command line (symlinks such as `result` are followed).
-fn parse_paths(store: &LocalStore, paths: &[String]) -> Result<Vec<StorePath>> {
+fn parse_paths(store: &dyn Store, paths: &[String]) -> Result<Vec<StorePath>> {
     paths
         .iter()
         .map(|p| {
@@ -85,6 +87,18 @@ fn copy_between_stores(ctx: &Context, args: &CopyArgs) -> Result<bool> {
     } else {
         (&*other, &*this)
     };
+    if src.store_dir() != dst.store_dir() {
+        bail!(
+            "cannot copy from '{}' (store directory {}) to '{}' (store directory {}): a store \
+             path's name depends on its store directory, so both stores must use the same one \
+             (a local store can keep it elsewhere: 'local?store={}&real=/some/dir&state=...')",
+            src.url(),
+            src.store_dir(),
+            dst.url(),
+            dst.store_dir(),
+            dst.store_dir()
+        );
+    }
     let paths = args
         .paths
         .iter()
@@ -191,13 +205,15 @@ pub fn build_substituter(
     ))))
 }
 
-/// `rix store sign -k KEYFILE PATHS`: adds signatures to the store's database.
+/// `rix store sign -k KEYFILE PATHS`: adds signatures to the store's records
+/// (through a daemon, `AddSignatures`).
 pub fn sign(ctx: &Context, key_file: &std::path::Path, paths: &[String]) -> Result<()> {
-    let store = ctx.open_store()?;
+    let opened = ctx.store()?;
+    let store = &*opened;
     let keys = read_secret_keys([key_file.to_str().context("key file name is not UTF-8")?])?;
     let mut added = 0;
-    for p in parse_paths(&store, paths)? {
-        let mut info = store.path_info(&p)?;
+    for p in parse_paths(store, paths)? {
+        let info = store.path_info(&p)?;
         let fp = fingerprint(
             store.store_dir(),
             &p,
@@ -206,13 +222,16 @@ pub fn sign(ctx: &Context, key_file: &std::path::Path, paths: &[String]) -> Resu
             &info.references,
         )
         .with_context(|| format!("cannot sign '{}'", store.print(&p)))?;
-        let before = info.sigs.len();
-        for k in &keys {
-            info.sigs.insert(k.sign(fp.as_bytes()).to_string());
-        }
-        if info.sigs.len() != before {
-            added += info.sigs.len() - before;
-            store.db().register(&[info], &[])?;
+        let new: BTreeSet<String> = keys
+            .iter()
+            .map(|k| k.sign(fp.as_bytes()).to_string())
+            .filter(|s| !info.sigs.contains(s))
+            .collect();
+        if !new.is_empty() {
+            added += new.len();
+            store
+                .add_signatures(&p, &new)
+                .with_context(|| format!("cannot sign '{}'", store.print(&p)))?;
         }
     }
     eprintln!("added {added} signatures");

@@ -78,20 +78,24 @@ fn read_file(file: &Path) -> Result<Vec<u8>> {
 
 /// Reads the derivation named by a command-line argument (see the module docs).
 fn load(ctx: &Context, layout: &StoreLayout, arg: &str) -> Result<DrvFile> {
-    if let Some((mut path, rest)) =
-        split_store_path(layout, arg).filter(|(_, rest)| rest.is_empty() || rest == "/")
-    {
+    // A symlink into the store (`./result`) stands for what it points to.
+    let in_store = split_store_path(layout, arg).or_else(|| {
+        let meta = std::fs::symlink_metadata(arg).ok()?;
+        meta.file_type().is_symlink().then_some(())?;
+        let target = std::fs::canonicalize(arg).ok()?;
+        split_store_path(layout, &target.to_string_lossy())
+    });
+    if let Some((mut path, rest)) = in_store.filter(|(_, rest)| rest.is_empty() || rest == "/") {
         debug_assert!(rest.is_empty() || rest == "/");
         if !path.is_derivation() {
-            let store = ctx.open_store()?;
+            let store = ctx.store()?;
             let info = store
                 .path_info(&path)
                 .with_context(|| format!("'{arg}' is not a derivation"))?;
             path = match info.deriver {
                 Some(d) => d,
                 None => store
-                    .db()
-                    .valid_derivers(&path)?
+                    .query_valid_derivers(&path)?
                     .into_iter()
                     .next()
                     .with_context(|| format!("'{arg}' is not a derivation, and no derivation that produced it is known"))?,
@@ -218,7 +222,7 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn show(ctx: &Context, args: &[String], recursive: bool) -> Result<()> {
-    let layout = ctx.store_choice()?.layout;
+    let layout = ctx.layout()?;
     let mut shown: BTreeMap<StorePath, Derivation> = BTreeMap::new();
     let mut store_dir: Option<StoreDir> = None;
     for arg in args {
@@ -262,7 +266,7 @@ fn show(ctx: &Context, args: &[String], recursive: bool) -> Result<()> {
 }
 
 fn check(ctx: &Context, args: &[String]) -> Result<()> {
-    let layout = ctx.store_choice()?.layout;
+    let layout = ctx.layout()?;
     let mut bad = 0;
     for arg in args {
         let f = load(ctx, &layout, arg)?;
@@ -386,7 +390,8 @@ fn add(ctx: &Context) -> Result<()> {
         .context("cannot read standard input")?;
     let value: serde_json::Value = serde_json::from_slice(&text)
         .context("standard input is not JSON (expected a derivation as JSON)")?;
-    let store = ctx.open_store()?;
+    let store = ctx.store()?;
+    let layout = ctx.layout()?;
     let store_dir = store.store_dir().clone();
     // Nix 2.8's show-derivation form: {"/nix/store/...drv": {...}} with one entry.
     let obj = value
@@ -412,13 +417,13 @@ fn add(ctx: &Context) -> Result<()> {
     for p in drv.references() {
         if !store.is_valid(p)? {
             bail!(
-                "input '{}' is not valid in the store at {}: add it first (`rix derivation add` for a .drv, `rix store add` for a source)",
+                "input '{}' is not valid in {}: add it first (`rix derivation add` for a .drv, `rix store add` for a source)",
                 store.print(p),
-                store.layout().real_store_dir.display()
+                crate::cmd::resolve::store_location(&*store)
             );
         }
     }
-    let real = store.layout().real_store_dir.clone();
+    let real = layout.real_store_dir.clone();
     let read = |p: &StorePath| -> Result<Derivation, String> {
         let file = real.join(p.to_string());
         let bytes =

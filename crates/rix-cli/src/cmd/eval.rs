@@ -6,7 +6,7 @@ use clap::Args;
 use rix_eval::Evaluator;
 
 use crate::cmd::instantiate::{
-    dry_run_store, eval_error, eval_source, local_store, EvalArgs, Source,
+    dry_run_store, eval_error, eval_source, open_eval_store, EvalArgs, Source,
 };
 use crate::context::Context;
 
@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
 fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
     let show_trace = args.eval_args.show_trace();
     let store = if args.read_write_mode {
-        local_store(ctx)?.1
+        open_eval_store(ctx)?.1
     } else {
         dry_run_store(ctx)?
     };

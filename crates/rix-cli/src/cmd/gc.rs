@@ -68,12 +68,14 @@ impl GcCommand {
             Self::Gc(args) => gc(ctx, store, args),
             Self::Delete { paths } => delete(ctx, store, paths),
             Self::Roots { closure_size } => roots(store, *closure_size),
-            Self::Optimise => optimise(store.as_local().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "optimising the store '{}' needs a store on this machine",
-                    store.url()
-                )
-            })?),
+            Self::Optimise => match store.as_local() {
+                Some(local) => optimise(local),
+                // The daemon reports what it freed as a log line.
+                None => {
+                    let url = ctx.daemon_url().context("not a daemon store")?;
+                    Ok(ctx.open_daemon(&url)?.optimise_store()?)
+                }
+            },
         }
     }
 }

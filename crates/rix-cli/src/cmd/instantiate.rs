@@ -195,17 +195,40 @@ pub fn eval_error(e: Box<EvalError>, show_trace: bool) -> anyhow::Error {
     )
 }
 
-/// A store that writes nothing, with the selected store's directory.
+/// A store that writes nothing, with the selected store's directory (a
+/// daemon's as its URL says).
 pub fn dry_run_store(ctx: &Context) -> Result<Rc<dyn EvalStore>> {
-    let choice = ctx.store_choice()?;
-    Ok(Rc::new(DryRunStore::new(choice.layout.store_dir)))
+    Ok(Rc::new(DryRunStore::new(ctx.layout()?.store_dir)))
+}
+
+/// The store evaluation writes to: a store on this disk (written in batches,
+/// directly), or any other behind the store interface (a daemon: one request
+/// per source, text file and `.drv`, as Nix's client sends them).
+#[derive(Clone)]
+pub enum WriteStore {
+    Local(Rc<LocalStore>),
+    Any(Arc<dyn Store>),
+}
+
+impl WriteStore {
+    pub fn store(&self) -> &dyn Store {
+        match self {
+            WriteStore::Local(l) => &**l,
+            WriteStore::Any(a) => &**a,
+        }
+    }
 }
 
 /// The selected store, opened, and the evaluator's view of it.
-pub fn local_store(ctx: &Context) -> Result<(Rc<LocalStore>, Rc<dyn EvalStore>)> {
+pub fn open_eval_store(ctx: &Context) -> Result<(WriteStore, Rc<dyn EvalStore>)> {
+    if ctx.daemon_url().is_some() {
+        let store = ctx.store()?;
+        let eval: Rc<dyn EvalStore> = Rc::new(rix_eval::store::StoreEvalStore::new(store.clone()));
+        return Ok((WriteStore::Any(store), eval));
+    }
     let store = Rc::new(ctx.open_store()?);
     let eval: Rc<dyn EvalStore> = Rc::new(LocalEvalStore::new(store.clone()));
-    Ok((store, eval))
+    Ok((WriteStore::Local(store), eval))
 }
 
 /// Runs `f` on a thread with a large stack: evaluation recurses deeply, and
@@ -388,7 +411,7 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
     let (local, store) = if read_only {
         (None, dry_run_store(ctx)?)
     } else {
-        let (l, s) = local_store(ctx)?;
+        let (l, s) = open_eval_store(ctx)?;
         (Some(l), s)
     };
     let mut ev = Evaluator::new(args.eval_options(ctx, store.clone()));
@@ -460,7 +483,7 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
                                 link.push(format!("-{root_nr}"));
                             }
                             let link = PathBuf::from(link);
-                            add_perm_root(l, &drv_path, &link).map_err(|e| {
+                            add_perm_root(l.store(), &drv_path, &link).map_err(|e| {
                                 EvalError::new(
                                     rix_eval::ErrorKind::Io,
                                     format!("{e:#}"),
@@ -520,7 +543,9 @@ fn resolve_file(f: &str) -> PathBuf {
 ///
 /// As Nix 2.8: an existing file, or a link that points outside the store, is
 /// not clobbered; missing parent directories are created.
-pub fn add_perm_root(store: &LocalStore, target: &str, link: &Path) -> Result<()> {
+/// Through a daemon the link is made here and registered with `AddIndirectRoot`,
+/// as Nix's client does.
+pub fn add_perm_root(store: &dyn Store, target: &str, link: &Path) -> Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(link) {
         let into_store = meta.file_type().is_symlink()
             && std::fs::read_link(link).is_ok_and(|t| {
@@ -538,7 +563,9 @@ pub fn add_perm_root(store: &LocalStore, target: &str, link: &Path) -> Result<()
     }
     std::os::unix::fs::symlink(target, link)
         .with_context(|| format!("cannot create symlink '{}'", link.display()))?;
-    crate::cmd::build::add_indirect_root(store, link)
+    store
+        .add_indirect_root(link)
+        .with_context(|| format!("cannot register '{}' as a root", link.display()))
 }
 
 /// What `rix build` takes besides `.drv` paths: Nix files and expressions.

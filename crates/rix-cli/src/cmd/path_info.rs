@@ -9,7 +9,6 @@ use anyhow::{bail, Context as _, Result};
 use clap::{ArgAction, Args};
 use rix_formats::hash::Encoding;
 use rix_formats::StorePath;
-use rix_store::local_store::LocalStore;
 use rix_store::path_info::ValidPathInfo;
 use rix_store::store_api::Store;
 use serde_json::{json, Map, Value};
@@ -252,7 +251,9 @@ struct Node {
 }
 
 struct WhyDepends<'a> {
-    store: &'a LocalStore,
+    store: &'a dyn Store,
+    /// Where the store's files are read (`--precise`).
+    layout: rix_store::layout::StoreLayout,
     graph: BTreeMap<StorePath, Node>,
     package: StorePath,
     dependency: StorePath,
@@ -318,7 +319,7 @@ impl WhyDepends<'_> {
             let hashes: BTreeSet<String> =
                 refs.iter().map(|(_, r)| r.hash_part().to_owned()).collect();
             let dep_hash = self.dependency.hash_part().to_owned();
-            let root = self.store.real_path(path);
+            let root = self.layout.real_path(path);
             visit_path(&root, &root, &hashes, &dep_hash, &mut hits)?;
         }
         let count = refs.len();
@@ -446,11 +447,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 pub fn why_depends(ctx: &Context, args: &WhyDependsArgs) -> Result<()> {
-    let store = ctx.open_store()?;
-    let _snapshot = store.read_snapshot()?;
-    let package = valid_path_arg(&store, &args.package)?;
-    let dependency = store_path_arg(&store, &args.dependency)?;
-    let closure = store.closure([package.clone()])?;
+    let opened = ctx.store()?;
+    let store = &*opened;
+    let _snapshot = store.as_local().map(|l| l.read_snapshot()).transpose()?;
+    let package = valid_path_arg(store, &args.package)?;
+    let dependency = store_path_arg(store, &args.dependency)?;
+    let closure = store.closure(&BTreeSet::from([package.clone()]))?;
     if !closure.contains(&dependency) {
         bail!(
             "'{}' does not depend on '{}'",
@@ -490,7 +492,8 @@ pub fn why_depends(ctx: &Context, args: &WhyDependsArgs) -> Result<()> {
         }
     }
     let mut w = WhyDepends {
-        store: &store,
+        store,
+        layout: ctx.layout()?,
         graph,
         package: package.clone(),
         dependency,
@@ -539,9 +542,13 @@ pub struct LogArgs {
     path: String,
 }
 
+/// Through a daemon too, logs are read from this machine's log directory (the
+/// protocol has no operation to read one; Nix's client reads the files).
 pub fn log(ctx: &Context, args: &LogArgs) -> Result<()> {
-    let store = ctx.open_store()?;
-    let p = store_path_arg(&store, &args.path)?;
+    let opened = ctx.store()?;
+    let store = &*opened;
+    let layout = ctx.layout()?;
+    let p = store_path_arg(store, &args.path)?;
     let drvs: Vec<StorePath> = if p.is_derivation() {
         vec![p.clone()]
     } else {
@@ -552,16 +559,24 @@ pub fn log(ctx: &Context, args: &LogArgs) -> Result<()> {
             )
         })?;
         let mut drvs: Vec<StorePath> = info.deriver.into_iter().collect();
-        for d in store.db().valid_derivers(&p)? {
+        for d in store.query_valid_derivers(&p)? {
             if !drvs.contains(&d) {
                 drvs.push(d);
             }
         }
         drvs
     };
+    let log_path = |drv: &StorePath| {
+        let base = drv.to_string();
+        layout
+            .log_dir
+            .join("drvs")
+            .join(&base[..2])
+            .join(format!("{}.bz2", &base[2..]))
+    };
     let mut looked = Vec::new();
     for d in &drvs {
-        let bz2 = store.log_path(d);
+        let bz2 = log_path(d);
         let plain = bz2.with_extension("");
         for f in [bz2, plain] {
             if f.exists() {

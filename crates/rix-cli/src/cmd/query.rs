@@ -152,12 +152,9 @@ impl QueryCommand {
                 check_contents,
                 repair,
             } => {
-                let local = store.as_local().ok_or_else(|| {
-                    anyhow!(
-                        "verifying the store '{}' needs a store on this machine",
-                        store.url()
-                    )
-                })?;
+                let Some(local) = store.as_local() else {
+                    return verify_through_daemon(ctx, *check_contents, *repair);
+                };
                 verify(ctx, local, *check_contents, *repair)
             }
             Self::Export { no_closure, paths } => {
@@ -271,6 +268,25 @@ impl rix_store::verify::VerifyObserver for StderrObserver {
 /// (other than lock files, `.links`, temporaries of rix processes, running or
 /// gone, and deletions an interrupted collection left pending) count as
 /// problems too.
+/// `rix store verify` through a daemon: it checks its store (`VerifyStore`)
+/// and reports what it finds as log lines; errors left unfixed are a failure,
+/// as with `nix-store --verify`.
+fn verify_through_daemon(ctx: &Context, check_contents: bool, repair: bool) -> Result<()> {
+    let url = ctx.daemon_url().context("not a daemon store")?;
+    let daemon = ctx.open_daemon(&url)?;
+    if daemon.verify_store(check_contents, repair)? {
+        bail!(
+            "the store of the daemon at '{url}' has errors{}",
+            if repair {
+                " that were not all fixed"
+            } else {
+                " (see above; --repair may fix them)"
+            }
+        );
+    }
+    Ok(())
+}
+
 fn verify(ctx: &Context, store: &LocalStore, check_contents: bool, repair: bool) -> Result<()> {
     let options = rix_store::verify::VerifyOptions { check_contents };
     let report = rix_store::verify::verify_store(store, options, &StderrObserver)?;

@@ -15,16 +15,17 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::rc::Rc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use rix_eval::source::{Origin, Pos};
 use rix_eval::symbol::Symbol;
 use rix_eval::value::{Attr, Attrs};
 use rix_eval::{Evaluator, Value};
+use rix_formats::StorePath;
+use rix_store::store_api::Store;
 
-use crate::cmd::instantiate::{dry_run_store, eval_error, local_store, EvalArgs};
+use crate::cmd::instantiate::{dry_run_store, eval_error, open_eval_store, EvalArgs, WriteStore};
 use crate::context::Context;
 
 #[derive(Args, Debug, Clone)]
@@ -43,7 +44,7 @@ struct Repl<'a> {
     ctx: &'a Context,
     ev: Evaluator,
     scope: Attrs,
-    store: Option<Rc<rix_store::local_store::LocalStore>>,
+    store: Option<WriteStore>,
     show_trace: bool,
 }
 
@@ -55,7 +56,7 @@ fn run_inner(ctx: &Context, args: &ReplArgs) -> Result<()> {
     let (store, eval_store) = if args.readonly_mode {
         (None, dry_run_store(ctx)?)
     } else {
-        match local_store(ctx) {
+        match open_eval_store(ctx) {
             Ok((l, s)) => (Some(l), s),
             Err(e) => {
                 eprintln!("warning: cannot open the store ({e:#}); nothing will be written");
@@ -294,8 +295,12 @@ impl Repl<'_> {
         })()
         .map_err(|e| eval_error(e, self.show_trace))?;
         crate::cmd::instantiate::flush(&self.ev).map_err(|e| eval_error(e, self.show_trace))?;
-        let drv = store.parse_path(&drv)?;
+        let drv = store.store().parse_path(&drv)?;
         let _ = output;
+        let store = match store {
+            WriteStore::Local(l) => l,
+            WriteStore::Any(any) => return self.build_through_daemon(&*any, &drv),
+        };
         let opts = rix_build::RealiseOptions {
             max_jobs: self.ctx.settings.max_jobs()?.max(1),
             ..Default::default()
@@ -311,6 +316,30 @@ impl Repl<'_> {
         if let Some(outs) = report.outputs.get(&drv) {
             for (name, p) in outs {
                 println!("  {name} -> {}", store.print(p));
+            }
+        }
+        Ok(())
+    }
+
+    /// `:b` against a daemon: it builds (`BuildPathsWithResults`), its log
+    /// lines and errors printed as Nix's client prints them.
+    fn build_through_daemon(&self, store: &dyn Store, drv: &StorePath) -> Result<()> {
+        use rix_formats::worker_protocol::{BuildMode, DerivedPath, OutputsSpec};
+        let url = self.ctx.daemon_url().context("not a daemon store")?;
+        let daemon = self.ctx.open_daemon(&url)?;
+        let target = DerivedPath::Built {
+            drv_path: drv.clone(),
+            outputs: OutputsSpec::All,
+        };
+        for r in daemon.build_paths_with_results(&[target], BuildMode::Normal)? {
+            if !r.result.status.is_success() {
+                anyhow::bail!("{}", rix_remote::strip_ansi(&r.result.error_msg));
+            }
+        }
+        println!("\nThis derivation produced the following outputs:");
+        for (name, p) in store.query_derivation_output_map(drv)? {
+            if let Some(p) = p {
+                println!("  {name} -> {}", store.print(&p));
             }
         }
         Ok(())

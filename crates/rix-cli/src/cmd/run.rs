@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use rix_build::sandbox::enter::enter_store_namespace;
 use rix_formats::StorePath;
+use rix_store::layout::StoreLayout;
 use rix_store::local_store::LocalStore;
 
 use crate::context::Context;
@@ -40,31 +41,16 @@ pub struct Resolved {
 /// Resolves a store path (logical or real location), a path inside one, or
 /// `X.drv[^out]` to a valid store path.
 pub fn resolve(store: &LocalStore, arg: &str) -> Result<Resolved> {
-    let (text, output) = match arg.split_once('^') {
-        Some((p, o)) => (p, Some(o)),
-        None => (arg, None),
-    };
-    let real_dir = store.layout().real_store_dir.to_string_lossy().into_owned();
-    let logical = match text.strip_prefix(real_dir.as_str()) {
-        Some(rest) if real_dir != store.store_dir().as_str() => {
-            format!("{}{rest}", store.store_dir())
+    let (path, rest, output) = split_arg(store.layout(), arg)?;
+    let path = match output {
+        Some(name) => {
+            let drv = rix_build::plan::read_derivation(store, &path)?;
+            let outs = rix_build::plan::output_paths(store, &path, &drv)?;
+            outs.get(name)
+                .with_context(|| format!("derivation '{arg}' has no output '{name}'"))?
+                .clone()
         }
-        _ => text.to_owned(),
-    };
-    let (path, rest) = store
-        .store_dir()
-        .parse_prefix(&logical)
-        .with_context(|| format!("'{arg}' is not in the store {}", store.store_dir()))?;
-    let (path, rest) = if path.is_derivation() && rest.is_empty() {
-        let drv = rix_build::plan::read_derivation(store, &path)?;
-        let outs = rix_build::plan::output_paths(store, &path, &drv)?;
-        let name = output.unwrap_or("out");
-        let out = outs
-            .get(name)
-            .with_context(|| format!("derivation '{arg}' has no output '{name}'"))?;
-        (out.clone(), String::new())
-    } else {
-        (path, rest.to_owned())
+        None => path,
     };
     if !store.is_valid(&path)? {
         bail!(
@@ -73,6 +59,80 @@ pub fn resolve(store: &LocalStore, arg: &str) -> Result<Resolved> {
         );
     }
     Ok(Resolved { path, rest })
+}
+
+/// A store path, the part of `arg` below it, and the output wanted when it
+/// names a derivation (`X.drv` alone means `X.drv^out`).
+fn split_arg<'a>(
+    layout: &StoreLayout,
+    arg: &'a str,
+) -> Result<(StorePath, String, Option<&'a str>)> {
+    let (text, output) = match arg.split_once('^') {
+        Some((p, o)) => (p, Some(o)),
+        None => (arg, None),
+    };
+    let (path, rest) = crate::cmd::resolve::follow_to_store_path(layout, text)?;
+    if path.is_derivation() && rest.is_empty() {
+        return Ok((path, rest, Some(output.unwrap_or("out"))));
+    }
+    Ok((path, rest, None))
+}
+
+/// [`resolve`] through a daemon: what is not valid yet is realised by it
+/// (built, or fetched), as `nix run` does.
+fn resolve_through_daemon(
+    daemon: &rix_remote::DaemonStore,
+    layout: &StoreLayout,
+    arg: &str,
+) -> Result<Resolved> {
+    use rix_formats::worker_protocol::{BuildMode, DerivedPath, OutputsSpec};
+    use rix_store::store_api::Store;
+    let (path, rest, output) = split_arg(layout, arg)?;
+    let Some(name) = output else {
+        if !daemon.is_valid(&path)? {
+            daemon.ensure_path(&path).with_context(|| {
+                format!(
+                    "'{}' is not valid in the daemon's store",
+                    daemon.print(&path)
+                )
+            })?;
+        }
+        return Ok(Resolved { path, rest });
+    };
+    let target = DerivedPath::Built {
+        drv_path: path.clone(),
+        outputs: OutputsSpec::Names([name.to_owned()].into()),
+    };
+    for r in daemon.build_paths_with_results(&[target], BuildMode::Normal)? {
+        if !r.result.status.is_success() {
+            bail!("{}", rix_remote::strip_ansi(&r.result.error_msg));
+        }
+    }
+    let out = daemon
+        .query_derivation_output_map(&path)?
+        .remove(name)
+        .flatten()
+        .with_context(|| format!("derivation '{arg}' has no output '{name}'"))?;
+    Ok(Resolved { path: out, rest })
+}
+
+/// The selected store's layout and each installable resolved in it.
+fn resolve_all(ctx: &Context, args: &[String]) -> Result<(StoreLayout, Vec<Resolved>)> {
+    if let Some(url) = ctx.daemon_url() {
+        let layout = ctx.layout()?;
+        let daemon = ctx.open_daemon(&url)?;
+        let found = args
+            .iter()
+            .map(|a| resolve_through_daemon(&daemon, &layout, a))
+            .collect::<Result<_>>()?;
+        return Ok((layout, found));
+    }
+    let store = ctx.open_store()?;
+    let found = args
+        .iter()
+        .map(|a| resolve(&store, a))
+        .collect::<Result<_>>()?;
+    Ok((store.layout().clone(), found))
 }
 
 /// The package name of a store path's name, as Nix's `DrvName`: up to the first
@@ -89,9 +149,9 @@ fn package_name(name: &str) -> &str {
 
 /// The program to run for `r`: the path itself when it is a file, else
 /// `bin/<package name>` (or the only program in `bin/`).
-fn program(store: &LocalStore, r: &Resolved) -> Result<String> {
-    let logical = format!("{}{}", store.print(&r.path), r.rest);
-    let real = PathBuf::from(format!("{}{}", store.real_path(&r.path).display(), r.rest));
+fn program(layout: &StoreLayout, r: &Resolved) -> Result<String> {
+    let logical = format!("{}{}", layout.store_dir.display(&r.path), r.rest);
+    let real = PathBuf::from(format!("{}{}", layout.real_path(&r.path).display(), r.rest));
     let meta = std::fs::metadata(&real).with_context(|| format!("'{logical}'"))?;
     if !meta.is_dir() {
         return Ok(logical);
@@ -118,19 +178,19 @@ fn program(store: &LocalStore, r: &Resolved) -> Result<String> {
     }
 }
 
-fn exec(store: &LocalStore, cmd: &mut Command, what: &str) -> Result<()> {
-    enter_store_namespace(store.layout()).map_err(anyhow::Error::msg)?;
+fn exec(layout: &StoreLayout, cmd: &mut Command, what: &str) -> Result<()> {
+    enter_store_namespace(layout).map_err(anyhow::Error::msg)?;
     let e = cmd.exec();
     Err(e).with_context(|| format!("cannot run '{what}'"))
 }
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
-    let store = ctx.open_store()?;
-    let r = resolve(&store, &args.installable)?;
-    let prog = program(&store, &r)?;
+    let (layout, found) = resolve_all(ctx, std::slice::from_ref(&args.installable))?;
+    let r = found.into_iter().next().context("nothing to run")?;
+    let prog = program(&layout, &r)?;
     let mut cmd = Command::new(&prog);
     cmd.args(&args.args);
-    exec(&store, &mut cmd, &prog)
+    exec(&layout, &mut cmd, &prog)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -144,13 +204,12 @@ pub struct ShellArgs {
 }
 
 pub fn shell(ctx: &Context, args: &ShellArgs) -> Result<()> {
-    let store = ctx.open_store()?;
+    let (layout, found) = resolve_all(ctx, &args.installables)?;
     let mut dirs = Vec::new();
-    for i in &args.installables {
-        let r = resolve(&store, i)?;
+    for r in &found {
         dirs.push(PathBuf::from(format!(
             "{}{}/bin",
-            store.print(&r.path),
+            layout.store_dir.display(&r.path),
             r.rest
         )));
     }
@@ -169,7 +228,7 @@ pub fn shell(ctx: &Context, args: &ShellArgs) -> Result<()> {
     cmd.args(rest).env("PATH", &path);
     // Command looks the program up in the PATH it is given.
     let shown = Path::new(&prog).display().to_string();
-    exec(&store, &mut cmd, &shown)
+    exec(&layout, &mut cmd, &shown)
 }
 
 #[cfg(test)]
