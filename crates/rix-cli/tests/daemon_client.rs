@@ -496,6 +496,45 @@ fn differential(nix: Nix) {
     assert_eq!(after, expected);
     assert!(d.valid(&out) && d.valid(&drv));
     assert!(lines(&d.nix("nix-store", &["--gc", "--print-dead"])).is_empty());
+
+    // repl: `:b` builds through the daemon and names the outputs as nix repl does.
+    let mut repl = d.rix_cmd();
+    repl.arg("repl")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = repl.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, ":b (import {file}).top").unwrap();
+    }
+    let got = child.wait_with_output().unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let got = String::from_utf8(got.stdout).unwrap();
+    assert!(
+        got.contains("This derivation produced the following outputs:")
+            && got.contains(&format!("  out -> {out}\n")),
+        "{got}"
+    );
+
+    // verify finding an error it cannot fix: a path gone that another refers
+    // to; both clients fail, rix showing the daemon's report.
+    std::fs::remove_file(&dep_out).unwrap();
+    let n = fails(d.nix_cmd("nix-store").arg("--verify"));
+    let r = fails(d.rix_cmd().args(["store", "verify"]));
+    assert_eq!(r.status.code(), n.status.code());
+    let (n_err, r_err) = (
+        String::from_utf8_lossy(&n.stderr),
+        String::from_utf8_lossy(&r.stderr),
+    );
+    let report = format!("path '{dep_out}' disappeared");
+    assert!(n_err.contains(&report), "{n_err}");
+    assert!(r_err.contains(&report), "{r_err}");
 }
 
 #[test]
