@@ -284,6 +284,12 @@ fn differential(nix: Nix) {
     assert_eq!(rix_eval, nix_eval);
     assert!(d.valid(rix_eval.trim().trim_matches('"')));
 
+    // read-only evaluation names a source path without writing it, as Nix's.
+    let expr = r#""${./a.nix}""#;
+    let nix_eval = d.nix("nix-instantiate", &["--eval", "-E", expr]);
+    assert_eq!(d.rix(&["eval", "-E", expr]), nix_eval);
+    assert_eq!(d.rix(&["instantiate", "--eval", "-E", expr]), nix_eval);
+
     // build: the same outputs and contents; the result link is a root.
     let nix_result = at("nix-result");
     let rix_result = at("rix-result");
