@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use rix_build::sandbox::SandboxMode;
-use rix_build::{realise, BuildSettings, RealiseOptions, RealiseReport};
+use rix_build::{realise, RealiseOptions, RealiseReport};
 use rix_formats::StorePath;
 use rix_store::local_store::LocalStore;
 use rix_store::store_api::Store;
@@ -126,6 +126,8 @@ fn parse_installable(store: &dyn Store, s: &str) -> Result<Installable> {
     Ok(Installable::Derivation(Target { drv, outputs }))
 }
 
+/// The settings' realisation options ([`rix_build::options`], as `rix daemon`
+/// reads them) with this command line's flags over them.
 pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
     let s = &ctx.settings;
     let max_jobs = match &args.max_jobs {
@@ -135,60 +137,33 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
             .with_context(|| format!("--max-jobs: '{j}' is not a number"))?,
         None => s.max_jobs()?,
     };
-    let cores = match args.cores {
-        Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        Some(n) => n,
-        None => s.cores()?,
-    };
-    let secs = |flag: Option<u64>, name: &str| -> Result<Option<std::time::Duration>> {
-        let v = match flag {
-            Some(v) => v,
-            None => s.get_u64(name)?,
-        };
-        Ok((v > 0).then(|| std::time::Duration::from_secs(v)))
-    };
-    let build_dir = s.get("build-dir");
-    let sandbox = match (args.sandbox, args.no_sandbox) {
-        (true, _) => SandboxMode::On,
-        (_, true) => SandboxMode::Off,
-        _ => {
-            let v = s.get("sandbox");
-            SandboxMode::parse(&v).with_context(|| {
-                format!("setting 'sandbox': '{v}' is not 'true', 'false' or 'relaxed'")
-            })?
-        }
-    };
-    // Whether the kernel allows the sandbox is probed by the first build that needs
-    // it (a no-op realisation must not pay for the probe); see rix_build::builder.
-    let sandbox_fallback = s.get_bool("sandbox-fallback")?;
-    let max_log = match args.max_build_log_size {
-        Some(v) => v,
-        None => s.get_u64("max-build-log-size")?,
-    };
-    let shm_size = s.get("sandbox-dev-shm-size");
-    rix_build::sandbox::check_shm_size(&shm_size)?;
+    let mut settings = rix_build::options::build_settings(s).map_err(anyhow::Error::msg)?;
+    match args.cores {
+        Some(0) => settings.cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(n) => settings.cores = n,
+        None => {}
+    }
+    let secs = |v: u64| (v > 0).then(|| std::time::Duration::from_secs(v));
+    if let Some(t) = args.timeout {
+        settings.timeout = secs(t);
+    }
+    if let Some(t) = args.max_silent_time {
+        settings.max_silent_time = secs(t);
+    }
+    if let Some(n) = args.max_build_log_size {
+        settings.max_log_size = (n > 0).then_some(n);
+    }
+    settings.keep_failed |= args.keep_failed;
+    match (args.sandbox, args.no_sandbox) {
+        (true, _) => settings.sandbox = SandboxMode::On,
+        (_, true) => settings.sandbox = SandboxMode::Off,
+        _ => {}
+    }
     Ok(RealiseOptions {
         max_jobs,
         keep_going: args.keep_going || s.get_bool("keep-going")?,
         check: args.check,
-        settings: BuildSettings {
-            cores,
-            keep_failed: args.keep_failed || s.get_bool("keep-failed")?,
-            timeout: secs(args.timeout, "timeout")?,
-            max_silent_time: secs(args.max_silent_time, "max-silent-time")?,
-            build_dir_root: if build_dir.is_empty() {
-                std::env::temp_dir()
-            } else {
-                PathBuf::from(build_dir)
-            },
-            sandbox,
-            sandbox_fallback,
-            sandbox_paths: rix_build::sandbox::parse_sandbox_paths(&s.get_list("sandbox-paths"))?,
-            sandbox_shm_size: shm_size,
-            max_log_size: (max_log > 0).then_some(max_log),
-            filter_syscalls: s.get_bool("filter-syscalls")?,
-            allow_new_privileges: s.get_bool("allow-new-privileges")?,
-        },
+        settings,
         substituter: None,
     })
 }

@@ -186,23 +186,11 @@ pub fn build_substituter(
     fallback: bool,
     offline: bool,
 ) -> Result<Option<Arc<Substituter>>> {
-    let s = &ctx.settings;
-    if offline || (s.is_set("substitute") && !s.get_bool("substitute")?) {
+    if offline {
         return Ok(None);
     }
-    let mut config = SubstituterConfig::from_settings(s)?;
-    if let Some(u) = urls {
-        config.urls = u.split_whitespace().map(str::to_owned).collect();
-    }
-    config.fallback |= fallback;
-    config.quiet_unusable = urls.is_none() && !s.is_set("substituters");
-    if config.urls.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(Arc::new(Substituter::new(
-        config,
-        store.store_dir().clone(),
-    ))))
+    rix_build::options::substituter(&ctx.settings, store.store_dir(), urls, fallback)
+        .map_err(anyhow::Error::msg)
 }
 
 /// `rix store sign -k KEYFILE PATHS`: adds signatures to the store's records
