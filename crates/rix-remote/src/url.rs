@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rix_formats::store_path::StoreDir;
+use rix_store::layout::{parse_query, percent_decode};
 use rix_store::local_store::StoreError;
 
 /// Nix's state directory: `NIX_STATE_DIR`, or `/nix/var/nix`.
@@ -127,38 +128,6 @@ impl DaemonUrl {
             warnings,
         }))
     }
-}
-
-/// `key=value&key=value`, values percent-decoded; a key without `=` has an
-/// empty value. A repeated key keeps its last value.
-fn parse_query(query: &str) -> BTreeMap<String, String> {
-    query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What Nix's `auto` store is on this machine.

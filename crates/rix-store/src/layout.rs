@@ -138,8 +138,9 @@ impl StoreLayout {
     }
 }
 
-/// `a=b&c=d` with `%XX` escapes, as Nix's `decodeQuery`.
-fn parse_query(query: &str) -> BTreeMap<String, String> {
+/// `a=b&c=d` with `%XX` escapes, as Nix's `decodeQuery` (a key without `=`
+/// has an empty value; a repeated key keeps its last value).
+pub fn parse_query(query: &str) -> BTreeMap<String, String> {
     query
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -150,7 +151,8 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes decoded (a `%` not followed by two hex digits stays).
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

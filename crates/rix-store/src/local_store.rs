@@ -256,30 +256,15 @@ impl LocalStore {
                 .map(|p| db.references_if_valid(p))
                 .collect::<std::result::Result<Vec<_>, DbError>>()
         })?;
-        // Positions in `paths` (sorted) stand in for database ids.
-        let sorted: Vec<&StorePath> = paths.iter().collect();
-        let mut edges = Vec::new();
-        for (i, (p, refs)) in paths.iter().zip(&refs).enumerate() {
-            let refs = refs
-                .as_ref()
-                .ok_or_else(|| StoreError::NotValid(self.print(p)))?;
-            edges.extend(
-                refs.iter()
-                    .filter_map(|r| sorted.binary_search(&r).ok())
-                    .map(|j| (i as i64, j as i64)),
-            );
-        }
-        let nodes = paths
+        let refs = paths
             .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, p)| (i as i64, p))
-            .collect();
-        Ok(RefGraph::from_ids(nodes, &edges)
-            .topo_order()
-            .into_iter()
-            .cloned()
-            .collect())
+            .zip(&refs)
+            .map(|(p, r)| {
+                r.as_ref()
+                    .ok_or_else(|| StoreError::NotValid(self.print(p)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::ref_graph::topo_sort_subset(paths, &refs))
     }
 
     /// Writes a new store object atomically, through the [write

@@ -120,6 +120,36 @@ impl RefGraph {
     }
 }
 
+/// `paths` sorted so that every path comes after the paths it refers to, in
+/// Nix's order; `refs[i]` are the references of the `i`-th of `paths`
+/// (references outside `paths` are ignored).
+pub fn topo_sort_subset(
+    paths: &BTreeSet<StorePath>,
+    refs: &[&BTreeSet<StorePath>],
+) -> Vec<StorePath> {
+    // Positions in `paths` (sorted) stand in for database ids.
+    let sorted: Vec<&StorePath> = paths.iter().collect();
+    let mut edges = Vec::new();
+    for (i, refs) in refs.iter().enumerate() {
+        edges.extend(
+            refs.iter()
+                .filter_map(|r| sorted.binary_search(&r).ok())
+                .map(|j| (i as i64, j as i64)),
+        );
+    }
+    let nodes = paths
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, p)| (i as i64, p))
+        .collect();
+    RefGraph::from_ids(nodes, &edges)
+        .topo_order()
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

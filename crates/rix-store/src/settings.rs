@@ -348,7 +348,8 @@ mod tests {
             );
             assert_eq!(s.get_list("trusted-public-keys").len(), 2);
             assert_eq!(s.get("trusted-substituters"), "");
-            assert!(s.unknown.contains(&"allowed-users".to_owned()));
+            assert_eq!(s.get("allowed-users"), "*");
+            assert!(!s.unknown.contains(&"allowed-users".to_owned()));
         }
     }
 

@@ -69,25 +69,12 @@ pub trait Store: Send + Sync {
     /// Sorts `paths` so that every path comes after the paths it refers to
     /// (references outside `paths` are ignored), in Nix's order.
     fn topo_sort(&self, paths: &BTreeSet<StorePath>) -> Result<Vec<StorePath>> {
-        let sorted: Vec<&StorePath> = paths.iter().collect();
-        let mut edges = Vec::new();
-        for (i, p) in paths.iter().enumerate() {
-            let info = self.path_info(p)?;
-            edges.extend(
-                info.references
-                    .iter()
-                    .filter_map(|r| sorted.binary_search(&r).ok())
-                    .map(|j| (i as i64, j as i64)),
-            );
-        }
-        let nodes = paths
+        let infos = paths
             .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, p)| (i as i64, p))
-            .collect();
-        let graph = crate::ref_graph::RefGraph::from_ids(nodes, &edges);
-        Ok(graph.topo_order().into_iter().cloned().collect())
+            .map(|p| self.path_info(p))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&BTreeSet<StorePath>> = infos.iter().map(|i| &i.references).collect();
+        Ok(crate::ref_graph::topo_sort_subset(paths, &refs))
     }
 
     /// The subset of `paths` that is valid.

@@ -8,14 +8,12 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use rix_formats::content_address::ContentAddress;
 use rix_formats::derivation::Derivation;
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use rix_formats::HashAlgo;
-use rix_store::path_info::ValidPathInfo;
 use rix_store::store_api::{AddFlags, Store};
 
-use super::{content_hash, dump_filtered, invalid, other, EvalStore, PathFilter};
+use super::{filtered_source, invalid, other, EvalStore, PathFilter};
 
 pub struct StoreEvalStore {
     store: Arc<dyn Store>,
@@ -43,25 +41,12 @@ impl EvalStore for StoreEvalStore {
         let Some(filter) = filter else {
             return self.store.add_path(path, name, method, algo).map_err(other);
         };
-        // A filtered tree: serialise what the filter keeps, then send that NAR.
-        let mut nar = Vec::new();
-        dump_filtered(path, &mut nar, filter)?;
-        let nar_hash = HashAlgo::Sha256.digest(&nar);
-        let ca_hash = match (method, algo) {
-            (FileIngestionMethod::Recursive, HashAlgo::Sha256) => nar_hash,
-            (FileIngestionMethod::Recursive, _) => algo.digest(&nar),
-            (FileIngestionMethod::Flat, _) => content_hash(path, method, algo, None)?,
-        };
-        let ca = ContentAddress::Fixed(method, ca_hash);
-        let sp = self
-            .store_dir()
-            .make_path_from_ca(name, &ca, [], false)
-            .map_err(invalid)?;
+        // A filtered tree: serialise what the filter keeps, then add that NAR.
+        let (info, nar) = filtered_source(self.store_dir(), name, path, method, algo, filter)?;
+        let sp = info.path.clone();
         if self.is_valid_path(&sp) {
             return Ok(sp);
         }
-        let mut info = ValidPathInfo::new(sp.clone(), nar_hash, nar.len() as u64);
-        info.ca = Some(ca);
         self.store
             .add_to_store_nar(&info, &mut &nar[..], AddFlags::default())
             .map_err(other)?;

@@ -24,7 +24,7 @@ use rix_formats::HashAlgo;
 use rix_store::local_store::LocalStore;
 use rix_store::path_info::ValidPathInfo;
 
-use super::{content_hash, dump_filtered, invalid, other, EvalStore, PathFilter};
+use super::{filtered_source, invalid, other, EvalStore, PathFilter};
 
 /// `.drv` files written together (each batch holds one lock file open per path).
 pub const BATCH: usize = 256;
@@ -124,24 +124,11 @@ impl EvalStore for LocalEvalStore {
             return self.store.add_path(path, name, method, algo).map_err(other);
         };
         // A filtered tree: serialise what the filter keeps, then add that NAR.
-        let mut nar = Vec::new();
-        dump_filtered(path, &mut nar, filter)?;
-        let nar_hash = HashAlgo::Sha256.digest(&nar);
-        let ca_hash = match (method, algo) {
-            (FileIngestionMethod::Recursive, HashAlgo::Sha256) => nar_hash,
-            (FileIngestionMethod::Recursive, _) => algo.digest(&nar),
-            (FileIngestionMethod::Flat, _) => content_hash(path, method, algo, None)?,
-        };
-        let ca = ContentAddress::Fixed(method, ca_hash);
-        let sp = self
-            .store_dir()
-            .make_path_from_ca(name, &ca, [], false)
-            .map_err(invalid)?;
+        let (info, nar) = filtered_source(self.store_dir(), name, path, method, algo, filter)?;
+        let sp = info.path.clone();
         if self.is_valid_path(&sp) {
             return Ok(sp);
         }
-        let mut info = ValidPathInfo::new(sp.clone(), nar_hash, nar.len() as u64);
-        info.ca = Some(ca);
         self.store.add_nar(&info, &nar[..]).map_err(other)?;
         Ok(sp)
     }

@@ -156,6 +156,33 @@ pub(crate) fn content_hash(
     }
 }
 
+/// A filtered tree as it enters a store: the NAR of what `filter` keeps, and
+/// the record of the fixed-output path (`name`, `method`, `algo`) it gets.
+pub(crate) fn filtered_source(
+    dir: &StoreDir,
+    name: &str,
+    path: &Path,
+    method: FileIngestionMethod,
+    algo: HashAlgo,
+    filter: PathFilter<'_>,
+) -> io::Result<(rix_store::path_info::ValidPathInfo, Vec<u8>)> {
+    let mut nar = Vec::new();
+    dump_filtered(path, &mut nar, filter)?;
+    let nar_hash = HashAlgo::Sha256.digest(&nar);
+    let ca_hash = match (method, algo) {
+        (FileIngestionMethod::Recursive, HashAlgo::Sha256) => nar_hash,
+        (FileIngestionMethod::Recursive, _) => algo.digest(&nar),
+        (FileIngestionMethod::Flat, _) => content_hash(path, method, algo, None)?,
+    };
+    let ca = rix_formats::content_address::ContentAddress::Fixed(method, ca_hash);
+    let sp = dir
+        .make_path_from_ca(name, &ca, [], false)
+        .map_err(invalid)?;
+    let mut info = rix_store::path_info::ValidPathInfo::new(sp, nar_hash, nar.len() as u64);
+    info.ca = Some(ca);
+    Ok((info, nar))
+}
+
 /// Serialises `path` as a NAR into `out`, leaving out the entries below the
 /// root that `filter` rejects (with everything under them). The filter is
 /// called on each directory entry, in NAR order, before descending into it,
