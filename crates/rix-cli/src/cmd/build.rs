@@ -126,6 +126,30 @@ fn parse_installable(store: &dyn Store, s: &str) -> Result<Installable> {
     Ok(Installable::Derivation(Target { drv, outputs }))
 }
 
+/// What the command line asks for: the derivations evaluation selected (each
+/// with its output), then the `.drv` and plain store paths given.
+fn wanted(
+    store: &dyn Store,
+    args: &BuildArgs,
+    evaluated: Vec<(StorePath, String)>,
+) -> Result<Vec<Installable>> {
+    let mut wanted: Vec<Installable> = evaluated
+        .into_iter()
+        .map(|(drv, output)| {
+            Installable::Derivation(Target {
+                drv,
+                outputs: Some(vec![output]),
+            })
+        })
+        .collect();
+    for i in &args.installables {
+        if !args.nix.is_set() && !crate::cmd::instantiate::is_nix_installable(i) {
+            wanted.push(parse_installable(store, i)?);
+        }
+    }
+    Ok(wanted)
+}
+
 /// The settings' realisation options ([`rix_build::options`], as `rix daemon`
 /// reads them) with this command line's flags over them.
 pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {
@@ -173,21 +197,9 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
         return run_through_daemon(ctx, args);
     }
     let store = std::rc::Rc::new(ctx.open_store()?);
-    let mut wanted: Vec<Installable> =
-        crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?
-            .into_iter()
-            .map(|(drv, output)| {
-                Installable::Derivation(Target {
-                    drv,
-                    outputs: Some(vec![output]),
-                })
-            })
-            .collect();
-    for i in &args.installables {
-        if !args.nix.is_set() && !crate::cmd::instantiate::is_nix_installable(i) {
-            wanted.push(parse_installable(&*store, i)?);
-        }
-    }
+    let evaluated =
+        crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?;
+    let wanted = wanted(&*store, args, evaluated)?;
     let (mut drvs, mut paths) = (Vec::new(), Vec::new());
     for w in &wanted {
         match w {
@@ -307,25 +319,13 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
             .with_context(|| format!("cannot connect to the daemon at '{url}'"))?,
     );
     let store: std::sync::Arc<dyn Store> = daemon.clone();
-    let mut wanted: Vec<Installable> = crate::cmd::instantiate::build_targets_in(
+    let evaluated = crate::cmd::instantiate::build_targets_in(
         ctx,
         store.clone(),
         &args.installables,
         &args.nix,
-    )?
-    .into_iter()
-    .map(|(drv, output)| {
-        Installable::Derivation(Target {
-            drv,
-            outputs: Some(vec![output]),
-        })
-    })
-    .collect();
-    for i in &args.installables {
-        if !args.nix.is_set() && !crate::cmd::instantiate::is_nix_installable(i) {
-            wanted.push(parse_installable(&*store, i)?);
-        }
-    }
+    )?;
+    let wanted = wanted(&*store, args, evaluated)?;
     let targets: Vec<DerivedPath> = wanted
         .iter()
         .map(|w| match w {

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use rix_formats::derivation::Derivation;
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use rix_formats::HashAlgo;
-use rix_store::store_api::{AddFlags, Store};
+use rix_store::store_api::Store;
 
-use super::{filtered_source, invalid, other, EvalStore, PathFilter};
+use super::{add_source, invalid, other, EvalStore, PathFilter};
 
 pub struct StoreEvalStore {
     store: Arc<dyn Store>,
@@ -38,19 +38,7 @@ impl EvalStore for StoreEvalStore {
         algo: HashAlgo,
         filter: Option<PathFilter<'_>>,
     ) -> io::Result<StorePath> {
-        let Some(filter) = filter else {
-            return self.store.add_path(path, name, method, algo).map_err(other);
-        };
-        // A filtered tree: serialise what the filter keeps, then add that NAR.
-        let (info, nar) = filtered_source(self.store_dir(), name, path, method, algo, filter)?;
-        let sp = info.path.clone();
-        if self.is_valid_path(&sp) {
-            return Ok(sp);
-        }
-        self.store
-            .add_to_store_nar(&info, &mut &nar[..], AddFlags::default())
-            .map_err(other)?;
-        Ok(sp)
+        add_source(&*self.store, name, path, method, algo, filter)
     }
 
     fn add_text(

@@ -24,7 +24,7 @@ use rix_formats::HashAlgo;
 use rix_store::local_store::LocalStore;
 use rix_store::path_info::ValidPathInfo;
 
-use super::{filtered_source, invalid, other, EvalStore, PathFilter};
+use super::{add_source, invalid, other, EvalStore, PathFilter};
 
 /// `.drv` files written together (each batch holds one lock file open per path).
 pub const BATCH: usize = 256;
@@ -120,17 +120,7 @@ impl EvalStore for LocalEvalStore {
         algo: HashAlgo,
         filter: Option<PathFilter<'_>>,
     ) -> io::Result<StorePath> {
-        let Some(filter) = filter else {
-            return self.store.add_path(path, name, method, algo).map_err(other);
-        };
-        // A filtered tree: serialise what the filter keeps, then add that NAR.
-        let (info, nar) = filtered_source(self.store_dir(), name, path, method, algo, filter)?;
-        let sp = info.path.clone();
-        if self.is_valid_path(&sp) {
-            return Ok(sp);
-        }
-        self.store.add_nar(&info, &nar[..]).map_err(other)?;
-        Ok(sp)
+        add_source(&*self.store, name, path, method, algo, filter)
     }
 
     fn add_text(

@@ -156,9 +156,32 @@ pub(crate) fn content_hash(
     }
 }
 
+/// `addToStore` on a store behind the store interface: an unfiltered source as
+/// the store adds files, a filtered one as the NAR of what the filter keeps.
+pub(crate) fn add_source(
+    store: &dyn rix_store::store_api::Store,
+    name: &str,
+    path: &Path,
+    method: FileIngestionMethod,
+    algo: HashAlgo,
+    filter: Option<PathFilter<'_>>,
+) -> io::Result<StorePath> {
+    let Some(filter) = filter else {
+        return store.add_path(path, name, method, algo).map_err(other);
+    };
+    let (info, nar) = filtered_source(store.store_dir(), name, path, method, algo, filter)?;
+    if !store.is_valid(&info.path).map_err(other)? {
+        let flags = rix_store::store_api::AddFlags::default();
+        store
+            .add_to_store_nar(&info, &mut &nar[..], flags)
+            .map_err(other)?;
+    }
+    Ok(info.path)
+}
+
 /// A filtered tree as it enters a store: the NAR of what `filter` keeps, and
 /// the record of the fixed-output path (`name`, `method`, `algo`) it gets.
-pub(crate) fn filtered_source(
+fn filtered_source(
     dir: &StoreDir,
     name: &str,
     path: &Path,
