@@ -672,3 +672,181 @@ fn nix_2_8_builds_through_the_daemon_substitute_from_its_caches() {
         .real_path(&f.daemon.store.parse_path(&out_path).unwrap());
     assert_eq!(std::fs::read_to_string(real).unwrap(), "hi\n");
 }
+
+/// Clients that die in the middle of each kind of operation: in a request's
+/// arguments, in a framed upload (`AddToStore`, `AddMultipleToStore`), while a
+/// NAR streams to them, and with a build running. The daemon goes on serving,
+/// nothing half-written becomes valid, and the store verifies clean once the
+/// abandoned work has ended.
+#[test]
+fn clients_killed_mid_operation_leave_the_daemon_serving_and_the_store_clean() {
+    use rix_formats::worker_protocol::request::{AddMethod, ContentAddressMethodWithAlgo};
+    use rix_formats::worker_protocol::{DerivedPath, OutputsSpec};
+    let f = start(|_| {});
+    let store_dir = f.daemon.store.store_dir().clone();
+    let big = nar_of(&vec![3u8; 2 << 20]);
+
+    // In the middle of a request's arguments.
+    let (mut s, ctx) = connect(&f.sock, 38, &store_dir);
+    let mut bytes = Vec::new();
+    Request::AddTextToStore {
+        name: "half-request".into(),
+        text: vec![b'x'; 4096],
+        references: Default::default(),
+    }
+    .write(&mut bytes, &ctx)
+    .unwrap();
+    s.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    drop(s);
+
+    // In the middle of AddToStore's framed dump, and of AddMultipleToStore's.
+    let (mut s, ctx) = connect(&f.sock, 38, &store_dir);
+    Request::AddToStore {
+        name: "cut-dump".into(),
+        method: ContentAddressMethodWithAlgo {
+            method: AddMethod::Recursive,
+            algo: rix_formats::hash::HashAlgo::Sha256,
+        },
+        references: Default::default(),
+        repair: false,
+    }
+    .write(&mut s, &ctx)
+    .unwrap();
+    let mut framed = FramedWriter::new(&mut s);
+    framed.write_all(&big[..big.len() / 3]).unwrap();
+    framed.flush().unwrap();
+    drop(framed);
+    drop(s);
+    let (mut s, ctx) = connect(&f.sock, 38, &store_dir);
+    Request::AddMultipleToStore {
+        repair: false,
+        dont_check_sigs: true,
+    }
+    .write(&mut s, &ctx)
+    .unwrap();
+    let mut framed = FramedWriter::new(&mut s);
+    framed.write_all(&1u64.to_le_bytes()).unwrap();
+    framed.write_all(&big[..1000]).unwrap();
+    framed.flush().unwrap();
+    drop(framed);
+    drop(s);
+
+    // While a NAR streams: a valid path, read a little of it.
+    let nar_hash = rix_formats::hash::HashAlgo::Sha256.digest(&big);
+    let path = store_dir
+        .make_fixed_output_path(
+            "streamed",
+            rix_formats::store_path::FileIngestionMethod::Recursive,
+            &nar_hash,
+            [],
+            false,
+        )
+        .unwrap();
+    let mut info =
+        rix_store::path_info::ValidPathInfo::new(path.clone(), nar_hash, big.len() as u64);
+    info.ca = Some(rix_formats::content_address::ContentAddress::Fixed(
+        rix_formats::store_path::FileIngestionMethod::Recursive,
+        nar_hash,
+    ));
+    f.daemon.store.add_nar(&info, &big[..]).unwrap();
+    let (mut s, ctx) = connect(&f.sock, 34, &store_dir);
+    Request::NarFromPath(path.clone())
+        .write(&mut s, &ctx)
+        .unwrap();
+    let mut some = [0u8; 1000];
+    s.read_exact(&mut some).unwrap();
+    drop(s);
+
+    // With a build running (its builder takes a while).
+    let src = tempfile::tempdir().unwrap();
+    let drv = rix_formats::derivation::Derivation::from_aterm(
+        format!(
+            r#"Derive([("out","","","")],[],[],"{system}","/bin/sh",["-c","i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; echo done > $out"],[("builder","/bin/sh"),("name","slow"),("out",""),("system","{system}")])"#,
+            system = rix_testutil_system()
+        )
+        .as_bytes(),
+        &store_dir,
+        Some("slow"),
+    )
+    .unwrap();
+    let mut drv = drv;
+    drv.fill_in_output_paths(&store_dir, |_: &rix_formats::StorePath| {
+        Err::<rix_formats::derivation::DrvHash, std::io::Error>(std::io::Error::other(
+            "no input derivations",
+        ))
+    })
+    .unwrap();
+    let drv_path = f.daemon.store.add_derivation(&drv).unwrap();
+    let out = drv.outputs["out"]
+        .path(&store_dir, "slow", "out")
+        .unwrap()
+        .unwrap();
+    let (mut s, ctx) = connect(&f.sock, 38, &store_dir);
+    Request::BuildPathsWithResults {
+        paths: vec![DerivedPath::Built {
+            drv_path: drv_path.clone(),
+            outputs: OutputsSpec::All,
+        }],
+        mode: BuildMode::Normal,
+    }
+    .write(&mut s, &ctx)
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(s);
+    drop(src);
+
+    // Still serving; what was cut is not valid; the store is clean once the
+    // build has ended (its output complete and valid, or absent).
+    let (mut s, ctx) = connect(&f.sock, 38, &store_dir);
+    Request::IsValidPath(path.clone())
+        .write(&mut s, &ctx)
+        .unwrap();
+    assert_eq!(outcome(&mut s, &ctx), Ok(()));
+    let mut valid = [0u8; 8];
+    s.read_exact(&mut valid).unwrap();
+    assert_eq!(valid, 1u64.to_le_bytes());
+    let names: Vec<String> = f
+        .daemon
+        .store
+        .db()
+        .all_valid_paths()
+        .unwrap()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "half-request" || n == "cut-dump"),
+        "{names:?}"
+    );
+    // (In this in-process daemon nothing cancels the abandoned build: it runs
+    // to its end. `rix daemon`'s connection processes cancel it on hang-up.)
+    rix_testutil::wait_for(
+        "the abandoned work to end and the store to verify clean",
+        std::time::Duration::from_secs(60),
+        || {
+            if !f.daemon.store.is_valid(&out).unwrap() {
+                return None;
+            }
+            let report = rix_store::verify::verify_store(
+                &f.daemon.store,
+                rix_store::verify::VerifyOptions {
+                    check_contents: true,
+                },
+                &rix_store::verify::Quiet,
+            )
+            .unwrap();
+            (report.is_consistent() && report.leftovers.is_empty()).then_some(())
+        },
+    );
+    let real = f.daemon.store.real_path(&out);
+    assert_eq!(std::fs::read_to_string(real).unwrap(), "done\n");
+}
+
+/// The system string builders here run under (`builtins.currentSystem`).
+fn rix_testutil_system() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "aarch64-linux"
+    } else {
+        "x86_64-linux"
+    }
+}
