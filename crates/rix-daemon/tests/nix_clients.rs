@@ -850,3 +850,77 @@ fn rix_testutil_system() -> &'static str {
         "x86_64-linux"
     }
 }
+
+/// An untrusted client's `.drv` whose declared output is not the one its
+/// contents give is refused with Nix's words (`LocalStore::checkDerivationOutputs`),
+/// and does not become valid.
+#[test]
+fn untrusted_clients_cannot_add_a_drv_with_forged_outputs() {
+    use rix_formats::derivation::{Derivation, DerivationOutput};
+    let f = start(|s| s.set("trusted-users", ""));
+    let store_dir = f.daemon.store.store_dir().clone();
+    let honest = |out_path: Option<rix_formats::StorePath>| {
+        let mut drv = Derivation {
+            name: "forged".into(),
+            system: rix_testutil_system().as_bytes().to_vec(),
+            builder: b"/bin/sh".to_vec(),
+            ..Default::default()
+        };
+        drv.env.insert("builder".into(), b"/bin/sh".to_vec());
+        drv.env.insert("name".into(), b"forged".to_vec());
+        drv.env
+            .insert("system".into(), rix_testutil_system().as_bytes().to_vec());
+        let printed = out_path.as_ref().map(|p| store_dir.display(p));
+        drv.env
+            .insert("out".into(), printed.unwrap_or_default().into_bytes());
+        drv.outputs.insert(
+            "out".into(),
+            match out_path {
+                Some(path) => DerivationOutput::InputAddressed { path },
+                None => DerivationOutput::Deferred,
+            },
+        );
+        drv
+    };
+    let mut real = honest(None);
+    real.fill_in_output_paths(&store_dir, |_: &rix_formats::StorePath| {
+        Err::<rix_formats::derivation::DrvHash, std::io::Error>(std::io::Error::other("none"))
+    })
+    .unwrap();
+    let expected = real.outputs["out"]
+        .path(&store_dir, "forged", "out")
+        .unwrap()
+        .unwrap();
+    let bogus = store_dir
+        .parse(&format!(
+            "{store_dir}/00000000000000000000000000000000-forged"
+        ))
+        .unwrap();
+    let forged = honest(Some(bogus.clone()));
+    let aterm = forged.to_aterm(&store_dir).unwrap();
+    let drv_path = store_dir
+        .make_text_path(
+            "forged.drv",
+            &rix_formats::hash::HashAlgo::Sha256.digest(&aterm),
+            [],
+        )
+        .unwrap();
+    for minor in [34, 38] {
+        let (mut s, ctx) = connect(&f.sock, minor, &store_dir);
+        Request::AddTextToStore {
+            name: "forged.drv".into(),
+            text: aterm.clone(),
+            references: Default::default(),
+        }
+        .write(&mut s, &ctx)
+        .unwrap();
+        let err = outcome(&mut s, &ctx).unwrap_err();
+        let want = format!(
+            "has incorrect output '{}', should be '{}'",
+            store_dir.display(&bogus),
+            store_dir.display(&expected)
+        );
+        assert!(err.contains(&want), "wanted '{want}' in: {err}");
+        assert!(!f.daemon.store.is_valid(&drv_path).unwrap());
+    }
+}
