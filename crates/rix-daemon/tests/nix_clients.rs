@@ -248,19 +248,40 @@ fn nix_2_8_instantiates_builds_exports_and_imports() {
     drop(g);
 }
 
+/// Fifty Nix 2.8 clients at once, mixing adds, queries, evaluation and builds.
 #[test]
 fn fifty_concurrent_clients() {
-    let Some(nix_store) = tool("nix-store") else {
+    let (Some(nix_store), Some(inst)) = (tool("nix-store"), tool("nix-instantiate")) else {
         return;
     };
     let f = Arc::new(start(|_| {}));
     let src = tempfile::tempdir().unwrap();
+    // Every third client evaluates and builds a derivation (on the others'
+    // sources); the rest add a file and query it.
     let handles: Vec<_> = (0..50)
         .map(|i| {
             let f = Arc::clone(&f);
             let file = write(src.path(), &format!("f{i}"), &format!("contents {i}\n"));
-            let nix_store = nix_store.clone();
+            let nix_file = write(
+                src.path(),
+                &format!("d{i}.nix"),
+                &format!(
+                    r#"derivation {{ name = "built-{i}"; system = builtins.currentSystem; builder = "/bin/sh"; src = ./f{i}; args = [ "-c" "read -r line < $src; echo \"$line\" > $out" ]; }}"#
+                ),
+            );
+            let (nix_store, inst) = (nix_store.clone(), inst.clone());
             std::thread::spawn(move || {
+                if i % 3 == 0 {
+                    let mut c = f.cmd(&inst);
+                    c.arg(&nix_file);
+                    let drv = f.ok(c).trim().to_owned();
+                    let mut c = f.cmd(&nix_store);
+                    c.args(["-r", &drv]);
+                    let out = f.ok(c).trim().to_owned();
+                    let real = f.daemon.store.real_path(&f.daemon.store.parse_path(&out).unwrap());
+                    assert_eq!(std::fs::read_to_string(real).unwrap(), format!("contents {i}\n"));
+                    return out;
+                }
                 let mut c = f.cmd(&nix_store);
                 c.arg("--add").arg(&file);
                 let path = f.ok(c).trim().to_owned();
