@@ -165,7 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// On Ctrl-C or SIGTERM, kill every running builder's process group; the
 /// realisation then fails those builds, deletes their partial outputs and exits.
 /// With no builder running, or on a second signal, exit at once (128 + signal).
-fn handle_interrupts() {
+pub(crate) fn handle_interrupts() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         return;
@@ -194,8 +194,12 @@ fn main() -> ExitCode {
     });
     choose_huge_pages(&cli.command);
     // `rix run` and `rix shell` exec the program, possibly after entering a user
-    // namespace, which needs a single-threaded process.
-    if !matches!(cli.command, Command::Run(_) | Command::Shell(_)) {
+    // namespace, which needs a single-threaded process; `rix daemon` forks a
+    // process per connection (each starts its own handler).
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Shell(_) | Command::Daemon(_)
+    ) {
         handle_interrupts();
     }
     match run(cli) {

@@ -139,7 +139,7 @@ pub fn serve_connection<R: Read, W: Write + Send>(
         let code = match read_u32(&mut reader, "operation") {
             Ok(code) => code,
             Err(WireError::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
-                return Ok(())
+                return tunnel.flush();
             }
             Err(e) => return Err(wire(e)),
         };
@@ -154,10 +154,16 @@ pub fn serve_connection<R: Read, W: Write + Send>(
             Ok(r) => r,
             Err(e) => return conn.fatal(&format!("reading the arguments of {}: {e}", op.name())),
         };
-        match conn.perform(request, &mut reader) {
+        let performed = conn.perform(request, &mut reader);
+        // A client that sent its next request before this reply came (one
+        // that pipelines its queries) gets its replies together, in one write:
+        // a reply is flushed when no further request is waiting to be read.
+        // (A client that waits for each reply always has it at once.)
+        let flush = reader.buffer().is_empty();
+        match performed {
             Ok(Reply::Bytes(bytes)) => {
                 tunnel.stop_work(None)?;
-                tunnel.reply(|w| w.write_all(&bytes))?;
+                tunnel.reply_then(|w| w.write_all(&bytes), flush)?;
             }
             Ok(Reply::Nar(path)) => {
                 tunnel.stop_work(None)?;
@@ -242,6 +248,22 @@ impl<W: Write + Send> Conn<'_, W> {
         self.ctx.store_dir.display(p)
     }
 
+    /// The path's info, read in one transaction (its row, then its
+    /// references): SQLite takes its file locks once rather than per statement.
+    fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>, OpError> {
+        let db = self.store().db();
+        db.in_read_transaction(|db| db.query_path_info(path))
+            .map_err(|e| OpError::from(rix_store::local_store::StoreError::from(e)))
+    }
+
+    fn path_info(&self, path: &StorePath) -> Result<ValidPathInfo, OpError> {
+        self.query_path_info(path)?.ok_or_else(|| {
+            OpError::from(rix_store::local_store::StoreError::NotValid(
+                self.print(path),
+            ))
+        })
+    }
+
     /// Sends `msg` as an error outside an operation and ends the connection.
     fn fatal(&self, msg: &str) -> io::Result<()> {
         self.tunnel.stop_work(Some(msg))?;
@@ -282,11 +304,11 @@ impl<W: Write + Send> Conn<'_, W> {
             Q::QuerySubstitutablePathInfo(_) => bytes_of(|w| write_u64(w, 0)),
             Q::QuerySubstitutablePathInfos(_) => bytes_of(|w| write_u64(w, 0)),
             Q::QueryPathHash(p) => {
-                let info = self.api().path_info(&p)?;
+                let info = self.path_info(&p)?;
                 bytes_of(|w| write_bytes(w, info.nar_hash.to_base16().as_bytes()))
             }
             Q::QueryReferences(p) => {
-                let info = self.api().path_info(&p)?;
+                let info = self.path_info(&p)?;
                 bytes_of(|w| info.references.write(w, ctx))
             }
             Q::QueryReferrers(p) => {
@@ -312,7 +334,7 @@ impl<W: Write + Send> Conn<'_, W> {
                 bytes_of(|w| m.write(w, ctx))
             }
             Q::QueryDeriver(p) => {
-                let info = self.api().path_info(&p)?;
+                let info = self.path_info(&p)?;
                 bytes_of(|w| info.deriver.write(w, ctx))
             }
             Q::QueryPathFromHashPart(h) => {
@@ -323,7 +345,7 @@ impl<W: Write + Send> Conn<'_, W> {
                 let all = self.api().query_all_valid_paths()?;
                 bytes_of(|w| all.write(w, ctx))
             }
-            Q::QueryPathInfo(p) => match self.api().query_path_info(&p)? {
+            Q::QueryPathInfo(p) => match self.query_path_info(&p)? {
                 Some(info) => bytes_of(|w| {
                     write_u64(w, 1)?;
                     to_wire(&info).write(w, ctx)

@@ -10,7 +10,8 @@
 //! | [`tunnel`] | the stderr channel: log lines, activities and build logs while an operation works, then `STDERR_LAST` or `STDERR_ERROR` | `daemon.cc` (`TunnelLogger`) |
 //! | [`client_settings`] | `SetOptions`: what a client may change for its connection | `daemon.cc` (`ClientSettings::apply`) |
 //! | [`connection`] | one connection: handshake, then each request in turn | `daemon.cc` (`processConnection`, `performOp`) |
-//! | [`listen`] | the socket: its path, mode 0666, systemd socket activation, a thread per connection | `nix-daemon.cc` (`daemonLoop`) |
+//! | [`hangup`] | noticing a client that hung up, to stop its builds | `MonitorFdHup` |
+//! | [`listen`] | the socket: its path, mode 0666, systemd socket activation, a process forked per connection | `nix-daemon.cc` (`daemonLoop`) |
 //!
 //! A connection serves one client on whatever streams it is given (a Unix
 //! socket, or stdin/stdout for `ssh-ng://`). Errors of one request are
@@ -21,12 +22,13 @@
 pub mod auth;
 pub mod client_settings;
 pub mod connection;
+pub mod hangup;
 pub mod listen;
 pub mod tunnel;
 
 pub use auth::{authorise, Peer};
 pub use connection::{serve_connection, Daemon};
-pub use listen::{bind, listen_fds, serve_listener};
+pub use listen::{bind, fork_per_connection, listen_fds, serve_listener};
 
 /// What the daemon tells clients it is (`daemonNixVersion`, 1.33 and later).
 pub const DAEMON_VERSION: &str = concat!("rix ", env!("CARGO_PKG_VERSION"));

@@ -100,6 +100,9 @@ impl<W: Write> Tunnel<W> {
         let mut st = self.lock();
         st.can_send = true;
         let pending = std::mem::take(&mut st.pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
         for msg in pending {
             msg.write(&mut st.out)?;
         }
@@ -127,14 +130,34 @@ impl<W: Write> Tunnel<W> {
 
     /// Writes a reply (after [`Tunnel::stop_work`]) and flushes it.
     pub fn reply(&self, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+        self.reply_then(f, true)
+    }
+
+    /// Writes a reply (after [`Tunnel::stop_work`]), flushed unless `flush`
+    /// is false: then it goes out with what follows (the next reply, or the
+    /// first message of the next operation), at the latest when the
+    /// connection ends.
+    pub fn reply_then(
+        &self,
+        f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+        flush: bool,
+    ) -> io::Result<()> {
         let mut st = self.lock();
         f(&mut st.out)?;
-        st.out.flush()
+        if flush {
+            st.out.flush()?;
+        }
+        Ok(())
     }
 
     /// Writes and flushes raw protocol bytes (the handshake).
     pub fn raw(&self, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
         self.reply(f)
+    }
+
+    /// Sends whatever is buffered.
+    pub fn flush(&self) -> io::Result<()> {
+        self.lock().out.flush()
     }
 
     fn activity_id(&self) -> u64 {

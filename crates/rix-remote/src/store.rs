@@ -9,8 +9,16 @@
 //! operation broke off is dropped (see [`crate::connection`]). Temporary roots
 //! belong to the daemon's process for one connection, so the pool never closes
 //! a healthy connection: the roots added through it last as long as the store.
+//!
+//! As Nix's `Store` does (its `pathInfoCache`), the store remembers the infos
+//! of valid paths it was told about, so asking again (`query_path_info` or
+//! `is_valid` after `query_path_info`, a sort after a listing) costs no round
+//! trip. Only valid
+//! paths are remembered (a path may become valid at any time); the memory is
+//! emptied by a garbage collection through this store (as in Nix) and forgets
+//! a path whose signatures or contents this store changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -131,7 +139,13 @@ pub struct DaemonStore {
     max_version: ProtocolVersion,
     logger: Arc<dyn DaemonLogger>,
     pool: Mutex<Vec<Connection>>,
+    /// Infos of valid paths already answered (see the module's documentation).
+    info_cache: Mutex<HashMap<StorePath, ValidPathInfo>>,
 }
+
+/// At most this many infos are remembered (Nix's `path-info-cache-size`);
+/// when full, the memory starts again empty.
+const INFO_CACHE_SIZE: usize = 65536;
 
 /// A connection taken from the pool; back to it when dropped in sync.
 struct Pooled<'a> {
@@ -208,6 +222,7 @@ impl DaemonStore {
             max_version: options.max_version,
             logger,
             pool: Mutex::new(Vec::new()),
+            info_cache: Mutex::new(HashMap::new()),
         };
         drop(store.conn()?);
         Ok(store)
@@ -259,6 +274,34 @@ impl DaemonStore {
     /// Connections currently idle in the pool.
     pub fn idle_connections(&self) -> usize {
         self.pool.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    fn cached_info(&self, path: &StorePath) -> Option<ValidPathInfo> {
+        let cache = self.info_cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(path).cloned()
+    }
+
+    fn remember_info(&self, info: &ValidPathInfo) {
+        let mut cache = self.info_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= INFO_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(info.path.clone(), info.clone());
+    }
+
+    /// A repairing build may rewrite valid paths (and their infos).
+    fn forget_if_repair(&self, mode: BuildMode) {
+        if matches!(mode, BuildMode::Repair) {
+            self.forget_info(None);
+        }
+    }
+
+    fn forget_info(&self, path: Option<&StorePath>) {
+        let mut cache = self.info_cache.lock().unwrap_or_else(|e| e.into_inner());
+        match path {
+            Some(p) => drop(cache.remove(p)),
+            None => cache.clear(),
+        }
     }
 
     /// Sends `request`, reads the stderr stream, then the reply with `reply`.
@@ -320,6 +363,7 @@ impl DaemonStore {
 
     /// `BuildPaths`: builds or substitutes `paths`; a failure is an error.
     pub fn build_paths(&self, paths: &[DerivedPath], mode: BuildMode) -> Result<()> {
+        self.forget_if_repair(mode);
         self.call_unit(&Request::BuildPaths {
             paths: paths.to_vec(),
             mode,
@@ -332,6 +376,7 @@ impl DaemonStore {
         paths: &[DerivedPath],
         mode: BuildMode,
     ) -> Result<Vec<KeyedBuildResult>> {
+        self.forget_if_repair(mode);
         self.call_value(&Request::BuildPathsWithResults {
             paths: paths.to_vec(),
             mode,
@@ -346,6 +391,7 @@ impl DaemonStore {
         drv: &Derivation,
         mode: BuildMode,
     ) -> Result<BuildResult> {
+        self.forget_if_repair(mode);
         self.call_value(&Request::BuildDerivation {
             drv_path: drv_path.clone(),
             drv: drv.clone(),
@@ -449,6 +495,9 @@ impl DaemonStore {
 
     /// `VerifyStore`: whether errors remain.
     pub fn verify_store(&self, check_contents: bool, repair: bool) -> Result<bool> {
+        if repair {
+            self.forget_info(None);
+        }
         self.call(
             &Request::VerifyStore {
                 check_contents,
@@ -612,16 +661,26 @@ impl Store for DaemonStore {
     }
 
     fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>> {
-        self.call(&Request::QueryPathInfo(path.clone()), |c| {
+        if let Some(info) = self.cached_info(path) {
+            return Ok(Some(info));
+        }
+        let info = self.call(&Request::QueryPathInfo(path.clone()), |c| {
             if !c.read::<bool>()? {
                 return Ok(None);
             }
             let info: UnkeyedValidPathInfo = c.read()?;
             Ok(Some(from_unkeyed(path.clone(), info)))
-        })
+        })?;
+        if let Some(info) = &info {
+            self.remember_info(info);
+        }
+        Ok(info)
     }
 
     fn is_valid(&self, path: &StorePath) -> Result<bool> {
+        if self.cached_info(path).is_some() {
+            return Ok(true);
+        }
         self.call(&Request::IsValidPath(path.clone()), |c| {
             Ok(c.read::<u64>()? != 0)
         })
@@ -709,6 +768,9 @@ impl Store for DaemonStore {
         nar: &mut dyn Read,
         flags: AddFlags,
     ) -> Result<()> {
+        if flags.repair {
+            self.forget_info(Some(&info.path));
+        }
         let request = Request::AddToStoreNar {
             info: to_wire(info),
             repair: flags.repair,
@@ -781,6 +843,7 @@ impl Store for DaemonStore {
     }
 
     fn add_signatures(&self, path: &StorePath, sigs: &BTreeSet<String>) -> Result<()> {
+        self.forget_info(Some(path));
         self.call_unit(&Request::AddSignatures {
             path: path.clone(),
             sigs: sigs.clone(),
@@ -838,6 +901,8 @@ impl GcStore for DaemonStore {
                 ))
             }
         };
+        // As Nix's `RemoteStore::collectGarbage`: what was valid may be gone.
+        self.forget_info(None);
         let request = Request::CollectGarbage(GcRequest {
             action,
             paths_to_delete,

@@ -3,16 +3,15 @@
 //! store (or `NIX_DAEMON_SOCKET_PATH`, or the socket systemd passes); with
 //! `--stdio`, serves one connection on stdin/stdout (for `ssh-ng://`).
 //!
-//! As Nix's daemon forks, each connection is served by its own process (this
-//! binary again, with the connection as stdin/stdout): its temporary roots are
-//! its own and vanish when the client disconnects, and whatever happens to one
-//! connection cannot take the daemon down.
+//! As Nix's daemon does, each connection is served by its own process, forked
+//! from the daemon: its temporary roots are its own and vanish when the client
+//! disconnects, and whatever happens to one connection cannot take the daemon
+//! down. The daemon process stays single-threaded for that (`main` starts no
+//! signal thread for `rix daemon`; each connection starts its own).
 
-use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::fd::AsFd as _;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -37,6 +36,7 @@ pub struct DaemonArgs {
 pub fn run(ctx: &Context, args: &DaemonArgs) -> Result<()> {
     let layout = ctx.store_choice()?.layout;
     if args.stdio || args.connection {
+        crate::handle_interrupts();
         let store = rix_store::local_store::LocalStore::open(layout)?;
         let daemon = Daemon {
             store,
@@ -79,41 +79,45 @@ pub fn run(ctx: &Context, args: &DaemonArgs) -> Result<()> {
             l
         }
     };
-    let exe = std::env::current_exe().context("finding the rix binary")?;
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let settings = ctx.settings.clone();
-    let handle = move |stream: UnixStream| {
-        let peer = match Peer::of_socket(&stream) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("rix daemon: cannot read a client's credentials: {e}");
-                return;
-            }
-        };
-        if let Err(msg) = authorise(&settings, &peer) {
-            eprintln!("rix daemon: error: {msg}");
-            return;
-        }
-        let input = match stream.try_clone() {
-            Ok(s) => OwnedFd::from(s),
-            Err(e) => {
-                eprintln!("rix daemon: {e}");
-                return;
-            }
-        };
-        let child = Command::new(&exe)
-            .args(&argv)
-            .arg("--connection")
-            .stdin(Stdio::from(input))
-            .stdout(Stdio::from(OwnedFd::from(stream)))
-            .spawn();
-        match child {
-            Ok(mut c) => {
-                let _ = c.wait();
-            }
-            Err(e) => eprintln!("rix daemon: cannot start a connection process: {e}"),
+    // SAFETY: this process is single-threaded (no signal thread, nothing
+    // spawned so far) and has opened no store: each connection opens its own.
+    #[allow(unsafe_code)]
+    let stream = unsafe { rix_daemon::fork_per_connection(listener) }?;
+    // In the connection's process from here on.
+    crate::handle_interrupts();
+    let code = match serve_accepted(&ctx.settings, layout, stream) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("rix daemon: {e:#}");
+            1
         }
     };
-    rix_daemon::serve_listener(listener, Arc::new(handle))?;
+    std::process::exit(code)
+}
+
+/// Serves one accepted connection in its own process: the peer's credentials
+/// checked, the store opened, requests answered until the client goes.
+fn serve_accepted(
+    settings: &rix_store::settings::Settings,
+    layout: rix_store::layout::StoreLayout,
+    stream: UnixStream,
+) -> Result<()> {
+    let peer = Peer::of_socket(&stream).context("cannot read a client's credentials")?;
+    let trusted = match authorise(settings, &peer) {
+        Ok(t) => t,
+        Err(msg) => anyhow::bail!("error: {msg}"),
+    };
+    let store = rix_store::local_store::LocalStore::open(layout)?;
+    let daemon = Daemon {
+        store,
+        settings: settings.clone(),
+    };
+    let input = stream.try_clone()?;
+    if let Err(e) = rix_daemon::serve_connection(&daemon, input, stream, trusted) {
+        // The client went away or spoke out of turn: its connection only.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("rix daemon: connection ended: {e}");
+        }
+    }
     Ok(())
 }

@@ -146,7 +146,9 @@ pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
     }
     for p in given {
         // Like Nix: invalid paths are reported in JSON, an error otherwise.
-        if !args.json && !store.is_valid(&p)? {
+        // (The info, not just validity: through a daemon, it is then known for
+        // what follows, in one round trip per path as Nix's client.)
+        if !args.json && store.query_path_info(&p)?.is_none() {
             bail!(
                 "path '{}' is not valid in {}",
                 store.print(&p),
