@@ -143,6 +143,10 @@ pub struct DaemonStore {
     info_cache: Mutex<HashMap<StorePath, ValidPathInfo>>,
 }
 
+/// At most this many `QueryPathInfo` requests are sent before their replies
+/// are read ([`DaemonStore::query_path_infos`]).
+const PIPELINE: usize = 128;
+
 /// At most this many infos are remembered (Nix's `path-info-cache-size`);
 /// when full, the memory starts again empty.
 const INFO_CACHE_SIZE: usize = 65536;
@@ -287,6 +291,52 @@ impl DaemonStore {
             cache.clear();
         }
         cache.insert(info.path.clone(), info.clone());
+    }
+
+    /// Sends `QueryPathInfo` for each of `paths` in one write, then reads the
+    /// replies. The requests (at most [`PIPELINE`] of a few hundred bytes) fit
+    /// in the socket's buffer, so writing them never waits for the daemon,
+    /// which may meanwhile write its replies until this side reads them. A
+    /// daemon's error for one path is returned after all the replies are read
+    /// (the connection stays in step).
+    fn pipelined_infos(&self, paths: &[&StorePath]) -> Result<Vec<Option<ValidPathInfo>>> {
+        let mut conn = self.conn()?;
+        conn.in_sync = false;
+        {
+            let conn = &mut *conn;
+            for p in paths {
+                Request::QueryPathInfo((*p).clone())
+                    .write(&mut conn.writer, &conn.ctx)
+                    .map_err(io_error)?;
+            }
+            conn.writer.flush().map_err(io_error)?;
+        }
+        let mut out = Vec::with_capacity(paths.len());
+        let mut error = None;
+        for p in paths {
+            let status = conn.process_stderr(&*self.logger, None, None);
+            conn.in_sync = false;
+            match status {
+                Ok(()) => {
+                    if conn.read::<bool>()? {
+                        let info: UnkeyedValidPathInfo = conn.read()?;
+                        out.push(Some(from_unkeyed((*p).clone(), info)));
+                    } else {
+                        out.push(None);
+                    }
+                }
+                Err(e @ StoreError::Remote { .. }) => {
+                    error.get_or_insert(e);
+                    out.push(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        conn.in_sync = true;
+        match error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// A repairing build may rewrite valid paths (and their infos).
@@ -675,6 +725,25 @@ impl Store for DaemonStore {
             self.remember_info(info);
         }
         Ok(info)
+    }
+
+    /// Pipelined: the requests for up to [`PIPELINE`] paths not already known
+    /// are sent together, then their replies read in order (Nix's client sends
+    /// one and waits for its reply each time).
+    fn query_path_infos(&self, paths: &[StorePath]) -> Result<Vec<Option<ValidPathInfo>>> {
+        let mut out: Vec<Option<ValidPathInfo>> =
+            paths.iter().map(|p| self.cached_info(p)).collect();
+        let missing: Vec<usize> = (0..paths.len()).filter(|&i| out[i].is_none()).collect();
+        for window in missing.chunks(PIPELINE) {
+            let asked: Vec<&StorePath> = window.iter().map(|&i| &paths[i]).collect();
+            for (&i, info) in window.iter().zip(self.pipelined_infos(&asked)?) {
+                if let Some(info) = &info {
+                    self.remember_info(info);
+                }
+                out[i] = info;
+            }
+        }
+        Ok(out)
     }
 
     fn is_valid(&self, path: &StorePath) -> Result<bool> {

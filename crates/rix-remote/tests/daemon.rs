@@ -213,6 +213,42 @@ both!(paths_added_by_nix_queried_by_rix, |d: &Daemon| {
     );
 });
 
+// Many infos asked at once (pipelined requests): the same answers as one
+// request at a time, in order, invalid paths as `None`, the connection in
+// step afterwards.
+both!(path_infos_pipelined, |d: &Daemon| {
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<String> = (0..300)
+        .map(|i| {
+            write_file(tmp.path(), &format!("f{i}"), format!("{i}\n").as_bytes())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut args = vec!["--add"];
+    args.extend(files.iter().map(String::as_str));
+    let mut asked: Vec<_> = lines(&d.nix_store_text(&args))
+        .iter()
+        .map(|l| d.parse(l))
+        .collect();
+    let missing = d
+        .store_dir()
+        .make_text_path("never-added", &HashAlgo::Sha256.digest(b"?"), [])
+        .unwrap();
+    asked.insert(150, missing.clone());
+    let infos = d.open().query_path_infos(&asked).unwrap();
+    assert_eq!(infos.len(), asked.len());
+    let one_by_one = d.open();
+    for (p, info) in asked.iter().zip(&infos) {
+        assert_eq!(info, &one_by_one.query_path_info(p).unwrap(), "{p}");
+    }
+    assert_eq!(infos[150], None);
+    let store = d.open();
+    store.query_path_infos(&asked).unwrap();
+    assert_eq!(store.idle_connections(), 1);
+    assert!(!store.is_valid(&missing).unwrap());
+});
+
 both!(nar_and_file_adds_read_back_by_nix, |d: &Daemon| {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("payload");

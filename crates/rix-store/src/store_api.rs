@@ -56,6 +56,13 @@ pub trait Store: Send + Sync {
         Ok(self.query_path_info(path)?.is_some())
     }
 
+    /// [`Self::query_path_info`] of each of `paths`, in order. A store behind
+    /// a connection asks for them all before it reads the answers (one round
+    /// trip for many paths).
+    fn query_path_infos(&self, paths: &[StorePath]) -> Result<Vec<Option<ValidPathInfo>>> {
+        paths.iter().map(|p| self.query_path_info(p)).collect()
+    }
+
     /// `path` as text (`/nix/store/…`).
     fn print(&self, path: &StorePath) -> String {
         self.store_dir().display(path)
@@ -69,9 +76,12 @@ pub trait Store: Send + Sync {
     /// Sorts `paths` so that every path comes after the paths it refers to
     /// (references outside `paths` are ignored), in Nix's order.
     fn topo_sort(&self, paths: &BTreeSet<StorePath>) -> Result<Vec<StorePath>> {
-        let infos = paths
-            .iter()
-            .map(|p| self.path_info(p))
+        let asked: Vec<StorePath> = paths.iter().cloned().collect();
+        let infos = self
+            .query_path_infos(&asked)?
+            .into_iter()
+            .zip(&asked)
+            .map(|(info, p)| info.ok_or_else(|| StoreError::NotValid(self.store_dir().display(p))))
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&BTreeSet<StorePath>> = infos.iter().map(|i| &i.references).collect();
         Ok(crate::ref_graph::topo_sort_subset(paths, &refs))

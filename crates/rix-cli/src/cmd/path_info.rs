@@ -144,11 +144,16 @@ pub fn path_info(ctx: &Context, args: &PathInfoArgs) -> Result<()> {
             given.push(p);
         }
     }
-    for p in given {
-        // Like Nix: invalid paths are reported in JSON, an error otherwise.
-        // (The info, not just validity: through a daemon, it is then known for
-        // what follows, in one round trip per path as Nix's client.)
-        if !args.json && store.query_path_info(&p)?.is_none() {
+    // Like Nix: invalid paths are reported in JSON, an error otherwise. (The
+    // infos, not just validity: through a daemon they are then known for what
+    // follows, and asked for many paths at once.)
+    let infos = if args.json {
+        vec![None; given.len()]
+    } else {
+        store.query_path_infos(&given)?
+    };
+    for (p, info) in given.into_iter().zip(infos) {
+        if !args.json && info.is_none() {
             bail!(
                 "path '{}' is not valid in {}",
                 store.print(&p),
