@@ -162,3 +162,78 @@ fn gc_roots_and_copies_through_rix_daemon() {
         }
     }
 }
+
+/// A client that hangs up while its build runs takes the build with it (Nix's
+/// `MonitorFdHup`): the builder, blocked opening a FIFO nobody writes, is
+/// killed; without the cancellation it would wait forever.
+#[test]
+fn a_client_hanging_up_stops_its_build() {
+    use rix_formats::worker_protocol::handshake::{write_client_magic, write_raw_version};
+    use rix_formats::worker_protocol::{
+        BuildMode, ClientOptions, Ctx, DerivedPath, OutputsSpec, ProtocolVersion, Request,
+        Serialise, ServerHello, StderrMsg,
+    };
+    use std::io::Write;
+    let Some(inst) = rix_testutil::nix("nix-instantiate") else {
+        return;
+    };
+    let d = start();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    let started = dir.path().join("started");
+    let file = dir.path().join("wait.nix");
+    std::fs::write(
+        &file,
+        format!(
+            r#"derivation {{ name = "waits"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo $$ > {}; read -r x < {}; echo $x > $out" ]; }}"#,
+            started.display(),
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let drv = d.nix(&inst, &[file.to_str().unwrap()]).trim().to_owned();
+    let store_dir = d.store.store_dir();
+    let store_dir = rix_formats::StoreDir::new(store_dir.to_str().unwrap()).unwrap();
+
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    let version = ProtocolVersion::new(1, 38).unwrap();
+    let ctx = Ctx::new(version, store_dir.clone());
+    write_client_magic(&mut s).unwrap();
+    write_raw_version(&mut s, version.raw()).unwrap();
+    ServerHello::read(&mut s).unwrap();
+    std::collections::BTreeSet::<String>::new()
+        .write(&mut s, &ctx)
+        .unwrap();
+    std::collections::BTreeSet::<String>::read(&mut s, &ctx).unwrap();
+    ClientOptions::default().write(&mut s, &ctx).unwrap();
+    rix_formats::worker_protocol::ClientHandshakeInfo::read(&mut s, &ctx).unwrap();
+    assert_eq!(StderrMsg::read(&mut s, &ctx).unwrap(), StderrMsg::Last);
+    Request::BuildPathsWithResults {
+        paths: vec![DerivedPath::Built {
+            drv_path: store_dir.parse(&drv).unwrap(),
+            outputs: OutputsSpec::All,
+        }],
+        mode: BuildMode::Normal,
+    }
+    .write(&mut s, &ctx)
+    .unwrap();
+    s.flush().unwrap();
+    let pid = rix_testutil::wait_for(
+        "the builder to start",
+        std::time::Duration::from_secs(60),
+        || {
+            let pid = std::fs::read_to_string(&started).ok()?;
+            pid.ends_with('\n').then(|| pid.trim().to_owned())
+        },
+    );
+    let alive = || Path::new("/proc").join(&pid).exists();
+    assert!(alive());
+    drop(s);
+    // (The FIFO is never opened here: a writer would let the builder go on.)
+    rix_testutil::wait_for(
+        "the builder to be killed",
+        std::time::Duration::from_secs(60),
+        || (!alive()).then_some(()),
+    );
+}

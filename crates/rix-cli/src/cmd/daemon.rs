@@ -112,6 +112,12 @@ fn serve_accepted(
         store,
         settings: settings.clone(),
     };
+    // A client that hangs up mid-build takes its builds with it, as Nix's
+    // `MonitorFdHup` does: this process serves nobody else.
+    rix_daemon::hangup::watch(
+        std::os::fd::OwnedFd::from(stream.try_clone()?),
+        rix_build::running::cancel_all,
+    );
     let input = stream.try_clone()?;
     if let Err(e) = rix_daemon::serve_connection(&daemon, input, stream, trusted) {
         // The client went away or spoke out of turn: its connection only.
