@@ -25,8 +25,7 @@ use rix_formats::worker_protocol::wire::{read_u32, read_u64, write_bool, write_b
 use rix_formats::worker_protocol::{
     AddMethod, BuildMode, BuildResult, BuildStatus, ClientHandshakeInfo, ClientOptions, Ctx,
     DerivedPath, DrvOutput, FramedReader, GcAction, KeyedBuildResult, OutputsSpec, ProtocolVersion,
-    Realisation, Request, Serialise, TrustedFlag, UnkeyedValidPathInfo, ValidPathInfo as WireInfo,
-    WireError, WorkerOp,
+    Realisation, Request, Serialise, TrustedFlag, ValidPathInfo as WireInfo, WireError, WorkerOp,
 };
 use rix_formats::{StoreDir, StorePath};
 use rix_store::local_store::LocalStore;
@@ -199,36 +198,14 @@ fn bytes_of(f: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Result<Reply, OpE
     Ok(Reply::Bytes(out))
 }
 
-fn to_wire(info: &ValidPathInfo) -> UnkeyedValidPathInfo {
-    UnkeyedValidPathInfo {
-        deriver: info.deriver.clone(),
-        nar_hash: info.nar_hash,
-        references: info.references.clone(),
-        registration_time: info.registration_time,
-        nar_size: info.nar_size,
-        ultimate: info.ultimate,
-        sigs: info.sigs.clone(),
-        ca: info.ca,
-    }
-}
-
+/// A path's record as a client sent it; Nix's clients send no registration
+/// time (0): it is registered now.
 fn from_wire(w: WireInfo) -> ValidPathInfo {
-    let i = w.info;
-    ValidPathInfo {
-        path: w.path,
-        deriver: i.deriver,
-        nar_hash: i.nar_hash,
-        nar_size: i.nar_size,
-        references: i.references,
-        registration_time: if i.registration_time == 0 {
-            rix_store::path_info::now()
-        } else {
-            i.registration_time
-        },
-        ultimate: i.ultimate,
-        sigs: i.sigs,
-        ca: i.ca,
+    let mut info = rix_store::path_info::from_wire(w);
+    if info.registration_time == 0 {
+        info.registration_time = rix_store::path_info::now();
     }
+    info
 }
 
 impl<W: Write + Send> Conn<'_, W> {
@@ -348,7 +325,7 @@ impl<W: Write + Send> Conn<'_, W> {
             Q::QueryPathInfo(p) => match self.query_path_info(&p)? {
                 Some(info) => bytes_of(|w| {
                     write_u64(w, 1)?;
-                    to_wire(&info).write(w, ctx)
+                    rix_store::path_info::to_unkeyed(&info).write(w, ctx)
                 }),
                 None => bytes_of(|w| write_u64(w, 0)),
             },
@@ -367,7 +344,7 @@ impl<W: Write + Send> Conn<'_, W> {
                 bytes_of(|w| {
                     WireInfo {
                         path,
-                        info: to_wire(&info),
+                        info: rix_store::path_info::to_unkeyed(&info),
                     }
                     .write(w, ctx)
                 })

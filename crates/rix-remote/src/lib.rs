@@ -8,7 +8,6 @@
 //! | [`connection`] | one connection: handshake, `SetOptions`, the stderr stream, framed uploads | `RemoteStore::initConnection`, `BasicClientConnection` |
 //! | [`store`] | [`DaemonStore`]: `Store` and `GcStore` over a pool of connections, and the daemon's other operations | `RemoteStore`, `UDSRemoteStore` |
 //! | [`logger`] | [`DaemonLogger`]: the daemon's log lines, activities and results | `Logger`, `processStderr` |
-//! | [`convert`] | rix-store's `ValidPathInfo` to and from the wire's | |
 //!
 //! Errors: what the daemon refuses comes back as
 //! `StoreError::Remote { message, exit_status }` (Nix's message, colours
@@ -17,7 +16,6 @@
 //! connection is dropped.
 
 pub mod connection;
-pub mod convert;
 pub mod logger;
 pub mod store;
 pub mod url;

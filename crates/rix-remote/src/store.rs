@@ -44,9 +44,9 @@ use rix_store::path_info::ValidPathInfo;
 use rix_store::store_api::{AddFlags, GcStore, Store};
 
 use crate::connection::{io_error, strip_ansi, wire_error, Connection};
-use crate::convert::{from_unkeyed, from_wire, to_wire};
 use crate::logger::DaemonLogger;
 use crate::url::DaemonUrl;
+use rix_store::path_info::{from_unkeyed, from_wire, to_wire};
 
 /// The client's settings, sent with `SetOptions` on every connection. The
 /// defaults are Nix's client defaults.
