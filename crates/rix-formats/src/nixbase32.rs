@@ -35,8 +35,22 @@ pub const fn decoded_len(len: usize) -> usize {
     len * 5 / 8
 }
 
+/// Each byte's digit, or `NOT_A_DIGIT` (a table: decoding store paths and
+/// hashes is on the daemon's path for every query).
+const DIGITS: [u8; 256] = {
+    let mut table = [NOT_A_DIGIT; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+const NOT_A_DIGIT: u8 = 0xff;
+
 fn digit(byte: u8) -> Option<u8> {
-    ALPHABET.iter().position(|&c| c == byte).map(|p| p as u8)
+    let d = DIGITS[usize::from(byte)];
+    (d != NOT_A_DIGIT).then_some(d)
 }
 
 /// Encodes `input` in nix32.

@@ -314,8 +314,19 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
         .context("not a daemon URL")?;
     let progress = std::sync::Arc::new(Progress::new(store_dir, args.print_build_logs));
     let logger = std::sync::Arc::new(crate::progress::DaemonProgress::new(progress.clone()));
+    // The daemon builds with this command's flags (`-j`, `--cores`, `-K`,
+    // `--keep-going`, `--max-silent-time`) over the settings, as sent by `SetOptions`.
+    let realise = options(ctx, args)?;
+    let mut daemon_options = ctx.daemon_options()?;
+    daemon_options.max_jobs = realise.max_jobs as u32;
+    daemon_options.keep_going = realise.keep_going;
+    daemon_options.keep_failed = realise.settings.keep_failed;
+    daemon_options.build_cores = realise.settings.cores as u32;
+    if let Some(t) = realise.settings.max_silent_time {
+        daemon_options.max_silent_time = t.as_secs() as u32;
+    }
     let daemon = std::sync::Arc::new(
-        rix_remote::DaemonStore::open_url(&url, ctx.daemon_options()?, logger)
+        rix_remote::DaemonStore::open_url(&url, daemon_options, logger)
             .with_context(|| format!("cannot connect to the daemon at '{url}'"))?,
     );
     let store: std::sync::Arc<dyn Store> = daemon.clone();
