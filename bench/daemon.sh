@@ -15,6 +15,10 @@
 #      daemon with its per-connection processes, as the sum of PSS (and of RSS).
 #   4. $CONNS connections one after the other, each `rix path-info` of one path:
 #      the cost of a connection (its process, handshake, store opened).
+#   5. $QUERIES path-info queries over one connection (the issue's measure): a
+#      client (bench/daemon_procs.py query) that writes its requests ahead of
+#      the replies, as rix's client pipelines them, so that the daemon's own
+#      cost per request is what is measured.
 #
 # Every daemon runs under `perf stat -e task-clock`, which counts the daemon and
 # all its per-connection processes and builders ("server CPU"); its peak memory
@@ -33,7 +37,7 @@ QUERIES=${QUERIES:-100000}
 N=${N:-2000}
 IDLE=${IDLE:-64}
 CONNS=${CONNS:-200}
-ONLY=${ONLY:-1234}
+ONLY=${ONLY:-12345}
 PROCS=$PWD/bench/daemon_procs.py
 DAG=$PWD/bench/dag.nix
 work=$(mktemp -d /tmp/rdXXXX)
@@ -261,4 +265,27 @@ if [[ $ONLY == *4* ]]; then
     done
     printf 'nix-daemon 2.26 / rix daemon: wall %sx, server CPU %sx\n' \
         "$(ratio "${WALL[c-nix26]}" "${WALL[c-rix]}")" "$(ratio "${SCPU[c-nix26]}" "${SCPU[c-rix]}")"
+fi
+
+if [[ $ONLY == *5* ]]; then
+    echo "== 5. $QUERIES path-info queries over one connection (requests written ahead)"
+    header
+    for kind in rix nix26 nix28; do
+        name=o-$kind d=$work/o-$kind
+        mkdir -p "$d"
+        nix-store --store "$(local_url "$name")" --add "$work"/files/* >"$d/paths" 2>/dev/null
+        start_daemon "$name" "$kind"
+        timed "$d/client" python3 "$PROCS" query "$d/sock" "$d/paths" "$QUERIES" >"$d/elapsed"
+        # Wall: from the first request to the last reply (the client's own
+        # start-up left out); client CPU: the Python client's, start-up included.
+        read -r _ CCPU[$name] _ <"$d/client"
+        WALL[$name]=$(cat "$d/elapsed")
+        stop_daemon "$name"
+        read -r SCPU[$name] SRSS[$name] SPSS[$name] <<<"$STOP"
+        row "daemon: $kind" "$name"
+    done
+    printf 'nix-daemon 2.26 / rix daemon: wall %sx, server CPU %sx (target >= 3)\n' \
+        "$(ratio "${WALL[o-nix26]}" "${WALL[o-rix]}")" "$(ratio "${SCPU[o-nix26]}" "${SCPU[o-rix]}")"
+    printf 'nix-daemon 2.8 / rix daemon:  wall %sx, server CPU %sx\n' \
+        "$(ratio "${WALL[o-nix28]}" "${WALL[o-rix]}")" "$(ratio "${SCPU[o-nix28]}" "${SCPU[o-rix]}")"
 fi

@@ -13,6 +13,11 @@
       reads the daemon's STDERR_LAST), waits until PID's tree has N more
       processes, then prints its memory as `tree` does (all connections idle)
 
+  daemon_procs.py query SOCKET PATHS_FILE N
+      one connection: N QueryPathInfo requests for the paths of PATHS_FILE (one
+      per line, cycled), written ahead of the replies (a writer thread), every
+      reply read and checked valid; prints the wall time in seconds
+
 The handshake is the one of crates/rix-formats/src/worker_protocol/handshake.rs.
 """
 import os
@@ -128,6 +133,83 @@ def handshake(path):
         recv_string(s)
 
 
+QUERY_PATH_INFO = 26
+
+
+def pad(b):
+    return struct.pack("<Q", len(b)) + b + b"\0" * ((8 - len(b) % 8) % 8)
+
+
+class Reader:
+    """Buffered reads from a socket (the replies of many requests at once)."""
+
+    def __init__(self, s):
+        self.s, self.buf, self.pos = s, b"", 0
+
+    def take(self, n):
+        while len(self.buf) - self.pos < n:
+            chunk = self.s.recv(1 << 20)
+            if not chunk:
+                raise EOFError("the daemon closed the connection")
+            self.buf = self.buf[self.pos:] + chunk
+            self.pos = 0
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u64(self):
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def string(self):
+        n = self.u64()
+        return self.take((n + 7) // 8 * 8)[:n]
+
+
+def query(path, paths_file, n):
+    import threading
+    with open(paths_file) as f:
+        paths = [line.strip().encode() for line in f if line.strip()]
+    s = handshake(path)
+    requests = [struct.pack("<Q", QUERY_PATH_INFO) + pad(p) for p in paths]
+    start = time.time()
+
+    def write():
+        batch = []
+        for i in range(n):
+            batch.append(requests[i % len(requests)])
+            if len(batch) == 256:
+                s.sendall(b"".join(batch))
+                batch = []
+        s.sendall(b"".join(batch))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    r = Reader(s)
+    for _ in range(n):
+        while True:
+            msg = r.u64()
+            if msg == STDERR_LAST:
+                break
+            if msg != STDERR_NEXT:
+                raise RuntimeError(f"unexpected stderr message {msg:#x}")
+            r.string()
+        if r.u64() != 1:
+            raise RuntimeError("a path is not valid")
+        r.string()  # deriver
+        r.string()  # narHash
+        for _ in range(r.u64()):
+            r.string()  # references
+        r.u64()  # registrationTime
+        r.u64()  # narSize
+        r.u64()  # ultimate
+        for _ in range(r.u64()):
+            r.string()  # sigs
+        r.string()  # ca
+    writer.join()
+    print(f"{time.time() - start:.3f}")
+    s.close()
+
+
 def idle(path, n, pid):
     before = len(descendants(pid))
     conns = [handshake(path) for _ in range(n)]
@@ -148,6 +230,8 @@ def main():
         sample(int(sys.argv[2]), sys.argv[3])
     elif cmd == "idle":
         idle(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "query":
+        query(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         sys.exit(__doc__)
 

@@ -168,11 +168,7 @@ fn gc_roots_and_copies_through_rix_daemon() {
 /// killed; without the cancellation it would wait forever.
 #[test]
 fn a_client_hanging_up_stops_its_build() {
-    use rix_formats::worker_protocol::handshake::{write_client_magic, write_raw_version};
-    use rix_formats::worker_protocol::{
-        BuildMode, ClientOptions, Ctx, DerivedPath, OutputsSpec, ProtocolVersion, Request,
-        Serialise, ServerHello, StderrMsg,
-    };
+    use rix_formats::worker_protocol::{BuildMode, DerivedPath, OutputsSpec, Request};
     use std::io::Write;
     let Some(inst) = rix_testutil::nix("nix-instantiate") else {
         return;
@@ -196,19 +192,7 @@ fn a_client_hanging_up_stops_its_build() {
     let store_dir = d.store.store_dir();
     let store_dir = rix_formats::StoreDir::new(store_dir.to_str().unwrap()).unwrap();
 
-    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
-    let version = ProtocolVersion::new(1, 38).unwrap();
-    let ctx = Ctx::new(version, store_dir.clone());
-    write_client_magic(&mut s).unwrap();
-    write_raw_version(&mut s, version.raw()).unwrap();
-    ServerHello::read(&mut s).unwrap();
-    std::collections::BTreeSet::<String>::new()
-        .write(&mut s, &ctx)
-        .unwrap();
-    std::collections::BTreeSet::<String>::read(&mut s, &ctx).unwrap();
-    ClientOptions::default().write(&mut s, &ctx).unwrap();
-    rix_formats::worker_protocol::ClientHandshakeInfo::read(&mut s, &ctx).unwrap();
-    assert_eq!(StderrMsg::read(&mut s, &ctx).unwrap(), StderrMsg::Last);
+    let (mut s, ctx) = raw_connect(&d, &store_dir);
     Request::BuildPathsWithResults {
         paths: vec![DerivedPath::Built {
             drv_path: store_dir.parse(&drv).unwrap(),
@@ -236,4 +220,91 @@ fn a_client_hanging_up_stops_its_build() {
         std::time::Duration::from_secs(60),
         || (!alive()).then_some(()),
     );
+}
+
+/// A raw client of `d` (protocol 1.38), through the handshake.
+fn raw_connect(
+    d: &Daemon,
+    store_dir: &rix_formats::StoreDir,
+) -> (
+    std::os::unix::net::UnixStream,
+    rix_formats::worker_protocol::Ctx,
+) {
+    use rix_formats::worker_protocol::handshake::{write_client_magic, write_raw_version};
+    use rix_formats::worker_protocol::{
+        ClientHandshakeInfo, ClientOptions, Ctx, ProtocolVersion, Serialise, ServerHello, StderrMsg,
+    };
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    let version = ProtocolVersion::new(1, 38).unwrap();
+    let ctx = Ctx::new(version, store_dir.clone());
+    write_client_magic(&mut s).unwrap();
+    write_raw_version(&mut s, version.raw()).unwrap();
+    ServerHello::read(&mut s).unwrap();
+    std::collections::BTreeSet::<String>::new()
+        .write(&mut s, &ctx)
+        .unwrap();
+    std::collections::BTreeSet::<String>::read(&mut s, &ctx).unwrap();
+    ClientOptions::default().write(&mut s, &ctx).unwrap();
+    ClientHandshakeInfo::read(&mut s, &ctx).unwrap();
+    assert_eq!(StderrMsg::read(&mut s, &ctx).unwrap(), StderrMsg::Last);
+    (s, ctx)
+}
+
+/// Requests written ahead of their replies, queries around a write: each is
+/// answered in order, the write succeeds inside a run of pipelined queries
+/// (which `rix daemon` answers in one read transaction), and the queries after
+/// it see what it added.
+#[test]
+fn pipelined_queries_around_a_write() {
+    use rix_formats::worker_protocol::{Request, Serialise, StderrMsg};
+    use std::io::{Read, Write};
+    let d = start();
+    let store_dir = rix_formats::StoreDir::new(d.store.store_dir().to_str().unwrap()).unwrap();
+    let text = b"written between queries\n".to_vec();
+    let new = store_dir
+        .make_text_path(
+            "between",
+            &rix_formats::hash::HashAlgo::Sha256.digest(&text),
+            [],
+        )
+        .unwrap();
+    let (mut s, ctx) = raw_connect(&d, &store_dir);
+    let mut batch = Vec::new();
+    for r in [
+        Request::IsValidPath(new.clone()),
+        Request::QueryPathInfo(new.clone()),
+        Request::AddTextToStore {
+            name: "between".into(),
+            text,
+            references: Default::default(),
+        },
+        Request::IsValidPath(new.clone()),
+        Request::QueryPathInfo(new.clone()),
+    ] {
+        r.write(&mut batch, &ctx).unwrap();
+    }
+    s.write_all(&batch).unwrap();
+    let last = |s: &mut std::os::unix::net::UnixStream| loop {
+        match StderrMsg::read(s, &ctx).unwrap() {
+            StderrMsg::Last => return,
+            StderrMsg::Error(e) => panic!("{}", e.msg),
+            _ => {}
+        }
+    };
+    let u64_of = |s: &mut std::os::unix::net::UnixStream| {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).unwrap();
+        u64::from_le_bytes(b)
+    };
+    last(&mut s);
+    assert_eq!(u64_of(&mut s), 0, "not valid before the write");
+    last(&mut s);
+    assert_eq!(u64_of(&mut s), 0, "no info before the write");
+    last(&mut s);
+    let added = rix_formats::StorePath::read(&mut s, &ctx).unwrap();
+    assert_eq!(added, new);
+    last(&mut s);
+    assert_eq!(u64_of(&mut s), 1, "valid after the write");
+    last(&mut s);
+    assert_eq!(u64_of(&mut s), 1, "an info after the write");
 }

@@ -40,6 +40,12 @@ use crate::tunnel::Tunnel;
 pub struct Daemon {
     pub store: LocalStore,
     pub settings: Settings,
+    /// This process serves this one connection only (`rix daemon` forks one
+    /// per connection): queries a client pipelines then share one read
+    /// transaction, so SQLite locks the database once for the batch instead of
+    /// once per query. Never with connections sharing the store's database
+    /// connection (threads), whose writes would land in that transaction.
+    pub exclusive: bool,
 }
 
 /// An operation's failure.
@@ -127,6 +133,8 @@ pub fn serve_connection<R: Read, W: Write + Send>(
     tunnel.stop_work(None)?;
     tunnel.reply(|_| Ok(()))?;
 
+    // Whether a read transaction is open for a batch of pipelined queries.
+    let mut in_batch = false;
     let mut conn = Conn {
         daemon,
         ctx,
@@ -153,12 +161,28 @@ pub fn serve_connection<R: Read, W: Write + Send>(
             Ok(r) => r,
             Err(e) => return conn.fatal(&format!("reading the arguments of {}: {e}", op.name())),
         };
+        let query = is_query(&request);
+        if daemon.exclusive {
+            let db = daemon.store.db();
+            if !query && in_batch {
+                in_batch = false;
+                db.end_read().map_err(io::Error::other)?;
+            } else if query && !in_batch && !reader.buffer().is_empty() {
+                in_batch = true;
+                db.begin_read().map_err(io::Error::other)?;
+            }
+        }
         let performed = conn.perform(request, &mut reader);
         // A client that sent its next request before this reply came (one
         // that pipelines its queries) gets its replies together, in one write:
         // a reply is flushed when no further request is waiting to be read.
-        // (A client that waits for each reply always has it at once.)
+        // (A client that waits for each reply always has it at once.) The
+        // batch's read transaction ends there too.
         let flush = reader.buffer().is_empty();
+        if in_batch && flush {
+            in_batch = false;
+            daemon.store.db().end_read().map_err(io::Error::other)?;
+        }
         match performed {
             Ok(Reply::Bytes(bytes)) => {
                 tunnel.stop_work(None)?;
@@ -182,6 +206,26 @@ pub fn serve_connection<R: Read, W: Write + Send>(
             Err(OpError::Io(e)) => return Err(e),
         }
     }
+}
+
+/// Requests that only read the database (and may share a read transaction).
+fn is_query(r: &Request) -> bool {
+    matches!(
+        r,
+        Request::IsValidPath(_)
+            | Request::QueryPathInfo(_)
+            | Request::QueryValidPaths { .. }
+            | Request::QueryReferrers(_)
+            | Request::QueryReferences(_)
+            | Request::QueryPathHash(_)
+            | Request::QueryDeriver(_)
+            | Request::QueryValidDerivers(_)
+            | Request::QueryDerivationOutputs(_)
+            | Request::QueryDerivationOutputNames(_)
+            | Request::QueryDerivationOutputMap(_)
+            | Request::QueryPathFromHashPart(_)
+            | Request::QueryAllValidPaths
+    )
 }
 
 struct Conn<'a, W: Write + Send> {

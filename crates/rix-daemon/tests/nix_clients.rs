@@ -38,6 +38,7 @@ fn start(configure: impl FnOnce(&mut Settings)) -> Fixture {
     let daemon = Arc::new(Daemon {
         store: local,
         settings,
+        exclusive: false,
     });
     let sock = store.dir.path().join("daemon.sock");
     let listener = bind(&sock).unwrap();

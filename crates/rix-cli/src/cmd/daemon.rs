@@ -41,6 +41,7 @@ pub fn run(ctx: &Context, args: &DaemonArgs) -> Result<()> {
         let daemon = Daemon {
             store,
             settings: ctx.settings.clone(),
+            exclusive: true,
         };
         let trusted = if args.connection {
             let peer =
@@ -111,6 +112,7 @@ fn serve_accepted(
     let daemon = Daemon {
         store,
         settings: settings.clone(),
+        exclusive: true,
     };
     // A client that hangs up mid-build takes its builds with it, as Nix's
     // `MonitorFdHup` does: this process serves nobody else.
