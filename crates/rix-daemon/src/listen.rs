@@ -48,6 +48,27 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// One connection, or `None` when `accept` should simply be tried again (a
+/// signal, a connection aborted before it was taken, or no descriptors left
+/// for a moment: said, then a short pause, as Nix's daemon loop does).
+fn accept(listener: &UnixListener) -> io::Result<Option<UnixStream>> {
+    match listener.accept() {
+        Ok((s, _)) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ECONNABORTED)
+            ) =>
+        {
+            eprintln!("error: accepting a connection: {e}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Accepts connections forever, each handled by `handle` on its own thread.
 /// A panicking handler ends only its connection.
 pub fn serve_listener(
@@ -55,20 +76,8 @@ pub fn serve_listener(
     handle: Arc<dyn Fn(UnixStream) + Send + Sync>,
 ) -> io::Result<()> {
     loop {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ECONNABORTED)
-                ) =>
-            {
-                eprintln!("error: accepting a connection: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(stream) = accept(&listener)? else {
+            continue;
         };
         let handle = Arc::clone(&handle);
         let spawned = std::thread::Builder::new()
@@ -118,20 +127,8 @@ pub unsafe fn fork_per_connection(listener: UnixListener) -> io::Result<UnixStre
             Ok(_) => {}
             Err(e) => return Err(e.into()),
         }
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ECONNABORTED)
-                ) =>
-            {
-                eprintln!("error: accepting a connection: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(stream) = accept(&listener)? else {
+            continue;
         };
         // SAFETY: the caller guarantees a single-threaded process.
         match unsafe { fork() } {
