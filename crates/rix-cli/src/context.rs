@@ -144,10 +144,7 @@ impl Context {
     /// activities go to `logger`.
     pub fn open_any_store(&self, logger: Arc<dyn DaemonLogger>) -> Result<Arc<dyn Store>> {
         match self.daemon_choice() {
-            Some(url) => Ok(Arc::new(
-                DaemonStore::open_url(&url, self.daemon_options()?, logger)
-                    .with_context(|| format!("cannot connect to the daemon at '{url}'"))?,
-            )),
+            Some(url) => Ok(Arc::new(self.connect(&url, logger)?)),
             None => Ok(Arc::new(self.open_store()?)),
         }
     }
@@ -156,10 +153,7 @@ impl Context {
     /// not a store's (a binary cache's, say).
     pub fn open_store_url(&self, url: &str) -> Result<Option<Arc<dyn Store>>> {
         if let Some(daemon) = daemon_url(url) {
-            let logger = Arc::new(rix_remote::StderrLogger::default());
-            let store = DaemonStore::open_url(&daemon, self.daemon_options()?, logger)
-                .with_context(|| format!("cannot connect to the daemon at '{daemon}'"))?;
-            return Ok(Some(Arc::new(store)));
+            return Ok(Some(Arc::new(self.open_daemon(&daemon)?)));
         }
         let Ok(layout) = StoreLayout::from_url(url) else {
             return Ok(None);
@@ -194,7 +188,11 @@ impl Context {
     /// on the store interface: `VerifyStore`, `OptimiseStore`, builds), with
     /// the daemon's messages printed as Nix's client prints them.
     pub fn open_daemon(&self, url: &str) -> Result<DaemonStore> {
-        let logger = Arc::new(rix_remote::StderrLogger::default());
+        self.connect(url, Arc::new(rix_remote::StderrLogger::default()))
+    }
+
+    /// The daemon at `url`, told this command's settings, its messages to `logger`.
+    fn connect(&self, url: &str, logger: Arc<dyn DaemonLogger>) -> Result<DaemonStore> {
         DaemonStore::open_url(url, self.daemon_options()?, logger)
             .with_context(|| format!("cannot connect to the daemon at '{url}'"))
     }

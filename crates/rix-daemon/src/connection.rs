@@ -793,16 +793,7 @@ impl<W: Write + Send> Conn<'_, W> {
             )));
         }
         self.api().add_temp_root(path)?;
-        let tmp = root.with_file_name(format!(
-            ".{}.tmp-{}",
-            root.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(self.print(path), &tmp)?;
-        std::fs::rename(&tmp, root)?;
+        rix_store::roots::replace_symlink(Path::new(&self.print(path)), root)?;
         self.api().add_indirect_root(root)?;
         Ok(())
     }

@@ -35,8 +35,8 @@ use rix_formats::worker_protocol::stderr::{verbosity, STDERR_ERROR};
 use rix_formats::worker_protocol::wire::{read_count, read_string, read_u64};
 use rix_formats::worker_protocol::{
     AddMethod, BuildMode, BuildResult, ClientSettings, ContentAddressMethodWithAlgo, DerivedPath,
-    DrvOutput, GcAction as WireGcAction, GcRequest, KeyedBuildResult, ProtocolVersion, Realisation,
-    Request, Serialise, StderrMsg, UnkeyedValidPathInfo, ValidPathInfo as WireInfo,
+    DrvOutput, GcAction as WireGcAction, GcRequest, KeyedBuildResult, OutputsSpec, ProtocolVersion,
+    Realisation, Request, Serialise, StderrMsg, UnkeyedValidPathInfo, ValidPathInfo as WireInfo,
 };
 use rix_store::gc::{GcAction, GcOptions, GcResults};
 use rix_store::local_store::{Result, StoreError};
@@ -433,6 +433,54 @@ impl DaemonStore {
         })
     }
 
+    /// The outputs of `drv_path` after a successful build result: those it
+    /// lists, with those the daemon knows besides (Nix 2.8 does not list the
+    /// outputs that were valid already).
+    pub fn outputs_built(
+        &self,
+        drv_path: &StorePath,
+        result: &BuildResult,
+    ) -> Result<BTreeMap<String, StorePath>> {
+        let mut outputs: BTreeMap<String, StorePath> = result
+            .built_outputs
+            .values()
+            .map(|real| (real.id.output_name.clone(), real.out_path.clone()))
+            .collect();
+        for (name, path) in self.query_derivation_output_map(drv_path)? {
+            if let Some(path) = path {
+                outputs.entry(name).or_insert(path);
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Builds (or substitutes) `outputs` of `drv_path` and returns the
+    /// derivation's outputs; a failed build is the daemon's message as
+    /// `StoreError::Remote`.
+    pub fn build_outputs(
+        &self,
+        drv_path: &StorePath,
+        outputs: OutputsSpec,
+    ) -> Result<BTreeMap<String, StorePath>> {
+        let target = DerivedPath::Built {
+            drv_path: drv_path.clone(),
+            outputs,
+        };
+        let results = self.build_paths_with_results(&[target], BuildMode::Normal)?;
+        let Some(r) = results.into_iter().next() else {
+            return Err(StoreError::Protocol(
+                "the daemon answered BuildPathsWithResults with no result".into(),
+            ));
+        };
+        if !r.result.status.is_success() {
+            return Err(StoreError::Remote {
+                message: strip_ansi(&r.result.error_msg),
+                exit_status: 1,
+            });
+        }
+        self.outputs_built(drv_path, &r.result)
+    }
+
     /// `BuildDerivation`: builds `drv` (sent in full; its input derivations'
     /// outputs must be valid) as `drv_path`.
     pub fn build_derivation(
@@ -505,7 +553,8 @@ impl DaemonStore {
                 )));
             }
         }
-        replace_symlink(Path::new(&printed), &gc_root)?;
+        rix_store::roots::replace_symlink(Path::new(&printed), &gc_root)
+            .map_err(StoreError::io(&gc_root))?;
         self.add_indirect_root(&gc_root)?;
         Ok(gc_root)
     }
@@ -678,27 +727,6 @@ fn copy_nar(
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).map_err(StoreError::io(p))
-}
-
-/// Makes `link` a symlink to `target`, replacing what is there atomically
-/// (Nix's `makeSymlink`: a temporary link renamed over it).
-fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
-    let tmp = link.with_file_name(format!(
-        ".{}.rix-tmp-{}",
-        link.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(StoreError::io(&tmp))?;
-    std::fs::rename(&tmp, link).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        StoreError::Io {
-            path: link.to_path_buf(),
-            source: e,
-        }
-    })
 }
 
 impl Store for DaemonStore {

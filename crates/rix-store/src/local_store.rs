@@ -487,14 +487,9 @@ impl LocalStore {
     /// Writes a derivation as a `.drv` file and records its output paths (the
     /// `DerivationOutputs` rows), as Nix's `writeDerivation`.
     pub fn add_derivation(&self, drv: &Derivation) -> Result<StorePath> {
-        let bad = |e: rix_formats::derivation::DerivationError| StoreError::Derivation {
-            name: drv.name.clone(),
-            message: e.to_string(),
-        };
-        let aterm = drv.to_aterm(self.store_dir()).map_err(bad)?;
-        let refs: BTreeSet<StorePath> = drv.references().into_iter().cloned().collect();
-        // `register` checks the outputs and records them.
-        self.add_text(&format!("{}.drv", drv.name), &aterm, &refs)
+        // The store interface's: the ATerm as a text file; `register` checks
+        // the outputs and records them.
+        crate::store_api::Store::add_derivation(self, drv)
     }
 
     /// Adds a store object from its NAR serialisation, checking the NAR's hash and

@@ -383,10 +383,27 @@ pub fn add_indirect_root(
             .digest(),
     );
     let entry = dir.join(name);
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    replace_symlink(&abs, &entry).map_err(StoreError::io(&entry))
+}
+
+/// Makes `link` a symlink to `target`, replacing what is there atomically, as
+/// Nix's `replaceSymlink`: a temporary link beside it (named for this process
+/// and call, so that threads do not share one) renamed over it.
+pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = link.with_file_name(format!(
+        ".{}.rix-tmp-{}-{n}",
+        link.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&abs, &tmp).map_err(StoreError::io(&tmp))?;
-    std::fs::rename(&tmp, &entry).map_err(StoreError::io(&entry))
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, link).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 #[cfg(test)]

@@ -355,10 +355,6 @@ impl Store for LocalStore {
         LocalStore::add_text(self, name, contents, references)
     }
 
-    fn add_derivation(&self, drv: &Derivation) -> Result<StorePath> {
-        LocalStore::add_derivation(self, drv)
-    }
-
     fn add_path(
         &self,
         src: &Path,

@@ -382,18 +382,7 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
             failures.push(rix_remote::strip_ansi(&r.result.error_msg));
             continue;
         }
-        // Nix 2.8 does not always list the outputs it had already: ask.
-        let mut outputs: BTreeMap<String, StorePath> = r
-            .result
-            .built_outputs
-            .values()
-            .map(|real| (real.id.output_name.clone(), real.out_path.clone()))
-            .collect();
-        for (name, path) in store.query_derivation_output_map(drv_path)? {
-            if let Some(path) = path {
-                outputs.entry(name).or_insert(path);
-            }
-        }
+        let outputs = daemon.outputs_built(drv_path, &r.result)?;
         report.outputs.insert(drv_path.clone(), outputs);
     }
     match failures.as_slice() {
@@ -501,23 +490,10 @@ fn create_links(store: &dyn Store, base: &Path, results: &Results) -> Result<()>
             }
             let link = PathBuf::from(link);
             let target = crate::cmd::resolve::layout_of(store).real_path(path);
-            replace_symlink(&target, &link)?;
+            rix_store::roots::replace_symlink(&target, &link)
+                .with_context(|| format!("cannot create result link {}", link.display()))?;
             store.add_indirect_root(&link)?;
         }
     }
     Ok(())
-}
-
-fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
-    let tmp = link.with_file_name(format!(
-        ".{}.tmp-{}",
-        link.file_name()
-            .map_or_else(|| "result".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)
-        .with_context(|| format!("cannot create symlink {}", tmp.display()))?;
-    std::fs::rename(&tmp, link)
-        .with_context(|| format!("cannot create result link {}", link.display()))
 }

@@ -324,23 +324,13 @@ impl Repl<'_> {
     /// `:b` against a daemon: it builds (`BuildPathsWithResults`), its log
     /// lines and errors printed as Nix's client prints them.
     fn build_through_daemon(&self, store: &dyn Store, drv: &StorePath) -> Result<()> {
-        use rix_formats::worker_protocol::{BuildMode, DerivedPath, OutputsSpec};
+        use rix_formats::worker_protocol::OutputsSpec;
         let url = self.ctx.daemon_url().context("not a daemon store")?;
         let daemon = self.ctx.open_daemon(&url)?;
-        let target = DerivedPath::Built {
-            drv_path: drv.clone(),
-            outputs: OutputsSpec::All,
-        };
-        for r in daemon.build_paths_with_results(&[target], BuildMode::Normal)? {
-            if !r.result.status.is_success() {
-                anyhow::bail!("{}", rix_remote::strip_ansi(&r.result.error_msg));
-            }
-        }
+        let outputs = daemon.build_outputs(drv, OutputsSpec::All)?;
         println!("\nThis derivation produced the following outputs:");
-        for (name, p) in store.query_derivation_output_map(drv)? {
-            if let Some(p) = p {
-                println!("  {name} -> {}", store.print(&p));
-            }
+        for (name, p) in outputs {
+            println!("  {name} -> {}", store.print(&p));
         }
         Ok(())
     }

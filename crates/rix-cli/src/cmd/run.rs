@@ -85,7 +85,7 @@ fn resolve_through_daemon(
     layout: &StoreLayout,
     arg: &str,
 ) -> Result<Resolved> {
-    use rix_formats::worker_protocol::{BuildMode, DerivedPath, OutputsSpec};
+    use rix_formats::worker_protocol::OutputsSpec;
     use rix_store::store_api::Store;
     let (path, rest, output) = split_arg(layout, arg)?;
     let Some(name) = output else {
@@ -99,19 +99,9 @@ fn resolve_through_daemon(
         }
         return Ok(Resolved { path, rest });
     };
-    let target = DerivedPath::Built {
-        drv_path: path.clone(),
-        outputs: OutputsSpec::Names([name.to_owned()].into()),
-    };
-    for r in daemon.build_paths_with_results(&[target], BuildMode::Normal)? {
-        if !r.result.status.is_success() {
-            bail!("{}", rix_remote::strip_ansi(&r.result.error_msg));
-        }
-    }
     let out = daemon
-        .query_derivation_output_map(&path)?
+        .build_outputs(&path, OutputsSpec::Names([name.to_owned()].into()))?
         .remove(name)
-        .flatten()
         .with_context(|| format!("derivation '{arg}' has no output '{name}'"))?;
     Ok(Resolved { path: out, rest })
 }
