@@ -193,6 +193,7 @@ fn main() -> ExitCode {
         std::process::exit(code)
     });
     choose_huge_pages(&cli.command);
+    choose_purging(&cli.command);
     // `rix run` and `rix shell` exec the program, possibly after entering a user
     // namespace, which needs a single-threaded process; `rix daemon` forks a
     // process per connection (each starts its own handler).
@@ -215,23 +216,92 @@ fn main() -> ExitCode {
     }
 }
 
-/// Transparent huge pages for pure evaluation only. mimalloc asks for them
-/// (`madvise`) on its arenas: an evaluation's heap of tens of MiB then takes a
-/// few hundred page faults instead of ~16,000 (a fifth of `foldl'` over a
-/// million elements went to the kernel). Everywhere else the 2 MiB granularity
-/// costs more memory than it saves time (instantiating 2,001 derivations: 56 MiB
-/// peak instead of 30 MiB), so the process turns them off, as mimalloc's `no_thp`
-/// build did for everything. Builders get the kernel's policy back before they
-/// start (rix-build clears the flag between fork and exec).
+/// Transparent huge pages for pure evaluation, while its heap is small.
+/// mimalloc asks for them (`madvise`) on its arenas: an evaluation's heap of
+/// tens of MiB then takes a few hundred page faults instead of ~16,000 (a
+/// fifth of `foldl'` over a million elements went to the kernel). A large heap
+/// pays for them instead: on a virtual machine whose host takes back the
+/// guest's free memory in 2 MiB blocks (free page reporting, as here), each
+/// new huge page is memory the host must supply again, and a 2.4 GiB module
+/// evaluation spent 5.2 s in the kernel with huge pages against 1.4 s
+/// without. So evaluation starts with them and a watcher turns them off for
+/// the rest of the process once it holds [`HUGE_PAGES_UP_TO`] bytes.
+/// Everywhere else the 2 MiB granularity costs more memory than it saves time
+/// (instantiating 2,001 derivations: 56 MiB peak instead of 30 MiB), so the
+/// process turns them off from the start, as mimalloc's `no_thp` build did
+/// for everything. Builders get the kernel's policy back before they start
+/// (rix-build clears the flag between fork and exec).
 fn choose_huge_pages(command: &Command) {
     let evaluation = match command {
         Command::Eval(_) => true,
         Command::Instantiate(args) => args.eval,
         _ => false,
     };
-    if !evaluation {
+    if evaluation {
+        limit_huge_pages();
+    } else {
         // Failure only means the kernel keeps its own policy.
         let _ = nix::sys::prctl::set_thp_disable(true);
+    }
+}
+
+/// The resident size beyond which evaluation stops taking huge pages.
+const HUGE_PAGES_UP_TO: u64 = 128 << 20;
+
+/// Turns huge pages off once the process's resident size passes
+/// [`HUGE_PAGES_UP_TO`]: a thread that looks every few milliseconds (a read
+/// of `/proc/self/statm`), then ends. The flag is the process's, so it holds
+/// for the evaluating thread's later page faults.
+fn limit_huge_pages() {
+    let watcher = || {
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .map_or(4096, |p| p as u64);
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+                return;
+            };
+            let resident: u64 = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            if resident * page > HUGE_PAGES_UP_TO {
+                let _ = nix::sys::prctl::set_thp_disable(true);
+                return;
+            }
+        }
+    };
+    // Without the watcher, huge pages simply stay on.
+    let _ = std::thread::Builder::new()
+        .name("huge-pages".into())
+        .stack_size(64 << 10)
+        .spawn(watcher);
+}
+
+/// mimalloc's `mi_option_purge_delay` (v3's `enum mi_option_e`; the crate
+/// names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Memory freed during a command is kept for reuse, not returned to the
+/// kernel, except in the long-lived servers. mimalloc returns ("purges")
+/// pages that stay free for a while; evaluation frees and reallocates in
+/// waves, and each wave then faults the pages back in, which the kernel
+/// clears again: on a module-system evaluation of 500 modules, half of
+/// rix's time was `clear_page` under huge-page faults (0.6 s of system time;
+/// 0.02 s without purging). A command's heap goes back to the kernel when it
+/// exits; Nix's garbage-collected heap does not shrink either.
+fn choose_purging(command: &Command) {
+    if matches!(command, Command::Daemon(_) | Command::Serve(_)) {
+        return;
+    }
+    // SAFETY: sets an integer option; mimalloc reads it when it next decides
+    // whether to purge.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
     }
 }
 
@@ -251,5 +321,19 @@ mod tests {
     fn command_line_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// The option number names mimalloc's purge delay: its default is
+    /// mimalloc v3's (1000 ms), and setting it reads back.
+    #[test]
+    #[allow(unsafe_code)]
+    fn purge_delay_option_is_mimallocs() {
+        use libmimalloc_sys::{mi_option_get, mi_option_set};
+        // SAFETY: reads and sets an integer option.
+        unsafe {
+            assert_eq!(mi_option_get(super::MI_OPTION_PURGE_DELAY), 1000);
+            mi_option_set(super::MI_OPTION_PURGE_DELAY, -1);
+            assert_eq!(mi_option_get(super::MI_OPTION_PURGE_DELAY), -1);
+        }
     }
 }
