@@ -124,6 +124,13 @@ pub enum BindingValue {
     Inherit(ExprRef),
     /// `inherit (e) x;` — `e` is shared: the index into `inherit_from`.
     InheritFrom(u32, Symbol),
+    /// A `let` binding whose expression names none of the `let`'s own
+    /// bindings: lowered in the enclosing scope and evaluated in the
+    /// enclosing frame. Its thunk then does not hold the new frame, which
+    /// holds the thunk: with reference counting such a cycle (a `let`-bound
+    /// function, or a set with unforced attributes) was never freed, and
+    /// every call of a function with such a `let` leaked its frame.
+    Outer(ExprRef),
 }
 
 pub struct Binding {

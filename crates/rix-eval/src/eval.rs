@@ -865,6 +865,7 @@ impl Evaluator {
             let mut vals = Slots::with_capacity(a.bindings.len());
             for b in &a.bindings {
                 let v = match &b.value {
+                    BindingValue::Outer(e) => outer_slot(e, env),
                     BindingValue::Expr(e) | BindingValue::Inherit(e) => {
                         if has_overrides {
                             let t = Thunk::new(ThunkState::Blackhole);
@@ -954,7 +955,9 @@ impl Evaluator {
 
     fn binding_value(&self, b: &BindingValue, from: &[Value], env: &Rc<Env>, pos: Pos) -> Value {
         match b {
-            BindingValue::Expr(e) | BindingValue::Inherit(e) => self.thunk_in_data(e, env),
+            BindingValue::Expr(e) | BindingValue::Inherit(e) | BindingValue::Outer(e) => {
+                self.thunk_in_data(e, env)
+            }
             BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(Box::new((
                 from[*k as usize].clone(),
                 *name,
@@ -980,6 +983,7 @@ impl Evaluator {
                 BindingValue::Expr(e) | BindingValue::Inherit(e) => {
                     self.init_slot(e, env, &vals, &mut pending)
                 }
+                BindingValue::Outer(e) => outer_slot(e, env),
                 BindingValue::InheritFrom(k, name) => Thunk::value(ThunkState::Select(Box::new((
                     from[*k as usize].clone(),
                     *name,
@@ -1929,6 +1933,18 @@ fn frame_prefix(lambda: &crate::ast::Lambda, env: &Rc<Env>) -> (Option<Rc<Env>>,
             env.up.clone(),
             env.vals[..n as usize].iter().cloned().collect(),
         ),
+    }
+}
+
+/// A slot of a frame still being built whose expression belongs to the
+/// enclosing frame `outer` ([`BindingValue::Outer`]): what
+/// [`Evaluator::init_slot`] gives (a constant, a variable's value, or else a
+/// thunk), but the thunk closes over `outer`, not the new frame.
+fn outer_slot(e: &ExprRef, outer: &Rc<Env>) -> Value {
+    match &**e {
+        Expr::Const(v) => v.clone(),
+        Expr::Var { depth, idx, .. } => outer.lookup(*depth, *idx),
+        _ => Thunk::value(ThunkState::Expr(e.clone(), outer.clone())),
     }
 }
 

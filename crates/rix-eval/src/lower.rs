@@ -1050,14 +1050,27 @@ impl<'a, 'c> Lowerer<'a, 'c> {
             .enumerate()
             .map(|(i, (s, _, _))| (*s, i as u32))
             .collect();
+        let own: std::collections::HashSet<&'static str> =
+            p.statics.iter().map(|(s, _, _)| s.as_str()).collect();
         self.scopes.push(Scope::Static(names));
         let result = (|| {
             let mut bindings = Vec::with_capacity(p.statics.len());
             for (name, bpos, v) in p.statics {
+                let value = match v {
+                    PVal::Expr(e) if !mentions_any(&e, &own) => {
+                        // Lowered where the `let` is: its variables are the
+                        // enclosing scope's (see `BindingValue::Outer`).
+                        let scope = self.scopes.pop().expect("the let's scope");
+                        let lowered = self.expr_named(e, Some(name));
+                        self.scopes.push(scope);
+                        BindingValue::Outer(lowered?)
+                    }
+                    v => self.lower_pval(v, name, 1)?,
+                };
                 bindings.push(Binding {
                     name,
                     pos: bpos,
-                    value: self.lower_pval(v, name, 1)?,
+                    value,
                 });
             }
             let inherit_from = p
@@ -1075,6 +1088,16 @@ impl<'a, 'c> Lowerer<'a, 'c> {
         self.scopes.pop();
         result
     }
+}
+
+/// Whether `e` contains an identifier spelled as one of `names`: a superset
+/// of the variables it uses (attribute names and shadowed names count too),
+/// which is what deciding that it uses none of them needs.
+fn mentions_any(e: &ast::Expr, names: &std::collections::HashSet<&'static str>) -> bool {
+    e.syntax().descendants_with_tokens().any(|el| {
+        el.as_token()
+            .is_some_and(|t| t.kind() == SyntaxKind::TOKEN_IDENT && names.contains(t.text()))
+    })
 }
 
 enum CKey {
@@ -1391,6 +1414,61 @@ mod tests {
         assert_eq!(canon_path("/a/./b//c/../d/"), "/a/b/d");
         assert_eq!(canon_path("/.."), "/");
         assert_eq!(canon_path("/"), "/");
+    }
+
+    fn lower(text: &str) -> ExprRef {
+        let scope = BaseScope::default();
+        let ctx = LowerCtx {
+            lints: Lints::default(),
+            base: 0,
+            base_dir: "/",
+            home: None,
+            base_scope: &scope,
+        };
+        parse(text, &ctx).unwrap_or_else(|e| panic!("{text}: {e:?}"))
+    }
+
+    /// Which `let` bindings are lowered in the enclosing scope: those that
+    /// name none of the `let`'s bindings (the identifier test is syntactic,
+    /// so an attribute named like one keeps a binding inside).
+    #[test]
+    fn let_bindings_that_use_no_sibling_float_out() {
+        let Expr::Lambda(l) =
+            &*lower("z: let f = x: x + z; s = { a = z; }; g = y: f y; h = { f = 1; }; k = z; in g")
+        else {
+            panic!("a lambda");
+        };
+        let Expr::Let(l) = &*l.body else {
+            panic!("a let");
+        };
+        let outer: Vec<(&str, bool)> = l
+            .bindings
+            .iter()
+            .map(|b| (b.name.as_str(), matches!(b.value, BindingValue::Outer(_))))
+            .collect();
+        assert_eq!(
+            outer,
+            [
+                ("f", true),
+                ("s", true),
+                ("g", false),
+                ("h", false),
+                ("k", true)
+            ]
+        );
+        // Floated, `z` is the enclosing lambda's slot seen from there.
+        let k = l.bindings.iter().find(|b| b.name.as_str() == "k").unwrap();
+        let BindingValue::Outer(e) = &k.value else {
+            unreachable!()
+        };
+        assert!(matches!(
+            **e,
+            Expr::Var {
+                depth: 0,
+                idx: 0,
+                ..
+            }
+        ));
     }
 
     #[test]

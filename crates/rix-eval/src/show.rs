@@ -243,7 +243,7 @@ fn bindings(bs: &[Binding], from: &[ExprRef], dynamic: &[DynamicBinding], out: &
         out.push_str("; ");
     }
     for b in sorted {
-        if let BindingValue::Expr(e) = &b.value {
+        if let BindingValue::Expr(e) | BindingValue::Outer(e) = &b.value {
             identifier(b.name.as_str(), out);
             out.push_str(" = ");
             expr(e, out);
