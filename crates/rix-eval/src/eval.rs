@@ -661,6 +661,22 @@ impl Evaluator {
                         return self.call_many(c, &vals, *pos);
                     }
                 }
+                // A builtin given all its arguments at once (`map f xs`) is
+                // called directly, without a partial application per argument.
+                if let Value::PrimOp(op) = &f {
+                    if args.len() >= op.arity && op.arity > 1 {
+                        let vals: Slots = args[..op.arity]
+                            .iter()
+                            .map(|a| self.thunk(a, env))
+                            .collect();
+                        let mut r = self.call_primop(op, &vals, *pos)?;
+                        for arg in &args[op.arity..] {
+                            let a = self.thunk(arg, env);
+                            r = self.call_forced(r, a, *pos)?;
+                        }
+                        return Ok(r);
+                    }
+                }
                 let mut f = f;
                 for arg in args.iter() {
                     let a = self.thunk(arg, env);
@@ -1180,8 +1196,12 @@ impl Evaluator {
             return self.with_call_depth(pos, |ev| ev.call_lambda2(c, x, y, pos));
         }
         let f = self.force(f)?;
-        if let Value::Lambda(c) = &f {
-            return self.with_call_depth(pos, |ev| ev.call_lambda2(c, x, y, pos));
+        match &f {
+            Value::Lambda(c) => {
+                return self.with_call_depth(pos, |ev| ev.call_lambda2(c, x, y, pos))
+            }
+            Value::PrimOp(op) if op.arity == 2 => return self.call_primop(op, &[x, y], pos),
+            _ => {}
         }
         let g = self.call_forced(f, x, pos)?;
         self.call_forced(g, y, pos)
