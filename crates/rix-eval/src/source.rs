@@ -100,8 +100,8 @@ impl Location {
         rest.split('\n').next().unwrap_or("")
     }
 
-    /// The line before (if any), this line, and the line after (if any; a
-    /// final newline does not start another line).
+    /// The line before (if any), this line, and the line after (if any; as
+    /// Nix 2.26's `Pos::getCodeLines`, a final newline starts an empty line).
     pub fn context_lines(&self) -> (Option<&str>, &str, Option<&str>) {
         let before = &self.text[..self.line_start];
         let prev = before
@@ -109,8 +109,7 @@ impl Location {
             .map(|b| b.rsplit('\n').next().unwrap_or(b));
         let rest = &self.text[self.line_start..];
         let (line, next) = match rest.split_once('\n') {
-            Some((l, after)) if !after.is_empty() => (l, after.split('\n').next()),
-            Some((l, _)) => (l, None),
+            Some((l, after)) => (l, after.split('\n').next()),
             None => (rest, None),
         };
         (prev, line, next)

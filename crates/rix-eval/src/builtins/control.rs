@@ -88,10 +88,13 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("unsafeGetAttrPos", 2, unsafe_get_attr_pos);
     r.primop("genericClosure", 1, generic_closure);
     r.primop("break", 1, |ev, a, _| ev.force(&a[0]));
-    r.primop("warn", 2, |ev, a, pos| {
-        let msg = ev.force_string(&a[0], pos)?;
-        ev.trace(&format!("warning: {}", msg.as_str()));
-        ev.force(&a[1])
+    r.primop("warn", 2, warn);
+    r.primop("traceVerbose", 2, |ev, a, pos| {
+        if ev.options().trace_verbose {
+            trace(ev, a, pos)
+        } else {
+            ev.force(&a[1])
+        }
     });
     r.primop("fetchurl", 1, needs_network);
     r.primop("fetchTarball", 1, needs_network);
@@ -117,6 +120,26 @@ fn needs_network(_: &mut Evaluator, _: &[Value], pos: Pos) -> Result<Value> {
     ))
 }
 
+/// `builtins.warn`: Nix 2.26 prints `evaluation warning: MSG` and, with
+/// `abort-on-warn`, fails to show where the warning came from.
+fn warn(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let msg = ev.force_string(&a[0], pos).map_err(|e| {
+        e.add_trace(
+            pos,
+            "while evaluating the first argument; the message passed to builtins.warn",
+        )
+    })?;
+    ev.warn(msg.as_str());
+    if ev.options().abort_on_warn {
+        return Err(EvalError::new(
+            ErrorKind::Other,
+            "aborting to reveal stack trace of warning, as abort-on-warn is set",
+            Pos::NONE,
+        ));
+    }
+    ev.force(&a[1])
+}
+
 fn throw(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let msg = ev.coerce_to_string(
         &a[0],
@@ -124,6 +147,7 @@ fn throw(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         Coerce {
             more: false,
             copy_to_store: false,
+            ctx: "while evaluating the error message passed to builtin.throw",
         },
     )?;
     Err(EvalError::new(ErrorKind::Throw, msg.as_str(), pos))
@@ -136,6 +160,7 @@ fn abort(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         Coerce {
             more: false,
             copy_to_store: false,
+            ctx: "while evaluating the error message passed to builtins.abort",
         },
     )?;
     Err(EvalError::new(
@@ -189,11 +214,12 @@ fn add_error_context(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value>
                 Coerce {
                     more: false,
                     copy_to_store: false,
+                    ctx: "while evaluating the error message passed to builtins.addErrorContext",
                 },
             );
             match msg {
-                Ok(m) => Err(e.add_trace(Pos::NONE, m.as_str())),
-                Err(_) => Err(e),
+                Ok(m) => Err(e.add_trace_always(Pos::NONE, m.as_str())),
+                Err(e2) => Err(e2),
             }
         }
     }

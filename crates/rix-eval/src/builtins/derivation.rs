@@ -307,6 +307,7 @@ fn collect(
     let more = Coerce {
         more: true,
         copy_to_store: true,
+        ctx: "",
     };
 
     for attr in attrs.iter() {

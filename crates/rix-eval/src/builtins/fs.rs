@@ -336,6 +336,7 @@ fn find_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             crate::eval::Coerce {
                 more: false,
                 copy_to_store: false,
+                ctx: "",
             },
         )?;
         entries.push(SearchPathEntry {

@@ -108,6 +108,7 @@ pub(crate) fn write_json(
                     Coerce {
                         more: false,
                         copy_to_store: true,
+                        ctx: "",
                     },
                 )?;
                 escape_json(s.as_str(), out);

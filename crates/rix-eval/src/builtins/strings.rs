@@ -32,6 +32,7 @@ pub(crate) fn register(r: &mut Registry) {
             Coerce {
                 more: true,
                 copy_to_store: false,
+                ctx: "",
             },
         )?))
     });
@@ -43,6 +44,7 @@ pub(crate) fn register(r: &mut Registry) {
             Coerce {
                 more: false,
                 copy_to_store: true,
+                ctx: "",
             },
         )?;
         Ok(Value::Int(s.as_str().len() as i64))
@@ -77,6 +79,7 @@ pub(crate) fn register(r: &mut Registry) {
             Coerce {
                 more: false,
                 copy_to_store: false,
+                ctx: "",
             },
         )?;
         Ok(Value::String(NixString::with_context(
@@ -106,6 +109,7 @@ fn substring(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             Coerce {
                 more: false,
                 copy_to_store: true,
+                ctx: "",
             },
         ),
         2,
@@ -144,6 +148,7 @@ fn concat_strings_sep(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value
             Coerce {
                 more: false,
                 copy_to_store: true,
+                ctx: "",
             },
             &mut out,
             &mut ctx,
@@ -332,6 +337,7 @@ fn regex_match(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             Coerce {
                 more: false,
                 copy_to_store: true,
+                ctx: "",
             },
         ),
         1,
@@ -361,6 +367,7 @@ fn regex_split(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             Coerce {
                 more: false,
                 copy_to_store: true,
+                ctx: "",
             },
         ),
         1,
@@ -480,6 +487,7 @@ fn dir_of(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
                 Coerce {
                     more: false,
                     copy_to_store: false,
+                    ctx: "",
                 },
             )?;
             Ok(Value::String(NixString::with_context(
