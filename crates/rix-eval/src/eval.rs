@@ -925,12 +925,12 @@ impl Evaluator {
             op: BinOp::Eq,
             lhs,
             rhs,
-            pos: eq_pos,
+            pos: _,
         } = &**cond
         {
             let r = self.eval(lhs, env).and_then(|a| {
                 let b = self.eval(rhs, env)?;
-                self.assert_eq_values(&a, &b, *eq_pos)
+                self.assert_eq_values(&a, &b, Pos::NONE)
             });
             match r {
                 Err(e) if e.kind == ErrorKind::Assertion => {
@@ -1733,21 +1733,33 @@ impl Evaluator {
 
     /// A path from a path value or a string that is an absolute path. Mirrors `coerceToPath`.
     pub fn coerce_to_path(&mut self, v: &Value, pos: Pos) -> Result<(String, Context)> {
+        self.coerce_to_path_ctx(v, pos, "")
+    }
+
+    /// [`Self::coerce_to_path`] with Nix 2.26's frame `ctx` for what fails.
+    pub fn coerce_to_path_ctx(
+        &mut self,
+        v: &Value,
+        pos: Pos,
+        ctx: &'static str,
+    ) -> Result<(String, Context)> {
+        let forced = self.force(v).map_err(|e| e.add_trace(pos, ctx))?;
         let s = self.coerce_to_string(
-            v,
+            &forced,
             pos,
             Coerce {
                 more: false,
                 copy_to_store: false,
-                ctx: "",
+                ctx,
             },
         )?;
         if !s.as_str().starts_with('/') {
             return Err(EvalError::new(
                 ErrorKind::Other,
                 format!("string '{}' doesn't represent an absolute path", s.as_str()),
-                pos,
-            ));
+                Pos::NONE,
+            )
+            .add_trace(pos, ctx));
         }
         Ok((s.as_str().to_owned(), s.context().clone()))
     }
