@@ -28,7 +28,7 @@ use rix_formats::hash::{Hash, HashAlgo};
 use rix_formats::store_path::{output_path_name, StorePath};
 
 use super::{err, Registry};
-use crate::error::{ErrorKind, EvalError, Result};
+use crate::error::{EvalError, Result};
 use crate::eval::{Coerce, Evaluator};
 use crate::source::Pos;
 use crate::symbol::Symbol;
@@ -222,35 +222,87 @@ enum Mode {
 }
 
 fn derivation_strict(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let attrs = ev.force_attrs(&a[0], pos).map_err(|e| {
+    let attrs = super::attrs_arg(
+        ev,
+        &a[0],
+        "while evaluating the argument passed to builtins.derivationStrict",
+    )?;
+
+    // The name first, for error messages.
+    let name_sym = Symbol::new("name");
+    let name_attr = attrs.get_attr(name_sym).cloned().ok_or_else(|| {
+        super::missing_in(
+            name_sym,
+            "in the attrset passed as argument to builtins.derivationStrict",
+        )
+    })?;
+    let drv_name = super::string_no_ctx_arg(
+        ev,
+        &name_attr.value,
+        "while evaluating the `name` attribute passed to builtins.derivationStrict",
+    )
+    .map_err(|e| {
         e.add_trace(
-            pos,
-            "while evaluating the argument passed to builtins.derivationStrict",
+            name_attr.pos,
+            "while evaluating the derivation attribute 'name'",
         )
     })?;
 
-    // The name first, for error messages.
-    let name_attr = attrs
-        .get_attr(Symbol::new("name"))
-        .cloned()
-        .ok_or_else(|| {
-            EvalError::new(
-                ErrorKind::Type,
-                "attribute 'name' missing for call to 'derivationStrict'",
-                pos,
-            )
-        })?;
-    let name_pos = if name_attr.pos.is_none() {
-        pos
-    } else {
-        name_attr.pos
-    };
-    let drv_name = ev
-        .force_string_no_ctx(&name_attr.value, pos)
-        .map_err(|e| e.add_trace(name_pos, "while evaluating the derivation attribute 'name'"))?;
+    // As Nix 2.26, errors of the derivation itself have no position; they
+    // say which derivation and where its name is.
+    let r = check_name(&drv_name)
+        .and_then(|()| collect(ev, &attrs, &drv_name, Pos::NONE, pos))
+        .and_then(|c| finish(ev, c, drv_name.clone(), Pos::NONE));
+    r.map_err(|e| {
+        let at = match name_attr.pos.resolve() {
+            Some(l) => l.to_string(),
+            None => "«none»:0".to_owned(),
+        };
+        e.add_trace(
+            Pos::NONE,
+            format!("while evaluating derivation '{drv_name}'\n  whose name attribute is located at {at}"),
+        )
+    })
+}
 
-    let c = collect(ev, &attrs, &drv_name, name_pos, pos)?;
-    finish(ev, c, drv_name, name_pos)
+/// Nix 2.26's `checkDerivationName` (`checkName` of a store path name).
+fn check_name(name: &str) -> Result<()> {
+    let bad = |m: String| {
+        Err(err(
+            format!("invalid derivation name: {m}. Please pass a different 'name'."),
+            Pos::NONE,
+        ))
+    };
+    if name.is_empty() {
+        return bad("name must not be empty".to_owned());
+    }
+    if name.len() > 211 {
+        return bad(format!(
+            "name '{name}' must be no longer than 211 characters"
+        ));
+    }
+    let b = name.as_bytes();
+    if b[0] == b'.' {
+        if b.len() == 1 || (b[1] == b'.' && b.len() == 2) {
+            return bad(format!("name '{name}' is not valid"));
+        }
+        if b[1] == b'-' {
+            return bad(format!(
+                "name '{name}' is not valid: first dash-separated component must not be '.'"
+            ));
+        }
+        if b[1] == b'.' && b[2] == b'-' {
+            return bad(format!(
+                "name '{name}' is not valid: first dash-separated component must not be '..'"
+            ));
+        }
+    }
+    for c in name.chars() {
+        if !(c.is_ascii_alphanumeric() || "+-._?=".contains(c)) {
+            return bad(format!("name '{name}' contains illegal character '{c}'"));
+        }
+    }
+    Ok(())
 }
 
 /// What the attributes of a derivation say, before the outputs are known.
@@ -279,14 +331,22 @@ fn collect(
     let structured = match attrs.get(Symbol::new("__structuredAttrs")) {
         Some(v) => {
             let v = v.clone();
-            ev.force_bool(&v, pos)?
+            super::bool_arg(
+                ev,
+                &v,
+                "while evaluating the `__structuredAttrs` attribute passed to builtins.derivationStrict",
+            )?
         }
         None => false,
     };
     let ignore_nulls = match attrs.get(Symbol::new("__ignoreNulls")) {
         Some(v) => {
             let v = v.clone();
-            ev.force_bool(&v, pos)?
+            super::bool_arg(
+                ev,
+                &v,
+                "while evaluating the `__ignoreNulls` attribute passed to builtins.derivationStrict",
+            )?
         }
         None => false,
     };
@@ -308,6 +368,10 @@ fn collect(
         more: true,
         copy_to_store: true,
         ctx: "",
+    };
+    let arg_item = Coerce {
+        ctx: "while evaluating an element of the argument list",
+        ..more
     };
 
     for attr in attrs.iter() {
@@ -336,7 +400,7 @@ fn collect(
                     let list = ev.force_list(&attr.value, pos)?;
                     for item in list.iter() {
                         let mut s = String::new();
-                        ev.coerce_into(item, name_pos, more, &mut s, &mut ctx)?;
+                        ev.coerce_into(item, Pos::NONE, arg_item, &mut s, &mut ctx)?;
                         drv.args.push(s.into_bytes());
                     }
                 }
@@ -410,8 +474,8 @@ fn collect(
         })();
         r.map_err(|e| {
             e.add_trace(
-                name_pos,
-                format!("while evaluating the attribute '{key}' of the derivation '{drv_name}'"),
+                attr.pos,
+                format!("while evaluating attribute '{key}' of derivation '{drv_name}'"),
             )
         })?;
     }
