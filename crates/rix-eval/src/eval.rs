@@ -448,7 +448,9 @@ impl Evaluator {
                 self.force_depth -= 1;
                 r
             }
-            ThunkState::Apply(Value::Lambda(c), x) => self.call_closure(c, x.clone(), Pos::NONE),
+            // A call made by a builtin (`map`, `genList`...): Nix's call site
+            // is the function's position (`Value::determinePos`).
+            ThunkState::Apply(Value::Lambda(c), x) => self.call_closure(c, x.clone(), c.lambda.pos),
             ThunkState::Apply(f, x) => self.call(f, x.clone(), Pos::NONE),
             ThunkState::Apply2(b) => self.call2(&b.0, b.1.clone(), b.2.clone(), Pos::NONE),
             ThunkState::Select(sel) => {
@@ -724,8 +726,9 @@ impl Evaluator {
                     other => Err(expected(&other, "a Boolean", *pos).add_trace(*pos, CTX)),
                 }
             }
-            Expr::Not(inner, pos) => {
+            Expr::Not(inner, _) => {
                 const CTX: &str = "in the argument of the not operator";
+                let pos = &inner.pos();
                 let v = self.eval(inner, env).map_err(|e| e.add_trace(*pos, CTX))?;
                 match v {
                     Value::Bool(b) => Ok(Value::Bool(!b)),
@@ -749,7 +752,7 @@ impl Evaluator {
                     let v = self.eval(p, env)?;
                     self.coerce_into(
                         &v,
-                        p.pos(),
+                        Pos::NONE,
                         Coerce {
                             more: false,
                             copy_to_store: true,
@@ -757,7 +760,8 @@ impl Evaluator {
                         },
                         &mut out,
                         &mut ctx,
-                    )?;
+                    )
+                    .map_err(|e| segment_at(e, p.pos().interpolation_start()))?;
                 }
                 let s = NixString::with_context(out.as_str().to_owned(), ctx);
                 self.str_buf = out;
@@ -776,7 +780,7 @@ impl Evaluator {
                     }
                     self.coerce_into(
                         &v,
-                        p.pos(),
+                        Pos::NONE,
                         Coerce {
                             more: false,
                             copy_to_store: false,
@@ -784,7 +788,8 @@ impl Evaluator {
                         },
                         &mut out,
                         &mut ctx,
-                    )?;
+                    )
+                    .map_err(|e| segment_at(e, p.pos().interpolation_start()))?;
                 }
                 if !ctx.is_empty() {
                     return Err(EvalError::new(
@@ -993,9 +998,14 @@ impl Evaluator {
             // `__overrides` replaces attributes, in the set and in the scope.
             if let Some(i) = a.bindings.iter().position(|b| b.name == overrides) {
                 let ov_value = entries[i].value.clone();
-                let ov = self.force_attrs(&ov_value, a.pos).map_err(|e| {
-                    e.add_trace(a.pos, "while evaluating the `__overrides` attribute")
-                })?;
+                let ov = match self.force(&ov_value) {
+                    Ok(Value::Attrs(ov)) => ov,
+                    Ok(other) => {
+                        return Err(expected(&other, "a set", Pos::NONE)
+                            .add_trace(Pos::NONE, "while evaluating the `__overrides` attribute"))
+                    }
+                    Err(e) => return Err(e),
+                };
                 for attr in ov.iter() {
                     match a.bindings.iter().position(|b| b.name == attr.name) {
                         Some(j) => {
@@ -1187,7 +1197,7 @@ impl Evaluator {
                         _ => {}
                     }
                 }
-                self.bin_values(op, l, r, pos, (lhs.pos(), rhs.pos()))
+                self.bin_values(op, l, r, pos, (lhs.pos(), Pos::NONE))
                     .map_err(|e| match op {
                         BinOp::Concat | BinOp::Update => e,
                         _ => bin_trace(e, op, pos, false),
@@ -1209,7 +1219,11 @@ impl Evaluator {
     ) -> Result<Value> {
         use crate::ops;
         match op {
-            BinOp::Add => self.add_at(&l, &r, pos, lpos, rpos),
+            BinOp::Add => {
+                let _ = rpos;
+                self.add_at(&l, &r, pos, lpos, Pos::NONE)
+                    .map_err(|e| segment_at(e, pos.operand_after(1)))
+            }
             BinOp::Sub => ops::sub(&l, &r, pos),
             BinOp::Mul => ops::mul(&l, &r, pos),
             BinOp::Div => ops::div(&l, &r, pos),
@@ -1673,6 +1687,10 @@ impl Evaluator {
                     let f = f.clone();
                     return self.with_call_depth(pos, |ev| {
                         let r = ev.call(&f, v.clone(), pos)?;
+                        let opts = Coerce {
+                            ctx: "while evaluating the result of the `__toString` attribute",
+                            ..opts
+                        };
                         ev.coerce_into(&r, pos, opts, out, ctx)
                     });
                 }
@@ -2359,6 +2377,24 @@ pub fn expected_ctx(v: &Value, what: &str, pos: Pos, ctx: &str) -> Box<EvalError
     expected(v, what, Pos::NONE).add_trace(pos, ctx)
 }
 
+/// Gives the frames and the error of an operand of `+` or an interpolated
+/// value that have no position yet the operand's (computed only on error).
+#[cold]
+fn segment_at(mut e: Box<EvalError>, pos: Pos) -> Box<EvalError> {
+    for f in e.trace.iter_mut() {
+        if f.pos.is_none() && f.message == "while evaluating a path segment" {
+            f.pos = pos;
+        }
+    }
+    if e.pos.is_none()
+        && (e.message.starts_with("cannot add ")
+            || e.message.starts_with("integer overflow in adding"))
+    {
+        e.pos = pos;
+    }
+    e
+}
+
 /// `attempt to call something which is not a function but an integer: 1`.
 #[cold]
 fn not_a_function(v: &Value, pos: Pos) -> Box<EvalError> {
@@ -2389,7 +2425,14 @@ fn cannot_coerce(v: &Value, pos: Pos, ctx: &str) -> Box<EvalError> {
 /// The frame Nix 2.26 adds for an error in an operand of `op`: `-`, `*`,
 /// `/`, `<`... are calls of builtins (`a <= b` is `!(b < a)`).
 #[cold]
-fn bin_trace(e: Box<EvalError>, op: BinOp, pos: Pos, _left: bool) -> Box<EvalError> {
+fn bin_trace(e: Box<EvalError>, op: BinOp, pos: Pos, left: bool) -> Box<EvalError> {
+    if op == BinOp::Update {
+        let side = if left { "left" } else { "right" };
+        return e.add_trace(
+            pos,
+            format!("in the {side} operand of the update (//) operator"),
+        );
+    }
     let name = match op {
         BinOp::Sub => "sub",
         BinOp::Mul => "mul",

@@ -58,6 +58,23 @@ pub fn add_numbers(a: &Value, b: &Value, pos: Pos) -> Result<Value> {
     }
 }
 
+/// `builtins.add` (`+` of numbers is [`add_numbers`]).
+pub fn add_builtin(a: &Value, b: &Value) -> Result<Value> {
+    operands(
+        a,
+        b,
+        "while evaluating the first argument of the addition",
+        "while evaluating the second argument of the addition",
+    )?;
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x
+            .checked_add(*y)
+            .map(Value::Int)
+            .ok_or_else(|| overflow("adding", *x, *y, '+')),
+        _ => Ok(Value::Float(as_f64(a) + as_f64(b))),
+    }
+}
+
 /// `builtins.sub` (and `-`); errors without a position, as the builtin's.
 pub fn sub(a: &Value, b: &Value, _pos: Pos) -> Result<Value> {
     let float = operands(
@@ -77,10 +94,15 @@ pub fn sub(a: &Value, b: &Value, _pos: Pos) -> Result<Value> {
 
 /// `builtins.mul` (and `*`).
 pub fn mul(a: &Value, b: &Value, _pos: Pos) -> Result<Value> {
-    let float = operands(
+    let float = matches!(a, Value::Float(_)) || matches!(b, Value::Float(_));
+    operands(
         a,
         b,
-        "while evaluating the first of the multiplication",
+        if float {
+            "while evaluating the first of the multiplication"
+        } else {
+            "while evaluating the first argument of the multiplication"
+        },
         "while evaluating the second argument of the multiplication",
     )?;
     Ok(match (a, b) {

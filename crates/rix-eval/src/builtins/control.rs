@@ -48,11 +48,10 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("isFunction", 1, |ev, a, _| {
         Ok(Value::Bool(ev.force(&a[0])?.is_function()))
     });
-    r.primop("add", 2, |ev, a, pos| {
+    r.primop("add", 2, |ev, a, _| {
         let x = ev.force(&a[0])?;
         let y = ev.force(&a[1])?;
-        num_args(&x, &y, pos)?;
-        crate::ops::add_numbers(&x, &y, pos)
+        crate::ops::add_builtin(&x, &y)
     });
     r.primop("sub", 2, |ev, a, pos| {
         let x = ev.force(&a[0])?;
@@ -101,15 +100,6 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("fetchGit", 1, needs_network);
     r.primop("fetchMercurial", 1, needs_network);
     r.primop("fetchTree", 1, needs_network);
-}
-
-fn num_args(x: &Value, y: &Value, pos: Pos) -> Result<()> {
-    for v in [x, y] {
-        if !matches!(v, Value::Int(_) | Value::Float(_)) {
-            return Err(crate::eval::expected(v, "an integer", pos));
-        }
-    }
-    Ok(())
 }
 
 fn needs_network(_: &mut Evaluator, _: &[Value], pos: Pos) -> Result<Value> {
@@ -383,15 +373,15 @@ fn generic_closure(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         while lo < hi {
             let mid = (lo + hi) / 2;
             if ev
-                .less_than(&keys[mid], &key, pos)
-                .map_err(|e| e.add_trace(Pos::NONE, CMP))?
-            {
-                lo = mid + 1;
-            } else if ev
                 .less_than(&key, &keys[mid], pos)
                 .map_err(|e| e.add_trace(Pos::NONE, CMP))?
             {
                 hi = mid;
+            } else if ev
+                .less_than(&keys[mid], &key, pos)
+                .map_err(|e| e.add_trace(Pos::NONE, CMP))?
+            {
+                lo = mid + 1;
             } else {
                 found = true;
                 break;

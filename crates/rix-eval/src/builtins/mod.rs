@@ -299,10 +299,6 @@ pub(crate) fn int_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<i64> {
     ev.force_int(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
 }
 
-pub(crate) fn float_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<f64> {
-    ev.force_float(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
-}
-
 pub(crate) fn bool_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<bool> {
     ev.force_bool(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
 }
