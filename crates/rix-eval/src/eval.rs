@@ -321,11 +321,11 @@ impl Evaluator {
             return Ok(v);
         }
         let text = std::fs::read(self.fs_path(&path)).map_err(|e| {
-            EvalError::new(
-                ErrorKind::Io,
-                format!("opening file '{path}': {}", io_msg(&e)),
-                pos,
-            )
+            let msg = match e.kind() {
+                std::io::ErrorKind::NotFound => format!("path '{path}' does not exist"),
+                _ => format!("opening file '{path}': {}", io_msg(&e)),
+            };
+            EvalError::new(ErrorKind::Io, msg, pos)
         })?;
         let text = String::from_utf8(text).map_err(|_| {
             EvalError::new(
@@ -1817,11 +1817,14 @@ impl Evaluator {
                 None,
             )
             .map_err(|e| {
-                EvalError::new(
-                    ErrorKind::Io,
-                    format!("while copying '{path}' to the store: {}", io_msg(&e)),
-                    pos,
-                )
+                let msg = if e.kind() == std::io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(self.fs_path(path)).is_err()
+                {
+                    format!("path '{path}' does not exist")
+                } else {
+                    format!("while copying '{path}' to the store: {}", io_msg(&e))
+                };
+                EvalError::new(ErrorKind::Io, msg, Pos::NONE)
             })?;
         let full = store.store_dir().display(&sp);
         self.src_to_store.insert(path.to_owned(), full.clone());

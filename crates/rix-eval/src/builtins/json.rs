@@ -17,12 +17,7 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("toJSON", 1, |ev, a, pos| {
         let mut out = String::new();
         let mut ctx = Context::new();
-        arg_ctx(
-            write_json(ev, &a[0], pos, &mut out, &mut ctx, true, 0),
-            0,
-            "toJSON",
-            pos,
-        )?;
+        write_json(ev, &a[0], pos, &mut out, &mut ctx, true, 0)?;
         Ok(Value::String(NixString::with_context(out, ctx)))
     });
     r.primop("fromJSON", 1, |ev, a, pos| {
@@ -107,7 +102,7 @@ pub(crate) fn write_json(
                     pos,
                     Coerce {
                         more: false,
-                        copy_to_store: true,
+                        copy_to_store: false,
                         ctx: "",
                     },
                 )?;
@@ -115,9 +110,9 @@ pub(crate) fn write_json(
                 ctx.extend(s.context().iter().cloned());
                 return Ok(());
             }
-            if let Some(o) = a.get(ev.syms.out_path) {
-                let o = o.clone();
-                return write_json(ev, &o, pos, out, ctx, strict, depth + 1);
+            if let Some(o) = a.get_attr(ev.syms.out_path) {
+                let (o, at) = (o.value.clone(), o.pos);
+                return write_json(ev, &o, at, out, ctx, strict, depth + 1);
             }
             out.push('{');
             for (i, attr) in a.iter().enumerate() {
@@ -146,11 +141,17 @@ pub(crate) fn write_json(
                 }
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
                     write_json(ev, item, pos, out, ctx, strict, depth + 1)
+                })
+                .map_err(|e| {
+                    e.add_trace(pos, format!("while evaluating list element at index {i}"))
                 })?;
             }
             out.push(']');
         }
-        Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => {
+        Value::Lambda(c) => {
+            return Err(err("cannot convert a function to JSON", c.lambda.pos));
+        }
+        Value::PrimOp(_) | Value::PrimOpApp(_) => {
             return Err(err("cannot convert a function to JSON", pos));
         }
         Value::Thunk(_) => unreachable!("forced"),

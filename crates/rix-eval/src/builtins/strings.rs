@@ -502,8 +502,12 @@ fn dir_of(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 pub(crate) fn parse_algo(s: &str, pos: Pos) -> Result<HashAlgo> {
-    s.parse::<HashAlgo>()
-        .map_err(|_| err(format!("unknown hash algorithm '{s}'"), pos))
+    s.parse::<HashAlgo>().map_err(|_| {
+        err(
+            format!("unknown hash algorithm '{s}', expect 'md5', 'sha1', 'sha256', or 'sha512'"),
+            pos,
+        )
+    })
 }
 
 fn hash_string(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
