@@ -452,7 +452,13 @@ impl Evaluator {
             // is the function's position (`Value::determinePos`).
             ThunkState::Apply(Value::Lambda(c), x) => self.call_closure(c, x.clone(), c.lambda.pos),
             ThunkState::Apply(f, x) => self.call(f, x.clone(), Pos::NONE),
-            ThunkState::Apply2(b) => self.call2(&b.0, b.1.clone(), b.2.clone(), Pos::NONE),
+            ThunkState::Apply2(b) => {
+                let at = match &b.0 {
+                    Value::Lambda(c) => c.lambda.pos,
+                    _ => Pos::NONE,
+                };
+                self.call2(&b.0, b.1.clone(), b.2.clone(), at)
+            }
             ThunkState::Select(sel) => {
                 let (v, name, pos) = &**sel;
                 let attrs = self.force_attrs(v, *pos)?;
@@ -1715,8 +1721,15 @@ impl Evaluator {
                     Ok(())
                 }
                 Value::List(l) => {
+                    let item_opts = Coerce {
+                        ctx: "while evaluating one element of the list",
+                        ..opts
+                    };
                     for (i, item) in l.iter().enumerate() {
-                        self.with_call_depth(pos, |ev| ev.coerce_into(item, pos, opts, out, ctx))?;
+                        self.with_call_depth(pos, |ev| {
+                            ev.coerce_into(item, pos, item_opts, out, ctx)
+                        })
+                        .map_err(|e| e.add_trace(pos, opts.ctx))?;
                         if i + 1 < l.len() {
                             let item = self.force(item)?;
                             let empty_list = matches!(&item, Value::List(x) if x.is_empty());
@@ -1817,9 +1830,7 @@ impl Evaluator {
                 None,
             )
             .map_err(|e| {
-                let msg = if e.kind() == std::io::ErrorKind::NotFound
-                    && std::fs::symlink_metadata(self.fs_path(path)).is_err()
-                {
+                let msg = if std::fs::symlink_metadata(self.fs_path(path)).is_err() {
                     format!("path '{path}' does not exist")
                 } else {
                     format!("while copying '{path}' to the store: {}", io_msg(&e))
@@ -2385,13 +2396,18 @@ pub fn expected_ctx(v: &Value, what: &str, pos: Pos, ctx: &str) -> Box<EvalError
 #[cold]
 fn segment_at(mut e: Box<EvalError>, pos: Pos) -> Box<EvalError> {
     for f in e.trace.iter_mut() {
-        if f.pos.is_none() && f.message == "while evaluating a path segment" {
+        if f.pos.is_none()
+            && (f.message == "while evaluating a path segment"
+                || f.message == "while evaluating the result of the `__toString` attribute")
+        {
             f.pos = pos;
         }
     }
     if e.pos.is_none()
         && (e.message.starts_with("cannot add ")
-            || e.message.starts_with("integer overflow in adding"))
+            || e.message.starts_with("integer overflow in adding")
+            || e.message
+                .starts_with("attempt to call something which is not a function"))
     {
         e.pos = pos;
     }

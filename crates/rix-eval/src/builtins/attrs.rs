@@ -213,7 +213,11 @@ fn map_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         &a[1],
         "while evaluating the second argument passed to builtins.mapAttrs",
     )?;
-    let f = a[0].clone();
+    // Held as Nix holds it, unforced: the calls then have no position.
+    let f = match &a[0] {
+        Value::Lambda(_) => Thunk::value(ThunkState::Done(a[0].clone())),
+        other => other.clone(),
+    };
     Ok(Value::attrs(Attrs::from_sorted(
         attrs
             .iter()
