@@ -91,7 +91,7 @@ fn nix_language_suite_through_the_binary() {
         } else if name.starts_with("eval-fail-") {
             fail_total += 1;
             let out = run_case(&dir, &name, &["--eval", "--strict"]);
-            if !out.status.success() && out.stderr.starts_with(b"error: ") {
+            if !out.status.success() && out.stderr.starts_with(b"error:") {
                 fail += 1;
             } else {
                 failing.push(name);
@@ -268,15 +268,21 @@ fn eval_and_errors() {
     let out = rix(&["eval", "--show-trace", &path]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with(&format!("error:\n       … from call site\n         at {path}:4:4:\n")),
+        err.starts_with(&format!(
+            "error:\n       … from call site\n         at {path}:4:4:\n"
+        )),
         "{err}"
     );
     assert!(
-        err.contains(&format!("       … while calling 'g'\n         at {path}:3:7:\n")),
+        err.contains(&format!(
+            "       … while calling 'g'\n         at {path}:3:7:\n"
+        )),
         "{err}"
     );
     assert!(
-        err.contains(&format!("       … while calling 'f'\n         at {path}:2:7:\n")),
+        err.contains(&format!(
+            "       … while calling 'f'\n         at {path}:2:7:\n"
+        )),
         "{err}"
     );
     assert!(err.ends_with(&segment), "{err}");

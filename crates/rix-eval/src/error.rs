@@ -144,7 +144,7 @@ impl EvalError {
     pub fn render(&self, show_trace: bool) -> String {
         let mut oss = String::new();
         if !self.trace.is_empty() {
-            let mut seen: std::collections::HashSet<(Option<(String, u32, u32)>, &str)> =
+            let mut seen: std::collections::HashSet<(FrameKey, &str)> =
                 std::collections::HashSet::new();
             let mut skipped: Vec<&TraceFrame> = Vec::new();
             let mut count = 0usize;
@@ -201,9 +201,11 @@ impl EvalError {
     }
 }
 
-/// What makes two frames the same for collapsing repeats: the resolved
-/// position and the message.
-fn frame_key(pos: Pos) -> Option<(String, u32, u32)> {
+/// A frame's resolved position (file, line, column), which with its message
+/// makes two frames the same for collapsing repeats.
+type FrameKey = Option<(String, u32, u32)>;
+
+fn frame_key(pos: Pos) -> FrameKey {
     pos.resolve()
         .map(|l| (l.origin.to_string(), l.line, l.column))
 }
@@ -281,10 +283,10 @@ fn levenshtein(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let mut v0: Vec<usize> = (0..=b.len()).collect();
     let mut v1 = vec![0; b.len() + 1];
-    for i in 0..a.len() {
+    for (i, &ca) in a.iter().enumerate() {
         v1[0] = i + 1;
-        for j in 0..b.len() {
-            let sub = if a[i] == b[j] { v0[j] } else { v0[j] + 1 };
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = if ca == cb { v0[j] } else { v0[j] + 1 };
             v1[j + 1] = (v0[j + 1] + 1).min(v1[j] + 1).min(sub);
         }
         std::mem::swap(&mut v0, &mut v1);
@@ -384,7 +386,7 @@ pub fn filter_ansi_escapes(s: &str, keep_colors: bool) -> String {
             loop {
                 w += 1;
                 t.push(' ');
-                if w % 8 == 0 {
+                if w.is_multiple_of(8) {
                     break;
                 }
             }

@@ -237,8 +237,7 @@ impl ErrorPrinter {
                     let (x, y) = (x.name.as_str(), y.name.as_str());
                     (!important(x), x).cmp(&(!important(y), y))
                 });
-                let mut printed = 0;
-                for attr in &sorted {
+                for (printed, attr) in sorted.iter().enumerate() {
                     self.out.push(' ');
                     if self.attrs >= MAX {
                         elided(
@@ -273,7 +272,6 @@ impl ErrorPrinter {
                     });
                     self.out.push(';');
                     self.attrs += 1;
-                    printed += 1;
                 }
                 self.out.push_str(" }");
             }

@@ -186,6 +186,8 @@ pub struct IgnoredNixArgs {
 /// An evaluation error as Nix 2.26 prints it (`error:`, the trace, the
 /// message, position and code; every frame with `--show-trace`), printed
 /// as is by `main` (see [`RenderedError`]).
+// Takes the box evaluation results carry, for `map_err(|e| eval_error(e, ..))`.
+#[allow(clippy::boxed_local)]
 pub fn eval_error(e: Box<EvalError>, show_trace: bool) -> anyhow::Error {
     anyhow::Error::new(RenderedError(e.render(show_trace)))
 }
@@ -198,12 +200,10 @@ impl std::fmt::Display for RenderedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Shown after `error: ` where not printed by `main` itself.
         let t = &self.0;
-        f.write_str(
-            t.strip_prefix("error: ")
-                .or_else(|| t.strip_prefix("error:"))
-                .unwrap_or(t)
-                .trim_start_matches('\n'),
-        )
+        match t.strip_prefix("error: ") {
+            Some(rest) => f.write_str(rest),
+            None => f.write_str(t.strip_prefix("error:").unwrap_or(t)),
+        }
     }
 }
 
