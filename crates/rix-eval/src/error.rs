@@ -8,6 +8,7 @@
 //! position and the code around it. Mirrors Nix's `EvalError` hierarchy (`ThrownError`, `AssertionError`,
 //! `TypeError`, ...) in `libexpr/nixexpr.hh`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::source::Pos;
@@ -47,7 +48,8 @@ pub enum ErrorKind {
 #[derive(Debug, Clone)]
 pub struct TraceFrame {
     pub pos: Pos,
-    pub message: String,
+    /// Most frames' messages are constant: not allocated as errors unwind.
+    pub message: Cow<'static, str>,
     /// Shown even where the trace is truncated (Nix's `TracePrint::Always`:
     /// `builtins.addErrorContext`'s frames).
     pub always: bool,
@@ -93,7 +95,11 @@ impl EvalError {
 
     /// Adds a `… while ...` frame (outer to those added before).
     #[cold]
-    pub fn add_trace(mut self: Box<Self>, pos: Pos, message: impl Into<String>) -> Box<Self> {
+    pub fn add_trace(
+        mut self: Box<Self>,
+        pos: Pos,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Box<Self> {
         self.trace.push(TraceFrame {
             pos,
             message: message.into(),
@@ -107,7 +113,7 @@ impl EvalError {
     pub fn add_trace_always(
         mut self: Box<Self>,
         pos: Pos,
-        message: impl Into<String>,
+        message: impl Into<Cow<'static, str>>,
     ) -> Box<Self> {
         self.trace.push(TraceFrame {
             pos,
@@ -157,7 +163,7 @@ impl EvalError {
                     truncate = true;
                 }
                 if !truncate || frame.always {
-                    let key = (frame_key(frame.pos), frame.message.as_str());
+                    let key = (frame_key(frame.pos), &*frame.message);
                     if seen.contains(&key) {
                         skipped.push(frame);
                         continue;

@@ -2388,7 +2388,7 @@ pub fn expected(v: &Value, what: &str, pos: Pos) -> Box<EvalError> {
 /// `forceAttrs` add it: the message without a position).
 #[cold]
 pub fn expected_ctx(v: &Value, what: &str, pos: Pos, ctx: &str) -> Box<EvalError> {
-    expected(v, what, Pos::NONE).add_trace(pos, ctx)
+    expected(v, what, Pos::NONE).add_trace(pos, ctx.to_owned())
 }
 
 /// Gives the frames and the error of an operand of `+` or an interpolated
@@ -2429,7 +2429,7 @@ fn not_a_function(v: &Value, pos: Pos) -> Box<EvalError> {
 
 /// `cannot coerce a set to a string: { }`, with the caller's frame.
 #[cold]
-fn cannot_coerce(v: &Value, pos: Pos, ctx: &str) -> Box<EvalError> {
+fn cannot_coerce(v: &Value, pos: Pos, ctx: &'static str) -> Box<EvalError> {
     type_error(
         format!(
             "cannot coerce {} to a string: {}",

@@ -465,8 +465,9 @@ impl<'a, 'c> Lowerer<'a, 'c> {
             ast::Expr::LetIn(l) => {
                 let mut p = self.new_pattrs(true, pos);
                 self.collect(&mut p, &l)?;
-                if let Some((_, _, dpos)) = p.dynamic.first() {
-                    return Err(err("dynamic attributes not allowed in let", *dpos));
+                // At the `let`, as Nix 2.26 reports it.
+                if !p.dynamic.is_empty() {
+                    return Err(err("dynamic attributes not allowed in let", pos));
                 }
                 let body_node = l.body().ok_or_else(|| self.missing(&l))?;
                 return self.lower_let(p, body_node);

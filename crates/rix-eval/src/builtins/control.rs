@@ -208,7 +208,7 @@ fn add_error_context(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value>
                 },
             );
             match msg {
-                Ok(m) => Err(e.add_trace_always(Pos::NONE, m.as_str())),
+                Ok(m) => Err(e.add_trace_always(Pos::NONE, m.as_str().to_owned())),
                 Err(e2) => Err(e2),
             }
         }

@@ -159,6 +159,14 @@ pub(crate) fn write_json(
     Ok(())
 }
 
+/// Nix 2.26's refusal of a string with a NUL byte (shown as `␀`).
+pub(crate) fn nul_in_string(s: &str) -> String {
+    format!(
+        "input string '{}' cannot be represented as Nix string because it contains null bytes",
+        s.replace('\0', "␀")
+    )
+}
+
 /// Parses JSON text into Nix values.
 pub fn parse_json(s: &str) -> std::result::Result<Value, String> {
     let mut p = JsonParser {
@@ -319,7 +327,7 @@ impl JsonParser<'_> {
             }
             if text.parse::<u64>().is_ok() {
                 return Err(format!(
-                    "number '{text}' is out of range of a 64-bit integer"
+                    "unsigned json number {text} outside of Nix integer range"
                 ));
             }
         }
@@ -387,7 +395,7 @@ impl JsonParser<'_> {
         // `\u0000` (the only way to a NUL here): Nix 2.8 cut the string there;
         // later Nix, and the language test suite, refuse it.
         if out.contains(&0) {
-            return Err(self.error("null byte in string"));
+            return Err(nul_in_string(&String::from_utf8_lossy(&out)));
         }
         String::from_utf8(out).map_err(|_| self.error("invalid UTF-8"))
     }

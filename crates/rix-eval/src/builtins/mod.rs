@@ -272,7 +272,7 @@ pub(crate) fn arg_ctx<T>(r: Result<T>, n: usize, f: &str, pos: Pos) -> Result<T>
 
 #[cold]
 fn with_ctx(e: Box<EvalError>, ctx: &str) -> Box<EvalError> {
-    e.add_trace(Pos::NONE, ctx)
+    e.add_trace(Pos::NONE, ctx.to_owned())
 }
 
 pub(crate) fn list_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Rc<Vec<Value>>> {
@@ -327,7 +327,7 @@ pub(crate) fn missing_in(name: Symbol, ctx: &str) -> Box<EvalError> {
         format!("attribute '{name}' missing"),
         Pos::NONE,
     )
-    .add_trace(Pos::NONE, ctx)
+    .add_trace(Pos::NONE, ctx.to_owned())
 }
 
 /// "while evaluating the first argument passed to builtins.f".
