@@ -175,6 +175,21 @@ pub fn error_value(v: &Value) -> String {
         seen: HashSet::new(),
         attrs: 0,
         items: 0,
+        max: 10,
+    };
+    p.print(v, 0);
+    p.out
+}
+
+/// A value as Nix 2.26's `builtins.trace` prints it (`ValuePrinter` with
+/// default options: as [`error_value`] without limits).
+pub fn trace_value(v: &Value) -> String {
+    let mut p = ErrorPrinter {
+        out: String::new(),
+        seen: HashSet::new(),
+        attrs: 0,
+        items: 0,
+        max: usize::MAX,
     };
     p.print(v, 0);
     p.out
@@ -185,6 +200,9 @@ struct ErrorPrinter {
     seen: HashSet<usize>,
     attrs: usize,
     items: usize,
+    /// Levels, attributes and list items printed at most (and strings cut
+    /// after 1024 bytes) unless `usize::MAX`.
+    max: usize,
 }
 
 fn elided(out: &mut String, n: usize, single: &str, plural: &str) {
@@ -193,7 +211,7 @@ fn elided(out: &mut String, n: usize, single: &str, plural: &str) {
 
 impl ErrorPrinter {
     fn print(&mut self, v: &Value, depth: usize) {
-        const MAX: usize = 10;
+        let max = self.max;
         match v {
             Value::Thunk(t) => match t.get() {
                 Some(v) => self.print(&v, depth),
@@ -208,7 +226,7 @@ impl ErrorPrinter {
             Value::Float(f) => self.out.push_str(&format_float(*f)),
             Value::String(s) => {
                 let s = s.as_str();
-                if s.len() > 1024 {
+                if max != usize::MAX && s.len() > 1024 {
                     let mut cut = 1024;
                     while !s.is_char_boundary(cut) {
                         cut -= 1;
@@ -226,20 +244,23 @@ impl ErrorPrinter {
                     self.out.push_str("«repeated»");
                     return;
                 }
-                if depth >= MAX {
+                if depth >= max {
                     self.out.push_str("{ ... }");
                     return;
                 }
                 self.out.push('{');
                 let mut sorted: Vec<_> = a.iter().collect();
                 let important = |n: &str| n == "type" || n == "_type";
+                // With limits, `type` and `_type` first (Nix's
+                // `ImportantFirstAttrNameCmp`).
+                let limited = max != usize::MAX;
                 sorted.sort_by(|x, y| {
                     let (x, y) = (x.name.as_str(), y.name.as_str());
-                    (!important(x), x).cmp(&(!important(y), y))
+                    (limited && !important(x), x).cmp(&(limited && !important(y), y))
                 });
                 for (printed, attr) in sorted.iter().enumerate() {
                     self.out.push(' ');
-                    if self.attrs >= MAX {
+                    if self.attrs >= max {
                         elided(
                             &mut self.out,
                             sorted.len() - printed,
@@ -280,14 +301,14 @@ impl ErrorPrinter {
                     self.out.push_str("«repeated»");
                     return;
                 }
-                if depth >= MAX {
+                if depth >= max {
                     self.out.push_str("[ ... ]");
                     return;
                 }
                 self.out.push('[');
                 for (i, item) in l.iter().enumerate() {
                     self.out.push(' ');
-                    if self.items >= MAX {
+                    if self.items >= max {
                         elided(&mut self.out, l.len() - i, "item", "items");
                         break;
                     }

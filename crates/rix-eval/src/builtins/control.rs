@@ -188,7 +188,7 @@ fn trace(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let v = ev.force(&a[0])?;
     let msg = match &v {
         Value::String(s) => s.as_str().to_owned(),
-        other => crate::print::print_value(other),
+        other => crate::print::trace_value(other),
     };
     ev.trace(&msg);
     ev.force(&a[1])
