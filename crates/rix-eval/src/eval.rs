@@ -461,14 +461,16 @@ impl Evaluator {
             }
             ThunkState::Select(sel) => {
                 let (v, name, pos) = &**sel;
-                let attrs = self.force_attrs(v, *pos)?;
-                match attrs.get(*name) {
-                    Some(v) => {
-                        let v = v.clone();
-                        self.force(&v)
-                    }
-                    None => Err(missing_attr(*name, &attrs, *pos)),
-                }
+                let r = self
+                    .force_attrs(v, *pos)
+                    .and_then(|attrs| match attrs.get(*name) {
+                        Some(v) => {
+                            let v = v.clone();
+                            self.force(&v)
+                        }
+                        None => Err(missing_attr(*name, &attrs, *pos)),
+                    });
+                r.map_err(|e| crate::builtins::derivation::selection_frames(e, *pos))
             }
         };
         match result {
@@ -497,13 +499,25 @@ impl Evaluator {
         let v = self.force(v)?;
         match &v {
             Value::Attrs(a) if seen.insert(Rc::as_ptr(a) as usize) => {
-                for attr in a.iter() {
+                // Nix forces in symbol order, where the names it creates
+                // first come first (`outPath` before `drvPath`...): which
+                // error of a derivation is reported depends on it. Then by name.
+                let first = [
+                    self.syms.out_path,
+                    self.syms.drv_path,
+                    self.syms.type_,
+                    self.syms.name,
+                    self.syms.value,
+                ];
+                let early = first.iter().filter_map(|n| a.get_attr(*n));
+                let rest = a.iter().filter(|x| !first.contains(&x.name));
+                for attr in early.chain(rest) {
                     stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
                         self.force_deep_inner(&attr.value, seen)
                     })
                     .map_err(|e| {
                         e.add_trace(
-                            attr.pos,
+                            crate::builtins::derivation::frame_pos(attr.pos),
                             format!("while evaluating the attribute '{}'", attr.name),
                         )
                     })?;
@@ -904,7 +918,7 @@ impl Evaluator {
         path: &[AttrKey],
         env: &Rc<Env>,
     ) -> Box<EvalError> {
-        if pos2.is_none() {
+        if pos2.is_none() || crate::builtins::derivation::is_internal(pos2) {
             return e;
         }
         let mut shown = String::new();

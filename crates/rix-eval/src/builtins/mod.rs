@@ -7,7 +7,7 @@
 mod attrs;
 mod context;
 mod control;
-mod derivation;
+pub(crate) mod derivation;
 mod fs;
 mod json;
 mod lists;
