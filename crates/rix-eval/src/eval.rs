@@ -730,7 +730,7 @@ impl Evaluator {
             Expr::Assert {
                 cond,
                 body,
-                text,
+                text: _,
                 pos,
             } => {
                 const CTX: &str = "in the condition of the assert statement";
@@ -739,10 +739,7 @@ impl Evaluator {
                     .map_err(|e| e.add_trace(*pos, CTX))?;
                 match c {
                     Value::Bool(true) => self.eval(body, env),
-                    Value::Bool(false) => {
-                        let _ = text;
-                        Err(self.assertion_failed(cond, env, *pos))
-                    }
+                    Value::Bool(false) => Err(self.assertion_failed(cond, env, *pos)),
                     other => Err(expected(&other, "a Boolean", *pos).add_trace(*pos, CTX)),
                 }
             }
@@ -1217,7 +1214,7 @@ impl Evaluator {
                         _ => {}
                     }
                 }
-                self.bin_values(op, l, r, pos, (lhs.pos(), Pos::NONE))
+                self.bin_values(op, l, r, pos, lhs.pos())
                     .map_err(|e| match op {
                         BinOp::Concat | BinOp::Update => e,
                         _ => bin_trace(e, op, pos, false),
@@ -1229,18 +1226,11 @@ impl Evaluator {
     /// A binary operator on evaluated operands (the cases `eval_bin` does
     /// not do in place).
     #[inline(never)]
-    fn bin_values(
-        &mut self,
-        op: BinOp,
-        l: Value,
-        r: Value,
-        pos: Pos,
-        (lpos, rpos): (Pos, Pos),
-    ) -> Result<Value> {
+    fn bin_values(&mut self, op: BinOp, l: Value, r: Value, pos: Pos, lpos: Pos) -> Result<Value> {
         use crate::ops;
         match op {
             BinOp::Add => {
-                let _ = rpos;
+                // The right operand's position is found only on error.
                 self.add_at(&l, &r, pos, lpos, Pos::NONE)
                     .map_err(|e| segment_at(e, pos.operand_after(1)))
             }

@@ -25,8 +25,7 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("zipAttrsWith", 2, zip_attrs_with);
 }
 
-fn attr_names(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn attr_names(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let attrs = attrs_arg(
         ev,
         &a[0],
@@ -40,8 +39,7 @@ fn attr_names(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     ))
 }
 
-fn attr_values(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn attr_values(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let attrs = attrs_arg(
         ev,
         &a[0],
@@ -50,8 +48,7 @@ fn attr_values(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     Ok(Value::list(attrs.iter().map(|a| a.value.clone()).collect()))
 }
 
-fn get_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn get_attr(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let sym = Symbol::new(&string_no_ctx_arg(
         ev,
         &a[0],
@@ -71,8 +68,7 @@ fn get_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     }
 }
 
-fn has_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn has_attr(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let sym = Symbol::new(&string_no_ctx_arg(
         ev,
         &a[0],
@@ -86,8 +82,7 @@ fn has_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     Ok(Value::Bool(attrs.get(sym).is_some()))
 }
 
-fn remove_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn remove_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let attrs = attrs_arg(
         ev,
         &a[0],
@@ -116,8 +111,7 @@ fn remove_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     )))
 }
 
-fn list_to_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn list_to_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     const PAIR: &str = "in a {name=...; value=...;} pair";
     let list = list_arg(
         ev,
@@ -160,8 +154,7 @@ fn list_to_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     Ok(Value::attrs(Attrs::from_sorted(entries)))
 }
 
-fn intersect_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn intersect_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let x = attrs_arg(
         ev,
         &a[0],
@@ -180,8 +173,7 @@ fn intersect_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     )))
 }
 
-fn cat_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn cat_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let name = Symbol::new(&string_no_ctx_arg(
         ev,
         &a[0],
@@ -206,8 +198,7 @@ fn cat_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     Ok(Value::list(out))
 }
 
-fn map_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn map_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let attrs = attrs_arg(
         ev,
         &a[1],
@@ -235,8 +226,7 @@ fn map_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     )))
 }
 
-fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let f = fn_arg(
         ev,
         &a[0],

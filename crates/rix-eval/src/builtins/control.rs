@@ -278,8 +278,7 @@ fn scoped_import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     ev.eval(&expr, &env)
 }
 
-fn get_env(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn get_env(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let name = super::string_no_ctx_arg(ev, &a[0], &super::nth(0, "getEnv"))?;
     if ev.opts.pure {
         return Ok(Value::string(""));
@@ -311,8 +310,7 @@ fn function_args(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     }
 }
 
-fn unsafe_get_attr_pos(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let _ = pos;
+fn unsafe_get_attr_pos(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let name = super::string_no_ctx_arg(ev, &a[0], &super::nth(0, "unsafeGetAttrPos"))?;
     let attrs = super::attrs_arg(ev, &a[1], &super::nth(1, "unsafeGetAttrPos"))?;
     match attrs.get_attr(Symbol::new(&name)) {

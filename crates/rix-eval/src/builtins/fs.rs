@@ -39,8 +39,7 @@ fn io_err(what: &str, path: &str, e: &std::io::Error, pos: Pos) -> Box<EvalError
 
 /// The path argument of builtin `f`, ready to read: as evaluation names it
 /// (for messages) and where it is on disk ([`Evaluator::fs_path`]).
-fn path_arg(ev: &mut Evaluator, v: &Value, pos: Pos, f: &str) -> Result<(String, PathBuf)> {
-    let _ = f;
+fn path_arg(ev: &mut Evaluator, v: &Value, pos: Pos, _builtin: &str) -> Result<(String, PathBuf)> {
     // Nix 2.26's `realisePath`.
     let (p, _ctx) = ev.coerce_to_path_ctx(v, Pos::NONE, "while realising the context of a path")?;
     ev.before_reading(&p, pos)?;
