@@ -207,9 +207,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            // As Nix's logger: ANSI escapes removed unless stderr is a terminal.
+            if let Some(r) = err.downcast_ref::<cmd::instantiate::RenderedError>() {
+                rix_eval::error::log_stderr(&r.0);
+                return ExitCode::FAILURE;
+            }
+            rix_eval::error::log_stderr(&format!("error: {err}"));
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                rix_eval::error::log_stderr(&format!("  caused by: {cause}"));
             }
             ExitCode::FAILURE
         }

@@ -57,7 +57,8 @@ impl SearchPathEntry {
     }
 }
 
-/// Receives `builtins.trace` messages.
+/// Receives `builtins.trace` messages (without `trace: `) and
+/// `builtins.warn` warnings (whole: `evaluation warning: ...`).
 pub type TraceSink = Box<dyn FnMut(&str)>;
 
 /// How an [`Evaluator`] is set up.
@@ -80,8 +81,12 @@ pub struct EvalOptions {
     /// `--lint-*` settings.
     pub lints: lower::Lints,
     /// Record every function call on the way out of an error
-    /// (`--show-trace`): "while evaluating 'f'", "from call site".
+    /// (`--show-trace`): "while calling 'f'", "from call site".
     pub show_trace: bool,
+    /// `builtins.warn` fails after printing (the `abort-on-warn` setting).
+    pub abort_on_warn: bool,
+    /// `builtins.traceVerbose` traces (the `trace-verbose` setting).
+    pub trace_verbose: bool,
 }
 
 impl Default for EvalOptions {
@@ -99,6 +104,8 @@ impl Default for EvalOptions {
             features: Vec::new(),
             lints: lower::Lints::default(),
             show_trace: false,
+            abort_on_warn: false,
+            trace_verbose: false,
         }
     }
 }
@@ -116,6 +123,9 @@ pub struct Coerce {
     pub more: bool,
     /// Copy paths to the store (`"${./x}"`) rather than printing them.
     pub copy_to_store: bool,
+    /// The frame Nix 2.26 adds to a value that cannot be coerced ("while
+    /// evaluating the first argument passed to builtins.toString").
+    pub ctx: &'static str,
 }
 
 /// A Nix evaluator with its caches.
@@ -311,11 +321,11 @@ impl Evaluator {
             return Ok(v);
         }
         let text = std::fs::read(self.fs_path(&path)).map_err(|e| {
-            EvalError::new(
-                ErrorKind::Io,
-                format!("opening file '{path}': {}", io_msg(&e)),
-                pos,
-            )
+            let msg = match e.kind() {
+                std::io::ErrorKind::NotFound => format!("path '{path}' does not exist"),
+                _ => format!("opening file '{path}': {}", io_msg(&e)),
+            };
+            EvalError::new(ErrorKind::Io, msg, pos)
         })?;
         let text = String::from_utf8(text).map_err(|_| {
             EvalError::new(
@@ -438,19 +448,29 @@ impl Evaluator {
                 self.force_depth -= 1;
                 r
             }
-            ThunkState::Apply(Value::Lambda(c), x) => self.call_closure(c, x.clone(), Pos::NONE),
+            // A call made by a builtin (`map`, `genList`...): Nix's call site
+            // is the function's position (`Value::determinePos`).
+            ThunkState::Apply(Value::Lambda(c), x) => self.call_closure(c, x.clone(), c.lambda.pos),
             ThunkState::Apply(f, x) => self.call(f, x.clone(), Pos::NONE),
-            ThunkState::Apply2(b) => self.call2(&b.0, b.1.clone(), b.2.clone(), Pos::NONE),
+            ThunkState::Apply2(b) => {
+                let at = match &b.0 {
+                    Value::Lambda(c) => c.lambda.pos,
+                    _ => Pos::NONE,
+                };
+                self.call2(&b.0, b.1.clone(), b.2.clone(), at)
+            }
             ThunkState::Select(sel) => {
                 let (v, name, pos) = &**sel;
-                let attrs = self.force_attrs(v, *pos)?;
-                match attrs.get(*name) {
-                    Some(v) => {
-                        let v = v.clone();
-                        self.force(&v)
-                    }
-                    None => Err(missing_attr(*name, &attrs, *pos)),
-                }
+                let r = self
+                    .force_attrs(v, *pos)
+                    .and_then(|attrs| match attrs.get(*name) {
+                        Some(v) => {
+                            let v = v.clone();
+                            self.force(&v)
+                        }
+                        None => Err(missing_attr(*name, &attrs, *pos)),
+                    });
+                r.map_err(|e| crate::builtins::derivation::selection_frames(e, *pos))
             }
         };
         match result {
@@ -479,13 +499,25 @@ impl Evaluator {
         let v = self.force(v)?;
         match &v {
             Value::Attrs(a) if seen.insert(Rc::as_ptr(a) as usize) => {
-                for attr in a.iter() {
+                // Nix forces in symbol order, where the names it creates
+                // first come first (`outPath` before `drvPath`...): which
+                // error of a derivation is reported depends on it. Then by name.
+                let first = [
+                    self.syms.out_path,
+                    self.syms.drv_path,
+                    self.syms.type_,
+                    self.syms.name,
+                    self.syms.value,
+                ];
+                let early = first.iter().filter_map(|n| a.get_attr(*n));
+                let rest = a.iter().filter(|x| !first.contains(&x.name));
+                for attr in early.chain(rest) {
                     stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
                         self.force_deep_inner(&attr.value, seen)
                     })
                     .map_err(|e| {
                         e.add_trace(
-                            attr.pos,
+                            crate::builtins::derivation::frame_pos(attr.pos),
                             format!("while evaluating the attribute '{}'", attr.name),
                         )
                     })?;
@@ -698,7 +730,9 @@ impl Evaluator {
             } => {
                 let c = match eager_arith(cond, env) {
                     Some(v) => v,
-                    None => self.eval_operand(cond, env)?,
+                    None => self
+                        .eval_operand(cond, env)
+                        .map_err(|e| e.add_trace(*pos, "while evaluating a branch condition"))?,
                 };
                 let c = match c {
                     Value::Bool(b) => b,
@@ -712,33 +746,36 @@ impl Evaluator {
             Expr::Assert {
                 cond,
                 body,
-                text,
+                text: _,
                 pos,
             } => {
-                let c = self.eval_operand(cond, env)?;
+                const CTX: &str = "in the condition of the assert statement";
+                let c = self
+                    .eval_operand(cond, env)
+                    .map_err(|e| e.add_trace(*pos, CTX))?;
                 match c {
                     Value::Bool(true) => self.eval(body, env),
-                    Value::Bool(false) => Err(EvalError::new(
-                        ErrorKind::Assertion,
-                        format!("assertion '{text}' failed"),
-                        *pos,
-                    )),
-                    other => Err(expected(&other, "a Boolean", *pos)),
+                    Value::Bool(false) => Err(self.assertion_failed(cond, env, *pos)),
+                    other => Err(expected(&other, "a Boolean", *pos).add_trace(*pos, CTX)),
                 }
             }
-            Expr::Not(inner, pos) => {
-                let v = self.eval(inner, env)?;
+            Expr::Not(inner, _) => {
+                const CTX: &str = "in the argument of the not operator";
+                let pos = &inner.pos();
+                let v = self.eval(inner, env).map_err(|e| e.add_trace(*pos, CTX))?;
                 match v {
                     Value::Bool(b) => Ok(Value::Bool(!b)),
-                    other => Err(expected(&other, "a Boolean", *pos)),
+                    other => Err(expected(&other, "a Boolean", *pos).add_trace(*pos, CTX)),
                 }
             }
             Expr::Neg(inner, pos) => {
-                let v = self.eval(inner, env)?;
-                crate::ops::sub(&Value::Int(0), &v, *pos)
+                // `-x` is `__sub 0 x`.
+                self.eval(inner, env)
+                    .and_then(|v| crate::ops::sub(&Value::Int(0), &v, *pos))
+                    .map_err(|e| e.add_trace(*pos, "while calling the 'sub' builtin"))
             }
             Expr::Bin { op, lhs, rhs, pos } => self.eval_bin(*op, lhs, rhs, *pos, env),
-            Expr::Interpolate { parts, pos } => {
+            Expr::Interpolate { parts, .. } => {
                 // Built in a reused buffer, then copied once at its final
                 // size (a nested interpolation gets a fresh buffer).
                 let mut out = std::mem::take(&mut self.str_buf);
@@ -748,14 +785,16 @@ impl Evaluator {
                     let v = self.eval(p, env)?;
                     self.coerce_into(
                         &v,
-                        *pos,
+                        Pos::NONE,
                         Coerce {
                             more: false,
                             copy_to_store: true,
+                            ctx: "while evaluating a path segment",
                         },
                         &mut out,
                         &mut ctx,
-                    )?;
+                    )
+                    .map_err(|e| segment_at(e, p.pos().interpolation_start()))?;
                 }
                 let s = NixString::with_context(out.as_str().to_owned(), ctx);
                 self.str_buf = out;
@@ -774,14 +813,16 @@ impl Evaluator {
                     }
                     self.coerce_into(
                         &v,
-                        *pos,
+                        Pos::NONE,
                         Coerce {
                             more: false,
                             copy_to_store: false,
+                            ctx: "while evaluating a path segment",
                         },
                         &mut out,
                         &mut ctx,
-                    )?;
+                    )
+                    .map_err(|e| segment_at(e, p.pos().interpolation_start()))?;
                 }
                 if !ctx.is_empty() {
                     return Err(EvalError::new(
@@ -805,7 +846,12 @@ impl Evaluator {
     ) -> Result<Value> {
         for &d in withs {
             let scope = env.lookup(d, 0);
-            let attrs = self.force_attrs(&scope, pos).map_err(|e| at(e, pos))?;
+            let attrs = self.force_attrs(&scope, pos).map_err(|e| {
+                at(e, pos).add_trace(
+                    pos,
+                    "while evaluating the first subexpression of a with expression",
+                )
+            })?;
             if let Some(v) = attrs.get(name) {
                 return Ok(v.clone());
             }
@@ -823,6 +869,7 @@ impl Evaluator {
             AttrKey::Dynamic(e) => {
                 let v = self.eval(e, env)?;
                 self.force_symbol(&v, e.pos())
+                    .map_err(|err| err.add_trace(e.pos(), "while evaluating an attribute name"))
             }
         }
     }
@@ -836,31 +883,109 @@ impl Evaluator {
         env: &Rc<Env>,
     ) -> Result<Value> {
         let mut v = self.eval_operand(expr, env)?;
+        // The position of the attribute found last, for Nix 2.26's "while
+        // evaluating the attribute 'a.b'" frame on errors after it.
+        let mut pos2 = Pos::NONE;
         for key in path {
-            let name = self.attr_key(key, env)?;
+            let name = match self.attr_key(key, env) {
+                Ok(n) => n,
+                Err(e) => return Err(self.select_trace(e, pos2, path, env)),
+            };
             match &v {
-                Value::Attrs(a) => match a.get(name) {
+                Value::Attrs(a) => match a.get_attr(name) {
                     Some(x) => {
-                        let x = x.clone();
-                        v = self.force(&x).map_err(|e| at(e, pos))?;
+                        pos2 = x.pos;
+                        let x = x.value.clone();
+                        v = match self.force(&x) {
+                            Ok(v) => v,
+                            Err(e) => return Err(self.select_trace(at(e, pos), pos2, path, env)),
+                        };
                     }
                     None => {
                         if let Some(d) = default {
                             return self.eval(d, env);
                         }
-                        return Err(missing_attr(name, a, pos));
+                        let e = missing_attr(name, a, pos);
+                        return Err(self.select_trace(e, pos2, path, env));
                     }
                 },
                 other => {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    return Err(expected(other, "a set", pos)
-                        .add_trace(pos, format!("while selecting attribute '{name}'")));
+                    let e = expected_ctx(other, "a set", pos, "while selecting an attribute");
+                    return Err(self.select_trace(e, pos2, path, env));
                 }
             }
         }
         Ok(v)
+    }
+
+    /// Nix 2.26's frame for an error while selecting `path`, once an
+    /// attribute (at `pos2`) was found: "while evaluating the attribute 'a.b'".
+    #[cold]
+    fn select_trace(
+        &mut self,
+        e: Box<EvalError>,
+        pos2: Pos,
+        path: &[AttrKey],
+        env: &Rc<Env>,
+    ) -> Box<EvalError> {
+        if pos2.is_none() || crate::builtins::derivation::is_internal(pos2) {
+            return e;
+        }
+        let mut shown = String::new();
+        for (i, key) in path.iter().enumerate() {
+            if i > 0 {
+                shown.push('.');
+            }
+            match key {
+                AttrKey::Static(s) => shown.push_str(s.as_str()),
+                AttrKey::Dynamic(x) => match self.attr_key(key, env) {
+                    Ok(s) => shown.push_str(s.as_str()),
+                    Err(_) => {
+                        shown.push_str("\"${");
+                        shown.push_str(&crate::show::show(x));
+                        shown.push_str("}\"");
+                    }
+                },
+            }
+        }
+        e.add_trace(pos2, format!("while evaluating the attribute '{shown}'"))
+    }
+
+    /// The error of an `assert` whose condition is false: for `a == b`, why
+    /// they differ (Nix 2.26's `assertEqValues`), else "assertion '...' failed".
+    #[cold]
+    fn assertion_failed(&mut self, cond: &ExprRef, env: &Rc<Env>, pos: Pos) -> Box<EvalError> {
+        let text = crate::show::show(cond);
+        if let Expr::Bin {
+            op: BinOp::Eq,
+            lhs,
+            rhs,
+            pos: _,
+        } = &**cond
+        {
+            let r = self.eval(lhs, env).and_then(|a| {
+                let b = self.eval(rhs, env)?;
+                self.assert_eq_values(&a, &b, Pos::NONE)
+            });
+            match r {
+                Err(e) if e.kind == ErrorKind::Assertion => {
+                    return e.add_trace(
+                        pos,
+                        format!("while evaluating the condition of the assertion '{text}'"),
+                    )
+                }
+                Err(e) => return e,
+                Ok(()) => {}
+            }
+        }
+        EvalError::new(
+            ErrorKind::Assertion,
+            format!("assertion '{text}' failed"),
+            pos,
+        )
     }
 
     fn eval_attrs(&mut self, a: &Rc<AttrsExpr>, env: &Rc<Env>) -> Result<Value> {
@@ -907,9 +1032,14 @@ impl Evaluator {
             // `__overrides` replaces attributes, in the set and in the scope.
             if let Some(i) = a.bindings.iter().position(|b| b.name == overrides) {
                 let ov_value = entries[i].value.clone();
-                let ov = self.force_attrs(&ov_value, a.pos).map_err(|e| {
-                    e.add_trace(a.pos, "while evaluating the `__overrides` attribute")
-                })?;
+                let ov = match self.force(&ov_value) {
+                    Ok(Value::Attrs(ov)) => ov,
+                    Ok(other) => {
+                        return Err(expected(&other, "a set", Pos::NONE)
+                            .add_trace(Pos::NONE, "while evaluating the `__overrides` attribute"))
+                    }
+                    Err(e) => return Err(e),
+                };
                 for attr in ov.iter() {
                     match a.bindings.iter().position(|b| b.name == attr.name) {
                         Some(j) => {
@@ -1023,32 +1153,65 @@ impl Evaluator {
     ) -> Result<Value> {
         match op {
             BinOp::And => {
-                let l = self.eval_operand(lhs, env)?;
-                if !self.bool_operand(&l, pos, "&&")? {
+                if !self.bool_operand(
+                    lhs,
+                    env,
+                    pos,
+                    "in the left operand of the AND (&&) operator",
+                )? {
                     return Ok(Value::Bool(false));
                 }
-                let r = self.eval_operand(rhs, env)?;
-                Ok(Value::Bool(self.bool_operand(&r, pos, "&&")?))
+                let r = self.bool_operand(
+                    rhs,
+                    env,
+                    pos,
+                    "in the right operand of the AND (&&) operator",
+                )?;
+                Ok(Value::Bool(r))
             }
             BinOp::Or => {
-                let l = self.eval_operand(lhs, env)?;
-                if self.bool_operand(&l, pos, "||")? {
+                if self.bool_operand(
+                    lhs,
+                    env,
+                    pos,
+                    "in the left operand of the OR (||) operator",
+                )? {
                     return Ok(Value::Bool(true));
                 }
-                let r = self.eval_operand(rhs, env)?;
-                Ok(Value::Bool(self.bool_operand(&r, pos, "||")?))
+                let r = self.bool_operand(
+                    rhs,
+                    env,
+                    pos,
+                    "in the right operand of the OR (||) operator",
+                )?;
+                Ok(Value::Bool(r))
             }
             BinOp::Impl => {
-                let l = self.eval_operand(lhs, env)?;
-                if !self.bool_operand(&l, pos, "->")? {
+                if !self.bool_operand(
+                    lhs,
+                    env,
+                    pos,
+                    "in the left operand of the IMPL (->) operator",
+                )? {
                     return Ok(Value::Bool(true));
                 }
-                let r = self.eval_operand(rhs, env)?;
-                Ok(Value::Bool(self.bool_operand(&r, pos, "->")?))
+                let r = self.bool_operand(
+                    rhs,
+                    env,
+                    pos,
+                    "in the right operand of the IMPL (->) operator",
+                )?;
+                Ok(Value::Bool(r))
             }
             _ => {
-                let l = self.eval_operand(lhs, env)?;
-                let r = self.eval_operand(rhs, env)?;
+                let l = match self.eval_operand(lhs, env) {
+                    Ok(v) => v,
+                    Err(e) => return Err(bin_trace(e, op, pos, true)),
+                };
+                let r = match self.eval_operand(rhs, env) {
+                    Ok(v) => v,
+                    Err(e) => return Err(bin_trace(e, op, pos, false)),
+                };
                 if let (Value::Int(x), Value::Int(y)) = (&l, &r) {
                     let (x, y) = (*x, *y);
                     match op {
@@ -1071,7 +1234,11 @@ impl Evaluator {
                         _ => {}
                     }
                 }
-                self.bin_values(op, l, r, pos)
+                self.bin_values(op, l, r, pos, lhs.pos())
+                    .map_err(|e| match op {
+                        BinOp::Concat | BinOp::Update => e,
+                        _ => bin_trace(e, op, pos, false),
+                    })
             }
         }
     }
@@ -1079,21 +1246,26 @@ impl Evaluator {
     /// A binary operator on evaluated operands (the cases `eval_bin` does
     /// not do in place).
     #[inline(never)]
-    fn bin_values(&mut self, op: BinOp, l: Value, r: Value, pos: Pos) -> Result<Value> {
+    fn bin_values(&mut self, op: BinOp, l: Value, r: Value, pos: Pos, lpos: Pos) -> Result<Value> {
         use crate::ops;
         match op {
-            BinOp::Add => self.add(&l, &r, pos),
+            BinOp::Add => {
+                // The right operand's position is found only on error.
+                self.add_at(&l, &r, pos, lpos, Pos::NONE)
+                    .map_err(|e| segment_at(e, pos.operand_after(1)))
+            }
             BinOp::Sub => ops::sub(&l, &r, pos),
             BinOp::Mul => ops::mul(&l, &r, pos),
             BinOp::Div => ops::div(&l, &r, pos),
             BinOp::Concat => {
+                const CTX: &str = "while evaluating one of the elements to concatenate";
                 let a = match l {
                     Value::List(a) => a,
-                    other => return Err(expected(&other, "a list", pos)),
+                    other => return Err(expected_ctx(&other, "a list", pos, CTX)),
                 };
                 let b = match r {
                     Value::List(b) => b,
-                    other => return Err(expected(&other, "a list", pos)),
+                    other => return Err(expected_ctx(&other, "a list", pos, CTX)),
                 };
                 if a.is_empty() {
                     return Ok(Value::List(b));
@@ -1109,11 +1281,17 @@ impl Evaluator {
             BinOp::Update => {
                 let a = match l {
                     Value::Attrs(a) => a,
-                    other => return Err(expected(&other, "a set", pos)),
+                    other => {
+                        return Err(expected(&other, "a set", Pos::NONE)
+                            .add_trace(pos, "in the left operand of the update (//) operator"))
+                    }
                 };
                 let b = match r {
                     Value::Attrs(b) => b,
-                    other => return Err(expected(&other, "a set", pos)),
+                    other => {
+                        return Err(expected(&other, "a set", Pos::NONE)
+                            .add_trace(pos, "in the right operand of the update (//) operator"))
+                    }
                 };
                 if b.is_empty() {
                     return Ok(Value::Attrs(a));
@@ -1125,36 +1303,52 @@ impl Evaluator {
             }
             BinOp::Eq => Ok(Value::Bool(self.eq_values(&l, &r, pos)?)),
             BinOp::NotEq => Ok(Value::Bool(!self.eq_values(&l, &r, pos)?)),
-            BinOp::Less => Ok(Value::Bool(self.less_than(&l, &r, pos)?)),
-            BinOp::Greater => Ok(Value::Bool(self.less_than(&r, &l, pos)?)),
-            BinOp::LessEq => Ok(Value::Bool(!self.less_than(&r, &l, pos)?)),
-            BinOp::GreaterEq => Ok(Value::Bool(!self.less_than(&l, &r, pos)?)),
+            BinOp::Less => Ok(Value::Bool(self.less_than(&l, &r, Pos::NONE)?)),
+            BinOp::Greater => Ok(Value::Bool(self.less_than(&r, &l, Pos::NONE)?)),
+            BinOp::LessEq => Ok(Value::Bool(!self.less_than(&r, &l, Pos::NONE)?)),
+            BinOp::GreaterEq => Ok(Value::Bool(!self.less_than(&l, &r, Pos::NONE)?)),
             BinOp::And | BinOp::Or | BinOp::Impl => unreachable!(),
         }
     }
 
-    fn bool_operand(&mut self, v: &Value, pos: Pos, op: &str) -> Result<bool> {
-        match v {
-            Value::Bool(b) => Ok(*b),
-            other => Err(expected(other, "a Boolean", pos)
-                .add_trace(pos, format!("in the operand of the {op} operator"))),
+    /// An operand of `&&`, `||`, `->`: Nix 2.26's `evalBool` with its frame.
+    #[inline]
+    fn bool_operand(
+        &mut self,
+        e: &ExprRef,
+        env: &Rc<Env>,
+        pos: Pos,
+        ctx: &'static str,
+    ) -> Result<bool> {
+        match self.eval_operand(e, env) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(expected(&other, "a Boolean", pos).add_trace(pos, ctx)),
+            Err(e) => Err(e.add_trace(pos, ctx)),
         }
     }
 
     /// `+`: numbers, path + string, string + anything coercible. Mirrors
     /// `ExprConcatStrings::eval` with two operands.
     pub fn add(&mut self, l: &Value, r: &Value, pos: Pos) -> Result<Value> {
+        self.add_at(l, r, pos, pos, pos)
+    }
+
+    /// [`Self::add`] with the position of the right operand (where Nix 2.26
+    /// reports what cannot be added or coerced).
+    fn add_at(&mut self, l: &Value, r: &Value, pos: Pos, lpos: Pos, rpos: Pos) -> Result<Value> {
+        const SEGMENT: &str = "while evaluating a path segment";
         match (l, r) {
-            (Value::Int(_) | Value::Float(_), _) => crate::ops::add_numbers(l, r, pos),
+            (Value::Int(_) | Value::Float(_), _) => crate::ops::add_numbers(l, r, rpos),
             (Value::Path(p), _) => {
                 let mut out = String::from(p.as_str());
                 let mut ctx = Context::new();
                 self.coerce_into(
                     r,
-                    pos,
+                    rpos,
                     Coerce {
                         more: false,
                         copy_to_store: false,
+                        ctx: SEGMENT,
                     },
                     &mut out,
                     &mut ctx,
@@ -1174,9 +1368,10 @@ impl Evaluator {
                 let opts = Coerce {
                     more: false,
                     copy_to_store: true,
+                    ctx: SEGMENT,
                 };
-                self.coerce_into(l, pos, opts, &mut out, &mut ctx)?;
-                self.coerce_into(r, pos, opts, &mut out, &mut ctx)?;
+                self.coerce_into(l, lpos, opts, &mut out, &mut ctx)?;
+                self.coerce_into(r, rpos, opts, &mut out, &mut ctx)?;
                 Ok(Value::String(NixString::with_context(out, ctx)))
             }
         }
@@ -1301,23 +1496,20 @@ impl Evaluator {
                         let g = ev.call(&functor, Value::Attrs(a.clone()), pos)?;
                         ev.call(&g, arg, pos)
                     })
+                    .map_err(|e| {
+                        e.add_trace(
+                            pos,
+                            "while calling a functor (an attribute set with a '__functor' attribute)",
+                        )
+                    })
                 }
-                None => Err(type_error(
-                    "attempt to call something which is not a function but a set",
-                    pos,
-                )),
+                None => Err(not_a_function(&Value::Attrs(a), pos)),
             },
             Value::Thunk(t) => {
                 let f = self.force_thunk(&t)?;
                 self.call_forced(f, arg, pos)
             }
-            other => Err(type_error(
-                format!(
-                    "attempt to call something which is not a function but {}",
-                    other.type_description()
-                ),
-                pos,
-            )),
+            other => Err(not_a_function(&other, pos)),
         }
     }
 
@@ -1330,9 +1522,14 @@ impl Evaluator {
             ));
         }
         self.call_depth += 1;
-        let r = stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || (op.f)(self, args, pos));
+        // As in Nix 2.26, a builtin's own errors have no position (it is
+        // called with the primop value's, none): the frame below has it.
+        let r = stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || (op.f)(self, args, Pos::NONE));
         self.call_depth -= 1;
-        r
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(primop_trace(e, op, pos)),
+        }
     }
 
     fn call_lambda(&mut self, c: &Closure, arg: Value, pos: Pos) -> Result<Value> {
@@ -1412,12 +1609,19 @@ impl Evaluator {
                 ellipsis,
                 at,
             } => {
-                let attrs = self.force_attrs(&arg, pos).map_err(|e| {
-                    e.add_trace(
-                        lambda.pos,
-                        format!("while calling {}", lambda_name(lambda.name)),
-                    )
-                })?;
+                let attrs = match self.force(&arg) {
+                    Ok(Value::Attrs(a)) => a,
+                    Ok(other) => {
+                        let e = expected_ctx(
+                            &other,
+                            "a set",
+                            lambda.pos,
+                            "while evaluating the value passed for the lambda argument",
+                        );
+                        return Err(from_call_site(e, pos));
+                    }
+                    Err(e) => return Err(from_call_site(e, pos)),
+                };
                 // Defaults are evaluated in the new frame; their variables of
                 // enclosing frames are looked up from its parent.
                 let outer = up.as_ref().unwrap_or(closure_env);
@@ -1436,15 +1640,16 @@ impl Evaluator {
                                 vals.push(v);
                             }
                             None => {
-                                return Err(EvalError::new(
+                                let e = EvalError::new(
                                     ErrorKind::Type,
                                     format!(
                                         "{} called without required argument '{}'",
                                         lambda_name(lambda.name),
                                         f.name
                                     ),
-                                    pos,
-                                ))
+                                    lambda.pos,
+                                );
+                                return Err(from_call_site(e, pos));
                             }
                         },
                     }
@@ -1455,15 +1660,20 @@ impl Evaluator {
                 if !ellipsis && used < attrs.len() {
                     for a in attrs.iter() {
                         if !formals.iter().any(|f| f.name == a.name) {
-                            return Err(EvalError::new(
+                            let e = EvalError::new(
                                 ErrorKind::Type,
                                 format!(
                                     "{} called with unexpected argument '{}'",
                                     lambda_name(lambda.name),
                                     a.name
                                 ),
-                                pos,
-                            ));
+                                lambda.pos,
+                            )
+                            .with_suggestions(
+                                a.name.as_str(),
+                                formals.iter().map(|f| f.name.as_str().to_owned()),
+                            );
+                            return Err(from_call_site(e, pos));
                         }
                     }
                 }
@@ -1511,6 +1721,10 @@ impl Evaluator {
                     let f = f.clone();
                     return self.with_call_depth(pos, |ev| {
                         let r = ev.call(&f, v.clone(), pos)?;
+                        let opts = Coerce {
+                            ctx: "while evaluating the result of the `__toString` attribute",
+                            ..opts
+                        };
                         ev.coerce_into(&r, pos, opts, out, ctx)
                     });
                 }
@@ -1518,7 +1732,7 @@ impl Evaluator {
                     let o = o.clone();
                     return self.with_call_depth(pos, |ev| ev.coerce_into(&o, pos, opts, out, ctx));
                 }
-                Err(type_error("cannot coerce a set to a string", pos))
+                Err(cannot_coerce(&v, pos, opts.ctx))
             }
             _ if opts.more => match &v {
                 Value::Null | Value::Bool(false) => Ok(()),
@@ -1535,8 +1749,15 @@ impl Evaluator {
                     Ok(())
                 }
                 Value::List(l) => {
+                    let item_opts = Coerce {
+                        ctx: "while evaluating one element of the list",
+                        ..opts
+                    };
                     for (i, item) in l.iter().enumerate() {
-                        self.with_call_depth(pos, |ev| ev.coerce_into(item, pos, opts, out, ctx))?;
+                        self.with_call_depth(pos, |ev| {
+                            ev.coerce_into(item, pos, item_opts, out, ctx)
+                        })
+                        .map_err(|e| e.add_trace(pos, opts.ctx))?;
                         if i + 1 < l.len() {
                             let item = self.force(item)?;
                             let empty_list = matches!(&item, Value::List(x) if x.is_empty());
@@ -1547,15 +1768,9 @@ impl Evaluator {
                     }
                     Ok(())
                 }
-                other => Err(type_error(
-                    format!("cannot coerce {} to a string", other.type_description()),
-                    pos,
-                )),
+                other => Err(cannot_coerce(other, pos, opts.ctx)),
             },
-            other => Err(type_error(
-                format!("cannot coerce {} to a string", other.type_description()),
-                pos,
-            )),
+            other => Err(cannot_coerce(other, pos, opts.ctx)),
         }
     }
 
@@ -1577,20 +1792,33 @@ impl Evaluator {
 
     /// A path from a path value or a string that is an absolute path. Mirrors `coerceToPath`.
     pub fn coerce_to_path(&mut self, v: &Value, pos: Pos) -> Result<(String, Context)> {
+        self.coerce_to_path_ctx(v, pos, "")
+    }
+
+    /// [`Self::coerce_to_path`] with Nix 2.26's frame `ctx` for what fails.
+    pub fn coerce_to_path_ctx(
+        &mut self,
+        v: &Value,
+        pos: Pos,
+        ctx: &'static str,
+    ) -> Result<(String, Context)> {
+        let forced = self.force(v).map_err(|e| e.add_trace(pos, ctx))?;
         let s = self.coerce_to_string(
-            v,
+            &forced,
             pos,
             Coerce {
                 more: false,
                 copy_to_store: false,
+                ctx,
             },
         )?;
         if !s.as_str().starts_with('/') {
             return Err(EvalError::new(
                 ErrorKind::Other,
                 format!("string '{}' doesn't represent an absolute path", s.as_str()),
-                pos,
-            ));
+                Pos::NONE,
+            )
+            .add_trace(pos, ctx));
         }
         Ok((s.as_str().to_owned(), s.context().clone()))
     }
@@ -1630,11 +1858,12 @@ impl Evaluator {
                 None,
             )
             .map_err(|e| {
-                EvalError::new(
-                    ErrorKind::Io,
-                    format!("while copying '{path}' to the store: {}", io_msg(&e)),
-                    pos,
-                )
+                let msg = if std::fs::symlink_metadata(self.fs_path(path)).is_err() {
+                    format!("path '{path}' does not exist")
+                } else {
+                    format!("while copying '{path}' to the store: {}", io_msg(&e))
+                };
+                EvalError::new(ErrorKind::Io, msg, Pos::NONE)
             })?;
         let full = store.store_dir().display(&sp);
         self.src_to_store.insert(path.to_owned(), full.clone());
@@ -1735,19 +1964,153 @@ impl Evaluator {
             (Value::List(x), Value::List(y)) => {
                 for (i, j) in x.iter().zip(y.iter()) {
                     if !self.eq_values(i, j, pos)? {
-                        return self.less_than(i, j, pos);
+                        return self.less_than(i, j, pos).map_err(|e| {
+                            e.add_trace(Pos::NONE, "while comparing two list elements")
+                        });
                     }
                 }
                 Ok(x.len() < y.len())
             }
-            _ => Err(type_error(
+            _ if a.type_name() == b.type_name() => Err(EvalError::new(
+                ErrorKind::Other,
                 format!(
-                    "cannot compare {} with {}",
-                    a.type_description(),
-                    b.type_description()
+                    "cannot compare {} with {}; values of that type are incomparable",
+                    a.show_type(),
+                    b.show_type()
                 ),
-                pos,
+                Pos::NONE,
             )),
+            _ => Err(EvalError::new(
+                ErrorKind::Other,
+                format!("cannot compare {} with {}", a.show_type(), b.show_type()),
+                Pos::NONE,
+            )),
+        }
+    }
+
+    /// Why `a == b` is false, as an assertion error (Nix 2.26's
+    /// `assertEqValues`); `Ok` if they are equal after all.
+    #[cold]
+    pub(crate) fn assert_eq_values(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<()> {
+        use crate::print::error_value as show;
+        let a = self.force(a)?;
+        let b = self.force(b)?;
+        let fail = |msg: String| Err(EvalError::new(ErrorKind::Assertion, msg, Pos::NONE));
+        let num = |v: &Value| matches!(v, Value::Int(_) | Value::Float(_));
+        if num(&a) && num(&b) {
+            if self.eq_values(&a, &b, pos)? {
+                return Ok(());
+            }
+            return fail(format!(
+                "{} with value '{}' is not equal to {} with value '{}'",
+                a.show_type(),
+                show(&a),
+                b.show_type(),
+                show(&b)
+            ));
+        }
+        if a.type_name() != b.type_name() {
+            return fail(format!(
+                "{} of value '{}' is not equal to {} of value '{}'",
+                a.show_type(),
+                show(&a),
+                b.show_type(),
+                show(&b)
+            ));
+        }
+        match (&a, &b) {
+            (Value::Bool(x), Value::Bool(y)) if x != y => fail(format!(
+                "boolean '{}' is not equal to boolean '{}'",
+                show(&a),
+                show(&b)
+            )),
+            (Value::String(x), Value::String(y)) if x.as_str() != y.as_str() => fail(format!(
+                "string '{}' is not equal to string '{}'",
+                show(&a),
+                show(&b)
+            )),
+            (Value::Path(x), Value::Path(y)) if x != y => fail(format!(
+                "path '{}' is not equal to path '{}'",
+                show(&a),
+                show(&b)
+            )),
+            (Value::List(x), Value::List(y)) => {
+                if x.len() != y.len() {
+                    return fail(format!(
+                        "list of size '{}' is not equal to list of size '{}', left hand side is '{}', right hand side is '{}'",
+                        x.len(),
+                        y.len(),
+                        show(&a),
+                        show(&b)
+                    ));
+                }
+                for (n, (i, j)) in x.iter().zip(y.iter()).enumerate() {
+                    self.assert_eq_values(i, j, pos)
+                        .map_err(|e| e.add_trace(pos, format!("while comparing list element {n}")))?;
+                }
+                Ok(())
+            }
+            (Value::Attrs(x), Value::Attrs(y)) => {
+                if self.is_derivation(x)? && self.is_derivation(y)? {
+                    if let (Some(p), Some(q)) =
+                        (x.get(self.syms.out_path), y.get(self.syms.out_path))
+                    {
+                        let (p, q) = (p.clone(), q.clone());
+                        return self.assert_eq_values(&p, &q, pos).map_err(|e| {
+                            e.add_trace(
+                                pos,
+                                "while comparing a derivation by its 'outPath' attribute",
+                            )
+                        });
+                    }
+                }
+                if x.len() != y.len() {
+                    return fail(format!(
+                        "attribute names of attribute set '{}' differs from attribute set '{}'",
+                        show(&a),
+                        show(&b)
+                    ));
+                }
+                for (i, j) in x.iter().zip(y.iter()) {
+                    if i.name != j.name {
+                        if y.get(i.name).is_none() {
+                            return fail(format!(
+                                "attribute name '{}' is contained in '{}', but not in '{}'",
+                                i.name,
+                                show(&a),
+                                show(&b)
+                            ));
+                        }
+                        return fail(format!(
+                            "attribute name '{}' is missing in '{}', but is contained in '{}'",
+                            j.name,
+                            show(&a),
+                            show(&b)
+                        ));
+                    }
+                    if let Err(mut e) = self.assert_eq_values(&i.value, &j.value, pos) {
+                        if !j.pos.is_none() {
+                            e = e.add_trace(j.pos, "where right hand side is");
+                        }
+                        if !i.pos.is_none() {
+                            e = e.add_trace(i.pos, "where left hand side is");
+                        }
+                        return Err(e.add_trace(pos, format!("while comparing attribute '{}'", i.name)));
+                    }
+                }
+                Ok(())
+            }
+            (Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_), _) => fail(
+                "distinct functions and immediate comparisons of identical functions compare as unequal"
+                    .to_owned(),
+            ),
+            (Value::Float(x), Value::Float(y)) if x != y => {
+                fail(format!("float '{x:.6}' is not equal to float '{y:.6}'"))
+            }
+            (Value::Int(x), Value::Int(y)) if x != y => {
+                fail(format!("integer '{x}' is not equal to integer '{y}'"))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -1780,10 +2143,36 @@ impl Evaluator {
         }
     }
 
+    /// `evaluation warning: MSG` (its further lines aligned under the
+    /// first), as Nix 2.26 logs `builtins.warn`; to the trace sink if any.
+    pub(crate) fn warn(&mut self, msg: &str) {
+        const PREFIX: &str = "evaluation warning: ";
+        let mut text = String::new();
+        let msg = msg.trim_end_matches([' ', '\n', '\r', '\t']);
+        for (i, line) in msg.split('\n').enumerate() {
+            if i > 0 {
+                text.push('\n');
+            }
+            let l = format!(
+                "{}{line}",
+                if i == 0 {
+                    PREFIX
+                } else {
+                    "                    "
+                }
+            );
+            text.push_str(l.trim_end_matches([' ', '\n', '\r', '\t']));
+        }
+        match &mut self.opts.trace_sink {
+            Some(sink) => sink(&text),
+            None => crate::error::log_stderr(&text),
+        }
+    }
+
     pub(crate) fn trace(&mut self, msg: &str) {
         match &mut self.opts.trace_sink {
             Some(sink) => sink(msg),
-            None => eprintln!("trace: {msg}"),
+            None => crate::error::log_stderr(&format!("trace: {msg}")),
         }
     }
 
@@ -1991,40 +2380,151 @@ fn call_trace(e: Box<EvalError>, lambda: &crate::ast::Lambda, pos: Pos) -> Box<E
         Some(n) if !n.as_str().is_empty() => format!("'{n}'"),
         _ => "anonymous lambda".to_owned(),
     };
-    e.add_trace(lambda.pos, format!("while evaluating {what}"))
-        .add_trace(pos, "from call site")
+    let e = e.add_trace(lambda.pos, format!("while calling {what}"));
+    from_call_site(e, pos)
+}
+
+/// "while calling the 'X' builtin" (not for `addErrorContext`, whose own
+/// frame says more).
+#[cold]
+fn primop_trace(e: Box<EvalError>, op: &PrimOp, pos: Pos) -> Box<EvalError> {
+    if op.name == "addErrorContext" {
+        return e;
+    }
+    e.add_trace(pos, format!("while calling the '{}' builtin", op.name))
+}
+
+/// Nix's "from call site" frame, added where the call has a position.
+#[cold]
+fn from_call_site(e: Box<EvalError>, pos: Pos) -> Box<EvalError> {
+    if pos.is_none() {
+        e
+    } else {
+        e.add_trace(pos, "from call site")
+    }
 }
 
 pub(crate) fn lambda_name(name: Option<Symbol>) -> String {
     match name {
         Some(n) if !n.as_str().is_empty() => format!("function '{n}'"),
-        _ => "anonymous function".to_owned(),
+        _ => "function 'anonymous lambda'".to_owned(),
     }
 }
 
-/// `value is X while Y was expected`.
+/// `expected a list but found an integer: 3` (Nix 2.26's type errors).
+#[cold]
 pub fn expected(v: &Value, what: &str, pos: Pos) -> Box<EvalError> {
     type_error(
         format!(
-            "value is {} while {what} was expected",
-            v.type_description()
+            "expected {what} but found {}: {}",
+            v.show_type(),
+            crate::print::error_value(v)
         ),
         pos,
     )
 }
 
+/// [`expected`] with Nix's `errorCtx` frame at `pos` (as `forceList`,
+/// `forceAttrs` add it: the message without a position).
+#[cold]
+pub fn expected_ctx(v: &Value, what: &str, pos: Pos, ctx: &str) -> Box<EvalError> {
+    expected(v, what, Pos::NONE).add_trace(pos, ctx.to_owned())
+}
+
+/// Gives the frames and the error of an operand of `+` or an interpolated
+/// value that have no position yet the operand's (computed only on error).
+#[cold]
+fn segment_at(mut e: Box<EvalError>, pos: Pos) -> Box<EvalError> {
+    for f in e.trace.iter_mut() {
+        if f.pos.is_none()
+            && (f.message == "while evaluating a path segment"
+                || f.message == "while evaluating the result of the `__toString` attribute")
+        {
+            f.pos = pos;
+        }
+    }
+    if e.pos.is_none()
+        && (e.message.starts_with("cannot add ")
+            || e.message.starts_with("integer overflow in adding")
+            || e.message
+                .starts_with("attempt to call something which is not a function"))
+    {
+        e.pos = pos;
+    }
+    e
+}
+
+/// `attempt to call something which is not a function but an integer: 1`.
+#[cold]
+fn not_a_function(v: &Value, pos: Pos) -> Box<EvalError> {
+    type_error(
+        format!(
+            "attempt to call something which is not a function but {}: {}",
+            v.show_type(),
+            crate::print::error_value(v)
+        ),
+        pos,
+    )
+}
+
+/// `cannot coerce a set to a string: { }`, with the caller's frame.
+#[cold]
+fn cannot_coerce(v: &Value, pos: Pos, ctx: &'static str) -> Box<EvalError> {
+    type_error(
+        format!(
+            "cannot coerce {} to a string: {}",
+            v.show_type(),
+            crate::print::error_value(v)
+        ),
+        Pos::NONE,
+    )
+    .add_trace(pos, ctx)
+}
+
+/// The frame Nix 2.26 adds for an error in an operand of `op`: `-`, `*`,
+/// `/`, `<`... are calls of builtins (`a <= b` is `!(b < a)`).
+#[cold]
+fn bin_trace(e: Box<EvalError>, op: BinOp, pos: Pos, left: bool) -> Box<EvalError> {
+    if op == BinOp::Update {
+        let side = if left { "left" } else { "right" };
+        return e.add_trace(
+            pos,
+            format!("in the {side} operand of the update (//) operator"),
+        );
+    }
+    let name = match op {
+        BinOp::Sub => "sub",
+        BinOp::Mul => "mul",
+        BinOp::Div => "div",
+        BinOp::Less | BinOp::Greater | BinOp::LessEq | BinOp::GreaterEq => "lessThan",
+        _ => return e,
+    };
+    let e = e.add_trace(pos, format!("while calling the '{name}' builtin"));
+    match op {
+        BinOp::LessEq | BinOp::GreaterEq => e.add_trace(pos, "in the argument of the not operator"),
+        _ => e,
+    }
+}
+
+/// `attribute 'x' missing`, with "Did you mean ...?" among the set's names.
+#[cold]
 pub(crate) fn missing_attr(name: Symbol, attrs: &Attrs, pos: Pos) -> Box<EvalError> {
-    let _ = attrs;
     EvalError::new(
         ErrorKind::MissingAttribute,
         format!("attribute '{name}' missing"),
         pos,
     )
+    .with_suggestions(
+        name.as_str(),
+        attrs.iter().map(|a| a.name.as_str().to_owned()),
+    )
 }
 
-/// Gives an error without a position the position `pos`.
+/// Gives an infinite recursion error without a position the position where
+/// the value being computed was asked for again (Nix 2.26's
+/// `tryFixupBlackHolePos`); other errors keep theirs.
 pub(crate) fn at(mut e: Box<EvalError>, pos: Pos) -> Box<EvalError> {
-    if e.pos.is_none() {
+    if e.pos.is_none() && e.kind == ErrorKind::InfiniteRecursion {
         e.pos = pos;
     }
     e

@@ -465,8 +465,9 @@ impl<'a, 'c> Lowerer<'a, 'c> {
             ast::Expr::LetIn(l) => {
                 let mut p = self.new_pattrs(true, pos);
                 self.collect(&mut p, &l)?;
-                if let Some((_, _, dpos)) = p.dynamic.first() {
-                    return Err(err("dynamic attributes not allowed in let", *dpos));
+                // At the `let`, as Nix 2.26 reports it.
+                if !p.dynamic.is_empty() {
+                    return Err(err("dynamic attributes not allowed in let", pos));
                 }
                 let body_node = l.body().ok_or_else(|| self.missing(&l))?;
                 return self.lower_let(p, body_node);
@@ -517,7 +518,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                 let ident = ip.ident().ok_or_else(|| self.missing(&ip))?;
                 let sym = Symbol::new(&ident.syntax().text().to_string());
                 self.enter_frame(prefix, HashMap::from([(sym, base)]));
-                let body = self.lambda_body(body_node);
+                let body = self.lambda_body(body_node, name);
                 self.leave_frame(prefix);
                 Ok(Rc::new(Lambda {
                     param: Param::Ident(sym),
@@ -571,7 +572,7 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                             pos: fpos,
                         });
                     }
-                    let body = self.lambda_body(body_node)?;
+                    let body = self.lambda_body(body_node, name)?;
                     Ok(Rc::new(Lambda {
                         param: Param::Formals {
                             formals,
@@ -591,9 +592,11 @@ impl<'a, 'c> Lowerer<'a, 'c> {
     }
 
     /// A lambda's body: a lambda there (`a: b: ...`) continues this frame.
-    fn lambda_body(&mut self, body: ast::Expr) -> Result<ExprRef> {
+    /// A lambda's body; a curried lambda in it has the same name (as Nix
+    /// 2.26's `ExprLambda::setName`).
+    fn lambda_body(&mut self, body: ast::Expr, name: Option<Symbol>) -> Result<ExprRef> {
         match unparen(body.clone()) {
-            ast::Expr::Lambda(inner) => Ok(Rc::new(Expr::Lambda(self.lambda(inner, None, true)?))),
+            ast::Expr::Lambda(inner) => Ok(Rc::new(Expr::Lambda(self.lambda(inner, name, true)?))),
             _ => self.expr(body),
         }
     }

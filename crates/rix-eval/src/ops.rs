@@ -3,81 +3,144 @@
 //! (numeric `+`), `prim_sub`, `prim_mul` and `prim_div`.
 
 use crate::error::{ErrorKind, EvalError, Result};
-use crate::eval::expected;
+use crate::eval::expected_ctx;
 use crate::source::Pos;
 use crate::value::Value;
 
-fn overflow(what: &str, a: i64, b: i64, op: char, pos: Pos) -> Box<EvalError> {
+fn overflow(what: &str, a: i64, b: i64, op: char) -> Box<EvalError> {
     EvalError::new(
         ErrorKind::Other,
         format!("integer overflow in {what} {a} {op} {b}"),
-        pos,
+        Pos::NONE,
     )
 }
 
-fn numeric(v: &Value, pos: Pos) -> Result<()> {
-    match v {
-        Value::Int(_) | Value::Float(_) => Ok(()),
-        other => Err(expected(other, "an integer", pos)),
+/// The operands of `-`, `*`, `/` as Nix 2.26's `prim_sub`... force them:
+/// both floats (`forceFloat`) when either is, else both integers, each
+/// with its frame (`which`: "argument of the subtraction", ...).
+fn operands(a: &Value, b: &Value, first: &str, second: &str) -> Result<bool> {
+    let float = matches!(a, Value::Float(_)) || matches!(b, Value::Float(_));
+    let what = if float { "a float" } else { "an integer" };
+    let ok = |v: &Value| matches!(v, Value::Int(_)) || (float && matches!(v, Value::Float(_)));
+    if !ok(a) {
+        return Err(expected_ctx(a, what, Pos::NONE, first));
     }
+    if !ok(b) {
+        return Err(expected_ctx(b, what, Pos::NONE, second));
+    }
+    Ok(float)
 }
 
+/// Numeric `+` (`ExprConcatStrings` with a number first); `pos` is that
+/// of the right operand.
 pub fn add_numbers(a: &Value, b: &Value, pos: Pos) -> Result<Value> {
     match (a, b) {
-        (Value::Int(x), Value::Int(y)) => x
-            .checked_add(*y)
-            .map(Value::Int)
-            .ok_or_else(|| overflow("adding", *x, *y, '+', pos)),
+        (Value::Int(x), Value::Int(y)) => x.checked_add(*y).map(Value::Int).ok_or_else(|| {
+            EvalError::new(
+                ErrorKind::Other,
+                format!("integer overflow in adding {x} + {y}"),
+                pos,
+            )
+        }),
         (Value::Int(x), Value::Float(y)) => Ok(Value::Float(*x as f64 + y)),
         (Value::Float(x), Value::Int(y)) => Ok(Value::Float(x + *y as f64)),
         (Value::Float(x), Value::Float(y)) => Ok(Value::Float(x + y)),
         (Value::Int(_), other) => Err(EvalError::new(
             ErrorKind::Type,
-            format!("cannot add {} to an integer", other.type_description()),
+            format!("cannot add {} to an integer", other.show_type()),
             pos,
         )),
         (_, other) => Err(EvalError::new(
             ErrorKind::Type,
-            format!("cannot add {} to a float", other.type_description()),
+            format!("cannot add {} to a float", other.show_type()),
             pos,
         )),
     }
 }
 
-pub fn sub(a: &Value, b: &Value, pos: Pos) -> Result<Value> {
-    numeric(a, pos)?;
-    numeric(b, pos)?;
+/// `builtins.add` (`+` of numbers is [`add_numbers`]).
+pub fn add_builtin(a: &Value, b: &Value) -> Result<Value> {
+    operands(
+        a,
+        b,
+        "while evaluating the first argument of the addition",
+        "while evaluating the second argument of the addition",
+    )?;
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x
+            .checked_add(*y)
+            .map(Value::Int)
+            .ok_or_else(|| overflow("adding", *x, *y, '+')),
+        _ => Ok(Value::Float(as_f64(a) + as_f64(b))),
+    }
+}
+
+/// `builtins.sub` (and `-`); errors without a position, as the builtin's.
+pub fn sub(a: &Value, b: &Value, _pos: Pos) -> Result<Value> {
+    let float = operands(
+        a,
+        b,
+        "while evaluating the first argument of the subtraction",
+        "while evaluating the second argument of the subtraction",
+    )?;
     Ok(match (a, b) {
-        (Value::Int(x), Value::Int(y)) => Value::Int(
+        (Value::Int(x), Value::Int(y)) if !float => Value::Int(
             x.checked_sub(*y)
-                .ok_or_else(|| overflow("subtracting", *x, *y, '-', pos))?,
+                .ok_or_else(|| overflow("subtracting", *x, *y, '-'))?,
         ),
         _ => Value::Float(as_f64(a) - as_f64(b)),
     })
 }
 
-pub fn mul(a: &Value, b: &Value, pos: Pos) -> Result<Value> {
-    numeric(a, pos)?;
-    numeric(b, pos)?;
+/// `builtins.mul` (and `*`).
+pub fn mul(a: &Value, b: &Value, _pos: Pos) -> Result<Value> {
+    let float = matches!(a, Value::Float(_)) || matches!(b, Value::Float(_));
+    operands(
+        a,
+        b,
+        if float {
+            "while evaluating the first of the multiplication"
+        } else {
+            "while evaluating the first argument of the multiplication"
+        },
+        "while evaluating the second argument of the multiplication",
+    )?;
     Ok(match (a, b) {
-        (Value::Int(x), Value::Int(y)) => Value::Int(
+        (Value::Int(x), Value::Int(y)) if !float => Value::Int(
             x.checked_mul(*y)
-                .ok_or_else(|| overflow("multiplying", *x, *y, '*', pos))?,
+                .ok_or_else(|| overflow("multiplying", *x, *y, '*'))?,
         ),
         _ => Value::Float(as_f64(a) * as_f64(b)),
     })
 }
 
-pub fn div(a: &Value, b: &Value, pos: Pos) -> Result<Value> {
-    numeric(a, pos)?;
-    numeric(b, pos)?;
-    if as_f64(b) == 0.0 {
-        return Err(EvalError::new(ErrorKind::Other, "division by zero", pos));
+/// `builtins.div` (and `/`): the divisor is checked first.
+pub fn div(a: &Value, b: &Value, _pos: Pos) -> Result<Value> {
+    if !matches!(b, Value::Int(_) | Value::Float(_)) {
+        return Err(expected_ctx(
+            b,
+            "a float",
+            Pos::NONE,
+            "while evaluating the second operand of the division",
+        ));
     }
+    if as_f64(b) == 0.0 {
+        return Err(EvalError::new(
+            ErrorKind::Other,
+            "division by zero",
+            Pos::NONE,
+        ));
+    }
+    operands(
+        a,
+        b,
+        "while evaluating the first operand of the division",
+        "while evaluating the second operand of the division",
+    )?;
     Ok(match (a, b) {
         (Value::Int(x), Value::Int(y)) => Value::Int(
             x.checked_div(*y)
-                .ok_or_else(|| overflow("dividing", *x, *y, '/', pos))?,
+                .ok_or_else(|| overflow("dividing", *x, *y, '/'))?,
         ),
         _ => Value::Float(as_f64(a) / as_f64(b)),
     })

@@ -165,6 +165,182 @@ fn print(v: &Value, holder: Option<usize>, out: &mut String, seen: &mut HashSet<
     }
 }
 
+/// A value as Nix 2.26 shows it in error messages (`ValuePrinter` with
+/// `errorPrintOptions`): nothing is forced (`«thunk»`), at most 10 levels,
+/// 10 attributes and 10 list items in all, strings cut after 1024 bytes;
+/// `type` and `_type` first among attributes.
+pub fn error_value(v: &Value) -> String {
+    let mut p = ErrorPrinter {
+        out: String::new(),
+        seen: HashSet::new(),
+        attrs: 0,
+        items: 0,
+        max: 10,
+    };
+    p.print(v, 0);
+    p.out
+}
+
+/// A value as Nix 2.26's `builtins.trace` prints it (`ValuePrinter` with
+/// default options: as [`error_value`] without limits).
+pub fn trace_value(v: &Value) -> String {
+    let mut p = ErrorPrinter {
+        out: String::new(),
+        seen: HashSet::new(),
+        attrs: 0,
+        items: 0,
+        max: usize::MAX,
+    };
+    p.print(v, 0);
+    p.out
+}
+
+struct ErrorPrinter {
+    out: String,
+    seen: HashSet<usize>,
+    attrs: usize,
+    items: usize,
+    /// Levels, attributes and list items printed at most (and strings cut
+    /// after 1024 bytes) unless `usize::MAX`.
+    max: usize,
+}
+
+fn elided(out: &mut String, n: usize, single: &str, plural: &str) {
+    let _ = write!(out, "«{n} {} elided»", if n == 1 { single } else { plural });
+}
+
+impl ErrorPrinter {
+    fn print(&mut self, v: &Value, depth: usize) {
+        let max = self.max;
+        match v {
+            Value::Thunk(t) => match t.get() {
+                Some(v) => self.print(&v, depth),
+                None if t.is_blackhole() => self.out.push_str("«potential infinite recursion»"),
+                None => self.out.push_str("«thunk»"),
+            },
+            Value::Null => self.out.push_str("null"),
+            Value::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => {
+                let _ = write!(self.out, "{i}");
+            }
+            Value::Float(f) => self.out.push_str(&format_float(*f)),
+            Value::String(s) => {
+                let s = s.as_str();
+                if max != usize::MAX && s.len() > 1024 {
+                    let mut cut = 1024;
+                    while !s.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    escape_string(&s[..cut], &mut self.out);
+                    self.out.push(' ');
+                    elided(&mut self.out, s.len() - cut, "byte", "bytes");
+                } else {
+                    escape_string(s, &mut self.out);
+                }
+            }
+            Value::Path(p) => self.out.push_str(p),
+            Value::Attrs(a) => {
+                if !self.seen.insert(Rc::as_ptr(a) as *const u8 as usize) {
+                    self.out.push_str("«repeated»");
+                    return;
+                }
+                if depth >= max {
+                    self.out.push_str("{ ... }");
+                    return;
+                }
+                self.out.push('{');
+                let mut sorted: Vec<_> = a.iter().collect();
+                let important = |n: &str| n == "type" || n == "_type";
+                // With limits, `type` and `_type` first (Nix's
+                // `ImportantFirstAttrNameCmp`).
+                let limited = max != usize::MAX;
+                sorted.sort_by(|x, y| {
+                    let (x, y) = (x.name.as_str(), y.name.as_str());
+                    (limited && !important(x), x).cmp(&(limited && !important(y), y))
+                });
+                for (printed, attr) in sorted.iter().enumerate() {
+                    self.out.push(' ');
+                    if self.attrs >= max {
+                        elided(
+                            &mut self.out,
+                            sorted.len() - printed,
+                            "attribute",
+                            "attributes",
+                        );
+                        break;
+                    }
+                    let name = attr.name.as_str();
+                    if is_var_name(name)
+                        && !matches!(
+                            name,
+                            "if" | "then"
+                                | "else"
+                                | "assert"
+                                | "with"
+                                | "let"
+                                | "in"
+                                | "rec"
+                                | "inherit"
+                        )
+                    {
+                        self.out.push_str(name);
+                    } else {
+                        escape_string(name, &mut self.out);
+                    }
+                    self.out.push_str(" = ");
+                    stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
+                        self.print(&attr.value, depth + 1)
+                    });
+                    self.out.push(';');
+                    self.attrs += 1;
+                }
+                self.out.push_str(" }");
+            }
+            Value::List(l) => {
+                if !l.is_empty() && !self.seen.insert(Rc::as_ptr(l) as *const u8 as usize) {
+                    self.out.push_str("«repeated»");
+                    return;
+                }
+                if depth >= max {
+                    self.out.push_str("[ ... ]");
+                    return;
+                }
+                self.out.push('[');
+                for (i, item) in l.iter().enumerate() {
+                    self.out.push(' ');
+                    if self.items >= max {
+                        elided(&mut self.out, l.len() - i, "item", "items");
+                        break;
+                    }
+                    stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.print(item, depth + 1));
+                    self.items += 1;
+                }
+                self.out.push_str(" ]");
+            }
+            Value::Lambda(c) => {
+                self.out.push_str("«lambda");
+                if let Some(n) = c.lambda.name {
+                    if !n.as_str().is_empty() {
+                        let _ = write!(self.out, " {n}");
+                    }
+                }
+                match c.lambda.pos.resolve() {
+                    Some(loc) => {
+                        let _ = write!(self.out, " @ {loc}»");
+                    }
+                    None => self.out.push_str(" @ «none»:0»"),
+                }
+            }
+            Value::PrimOp(op) => {
+                let _ = write!(self.out, "«primop {}»", op.name);
+            }
+            Value::PrimOpApp(app) => {
+                let _ = write!(self.out, "«partially applied primop {}»", app.op.name);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

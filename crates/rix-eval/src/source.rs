@@ -50,6 +50,73 @@ impl Pos {
     }
 }
 
+impl Pos {
+    /// The text this position is in, and its byte offset there.
+    fn text_at(self) -> Option<(Rc<str>, usize)> {
+        if self.is_none() {
+            return None;
+        }
+        SOURCES.with(|s| {
+            let s = s.borrow();
+            let idx = s
+                .files
+                .partition_point(|f| f.base <= self.0)
+                .checked_sub(1)?;
+            let f = &s.files[idx];
+            let off = (self.0 - f.base) as usize;
+            (off <= f.text.len()).then(|| (f.text.clone(), off))
+        })
+    }
+
+    /// The start of the operand after the operator at this position (`op`
+    /// bytes long): past the operator, whitespace and comments. Where Nix
+    /// reports an operand of `+` (for error messages only).
+    pub fn operand_after(self, op: usize) -> Pos {
+        let Some((text, off)) = self.text_at() else {
+            return self;
+        };
+        let b = text.as_bytes();
+        let mut i = off + op;
+        loop {
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if b.get(i) == Some(&b'#') {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            } else if b.get(i) == Some(&b'/') && b.get(i + 1) == Some(&b'*') {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i = (i + 2).min(b.len());
+            } else {
+                break;
+            }
+        }
+        Pos(self.0 + (i - off) as u32)
+    }
+
+    /// For the expression of an interpolation `${ e }`: the position of its
+    /// `${` (where Nix reports it), else this one.
+    pub fn interpolation_start(self) -> Pos {
+        let Some((text, off)) = self.text_at() else {
+            return self;
+        };
+        let b = text.as_bytes();
+        let mut i = off;
+        while i > 0 && b[i - 1].is_ascii_whitespace() {
+            i -= 1;
+        }
+        if i >= 2 && &b[i - 2..i] == b"${" {
+            Pos(self.0 - (off - (i - 2)) as u32)
+        } else {
+            self
+        }
+    }
+}
+
 /// Where a source text came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -100,8 +167,8 @@ impl Location {
         rest.split('\n').next().unwrap_or("")
     }
 
-    /// The line before (if any), this line, and the line after (if any; a
-    /// final newline does not start another line).
+    /// The line before (if any), this line, and the line after (if any; as
+    /// Nix 2.26's `Pos::getCodeLines`, a final newline starts an empty line).
     pub fn context_lines(&self) -> (Option<&str>, &str, Option<&str>) {
         let before = &self.text[..self.line_start];
         let prev = before
@@ -109,8 +176,7 @@ impl Location {
             .map(|b| b.rsplit('\n').next().unwrap_or(b));
         let rest = &self.text[self.line_start..];
         let (line, next) = match rest.split_once('\n') {
-            Some((l, after)) if !after.is_empty() => (l, after.split('\n').next()),
-            Some((l, _)) => (l, None),
+            Some((l, after)) => (l, after.split('\n').next()),
             None => (rest, None),
         };
         (prev, line, next)

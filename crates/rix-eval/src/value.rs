@@ -104,6 +104,24 @@ impl Value {
         }
     }
 
+    /// The type as Nix 2.26's `showType` names it in errors.
+    pub fn show_type(&self) -> String {
+        match self {
+            Value::String(s) if s.has_context() => "a string with context".to_owned(),
+            Value::PrimOp(op) => format!("the built-in function '{}'", op.name),
+            Value::PrimOpApp(app) => {
+                format!("the partially applied built-in function '{}'", app.op.name)
+            }
+            Value::Thunk(t) => match t.get() {
+                Some(v) => v.show_type(),
+                None if t.is_blackhole() => "a black hole".to_owned(),
+                None => "a thunk".to_owned(),
+            },
+            Value::Lambda(_) => "a function".to_owned(),
+            v => v.type_description().to_owned(),
+        }
+    }
+
     /// `builtins.typeOf`.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -478,6 +496,14 @@ impl Thunk {
 
     pub fn ptr_eq(&self, other: &Thunk) -> bool {
         Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Whether the thunk is being forced (for printing values in errors).
+    pub fn is_blackhole(&self) -> bool {
+        let state = self.0.take();
+        let r = matches!(state, ThunkState::Blackhole);
+        self.0.set(state);
+        r
     }
 
     /// The computed value, if forced.

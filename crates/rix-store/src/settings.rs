@@ -140,6 +140,9 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("trusted-substituters", ""),
     ("system", "x86_64-linux"),
     ("experimental-features", ""),
+    // Evaluation: `builtins.warn` fails after warning; `builtins.traceVerbose` traces.
+    ("abort-on-warn", "false"),
+    ("trace-verbose", "false"),
     // The daemon's users (`rix daemon`): who may connect, and who is trusted;
     // `@group` names a group.
     ("trusted-users", "root"),

@@ -117,6 +117,8 @@ impl EvalArgs {
             features,
             pure: self.pure_eval,
             show_trace: self.show_trace && !self.no_show_trace,
+            abort_on_warn: ctx.settings.get("abort-on-warn") == "true",
+            trace_verbose: ctx.settings.get("trace-verbose") == "true",
             lints: Lints {
                 absolute_path_literals: lint_level(&self.lint_absolute_path_literals),
                 short_path_literals: lint_level(&self.lint_short_path_literals),
@@ -181,19 +183,31 @@ pub struct IgnoredNixArgs {
     allowed_uris: Option<String>,
 }
 
-/// An evaluation error as a command error: Nix's layout (message, position,
-/// code, and the trace with `--show-trace`), without a second `error:`.
+/// An evaluation error as Nix 2.26 prints it (`error:`, the trace, the
+/// message, position and code; every frame with `--show-trace`), printed
+/// as is by `main` (see [`RenderedError`]).
+// Takes the box evaluation results carry, for `map_err(|e| eval_error(e, ..))`.
+#[allow(clippy::boxed_local)]
 pub fn eval_error(e: Box<EvalError>, show_trace: bool) -> anyhow::Error {
-    let text = if show_trace {
-        e.display_with_trace()
-    } else {
-        e.to_string()
-    };
-    anyhow::anyhow!(
-        "{}",
-        text.strip_prefix("error: ").unwrap_or(&text).to_owned()
-    )
+    anyhow::Error::new(RenderedError(e.render(show_trace)))
 }
+
+/// An error whose text is complete, `error:` included.
+#[derive(Debug)]
+pub struct RenderedError(pub String);
+
+impl std::fmt::Display for RenderedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Shown after `error: ` where not printed by `main` itself.
+        let t = &self.0;
+        match t.strip_prefix("error: ") {
+            Some(rest) => f.write_str(rest),
+            None => f.write_str(t.strip_prefix("error:").unwrap_or(t)),
+        }
+    }
+}
+
+impl std::error::Error for RenderedError {}
 
 /// A store that writes nothing, with the selected store's directory (a
 /// daemon's as its URL says).

@@ -224,7 +224,10 @@ impl Repl<'_> {
             Some(other) => Err(anyhow::anyhow!("unknown command ':{other}'")),
         };
         if let Err(e) = r {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<crate::cmd::instantiate::RenderedError>() {
+                Some(r) => rix_eval::error::log_stderr(&r.0),
+                None => rix_eval::error::log_stderr(&format!("error: {e:#}")),
+            }
         }
         if let Err(e) = crate::cmd::instantiate::flush(&self.ev) {
             eprintln!("{e}");

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{arg_ctx, Registry};
+use super::{attrs_arg, fn_arg, list_arg, missing_in, string_no_ctx_arg, Registry};
 use crate::error::Result;
-use crate::eval::{missing_attr, Evaluator};
+use crate::eval::Evaluator;
 use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::{Attr, Attrs, Thunk, ThunkState, Value};
@@ -25,8 +25,12 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("zipAttrsWith", 2, zip_attrs_with);
 }
 
-fn attr_names(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let attrs = arg_ctx(ev.force_attrs(&a[0], pos), 0, "attrNames", pos)?;
+fn attr_names(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let attrs = attrs_arg(
+        ev,
+        &a[0],
+        "while evaluating the argument passed to builtins.attrNames",
+    )?;
     Ok(Value::list(
         attrs
             .iter()
@@ -35,35 +39,67 @@ fn attr_names(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     ))
 }
 
-fn attr_values(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let attrs = arg_ctx(ev.force_attrs(&a[0], pos), 0, "attrValues", pos)?;
+fn attr_values(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let attrs = attrs_arg(
+        ev,
+        &a[0],
+        "while evaluating the argument passed to builtins.attrValues",
+    )?;
     Ok(Value::list(attrs.iter().map(|a| a.value.clone()).collect()))
 }
 
-fn get_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let sym = arg_ctx(ev.force_symbol(&a[0], pos), 0, "getAttr", pos)?;
-    let attrs = arg_ctx(ev.force_attrs(&a[1], pos), 1, "getAttr", pos)?;
+fn get_attr(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let sym = Symbol::new(&string_no_ctx_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.getAttr",
+    )?);
+    let attrs = attrs_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.getAttr",
+    )?;
     match attrs.get(sym) {
         Some(v) => {
             let v = v.clone();
             ev.force(&v)
         }
-        None => Err(missing_attr(sym, &attrs, pos)),
+        None => Err(missing_in(sym, "in the attribute set under consideration")),
     }
 }
 
-fn has_attr(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let sym = arg_ctx(ev.force_symbol(&a[0], pos), 0, "hasAttr", pos)?;
-    let attrs = arg_ctx(ev.force_attrs(&a[1], pos), 1, "hasAttr", pos)?;
+fn has_attr(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let sym = Symbol::new(&string_no_ctx_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.hasAttr",
+    )?);
+    let attrs = attrs_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.hasAttr",
+    )?;
     Ok(Value::Bool(attrs.get(sym).is_some()))
 }
 
-fn remove_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let attrs = arg_ctx(ev.force_attrs(&a[0], pos), 0, "removeAttrs", pos)?;
-    let names = arg_ctx(ev.force_list(&a[1], pos), 1, "removeAttrs", pos)?;
+fn remove_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let attrs = attrs_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.removeAttrs",
+    )?;
+    let names = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.removeAttrs",
+    )?;
     let mut remove = Vec::with_capacity(names.len());
     for n in names.iter() {
-        remove.push(ev.force_symbol(n, pos)?);
+        remove.push(Symbol::new(&string_no_ctx_arg(
+            ev,
+            n,
+            "while evaluating the values of the second argument passed to builtins.removeAttrs",
+        )?));
     }
     remove.sort();
     Ok(Value::attrs(Attrs::from_sorted(
@@ -75,21 +111,37 @@ fn remove_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     )))
 }
 
-fn list_to_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[0], pos), 0, "listToAttrs", pos)?;
+fn list_to_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    const PAIR: &str = "in a {name=...; value=...;} pair";
+    let list = list_arg(
+        ev,
+        &a[0],
+        "while evaluating the argument passed to builtins.listToAttrs",
+    )?;
     let (name_sym, value_sym) = (ev.syms.name, ev.syms.value);
     // The first occurrence of a name wins.
     let mut entries: Vec<Attr> = Vec::with_capacity(list.len());
     for item in list.iter() {
-        let item = ev.force_attrs(item, pos)?;
+        let item = attrs_arg(
+            ev,
+            item,
+            "while evaluating an element of the list passed to builtins.listToAttrs",
+        )?;
         let name = item
-            .get(name_sym)
+            .get_attr(name_sym)
             .cloned()
-            .ok_or_else(|| missing_attr(name_sym, &item, pos))?;
-        let name = ev.force_symbol(&name, pos)?;
+            .ok_or_else(|| missing_in(name_sym, PAIR))?;
+        let name = Symbol::new(
+            &ev.force_string_no_ctx(&name.value, name.pos).map_err(|e| {
+                e.add_trace(
+                    name.pos,
+                    "while evaluating the `name` attribute of an element of the list passed to builtins.listToAttrs",
+                )
+            })?,
+        );
         let value = item
             .get_attr(value_sym)
-            .ok_or_else(|| missing_attr(value_sym, &item, pos))?;
+            .ok_or_else(|| missing_in(value_sym, PAIR))?;
         entries.push(Attr {
             name,
             value: value.value.clone(),
@@ -102,9 +154,17 @@ fn list_to_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     Ok(Value::attrs(Attrs::from_sorted(entries)))
 }
 
-fn intersect_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let x = arg_ctx(ev.force_attrs(&a[0], pos), 0, "intersectAttrs", pos)?;
-    let y = arg_ctx(ev.force_attrs(&a[1], pos), 1, "intersectAttrs", pos)?;
+fn intersect_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let x = attrs_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.intersectAttrs",
+    )?;
+    let y = attrs_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.intersectAttrs",
+    )?;
     Ok(Value::attrs(Attrs::from_sorted(
         y.iter()
             .filter(|attr| x.get(attr.name).is_some())
@@ -113,17 +173,24 @@ fn intersect_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     )))
 }
 
-fn cat_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let name = Symbol::new(&arg_ctx(
-        ev.force_string_no_ctx(&a[0], pos),
-        0,
-        "catAttrs",
-        pos,
+fn cat_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let name = Symbol::new(&string_no_ctx_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.catAttrs",
     )?);
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "catAttrs", pos)?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.catAttrs",
+    )?;
     let mut out = Vec::new();
     for item in list.iter() {
-        let attrs = ev.force_attrs(item, pos)?;
+        let attrs = attrs_arg(
+            ev,
+            item,
+            "while evaluating an element in the list passed as second argument to builtins.catAttrs",
+        )?;
         if let Some(v) = attrs.get(name) {
             out.push(v.clone());
         }
@@ -131,9 +198,17 @@ fn cat_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     Ok(Value::list(out))
 }
 
-fn map_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let attrs = arg_ctx(ev.force_attrs(&a[1], pos), 1, "mapAttrs", pos)?;
-    let f = a[0].clone();
+fn map_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let attrs = attrs_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.mapAttrs",
+    )?;
+    // Held as Nix holds it, unforced: the calls then have no position.
+    let f = match &a[0] {
+        Value::Lambda(_) => Thunk::value(ThunkState::Done(a[0].clone())),
+        other => other.clone(),
+    };
     Ok(Value::attrs(Attrs::from_sorted(
         attrs
             .iter()
@@ -151,12 +226,24 @@ fn map_attrs(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     )))
 }
 
-fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let f = a[0].clone();
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "zipAttrsWith", pos)?;
+fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let f = fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.zipAttrsWith",
+    )?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.zipAttrsWith",
+    )?;
     let mut groups: HashMap<Symbol, Vec<Value>> = HashMap::new();
     for item in list.iter() {
-        let attrs = ev.force_attrs(item, pos)?;
+        let attrs = attrs_arg(
+            ev,
+            item,
+            "while evaluating a value of the list passed as second argument to builtins.zipAttrsWith",
+        )?;
         for attr in attrs.iter() {
             groups
                 .entry(attr.name)

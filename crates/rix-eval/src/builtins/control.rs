@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::{arg_ctx, err, mk_attrs, Registry};
+use super::{err, mk_attrs, Registry};
 use crate::ast::Param;
 use crate::error::{ErrorKind, EvalError, Result};
 use crate::eval::{Coerce, Evaluator};
@@ -48,11 +48,10 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("isFunction", 1, |ev, a, _| {
         Ok(Value::Bool(ev.force(&a[0])?.is_function()))
     });
-    r.primop("add", 2, |ev, a, pos| {
+    r.primop("add", 2, |ev, a, _| {
         let x = ev.force(&a[0])?;
         let y = ev.force(&a[1])?;
-        num_args(&x, &y, pos)?;
-        crate::ops::add_numbers(&x, &y, pos)
+        crate::ops::add_builtin(&x, &y)
     });
     r.primop("sub", 2, |ev, a, pos| {
         let x = ev.force(&a[0])?;
@@ -72,9 +71,9 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("lessThan", 2, |ev, a, pos| {
         Ok(Value::Bool(ev.less_than(&a[0], &a[1], pos)?))
     });
-    r.primop("bitAnd", 2, |ev, a, pos| bit(ev, a, pos, |x, y| x & y));
-    r.primop("bitOr", 2, |ev, a, pos| bit(ev, a, pos, |x, y| x | y));
-    r.primop("bitXor", 2, |ev, a, pos| bit(ev, a, pos, |x, y| x ^ y));
+    r.primop("bitAnd", 2, |ev, a, _| bit(ev, a, "bitAnd", |x, y| x & y));
+    r.primop("bitOr", 2, |ev, a, _| bit(ev, a, "bitOr", |x, y| x | y));
+    r.primop("bitXor", 2, |ev, a, _| bit(ev, a, "bitXor", |x, y| x ^ y));
     r.primop("floor", 1, |ev, a, pos| {
         round(ev, &a[0], pos, f64::floor, "floor")
     });
@@ -88,25 +87,19 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("unsafeGetAttrPos", 2, unsafe_get_attr_pos);
     r.primop("genericClosure", 1, generic_closure);
     r.primop("break", 1, |ev, a, _| ev.force(&a[0]));
-    r.primop("warn", 2, |ev, a, pos| {
-        let msg = ev.force_string(&a[0], pos)?;
-        ev.trace(&format!("warning: {}", msg.as_str()));
-        ev.force(&a[1])
+    r.primop("warn", 2, warn);
+    r.primop("traceVerbose", 2, |ev, a, pos| {
+        if ev.options().trace_verbose {
+            trace(ev, a, pos)
+        } else {
+            ev.force(&a[1])
+        }
     });
     r.primop("fetchurl", 1, needs_network);
     r.primop("fetchTarball", 1, needs_network);
     r.primop("fetchGit", 1, needs_network);
     r.primop("fetchMercurial", 1, needs_network);
     r.primop("fetchTree", 1, needs_network);
-}
-
-fn num_args(x: &Value, y: &Value, pos: Pos) -> Result<()> {
-    for v in [x, y] {
-        if !matches!(v, Value::Int(_) | Value::Float(_)) {
-            return Err(crate::eval::expected(v, "an integer", pos));
-        }
-    }
-    Ok(())
 }
 
 fn needs_network(_: &mut Evaluator, _: &[Value], pos: Pos) -> Result<Value> {
@@ -117,6 +110,26 @@ fn needs_network(_: &mut Evaluator, _: &[Value], pos: Pos) -> Result<Value> {
     ))
 }
 
+/// `builtins.warn`: Nix 2.26 prints `evaluation warning: MSG` and, with
+/// `abort-on-warn`, fails to show where the warning came from.
+fn warn(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
+    let msg = ev.force_string(&a[0], pos).map_err(|e| {
+        e.add_trace(
+            pos,
+            "while evaluating the first argument; the message passed to builtins.warn",
+        )
+    })?;
+    ev.warn(msg.as_str());
+    if ev.options().abort_on_warn {
+        return Err(EvalError::new(
+            ErrorKind::Other,
+            "aborting to reveal stack trace of warning, as abort-on-warn is set",
+            Pos::NONE,
+        ));
+    }
+    ev.force(&a[1])
+}
+
 fn throw(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let msg = ev.coerce_to_string(
         &a[0],
@@ -124,6 +137,7 @@ fn throw(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         Coerce {
             more: false,
             copy_to_store: false,
+            ctx: "while evaluating the error message passed to builtin.throw",
         },
     )?;
     Err(EvalError::new(ErrorKind::Throw, msg.as_str(), pos))
@@ -136,6 +150,7 @@ fn abort(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         Coerce {
             more: false,
             copy_to_store: false,
+            ctx: "while evaluating the error message passed to builtins.abort",
         },
     )?;
     Err(EvalError::new(
@@ -173,7 +188,7 @@ fn trace(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     let v = ev.force(&a[0])?;
     let msg = match &v {
         Value::String(s) => s.as_str().to_owned(),
-        other => crate::print::print_value(other),
+        other => crate::print::trace_value(other),
     };
     ev.trace(&msg);
     ev.force(&a[1])
@@ -189,11 +204,12 @@ fn add_error_context(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value>
                 Coerce {
                     more: false,
                     copy_to_store: false,
+                    ctx: "while evaluating the error message passed to builtins.addErrorContext",
                 },
             );
             match msg {
-                Ok(m) => Err(e.add_trace(Pos::NONE, m.as_str())),
-                Err(_) => Err(e),
+                Ok(m) => Err(e.add_trace_always(Pos::NONE, m.as_str().to_owned())),
+                Err(e2) => Err(e2),
             }
         }
     }
@@ -203,9 +219,9 @@ fn type_of(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     Ok(Value::string(ev.force(&a[0])?.type_name()))
 }
 
-fn bit(ev: &mut Evaluator, a: &[Value], pos: Pos, f: fn(i64, i64) -> i64) -> Result<Value> {
-    let x = ev.force_int(&a[0], pos)?;
-    let y = ev.force_int(&a[1], pos)?;
+fn bit(ev: &mut Evaluator, a: &[Value], name: &str, f: fn(i64, i64) -> i64) -> Result<Value> {
+    let x = super::int_arg(ev, &a[0], &super::nth(0, name))?;
+    let y = super::int_arg(ev, &a[1], &super::nth(1, name))?;
     Ok(Value::Int(f(x, y)))
 }
 
@@ -222,19 +238,23 @@ fn round(ev: &mut Evaluator, v: &Value, pos: Pos, f: fn(f64) -> f64, name: &str)
             }
             Ok(Value::Int(r as i64))
         }
-        other => Err(crate::eval::expected(&other, "a float", pos)),
+        other => {
+            Err(crate::eval::expected(&other, "a float", pos).add_trace(pos, super::nth(0, name)))
+        }
     }
 }
 
 fn import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let (path, _ctx) = arg_ctx(ev.coerce_to_path(&a[0], pos), 0, "import", pos)?;
+    let (path, _ctx) =
+        ev.coerce_to_path_ctx(&a[0], Pos::NONE, "while realising the context of a path")?;
     ev.before_reading(&path, pos)?;
     ev.import_file(&path, pos)
 }
 
 fn scoped_import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let scope = ev.force_attrs(&a[0], pos)?;
-    let (mut path, _) = ev.coerce_to_path(&a[1], pos)?;
+    let (mut path, _) =
+        ev.coerce_to_path_ctx(&a[1], Pos::NONE, "while realising the context of a path")?;
     ev.before_reading(&path, pos)?;
     if ev.fs_path(&path).is_dir() {
         path = format!("{}/default.nix", path.trim_end_matches('/'));
@@ -258,8 +278,8 @@ fn scoped_import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     ev.eval(&expr, &env)
 }
 
-fn get_env(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let name = ev.force_string_no_ctx(&a[0], pos)?;
+fn get_env(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let name = super::string_no_ctx_arg(ev, &a[0], &super::nth(0, "getEnv"))?;
     if ev.opts.pure {
         return Ok(Value::string(""));
     }
@@ -282,13 +302,17 @@ fn function_args(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             ))),
         },
         Value::PrimOp(_) | Value::PrimOpApp(_) => Ok(Value::attrs(Attrs::new())),
-        other => Err(crate::eval::expected(&other, "a function", pos)),
+        _ => Err(EvalError::new(
+            ErrorKind::Type,
+            "'functionArgs' requires a function",
+            pos,
+        )),
     }
 }
 
-fn unsafe_get_attr_pos(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let name = ev.force_string_no_ctx(&a[0], pos)?;
-    let attrs = ev.force_attrs(&a[1], pos)?;
+fn unsafe_get_attr_pos(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let name = super::string_no_ctx_arg(ev, &a[0], &super::nth(0, "unsafeGetAttrPos"))?;
+    let attrs = super::attrs_arg(ev, &a[1], &super::nth(1, "unsafeGetAttrPos"))?;
     match attrs.get_attr(Symbol::new(&name)) {
         Some(attr) => Ok(ev.pos_to_value(attr.pos)),
         None => Ok(Value::Null),
@@ -296,36 +320,66 @@ fn unsafe_get_attr_pos(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Valu
 }
 
 fn generic_closure(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let args = ev.force_attrs(&a[0], pos)?;
+    use super::{attrs_arg, fn_arg, list_arg, missing_in};
+    const IN_ARG: &str = "in the attrset passed as argument to builtins.genericClosure";
+    const IN_ELEM: &str =
+        "in one of the attrsets generated by (or initially passed to) builtins.genericClosure";
+    let args = attrs_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.genericClosure",
+    )?;
     let start = args
         .get_str("startSet")
         .cloned()
-        .ok_or_else(|| err("attribute 'startSet' missing", pos))?;
+        .ok_or_else(|| missing_in(Symbol::new("startSet"), IN_ARG))?;
+    let mut work: std::collections::VecDeque<Value> = list_arg(
+        ev,
+        &start,
+        "while evaluating the 'startSet' attribute passed as argument to builtins.genericClosure",
+    )?
+    .iter()
+    .cloned()
+    .collect();
     let op = args
         .get_str("operator")
         .cloned()
-        .ok_or_else(|| err("attribute 'operator' missing", pos))?;
-    let mut work: std::collections::VecDeque<Value> =
-        ev.force_list(&start, pos)?.iter().cloned().collect();
+        .ok_or_else(|| missing_in(Symbol::new("operator"), IN_ARG))?;
+    let op = fn_arg(
+        ev,
+        &op,
+        "while evaluating the 'operator' attribute passed as argument to builtins.genericClosure",
+    )?;
     let mut done: Vec<Value> = Vec::new();
     // Keys seen so far, sorted with Nix's `<` (which rejects incomparable keys).
     let mut keys: Vec<Value> = Vec::new();
     let key_sym = Symbol::new("key");
     while let Some(item) = work.pop_front() {
-        let e = ev.force_attrs(&item, pos)?;
+        let e = attrs_arg(
+            ev,
+            &item,
+            "while evaluating one of the elements generated by (or initially passed to) builtins.genericClosure",
+        )?;
         let key = e
             .get(key_sym)
             .cloned()
-            .ok_or_else(|| err("attribute 'key' required", pos))?;
+            .ok_or_else(|| missing_in(key_sym, IN_ELEM))?;
         let key = ev.force(&key)?;
         let (mut lo, mut hi) = (0, keys.len());
         let mut found = false;
+        const CMP: &str = "while comparing the `key` attributes of two genericClosure elements";
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if ev.less_than(&keys[mid], &key, pos)? {
-                lo = mid + 1;
-            } else if ev.less_than(&key, &keys[mid], pos)? {
+            if ev
+                .less_than(&key, &keys[mid], pos)
+                .map_err(|e| e.add_trace(Pos::NONE, CMP))?
+            {
                 hi = mid;
+            } else if ev
+                .less_than(&keys[mid], &key, pos)
+                .map_err(|e| e.add_trace(Pos::NONE, CMP))?
+            {
+                lo = mid + 1;
             } else {
                 found = true;
                 break;
@@ -337,7 +391,11 @@ fn generic_closure(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         keys.insert(lo, key);
         done.push(item.clone());
         let next = ev.call(&op, item, pos)?;
-        let next = ev.force_list(&next, pos)?;
+        let next = list_arg(
+            ev,
+            &next,
+            "while evaluating the return value of the `operator` passed to builtins.genericClosure",
+        )?;
         work.extend(next.iter().cloned());
     }
     Ok(Value::List(Rc::new(done)))

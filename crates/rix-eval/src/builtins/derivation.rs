@@ -28,7 +28,7 @@ use rix_formats::hash::{Hash, HashAlgo};
 use rix_formats::store_path::{output_path_name, StorePath};
 
 use super::{err, Registry};
-use crate::error::{ErrorKind, EvalError, Result};
+use crate::error::{EvalError, Result};
 use crate::eval::{Coerce, Evaluator};
 use crate::source::Pos;
 use crate::symbol::Symbol;
@@ -68,10 +68,13 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
         _ => unreachable!("builtins is a set"),
     };
     let strict = Thunk::value(ThunkState::Apply(strict_fn, drv_attrs_v.clone()));
+    // The selections' positions mark them for Nix 2.26's frames on error
+    // (see `selection_frames`).
+    let marks = internal_positions();
     let drv_path = Thunk::value(ThunkState::Select(Box::new((
         strict.clone(),
         ev.syms.drv_path,
-        Pos::NONE,
+        marks.drv_path,
     ))));
     let cells: Vec<Thunk> = names
         .iter()
@@ -112,7 +115,7 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
                 value: Thunk::value(ThunkState::Select(Box::new((
                     strict.clone(),
                     *n,
-                    Pos::NONE,
+                    marks.get_attr,
                 )))),
                 pos: at.out_path,
             },
@@ -214,6 +217,176 @@ thread_local! {
     };
 }
 
+/// Nix 2.26's `derivation` (`<nix/derivation-internal.nix>`), as embedded
+/// in Nix (hence the first empty line). Only for errors: the frames Nix
+/// 2.26 shows in it when a derivation fails ("while evaluating the attribute
+/// 'outPath'", "while calling the 'getAttr' builtin", ...) are placed here,
+/// while values keep the positions of Nix 2.8's [`NIX_DERIVATION_NIX`].
+const NIX_226_DERIVATION_NIX: &str = r#"
+# This is the implementation of the ‘derivation’ builtin function.
+# It's actually a wrapper around the ‘derivationStrict’ primop.
+# Note that the following comment will be shown in :doc in the repl, but not in the manual.
+
+/**
+  Create a derivation.
+
+  # Inputs
+
+  The single argument is an attribute set that describes what to build and how to build it.
+  See https://nix.dev/manual/nix/2.23/language/derivations
+
+  # Output
+
+  The result is an attribute set that describes the derivation.
+  Notably it contains the outputs, which in the context of the Nix language are special strings that refer to the output paths, which may not yet exist.
+  The realisation of these outputs only occurs when needed; for example
+
+    * When `nix-build` or a similar command is run, it realises the outputs that were requested on its command line.
+      See https://nix.dev/manual/nix/2.23/command-ref/nix-build
+
+    * When `import`, `readFile`, `readDir` or some other functions are called, they have to realise the outputs they depend on.
+      This is referred to as "import from derivation".
+      See https://nix.dev/manual/nix/2.23/language/import-from-derivation
+
+  Note that `derivation` is very bare-bones, and provides almost no commands during the build.
+  Most likely, you'll want to use functions like `stdenv.mkDerivation` in Nixpkgs to set up a basic environment.
+*/
+drvAttrs@{
+  outputs ? [ "out" ],
+  ...
+}:
+
+let
+
+  strict = derivationStrict drvAttrs;
+
+  commonAttrs =
+    drvAttrs
+    // (builtins.listToAttrs outputsList)
+    // {
+      all = map (x: x.value) outputsList;
+      inherit drvAttrs;
+    };
+
+  outputToAttrListElement = outputName: {
+    name = outputName;
+    value = commonAttrs // {
+      outPath = builtins.getAttr outputName strict;
+      drvPath = strict.drvPath;
+      type = "derivation";
+      inherit outputName;
+    };
+  };
+
+  outputsList = map outputToAttrListElement outputs;
+
+in
+(builtins.head outputsList).value
+"#;
+
+/// Where, in [`NIX_226_DERIVATION_NIX`], Nix 2.26's frames are.
+#[derive(Clone, Copy)]
+pub(crate) struct InternalPositions {
+    /// `outPath = builtins.getAttr outputName strict;`: the attribute, the call.
+    pub out_path: Pos,
+    pub get_attr: Pos,
+    /// `drvPath = strict.drvPath;`
+    pub drv_path: Pos,
+    /// `strict = derivationStrict drvAttrs;`: the call.
+    pub strict: Pos,
+    /// `all = ...;`, `inherit drvAttrs;`, `type = ...;`, `inherit outputName;`.
+    pub all: Pos,
+    pub drv_attrs: Pos,
+    pub type_: Pos,
+    pub output_name: Pos,
+}
+
+thread_local! {
+    static INTERNAL_POSITIONS: InternalPositions = {
+        let base = crate::source::add_source(
+            crate::source::Origin::Path(Rc::from("<nix/derivation-internal.nix>")),
+            Rc::from(NIX_226_DERIVATION_NIX),
+        );
+        let at = |line: usize, col: usize| {
+            let start: usize = NIX_226_DERIVATION_NIX
+                .split_inclusive('\n')
+                .take(line - 1)
+                .map(str::len)
+                .sum();
+            Pos(base + (start + col - 1) as u32)
+        };
+        InternalPositions {
+            out_path: at(50, 7),
+            get_attr: at(50, 17),
+            drv_path: at(51, 7),
+            strict: at(37, 12),
+            all: at(43, 7),
+            drv_attrs: at(44, 15),
+            type_: at(52, 7),
+            output_name: at(53, 15),
+        }
+    };
+}
+
+/// The positions of Nix 2.26's frames in `<nix/derivation-internal.nix>`.
+pub(crate) fn internal_positions() -> InternalPositions {
+    INTERNAL_POSITIONS.with(|p| *p)
+}
+
+/// For an error's frame: where Nix 2.26 has the attribute `derivation`
+/// adds at `pos` (a position in Nix 2.8's text, as values carry), or `pos`.
+#[cold]
+pub(crate) fn frame_pos(pos: Pos) -> Pos {
+    let (old, new) = (DERIVATION_POSITIONS.with(|p| *p), internal_positions());
+    match pos {
+        p if p == old.out_path => new.out_path,
+        p if p == old.drv_path => new.drv_path,
+        p if p == old.all => new.all,
+        p if p == old.drv_attrs => new.drv_attrs,
+        p if p == old.type_ => new.type_,
+        p if p == old.output_name => new.output_name,
+        p => p,
+    }
+}
+
+/// Whether `pos` is in the text of `derivation` (Nix 2.26 shows no
+/// "while evaluating the attribute" frame for selecting those).
+#[cold]
+pub(crate) fn is_internal(pos: Pos) -> bool {
+    let old = DERIVATION_POSITIONS.with(|p| *p);
+    [
+        old.out_path,
+        old.drv_path,
+        old.all,
+        old.drv_attrs,
+        old.output,
+        old.type_,
+        old.output_name,
+    ]
+    .contains(&pos)
+}
+
+/// The frames Nix 2.26 adds as the selection of `outPath` (`getAttr`) or
+/// `drvPath` of a derivation fails (`pos` is the selection's marker: the
+/// `getAttr` call, or the `drvPath` attribute), `derivationStrict`'s call
+/// placed in `<nix/derivation-internal.nix>`.
+#[cold]
+pub(crate) fn selection_frames(mut e: Box<EvalError>, pos: Pos) -> Box<EvalError> {
+    let at = internal_positions();
+    if pos != at.get_attr && pos != at.drv_path {
+        return e;
+    }
+    for f in e.trace.iter_mut() {
+        if f.pos.is_none() && f.message == "while calling the 'derivationStrict' builtin" {
+            f.pos = at.strict;
+        }
+    }
+    if pos == at.get_attr {
+        e = e.add_trace(pos, "while calling the 'getAttr' builtin");
+    }
+    e
+}
+
 /// How an output's contents are ingested (`outputHashMode`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -222,35 +395,87 @@ enum Mode {
 }
 
 fn derivation_strict(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let attrs = ev.force_attrs(&a[0], pos).map_err(|e| {
+    let attrs = super::attrs_arg(
+        ev,
+        &a[0],
+        "while evaluating the argument passed to builtins.derivationStrict",
+    )?;
+
+    // The name first, for error messages.
+    let name_sym = Symbol::new("name");
+    let name_attr = attrs.get_attr(name_sym).cloned().ok_or_else(|| {
+        super::missing_in(
+            name_sym,
+            "in the attrset passed as argument to builtins.derivationStrict",
+        )
+    })?;
+    let drv_name = super::string_no_ctx_arg(
+        ev,
+        &name_attr.value,
+        "while evaluating the `name` attribute passed to builtins.derivationStrict",
+    )
+    .map_err(|e| {
         e.add_trace(
-            pos,
-            "while evaluating the argument passed to builtins.derivationStrict",
+            name_attr.pos,
+            "while evaluating the derivation attribute 'name'",
         )
     })?;
 
-    // The name first, for error messages.
-    let name_attr = attrs
-        .get_attr(Symbol::new("name"))
-        .cloned()
-        .ok_or_else(|| {
-            EvalError::new(
-                ErrorKind::Type,
-                "attribute 'name' missing for call to 'derivationStrict'",
-                pos,
-            )
-        })?;
-    let name_pos = if name_attr.pos.is_none() {
-        pos
-    } else {
-        name_attr.pos
-    };
-    let drv_name = ev
-        .force_string_no_ctx(&name_attr.value, pos)
-        .map_err(|e| e.add_trace(name_pos, "while evaluating the derivation attribute 'name'"))?;
+    // As Nix 2.26, errors of the derivation itself have no position; they
+    // say which derivation and where its name is.
+    let r = check_name(&drv_name)
+        .and_then(|()| collect(ev, &attrs, &drv_name, Pos::NONE, pos))
+        .and_then(|c| finish(ev, c, drv_name.clone(), Pos::NONE));
+    r.map_err(|e| {
+        let at = match name_attr.pos.resolve() {
+            Some(l) => l.to_string(),
+            None => "«none»:0".to_owned(),
+        };
+        e.add_trace(
+            Pos::NONE,
+            format!("while evaluating derivation '{drv_name}'\n  whose name attribute is located at {at}"),
+        )
+    })
+}
 
-    let c = collect(ev, &attrs, &drv_name, name_pos, pos)?;
-    finish(ev, c, drv_name, name_pos)
+/// Nix 2.26's `checkDerivationName` (`checkName` of a store path name).
+fn check_name(name: &str) -> Result<()> {
+    let bad = |m: String| {
+        Err(err(
+            format!("invalid derivation name: {m}. Please pass a different 'name'."),
+            Pos::NONE,
+        ))
+    };
+    if name.is_empty() {
+        return bad("name must not be empty".to_owned());
+    }
+    if name.len() > 211 {
+        return bad(format!(
+            "name '{name}' must be no longer than 211 characters"
+        ));
+    }
+    let b = name.as_bytes();
+    if b[0] == b'.' {
+        if b.len() == 1 || (b[1] == b'.' && b.len() == 2) {
+            return bad(format!("name '{name}' is not valid"));
+        }
+        if b[1] == b'-' {
+            return bad(format!(
+                "name '{name}' is not valid: first dash-separated component must not be '.'"
+            ));
+        }
+        if b[1] == b'.' && b[2] == b'-' {
+            return bad(format!(
+                "name '{name}' is not valid: first dash-separated component must not be '..'"
+            ));
+        }
+    }
+    for c in name.chars() {
+        if !(c.is_ascii_alphanumeric() || "+-._?=".contains(c)) {
+            return bad(format!("name '{name}' contains illegal character '{c}'"));
+        }
+    }
+    Ok(())
 }
 
 /// What the attributes of a derivation say, before the outputs are known.
@@ -279,14 +504,22 @@ fn collect(
     let structured = match attrs.get(Symbol::new("__structuredAttrs")) {
         Some(v) => {
             let v = v.clone();
-            ev.force_bool(&v, pos)?
+            super::bool_arg(
+                ev,
+                &v,
+                "while evaluating the `__structuredAttrs` attribute passed to builtins.derivationStrict",
+            )?
         }
         None => false,
     };
     let ignore_nulls = match attrs.get(Symbol::new("__ignoreNulls")) {
         Some(v) => {
             let v = v.clone();
-            ev.force_bool(&v, pos)?
+            super::bool_arg(
+                ev,
+                &v,
+                "while evaluating the `__ignoreNulls` attribute passed to builtins.derivationStrict",
+            )?
         }
         None => false,
     };
@@ -307,6 +540,11 @@ fn collect(
     let more = Coerce {
         more: true,
         copy_to_store: true,
+        ctx: "",
+    };
+    let arg_item = Coerce {
+        ctx: "while evaluating an element of the argument list",
+        ..more
     };
 
     for attr in attrs.iter() {
@@ -335,7 +573,7 @@ fn collect(
                     let list = ev.force_list(&attr.value, pos)?;
                     for item in list.iter() {
                         let mut s = String::new();
-                        ev.coerce_into(item, name_pos, more, &mut s, &mut ctx)?;
+                        ev.coerce_into(item, Pos::NONE, arg_item, &mut s, &mut ctx)?;
                         drv.args.push(s.into_bytes());
                     }
                 }
@@ -409,8 +647,8 @@ fn collect(
         })();
         r.map_err(|e| {
             e.add_trace(
-                name_pos,
-                format!("while evaluating the attribute '{key}' of the derivation '{drv_name}'"),
+                attr.pos,
+                format!("while evaluating attribute '{key}' of derivation '{drv_name}'"),
             )
         })?;
     }

@@ -39,8 +39,9 @@ fn io_err(what: &str, path: &str, e: &std::io::Error, pos: Pos) -> Box<EvalError
 
 /// The path argument of builtin `f`, ready to read: as evaluation names it
 /// (for messages) and where it is on disk ([`Evaluator::fs_path`]).
-fn path_arg(ev: &mut Evaluator, v: &Value, pos: Pos, f: &str) -> Result<(String, PathBuf)> {
-    let (p, _ctx) = arg_ctx(ev.coerce_to_path(v, pos), 0, f, pos)?;
+fn path_arg(ev: &mut Evaluator, v: &Value, pos: Pos, _builtin: &str) -> Result<(String, PathBuf)> {
+    // Nix 2.26's `realisePath`.
+    let (p, _ctx) = ev.coerce_to_path_ctx(v, Pos::NONE, "while realising the context of a path")?;
     ev.before_reading(&p, pos)?;
     let on_disk = ev.fs_path(&p);
     Ok((p, on_disk))
@@ -73,7 +74,17 @@ fn read_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 
 fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let (p, on_disk) = path_arg(ev, &a[0], pos, "readDir")?;
-    let rd = std::fs::read_dir(on_disk).map_err(|e| io_err("opening directory", &p, &e, pos))?;
+    let rd = std::fs::read_dir(&on_disk).map_err(|e| {
+        // As Nix 2.26: the path with its symbolic links resolved.
+        let shown = std::fs::canonicalize(&on_disk)
+            .map(|c| c.display().to_string())
+            .unwrap_or_else(|_| p.clone());
+        EvalError::new(
+            ErrorKind::Io,
+            format!("reading directory {shown}: {}", io_msg(&e)),
+            pos,
+        )
+    })?;
     let mut entries = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| io_err("reading directory", &p, &e, pos))?;
@@ -91,14 +102,16 @@ fn read_dir(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 
 fn read_file_type(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let (p, on_disk) = path_arg(ev, &a[0], pos, "readFileType")?;
-    let meta =
-        std::fs::symlink_metadata(on_disk).map_err(|e| io_err("getting status of", &p, &e, pos))?;
+    let meta = std::fs::symlink_metadata(on_disk).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => err(format!("path '{p}' does not exist"), pos),
+        _ => io_err("getting status of", &p, &e, pos),
+    })?;
     Ok(Value::string(file_type_name(meta.file_type())))
 }
 
 fn path_exists(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let v = ev.force(&a[0])?;
-    let (p, _) = arg_ctx(ev.coerce_to_path(&v, pos), 0, "pathExists", pos)?;
+    let (p, _) = ev.coerce_to_path_ctx(&v, Pos::NONE, "while realising the context of a path")?;
     ev.before_reading(&p, pos)?;
     // A trailing slash (or `/.`) requires a directory.
     let must_be_dir = matches!(&v, Value::String(_)) && (p.ends_with('/') || p.ends_with("/."));
@@ -152,9 +165,13 @@ fn add_path(
                     return false;
                 }
                 let arg1 = Value::string(p.display().to_string());
-                let r = ev
-                    .call2(f, arg1, Value::string(kind), pos)
-                    .and_then(|v| ev.force_bool(&v, pos));
+                let r = ev.call2(f, arg1, Value::string(kind), pos).and_then(|v| {
+                    super::bool_arg(
+                        ev,
+                        &v,
+                        "while evaluating the return value of the path filter function",
+                    )
+                });
                 match r {
                     Ok(b) => b,
                     Err(e) => {
@@ -243,8 +260,16 @@ fn path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn filter_source(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let filter = arg_ctx(ev.force_function(&a[0], pos), 0, "filterSource", pos)?;
-    let (src, _) = arg_ctx(ev.coerce_to_path(&a[1], pos), 1, "filterSource", pos)?;
+    let (src, _) = ev.coerce_to_path_ctx(
+        &a[1],
+        Pos::NONE,
+        "while evaluating the second argument (the path to filter) passed to 'builtins.filterSource'",
+    )?;
+    let filter = super::fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.filterSource",
+    )?;
     ev.before_reading(&src, pos)?;
     let name = base_name(&src).to_owned();
     add_path(
@@ -291,14 +316,19 @@ fn to_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 fn hash_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     let algo = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "hashFile", pos)?;
     let algo = super::strings::parse_algo(&algo, pos)?;
-    let (p, _) = arg_ctx(ev.coerce_to_path(&a[1], pos), 1, "hashFile", pos)?;
+    let (p, _) =
+        ev.coerce_to_path_ctx(&a[1], Pos::NONE, "while realising the context of a path")?;
     ev.before_reading(&p, pos)?;
     let bytes = std::fs::read(ev.fs_path(&p)).map_err(|e| io_err("opening file", &p, &e, pos))?;
     Ok(Value::string(algo.digest(&bytes).to_base16()))
 }
 
 fn store_path(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let (p, _) = arg_ctx(ev.coerce_to_path(&a[0], pos), 0, "storePath", pos)?;
+    let (p, _) = ev.coerce_to_path_ctx(
+        &a[0],
+        Pos::NONE,
+        "while evaluating the first argument passed to 'builtins.storePath'",
+    )?;
     let store = ev.store().clone();
     let (sp, _) = store
         .store_dir()
@@ -336,6 +366,7 @@ fn find_file(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             crate::eval::Coerce {
                 more: false,
                 copy_to_store: false,
+                ctx: "",
             },
         )?;
         entries.push(SearchPathEntry {

@@ -17,12 +17,7 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("toJSON", 1, |ev, a, pos| {
         let mut out = String::new();
         let mut ctx = Context::new();
-        arg_ctx(
-            write_json(ev, &a[0], pos, &mut out, &mut ctx, true, 0),
-            0,
-            "toJSON",
-            pos,
-        )?;
+        write_json(ev, &a[0], pos, &mut out, &mut ctx, true, 0)?;
         Ok(Value::String(NixString::with_context(out, ctx)))
     });
     r.primop("fromJSON", 1, |ev, a, pos| {
@@ -107,16 +102,17 @@ pub(crate) fn write_json(
                     pos,
                     Coerce {
                         more: false,
-                        copy_to_store: true,
+                        copy_to_store: false,
+                        ctx: "",
                     },
                 )?;
                 escape_json(s.as_str(), out);
                 ctx.extend(s.context().iter().cloned());
                 return Ok(());
             }
-            if let Some(o) = a.get(ev.syms.out_path) {
-                let o = o.clone();
-                return write_json(ev, &o, pos, out, ctx, strict, depth + 1);
+            if let Some(o) = a.get_attr(ev.syms.out_path) {
+                let (o, at) = (o.value.clone(), o.pos);
+                return write_json(ev, &o, at, out, ctx, strict, depth + 1);
             }
             out.push('{');
             for (i, attr) in a.iter().enumerate() {
@@ -145,16 +141,30 @@ pub(crate) fn write_json(
                 }
                 stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
                     write_json(ev, item, pos, out, ctx, strict, depth + 1)
+                })
+                .map_err(|e| {
+                    e.add_trace(pos, format!("while evaluating list element at index {i}"))
                 })?;
             }
             out.push(']');
         }
-        Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => {
+        Value::Lambda(c) => {
+            return Err(err("cannot convert a function to JSON", c.lambda.pos));
+        }
+        Value::PrimOp(_) | Value::PrimOpApp(_) => {
             return Err(err("cannot convert a function to JSON", pos));
         }
         Value::Thunk(_) => unreachable!("forced"),
     }
     Ok(())
+}
+
+/// Nix 2.26's refusal of a string with a NUL byte (shown as `␀`).
+pub(crate) fn nul_in_string(s: &str) -> String {
+    format!(
+        "input string '{}' cannot be represented as Nix string because it contains null bytes",
+        s.replace('\0', "␀")
+    )
 }
 
 /// Parses JSON text into Nix values.
@@ -317,7 +327,7 @@ impl JsonParser<'_> {
             }
             if text.parse::<u64>().is_ok() {
                 return Err(format!(
-                    "number '{text}' is out of range of a 64-bit integer"
+                    "unsigned json number {text} outside of Nix integer range"
                 ));
             }
         }
@@ -385,7 +395,7 @@ impl JsonParser<'_> {
         // `\u0000` (the only way to a NUL here): Nix 2.8 cut the string there;
         // later Nix, and the language test suite, refuse it.
         if out.contains(&0) {
-            return Err(self.error("null byte in string"));
+            return Err(nul_in_string(&String::from_utf8_lossy(&out)));
         }
         String::from_utf8(out).map_err(|_| self.error("invalid UTF-8"))
     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{arg_ctx, err, mk_attrs, Registry};
+use super::{bool_arg, err, fn_arg, int_arg, list_arg, mk_attrs, string_no_ctx_arg, Registry};
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::source::Pos;
@@ -20,9 +20,14 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("elemAt", 2, elem_at);
     r.primop("head", 1, head);
     r.primop("tail", 1, tail);
-    r.primop("length", 1, |ev, a, pos| {
+    r.primop("length", 1, |ev, a, _| {
         Ok(Value::Int(
-            arg_ctx(ev.force_list(&a[0], pos), 0, "length", pos)?.len() as i64,
+            list_arg(
+                ev,
+                &a[0],
+                "while evaluating the first argument passed to builtins.length",
+            )?
+            .len() as i64,
         ))
     });
     r.primop("genList", 2, gen_list);
@@ -35,8 +40,20 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("all", 2, |ev, a, pos| any_all(ev, a, pos, false));
 }
 
-fn map(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "map", pos)?;
+fn map(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.map",
+    )?;
+    if list.is_empty() {
+        return Ok(Value::List(list));
+    }
+    fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.map",
+    )?;
     let f = &a[0];
     Ok(Value::list(
         list.iter()
@@ -46,12 +63,27 @@ fn map(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn filter(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "filter", pos)?;
-    let f = ev.force_function(&a[0], pos)?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.filter",
+    )?;
+    if list.is_empty() {
+        return Ok(Value::List(list));
+    }
+    let f = fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.filter",
+    )?;
     let mut out = Vec::new();
     for x in list.iter() {
         let keep = ev.call(&f, x.clone(), pos)?;
-        if ev.force_bool(&keep, pos)? {
+        if bool_arg(
+            ev,
+            &keep,
+            "while evaluating the return value of the filtering function passed to builtins.filter",
+        )? {
             out.push(x.clone());
         }
     }
@@ -63,8 +95,16 @@ fn filter(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 
 fn foldl(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     // Nix forces the function first, even for an empty list.
-    let f = ev.force_function(&a[0], pos)?;
-    let list = arg_ctx(ev.force_list(&a[2], pos), 2, "foldlStrict", pos)?;
+    let f = fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.foldlStrict",
+    )?;
+    let list = list_arg(
+        ev,
+        &a[2],
+        "while evaluating the third argument passed to builtins.foldlStrict",
+    )?;
     if list.is_empty() {
         return ev.force(&a[1]);
     }
@@ -76,7 +116,11 @@ fn foldl(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn elem(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "elem", pos)?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.elem",
+    )?;
     for x in list.iter() {
         if ev.eq_slots(&a[0], x, pos)? {
             return Ok(Value::Bool(true));
@@ -86,40 +130,70 @@ fn elem(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn elem_at(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[0], pos), 0, "elemAt", pos)?;
-    let n = arg_ctx(ev.force_int(&a[1], pos), 1, "elemAt", pos)?;
+    let n = int_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to 'builtins.elemAt'",
+    )?;
+    let list = list_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to 'builtins.elemAt'",
+    )?;
     if n < 0 || n as usize >= list.len() {
-        return Err(err(format!("list index {n} is out of bounds"), pos));
+        return Err(err(
+            format!(
+                "'builtins.elemAt' called with index {n} on a list of size {}",
+                list.len()
+            ),
+            pos,
+        ));
     }
     let v = list[n as usize].clone();
     ev.force(&v)
 }
 
 fn head(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[0], pos), 0, "head", pos)?;
+    let list = list_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to 'builtins.head'",
+    )?;
     match list.first() {
         Some(v) => {
             let v = v.clone();
             ev.force(&v)
         }
-        None => Err(err("list index 0 is out of bounds", pos)),
+        None => Err(err("'builtins.head' called on an empty list", pos)),
     }
 }
 
 fn tail(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[0], pos), 0, "tail", pos)?;
+    let list = list_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to 'builtins.tail'",
+    )?;
     if list.is_empty() {
-        return Err(err("'tail' called on an empty list", pos));
+        return Err(err("'builtins.tail' called on an empty list", pos));
     }
     Ok(Value::list(list[1..].to_vec()))
 }
 
 fn gen_list(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let n = arg_ctx(ev.force_int(&a[1], pos), 1, "genList", pos)?;
+    let n = int_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.genList",
+    )?;
     if n < 0 {
         return Err(err(format!("cannot create list of size {n}"), pos));
     }
-    let f = ev.force_function(&a[0], pos)?;
+    let f = fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.genList",
+    )?;
     // A size that cannot be allocated is Nix's "out of memory", not a panic.
     let mut items = Vec::new();
     items
@@ -130,8 +204,19 @@ fn gen_list(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn sort(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "sort", pos)?;
-    let f = ev.force_function(&a[0], pos)?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.sort",
+    )?;
+    if list.is_empty() {
+        return Ok(Value::List(list));
+    }
+    let f = fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.sort",
+    )?;
     let mut items: Vec<Value> = list.iter().cloned().collect();
     for x in &items {
         ev.force(x)?;
@@ -144,7 +229,11 @@ fn sort(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             }
         }
         let r = ev.call2(&f, x.clone(), y.clone(), pos)?;
-        ev.force_bool(&r, pos)
+        bool_arg(
+            ev,
+            &r,
+            "while evaluating the return value of the sorting function passed to builtins.sort",
+        )
     };
     merge_sort(ev, &mut items, &mut less)?;
     Ok(Value::list(items))
@@ -233,14 +322,26 @@ fn merge_sort(
 }
 
 fn partition(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "partition", pos)?;
-    let f = ev.force_function(&a[0], pos)?;
+    let f = fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.partition",
+    )?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.partition",
+    )?;
     let (mut right, mut wrong) = (Vec::new(), Vec::new());
     for x in list.iter() {
         // Nix forces each element before calling the predicate on it.
         ev.force(x)?;
         let r = ev.call(&f, x.clone(), pos)?;
-        if ev.force_bool(&r, pos)? {
+        if bool_arg(
+            ev,
+            &r,
+            "while evaluating the return value of the partition function passed to builtins.partition",
+        )? {
             right.push(x.clone());
         } else {
             wrong.push(x.clone());
@@ -253,12 +354,24 @@ fn partition(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn group_by(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "groupBy", pos)?;
-    let f = ev.force_function(&a[0], pos)?;
+    let f = fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.groupBy",
+    )?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.groupBy",
+    )?;
     let mut groups: HashMap<Symbol, Vec<Value>> = HashMap::new();
     for x in list.iter() {
         let k = ev.call(&f, x.clone(), pos)?;
-        let k = ev.force_string_no_ctx(&k, pos)?;
+        let k = string_no_ctx_arg(
+            ev,
+            &k,
+            "while evaluating the return value of the grouping function passed to builtins.groupBy",
+        )?;
         groups.entry(Symbol::new(&k)).or_default().push(x.clone());
     }
     Ok(Value::attrs(Attrs::from_unsorted(
@@ -273,39 +386,68 @@ fn group_by(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     )))
 }
 
-fn concat_lists(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let lists = arg_ctx(ev.force_list(&a[0], pos), 0, "concatLists", pos)?;
+fn concat_lists(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
+    let lists = list_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.concatLists",
+    )?;
     let mut out = Vec::new();
     for l in lists.iter() {
-        let l = ev.force_list(l, pos)?;
+        let l = list_arg(
+            ev,
+            l,
+            "while evaluating a value of the list passed to builtins.concatLists",
+        )?;
         out.extend(l.iter().cloned());
     }
     Ok(Value::list(out))
 }
 
 fn concat_map(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "concatMap", pos)?;
-    let f = ev.force_function(&a[0], pos)?;
+    let f = fn_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument passed to builtins.concatMap",
+    )?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument passed to builtins.concatMap",
+    )?;
     let mut out = Vec::new();
     for x in list.iter() {
         let r = ev.call(&f, x.clone(), pos)?;
-        let r = ev.force_list(&r, pos)?;
+        let r = match ev.force(&r)? {
+            Value::List(l) => l,
+            other => {
+                // At the function's position, as Nix's `determinePos`.
+                let at = match &f {
+                    Value::Lambda(c) => c.lambda.pos,
+                    _ => Pos::NONE,
+                };
+                return Err(crate::eval::expected_ctx(
+                    &other,
+                    "a list",
+                    at,
+                    "while evaluating the return value of the function passed to builtins.concatMap",
+                ));
+            }
+        };
         out.extend(r.iter().cloned());
     }
     Ok(Value::list(out))
 }
 
 fn any_all(ev: &mut Evaluator, a: &[Value], pos: Pos, any: bool) -> Result<Value> {
-    let list = arg_ctx(
-        ev.force_list(&a[1], pos),
-        1,
-        if any { "any" } else { "all" },
-        pos,
-    )?;
-    let f = ev.force_function(&a[0], pos)?;
+    let name = if any { "any" } else { "all" };
+    let f = fn_arg(ev, &a[0], &super::nth(0, name))?;
+    let list = list_arg(ev, &a[1], &super::nth(1, name))?;
+    let ctx =
+        format!("while evaluating the return value of the function passed to builtins.{name}");
     for x in list.iter() {
         let r = ev.call(&f, x.clone(), pos)?;
-        if ev.force_bool(&r, pos)? == any {
+        if bool_arg(ev, &r, &ctx)? == any {
             return Ok(Value::Bool(any));
         }
     }

@@ -7,7 +7,7 @@
 mod attrs;
 mod context;
 mod control;
-mod derivation;
+pub(crate) mod derivation;
 mod fs;
 mod json;
 mod lists;
@@ -25,7 +25,7 @@ use crate::error::{ErrorKind, EvalError, Result};
 use crate::eval::Evaluator;
 use crate::source::{Origin, Pos};
 use crate::symbol::Symbol;
-use crate::value::{Attr, Attrs, Env, PrimOp, PrimOpFn, Value};
+use crate::value::{Attr, Attrs, Env, NixString, PrimOp, PrimOpFn, Value};
 
 /// Names reachable without `builtins.` or `__`.
 const GLOBAL: &[&str] = &[
@@ -263,6 +263,77 @@ pub(crate) fn arg_ctx<T>(r: Result<T>, n: usize, f: &str, pos: Pos) -> Result<T>
             format!("while evaluating the {nth} argument passed to builtins.{f}"),
         )
     })
+}
+
+// Arguments forced as Nix 2.26's `forceList`, `forceInt`... with their
+// `errorCtx`: "while evaluating the first argument passed to builtins.f".
+// (`forceList` and `forceAttrs` add it to a wrong type only, the others to
+// any error while forcing too.) Builtins have no position.
+
+#[cold]
+fn with_ctx(e: Box<EvalError>, ctx: &str) -> Box<EvalError> {
+    e.add_trace(Pos::NONE, ctx.to_owned())
+}
+
+pub(crate) fn list_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Rc<Vec<Value>>> {
+    match ev.force(v)? {
+        Value::List(l) => Ok(l),
+        other => Err(with_ctx(
+            crate::eval::expected(&other, "a list", Pos::NONE),
+            ctx,
+        )),
+    }
+}
+
+pub(crate) fn attrs_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Rc<Attrs>> {
+    match ev.force(v)? {
+        Value::Attrs(a) => Ok(a),
+        other => Err(with_ctx(
+            crate::eval::expected(&other, "a set", Pos::NONE),
+            ctx,
+        )),
+    }
+}
+
+pub(crate) fn int_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<i64> {
+    ev.force_int(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
+}
+
+pub(crate) fn bool_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<bool> {
+    ev.force_bool(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
+}
+
+pub(crate) fn fn_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Value> {
+    ev.force_function(v, Pos::NONE)
+        .map_err(|e| with_ctx(e, ctx))
+}
+
+pub(crate) fn string_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<NixString> {
+    ev.force_string(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
+}
+
+/// `forceStringNoCtx`: a string that must not refer to store paths.
+pub(crate) fn string_no_ctx_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<String> {
+    ev.force_string_no_ctx(v, Pos::NONE)
+        .map_err(|e| with_ctx(e, ctx))
+}
+
+/// Nix 2.26's `getAttr` helper of the builtins: `attribute 'x' missing`
+/// with a frame saying where.
+#[cold]
+pub(crate) fn missing_in(name: Symbol, ctx: &str) -> Box<EvalError> {
+    EvalError::new(
+        ErrorKind::MissingAttribute,
+        format!("attribute '{name}' missing"),
+        Pos::NONE,
+    )
+    .add_trace(Pos::NONE, ctx.to_owned())
+}
+
+/// "while evaluating the first argument passed to builtins.f".
+pub(crate) fn nth(n: usize, f: &str) -> String {
+    let nth = ["first", "second", "third", "fourth"][n.min(3)];
+    format!("while evaluating the {nth} argument passed to builtins.{f}")
 }
 
 pub(crate) fn mk_attrs(entries: Vec<(&str, Value)>) -> Value {

@@ -18,7 +18,9 @@ use regex::Regex;
 use rix_formats::hash::Encoding;
 use rix_formats::{Hash, HashAlgo};
 
-use super::{arg_ctx, err, mk_attrs, Registry};
+use super::{
+    arg_ctx, err, int_arg, list_arg, mk_attrs, nth, string_arg, string_no_ctx_arg, Registry,
+};
 use crate::error::Result;
 use crate::eval::{base_name, Coerce, Evaluator};
 use crate::source::Pos;
@@ -32,6 +34,7 @@ pub(crate) fn register(r: &mut Registry) {
             Coerce {
                 more: true,
                 copy_to_store: false,
+                ctx: "while evaluating the first argument passed to builtins.toString",
             },
         )?))
     });
@@ -43,6 +46,7 @@ pub(crate) fn register(r: &mut Registry) {
             Coerce {
                 more: false,
                 copy_to_store: true,
+                ctx: "while evaluating the argument passed to builtins.stringLength",
             },
         )?;
         Ok(Value::Int(s.as_str().len() as i64))
@@ -51,19 +55,19 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("replaceStrings", 3, replace_strings);
     r.primop("match", 2, regex_match);
     r.primop("split", 2, regex_split);
-    r.primop("splitVersion", 1, |ev, a, pos| {
-        let s = ev.force_string_no_ctx(&a[0], pos)?;
+    r.primop("splitVersion", 1, |ev, a, _| {
+        let s = string_no_ctx_arg(ev, &a[0], &nth(0, "splitVersion"))?;
         Ok(Value::list(
             split_version(&s).into_iter().map(Value::string).collect(),
         ))
     });
-    r.primop("compareVersions", 2, |ev, a, pos| {
-        let x = ev.force_string_no_ctx(&a[0], pos)?;
-        let y = ev.force_string_no_ctx(&a[1], pos)?;
+    r.primop("compareVersions", 2, |ev, a, _| {
+        let x = string_no_ctx_arg(ev, &a[0], &nth(0, "compareVersions"))?;
+        let y = string_no_ctx_arg(ev, &a[1], &nth(1, "compareVersions"))?;
         Ok(Value::Int(compare_versions(&x, &y) as i64))
     });
-    r.primop("parseDrvName", 1, |ev, a, pos| {
-        let s = ev.force_string_no_ctx(&a[0], pos)?;
+    r.primop("parseDrvName", 1, |ev, a, _| {
+        let s = string_no_ctx_arg(ev, &a[0], &nth(0, "parseDrvName"))?;
         let (name, version) = parse_drv_name(&s);
         Ok(mk_attrs(vec![
             ("name", Value::string(name)),
@@ -77,6 +81,7 @@ pub(crate) fn register(r: &mut Registry) {
             Coerce {
                 more: false,
                 copy_to_store: false,
+                ctx: "while evaluating the first argument passed to builtins.baseNameOf",
             },
         )?;
         Ok(Value::String(NixString::with_context(
@@ -88,7 +93,11 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("hashString", 2, hash_string);
     r.primop("convertHash", 1, convert_hash);
     r.primop("toPath", 1, |ev, a, pos| {
-        let (p, ctx) = ev.coerce_to_path(&a[0], pos)?;
+        let (p, ctx) = ev.coerce_to_path_ctx(
+            &a[0],
+            pos,
+            "while evaluating the first argument passed to builtins.toPath",
+        )?;
         Ok(Value::String(NixString::with_context(
             crate::lower::canon_path(&p),
             ctx,
@@ -97,24 +106,28 @@ pub(crate) fn register(r: &mut Registry) {
 }
 
 fn substring(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let start = arg_ctx(ev.force_int(&a[0], pos), 0, "substring", pos)?;
-    let len = arg_ctx(ev.force_int(&a[1], pos), 1, "substring", pos)?;
-    let s = arg_ctx(
-        ev.coerce_to_string(
-            &a[2],
-            pos,
-            Coerce {
-                more: false,
-                copy_to_store: true,
-            },
-        ),
-        2,
-        "substring",
-        pos,
+    let start = int_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument (the start offset) passed to builtins.substring",
     )?;
     if start < 0 {
         return Err(err("negative start position in 'substring'", pos));
     }
+    let len = int_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument (the substring length) passed to builtins.substring",
+    )?;
+    let s = ev.coerce_to_string(
+        &a[2],
+        pos,
+        Coerce {
+            more: false,
+            copy_to_store: true,
+            ctx: "while evaluating the third argument (the string) passed to builtins.substring",
+        },
+    )?;
     let bytes = s.as_str().as_bytes();
     let start = (start as usize).min(bytes.len());
     let end = if len < 0 {
@@ -130,8 +143,16 @@ fn substring(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn concat_strings_sep(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let sep = arg_ctx(ev.force_string(&a[0], pos), 0, "concatStringsSep", pos)?;
-    let list = arg_ctx(ev.force_list(&a[1], pos), 1, "concatStringsSep", pos)?;
+    let sep = string_arg(
+        ev,
+        &a[0],
+        "while evaluating the first argument (the separator string) passed to builtins.concatStringsSep",
+    )?;
+    let list = list_arg(
+        ev,
+        &a[1],
+        "while evaluating the second argument (the list of strings to concat) passed to builtins.concatStringsSep",
+    )?;
     let mut out = String::new();
     let mut ctx: Context = sep.context().clone();
     for (i, item) in list.iter().enumerate() {
@@ -144,6 +165,7 @@ fn concat_strings_sep(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value
             Coerce {
                 more: false,
                 copy_to_store: true,
+                ctx: "while evaluating one element of the list of strings to concat passed to builtins.concatStringsSep",
             },
             &mut out,
             &mut ctx,
@@ -154,9 +176,8 @@ fn concat_strings_sep(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value
 }
 
 fn replace_strings(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let from = arg_ctx(ev.force_list(&a[0], pos), 0, "replaceStrings", pos)?;
-    let to = arg_ctx(ev.force_list(&a[1], pos), 1, "replaceStrings", pos)?;
-    let s = arg_ctx(ev.force_string(&a[2], pos), 2, "replaceStrings", pos)?;
+    let from = list_arg(ev, &a[0], &nth(0, "replaceStrings"))?;
+    let to = list_arg(ev, &a[1], &nth(1, "replaceStrings"))?;
     if from.len() != to.len() {
         return Err(err(
             "'from' and 'to' arguments passed to builtins.replaceStrings have different lengths",
@@ -165,9 +186,18 @@ fn replace_strings(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
     }
     let mut pats = Vec::with_capacity(from.len());
     for f in from.iter() {
-        // Nix 2.8 reads the patterns' text and ignores their context.
-        pats.push(ev.force_string(f, pos)?.as_str().to_owned());
+        // Nix reads the patterns' text and ignores their context.
+        pats.push(
+            string_arg(
+                ev,
+                f,
+                "while evaluating one of the strings to replace passed to builtins.replaceStrings",
+            )?
+            .as_str()
+            .to_owned(),
+        );
     }
+    let s = string_arg(ev, &a[2], &nth(2, "replaceStrings"))?;
     let mut cache: Vec<Option<NixString>> = vec![None; to.len()];
     let src = s.as_str();
     let mut out = String::with_capacity(src.len());
@@ -179,7 +209,11 @@ fn replace_strings(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             if src[p..].starts_with(pat.as_str()) {
                 found = true;
                 if cache[i].is_none() {
-                    cache[i] = Some(ev.force_string(&to[i], pos)?);
+                    cache[i] = Some(string_arg(
+                        ev,
+                        &to[i],
+                        "while evaluating one of the replacement strings passed to builtins.replaceStrings",
+                    )?);
                 }
                 let rep = cache[i].as_ref().expect("just set");
                 out.push_str(rep.as_str());
@@ -324,20 +358,8 @@ fn translate_ere(re: &str) -> String {
 }
 
 fn regex_match(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let re = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "match", pos)?;
-    let s = arg_ctx(
-        ev.coerce_to_string(
-            &a[1],
-            pos,
-            Coerce {
-                more: false,
-                copy_to_store: true,
-            },
-        ),
-        1,
-        "match",
-        pos,
-    )?;
+    let re = string_no_ctx_arg(ev, &a[0], &nth(0, "match"))?;
+    let s = string_arg(ev, &a[1], &nth(1, "match"))?;
     let regex = compile(&re, true, pos)?;
     match regex.captures(s.as_str()) {
         None => Ok(Value::Null),
@@ -353,20 +375,8 @@ fn regex_match(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn regex_split(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let re = arg_ctx(ev.force_string_no_ctx(&a[0], pos), 0, "split", pos)?;
-    let s = arg_ctx(
-        ev.coerce_to_string(
-            &a[1],
-            pos,
-            Coerce {
-                more: false,
-                copy_to_store: true,
-            },
-        ),
-        1,
-        "split",
-        pos,
-    )?;
+    let re = string_no_ctx_arg(ev, &a[0], &nth(0, "split"))?;
+    let s = string_arg(ev, &a[1], &nth(1, "split"))?;
     let regex = compile(&re, false, pos)?;
     let text = s.as_str();
     let mut out = Vec::new();
@@ -480,6 +490,7 @@ fn dir_of(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
                 Coerce {
                     more: false,
                     copy_to_store: false,
+                    ctx: "while evaluating the first argument passed to 'builtins.dirOf'",
                 },
             )?;
             Ok(Value::String(NixString::with_context(
@@ -491,8 +502,12 @@ fn dir_of(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 pub(crate) fn parse_algo(s: &str, pos: Pos) -> Result<HashAlgo> {
-    s.parse::<HashAlgo>()
-        .map_err(|_| err(format!("unknown hash algorithm '{s}'"), pos))
+    s.parse::<HashAlgo>().map_err(|_| {
+        err(
+            format!("unknown hash algorithm '{s}', expect 'md5', 'sha1', 'sha256', or 'sha512'"),
+            pos,
+        )
+    })
 }
 
 fn hash_string(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {

@@ -26,7 +26,13 @@ fn convert_table(t: &toml::Table, timestamps: bool, pos: Pos) -> Result<Value> {
     let mut entries = Vec::with_capacity(t.len());
     for (k, v) in t {
         if k.contains('\0') {
-            return Err(err("while parsing TOML: key contains a null byte", pos));
+            return Err(err(
+                format!(
+                    "while parsing TOML: error: {}",
+                    super::json::nul_in_string(k)
+                ),
+                pos,
+            ));
         }
         entries.push(Attr {
             name: Symbol::new(k),
@@ -41,7 +47,13 @@ fn convert(v: &toml::Value, timestamps: bool, pos: Pos) -> Result<Value> {
     Ok(match v {
         toml::Value::String(s) => {
             if s.contains('\0') {
-                return Err(err("while parsing TOML: string contains a null byte", pos));
+                return Err(err(
+                    format!(
+                        "while parsing TOML: error: {}",
+                        super::json::nul_in_string(s)
+                    ),
+                    pos,
+                ));
             }
             Value::string(s.clone())
         }
