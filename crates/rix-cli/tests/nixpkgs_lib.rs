@@ -260,9 +260,15 @@ fn modules_sh() {
     assert_eq!(out.status.success(), fail == 0, "{stdout}");
 }
 
-/// The path library's property tests, with a fixed seed.
+/// The path library's property tests, with a fixed seed (`jq` reads the
+/// results).
 #[test]
 fn path_prop_sh() {
+    let jq = Command::new("jq").arg("--version").output();
+    assert!(
+        jq.is_ok_and(|o| o.status.success()),
+        "lib/path/tests/prop.sh needs jq on PATH"
+    );
     Tree::new().script_passes("lib/path/tests/prop.sh", &["42"]);
 }
 
