@@ -47,6 +47,7 @@ fn options_in(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<(String
 }
 
 /// Settings plus the store choice, shared by all commands.
+#[derive(Clone)]
 pub struct Context {
     pub settings: Settings,
     store_url: Option<String>,

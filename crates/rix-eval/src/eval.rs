@@ -1665,7 +1665,7 @@ impl Evaluator {
                                 format!(
                                     "{} called with unexpected argument '{}'",
                                     lambda_name(lambda.name),
-                                    a.name
+                                    crate::show::identifier_string(a.name.as_str())
                                 ),
                                 lambda.pos,
                             )

@@ -289,6 +289,14 @@ fn constant(v: &Value, out: &mut String) {
     }
 }
 
+/// A name as an identifier when it is one, else as a quoted string (as Nix
+/// prints a symbol in messages, e.g. an unexpected argument `"b c"`).
+pub fn identifier_string(s: &str) -> String {
+    let mut out = String::new();
+    identifier(s, &mut out);
+    out
+}
+
 /// A name as an identifier when it is one, else as a string. Mirrors
 /// `printIdentifier`.
 fn identifier(s: &str, out: &mut String) {

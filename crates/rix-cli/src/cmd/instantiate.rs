@@ -210,9 +210,17 @@ impl std::fmt::Display for RenderedError {
 impl std::error::Error for RenderedError {}
 
 /// A store that writes nothing, with the selected store's directory (a
-/// daemon's as its URL says).
+/// daemon's as its URL says). Fetchers (`fetchGit`) still write to the
+/// selected store, as Nix's do; it is opened when the first fetch needs it.
 pub fn dry_run_store(ctx: &Context) -> Result<Rc<dyn EvalStore>> {
-    Ok(Rc::new(DryRunStore::new(ctx.layout()?.store_dir)))
+    let ctx = ctx.clone();
+    let dir = ctx.layout()?.store_dir;
+    let open: rix_eval::store::StoreOpener = Box::new(move || {
+        open_eval_store(&ctx)
+            .map(|(_, store)| store)
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
+    });
+    Ok(Rc::new(DryRunStore::new(dir).with_fetch_store(open)))
 }
 
 /// The store evaluation writes to: a store on this disk (written in batches,

@@ -97,7 +97,6 @@ pub(crate) fn register(r: &mut Registry) {
     });
     r.primop("fetchurl", 1, needs_network);
     r.primop("fetchTarball", 1, needs_network);
-    r.primop("fetchGit", 1, needs_network);
     r.primop("fetchMercurial", 1, needs_network);
     r.primop("fetchTree", 1, needs_network);
 }

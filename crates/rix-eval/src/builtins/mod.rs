@@ -8,6 +8,7 @@ mod attrs;
 mod context;
 mod control;
 pub(crate) mod derivation;
+mod fetch_git;
 mod fs;
 mod json;
 mod lists;
@@ -77,6 +78,7 @@ pub(crate) fn install(ev: &mut Evaluator) {
     context::register(&mut r);
     derivation::register(&mut r);
     fs::register(&mut r);
+    fetch_git::register(&mut r);
     json::register(&mut r);
     toml::register(&mut r);
     xml::register(&mut r);

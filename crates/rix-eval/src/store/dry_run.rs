@@ -3,11 +3,16 @@
 //! remembered, so that later steps of the same evaluation can read it back:
 //! the closure of a `=` context, input derivations' outputs. Nix's read-only
 //! mode cannot do that and fails there instead.
+//!
+//! Fetchers (`fetchGit`) write to the store even then, as Nix's do: a dry-run
+//! store made [`DryRunStore::with_fetch_store`] opens the real store when the
+//! first fetch needs it (see [`EvalStore::fetch_store`]).
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::Path;
+use std::rc::Rc;
 
 use rix_formats::derivation::Derivation;
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
@@ -23,6 +28,27 @@ pub struct DryRunStore {
     refs: RefCell<HashMap<StorePath, BTreeSet<StorePath>>>,
     /// The ATerms of the derivations "written" (smaller than `Derivation`s).
     drvs: RefCell<HashMap<StorePath, Box<[u8]>>>,
+    fetch: FetchStore,
+}
+
+/// Opens the store fetchers write to.
+pub type StoreOpener = Box<dyn Fn() -> io::Result<Rc<dyn EvalStore>>>;
+
+/// The real store behind a dry-run store, for fetchers: how to open it, and
+/// once opened, the store.
+#[derive(Default)]
+struct FetchStore {
+    open: Option<StoreOpener>,
+    opened: OnceCell<Rc<dyn EvalStore>>,
+}
+
+impl std::fmt::Debug for FetchStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchStore")
+            .field("open", &self.open.is_some())
+            .field("opened", &self.opened.get().is_some())
+            .finish()
+    }
 }
 
 impl DryRunStore {
@@ -31,6 +57,17 @@ impl DryRunStore {
             dir,
             ..DryRunStore::default()
         }
+    }
+
+    /// This store, with `open` giving the store fetchers write to (opened
+    /// once, when the first fetch needs it).
+    pub fn with_fetch_store(mut self, open: StoreOpener) -> DryRunStore {
+        self.fetch.open = Some(open);
+        self
+    }
+
+    fn opened(&self) -> Option<&Rc<dyn EvalStore>> {
+        self.fetch.opened.get()
     }
 }
 
@@ -82,6 +119,29 @@ impl EvalStore for DryRunStore {
         Ok(p)
     }
 
+    fn fetch_store(&self) -> io::Result<Option<Rc<dyn EvalStore>>> {
+        if let Some(s) = self.opened() {
+            return Ok(Some(s.clone()));
+        }
+        let Some(open) = &self.fetch.open else {
+            return Ok(None);
+        };
+        let store = open()?;
+        let _ = self.fetch.opened.set(store.clone());
+        Ok(Some(store))
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.opened().map_or(Ok(()), |s| s.flush())
+    }
+
+    fn real_path(&self, path: &StorePath) -> std::path::PathBuf {
+        match self.opened() {
+            Some(s) => s.real_path(path),
+            None => std::path::PathBuf::from(self.dir.display(path)),
+        }
+    }
+
     fn read_derivation(&self, path: &StorePath) -> io::Result<Derivation> {
         if let Some(aterm) = self.drvs.borrow().get(path) {
             return Derivation::from_aterm_at(aterm, &self.dir, path).map_err(invalid);
@@ -97,6 +157,9 @@ impl EvalStore for DryRunStore {
     fn references(&self, path: &StorePath) -> io::Result<BTreeSet<StorePath>> {
         match self.refs.borrow().get(path) {
             Some(r) => Ok(r.clone()),
+            None if self.opened().is_some_and(|s| s.is_valid_path(path)) => {
+                self.opened().expect("opened").references(path)
+            }
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
@@ -109,6 +172,7 @@ impl EvalStore for DryRunStore {
 
     fn is_valid_path(&self, path: &StorePath) -> bool {
         self.refs.borrow().contains_key(path)
+            || self.opened().is_some_and(|s| s.is_valid_path(path))
     }
 
     fn is_read_only(&self) -> bool {

@@ -33,7 +33,7 @@ use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use rix_formats::HashAlgo;
 
 pub use any::StoreEvalStore;
-pub use dry_run::DryRunStore;
+pub use dry_run::{DryRunStore, StoreOpener};
 pub use local::LocalEvalStore;
 
 /// A filter for source paths: receives the path and its type (`"regular"`,
@@ -67,6 +67,14 @@ pub trait EvalStore {
     /// Writes a derivation (its outputs already filled in) and returns its
     /// `.drv` path. Mirrors `writeDerivation`.
     fn write_derivation(&self, drv: &Derivation) -> io::Result<StorePath>;
+
+    /// The store fetchers (`fetchGit`) add to, when it is not this one. Nix's
+    /// fetchers write to the store even when evaluation writes nothing else
+    /// (`nix-instantiate --eval`), so a [`DryRunStore`] gives the real store
+    /// here when it has one.
+    fn fetch_store(&self) -> io::Result<Option<std::rc::Rc<dyn EvalStore>>> {
+        Ok(None)
+    }
 
     /// Writes what is still waiting to be written (see [`LocalEvalStore`]);
     /// called before store paths are read or handed out.
