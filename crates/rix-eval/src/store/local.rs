@@ -43,7 +43,7 @@ struct PendingDrv {
 pub struct LocalEvalStore {
     store: Rc<LocalStore>,
     /// Derivations written (or about to be) by this evaluation.
-    drvs: RefCell<HashSet<StorePath>>,
+    drvs: RefCell<HashSet<StorePath, crate::symbol::FxBuild>>,
     pending: RefCell<Vec<PendingDrv>>,
 }
 
