@@ -136,8 +136,11 @@ pub struct Evaluator {
     pub(crate) opts: EvalOptions,
     pub(crate) import_cache: HashMap<String, Value>,
     pub(crate) src_to_store: HashMap<String, String>,
-    /// Modulo hashes of the derivations instantiated so far (Nix's `drvHashes`).
-    pub(crate) drv_hashes: HashMap<rix_formats::StorePath, rix_formats::derivation::DrvHash>,
+    /// Modulo hashes of the derivations instantiated so far (Nix's `drvHashes`),
+    /// by `.drv` path (hashed with FxHash: a store path's hash part is already
+    /// a digest).
+    pub(crate) drv_hashes:
+        HashMap<rix_formats::StorePath, rix_formats::derivation::DrvHash, crate::symbol::FxBuild>,
     pub(crate) call_depth: usize,
     pub(crate) force_depth: usize,
     /// Scratch space for string interpolation.
@@ -185,7 +188,7 @@ impl Evaluator {
             opts,
             import_cache: HashMap::new(),
             src_to_store: HashMap::new(),
-            drv_hashes: HashMap::new(),
+            drv_hashes: HashMap::default(),
             call_depth: 0,
             force_depth: 0,
             str_buf: String::new(),

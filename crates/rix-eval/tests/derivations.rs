@@ -484,3 +484,211 @@ fn derivations_are_temporary_roots_before_their_lock_and_temporary_exist() {
         "(path, temporary root, lock or temporary already made)"
     );
 }
+
+/// A DAG of `n` derivations (as `bench/dag.nix`): node `i` depends on up to
+/// three earlier ones, whatever `n` is, and a list of all of them is the
+/// result (the last element depends on every node).
+fn write_dag(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("dag.nix");
+    std::fs::write(
+        &file,
+        r#"{ n }:
+let
+  pick = i: k: (i * (k * 7 + 3) + k * 13) - ((i * (k * 7 + 3) + k * 13) / i) * i;
+  node = i: derivation {
+    name = "node-${toString i}";
+    system = "x86_64-linux";
+    builder = "/bin/sh";
+    deps = if i == 0 then [ ] else map (k: builtins.elemAt nodes (pick i k)) [ 0 1 2 ];
+  };
+  nodes = builtins.genList node n;
+in nodes ++ [ (derivation { name = "top"; system = "x86_64-linux"; builder = "/bin/sh"; deps = nodes; }) ]"#,
+    )
+    .unwrap();
+    file
+}
+
+/// Runs `f` on a thread with room for the deep recursion of instantiating
+/// a DAG (as `rix` evaluates on a big stack).
+fn big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// Instantiates the DAG of `n` nodes into `local`; returns its `.drv` paths.
+fn instantiate_dag(local: &Rc<LocalStore>, file: &Path, n: usize) -> Vec<String> {
+    let wrapper = file.with_file_name(format!("dag-{n}.nix"));
+    std::fs::write(
+        &wrapper,
+        format!("import {} {{ n = {n}; }}", file.display()),
+    )
+    .unwrap();
+    let mut ev = Evaluator::new(options(Rc::new(LocalEvalStore::new(local.clone())), &[]));
+    let drvs = rix_drv_paths(&mut ev, &wrapper).unwrap();
+    ev.store().flush().unwrap();
+    drvs
+}
+
+fn count_writes(local: &LocalStore) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = n.clone();
+    local.observe_writes(move |_| {
+        c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    n
+}
+
+/// What the store directory holds besides store objects (lock files,
+/// temporaries).
+fn leftovers(store_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(store_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".lock") || n.contains("-rix-tmp-"))
+        .collect()
+}
+
+/// Re-instantiating an unchanged expression (every `.drv` valid, more than a
+/// batch of them) locks and writes nothing: no write begins, every file keeps
+/// its inode and modification time, no lock file is left.
+#[test]
+fn reinstantiation_writes_nothing_already_valid() {
+    big_stack(reinstantiation_writes_nothing_already_valid_body)
+}
+
+fn reinstantiation_writes_nothing_already_valid_body() {
+    use std::os::unix::fs::MetadataExt;
+    let t = rix_testutil::TempStore::new();
+    let file = write_dag(t.dir.path());
+    let layout = StoreLayout::from_url(&t.url()).unwrap();
+    let n = 300;
+    let first = {
+        let local = Rc::new(LocalStore::open(layout.clone()).unwrap());
+        let writes = count_writes(&local);
+        let drvs = instantiate_dag(&local, &file, n);
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), n + 1);
+        drvs
+    };
+    let before: BTreeMap<String, (u64, i64)> = first
+        .iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).unwrap();
+            (p.clone(), (m.ino(), m.mtime()))
+        })
+        .collect();
+    let local = Rc::new(LocalStore::open(layout.clone()).unwrap());
+    let writes = count_writes(&local);
+    let again = instantiate_dag(&local, &file, n);
+    assert_eq!(again, first);
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    for (p, meta) in &before {
+        let m = std::fs::metadata(p).unwrap();
+        assert_eq!((m.ino(), m.mtime()), *meta, "{p} was rewritten");
+        assert!(local.is_valid(&local.parse_path(p).unwrap()).unwrap());
+    }
+    assert_eq!(leftovers(&t.store_dir()), Vec::<String>::new());
+    // They are temporary roots of this process all the same.
+    let roots = std::fs::read(layout.temproots_dir().join(std::process::id().to_string())).unwrap();
+    for p in &first {
+        assert!(
+            roots.split(|b| *b == 0).any(|r| r == p.as_bytes()),
+            "{p} is no root"
+        );
+    }
+}
+
+/// A store holding part of what an evaluation instantiates: the valid
+/// `.drv`s are left alone, the missing ones written, and a file at the place
+/// of a `.drv` that is not valid (a writer killed before registering) is
+/// replaced by the right contents.
+#[test]
+fn reinstantiation_into_a_partially_present_store() {
+    big_stack(reinstantiation_into_a_partially_present_store_body)
+}
+
+fn reinstantiation_into_a_partially_present_store_body() {
+    let t = rix_testutil::TempStore::new();
+    let file = write_dag(t.dir.path());
+    let layout = StoreLayout::from_url(&t.url()).unwrap();
+    let small = {
+        let local = Rc::new(LocalStore::open(layout.clone()).unwrap());
+        instantiate_dag(&local, &file, 10)
+    };
+    // Where the bigger DAG's `.drv`s go, from a dry run.
+    let wrapper = t.dir.path().join("dag-20-dry.nix");
+    std::fs::write(&wrapper, format!("import {} {{ n = 20; }}", file.display())).unwrap();
+    let dir = StoreDir::new(t.store_dir().display().to_string()).unwrap();
+    let mut ev = Evaluator::new(options(Rc::new(DryRunStore::new(dir)), &[]));
+    let big = rix_drv_paths(&mut ev, &wrapper).unwrap();
+    assert_eq!(big[..10], small[..10], "nodes do not depend on n");
+    std::fs::write(&big[15], b"garbage").unwrap();
+
+    let local = Rc::new(LocalStore::open(layout).unwrap());
+    let writes = count_writes(&local);
+    assert_eq!(instantiate_dag(&local, &file, 20), big);
+    // The ten new nodes and the new top.
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 11);
+    for p in &big {
+        let path = local.parse_path(p).unwrap();
+        assert!(local.is_valid(&path).unwrap(), "{p}");
+        let bytes = std::fs::read(p).unwrap();
+        let drv =
+            rix_formats::derivation::Derivation::from_aterm_at(&bytes, local.store_dir(), &path)
+                .unwrap();
+        assert_eq!(drv.drv_path(local.store_dir()).unwrap(), path);
+    }
+    assert_eq!(leftovers(&t.store_dir()), Vec::<String>::new());
+}
+
+/// Two evaluations instantiating the same derivations into one store at
+/// once (each with its own connection, as two processes): both succeed with
+/// the same paths, each path is written once, and nothing is left behind.
+#[test]
+fn concurrent_instantiations_into_one_store() {
+    let t = rix_testutil::TempStore::new();
+    let file = write_dag(t.dir.path());
+    let n = 600;
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, file, writes, barrier) =
+                (t.url(), file.clone(), writes.clone(), barrier.clone());
+            std::thread::Builder::new()
+                .stack_size(256 << 20)
+                .spawn(move || {
+                    let local =
+                        Rc::new(LocalStore::open(StoreLayout::from_url(&url).unwrap()).unwrap());
+                    let w = writes.clone();
+                    local.observe_writes(move |_| {
+                        w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    });
+                    barrier.wait();
+                    instantiate_dag(&local, &file, n)
+                })
+                .unwrap()
+        })
+        .collect();
+    let results: Vec<Vec<String>> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(results[0], results[1]);
+    let local = LocalStore::open(StoreLayout::from_url(&t.url()).unwrap()).unwrap();
+    for p in &results[0] {
+        assert!(
+            local.is_valid(&local.parse_path(p).unwrap()).unwrap(),
+            "{p}"
+        );
+    }
+    // A write begins for a path each time a writer finds it invalid before
+    // locking it; under the lock only one writes it. Both may begin, never
+    // more than both.
+    let begun = writes.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (n + 1..=2 * (n + 1)).contains(&begun),
+        "{begun} writes begun"
+    );
+    assert_eq!(leftovers(&t.store_dir()), Vec::<String>::new());
+}

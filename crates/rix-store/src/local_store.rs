@@ -165,6 +165,17 @@ impl LocalStore {
         })
     }
 
+    /// [`Self::add_temp_root`] for many paths at once (one append to the
+    /// roots file, see [`TempRoots::add_many`]).
+    pub fn add_temp_roots(&self, paths: &[StorePath]) -> Result<()> {
+        self.temp_roots
+            .add_many(paths)
+            .map_err(|source| StoreError::Io {
+                path: self.layout.temproots_dir(),
+                source,
+            })
+    }
+
     /// `auto-optimise-store`: hard-link the files of paths added from now on with
     /// identical files already in the store (see [`crate::optimise`]).
     pub fn set_auto_optimise(&self, on: bool) {
@@ -208,6 +219,13 @@ impl LocalStore {
 
     pub fn is_valid(&self, path: &StorePath) -> Result<bool> {
         Ok(self.db().is_valid(path)?)
+    }
+
+    /// Which of `paths` are valid, in their order, read in one transaction.
+    pub fn valid_among(&self, paths: &[StorePath]) -> Result<Vec<bool>> {
+        Ok(self
+            .db()
+            .in_read_transaction(|db| paths.iter().map(|p| db.is_valid(p)).collect())?)
     }
 
     pub fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>> {

@@ -85,9 +85,23 @@ impl TempRoots {
 
     /// Makes `path` a temporary root of this process (see the module docs).
     pub fn add(&self, path: &StorePath) -> io::Result<()> {
-        let printed = self.store_dir.display(path);
+        self.add_many(std::slice::from_ref(path))
+    }
+
+    /// Makes all of `paths` temporary roots of this process, as [`Self::add`]
+    /// each, with one round of the protocol: one shared `gc.lock` and one
+    /// append for the paths not yet recorded (a running collector is told
+    /// each of them first).
+    pub fn add_many(&self, paths: &[StorePath]) -> io::Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.added.contains(&printed) {
+        let mut new: Vec<String> = paths
+            .iter()
+            .map(|p| self.store_dir.display(p))
+            .filter(|p| !inner.added.contains(p))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if new.is_empty() {
             return Ok(());
         }
         self.open_file(&mut inner)?;
@@ -96,9 +110,13 @@ impl TempRoots {
                 open_lock_file(&self.gc_lock_path).map_err(|e| annotate(e, &self.gc_lock_path))?,
             );
         }
-        let mut record = Vec::with_capacity(printed.len() + 1);
-        record.extend_from_slice(printed.as_bytes());
-        record.push(0);
+        let mut record = Vec::with_capacity(new.iter().map(|p| p.len() + 1).sum());
+        for printed in &new {
+            record.extend_from_slice(printed.as_bytes());
+            record.push(0);
+        }
+        // How many of `new` the running collector has acknowledged.
+        let mut told = 0;
         loop {
             let gc_lock = inner.gc_lock.as_ref().expect("opened above");
             if lock_file(gc_lock, LockKind::Shared, false)? {
@@ -109,23 +127,28 @@ impl TempRoots {
                 written?;
                 break;
             }
-            // A collector is running: it must know about the root before we go on.
-            match self.tell_collector(&mut inner, &printed) {
-                Ok(true) => {
-                    self.append(&mut inner, &record)?;
+            // A collector is running: it must know about the roots before we go on.
+            let mut listening = true;
+            while told < new.len() {
+                if !self.tell_collector(&mut inner, &new[told])? {
+                    listening = false;
                     break;
                 }
-                Ok(false) => {
-                    // The collector has not opened its socket yet, or just exited.
-                    inner.socket = None;
-                    drop(inner);
-                    std::thread::sleep(Duration::from_millis(50));
-                    inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-                }
-                Err(e) => return Err(e),
+                told += 1;
             }
+            if listening {
+                self.append(&mut inner, &record)?;
+                break;
+            }
+            // The collector has not opened its socket yet, or just exited: a
+            // new one must be told everything again.
+            told = 0;
+            inner.socket = None;
+            drop(inner);
+            std::thread::sleep(Duration::from_millis(50));
+            inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         }
-        inner.added.insert(printed);
+        inner.added.extend(new);
         Ok(())
     }
 
@@ -319,6 +342,40 @@ mod tests {
         drop(roots);
         drop(again);
         assert!(!file.exists());
+    }
+
+    /// Many roots at once while a collector runs: it is told every one
+    /// before they are appended (one append for all).
+    #[test]
+    fn many_roots_reach_a_running_collector() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = layout(dir.path());
+        let paths: Vec<StorePath> = ["0", "1", "2"]
+            .iter()
+            .map(|c| {
+                l.store_dir
+                    .parse(&format!("{}/{}-x", l.store_dir, c.repeat(32)))
+                    .unwrap()
+            })
+            .collect();
+        // The collector: the GC lock held, its socket listening.
+        let gc_lock = open_lock_file(&gc_lock_path(&l)).unwrap();
+        assert!(lock_file(&gc_lock, LockKind::Exclusive, false).unwrap());
+        let server =
+            crate::gc::server::RootsServer::start(gc_socket_path(&l), l.store_dir.clone()).unwrap();
+        let roots = TempRoots::for_store(&l);
+        roots.add_many(&paths).unwrap();
+        roots.add_many(&paths).unwrap(); // recorded once
+        let told = server.lock().temp_roots.clone();
+        for p in &paths {
+            assert!(told.contains(p.hash_part()), "{p} not told");
+        }
+        let file = l.temproots_dir().join(std::process::id().to_string());
+        let expected: Vec<u8> = paths
+            .iter()
+            .flat_map(|p| format!("{}\0", l.store_dir.display(p)).into_bytes())
+            .collect();
+        assert_eq!(std::fs::read(&file).unwrap(), expected);
     }
 
     #[test]

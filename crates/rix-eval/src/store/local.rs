@@ -7,7 +7,9 @@
 //! [`EvalStore::flush`] writes up to [`BATCH`] of them with one file-system
 //! sync and one database transaction, through the store's write protocol
 //! (`rix_store::write`: temporary root, lock, temporary name, canonicalise,
-//! sync, rename, register). Reading a pending path, or
+//! sync, rename, register). A `.drv` already valid costs no lock and no
+//! write: the batch's temporary roots are added in one append and its
+//! validity read in one transaction first. Reading a pending path, or
 //! the end of evaluation, flushes. (With `auto-optimise-store`, registration
 //! hard-links them as it does every new path.)
 
@@ -41,7 +43,7 @@ struct PendingDrv {
 pub struct LocalEvalStore {
     store: Rc<LocalStore>,
     /// Derivations written (or about to be) by this evaluation.
-    drvs: RefCell<HashSet<StorePath>>,
+    drvs: RefCell<HashSet<StorePath, crate::symbol::FxBuild>>,
     pending: RefCell<Vec<PendingDrv>>,
 }
 
@@ -65,9 +67,19 @@ impl LocalEvalStore {
     /// Writes one batch of `.drv` files through the store's write protocol
     /// (`rix_store::write`): one sync and one transaction for the batch; on
     /// failure nothing of it stays.
+    ///
+    /// What is already valid (re-instantiating an unchanged expression) is
+    /// neither locked nor written, as in Nix's `addTextToStore`: the batch's
+    /// paths become temporary roots (one append), then one read transaction
+    /// tells which are valid. Only the others take the write protocol, which
+    /// checks validity again under the path's lock, so a concurrent writer of
+    /// the same path is waited for and not written over.
     fn write_batch(&self, batch: &[PendingDrv]) -> io::Result<()> {
-        let mut written = Vec::with_capacity(batch.len());
-        for d in batch {
+        let paths: Vec<StorePath> = batch.iter().map(|d| d.path.clone()).collect();
+        self.store.add_temp_roots(&paths).map_err(other)?;
+        let valid = self.store.valid_among(&paths).map_err(other)?;
+        let mut written = Vec::new();
+        for (d, _) in batch.iter().zip(&valid).filter(|(_, valid)| !**valid) {
             let Some(writer) = self.store.begin_write(&d.path).map_err(other)? else {
                 continue;
             };
@@ -78,6 +90,9 @@ impl LocalEvalStore {
             info.references = d.refs.clone();
             info.ca = Some(ContentAddress::Text(HashAlgo::Sha256.digest(&d.aterm)));
             written.push((writer, info));
+        }
+        if written.is_empty() {
+            return Ok(());
         }
         // Registration checks every derivation's outputs and records them
         // (from the bytes written, not read back).
@@ -146,9 +161,9 @@ impl EvalStore for LocalEvalStore {
         if self.drvs.borrow().contains(&path) {
             return Ok(path);
         }
-        // From now on a collector must keep the path (as Nix's
-        // `addTextToStore` does), though it is written later.
-        self.store.add_temp_root(&path).map_err(other)?;
+        // It becomes a temporary root when its batch is written, before its
+        // validity is read (as in Nix's `addTextToStore`); until then it is
+        // not in the store for this process (see `write_batch`).
         self.drvs.borrow_mut().insert(path.clone());
         let full = {
             let mut pending = self.pending.borrow_mut();

@@ -40,14 +40,21 @@ pub enum DrvHashKind {
 /// A derivation's modulo hash per output, and its kind. Mirrors `DrvHash`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrvHash {
-    pub hashes: BTreeMap<String, Hash>,
+    /// By output name, in order. A list, not a map: a derivation has few
+    /// outputs, and an evaluation (or a check of a store's derivations) keeps
+    /// one of these per derivation (a `BTreeMap` allocates a node of eleven
+    /// entries, over a kilobyte, for the one output most have).
+    pub hashes: Vec<(String, Hash)>,
     pub kind: DrvHashKind,
 }
 
 impl DrvHash {
     /// The hash for `output`.
     pub fn get(&self, output: &str) -> Option<&Hash> {
-        self.hashes.get(output)
+        self.hashes
+            .iter()
+            .find(|(name, _)| name == output)
+            .map(|(_, h)| h)
     }
 }
 
@@ -190,7 +197,7 @@ impl Derivation {
     {
         let ty = self.derivation_type()?;
         if ty.is_fixed() {
-            let mut hashes = BTreeMap::new();
+            let mut hashes = Vec::new();
             for (name, out) in &self.outputs {
                 if let DerivationOutput::CAFixed { method, hash } = out {
                     let path = fixed_output_path(store_dir, &self.name, name, *method, hash)?;
@@ -200,7 +207,7 @@ impl Derivation {
                         hash.encode(Encoding::Base16),
                         store_dir.display(&path)
                     );
-                    hashes.insert(name.clone(), HashAlgo::Sha256.digest(fingerprint));
+                    hashes.push((name.clone(), HashAlgo::Sha256.digest(fingerprint)));
                 }
             }
             return Ok(DrvHash {
@@ -344,18 +351,20 @@ impl Derivation {
     where
         E: Into<LookupError>,
     {
-        let mut work = self.clone();
-        let computed = work.output_paths(store_dir, lookup)?;
+        let computed = self.output_paths(store_dir, lookup)?;
+        // Everything is checked before anything changes: on an error the
+        // derivation is as it was (without cloning it, env and all).
+        let mut fills = Vec::with_capacity(computed.len());
         for (name, expected) in computed {
-            let out = work.outputs.get_mut(&name).expect("computed from outputs");
+            let out = &self.outputs[&name];
             let Some(expected) = expected else {
                 if matches!(out, DerivationOutput::InputAddressed { .. }) {
                     return Err(OutputProblem::ShouldBeDeferred { output: name }.into());
                 }
                 continue;
             };
-            match out {
-                DerivationOutput::InputAddressed { path } if *path != expected => {
+            if let DerivationOutput::InputAddressed { path } = out {
+                if *path != expected {
                     return Err(OutputProblem::WrongPath {
                         output: name,
                         declared: path.clone(),
@@ -363,18 +372,10 @@ impl Derivation {
                     }
                     .into());
                 }
-                DerivationOutput::Deferred => {
-                    *out = DerivationOutput::InputAddressed {
-                        path: expected.clone(),
-                    }
-                }
-                _ => {}
             }
             let printed = store_dir.display(&expected).into_bytes();
-            match work.env.get_mut(name.as_bytes()) {
-                Some(v) if v.is_empty() => *v = printed,
-                Some(v) if *v == printed => {}
-                Some(v) => {
+            match self.env.get(name.as_bytes()) {
+                Some(v) if !v.is_empty() && *v != printed => {
                     return Err(OutputProblem::WrongEnvVar {
                         output: name,
                         found: Some(v.clone()),
@@ -382,12 +383,22 @@ impl Derivation {
                     }
                     .into())
                 }
+                _ => {}
+            }
+            fills.push((name, expected, printed));
+        }
+        for (name, expected, printed) in fills {
+            let out = self.outputs.get_mut(&name).expect("computed from outputs");
+            if matches!(out, DerivationOutput::Deferred) {
+                *out = DerivationOutput::InputAddressed { path: expected };
+            }
+            match self.env.get_mut(name.as_bytes()) {
+                Some(v) => *v = printed,
                 None => {
-                    work.env.insert(name.into_bytes(), printed);
+                    self.env.insert(name.into_bytes(), printed);
                 }
             }
         }
-        *self = work;
         Ok(())
     }
 }

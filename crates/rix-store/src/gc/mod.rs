@@ -25,7 +25,7 @@
 mod delete;
 pub mod graph;
 pub mod pending;
-mod server;
+pub(crate) mod server;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
