@@ -198,11 +198,9 @@ fn nix_suites_print_empty_lists() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with('"'));
 }
 
-/// The checks of `modules.sh` (by line) that fail with rix for reasons being
-/// fixed on another branch: `--option abort-on-warn true` must make
-/// `builtins.warn` fail (554-569), and error messages must carry no ANSI
-/// escapes when standard error is not a terminal (711). Once that branch is
-/// merged this list must be empty: every check passes, as with Nix 2.26.
+/// The checks of `modules.sh` (by line) allowed to fail: none. (Kept as a
+/// list so that a known, explained failure can be named here rather than
+/// the test loosened.)
 const MODULES_KNOWN_FAILURES: &[u32] = &[];
 
 /// How many checks `modules.sh` of the snapshot makes.
