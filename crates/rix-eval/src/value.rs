@@ -70,6 +70,14 @@ impl Value {
         Value::String(NixString::new(s.into()))
     }
 
+    /// An attribute name as a string value, remembering its symbol (so that
+    /// using it as a name again, `s.${n}`, needs no interning).
+    pub fn name_string(name: Symbol) -> Value {
+        let s = NixString::new(name.as_str().to_owned());
+        s.0.sym.set(Some(name));
+        Value::String(s)
+    }
+
     pub fn path(s: impl Into<String>) -> Value {
         Value::Path(Rc::new(s.into()))
     }

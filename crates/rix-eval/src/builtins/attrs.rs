@@ -32,10 +32,7 @@ fn attr_names(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
         "while evaluating the argument passed to builtins.attrNames",
     )?;
     Ok(Value::list(
-        attrs
-            .iter()
-            .map(|a| Value::string(a.name.as_str()))
-            .collect(),
+        attrs.iter().map(|a| Value::name_string(a.name)).collect(),
     ))
 }
 
@@ -216,7 +213,7 @@ fn map_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
                 name: attr.name,
                 value: Thunk::value(ThunkState::Apply2(Box::new((
                     f.clone(),
-                    Value::string(attr.name.as_str()),
+                    Value::name_string(attr.name),
                     attr.value.clone(),
                 )))),
                 // Nix 2.8's mapAttrs gives its results no position.
@@ -257,7 +254,7 @@ fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
             name,
             value: Thunk::value(ThunkState::Apply2(Box::new((
                 f.clone(),
-                Value::string(name.as_str()),
+                Value::name_string(name),
                 Value::List(Rc::new(values)),
             )))),
             pos: Pos::NONE,
