@@ -5,7 +5,8 @@ usage: real.py [WORKLOAD...]     (default: all; RUNS=N runs of each, default 5)
 
 Workloads:
   misc        nixpkgs lib/tests/misc.nix (--eval --strict)
-  systems     lib/tests/systems.nix plus every lib.systems.examples entry elaborated
+  systems     lib/tests/systems.nix plus 6,680 elaborations of lib.systems
+              (every double and example, four variants, ten times)
   modules500  lib.evalModules over 500 generated modules (bench/modules/gen.py)
   modules5000 the same over 5,000 modules
   modules.sh  nixpkgs' lib/tests/modules.sh as a whole (407 checks), each tool
@@ -92,13 +93,19 @@ def main():
         f.write(f"""let
   lib = import {lib};
   tests = import {lib}/tests/systems.nix;
-  # Every example elaborated; the attributes that describe it forced.
+  # Every system double and example, in four variants, elaborated ten
+  # times over (6,680 elaborations); the attributes that describe each forced.
   describe = e: {{
     inherit (e) config system parsed uname linuxArch qemuArch libc isLinux isDarwin isWindows
       isx86_64 isAarch64 is64bit isStatic useLLVM linker;
     inherit (e.rust) rustcTarget;
   }};
-  elaborated = builtins.mapAttrs (_: s: describe (lib.systems.elaborate s)) lib.systems.examples;
+  inputs = map (system: {{ inherit system; }}) lib.systems.doubles.all
+    ++ builtins.attrValues lib.systems.examples;
+  variants = i: [ i (i // {{ useLLVM = true; }}) (i // {{ isStatic = true; }}) (i // {{ linker = "gold"; }}) ];
+  copies = i: builtins.genList (k: i // {{ rixBenchCopy = k; }}) 10;
+  elaborated = map (i: describe (lib.systems.elaborate i))
+    (builtins.concatMap copies (builtins.concatMap variants inputs));
 in builtins.deepSeq elaborated tests
 """)
     workloads = {
