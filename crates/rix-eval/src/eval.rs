@@ -98,7 +98,7 @@ impl Default for EvalOptions {
             system: default_system(),
             // Nix 2.8 (8 MiB stack) recurses 70,000 calls deep and fails
             // before 80,000: the same programs succeed and fail here.
-            max_call_depth: 75_000,
+            max_call_depth: 10_000,
             trace_sink: None,
             pure: false,
             features: Vec::new(),

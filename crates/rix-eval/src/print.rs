@@ -74,6 +74,35 @@ fn quote(s: &str, every_dollar: bool, out: &mut String) {
     out.push('"');
 }
 
+#[cfg(test)]
+mod json_float_tests {
+    use super::format_json_float;
+
+    /// Values and their text from Nix 2.26's `builtins.toJSON`.
+    #[test]
+    fn as_nix_226() {
+        for (f, text) in [
+            (0.1, "0.1"),
+            (1.0, "1.0"),
+            (1.5e10, "15000000000.0"),
+            (123456789.0, "123456789.0"),
+            (0.000012345, "1.2345e-05"),
+            (1.0e-10, "1e-10"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e308, "1e+308"),
+            (2.2250738585072014e-308, "2.2250738585072014e-308"),
+            (9.999999999999997e22, "9.999999999999997e+22"),
+            (-9.223372036854776e18, "-9.223372036854776e+18"),
+            (-0.25, "-0.25"),
+            (1000.0, "1000.0"),
+            (0.0, "0.0"),
+        ] {
+            assert_eq!(format_json_float(f), text, "{f:e}");
+        }
+    }
+}
+
 /// Whether `s` can be written unquoted as an attribute name.
 pub fn is_var_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -85,14 +114,69 @@ pub fn is_var_name(s: &str) -> bool {
     }
 }
 
-/// Prints an attribute name, quoted when needed. As Nix 2.8: `if` (and no
-/// other keyword) is quoted, and in a quoted name every `$` is escaped.
+/// Prints an attribute name, quoted when needed. As Nix 2.26
+/// (`printIdentifier`): the keywords `if then else assert with let in rec
+/// inherit` are quoted, and a quoted name is a string literal (`$` escaped
+/// only before `{`). Nix 2.8 quoted only `if` and escaped every `$`.
 pub fn attr_name(s: &str, out: &mut String) {
-    if is_var_name(s) && s != "if" {
+    const KEYWORDS: [&str; 9] = [
+        "if", "then", "else", "assert", "with", "let", "in", "rec", "inherit",
+    ];
+    if is_var_name(s) && !KEYWORDS.contains(&s) {
         out.push_str(s);
     } else {
-        quote(s, true, out);
+        quote(s, false, out);
     }
+}
+
+/// A float as Nix 2.26 writes it in JSON (`toJSON`, `--json`; nlohmann's
+/// `dump`): the shortest digits that read back as the same number, a `.0`
+/// on integral values, an exponent (sign and at least two digits) below
+/// 1e-4 or from 1e15 on. Non-finite numbers are `null`.
+pub fn format_json_float(f: f64) -> String {
+    if !f.is_finite() {
+        return "null".to_owned();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();
+    }
+    // The shortest digits that read back (Rust's `{:e}`). nlohmann's Grisu2
+    // gives the same digits but for rare values where it is not the
+    // shortest (1e23 is 9.999999999999999e+22 there, 1e+23 here).
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("scientific format");
+    let exp: i32 = exp.parse().expect("exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let digits = digits.as_str();
+    let len = digits.len() as i32;
+    // The value is 0.DIGITS × 10^n.
+    let n = exp + 1;
+    let mut out = String::new();
+    if f < 0.0 {
+        out.push('-');
+    }
+    if len <= n && n <= 15 {
+        out.push_str(digits);
+        out.extend(std::iter::repeat_n('0', (n - len) as usize));
+        out.push_str(".0");
+    } else if 0 < n && n <= 15 {
+        out.push_str(&digits[..n as usize]);
+        out.push('.');
+        out.push_str(&digits[n as usize..]);
+    } else if -4 < n && n <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-n) as usize));
+        out.push_str(digits);
+    } else {
+        out.push_str(&digits[..1]);
+        if len > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let e = n - 1;
+        let _ = write!(out, "e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+    }
+    out
 }
 
 /// Prints `v` (whose parts are printed as far as they are evaluated).

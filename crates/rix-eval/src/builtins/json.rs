@@ -8,7 +8,7 @@
 use super::{arg_ctx, err, Registry};
 use crate::error::Result;
 use crate::eval::{Coerce, Evaluator};
-use crate::print::format_float;
+use crate::print::format_json_float;
 use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::{Attr, Attrs, Context, NixString, Value};
@@ -44,6 +44,8 @@ pub(crate) fn escape_json(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -85,7 +87,7 @@ pub(crate) fn write_json(
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Float(f) => out.push_str(&format_float(*f)),
+        Value::Float(f) => out.push_str(&format_json_float(*f)),
         Value::String(s) => {
             escape_json(s.as_str(), out);
             ctx.extend(s.context().iter().cloned());

@@ -87,7 +87,7 @@ pub(crate) fn install(ev: &mut Evaluator) {
     r.constant("false", Value::Bool(false));
     r.constant("null", Value::Null);
     r.constant("langVersion", Value::Int(6));
-    r.constant("nixVersion", Value::string("2.8.0"));
+    r.constant("nixVersion", Value::string("2.26.3"));
     r.constant(
         "storeDir",
         Value::string(ev.opts.store.store_dir().as_str()),
