@@ -826,16 +826,6 @@ impl<'a, 'c> Lowerer<'a, 'c> {
             }
             None => None,
         };
-        // Nix's parser places every name of one `inherit` just after the token
-        // before the names (`inherit` or `(e)`): that is the attributes' position.
-        let names_end = match inh.from() {
-            Some(f) => f.syntax().text_range().end(),
-            None => inh
-                .syntax()
-                .first_token()
-                .map_or(inh.syntax().text_range().start(), |t| t.text_range().end()),
-        };
-        let inherit_pos = Pos(self.ctx.base + u32::from(names_end));
         for attr in inh.attrs() {
             let apos = self.pos(&attr);
             let sym = match &attr {
@@ -852,15 +842,17 @@ impl<'a, 'c> Lowerer<'a, 'c> {
                     _ => return Err(err("dynamic attributes not allowed in inherit", apos)),
                 },
             };
+            // Nix 2.26 gives each inherited name its own position (2.8 gave
+            // all of them the position just after `inherit` or `(e)`).
             if let Some(&i) = into.index.get(&sym) {
-                return Err(dup_attr(&sym.to_string(), inherit_pos, into.statics[i].1));
+                return Err(dup_attr(&sym.to_string(), apos, into.statics[i].1));
             }
             let val = match from {
                 Some(k) => PVal::InheritFrom(k, sym),
                 None => PVal::Inherit(sym, apos),
             };
             into.index.insert(sym, into.statics.len());
-            into.statics.push((sym, inherit_pos, val));
+            into.statics.push((sym, apos, val));
         }
         Ok(())
     }

@@ -22,6 +22,7 @@
 pub mod cache_info;
 pub mod content_address;
 pub mod derivation;
+pub mod flake_ref;
 pub mod hash;
 pub mod nar;
 pub mod narinfo;

@@ -9,6 +9,7 @@ mod context;
 mod control;
 pub(crate) mod derivation;
 mod fetch_git;
+mod flake_ref;
 mod fs;
 mod json;
 mod lists;
@@ -79,6 +80,10 @@ pub(crate) fn install(ev: &mut Evaluator) {
     derivation::register(&mut r);
     fs::register(&mut r);
     fetch_git::register(&mut r);
+    // Nix 2.26 has these only with the `flakes` experimental feature.
+    if ev.has_feature("flakes") {
+        flake_ref::register(&mut r);
+    }
     json::register(&mut r);
     toml::register(&mut r);
     xml::register(&mut r);
