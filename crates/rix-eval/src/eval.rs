@@ -2124,7 +2124,10 @@ impl Evaluator {
         match pos.resolve() {
             None => Value::Null,
             Some(loc) => {
-                let file = Value::string(loc.file_for_language());
+                let Some(file) = loc.file_for_language() else {
+                    return Value::Null;
+                };
+                let file = Value::string(file);
                 Value::attrs(Attrs::from_unsorted(vec![
                     Attr {
                         name: Symbol::new("file"),

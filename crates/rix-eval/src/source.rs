@@ -151,13 +151,14 @@ pub struct Location {
 }
 
 impl Location {
-    /// The file as Nix 2.8 gives it to the language (`unsafeGetAttrPos`,
-    /// `__curPos`, XML `path`): the path of a file, the whole text of an
-    /// expression from the command line or standard input.
-    pub fn file_for_language(&self) -> String {
+    /// The file as Nix 2.26 gives it to the language (`unsafeGetAttrPos`,
+    /// `__curPos`, XML `path`): the path of a file; none for an expression
+    /// from the command line or standard input (those positions are `null`,
+    /// where Nix 2.8 gave the whole text as the file).
+    pub fn file_for_language(&self) -> Option<String> {
         match &self.origin {
-            Origin::Path(p) => p.to_string(),
-            Origin::String | Origin::Stdin => self.text.to_string(),
+            Origin::Path(p) => Some(p.to_string()),
+            Origin::String | Origin::Stdin => None,
         }
     }
 

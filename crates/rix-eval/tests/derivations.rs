@@ -317,23 +317,37 @@ fn rix_drv_paths(ev: &mut Evaluator, file: &Path) -> Result<Vec<String>, String>
     run(ev).map_err(|e| e.display_with_trace())
 }
 
+/// Against Nix 2.26 when it is there (the oracle rix follows; it writes
+/// `__structuredAttrs` floats as its JSON library does), else Nix 2.8.
 #[test]
 fn instantiation_matches_nix() {
-    let Some(nix) = rix_testutil::nix("nix-instantiate") else {
+    let current = rix_testutil::nix_current("nix-instantiate").is_some();
+    let nix28 = rix_testutil::nix("nix-instantiate");
+    if !current && nix28.is_none() {
         return;
+    }
+    let nix_command = || {
+        rix_testutil::nix_current("nix-instantiate")
+            .unwrap_or_else(|| Command::new(nix28.as_ref().expect("Nix 2.8")))
     };
     let work = tempfile::tempdir().unwrap();
     write_sources(work.path());
     let mut failures = Vec::new();
     let mut compared = 0;
     for (name, flags, expr) in CASES {
+        // Nix 2.8 wrote floats in `__json` as `%g` (100, 1e+20); 2.26 and rix
+        // as its JSON library (100.0, 1e+20).
+        if !current && *name == "structured-attrs" {
+            println!("{name}: skipped, Nix 2.8 writes its floats otherwise than 2.26");
+            continue;
+        }
         let file = work.path().join(format!("{name}.nix"));
         std::fs::write(&file, expr).unwrap();
         let t = rix_testutil::TempStore::new();
         let store_dir = t.store_dir();
 
         // Nix first.
-        let out = Command::new(&nix)
+        let out = nix_command()
             .arg("--store")
             .arg(t.url())
             .args(*flags)

@@ -470,12 +470,8 @@ fn run_inner(ctx: &Context, args: &InstantiateArgs) -> Result<()> {
                     } else {
                         ev.print(&v, args.strict)?
                     };
-                    // Nix 2.8 ends JSON output without a newline.
-                    if args.json && !args.xml {
-                        emit(format_args!("{out}"));
-                    } else {
-                        emit(format_args!("{}\n", out.trim_end_matches('\n')));
-                    }
+                    // Nix 2.26 ends JSON output with a newline too (2.8 did not).
+                    emit(format_args!("{}\n", out.trim_end_matches('\n')));
                     return Ok(());
                 }
                 let mut found = Vec::new();

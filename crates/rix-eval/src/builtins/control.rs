@@ -219,8 +219,8 @@ fn type_of(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
 }
 
 fn bit(ev: &mut Evaluator, a: &[Value], name: &str, f: fn(i64, i64) -> i64) -> Result<Value> {
-    let x = super::int_arg(ev, &a[0], &super::nth(0, name))?;
-    let y = super::int_arg(ev, &a[1], &super::nth(1, name))?;
+    let x = super::int_arg(ev, &a[0], super::Nth(0, name))?;
+    let y = super::int_arg(ev, &a[1], super::Nth(1, name))?;
     Ok(Value::Int(f(x, y)))
 }
 
@@ -278,7 +278,7 @@ fn scoped_import(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn get_env(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
-    let name = super::string_no_ctx_arg(ev, &a[0], &super::nth(0, "getEnv"))?;
+    let name = super::string_no_ctx_arg(ev, &a[0], super::Nth(0, "getEnv"))?;
     if ev.opts.pure {
         return Ok(Value::string(""));
     }
@@ -310,8 +310,8 @@ fn function_args(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn unsafe_get_attr_pos(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
-    let name = super::string_no_ctx_arg(ev, &a[0], &super::nth(0, "unsafeGetAttrPos"))?;
-    let attrs = super::attrs_arg(ev, &a[1], &super::nth(1, "unsafeGetAttrPos"))?;
+    let name = super::string_no_ctx_arg(ev, &a[0], super::Nth(0, "unsafeGetAttrPos"))?;
+    let attrs = super::attrs_arg(ev, &a[1], super::Nth(1, "unsafeGetAttrPos"))?;
     match attrs.get_attr(Symbol::new(&name)) {
         Some(attr) => Ok(ev.pos_to_value(attr.pos)),
         None => Ok(Value::Null),

@@ -142,42 +142,10 @@ pub(crate) fn derivation(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Va
     ev.force(&Value::Thunk(cells[0].clone()))
 }
 
-/// Nix 2.8's `derivation.nix`, as embedded in Nix (hence the first empty
-/// line). rix computes the same sets natively ([`derivation`]); the text is
-/// registered as a source so that the attributes `derivation` adds have
-/// Nix's positions (`unsafeGetAttrPos`, `--xml`, traces).
-pub(crate) const NIX_DERIVATION_NIX: &str = r#"
-/* This is the implementation of the ‘derivation’ builtin function.
-   It's actually a wrapper around the ‘derivationStrict’ primop. */
-
-drvAttrs @ { outputs ? [ "out" ], ... }:
-
-let
-
-  strict = derivationStrict drvAttrs;
-
-  commonAttrs = drvAttrs // (builtins.listToAttrs outputsList) //
-    { all = map (x: x.value) outputsList;
-      inherit drvAttrs;
-    };
-
-  outputToAttrListElement = outputName:
-    { name = outputName;
-      value = commonAttrs // {
-        outPath = builtins.getAttr outputName strict;
-        drvPath = strict.drvPath;
-        type = "derivation";
-        inherit outputName;
-      };
-    };
-
-  outputsList = map outputToAttrListElement outputs;
-
-in (builtins.head outputsList).value
-"#;
-
-/// Where, in [`NIX_DERIVATION_NIX`], Nix's `derivation` defines each attribute
-/// it adds (an `inherit` is placed just after its keyword, as Nix's parser does).
+/// Where, in [`NIX_226_DERIVATION_NIX`], Nix 2.26's `derivation` defines
+/// each attribute it adds: the positions `unsafeGetAttrPos` and `--xml` give
+/// (file `/derivation-internal.nix`, as 2.26 names it there). rix computes
+/// the same sets natively ([`derivation`]).
 #[derive(Clone, Copy)]
 struct DerivationPositions {
     all: Pos,
@@ -193,12 +161,12 @@ struct DerivationPositions {
 thread_local! {
     static DERIVATION_POSITIONS: DerivationPositions = {
         let base = crate::source::add_source(
-            crate::source::Origin::Path(Rc::from("//builtin/derivation.nix")),
-            Rc::from(NIX_DERIVATION_NIX),
+            crate::source::Origin::Path(Rc::from("/derivation-internal.nix")),
+            Rc::from(NIX_226_DERIVATION_NIX),
         );
-        // (line, column), 1-based; the text is ASCII up to the last of them.
+        // (line, column), 1-based, as Nix 2.26 reports them.
         let at = |line: usize, col: usize| {
-            let start: usize = NIX_DERIVATION_NIX
+            let start: usize = NIX_226_DERIVATION_NIX
                 .split_inclusive('\n')
                 .take(line - 1)
                 .map(str::len)
@@ -206,22 +174,23 @@ thread_local! {
             Pos(base + (start + col - 1) as u32)
         };
         DerivationPositions {
-            all: at(12, 7),
-            drv_attrs: at(13, 14),
-            output: at(18, 7),
-            out_path: at(19, 9),
-            drv_path: at(20, 9),
-            type_: at(21, 9),
-            output_name: at(22, 16),
+            all: at(43, 7),
+            drv_attrs: at(44, 15),
+            output: at(49, 5),
+            out_path: at(50, 7),
+            drv_path: at(51, 7),
+            type_: at(52, 7),
+            output_name: at(53, 15),
         }
     };
 }
 
 /// Nix 2.26's `derivation` (`<nix/derivation-internal.nix>`), as embedded
-/// in Nix (hence the first empty line). Only for errors: the frames Nix
+/// in Nix (hence the first empty line). The frames Nix
 /// 2.26 shows in it when a derivation fails ("while evaluating the attribute
 /// 'outPath'", "while calling the 'getAttr' builtin", ...) are placed here,
-/// while values keep the positions of Nix 2.8's [`NIX_DERIVATION_NIX`].
+/// while values get their positions from the same text under the name
+/// 2.26 gives them (`/derivation-internal.nix`, [`DerivationPositions`]).
 const NIX_226_DERIVATION_NIX: &str = r#"
 # This is the implementation of the ‘derivation’ builtin function.
 # It's actually a wrapper around the ‘derivationStrict’ primop.

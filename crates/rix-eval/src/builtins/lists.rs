@@ -441,13 +441,11 @@ fn concat_map(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 
 fn any_all(ev: &mut Evaluator, a: &[Value], pos: Pos, any: bool) -> Result<Value> {
     let name = if any { "any" } else { "all" };
-    let f = fn_arg(ev, &a[0], &super::nth(0, name))?;
-    let list = list_arg(ev, &a[1], &super::nth(1, name))?;
-    let ctx =
-        format!("while evaluating the return value of the function passed to builtins.{name}");
+    let f = fn_arg(ev, &a[0], super::Nth(0, name))?;
+    let list = list_arg(ev, &a[1], super::Nth(1, name))?;
     for x in list.iter() {
         let r = ev.call(&f, x.clone(), pos)?;
-        if bool_arg(ev, &r, &ctx)? == any {
+        if bool_arg(ev, &r, super::ReturnOf(name))? == any {
             return Ok(Value::Bool(any));
         }
     }

@@ -277,12 +277,53 @@ pub(crate) fn arg_ctx<T>(r: Result<T>, n: usize, f: &str, pos: Pos) -> Result<T>
 // (`forceList` and `forceAttrs` add it to a wrong type only, the others to
 // any error while forcing too.) Builtins have no position.
 
-#[cold]
-fn with_ctx(e: Box<EvalError>, ctx: &str) -> Box<EvalError> {
-    e.add_trace(Pos::NONE, ctx.to_owned())
+/// The frame an argument's error gets ("while evaluating the first argument
+/// passed to builtins.map"): a string, or one built only when the error
+/// happens ([`Nth`], [`ReturnOf`]), so that a builtin's successful calls
+/// format nothing.
+pub(crate) trait ArgCtx {
+    fn text(&self) -> String;
 }
 
-pub(crate) fn list_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Rc<Vec<Value>>> {
+impl ArgCtx for &str {
+    fn text(&self) -> String {
+        (*self).to_owned()
+    }
+}
+
+impl ArgCtx for &String {
+    fn text(&self) -> String {
+        (*self).clone()
+    }
+}
+
+/// "while evaluating the Nth argument passed to builtins.F".
+pub(crate) struct Nth<'a>(pub usize, pub &'a str);
+
+impl ArgCtx for Nth<'_> {
+    fn text(&self) -> String {
+        nth(self.0, self.1)
+    }
+}
+
+/// "while evaluating the return value of the function passed to builtins.F".
+pub(crate) struct ReturnOf<'a>(pub &'a str);
+
+impl ArgCtx for ReturnOf<'_> {
+    fn text(&self) -> String {
+        format!(
+            "while evaluating the return value of the function passed to builtins.{}",
+            self.0
+        )
+    }
+}
+
+#[cold]
+fn with_ctx(e: Box<EvalError>, ctx: impl ArgCtx) -> Box<EvalError> {
+    e.add_trace(Pos::NONE, ctx.text())
+}
+
+pub(crate) fn list_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx) -> Result<Rc<Vec<Value>>> {
     match ev.force(v)? {
         Value::List(l) => Ok(l),
         other => Err(with_ctx(
@@ -292,7 +333,7 @@ pub(crate) fn list_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Rc<Ve
     }
 }
 
-pub(crate) fn attrs_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Rc<Attrs>> {
+pub(crate) fn attrs_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx) -> Result<Rc<Attrs>> {
     match ev.force(v)? {
         Value::Attrs(a) => Ok(a),
         other => Err(with_ctx(
@@ -302,25 +343,25 @@ pub(crate) fn attrs_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Rc<A
     }
 }
 
-pub(crate) fn int_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<i64> {
+pub(crate) fn int_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx) -> Result<i64> {
     ev.force_int(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
 }
 
-pub(crate) fn bool_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<bool> {
+pub(crate) fn bool_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx) -> Result<bool> {
     ev.force_bool(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
 }
 
-pub(crate) fn fn_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<Value> {
+pub(crate) fn fn_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx) -> Result<Value> {
     ev.force_function(v, Pos::NONE)
         .map_err(|e| with_ctx(e, ctx))
 }
 
-pub(crate) fn string_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<NixString> {
+pub(crate) fn string_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx) -> Result<NixString> {
     ev.force_string(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
 }
 
 /// `forceStringNoCtx`: a string that must not refer to store paths.
-pub(crate) fn string_no_ctx_arg(ev: &mut Evaluator, v: &Value, ctx: &str) -> Result<String> {
+pub(crate) fn string_no_ctx_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx) -> Result<String> {
     ev.force_string_no_ctx(v, Pos::NONE)
         .map_err(|e| with_ctx(e, ctx))
 }

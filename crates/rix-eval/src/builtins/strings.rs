@@ -19,7 +19,7 @@ use rix_formats::hash::Encoding;
 use rix_formats::{Hash, HashAlgo};
 
 use super::{
-    arg_ctx, err, int_arg, list_arg, mk_attrs, nth, string_arg, string_no_ctx_arg, Registry,
+    arg_ctx, err, int_arg, list_arg, mk_attrs, string_arg, string_no_ctx_arg, Nth, Registry,
 };
 use crate::error::Result;
 use crate::eval::{base_name, Coerce, Evaluator};
@@ -56,18 +56,18 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("match", 2, regex_match);
     r.primop("split", 2, regex_split);
     r.primop("splitVersion", 1, |ev, a, _| {
-        let s = string_no_ctx_arg(ev, &a[0], &nth(0, "splitVersion"))?;
+        let s = string_no_ctx_arg(ev, &a[0], Nth(0, "splitVersion"))?;
         Ok(Value::list(
             split_version(&s).into_iter().map(Value::string).collect(),
         ))
     });
     r.primop("compareVersions", 2, |ev, a, _| {
-        let x = string_no_ctx_arg(ev, &a[0], &nth(0, "compareVersions"))?;
-        let y = string_no_ctx_arg(ev, &a[1], &nth(1, "compareVersions"))?;
+        let x = string_no_ctx_arg(ev, &a[0], Nth(0, "compareVersions"))?;
+        let y = string_no_ctx_arg(ev, &a[1], Nth(1, "compareVersions"))?;
         Ok(Value::Int(compare_versions(&x, &y) as i64))
     });
     r.primop("parseDrvName", 1, |ev, a, _| {
-        let s = string_no_ctx_arg(ev, &a[0], &nth(0, "parseDrvName"))?;
+        let s = string_no_ctx_arg(ev, &a[0], Nth(0, "parseDrvName"))?;
         let (name, version) = parse_drv_name(&s);
         Ok(mk_attrs(vec![
             ("name", Value::string(name)),
@@ -176,8 +176,8 @@ fn concat_strings_sep(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value
 }
 
 fn replace_strings(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let from = list_arg(ev, &a[0], &nth(0, "replaceStrings"))?;
-    let to = list_arg(ev, &a[1], &nth(1, "replaceStrings"))?;
+    let from = list_arg(ev, &a[0], Nth(0, "replaceStrings"))?;
+    let to = list_arg(ev, &a[1], Nth(1, "replaceStrings"))?;
     if from.len() != to.len() {
         return Err(err(
             "'from' and 'to' arguments passed to builtins.replaceStrings have different lengths",
@@ -197,7 +197,7 @@ fn replace_strings(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
             .to_owned(),
         );
     }
-    let s = string_arg(ev, &a[2], &nth(2, "replaceStrings"))?;
+    let s = string_arg(ev, &a[2], Nth(2, "replaceStrings"))?;
     let mut cache: Vec<Option<NixString>> = vec![None; to.len()];
     let src = s.as_str();
     let mut out = String::with_capacity(src.len());
@@ -358,8 +358,8 @@ fn translate_ere(re: &str) -> String {
 }
 
 fn regex_match(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let re = string_no_ctx_arg(ev, &a[0], &nth(0, "match"))?;
-    let s = string_arg(ev, &a[1], &nth(1, "match"))?;
+    let re = string_no_ctx_arg(ev, &a[0], Nth(0, "match"))?;
+    let s = string_arg(ev, &a[1], Nth(1, "match"))?;
     let regex = compile(&re, true, pos)?;
     match regex.captures(s.as_str()) {
         None => Ok(Value::Null),
@@ -375,8 +375,8 @@ fn regex_match(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn regex_split(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
-    let re = string_no_ctx_arg(ev, &a[0], &nth(0, "split"))?;
-    let s = string_arg(ev, &a[1], &nth(1, "split"))?;
+    let re = string_no_ctx_arg(ev, &a[0], Nth(0, "split"))?;
+    let s = string_arg(ev, &a[1], Nth(1, "split"))?;
     let regex = compile(&re, false, pos)?;
     let text = s.as_str();
     let mut out = Vec::new();

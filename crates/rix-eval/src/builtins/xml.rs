@@ -120,7 +120,9 @@ impl Writer {
             return;
         }
         if let Some(loc) = pos.resolve() {
-            attrs.push(("path", loc.file_for_language()));
+            if let Some(file) = loc.file_for_language() {
+                attrs.push(("path", file));
+            }
             attrs.push(("line", loc.line.to_string()));
             attrs.push(("column", loc.column.to_string()));
         }
