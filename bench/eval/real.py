@@ -59,7 +59,7 @@ def run(argv, cwd, env=None):
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return p.returncode, out.read(), err.read(), usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+        return p.returncode, out.read(), err.read(), (usage.ru_utime, usage.ru_stime), usage.ru_maxrss
 
 
 def instantiate_workload(expr_file, args=()):
@@ -146,13 +146,17 @@ in builtins.deepSeq elaborated tests
         if name != "modules.sh" and len(set(outputs.values())) > 1:
             print(f"{name}: the tools print different values: {outputs}")
         ok = [t for t in tools if t not in failed]
-        med = {t: statistics.median(cpu[t]) for t in ok}
+        med = {t: statistics.median(u + s for u, s in cpu[t]) for t in ok}
+        user = {t: statistics.median(u for u, _ in cpu[t]) for t in ok}
         mem = {t: statistics.median(rss[t]) / 1024 for t in ok}
-        line = ", ".join(f"{t} {med[t]:.3f} s {mem[t]:.0f} MiB" for t in ok)
+        line = ", ".join(f"{t} {med[t]:.3f} s (user {user[t]:.3f}) {mem[t]:.0f} MiB" for t in ok)
         line += "".join(f", {t} fails ({why})" for t, why in failed.items())
         ratio = ""
         if "nix-2.26" in med:
-            ratio = f"; Nix 2.26 / rix: CPU {med['nix-2.26'] / med['rix']:.2f}x, RSS {mem['nix-2.26'] / mem['rix']:.2f}x"
+            ratio = (
+                f"; Nix 2.26 / rix: CPU {med['nix-2.26'] / med['rix']:.2f}x"
+                f" (user {user['nix-2.26'] / user['rix']:.2f}x), RSS {mem['nix-2.26'] / mem['rix']:.2f}x"
+            )
         print(f"{name}: {line}{ratio}", flush=True)
 
 
