@@ -52,12 +52,6 @@ fn trim_zeros(s: &str) -> &str {
 
 /// A string as a Nix string literal. Mirrors `printLiteralString`.
 pub fn escape_string(s: &str, out: &mut String) {
-    quote(s, false, out);
-}
-
-/// `s` in double quotes with Nix's escapes; `$` is escaped before `{` only,
-/// or everywhere with `every_dollar` (as Nix 2.8 prints attribute names).
-fn quote(s: &str, every_dollar: bool, out: &mut String) {
     out.push('"');
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -67,40 +61,11 @@ fn quote(s: &str, every_dollar: bool, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '$' if every_dollar || chars.peek() == Some(&'{') => out.push_str("\\$"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
             c => out.push(c),
         }
     }
     out.push('"');
-}
-
-#[cfg(test)]
-mod json_float_tests {
-    use super::format_json_float;
-
-    /// Values and their text from Nix 2.26's `builtins.toJSON`.
-    #[test]
-    fn as_nix_226() {
-        for (f, text) in [
-            (0.1, "0.1"),
-            (1.0, "1.0"),
-            (1.5e10, "15000000000.0"),
-            (123456789.0, "123456789.0"),
-            (0.000012345, "1.2345e-05"),
-            (1.0e-10, "1e-10"),
-            (1.0 / 3.0, "0.3333333333333333"),
-            (0.1 + 0.2, "0.30000000000000004"),
-            (1e308, "1e+308"),
-            (2.2250738585072014e-308, "2.2250738585072014e-308"),
-            (9.999999999999997e22, "9.999999999999997e+22"),
-            (-9.223372036854776e18, "-9.223372036854776e+18"),
-            (-0.25, "-0.25"),
-            (1000.0, "1000.0"),
-            (0.0, "0.0"),
-        ] {
-            assert_eq!(format_json_float(f), text, "{f:e}");
-        }
-    }
 }
 
 /// Whether `s` can be written unquoted as an attribute name.
@@ -125,7 +90,7 @@ pub fn attr_name(s: &str, out: &mut String) {
     if is_var_name(s) && !KEYWORDS.contains(&s) {
         out.push_str(s);
     } else {
-        quote(s, false, out);
+        escape_string(s, out);
     }
 }
 
@@ -427,6 +392,30 @@ impl ErrorPrinter {
 
 #[cfg(test)]
 mod tests {
+    /// JSON floats: values and their text from Nix 2.26's `builtins.toJSON`.
+    #[test]
+    fn as_nix_226() {
+        for (f, text) in [
+            (0.1, "0.1"),
+            (1.0, "1.0"),
+            (1.5e10, "15000000000.0"),
+            (123456789.0, "123456789.0"),
+            (0.000012345, "1.2345e-05"),
+            (1.0e-10, "1e-10"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e308, "1e+308"),
+            (2.2250738585072014e-308, "2.2250738585072014e-308"),
+            (9.999999999999997e22, "9.999999999999997e+22"),
+            (-9.223372036854776e18, "-9.223372036854776e+18"),
+            (-0.25, "-0.25"),
+            (1000.0, "1000.0"),
+            (0.0, "0.0"),
+        ] {
+            assert_eq!(super::format_json_float(f), text, "{f:e}");
+        }
+    }
+
     use super::*;
 
     #[test]

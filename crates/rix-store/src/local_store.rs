@@ -221,11 +221,21 @@ impl LocalStore {
         Ok(self.db().is_valid(path)?)
     }
 
-    /// Which of `paths` are valid, in their order, read in one transaction.
-    pub fn valid_among(&self, paths: &[StorePath]) -> Result<Vec<bool>> {
-        Ok(self
-            .db()
-            .in_read_transaction(|db| paths.iter().map(|p| db.is_valid(p)).collect())?)
+    /// The subset of `paths` that is valid, read in one transaction (SQLite
+    /// takes its file locks once, not once per path).
+    pub fn query_valid_paths(
+        &self,
+        paths: &std::collections::BTreeSet<StorePath>,
+    ) -> Result<std::collections::BTreeSet<StorePath>> {
+        Ok(self.db().in_read_transaction(|db| {
+            let mut valid = std::collections::BTreeSet::new();
+            for p in paths {
+                if db.is_valid(p)? {
+                    valid.insert(p.clone());
+                }
+            }
+            Ok(valid)
+        })?)
     }
 
     pub fn query_path_info(&self, path: &StorePath) -> Result<Option<ValidPathInfo>> {

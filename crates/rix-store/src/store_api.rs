@@ -279,6 +279,10 @@ impl Store for LocalStore {
         LocalStore::is_valid(self, path)
     }
 
+    fn query_valid_paths(&self, paths: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
+        LocalStore::query_valid_paths(self, paths)
+    }
+
     fn print(&self, path: &StorePath) -> String {
         LocalStore::print(self, path)
     }

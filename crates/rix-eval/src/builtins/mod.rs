@@ -263,13 +263,7 @@ pub(crate) fn err(msg: impl Into<String>, pos: Pos) -> Box<EvalError> {
 
 /// Adds Nix's "while evaluating the Nth argument passed to builtins.f" frame.
 pub(crate) fn arg_ctx<T>(r: Result<T>, n: usize, f: &str, pos: Pos) -> Result<T> {
-    r.map_err(|e| {
-        let nth = ["first", "second", "third", "fourth"][n.min(3)];
-        e.add_trace(
-            pos,
-            format!("while evaluating the {nth} argument passed to builtins.{f}"),
-        )
-    })
+    r.map_err(|e| e.add_trace(pos, nth(n, f)))
 }
 
 // Arguments forced as Nix 2.26's `forceList`, `forceInt`... with their

@@ -77,9 +77,12 @@ impl LocalEvalStore {
     fn write_batch(&self, batch: &[PendingDrv]) -> io::Result<()> {
         let paths: Vec<StorePath> = batch.iter().map(|d| d.path.clone()).collect();
         self.store.add_temp_roots(&paths).map_err(other)?;
-        let valid = self.store.valid_among(&paths).map_err(other)?;
+        let valid = self
+            .store
+            .query_valid_paths(&paths.iter().cloned().collect())
+            .map_err(other)?;
         let mut written = Vec::new();
-        for (d, _) in batch.iter().zip(&valid).filter(|(_, valid)| !**valid) {
+        for d in batch.iter().filter(|d| !valid.contains(&d.path)) {
             let Some(writer) = self.store.begin_write(&d.path).map_err(other)? else {
                 continue;
             };
