@@ -87,6 +87,9 @@ pub struct EvalOptions {
     pub abort_on_warn: bool,
     /// `builtins.traceVerbose` traces (the `trace-verbose` setting).
     pub trace_verbose: bool,
+    /// What the fetchers (`fetchTree`, `fetchGit`, `fetchTarball`, ...) read:
+    /// `tarball-ttl`, `allow-dirty`, the cache directory, ...
+    pub fetch_settings: rix_fetch::FetchSettings,
 }
 
 impl Default for EvalOptions {
@@ -106,6 +109,7 @@ impl Default for EvalOptions {
             show_trace: false,
             abort_on_warn: false,
             trace_verbose: false,
+            fetch_settings: rix_fetch::FetchSettings::default(),
         }
     }
 }
@@ -148,6 +152,8 @@ pub struct Evaluator {
     pub(crate) home: Option<String>,
     /// `addErrorContext` depth etc. are carried on errors; nothing else here.
     pub(crate) syms: Syms,
+    /// The fetchers' settings and cache, opened on the first fetch.
+    pub(crate) fetchers: std::cell::OnceCell<rix_fetch::Fetchers>,
 }
 
 /// Symbols the evaluator looks up often.
@@ -194,6 +200,7 @@ impl Evaluator {
             str_buf: String::new(),
             home,
             syms: Syms::new(),
+            fetchers: std::cell::OnceCell::new(),
         };
         crate::builtins::install(&mut ev);
         ev

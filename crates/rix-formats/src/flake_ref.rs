@@ -431,7 +431,7 @@ fn input_from_attrs(attrs: Attrs) -> R<(Option<InputType>, Attrs)> {
     };
     let allowed = t.allowed_attrs();
     for name in attrs.keys() {
-        if name != "type" && !allowed.contains(&name.as_str()) {
+        if name != "type" && name != "__final" && !allowed.contains(&name.as_str()) {
             return Err(Fail::Other(format!(
                 "input attribute '{name}' not supported by scheme '{type_name}'"
             )));

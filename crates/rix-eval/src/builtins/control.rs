@@ -98,7 +98,6 @@ pub(crate) fn register(r: &mut Registry) {
     r.primop("fetchurl", 1, needs_network);
     r.primop("fetchTarball", 1, needs_network);
     r.primop("fetchMercurial", 1, needs_network);
-    r.primop("fetchTree", 1, needs_network);
 }
 
 fn needs_network(_: &mut Evaluator, _: &[Value], pos: Pos) -> Result<Value> {

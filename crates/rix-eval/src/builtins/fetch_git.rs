@@ -23,6 +23,7 @@ use std::rc::Rc;
 use rix_formats::store_path::FileIngestionMethod;
 use rix_formats::HashAlgo;
 
+use super::fetch_tree::utc_timestamp;
 use super::{arg_ctx, err, Registry};
 use crate::error::{ErrorKind, EvalError, Result};
 use crate::eval::{Coerce, Evaluator};
@@ -528,36 +529,4 @@ fn fetch_commit(ev: &Evaluator, req: &Request, pos: Pos) -> Result<Fetched> {
         rev: Some(rev),
         dirty_rev: None,
     })
-}
-
-/// `%Y%m%d%H%M%S` of a Unix time, in UTC.
-fn utc_timestamp(t: i64) -> String {
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_timestamps() {
-        assert_eq!(super::utc_timestamp(0), "19700101000000");
-        assert_eq!(super::utc_timestamp(1577836800), "20200101000000");
-        assert_eq!(super::utc_timestamp(1796657629), "20261207153349");
-    }
 }

@@ -9,6 +9,7 @@ mod context;
 mod control;
 pub(crate) mod derivation;
 mod fetch_git;
+mod fetch_tree;
 mod flake_ref;
 mod fs;
 mod json;
@@ -83,6 +84,9 @@ pub(crate) fn install(ev: &mut Evaluator) {
     // Nix 2.26 has these only with the `flakes` experimental feature.
     if ev.has_feature("flakes") {
         flake_ref::register(&mut r);
+    }
+    if ev.has_feature("flakes") || ev.has_feature("fetch-tree") {
+        fetch_tree::register(&mut r);
     }
     json::register(&mut r);
     toml::register(&mut r);

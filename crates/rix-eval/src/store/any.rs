@@ -26,6 +26,10 @@ impl StoreEvalStore {
 }
 
 impl EvalStore for StoreEvalStore {
+    fn backing_store(&self) -> Option<&dyn rix_store::store_api::Store> {
+        Some(&*self.store)
+    }
+
     fn store_dir(&self) -> &StoreDir {
         self.store.store_dir()
     }

@@ -72,6 +72,10 @@ impl DryRunStore {
 }
 
 impl EvalStore for DryRunStore {
+    fn backing_store(&self) -> Option<&dyn rix_store::store_api::Store> {
+        self.opened().and_then(|s| s.backing_store())
+    }
+
     fn store_dir(&self) -> &StoreDir {
         &self.dir
     }

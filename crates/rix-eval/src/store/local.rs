@@ -126,6 +126,10 @@ fn text_nar_hash(contents: &[u8]) -> (rix_formats::Hash, u64) {
 }
 
 impl EvalStore for LocalEvalStore {
+    fn backing_store(&self) -> Option<&dyn rix_store::store_api::Store> {
+        Some(&*self.store)
+    }
+
     fn store_dir(&self) -> &StoreDir {
         self.store.store_dir()
     }

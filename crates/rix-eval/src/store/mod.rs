@@ -76,6 +76,13 @@ pub trait EvalStore {
         Ok(None)
     }
 
+    /// The store behind this one, through the store interface: where
+    /// fetchers add what they fetch. `None` for a store that only computes
+    /// paths (call [`Self::fetch_store`] first on a dry-run store).
+    fn backing_store(&self) -> Option<&dyn rix_store::store_api::Store> {
+        None
+    }
+
     /// Writes what is still waiting to be written (see [`LocalEvalStore`]);
     /// called before store paths are read or handed out.
     fn flush(&self) -> io::Result<()> {
