@@ -156,7 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shell(a) => cmd::run::shell(&ctx()?, a),
         Command::Key(c) => c.run(),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "rix", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "rix", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
             Ok(())
         }
     }
@@ -185,6 +187,7 @@ pub(crate) fn handle_interrupts() {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     // Usage errors exit with 1, as Nix's do (clap's default is 2); help and
     // --version print to standard output and exit with 0.
     let cli = Cli::try_parse().unwrap_or_else(|e| {
@@ -311,6 +314,27 @@ fn choose_purging(command: &Command) {
 }
 
 /// `rix nar dump x | head` must not print an error when `head` closes the pipe.
+/// Output into a closed pipe (`rix ... | head -1`) ends the command quietly,
+/// as a write error does (see [`is_broken_pipe`]), instead of with a panic:
+/// `print!` panics when standard output is a pipe whose reader has gone.
+/// (Restoring `SIGPIPE`'s default action would do the same for standard
+/// output, but would also kill a client whose daemon connection closes.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if payload.starts_with("failed printing to stdout") && payload.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
