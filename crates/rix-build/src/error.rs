@@ -78,6 +78,18 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// A builder ran and failed (Nix's "permanent failure": exit status 100),
+    /// as opposed to rix or the store failing around it.
+    pub fn is_build_failure(&self) -> bool {
+        matches!(
+            self,
+            BuildError::BuilderFailed { .. }
+                | BuildError::MissingOutput { .. }
+                | BuildError::TimedOut { .. }
+                | BuildError::HashMismatch { .. }
+                | BuildError::Failed { .. }
+        )
+    }
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { path, source }

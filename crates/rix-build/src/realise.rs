@@ -63,6 +63,41 @@ impl RealiseReport {
     pub fn succeeded(&self) -> bool {
         self.failed.is_empty() && self.skipped.is_empty()
     }
+
+    /// The exit status Nix gives a realisation like this one
+    /// (`Worker::failingExitStatus`): bits over 0x60, 0x04 for a failed
+    /// build (100), plus 0x01 for a timeout (101), 0x02 for a hash mismatch
+    /// (102); 0x08 for a `--check` that found a difference (104); 1 for
+    /// anything else that failed; 0 on success.
+    pub fn exit_status(&self) -> u8 {
+        let (mut permanent, mut timed_out, mut hash_mismatch) = (false, false, false);
+        for (_, e) in &self.failed {
+            match e {
+                BuildError::TimedOut { .. } => timed_out = true,
+                BuildError::HashMismatch { .. } => hash_mismatch = true,
+                e if e.is_build_failure() => permanent = true,
+                _ => {}
+            }
+        }
+        let mut mask = 0;
+        if permanent || timed_out || hash_mismatch {
+            mask |= 0x04;
+        }
+        if timed_out {
+            mask |= 0x01;
+        }
+        if hash_mismatch {
+            mask |= 0x02;
+        }
+        if !self.nondeterministic.is_empty() {
+            mask |= 0x08;
+        }
+        match mask {
+            0 if self.succeeded() => 0,
+            0 => 1,
+            m => m | 0x60,
+        }
+    }
 }
 
 /// Plans and builds (see the module docs).

@@ -219,7 +219,10 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 rix_eval::error::log_stderr(&format!("  caused by: {cause}"));
             }
-            ExitCode::FAILURE
+            match err.downcast_ref::<cmd::ExitStatus>() {
+                Some(e) => ExitCode::from(e.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

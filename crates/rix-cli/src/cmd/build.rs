@@ -373,22 +373,34 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
     let results = daemon.build_paths_with_results(&targets, mode);
     progress.finish();
     let mut failures = Vec::new();
+    let mut mask = 0u8;
     let mut report = RealiseReport::default();
     for r in results? {
         let DerivedPath::Built { drv_path, .. } = &r.path else {
             continue;
         };
         if !r.result.status.is_success() {
+            // The exit status from the daemon's results, as the worker's
+            // `failingExitStatus` counts them.
+            use rix_formats::worker_protocol::BuildStatus as S;
+            mask |= match r.result.status {
+                S::PermanentFailure | S::OutputRejected => 0x04,
+                S::TimedOut => 0x05,
+                S::NotDeterministic => 0x08,
+                _ => 0,
+            };
             failures.push(rix_remote::strip_ansi(&r.result.error_msg));
             continue;
         }
         let outputs = daemon.outputs_built(drv_path, &r.result)?;
         report.outputs.insert(drv_path.clone(), outputs);
     }
-    match failures.as_slice() {
-        [] => {}
-        [only] => bail!("{only}"),
-        all => bail!("{}", all.join("\n")),
+    if !failures.is_empty() {
+        return Err(crate::cmd::ExitStatus {
+            code: if mask == 0 { 1 } else { mask | 0x60 },
+            message: failures.join("\n"),
+        }
+        .into());
     }
     let results = selected_outputs(&wanted, &report)?;
     if !args.no_link {
@@ -398,13 +410,22 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// Fails with Nix's exit status for the report (see
+/// `RealiseReport::exit_status`).
 fn report_failures(report: &RealiseReport) -> Result<()> {
     if report.succeeded() {
         return Ok(());
     }
+    let fail = |message: String| -> Result<()> {
+        Err(crate::cmd::ExitStatus {
+            code: report.exit_status(),
+            message,
+        }
+        .into())
+    };
     if let [(_, only)] = report.failed.as_slice() {
         if report.skipped.is_empty() {
-            bail!("{only}");
+            return fail(only.to_string());
         }
     }
     for (_, e) in &report.failed {
@@ -414,11 +435,11 @@ fn report_failures(report: &RealiseReport) -> Result<()> {
         + report.built_elsewhere.len()
         + report.failed.len()
         + report.skipped.len();
-    bail!(
+    fail(format!(
         "{} of {total} builds failed and {} were not attempted",
         report.failed.len(),
         report.skipped.len()
-    )
+    ))
 }
 
 fn report_nondeterminism(store: &LocalStore, report: &RealiseReport) -> Result<()> {
@@ -442,7 +463,11 @@ fn report_nondeterminism(store: &LocalStore, report: &RealiseReport) -> Result<(
             report.nondeterministic.len()
         ));
     }
-    bail!("{}", msg.trim_end())
+    Err(crate::cmd::ExitStatus {
+        code: report.exit_status(),
+        message: msg.trim_end().to_owned(),
+    }
+    .into())
 }
 
 /// Each wanted thing's results in command-line order: a derivation (`Some`) with

@@ -18,3 +18,20 @@ pub mod resolve;
 pub mod run;
 pub mod serve;
 pub mod store;
+
+/// An error that ends the command with a particular exit status, such as
+/// Nix's build statuses (100 failed, 101 timed out, 102 hash mismatch, 104
+/// not deterministic); `main` prints the message as any other error's.
+#[derive(Debug)]
+pub struct ExitStatus {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
