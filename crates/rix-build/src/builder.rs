@@ -526,6 +526,10 @@ fn sandbox_wanted(
     })
 }
 
+/// Whether the build runs in the sandbox: when the settings ask for it, and
+/// always for a store not at its logical path (its builders can see it there
+/// only in the sandbox's mount namespace; Nix forces `useChroot` for such a
+/// "diverted" store too, whatever `sandbox` says).
 fn sandbox_wanted_and_available(
     store: &LocalStore,
     job: &BuildJob<'_>,
@@ -594,16 +598,12 @@ pub(crate) fn prepare_sandbox(
     settings: &BuildSettings,
     drv_printed: &str,
 ) -> Result<Sandbox, BuildError> {
-    // Only a store not at its logical path puts an unwanted sandbox here: the
-    // builder then sees the host as it would without one.
-    let host_view = !sandbox_wanted(job, settings, drv_printed)?;
     Sandbox::prepare(&SandboxSetup {
         store,
         drv_path: job.drv_path,
         inputs: job.input_closure,
         build_dir,
-        network: is_fixed_output(job.drv) || host_view,
-        host_view,
+        network: is_fixed_output(job.drv),
         paths: &settings.sandbox_paths,
         shm_size: &settings.sandbox_shm_size,
     })

@@ -128,6 +128,9 @@ enum Command {
     /// Generate and convert signing keys (like `nix key`).
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
+    /// Show the effective settings and where each came from (like `nix config`).
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Print a shell completion script for rix.
     Completions {
         /// The shell to generate completions for.
@@ -155,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => cmd::run::run(&ctx()?, a),
         Command::Shell(a) => cmd::run::shell(&ctx()?, a),
         Command::Key(c) => c.run(),
+        Command::Config(c) => c.run(&ctx()?),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "rix", &mut script);

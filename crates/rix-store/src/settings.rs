@@ -1,5 +1,12 @@
-//! Settings in Nix's `nix.conf` syntax and with Nix's names, read from `rix.conf`
-//! files, the `RIX_CONFIG` environment variable and `--option NAME VALUE`.
+//! Settings in Nix's `nix.conf` syntax and with Nix's names. Read, later
+//! sources winning: Nix's configuration as Nix reads it (`loadConfFile`:
+//! `$NIX_CONF_DIR/nix.conf` (`/etc/nix`), the user's files
+//! (`$NIX_USER_CONF_FILES`, else `nix/nix.conf` under `$XDG_CONFIG_HOME`
+//! (`~/.config`) and each of `$XDG_CONFIG_DIRS` (`/etc/xdg`), the first
+//! winning), `$NIX_CONFIG`); then rix's own (`/etc/rix/rix.conf` or
+//! `$RIX_CONF_DIR/rix.conf`, `$XDG_CONFIG_HOME/rix/rix.conf`, `$RIX_CONFIG`);
+//! then `--option NAME VALUE`. Each value remembers where it came from
+//! (`rix config show --origins`).
 //!
 //! Syntax (as Nix's `Config::applyConfig`): one `name = value` per line, `#` starts
 //! a comment anywhere, values are whitespace-separated tokens joined by single
@@ -155,19 +162,200 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("allowed-users", "*"),
 ];
 
+/// Every setting Nix 2.26 knows (`nix config show --json`): accepted from
+/// configuration files without a warning even where rix has no use for it.
+pub const NIX_SETTINGS: &[&str] = &[
+    "abort-on-warn",
+    "accept-flake-config",
+    "access-tokens",
+    "allow-dirty",
+    "allow-dirty-locks",
+    "allow-import-from-derivation",
+    "allow-new-privileges",
+    "allow-symlinked-store",
+    "allow-unsafe-native-code-during-evaluation",
+    "allowed-impure-host-deps",
+    "allowed-uris",
+    "allowed-users",
+    "always-allow-substitutes",
+    "auto-allocate-uids",
+    "auto-optimise-store",
+    "bash-prompt",
+    "bash-prompt-prefix",
+    "bash-prompt-suffix",
+    "build-dir",
+    "build-hook",
+    "build-poll-interval",
+    "build-users-group",
+    "builders",
+    "builders-use-substitutes",
+    "commit-lock-file-summary",
+    "compress-build-log",
+    "connect-timeout",
+    "cores",
+    "debugger-on-trace",
+    "debugger-on-warn",
+    "diff-hook",
+    "download-attempts",
+    "download-buffer-size",
+    "download-speed",
+    "eval-cache",
+    "eval-system",
+    "experimental-features",
+    "extra-platforms",
+    "fallback",
+    "filter-syscalls",
+    "flake-registry",
+    "fsync-metadata",
+    "fsync-store-paths",
+    "gc-reserved-space",
+    "hashed-mirrors",
+    "http-connections",
+    "http2",
+    "id-count",
+    "ignore-try",
+    "ignored-acls",
+    "impersonate-linux-26",
+    "impure-env",
+    "keep-build-log",
+    "keep-derivations",
+    "keep-env-derivations",
+    "keep-failed",
+    "keep-going",
+    "keep-outputs",
+    "log-lines",
+    "max-build-log-size",
+    "max-call-depth",
+    "max-free",
+    "max-jobs",
+    "max-silent-time",
+    "max-substitution-jobs",
+    "min-free",
+    "min-free-check-interval",
+    "nar-buffer-size",
+    "narinfo-cache-negative-ttl",
+    "narinfo-cache-positive-ttl",
+    "netrc-file",
+    "nix-path",
+    "nix-shell-always-looks-for-shell-nix",
+    "nix-shell-shebang-arguments-relative-to-script",
+    "plugin-files",
+    "post-build-hook",
+    "pre-build-hook",
+    "preallocate-contents",
+    "print-missing",
+    "pure-eval",
+    "require-drop-supplementary-groups",
+    "require-sigs",
+    "restrict-eval",
+    "run-diff-hook",
+    "sandbox",
+    "sandbox-build-dir",
+    "sandbox-dev-shm-size",
+    "sandbox-fallback",
+    "sandbox-paths",
+    "secret-key-files",
+    "show-trace",
+    "ssl-cert-file",
+    "stalled-download-timeout",
+    "start-id",
+    "store",
+    "substitute",
+    "substituters",
+    "sync-before-registering",
+    "system",
+    "system-features",
+    "tarball-ttl",
+    "timeout",
+    "trace-function-calls",
+    "trace-verbose",
+    "trust-tarballs-from-git-forges",
+    "trusted-public-keys",
+    "trusted-substituters",
+    "trusted-users",
+    "upgrade-nix-store-path-url",
+    "use-case-hack",
+    "use-cgroups",
+    "use-registries",
+    "use-sqlite-wal",
+    "use-xdg-base-directories",
+    "user-agent-suffix",
+    "warn-dirty",
+    "warn-large-path-threshold",
+];
+
+/// Nix 2.26's old names for settings: (alias, setting).
+pub const NIX_ALIASES: &[(&str, &str)] = &[
+    ("binary-cache-public-keys", "trusted-public-keys"),
+    ("binary-caches", "substituters"),
+    ("binary-caches-parallel-connections", "http-connections"),
+    ("build-chroot-dirs", "sandbox-paths"),
+    ("build-compress-log", "compress-build-log"),
+    ("build-cores", "cores"),
+    ("build-fallback", "fallback"),
+    ("build-impersonate-linux-26", "impersonate-linux-26"),
+    ("build-keep-log", "keep-build-log"),
+    ("build-max-jobs", "max-jobs"),
+    ("build-max-log-size", "max-build-log-size"),
+    ("build-max-silent-time", "max-silent-time"),
+    ("build-sandbox-paths", "sandbox-paths"),
+    ("build-timeout", "timeout"),
+    ("build-use-chroot", "sandbox"),
+    ("build-use-sandbox", "sandbox"),
+    ("build-use-substitutes", "substitute"),
+    ("commit-lockfile-summary", "commit-lock-file-summary"),
+    ("env-keep-derivations", "keep-env-derivations"),
+    ("gc-keep-derivations", "keep-derivations"),
+    ("gc-keep-outputs", "keep-outputs"),
+    ("substitution-max-jobs", "max-substitution-jobs"),
+    ("trusted-binary-caches", "trusted-substituters"),
+];
+
 /// Settings, as loaded from every source in order (later sources win).
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     values: BTreeMap<String, String>,
-    /// Names that are not known settings (warned about, as Nix does).
+    /// Where each value came from: a file, `NIX_CONFIG`, `RIX_CONFIG`, `--option`.
+    origins: BTreeMap<String, String>,
+    /// Names that are neither rix's nor Nix's settings (warned about, as Nix does).
     pub unknown: Vec<String>,
 }
 
+/// The files Nix reads user configuration from, the first winning
+/// (`nixUserConfFiles`).
+fn nix_user_conf_files() -> Vec<PathBuf> {
+    if let Some(files) = std::env::var_os("NIX_USER_CONF_FILES") {
+        return std::env::split_paths(&files).collect();
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".config")));
+    let dirs = std::env::var("XDG_CONFIG_DIRS")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/etc/xdg".to_owned());
+    config_home
+        .into_iter()
+        .chain(dirs.split(':').filter(|d| !d.is_empty()).map(PathBuf::from))
+        .map(|d| d.join("nix/nix.conf"))
+        .collect()
+}
+
 impl Settings {
-    /// Loads `/etc/rix/rix.conf` (or `$RIX_CONF_DIR/rix.conf`), the user's
-    /// `$XDG_CONFIG_HOME/rix/rix.conf`, then `$RIX_CONFIG`.
+    /// Loads Nix's configuration, then rix's (see the module's documentation).
     pub fn load_default() -> Result<Self, SettingsError> {
         let mut s = Self::default();
+        let nix_conf_dir = std::env::var_os("NIX_CONF_DIR")
+            .map_or_else(|| PathBuf::from("/etc/nix"), PathBuf::from);
+        s.apply_file(&nix_conf_dir.join("nix.conf"), true)?;
+        for file in nix_user_conf_files().iter().rev() {
+            s.apply_file(file, true)?;
+        }
+        if let Ok(text) = std::env::var("NIX_CONFIG") {
+            s.apply_text(&text, "NIX_CONFIG", None)?;
+        }
         let conf_dir = std::env::var_os("RIX_CONF_DIR")
             .map_or_else(|| PathBuf::from("/etc/rix"), PathBuf::from);
         s.apply_file(&conf_dir.join("rix.conf"), true)?;
@@ -211,12 +399,12 @@ impl Settings {
                     let p = dir.map_or_else(|| PathBuf::from(path), |d| d.join(path));
                     self.apply_file(&p, *inc == "!include")?;
                 }
-                [name, "=", value @ ..] => self.set(name, &value.join(" ")),
+                [name, "=", value @ ..] => self.set_from(name, &value.join(" "), file),
                 _ if line.contains('=') => {
                     // `name=value` without spaces, as Nix also accepts.
                     let (name, value) = line.split_once('=').expect("contains '='");
                     let value: Vec<&str> = value.split_whitespace().collect();
-                    self.set(name.trim(), &value.join(" "));
+                    self.set_from(name.trim(), &value.join(" "), file);
                 }
                 _ => {
                     return Err(SettingsError::Syntax {
@@ -230,8 +418,14 @@ impl Settings {
         Ok(())
     }
 
-    /// Sets one setting (`--option NAME VALUE`); `extra-NAME` appends.
+    /// Sets one setting from the command line (`--option NAME VALUE`).
     pub fn set(&mut self, name: &str, value: &str) {
+        self.set_from(name, value, "--option");
+    }
+
+    /// Sets one setting, read from `origin`; `extra-NAME` appends, and Nix's
+    /// old names (`build-max-jobs`, ...) set the setting they stand for.
+    pub fn set_from(&mut self, name: &str, value: &str, origin: &str) {
         if let Some(base) = name.strip_prefix("extra-") {
             let current = self.get(base);
             let joined = if current.is_empty() {
@@ -239,13 +433,48 @@ impl Settings {
             } else {
                 format!("{current} {value}")
             };
-            self.set(base, &joined);
+            self.set_from(base, &joined, origin);
             return;
         }
-        if !KNOWN.iter().any(|(k, _)| *k == name) && !self.unknown.iter().any(|u| u == name) {
+        let name = NIX_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == name)
+            .map_or(name, |(_, setting)| setting);
+        if !KNOWN.iter().any(|(k, _)| *k == name)
+            && !NIX_SETTINGS.contains(&name)
+            && !self.unknown.iter().any(|u| u == name)
+        {
             self.unknown.push(name.to_owned());
         }
         self.values.insert(name.to_owned(), value.to_owned());
+        self.origins.insert(name.to_owned(), origin.to_owned());
+    }
+
+    /// Where the value of `name` came from, or `None` for its default.
+    pub fn origin(&self, name: &str) -> Option<&str> {
+        self.origins.get(name).map(String::as_str)
+    }
+
+    /// Every setting rix knows or was given, with its value, sorted by name.
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut names: Vec<&str> = KNOWN.iter().map(|(k, _)| *k).collect();
+        names.extend(self.values.keys().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| (n.to_owned(), self.get(n)))
+            .collect()
+    }
+
+    /// The default of a setting rix knows (`None` for others).
+    pub fn default_of(name: &str) -> Option<String> {
+        computed_default(name).or_else(|| {
+            KNOWN
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
     }
 
     /// The value of a setting, or its default.

@@ -94,6 +94,11 @@ const STAGE_PROCESS: u32 = u32::MAX - 2;
 const STAGE_PARENT_GONE: u32 = u32::MAX - 1;
 const STAGE_EXEC: u32 = u32::MAX;
 
+/// Whether a failure was at `execve` (the builder's program itself).
+pub(crate) fn is_exec_stage(stage: u32) -> bool {
+    stage == STAGE_EXEC
+}
+
 impl ChildSpec {
     #[allow(clippy::too_many_arguments)]
     pub fn new(

@@ -252,11 +252,6 @@ pub struct SandboxSetup<'a> {
     /// Fixed-output: network access and the host's name resolution files.
     pub network: bool,
     pub paths: &'a [SandboxPath],
-    /// The build did not ask for the sandbox, which is there only to show the
-    /// store at its logical path: every other entry of the host's `/` is bound
-    /// as it is (with the host's `/etc`), so the builder sees what it would
-    /// without a sandbox (the host's `/bin/sh`, its network).
-    pub host_view: bool,
     /// The size of `/dev/shm` (`sandbox-dev-shm-size`, tmpfs's `size=`).
     pub shm_size: &'a str,
 }
@@ -348,38 +343,6 @@ fn devices() -> Vec<&'static str> {
         devs.push("kvm");
     }
     devs
-}
-
-/// The entries of the host's `/` a build with [`SandboxSetup::host_view`] sees
-/// as they are: all but those the sandbox makes itself (`/proc`, `/dev`, `/tmp`,
-/// `/sys`, the build directory) and the top of the store directory (the store is
-/// there, at its logical path). Symlinks (`/bin` → `usr/bin`) are bound as what
-/// they point to.
-fn host_entries(store_dir: &Path) -> Vec<(PathBuf, PathBuf, bool)> {
-    let store_top = store_dir
-        .components()
-        .nth(1)
-        .map(|c| c.as_os_str().to_owned());
-    let Ok(entries) = std::fs::read_dir("/") else {
-        return Vec::new();
-    };
-    let mut found: Vec<(PathBuf, PathBuf, bool)> = entries
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name();
-            !matches!(
-                name.to_str(),
-                Some("proc" | "dev" | "tmp" | "sys" | "build" | "lost+found")
-            ) && Some(&name) != store_top.as_ref()
-        })
-        .filter_map(|e| {
-            let path = e.path();
-            let meta = std::fs::metadata(&path).ok()?;
-            (meta.is_dir() || meta.is_file()).then_some((path.clone(), path, meta.is_dir()))
-        })
-        .collect();
-    found.sort();
-    found
 }
 
 /// The host's name resolution files a fixed-output build gets.
@@ -615,10 +578,6 @@ impl Sandbox {
                 Err(e) if sp.optional && e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err((sp.source.clone(), e)),
             }
-        }
-        if s.host_view {
-            // As without a sandbox: the host instead of `sandbox-paths`.
-            extra_paths = host_entries(store_dir);
         }
         let group = privileged.then_some(self.ids.gid);
         let inside = self.inside_ids();
@@ -951,8 +910,18 @@ fn start(
     let _ = std::io::Read::read_to_end(&mut f, &mut msg);
     if let Some((stage, errno)) = child::decode_failure(&msg) {
         let _ = waitpid(pid, None);
+        // A builder program missing in the sandbox: say which setting puts
+        // it there (a static shell for `/bin/sh`, as Nix's sandbox shell).
+        let hint = if child::is_exec_stage(stage) && errno == nix::errno::Errno::ENOENT {
+            "; the sandbox has only the store paths the build depends on and what the \
+             'sandbox-paths' setting binds: give it the program with e.g. \
+             --option extra-sandbox-paths /bin/sh=/bin/busybox (a static shell: \
+             apt-get install busybox-static)"
+        } else {
+            ""
+        };
         return Err(format!(
-            "while setting up the build environment: {}: {}",
+            "while setting up the build environment: {}: {}{hint}",
             spec.describe(stage),
             errno.desc()
         ));

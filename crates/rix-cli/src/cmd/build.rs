@@ -253,6 +253,21 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     }
     let mut opts = options(ctx, args)?;
     opts.substituter = substituter;
+    let sandbox_off_here = args.no_sandbox
+        || (ctx.settings.origin("sandbox") == Some("--option")
+            && opts.settings.sandbox == SandboxMode::Off);
+    if store.layout().needs_remap() && !drvs.is_empty() && sandbox_off_here {
+        eprintln!(
+            "warning: building in the sandbox anyway: the store rooted at {} is seen at {} only \
+             inside the sandbox, so 'sandbox = false' does not apply to it (as in Nix)",
+            store
+                .layout()
+                .root
+                .as_ref()
+                .map_or_else(String::new, |r| r.display().to_string()),
+            store.store_dir()
+        );
+    }
     let progress = Progress::new(store.store_dir().clone(), args.print_build_logs);
     let fetched = rix_build::substitute::realise_paths(
         &store,
@@ -373,34 +388,24 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
     let results = daemon.build_paths_with_results(&targets, mode);
     progress.finish();
     let mut failures = Vec::new();
-    let mut mask = 0u8;
     let mut report = RealiseReport::default();
     for r in results? {
         let DerivedPath::Built { drv_path, .. } = &r.path else {
             continue;
         };
         if !r.result.status.is_success() {
-            // The exit status from the daemon's results, as the worker's
-            // `failingExitStatus` counts them.
-            use rix_formats::worker_protocol::BuildStatus as S;
-            mask |= match r.result.status {
-                S::PermanentFailure | S::OutputRejected => 0x04,
-                S::TimedOut => 0x05,
-                S::NotDeterministic => 0x08,
-                _ => 0,
-            };
             failures.push(rix_remote::strip_ansi(&r.result.error_msg));
             continue;
         }
         let outputs = daemon.outputs_built(drv_path, &r.result)?;
         report.outputs.insert(drv_path.clone(), outputs);
     }
-    if !failures.is_empty() {
-        return Err(crate::cmd::ExitStatus {
-            code: if mask == 0 { 1 } else { mask | 0x60 },
-            message: failures.join("\n"),
-        }
-        .into());
+    // Exit status 1, as Nix's client gives: the daemon's results do not
+    // carry the worker's exit status.
+    match failures.as_slice() {
+        [] => {}
+        [only] => bail!("{only}"),
+        all => bail!("{}", all.join("\n")),
     }
     let results = selected_outputs(&wanted, &report)?;
     if !args.no_link {

@@ -1,6 +1,7 @@
 //! One module per `rix` subcommand group.
 
 pub mod build;
+pub mod config;
 pub mod copy;
 pub mod daemon;
 pub mod derivation;
