@@ -35,6 +35,38 @@ pub struct Plan {
     pub substitutes: BTreeMap<StorePath, Vec<StorePath>>,
 }
 
+impl Plan {
+    /// The derivations to build, each after the ones it depends on: the
+    /// order Nix lists them in ("these N derivations will be built:", a
+    /// depth-first walk in path order, `topoSortPaths` reversed).
+    pub fn build_order(&self) -> Vec<StorePath> {
+        fn visit<'a>(
+            plan: &'a Plan,
+            path: &'a StorePath,
+            seen: &mut BTreeSet<&'a StorePath>,
+            out: &mut Vec<StorePath>,
+        ) {
+            if !seen.insert(path) {
+                return;
+            }
+            if let Some(b) = plan.builds.get(path) {
+                for d in &b.deps {
+                    if plan.builds.contains_key(d) {
+                        visit(plan, d, seen, out);
+                    }
+                }
+            }
+            out.push(path.clone());
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::with_capacity(self.builds.len());
+        for p in self.builds.keys() {
+            visit(self, p, &mut seen, &mut out);
+        }
+        out
+    }
+}
+
 /// Reads and parses a `.drv` from the store. Its outputs are checked when it
 /// became valid; [`plan_with`] checks them again for those it will build.
 pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation, BuildError> {

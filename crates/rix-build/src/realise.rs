@@ -133,12 +133,12 @@ pub fn execute(
     opts: &RealiseOptions,
     observer: &dyn Observer,
 ) -> Result<RealiseReport, BuildError> {
+    let order = plan.build_order();
     let Plan {
         builds,
         target_outputs,
         ..
     } = plan;
-    let order: Vec<StorePath> = builds.keys().cloned().collect();
     observer.event(BuildEvent::Planned { to_build: &order });
 
     let mut report = RealiseReport {

@@ -81,12 +81,7 @@ impl Observer for Progress {
                     l.overall.set_length(to_build.len() as u64);
                 }
                 if !to_build.is_empty() {
-                    let word = if to_build.len() == 1 {
-                        "derivation"
-                    } else {
-                        "derivations"
-                    };
-                    self.println(&format!("these {} {word} will be built:", to_build.len()));
+                    self.println(&will_be_built(to_build.len()));
                     for d in to_build {
                         self.println(&format!("  {}", self.store_dir.display(d)));
                     }
@@ -163,6 +158,31 @@ impl rix_substitute::SubstObserver for Progress {
     }
 }
 
+/// Nix's heading for the derivations to build ("this derivation will be
+/// built:" for one).
+pub fn will_be_built(n: usize) -> String {
+    if n == 1 {
+        "this derivation will be built:".to_owned()
+    } else {
+        format!("these {n} derivations will be built:")
+    }
+}
+
+/// Nix's heading for the paths to fetch from binary caches.
+pub fn will_be_fetched(n: usize, download_bytes: u64, nar_bytes: u64) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let sizes = format!(
+        "({:.2} MiB download, {:.2} MiB unpacked)",
+        mib(download_bytes),
+        mib(nar_bytes)
+    );
+    if n == 1 {
+        format!("this path will be fetched {sizes}:")
+    } else {
+        format!("these {n} paths will be fetched {sizes}:")
+    }
+}
+
 impl Progress {
     /// Downloads from binary caches, as Nix words them.
     fn substitution(&self, event: rix_substitute::SubstEvent<'_>) {
@@ -174,13 +194,7 @@ impl Progress {
                 download_bytes,
                 nar_bytes,
             } => {
-                let word = if paths.len() == 1 { "path" } else { "paths" };
-                self.println(&format!(
-                    "these {} {word} will be fetched ({:.2} MiB download, {:.2} MiB unpacked):",
-                    paths.len(),
-                    mib(download_bytes),
-                    mib(nar_bytes)
-                ));
+                self.println(&will_be_fetched(paths.len(), download_bytes, nar_bytes));
                 for p in paths {
                     self.println(&format!("  {}", self.store_dir.display(p)));
                 }

@@ -232,9 +232,9 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
         if plan.builds.is_empty() {
             eprintln!("nothing to build: every output is valid");
         } else {
-            eprintln!("these {} derivations would be built:", plan.builds.len());
-            for d in plan.builds.keys() {
-                eprintln!("  {}", store.print(d));
+            eprintln!("{}", crate::progress::will_be_built(plan.builds.len()));
+            for d in plan.build_order() {
+                eprintln!("  {}", store.print(&d));
             }
         }
         return Ok(());

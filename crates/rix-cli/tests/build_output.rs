@@ -1,0 +1,128 @@
+//! What `rix build` tells the user, as Nix 2.26's `nix-build` does: the
+//! derivations it will build, dependencies first, worded in the singular
+//! for one.
+
+use std::process::Command;
+
+mod rixcmd;
+use rixcmd::TempStore;
+
+const DAG: &str = r#"
+let
+  mk = name: deps: derivation {
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "echo ${name} ${toString deps} > $out" ];
+  };
+  a = mk "a" [ ];
+  b = mk "b" [ a ];
+  c = mk "c" [ a ];
+  d = mk "d" [ b c ];
+  z = mk "z" [ ];
+in { top = mk "top" [ d z ]; inherit a; }
+"#;
+
+/// The "will be built" block of stderr, with the store directory replaced.
+fn plan_block(stderr: &str, store: &TempStore) -> String {
+    let dir = store.store_dir().display().to_string();
+    let mut out = String::new();
+    let mut inside = false;
+    for l in stderr.lines() {
+        if l.ends_with("will be built:") {
+            inside = true;
+        } else if !l.starts_with("  ") {
+            inside = false;
+        }
+        if inside {
+            out.push_str(&l.replace(&dir, "STORE"));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn rix_dry_run(t: &TempStore, file: &str, attr: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "build", "--dry-run", "-f", file, attr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    plan_block(&String::from_utf8_lossy(&out.stderr), t)
+}
+
+fn rix_build(t: &TempStore, file: &str, attr: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "--option", "sandbox", "false"])
+        .args(["build", "--no-link", "-f", file, attr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    plan_block(&String::from_utf8_lossy(&out.stderr), t)
+}
+
+#[test]
+fn will_be_built_lists_dependencies_first_as_nix_does() {
+    let tr = TempStore::new();
+    let file = tr.dir.path().join("dag.nix");
+    std::fs::write(&file, DAG).unwrap();
+    let file = file.to_str().unwrap();
+    let dry = rix_dry_run(&tr, file, "top");
+    let names: Vec<&str> = dry
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit('-').next().unwrap())
+        .collect();
+    assert_eq!(
+        dry.lines().next(),
+        Some("these 6 derivations will be built:")
+    );
+    // Every derivation after those it depends on.
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(
+        at("a.drv") < at("b.drv") && at("a.drv") < at("c.drv"),
+        "{dry}"
+    );
+    assert!(
+        at("b.drv") < at("d.drv") && at("d.drv") < at("top.drv"),
+        "{dry}"
+    );
+    assert_eq!(
+        rix_dry_run(&tr, file, "a").lines().next(),
+        Some("this derivation will be built:")
+    );
+    // The build itself announces the same list (in a store of its own: the
+    // other stays unbuilt for Nix's dry run).
+    let tb = TempStore::new();
+    let planned = rix_dry_run(&tb, file, "top");
+    assert_eq!(rix_build(&tb, file, "top"), planned);
+
+    let Some(mut nix) = rix_testutil::nix_current("nix-build") else {
+        return;
+    };
+    // Nix on the same store: the same .drv paths, so the same order.
+    let out = nix
+        .args([
+            "--store",
+            &tr.url(),
+            "--option",
+            "build-hook",
+            "",
+            "--option",
+            "substituters",
+            "",
+        ])
+        .args(["--dry-run", file, "-A", "top"])
+        .output()
+        .unwrap();
+    let nix_block = plan_block(&String::from_utf8_lossy(&out.stderr), &tr);
+    assert_eq!(dry, nix_block);
+}
