@@ -71,6 +71,9 @@ pub struct BuildSettings {
     /// Let builders gain privileges through set-user-ID programs
     /// (`allow-new-privileges`; only without `filter-syscalls` or with this on).
     pub allow_new_privileges: bool,
+    /// The command that prints a build's log, for the hint after a failure
+    /// (`rix log`, with the `--store` the build used).
+    pub log_command: String,
 }
 
 impl Default for BuildSettings {
@@ -88,6 +91,7 @@ impl Default for BuildSettings {
             max_log_size: None,
             filter_syscalls: true,
             allow_new_privileges: false,
+            log_command: "rix log".to_owned(),
         }
     }
 }
@@ -924,6 +928,7 @@ fn run_builder(
             status: describe_status(status),
             tail,
             log_error: log_error.map(|e| e.to_string()),
+            log_command: settings.log_command.clone(),
         });
     }
     match log_error {

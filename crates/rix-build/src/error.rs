@@ -33,7 +33,7 @@ pub enum BuildError {
     #[error(
         "builder for '{drv}' failed with {status};{}\n{}",
         format_tail(tail),
-        log_error.as_ref().map_or_else(|| format!("For full logs, run 'rix log {drv}'."), |e| format!("(and {e})"))
+        log_error.as_ref().map_or_else(|| format!("For full logs, run '{log_command} {drv}'."), |e| format!("(and {e})"))
     )]
     BuilderFailed {
         drv: String,
@@ -41,6 +41,8 @@ pub enum BuildError {
         tail: Vec<String>,
         /// Why the log file is incomplete, if it is.
         log_error: Option<String>,
+        /// The command that prints the whole log (`BuildSettings::log_command`).
+        log_command: String,
     },
     #[error(transparent)]
     Log(#[from] crate::log::LogWriteError),

@@ -52,6 +52,7 @@ pub fn build_settings(s: &Settings) -> Result<BuildSettings, String> {
         max_log_size: (max_log > 0).then_some(max_log),
         filter_syscalls: s.get_bool("filter-syscalls").map_err(err)?,
         allow_new_privileges: s.get_bool("allow-new-privileges").map_err(err)?,
+        log_command: "rix log".to_owned(),
     })
 }
 

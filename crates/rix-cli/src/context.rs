@@ -50,7 +50,7 @@ fn options_in(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<(String
 #[derive(Clone)]
 pub struct Context {
     pub settings: Settings,
-    store_url: Option<String>,
+    pub(crate) store_url: Option<String>,
     /// The `--option` pairs of the command line, passed on to a daemon.
     overrides: Vec<(String, String)>,
 }

@@ -219,6 +219,13 @@ fn main() -> ExitCode {
                 rix_eval::error::log_stderr(&r.0);
                 return ExitCode::FAILURE;
             }
+            // An error already reported (a failed build, as it failed) ends
+            // the command with its status alone.
+            if let Some(e) = err.downcast_ref::<cmd::ExitStatus>() {
+                if e.message.is_empty() {
+                    return ExitCode::from(e.code);
+                }
+            }
             rix_eval::error::log_stderr(&format!("error: {err}"));
             for cause in err.chain().skip(1) {
                 rix_eval::error::log_stderr(&format!("  caused by: {cause}"));

@@ -17,6 +17,8 @@ pub struct Progress {
     print_logs: bool,
     live: Option<Live>,
     plain: Mutex<()>,
+    /// Failed builds already reported (see [`Progress::reported_failures`]).
+    reported_failures: std::sync::atomic::AtomicUsize,
 }
 
 struct Live {
@@ -47,7 +49,14 @@ impl Progress {
             print_logs,
             live,
             plain: Mutex::new(()),
+            reported_failures: Default::default(),
         }
+    }
+
+    /// How many failed builds were reported as they failed.
+    pub fn reported_failures(&self) -> usize {
+        self.reported_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn println(&self, line: &str) {
@@ -81,7 +90,7 @@ impl Observer for Progress {
                     l.overall.set_length(to_build.len() as u64);
                 }
                 if !to_build.is_empty() {
-                    self.println(&will_be_built(to_build.len()));
+                    self.println(&will_be_built(to_build.len(), false));
                     for d in to_build {
                         self.println(&format!("  {}", self.store_dir.display(d)));
                     }
@@ -136,8 +145,13 @@ impl Observer for Progress {
                         l.overall.inc(1);
                     }
                 }
-                // Failures are reported once, by the command, when it ends.
-                let _ = error;
+                // A failure is reported when it happens (with its log's
+                // last lines), as Nix does, not when the command ends.
+                if let Some(e) = error {
+                    self.println(&format!("error: {e}"));
+                    self.reported_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             BuildEvent::Skipped { drv, failed_dep } => self.println(&format!(
                 "not building '{}': its dependency '{}' failed",
@@ -158,13 +172,14 @@ impl rix_substitute::SubstObserver for Progress {
     }
 }
 
-/// Nix's heading for the derivations to build ("this derivation will be
-/// built:" for one).
-pub fn will_be_built(n: usize) -> String {
-    if n == 1 {
-        "this derivation will be built:".to_owned()
-    } else {
-        format!("these {n} derivations will be built:")
+/// Nix 2.26's heading for the derivations to build: "This derivation will be
+/// built:" for one as a build starts, "this derivation ..." in a dry run
+/// (`dry_run`), "these N derivations will be built:" for more.
+pub fn will_be_built(n: usize, dry_run: bool) -> String {
+    match (n, dry_run) {
+        (1, false) => "This derivation will be built:".to_owned(),
+        (1, true) => "this derivation will be built:".to_owned(),
+        _ => format!("these {n} derivations will be built:"),
     }
 }
 
@@ -177,7 +192,7 @@ pub fn will_be_fetched(n: usize, download_bytes: u64, nar_bytes: u64) -> String 
         mib(nar_bytes)
     );
     if n == 1 {
-        format!("this path will be fetched {sizes}:")
+        format!("This path will be fetched {sizes}:")
     } else {
         format!("these {n} paths will be fetched {sizes}:")
     }

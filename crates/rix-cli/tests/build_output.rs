@@ -95,8 +95,9 @@ fn will_be_built_lists_dependencies_first_as_nix_does() {
         at("b.drv") < at("d.drv") && at("d.drv") < at("top.drv"),
         "{dry}"
     );
+    let single = rix_dry_run(&tr, file, "a");
     assert_eq!(
-        rix_dry_run(&tr, file, "a").lines().next(),
+        single.lines().next(),
         Some("this derivation will be built:")
     );
     // The build itself announces the same list (in a store of its own: the
@@ -125,4 +126,92 @@ fn will_be_built_lists_dependencies_first_as_nix_does() {
         .unwrap();
     let nix_block = plan_block(&String::from_utf8_lossy(&out.stderr), &tr);
     assert_eq!(dry, nix_block);
+    let out = rix_testutil::nix_current("nix-build")
+        .unwrap()
+        .args([
+            "--store",
+            &tr.url(),
+            "--option",
+            "build-hook",
+            "",
+            "--option",
+            "substituters",
+            "",
+        ])
+        .args(["--dry-run", file, "-A", "a"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        single,
+        plan_block(&String::from_utf8_lossy(&out.stderr), &tr)
+    );
+}
+
+const FAILING: &str = r#"
+let
+  mk = name: script: derivation {
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" script ];
+  };
+in {
+  fail = mk "fail" "echo failing; exit 1";
+  two = mk "two" "echo ${mk "f1" "echo one; exit 1"} ${mk "f2" "echo two; exit 2"} > $out";
+}
+"#;
+
+fn rix_fails(t: &TempStore, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "--option", "sandbox", "false"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_failed_build_is_reported_once_when_it_fails() {
+    let t = TempStore::new();
+    let file = t.dir.path().join("failing.nix");
+    std::fs::write(&file, FAILING).unwrap();
+    let file = file.to_str().unwrap();
+    let (code, err) = rix_fails(&t, &["build", "--no-link", "-f", file, "fail"]);
+    assert_eq!(code, 100, "{err}");
+    assert_eq!(err.matches("error: builder for").count(), 1, "{err}");
+    assert!(err.contains("> failing"), "{err}");
+    // The hint names the store the build used.
+    assert!(
+        err.contains(&format!("run 'rix --store \"{}\" log ", t.url())),
+        "{err}"
+    );
+
+    // With --keep-going each failure shows when it happens, before the
+    // dependent is skipped, and the summary closes.
+    let (code, err) = rix_fails(
+        &t,
+        &[
+            "build",
+            "--no-link",
+            "--keep-going",
+            "-j",
+            "1",
+            "-f",
+            file,
+            "two",
+        ],
+    );
+    assert_eq!(code, 100, "{err}");
+    assert_eq!(err.matches("error: builder for").count(), 2, "{err}");
+    let first_error = err.find("error: builder for").unwrap();
+    let skipped = err.find("not building").unwrap();
+    assert!(first_error < skipped, "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("error: 2 of 3 builds failed and 1 were not attempted"),
+        "{err}"
+    );
 }

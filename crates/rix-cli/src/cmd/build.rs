@@ -178,6 +178,17 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
         settings.max_log_size = (n > 0).then_some(n);
     }
     settings.keep_failed |= args.keep_failed;
+    // The hint after a failure names the store the build used.
+    if let Some(url) = &ctx.store_url {
+        let safe = url
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=".contains(&b));
+        settings.log_command = if safe {
+            format!("rix --store {url} log")
+        } else {
+            format!("rix --store \"{url}\" log")
+        };
+    }
     match (args.sandbox, args.no_sandbox) {
         (true, _) => settings.sandbox = SandboxMode::On,
         (_, true) => settings.sandbox = SandboxMode::Off,
@@ -232,7 +243,10 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
         if plan.builds.is_empty() {
             eprintln!("nothing to build: every output is valid");
         } else {
-            eprintln!("{}", crate::progress::will_be_built(plan.builds.len()));
+            eprintln!(
+                "{}",
+                crate::progress::will_be_built(plan.builds.len(), true)
+            );
             for d in plan.build_order() {
                 eprintln!("  {}", store.print(&d));
             }
@@ -282,7 +296,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     };
     progress.finish();
     let report = report?;
-    report_failures(&report)?;
+    report_failures(&report, progress.reported_failures())?;
     report_nondeterminism(&store, &report)?;
     let results = selected_outputs(&wanted, &report)?;
     if !args.no_link {
@@ -416,8 +430,10 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
 }
 
 /// Fails with Nix's exit status for the report (see
-/// `RealiseReport::exit_status`).
-fn report_failures(report: &RealiseReport) -> Result<()> {
+/// `RealiseReport::exit_status`). Failed builds were reported as they failed
+/// (`reported` of them, by the progress display); what is left to say is the
+/// count, unless the one build that failed was all there was.
+fn report_failures(report: &RealiseReport, reported: usize) -> Result<()> {
     if report.succeeded() {
         return Ok(());
     }
@@ -430,11 +446,18 @@ fn report_failures(report: &RealiseReport) -> Result<()> {
     };
     if let [(_, only)] = report.failed.as_slice() {
         if report.skipped.is_empty() {
-            return fail(only.to_string());
+            // Said already: exit with the status alone.
+            return fail(if reported == 1 {
+                String::new()
+            } else {
+                only.to_string()
+            });
         }
     }
-    for (_, e) in &report.failed {
-        eprintln!("error: {e}");
+    if reported == 0 {
+        for (_, e) in &report.failed {
+            eprintln!("error: {e}");
+        }
     }
     let total = report.built.len()
         + report.built_elsewhere.len()
