@@ -227,6 +227,11 @@ pub fn build(
     }
     if result.is_ok() || !settings.keep_failed {
         let _ = delete_path(&build_dir);
+    } else {
+        observer.event(crate::events::BuildEvent::KeptBuildDir {
+            drv: job.drv_path,
+            path: &build_dir,
+        });
     }
     for l in &mut locks {
         l.set_delete_on_release(result.is_ok());

@@ -25,6 +25,11 @@ pub enum BuildEvent<'a> {
     /// Another process (rix or Nix) holds the lock on an output of `drv`; the
     /// build waits for it (and then usually finds the output valid).
     WaitingForLock { drv: &'a StorePath, path: &'a str },
+    /// A failed build's directory was kept (`--keep-failed`) at `path`.
+    KeptBuildDir {
+        drv: &'a StorePath,
+        path: &'a std::path::Path,
+    },
     /// A derivation was not attempted because a dependency failed.
     Skipped {
         drv: &'a StorePath,

@@ -169,8 +169,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// On Ctrl-C or SIGTERM, kill every running builder's process group; the
-/// realisation then fails those builds, deletes their partial outputs and exits.
-/// With no builder running, or on a second signal, exit at once (128 + signal).
+/// realisation then fails those builds, deletes their partial outputs and ends
+/// with "interrupted by the user" (exit status 1, as Nix). With no builder
+/// running, or on a second signal, exit at once with that message.
 pub(crate) fn handle_interrupts() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
@@ -178,12 +179,14 @@ pub(crate) fn handle_interrupts() {
     };
     std::thread::spawn(move || {
         let mut seen = 0;
-        for sig in signals.forever() {
+        for _ in signals.forever() {
             seen += 1;
             let busy = rix_build::running::any_running();
             rix_build::running::cancel_all();
             if seen > 1 || !busy {
-                std::process::exit(128 + sig);
+                // As Nix ends on SIGINT: its message, exit status 1.
+                eprintln!("error: interrupted by the user");
+                std::process::exit(1);
             }
             eprintln!("interrupted: stopping builds (press Ctrl-C again to quit at once)");
         }

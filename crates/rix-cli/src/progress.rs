@@ -147,7 +147,8 @@ impl Observer for Progress {
                 }
                 // A failure is reported when it happens (with its log's
                 // last lines), as Nix does, not when the command ends.
-                if let Some(e) = error {
+                // (A build stopped by Ctrl-C is not a failure to report.)
+                if let Some(e) = error.filter(|_| !rix_build::running::cancelled()) {
                     self.println(&format!("error: {e}"));
                     self.reported_failures
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -157,6 +158,10 @@ impl Observer for Progress {
                 "not building '{}': its dependency '{}' failed",
                 self.store_dir.display(drv),
                 self.store_dir.display(failed_dep)
+            )),
+            BuildEvent::KeptBuildDir { path, .. } => self.println(&format!(
+                "note: keeping build directory '{}'",
+                path.display()
             )),
             BuildEvent::WaitingForLock { path, .. } => {
                 self.println(&format!("waiting for lock on '{path}'"))

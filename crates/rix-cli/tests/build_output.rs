@@ -215,3 +215,129 @@ fn a_failed_build_is_reported_once_when_it_fails() {
         "{err}"
     );
 }
+
+#[test]
+fn keep_failed_says_where_the_build_directory_is() {
+    let t = TempStore::new();
+    let file = t.dir.path().join("failing.nix");
+    std::fs::write(&file, FAILING).unwrap();
+    let build_dir = t.dir.path().join("builds");
+    std::fs::create_dir(&build_dir).unwrap();
+    let (code, err) = rix_fails(
+        &t,
+        &[
+            "--option",
+            "build-dir",
+            build_dir.to_str().unwrap(),
+            "build",
+            "--no-link",
+            "-K",
+            "-f",
+            file.to_str().unwrap(),
+            "fail",
+        ],
+    );
+    assert_eq!(code, 100, "{err}");
+    let kept = err
+        .lines()
+        .find_map(|l| l.strip_prefix("note: keeping build directory '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(kept.starts_with(build_dir.to_str().unwrap()), "{err}");
+    assert!(std::path::Path::new(kept).is_dir(), "{kept}");
+}
+
+/// `rix build` with nothing named builds `./default.nix` and, as `nix-build`
+/// does for files, prints the output paths.
+#[test]
+fn no_arguments_build_default_nix_and_print_the_output() {
+    let t = TempStore::new();
+    let dir = t.dir.path().join("project");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("default.nix"),
+        r#"derivation { name = "x"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo x > $out" ]; }"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "--option", "sandbox", "false", "build"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let link = std::fs::read_link(dir.join("result")).unwrap();
+    assert_eq!(printed, format!("{}\n", link.display()));
+    assert!(printed.ends_with("-x\n"), "{printed}");
+}
+
+/// Ctrl-C in the middle of a build: the builder is stopped, and rix ends as
+/// Nix does, "interrupted by the user" with exit status 1.
+#[test]
+fn ctrl_c_ends_with_interrupted_by_the_user() {
+    let t = TempStore::new();
+    let started = t.dir.path().join("started");
+    let file = t.dir.path().join("slow.nix");
+    std::fs::write(
+        &file,
+        format!(
+            r#"derivation {{ name = "slow"; system = builtins.currentSystem; builder = "/bin/sh";
+                args = [ "-c" "echo > {}; /bin/sleep 60; echo > $out" ]; }}"#,
+            started.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "--option", "sandbox", "false"])
+        .args(["build", "--no-link", file.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    rix_testutil::wait_for(
+        "the builder to start",
+        std::time::Duration::from_secs(60),
+        || started.exists().then_some(()),
+    );
+    ::nix::sys::signal::kill(
+        ::nix::unistd::Pid::from_raw(child.id() as i32),
+        ::nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.trim_end().ends_with("error: interrupted by the user"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("cancelled") && !err.contains("builder for"),
+        "{err}"
+    );
+}
+
+/// A function where a value was expected: Nix's hint about `--arg`.
+#[test]
+fn a_function_needing_arguments_gets_nixs_hint() {
+    let t = TempStore::new();
+    let file = t.dir.path().join("f.nix");
+    std::fs::write(&file, "{ x }: x\n").unwrap();
+    let (code, err) = rix_fails(&t, &["build", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("passed explicitly with '--arg' or '--argstr'"),
+        "{err}"
+    );
+    let Some(mut nix) = rix_testutil::nix_current("nix-build") else {
+        return;
+    };
+    let out = nix
+        .args(["--store", &t.url(), file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(err, String::from_utf8(out.stderr).unwrap());
+}

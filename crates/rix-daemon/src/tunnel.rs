@@ -221,6 +221,12 @@ impl<W: Write + Send> Observer for Tunnel<W> {
             BuildEvent::WaitingForLock { path, .. } => {
                 self.log(verbosity::INFO, &format!("waiting for lock on '{path}'"));
             }
+            BuildEvent::KeptBuildDir { path, .. } => {
+                self.log(
+                    verbosity::INFO,
+                    &format!("note: keeping build directory '{}'", path.display()),
+                );
+            }
             BuildEvent::Skipped { drv, failed_dep } => {
                 self.log(
                     verbosity::ERROR,

@@ -118,7 +118,11 @@ impl Evaluator {
                                     return Err(EvalError::new(
                                         ErrorKind::Type,
                                         format!(
-                                            "cannot evaluate a function that has an argument without a value ('{}')",
+                                            "cannot evaluate a function that has an argument without a value ('{}')\n\
+                                             Nix attempted to evaluate a function as a top level expression; in\n\
+                                             this case it must have its arguments supplied either by default\n\
+                                             values, or passed explicitly with '--arg' or '--argstr'. See\n\
+                                             https://nixos.org/manual/nix/stable/language/constructs.html#functions.",
                                             f.name
                                         ),
                                         f.pos,

@@ -19,8 +19,8 @@ use crate::progress::Progress;
 pub struct BuildArgs {
     /// What to build: `/nix/store/...drv` (optionally `^out,dev` to pick
     /// outputs), or `FILE.nix` (evaluated, as `nix-build FILE.nix`); with
-    /// `--file`/`--expr`, attribute paths.
-    #[arg(required_unless_present_any = ["file", "expr"], value_name = "INSTALLABLES")]
+    /// `--file`/`--expr`, attribute paths. None: `./default.nix`.
+    #[arg(value_name = "INSTALLABLES")]
     pub installables: Vec<String>,
     #[command(flatten)]
     pub nix: Box<crate::cmd::instantiate::NixInstallableArgs>,
@@ -204,6 +204,17 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
 }
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
+    // Nothing named: `./default.nix`, as `nix-build` builds.
+    let defaulted;
+    let args = if args.installables.is_empty() && !args.nix.is_set() {
+        defaulted = BuildArgs {
+            installables: vec!["./default.nix".to_owned()],
+            ..args.clone()
+        };
+        &defaulted
+    } else {
+        args
+    };
     if ctx.daemon_url().is_some() {
         return run_through_daemon(ctx, args);
     }
@@ -295,6 +306,9 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
         Err(e) => Err(e),
     };
     progress.finish();
+    if rix_build::running::cancelled() {
+        bail!("interrupted by the user");
+    }
     let report = report?;
     report_failures(&report, progress.reported_failures())?;
     report_nondeterminism(&store, &report)?;
@@ -306,7 +320,18 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--json` or `--print-out-paths` output.
+/// Whether the build is `nix-build`'s (Nix files or `--file`/`--expr`),
+/// which prints the output paths, rather than `nix build`'s.
+fn nix_build_style(args: &BuildArgs) -> bool {
+    args.nix.is_set()
+        || args
+            .installables
+            .iter()
+            .any(|i| crate::cmd::instantiate::is_nix_installable(i))
+}
+
+/// `--json` or `--print-out-paths` output; the output paths for a
+/// `nix-build`-style build.
 fn print_results(store: &dyn Store, args: &BuildArgs, results: &Results) {
     if args.json {
         let json: Vec<serde_json::Value> = results
@@ -323,7 +348,7 @@ fn print_results(store: &dyn Store, args: &BuildArgs, results: &Results) {
             })
             .collect();
         println!("{}", serde_json::Value::Array(json));
-    } else if args.print_out_paths {
+    } else if args.print_out_paths || nix_build_style(args) {
         for (_, outs) in results {
             for p in outs.values() {
                 println!("{}", store.print(p));
