@@ -370,6 +370,15 @@ impl Evaluator {
         Ok(crate::print::print_value(&v))
     }
 
+    /// `v` as `nix eval` prints it: forced through, with errors in parts
+    /// printed in their place (see [`crate::print::print_forced`]); an error
+    /// forcing `v` itself is returned.
+    pub fn print_as_nix_eval(&mut self, v: &Value) -> Result<String> {
+        let v = self.force(v)?;
+        let mut force = |v: &Value| self.force(v).map_err(|e| e.message.clone());
+        Ok(crate::print::print_forced(&v, &mut force))
+    }
+
     /// `v` as JSON (`--json`), forcing it deeply.
     pub fn to_json(&mut self, v: &Value) -> Result<String> {
         crate::builtins::value_to_json(self, v, true)

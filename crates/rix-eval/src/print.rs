@@ -390,6 +390,142 @@ impl ErrorPrinter {
     }
 }
 
+/// A value as `nix eval` prints it (Nix 2.26's `ValuePrinter` with `force`
+/// and `derivationPaths`): every part forced through `force`, an error in a
+/// part printed in its place (`«error: MESSAGE»`), a derivation as
+/// `«derivation DRV-PATH»`, functions with their position, sets and lists
+/// printed a second time as `«repeated»` (Nix's empty set is one shared
+/// value, so a second `{ }` is too).
+pub fn print_forced(v: &Value, force: &mut dyn FnMut(&Value) -> Result<Value, String>) -> String {
+    let mut p = ForcedPrinter {
+        out: String::new(),
+        seen: HashSet::new(),
+        force,
+    };
+    p.print(v, None);
+    p.out
+}
+
+struct ForcedPrinter<'a> {
+    out: String,
+    seen: HashSet<usize>,
+    force: &'a mut dyn FnMut(&Value) -> Result<Value, String>,
+}
+
+/// The identity of Nix's one empty attribute set.
+const EMPTY_ATTRS: usize = 1;
+
+impl ForcedPrinter<'_> {
+    fn print(&mut self, v: &Value, holder: Option<usize>) {
+        let holder = match v {
+            Value::Thunk(t) => Some(Rc::as_ptr(&t.0) as *const u8 as usize),
+            _ => holder,
+        };
+        let v = match (self.force)(v) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = write!(self.out, "«error: {e}»");
+                return;
+            }
+        };
+        match &v {
+            Value::Attrs(a) => {
+                let id = if a.is_empty() {
+                    EMPTY_ATTRS
+                } else {
+                    Rc::as_ptr(a) as *const u8 as usize
+                };
+                if !self.seen.insert(id) {
+                    self.out.push_str("«repeated»");
+                    return;
+                }
+                match self.derivation_path(a) {
+                    Ok(Some(Some(drv))) => {
+                        let _ = write!(self.out, "«derivation {drv}»");
+                        return;
+                    }
+                    Ok(Some(None)) => {
+                        self.out.push_str("«derivation»");
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = write!(self.out, "«error: {e}»");
+                        return;
+                    }
+                }
+                self.out.push('{');
+                let mut sorted: Vec<_> = a.iter().collect();
+                sorted.sort_by(|x, y| x.name.as_str().cmp(y.name.as_str()));
+                for attr in sorted {
+                    self.out.push(' ');
+                    attr_name(attr.name.as_str(), &mut self.out);
+                    self.out.push_str(" = ");
+                    stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.print(&attr.value, None));
+                    self.out.push(';');
+                }
+                self.out.push_str(" }");
+            }
+            Value::List(l) => {
+                // Nix keeps lists of one or two elements in the value itself.
+                let id = if l.len() <= 2 {
+                    holder
+                } else {
+                    Some(Rc::as_ptr(l) as *const u8 as usize)
+                };
+                if let Some(id) = id.filter(|_| !l.is_empty()) {
+                    if !self.seen.insert(id) {
+                        self.out.push_str("«repeated»");
+                        return;
+                    }
+                }
+                self.out.push('[');
+                for item in l.iter() {
+                    self.out.push(' ');
+                    stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.print(item, None));
+                }
+                self.out.push_str(" ]");
+            }
+            other => {
+                let mut p = ErrorPrinter {
+                    out: std::mem::take(&mut self.out),
+                    seen: HashSet::new(),
+                    attrs: 0,
+                    items: 0,
+                    max: usize::MAX,
+                };
+                p.print(other, 0);
+                self.out = p.out;
+            }
+        }
+    }
+
+    /// The `.drv` path of a derivation (`type = "derivation"`; `Some(None)`
+    /// without `drvPath`), `None` for other sets.
+    fn derivation_path(
+        &mut self,
+        a: &crate::value::Attrs,
+    ) -> Result<Option<Option<String>>, String> {
+        let Some(ty) = a.get_str("type") else {
+            return Ok(None);
+        };
+        match (self.force)(ty)? {
+            Value::String(s) if s.as_str() == "derivation" => {}
+            _ => return Ok(None),
+        }
+        let Some(drv) = a.get_str("drvPath") else {
+            return Ok(Some(None));
+        };
+        match (self.force)(drv)? {
+            Value::String(s) => Ok(Some(Some(s.as_str().to_owned()))),
+            other => Err(format!(
+                "expected a string but found {} while evaluating the drvPath of a derivation",
+                other.show_type()
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// JSON floats: values and their text from Nix 2.26's `builtins.toJSON`.

@@ -27,7 +27,8 @@ pub struct EvalCmdArgs {
         short = 'A',
         long = "attr",
         value_name = "ATTRPATH",
-        default_value = ""
+        default_value = "",
+        hide_default_value = true
     )]
     pub attr: String,
     /// Print the result as JSON (evaluating it completely).
@@ -91,7 +92,8 @@ fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
                 )),
             };
         }
-        ev.print(&v, args.strict)
+        // As `nix eval`: forced through (`--strict` is what it always does).
+        ev.print_as_nix_eval(&v)
     })()
     .map_err(|e| eval_error(e, show_trace))?;
     crate::cmd::instantiate::flush(&ev).map_err(|e| eval_error(e, show_trace))?;

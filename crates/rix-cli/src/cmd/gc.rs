@@ -25,6 +25,7 @@ pub enum GcCommand {
     /// Delete the given paths, refusing any that a root or another path still
     /// keeps, and saying which (like `nix-store --delete`).
     Delete {
+        /// Store paths to delete (or paths inside them, or links to them).
         #[arg(required = true, value_name = "PATHS")]
         paths: Vec<String>,
     },

@@ -26,16 +26,19 @@ use crate::context::Context;
 pub enum QueryCommand {
     /// Print the paths the given paths refer to (like `nix-store -q --references`).
     Refs {
+        /// Store paths (or paths inside them, or links to them).
         #[arg(required = true, value_name = "PATHS")]
         paths: Vec<String>,
     },
     /// Print the valid paths that refer to the given paths (like `nix-store -q --referrers`).
     Referrers {
+        /// Store paths (or paths inside them, or links to them).
         #[arg(required = true, value_name = "PATHS")]
         paths: Vec<String>,
     },
     /// Print the closure of the given paths, dependencies first (like `nix-store -q --requisites`).
     Closure {
+        /// Store paths (or paths inside them, or links to them).
         #[arg(required = true, value_name = "PATHS")]
         paths: Vec<String>,
     },
@@ -77,6 +80,7 @@ pub enum QueryCommand {
         /// Export only PATHS, not their closure (as `nix-store --export` does).
         #[arg(long)]
         no_closure: bool,
+        /// Store paths to export.
         #[arg(required = true, value_name = "PATHS")]
         paths: Vec<String>,
     },

@@ -29,6 +29,7 @@ pub enum StoreCommand {
         /// Store path name (default: the file's name).
         #[arg(long)]
         name: Option<String>,
+        /// Files or directories to add.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -44,6 +45,7 @@ pub enum StoreCommand {
         /// The secret key file (`rix key generate`).
         #[arg(short = 'k', long = "key-file", value_name = "FILE")]
         key_file: std::path::PathBuf,
+        /// Store paths to sign.
         #[arg(required = true)]
         paths: Vec<String>,
     },
