@@ -230,8 +230,15 @@ fn main() -> ExitCode {
                 }
             }
             rix_eval::error::log_stderr(&format!("error: {err}"));
+            // Each cause once: an I/O error wrapped with its path is not
+            // followed by the same error without it.
+            let mut said = err.to_string();
             for cause in err.chain().skip(1) {
-                rix_eval::error::log_stderr(&format!("  caused by: {cause}"));
+                let text = cause.to_string();
+                if !said.contains(&text) {
+                    rix_eval::error::log_stderr(&format!("  caused by: {text}"));
+                }
+                said = text;
             }
             match err.downcast_ref::<cmd::ExitStatus>() {
                 Some(e) => ExitCode::from(e.code),

@@ -196,6 +196,7 @@ impl Evaluator {
                         format!("attribute '{comp}' in selection path '{path}' not found"),
                         Pos::NONE,
                     )
+                    .with_suggestions(&comp, a.iter().map(|x| x.name.as_str().to_owned()))
                 })?;
                 v = self.force(&item)?;
             }
