@@ -143,6 +143,11 @@ pub const KNOWN: &[(&str, &str)] = &[
     // Evaluation: `builtins.warn` fails after warning; `builtins.traceVerbose` traces.
     ("abort-on-warn", "false"),
     ("trace-verbose", "false"),
+    // Fetchers (`rix_fetch::FetchSettings`).
+    ("tarball-ttl", "3600"),
+    ("allow-dirty", "true"),
+    ("warn-dirty", "true"),
+    ("allow-dirty-locks", "false"),
     // The daemon's users (`rix daemon`): who may connect, and who is trusted;
     // `@group` names a group.
     ("trusted-users", "root"),

@@ -129,6 +129,19 @@ impl EvalArgs {
         if let Some(d) = self.max_call_depth {
             opts.max_call_depth = d;
         }
+        let fetch = &mut opts.fetch_settings;
+        if let Ok(v) = ctx.settings.get_u64("tarball-ttl") {
+            fetch.tarball_ttl = v;
+        }
+        if let Ok(v) = ctx.settings.get_bool("allow-dirty") {
+            fetch.allow_dirty = v;
+        }
+        if let Ok(v) = ctx.settings.get_bool("warn-dirty") {
+            fetch.warn_dirty = v;
+        }
+        if let Ok(v) = ctx.settings.get_bool("allow-dirty-locks") {
+            fetch.allow_dirty_locks = v;
+        }
         let system = ctx.settings.get("system");
         if !system.is_empty() {
             opts.system = system.to_string();
