@@ -546,3 +546,126 @@ fn write_string(h: &mut rix_formats::hash::Hasher, s: &[u8]) {
     h.update(s);
     h.update(&[0u8; 8][..(8 - s.len() % 8) % 8]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FetchSettings, Fetchers};
+    use rix_store::layout::StoreLayout;
+    use rix_store::local_store::LocalStore;
+
+    fn commit_all(repo: &git2::Repository, msg: &str, time: i64) -> Oid {
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::new("t", "t@example.org", &git2::Time::new(time, 0)).unwrap();
+        let parents: Vec<git2::Commit<'_>> = repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .into_iter()
+            .collect();
+        let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, msg, &tree, &refs)
+            .unwrap()
+    }
+
+    fn git_input(url: &str, extra: &[(&str, AttrValue)]) -> Input {
+        let mut attrs = Attrs::new();
+        attrs.insert("type".into(), AttrValue::Str("git".into()));
+        attrs.insert("url".into(), AttrValue::Str(url.into()));
+        for (k, v) in extra {
+            attrs.insert((*k).into(), v.clone());
+        }
+        Input::from_attrs(attrs).unwrap()
+    }
+
+    /// A clean working tree is its `HEAD` commit (same store path, `rev`,
+    /// `revCount`, `lastModified`); a change makes it dirty, which
+    /// `allow-dirty = false` refuses; a missing commit is an error naming it.
+    #[test]
+    fn working_tree_and_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        let store = LocalStore::open(StoreLayout::rooted(&dir.join("root"))).unwrap();
+        let r = dir.join("r");
+        let repo = git2::Repository::init(&r).unwrap();
+        std::fs::create_dir_all(r.join("d")).unwrap();
+        std::fs::write(r.join("d/a"), "a\n").unwrap();
+        std::fs::write(r.join("b"), "b\n").unwrap();
+        commit_all(&repo, "one", 1_577_836_800);
+        std::fs::write(r.join("b"), "b2\n").unwrap();
+        let head = commit_all(&repo, "two", 1_577_836_900);
+        std::fs::write(r.join("untracked"), "u\n").unwrap();
+
+        let settings = FetchSettings {
+            cache_dir: Some(dir.join("cache")),
+            ..FetchSettings::default()
+        };
+        let fetchers = Fetchers::new(settings).unwrap();
+        let f = fetchers.on(&store);
+        let url = r.to_str().unwrap();
+        let (p1, wd) = f.fetch_to_store(&git_input(url, &[])).unwrap();
+        let rev = git_input(url, &[("rev", AttrValue::Str(head.to_string()))]);
+        let (p2, at) = f.fetch_to_store(&rev).unwrap();
+        assert_eq!(p1, p2);
+        assert_eq!(wd.rev(), Some(head.to_string().as_str()));
+        assert_eq!(wd.rev_count(), Some(2));
+        assert_eq!(at.rev_count(), Some(2));
+        assert_eq!(at.last_modified(), Some(1_577_836_900));
+        assert_eq!(wd.get_str("narHash"), at.get_str("narHash"));
+
+        // Dirty.
+        std::fs::write(r.join("d/a"), "changed\n").unwrap();
+        let fresh = |allow_dirty| {
+            let mut ps = FetchSettings {
+                cache_dir: Some(dir.join("cache")),
+                ..FetchSettings::default()
+            };
+            ps.allow_dirty = allow_dirty;
+            ps.warn_dirty = false;
+            Fetchers::new(ps).unwrap()
+        };
+        // The working tree's state is read once per process: use another path.
+        let r2 = dir.join("r2");
+        std::fs::rename(&r, &r2).unwrap();
+        let url2 = r2.to_str().unwrap();
+        let fs = fresh(true);
+        let (p3, dirty) = fs.on(&store).fetch_to_store(&git_input(url2, &[])).unwrap();
+        assert_ne!(p3, p1);
+        assert_eq!(dirty.rev(), None);
+        assert_eq!(
+            dirty.get_str("dirtyRev"),
+            Some(format!("{head}-dirty").as_str())
+        );
+        let fs = fresh(false);
+        let e = fs
+            .on(&store)
+            .fetch_to_store(&git_input(url2, &[]))
+            .unwrap_err();
+        assert_eq!(e.message, format!("Git tree '{url2}' is dirty"));
+
+        let missing = git_input(
+            url2,
+            &[(
+                "rev",
+                AttrValue::Str("0123456789012345678901234567890123456789".into()),
+            )],
+        );
+        let e = fs.on(&store).fetch_to_store(&missing).unwrap_err();
+        assert!(
+            e.message
+                .contains("0123456789012345678901234567890123456789"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.trace[0].contains("while fetching the input"),
+            "{:?}",
+            e.trace
+        );
+    }
+}
