@@ -6,7 +6,7 @@
 //! or a daemon), the settings and the fetcher cache. [`Fetcher::fetch_to_store`]
 //! is `Input::fetchToStore`: it reuses a locked input already in the store,
 //! dispatches on the input's type to its scheme (one module each: [`path`],
-//! `git`, `tarball`, `file`, `github`), records the NAR hash, and checks the
+//! [`git`], `tarball`, `file`, `github`), records the NAR hash, and checks the
 //! result against what the input asked for (`checkLocks`).
 //!
 //! Layer: above rix-store (it adds to a store), below the evaluator (the
@@ -14,6 +14,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod git;
 pub mod input;
 pub mod path;
 pub mod settings;
@@ -87,6 +88,7 @@ impl Fetcher<'_> {
         }
         let (path, mut result) = match input.ty {
             InputType::Path => path::fetch(self, input)?,
+            InputType::Git => git::fetch(self, input)?,
             other => {
                 return Err(FetchError::msg(format!(
                     "input type '{}' is not supported yet",

@@ -498,9 +498,12 @@ fn bad_git_ref(r: &str) -> bool {
     r.is_empty()
         || r == "@"
         || r.starts_with('.')
+        || r.starts_with('/')
+        || r.contains("//")
         || r.contains("/.")
         || r.contains("..")
-        || r.bytes().any(|b| b <= 0x20 || b"~^:?*[\\".contains(&b))
+        || r.bytes()
+            .any(|b| b <= 0x20 || b == 0x7f || b"~^:?*[\\".contains(&b))
         || r.ends_with(".lock")
         || r.contains(".lock/")
         || r.contains("@{")

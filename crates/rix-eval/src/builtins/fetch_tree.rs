@@ -16,6 +16,20 @@ use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::{Attr, Context, NixString, Value};
 
+/// `builtins.fetchGit`: `fetchTree` of a `git` input with its
+/// backwards-compatible defaults (always available).
+pub(crate) fn register_fetch_git(r: &mut Registry) {
+    r.primop("fetchGit", 1, |ev, a, pos| {
+        let params = Params {
+            empty_rev_fallback: true,
+            allow_name: true,
+            is_fetch_git: true,
+            ..Params::default()
+        };
+        fetch_tree(ev, &a[0], pos, params)
+    });
+}
+
 pub(crate) fn register(r: &mut Registry) {
     r.primop("fetchTree", 1, |ev, a, pos| {
         fetch_tree(ev, &a[0], pos, Params::default())
@@ -49,6 +63,10 @@ pub(crate) fn fetch_tree(
     params: Params,
 ) -> Result<Value> {
     let input = input_from_value(ev, arg, pos, params)?;
+    // `checkURI(input.toURLString())`: printing a Git input parses its `rev`.
+    if input.ty == rix_formats::flake_ref::InputType::Git {
+        rix_fetch::git::check_input(&input).map_err(|e| fetch_error(e, pos))?;
+    }
     if ev.options().pure && !input.is_considered_locked(&ev.options().fetch_settings) {
         let fetcher = if params.is_fetch_git {
             "fetchGit"
@@ -199,12 +217,15 @@ fn input_from_value(ev: &mut Evaluator, arg: &Value, pos: Pos, params: Params) -
     Input::from_attrs(attrs).map_err(|e| fetch_error(e, pos))
 }
 
-/// `fixGitURL`: a local path becomes a `file://` URL.
+/// `fixGitURL`: a local path becomes a `file://` URL (percent-encoded, as
+/// `Input::from_attrs` does it for a Git input's `url`).
 pub(crate) fn fix_git_url(url: &str) -> String {
-    if url.starts_with('/') {
-        format!("file://{url}")
-    } else {
-        url.to_owned()
+    let mut attrs = Attrs::new();
+    attrs.insert("type".into(), AttrValue::Str("git".into()));
+    attrs.insert("url".into(), AttrValue::Str(url.to_owned()));
+    match Input::from_attrs(attrs) {
+        Ok(input) if url.starts_with('/') => input.get_str("url").unwrap_or(url).to_owned(),
+        _ => url.to_owned(),
     }
 }
 

@@ -8,7 +8,6 @@ mod attrs;
 mod context;
 mod control;
 pub(crate) mod derivation;
-mod fetch_git;
 mod fetch_tree;
 mod flake_ref;
 mod fs;
@@ -80,7 +79,7 @@ pub(crate) fn install(ev: &mut Evaluator) {
     context::register(&mut r);
     derivation::register(&mut r);
     fs::register(&mut r);
-    fetch_git::register(&mut r);
+    fetch_tree::register_fetch_git(&mut r);
     // Nix 2.26 has these only with the `flakes` experimental feature.
     if ev.has_feature("flakes") {
         flake_ref::register(&mut r);
