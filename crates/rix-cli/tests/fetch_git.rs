@@ -439,10 +439,10 @@ fn fetch_git_sh() {
     let empty = env.dir.join("empty");
     init(&empty);
     let e = format!("builtins.fetchGit {}", empty.display());
-    env.same(&sets(&[e.clone()]), &[], &[]);
+    env.same(&sets(std::slice::from_ref(&e)), &[], &[]);
     write(&empty.join("x"), "foo\n");
     git(&empty, &["add", "x"]);
-    env.same(&sets(&[e.clone()]), &[], &[]);
+    env.same(&sets(std::slice::from_ref(&e)), &[], &[]);
     git(&empty, &["rm", "-q", "-f", "x"]);
     git(
         &empty,
