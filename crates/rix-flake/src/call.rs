@@ -87,7 +87,8 @@ pub fn call_flake(ev: &mut Evaluator, locked: &LockedFlake) -> Result<Value> {
             None => reference::to_input(&locked.flake.locked_ref)?,
         };
         let force_dirty = lnode.is_none() && locked.flake.force_dirty;
-        let source = rix_eval::builtins::emit_tree_attrs(ev, &store_path, &input, false, force_dirty);
+        let source =
+            rix_eval::builtins::emit_tree_attrs(ev, &store_path, &input, false, force_dirty);
         known.push(attr(
             key,
             Value::attrs(Attrs::from_unsorted(vec![
@@ -97,9 +98,7 @@ pub fn call_flake(ev: &mut Evaluator, locked: &LockedFlake) -> Result<Value> {
         ));
     }
     let known = Value::attrs(Attrs::from_unsorted(known));
-    let fetch = ev
-        .builtins()
-        .clone();
+    let fetch = ev.builtins().clone();
     let fetch = match ev.force(&fetch)? {
         Value::Attrs(b) => b.get(Symbol::new("fetchFinalTree")).cloned(),
         _ => None,
@@ -131,7 +130,10 @@ fn split_store_path(ev: &Evaluator, dir: &str) -> Result<(rix_formats::StorePath
 /// mode only a locked reference.
 pub fn prim_get_flake(ev: &mut Evaluator, args: &[Value], pos: Pos) -> rix_eval::Result<Value> {
     let s = ev.force_string_no_ctx(&args[0], pos).map_err(|e| {
-        e.add_trace(pos, "while evaluating the argument passed to builtins.getFlake")
+        e.add_trace(
+            pos,
+            "while evaluating the argument passed to builtins.getFlake",
+        )
     })?;
     let pure = ev.options().pure;
     let settings = FlakeSettings::from_env(ev.options().fetch_settings.clone());
@@ -144,7 +146,9 @@ pub fn prim_get_flake(ev: &mut Evaluator, args: &[Value], pos: Pos) -> rix_eval:
             },
         )?;
         if pure && !reference::to_input(&r)?.is_locked() {
-            let at = pos.resolve().map_or_else(|| "«none»:0".to_owned(), |l| l.to_string());
+            let at = pos
+                .resolve()
+                .map_or_else(|| "«none»:0".to_owned(), |l| l.to_string());
             return Err(crate::error::FlakeError::msg(format!(
                 "cannot call 'getFlake' on unlocked flake reference '{s}', at {at} (use --impure to override)"
             )));

@@ -61,10 +61,7 @@ pub fn apply(settings: &FlakeSettings, flake: &Flake) -> Result<()> {
         let base = name.strip_prefix("extra-").unwrap_or(name);
         let text = value_string(value);
         if !ALWAYS_TRUSTED.contains(&base) && !settings.accept_flake_config {
-            let saved = trusted_list()
-                .get(name)
-                .and_then(|m| m.get(&text))
-                .copied();
+            let saved = trusted_list().get(name).and_then(|m| m.get(&text)).copied();
             let trusted = match saved {
                 Some(t) => {
                     eprintln!("Using saved setting for '{name} = {text}' from ~/.local/share/nix/trusted-settings.json.");

@@ -252,15 +252,17 @@ fn parse_input(
                             )))
                         }
                     }
-                    attrs.insert("url".into(), AttrValue::Str(url.clone().unwrap_or_default()));
+                    attrs.insert(
+                        "url".into(),
+                        AttrValue::Str(url.clone().unwrap_or_default()),
+                    );
                 }
                 "flake" => {
                     let b = expect(ev, &a.value, "a Boolean", a.pos)?;
                     input.is_flake = matches!(b, Value::Bool(true));
                 }
                 "inputs" => {
-                    input.overrides =
-                        parse_inputs(ev, &a.value, a.pos, lock_root_path, flake_dir)?;
+                    input.overrides = parse_inputs(ev, &a.value, a.pos, lock_root_path, flake_dir)?;
                 }
                 "follows" => {
                     let s = expect(ev, &a.value, "a string", a.pos)?;
@@ -361,11 +363,7 @@ pub fn parse_input_path(s: &str) -> Result<InputPath> {
     Ok(path)
 }
 
-fn parse_config(
-    ev: &mut Evaluator,
-    v: &Value,
-    pos: Pos,
-) -> Result<BTreeMap<String, ConfigValue>> {
+fn parse_config(ev: &mut Evaluator, v: &Value, pos: Pos) -> Result<BTreeMap<String, ConfigValue>> {
     let v = expect(ev, v, "a set", pos)?;
     let Value::Attrs(set) = v else { unreachable!() };
     let mut out = BTreeMap::new();

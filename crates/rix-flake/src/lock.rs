@@ -309,7 +309,10 @@ impl Locker<'_> {
                 .insert(id.to_owned(), Edge::Follows(f.clone()));
             return Ok(());
         }
-        let input_ref = input.r.clone().expect("an input without follows has a reference");
+        let input_ref = input
+            .r
+            .clone()
+            .expect("an input without follows has a reference");
         let relative = reference::relative_path(&input_ref).map(str::to_owned);
         let overridden_parent_path = relative.as_ref().and_then(|_| {
             if has_override {
@@ -533,7 +536,14 @@ pub fn lock_flake(
 ) -> Result<LockedFlake> {
     let use_registries = flags.use_registries.unwrap_or(settings.use_registries);
     let mut cache = FlakeCache::default();
-    let mut flake = get_flake(ev, settings, top_ref, use_registries, &mut cache, &Vec::new())?;
+    let mut flake = get_flake(
+        ev,
+        settings,
+        top_ref,
+        use_registries,
+        &mut cache,
+        &Vec::new(),
+    )?;
     if flags.apply_nix_config {
         crate::config::apply(settings, &flake)?;
     }

@@ -125,9 +125,8 @@ impl LockFile {
     /// Parses a lock file (versions 5 to 7), as `LockFile::LockFile`.
     /// `path` names it in errors.
     pub fn parse(contents: &str, path: &str, settings: &FetchSettings) -> Result<LockFile> {
-        let json: Json = serde_json::from_str(contents).map_err(|e| {
-            FlakeError::msg(format!("[json.exception.parse_error] {e}"))
-        })?;
+        let json: Json = serde_json::from_str(contents)
+            .map_err(|e| FlakeError::msg(format!("[json.exception.parse_error] {e}")))?;
         let version = json.get("version").and_then(Json::as_i64).unwrap_or(0);
         if !(5..=7).contains(&version) {
             return Err(FlakeError::msg(format!(
@@ -145,9 +144,9 @@ impl LockFile {
         let mut lf = LockFile::default();
         let mut by_key: HashMap<String, NodeId> = HashMap::new();
         by_key.insert(root_key.to_owned(), ROOT);
-        let root_json = nodes_json
-            .get(root_key)
-            .ok_or_else(|| FlakeError::msg(format!("lock file references missing node '{root_key}'")))?;
+        let root_json = nodes_json.get(root_key).ok_or_else(|| {
+            FlakeError::msg(format!("lock file references missing node '{root_key}'"))
+        })?;
         // Depth first, as Nix's `getInputs`, without recursion on the stack:
         // (node, its JSON).
         let mut todo: Vec<(NodeId, &Json)> = vec![(ROOT, root_json)];
@@ -158,7 +157,9 @@ impl LockFile {
             for (name, v) in inputs {
                 if v.is_array() {
                     let path = json_input_path(v)?;
-                    lf.nodes[id].inputs.insert(name.clone(), Edge::Follows(path));
+                    lf.nodes[id]
+                        .inputs
+                        .insert(name.clone(), Edge::Follows(path));
                     continue;
                 }
                 let key = v
@@ -401,10 +402,7 @@ impl LockFile {
                     j.next();
                 }
                 (Some((ik, _)), jp) if jp.is_none_or_gt(ik) => {
-                    res += &format!(
-                        "• \x1b[31;1mRemoved input '{}'\x1b[0m\n",
-                        ik.join("/")
-                    );
+                    res += &format!("• \x1b[31;1mRemoved input '{}'\x1b[0m\n", ik.join("/"));
                     i.next();
                 }
                 (Some((ik, iv)), Some((_, jv))) => {
@@ -556,7 +554,10 @@ mod tests {
     fn round_trips_nix_output() {
         let lf = LockFile::parse(SAMPLE, "flake.lock", &FetchSettings::default()).unwrap();
         assert_eq!(lf.to_text(), SAMPLE);
-        assert_eq!(lf.find_input(&["b".into(), "c".into()]).unwrap(), lf.find_input(&["c".into()]).unwrap());
+        assert_eq!(
+            lf.find_input(&["b".into(), "c".into()]).unwrap(),
+            lf.find_input(&["c".into()]).unwrap()
+        );
         lf.check().unwrap();
         assert!(lf.unlocked(&FetchSettings::default()).is_none());
     }
@@ -572,7 +573,8 @@ mod tests {
     #[test]
     fn rejects_bad_versions_and_unlocked_inputs() {
         let s = FetchSettings::default();
-        let e = LockFile::parse(r#"{"version": 4, "root": "r", "nodes": {}}"#, "x", &s).unwrap_err();
+        let e =
+            LockFile::parse(r#"{"version": 4, "root": "r", "nodes": {}}"#, "x", &s).unwrap_err();
         assert_eq!(e.to_string(), "lock file 'x' has unsupported version 4");
         let unlocked = r#"{"version":7,"root":"root","nodes":{"root":{"inputs":{"a":"a"}},
             "a":{"locked":{"type":"path","path":"/x"},"original":{"type":"path","path":"/x"}}}}"#;
@@ -589,8 +591,12 @@ mod tests {
     #[test]
     fn follow_cycles_are_errors() {
         let mut lf = LockFile::default();
-        lf.nodes[ROOT].inputs.insert("a".into(), Edge::Follows(vec!["b".into()]));
-        lf.nodes[ROOT].inputs.insert("b".into(), Edge::Follows(vec!["a".into()]));
+        lf.nodes[ROOT]
+            .inputs
+            .insert("a".into(), Edge::Follows(vec!["b".into()]));
+        lf.nodes[ROOT]
+            .inputs
+            .insert("b".into(), Edge::Follows(vec!["a".into()]));
         let e = lf.find_input(&["a".into()]).unwrap_err();
         assert_eq!(e.to_string(), "follow cycle detected: [a -> b -> a]");
     }

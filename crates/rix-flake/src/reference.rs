@@ -192,7 +192,9 @@ fn parse_path(url: &str, opts: ParseOptions<'_>) -> Result<(FlakeRef, String)> {
                     if exists(&format!("{root}/.git/shallow")) {
                         query.insert("shallow".into(), "1".into());
                     }
-                    return Ok(flake_ref::from_local_path("git+file", &root, query, fragment)?);
+                    return Ok(flake_ref::from_local_path(
+                        "git+file", &root, query, fragment,
+                    )?);
                 }
                 let base = root.rsplit('/').next().unwrap_or_default().to_owned();
                 subdir = if subdir.is_empty() {
@@ -284,7 +286,14 @@ pub fn looks_like_flake_installable(s: &str) -> bool {
         return true;
     }
     const SCHEMES: &[&str] = &[
-        "path:", "git+", "github:", "gitlab:", "sourcehut:", "tarball+", "file+", "flake:",
+        "path:",
+        "git+",
+        "github:",
+        "gitlab:",
+        "sourcehut:",
+        "tarball+",
+        "file+",
+        "flake:",
         "hg+",
     ];
     if SCHEMES.iter().any(|p| s.starts_with(p)) {
@@ -331,6 +340,9 @@ mod tests {
         assert!(e.to_string().contains("getting status of"), "{e}");
         let i = parse_installable("./f#x^out,dev", d).unwrap();
         assert_eq!(i.fragment, "x");
-        assert_eq!(i.outputs, OutputsSpec::Names(vec!["out".into(), "dev".into()]));
+        assert_eq!(
+            i.outputs,
+            OutputsSpec::Names(vec!["out".into(), "dev".into()])
+        );
     }
 }

@@ -66,7 +66,10 @@ impl Registry {
         };
         let r = (|| -> Result<Vec<Entry>> {
             let json: Json = serde_json::from_str(&text).map_err(|e| {
-                FlakeError::msg(format!("cannot parse flake registry '{}': {e}", path.display()))
+                FlakeError::msg(format!(
+                    "cannot parse flake registry '{}': {e}",
+                    path.display()
+                ))
             })?;
             let version = json.get("version").and_then(Json::as_i64).unwrap_or(0);
             if version != 2 {
@@ -222,7 +225,9 @@ fn apply_overrides(to: &FlakeRef, r: Option<&str>, rev: Option<&str>) -> Result<
                 out.attrs.insert("ref".into(), AttrValue::Str(r.into()));
             }
         }
-        Some(InputType::Github | InputType::Gitlab | InputType::Sourcehut | InputType::Indirect) => {
+        Some(
+            InputType::Github | InputType::Gitlab | InputType::Sourcehut | InputType::Indirect,
+        ) => {
             if let Some(rev) = rev {
                 out.attrs.insert("rev".into(), AttrValue::Str(rev.into()));
                 out.attrs.remove("ref");
