@@ -11,7 +11,7 @@
 
 mod rixcmd;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use rixcmd::TempStore;
@@ -207,9 +207,16 @@ fn self_and_inputs_evaluate_as_in_nix() {
     let theirs = ok(nix(&store, &top, &["flake", "metadata", "--json"]).unwrap());
     let ours = ok(rix(&store, &top, &["flake", "metadata", "--json"]));
     assert_eq!(ours, theirs);
-    let theirs = ok(nix(&store, &top, &["flake", "metadata"]).unwrap());
-    let ours = ok(rix(&store, &top, &["flake", "metadata"]));
-    assert_eq!(ours, theirs);
+    for args in [
+        &["flake", "metadata"][..],
+        &["flake", "show"][..],
+        &["flake", "show", "--json"][..],
+        &["flake", "show", "--all-systems"][..],
+    ] {
+        let theirs = ok(nix(&store, &top, args).unwrap());
+        let ours = ok(rix(&store, &top, args));
+        assert_eq!(ours, theirs, "{args:?}");
+    }
     // `--no-write-lock-file` with a changed input: nothing written.
     let before = lock_text(&top);
     let args = [
@@ -269,7 +276,6 @@ fn builds_a_flake_package() {
     let drv_out = ok(rix(&store, &top, &["eval", "--raw", ".#hello.drvPath"]));
     assert_eq!(drv_out, theirs);
     assert!(out.trim_end().ends_with("-hello"), "{out}");
-    let _ = PathBuf::new();
 }
 
 /// Nix's message for each failure, compared as the last line of stderr.
@@ -277,8 +283,7 @@ fn last_error_line(o: &Output) -> String {
     assert!(!o.status.success());
     let s = String::from_utf8_lossy(&o.stderr);
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or_default()
         .trim()
         .to_owned()

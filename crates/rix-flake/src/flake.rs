@@ -78,16 +78,25 @@ fn type_name(v: &Value) -> String {
     v.type_description().to_owned()
 }
 
-fn expect<'v>(ev: &mut Evaluator, v: &Value, want: &str, pos: Pos) -> Result<Value> {
+/// The value forced, if it has the type `want` (Nix's `expectType`).
+fn expect(ev: &mut Evaluator, v: &Value, want: &str, pos: Pos) -> Result<Value> {
     let v = ev.force(v)?;
-    if type_name(&v) != want {
+    let ok = if want == "a function" {
+        v.is_function()
+    } else {
+        type_name(&v) == want
+    };
+    if !ok {
+        let got = if v.is_function() {
+            "a function".to_owned()
+        } else {
+            type_name(&v)
+        };
         return Err(FlakeError::msg(format!(
-            "expected {want} but got {} at {}",
-            type_name(&v),
+            "expected {want} but got {got} at {}",
             pos_str(pos)
         )));
     }
-    let _: Option<&'v ()> = None;
     Ok(v)
 }
 

@@ -854,7 +854,7 @@ impl Shower<'_> {
             Ok(())
         })();
         match r {
-            Err(e) if !(!ps.is_empty() && ps[0] == "legacyPackages") => Err(e),
+            Err(e) if ps.first() != Some(&"legacyPackages") => Err(e),
             _ => Ok(serde_json::Value::Object(j)),
         }
     }
@@ -958,9 +958,25 @@ fn show(ctx: &Context, a: &ShowArgs) -> Result<()> {
     print_filtered(&out);
     let j = r.map_err(|e| eval_error(e, show_trace))?;
     if a.json {
-        println!("{j}");
+        println!("{}", sorted(j));
     }
     Ok(())
+}
+
+/// A JSON value with every object's keys sorted, as nlohmann's `json`
+/// (a `std::map`) prints them.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut items: Vec<(String, serde_json::Value)> = m.into_iter().collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(items.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted).collect())
+        }
+        v => v,
+    }
 }
 
 /// `rix flake check`: the outputs evaluate; derivations' `.drv` files are
@@ -1073,7 +1089,7 @@ fn prefetch(ctx: &Context, a: &MetadataArgs) -> Result<()> {
             ref_json(&parse_ref(&a.base.flake).map_err(|e| flake_err(e, false))?),
         );
         j.insert("storePath".into(), path.into());
-        println!("{}", serde_json::Value::Object(j));
+        println!("{}", sorted(serde_json::Value::Object(j)));
     } else {
         rix_eval::error::log_stderr(&format!(
             "Downloaded '{}' to '{path}' (hash '{nar_hash}').",
@@ -1105,7 +1121,7 @@ fn archive(ctx: &Context, a: &ArchiveArgs) -> Result<()> {
     })();
     let j = r.map_err(|e| flake_err(e, show_trace))?;
     if a.json {
-        println!("{j}");
+        println!("{}", sorted(j));
     }
     Ok(())
 }
