@@ -382,3 +382,39 @@ fn git_work_tree_flakes() {
     };
     assert_eq!(ok(ours), ok(theirs));
 }
+
+/// A relative `path:./sub` input (locked with `parent`) and an input named
+/// through the user registry (`rix registry add`, read by Nix too).
+#[test]
+fn relative_and_registry_inputs() {
+    let store = TempStore::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    write(
+        &root.join("top/sub/flake.nix"),
+        "{ outputs = { self }: { v = \"sub\"; }; }\n",
+    );
+    write(
+        &root.join("lib/flake.nix"),
+        "{ outputs = { self }: { v = \"lib\"; }; }\n",
+    );
+    write(
+        &root.join("top/flake.nix"),
+        "{ inputs.s.url = \"path:./sub\";\n  outputs = { self, s, mylib }: { v = s.v + mylib.v; }; }\n",
+    );
+    let top = root.join("top");
+    let lib = format!("path:{}/lib", root.display());
+    ok(rix(&store, &top, &["registry", "add", "mylib", &lib]));
+    let listed = ok(rix(&store, &top, &["registry", "list"]));
+    assert_eq!(listed, format!("user   flake:mylib {lib}\n"));
+    let ours = ok(rix(&store, &top, &["eval", "--json", ".#v"]));
+    let ours_lock = lock_text(&top);
+    std::fs::remove_file(top.join("flake.lock")).unwrap();
+    let Some(theirs) = nix(&store, &top, &["eval", "--json", ".#v"]) else {
+        return;
+    };
+    assert_eq!(ours, ok(theirs));
+    assert_eq!(ours_lock, lock_text(&top));
+    let theirs = ok(nix(&store, &top, &["registry", "list"]).unwrap());
+    assert_eq!(listed, theirs);
+}
