@@ -125,6 +125,12 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Start a shell (or run a command) with store paths on PATH (like `nix shell`).
     Shell(cmd::run::ShellArgs),
+    /// Work with flakes: lock, update, metadata, show, check, init, prefetch, archive (like `nix flake`).
+    #[command(subcommand)]
+    Flake(cmd::flake::FlakeCommand),
+    /// List and change the flake registries (like `nix registry`).
+    #[command(subcommand)]
+    Registry(cmd::flake::RegistryCommand),
     /// Generate and convert signing keys (like `nix key`).
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
@@ -157,6 +163,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(a) => cmd::daemon::run(&ctx()?, a),
         Command::Run(a) => cmd::run::run(&ctx()?, a),
         Command::Shell(a) => cmd::run::shell(&ctx()?, a),
+        Command::Flake(c) => c.run(&ctx()?),
+        Command::Registry(c) => c.run(&ctx()?),
         Command::Key(c) => c.run(),
         Command::Config(c) => c.run(&ctx()?),
         Command::Completions { shell } => {

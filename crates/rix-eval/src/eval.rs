@@ -90,6 +90,19 @@ pub struct EvalOptions {
     /// What the fetchers (`fetchTree`, `fetchGit`, `fetchTarball`, ...) read:
     /// `tarball-ttl`, `allow-dirty`, the cache directory, ...
     pub fetch_settings: rix_fetch::FetchSettings,
+    /// Builtins defined by crates above the evaluator (flakes' `getFlake`),
+    /// installed with the others.
+    pub extra_primops: Vec<ExtraPrimOp>,
+}
+
+/// A builtin from outside the evaluator: its name in `builtins` (and as
+/// `__name`), arity, function, and the experimental feature it needs.
+#[derive(Clone)]
+pub struct ExtraPrimOp {
+    pub name: &'static str,
+    pub arity: usize,
+    pub f: crate::value::PrimOpFn,
+    pub feature: Option<&'static str>,
 }
 
 impl Default for EvalOptions {
@@ -110,6 +123,7 @@ impl Default for EvalOptions {
             abort_on_warn: false,
             trace_verbose: false,
             fetch_settings: rix_fetch::FetchSettings::default(),
+            extra_primops: Vec::new(),
         }
     }
 }

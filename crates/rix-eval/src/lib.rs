@@ -35,6 +35,6 @@ pub mod value;
 
 pub use api::{AutoArg, DrvInfo};
 pub use error::{ErrorKind, EvalError, Result};
-pub use eval::{EvalOptions, Evaluator, SearchPathEntry};
+pub use eval::{EvalOptions, Evaluator, ExtraPrimOp, SearchPathEntry};
 pub use store::{DryRunStore, EvalStore};
 pub use value::Value;

@@ -549,6 +549,79 @@ fn parse_with_fragment(url: &str) -> Result<(FlakeRef, String), FlakeRefError> {
     Ok(parse_path_flake_ref(url)?)
 }
 
+/// The first two forms of `parseFlakeRefWithFragment`: a flake ID
+/// (`nixpkgs/branch`), then a URL (`parseURLFlakeRef`), whose relative
+/// `path:` / `git+file:` path is made absolute against `base_dir` when one is
+/// given (`abs` joins and canonicalises). `Ok(None)` when `url` is neither,
+/// and the caller tries it as a path on this machine (which needs the file
+/// system: see `rix-flake`'s reference module).
+pub fn parse_id_or_url(
+    url: &str,
+    base_dir: Option<&dyn Fn(&str) -> String>,
+) -> Result<Option<(FlakeRef, String)>, FlakeRefError> {
+    if let Some(r) = parse_flake_id_ref(url)? {
+        return Ok(Some(r));
+    }
+    let parsed = match parse_url(url) {
+        Ok(p) => p,
+        Err(Fail::BadUrl(_)) => return Ok(None),
+        Err(Fail::Other(e)) => return Err(FlakeRefError(e)),
+    };
+    let mut parsed = parsed;
+    if let Some(abs) = base_dir {
+        if (parsed.scheme == "path" || parsed.scheme == "git+file") && !parsed.path.starts_with('/')
+        {
+            parsed.path = abs(&parsed.path);
+        }
+    }
+    match from_parsed_url(parsed) {
+        Ok(r) => Ok(Some(r)),
+        Err(Fail::BadUrl(_)) => Ok(None),
+        Err(Fail::Other(e)) => Err(FlakeRefError(e)),
+    }
+}
+
+/// A path form `PATH[?QUERY][#FRAGMENT]` split as Nix's `pathFlakeRegex`
+/// does, the query and fragment decoded.
+#[allow(clippy::type_complexity)]
+pub fn split_path_ref(
+    url: &str,
+) -> Result<(String, BTreeMap<String, String>, String), FlakeRefError> {
+    let (main, fragment) = match url.split_once('#') {
+        Some((m, f)) => (m, f),
+        None => (url, ""),
+    };
+    let (path, query) = match main.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (main, ""),
+    };
+    Ok((
+        path.to_owned(),
+        decode_query(query)?,
+        percent_decode(fragment)?,
+    ))
+}
+
+/// `fromParsedURL` of a local `path` or `git+file` URL built from its parts
+/// (the end of `parsePathFlakeRefWithFragment`).
+pub fn from_local_path(
+    scheme: &str,
+    path: &str,
+    query: BTreeMap<String, String>,
+    fragment: String,
+) -> Result<(FlakeRef, String), FlakeRefError> {
+    let parsed = ParsedUrl {
+        url: String::new(),
+        scheme: scheme.to_owned(),
+        authority: Some(String::new()),
+        path: path.to_owned(),
+        query,
+        fragment,
+    };
+    let url = parsed.to_string();
+    Ok(from_parsed_url(ParsedUrl { url, ..parsed })?)
+}
+
 /// `flake-id[/ref-or-rev][#fragment]`.
 fn parse_flake_id_ref(url: &str) -> R<Option<(FlakeRef, String)>> {
     let (main, fragment) = match url.split_once('#') {

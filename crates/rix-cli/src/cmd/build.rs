@@ -143,7 +143,10 @@ fn wanted(
         })
         .collect();
     for i in &args.installables {
-        if !args.nix.is_set() && !crate::cmd::instantiate::is_nix_installable(i) {
+        if !args.nix.is_set()
+            && !crate::cmd::instantiate::is_nix_installable(i)
+            && !crate::cmd::instantiate::is_flake_installable(i)
+        {
             wanted.push(parse_installable(store, i)?);
         }
     }

@@ -49,6 +49,8 @@ pub struct EvalCmdArgs {
     pub read_write_mode: bool,
     #[command(flatten)]
     pub eval_args: EvalArgs,
+    #[command(flatten)]
+    pub flake: crate::cmd::flake::FlakeLockArgs,
 }
 
 pub fn run(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
@@ -62,21 +64,41 @@ fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
     } else {
         dry_run_store(ctx)?
     };
-    let mut ev = Evaluator::new(args.eval_args.options(ctx, store));
+    // `FLAKEREF#ATTRPATH` (or a flake's directory): a flake installable.
+    let flake = match (&args.expr, &args.file_flag, &args.file) {
+        (None, None, Some(f)) if rix_flake::reference::looks_like_flake_installable(f) => Some(f),
+        _ => None,
+    };
+    let mut ev = match flake {
+        Some(_) => Evaluator::new(crate::cmd::flake::eval_options(ctx, &args.eval_args, store)),
+        None => Evaluator::new(args.eval_args.options(ctx, store)),
+    };
     let src = match (&args.expr, args.file.as_ref().or(args.file_flag.as_ref())) {
         (Some(e), _) => Source::Expr(e),
         (None, Some(f)) => Source::File(f),
         (None, None) => bail!("nothing to evaluate: give a FILE or --expr EXPR"),
     };
+    let flake_root = match flake {
+        Some(f) => Some(
+            crate::cmd::flake::eval_flake_value(ctx, &mut ev, f, &args.flake).map_err(|e| {
+                anyhow::Error::new(crate::cmd::instantiate::RenderedError(e.render(show_trace)))
+            })?,
+        ),
+        None => None,
+    };
+    let strict = args.strict || flake_root.is_some();
     let out = (|| -> rix_eval::Result<String> {
         let auto_args = ev.auto_args(&args.eval_args.auto_args())?;
-        let root = eval_source(&mut ev, &src)?;
+        let root = match flake_root {
+            Some(v) => v,
+            None => eval_source(&mut ev, &src)?,
+        };
         let v = ev.select_attr_path(&root, &args.attr, &auto_args)?;
         if args.json {
             return ev.to_json(&v);
         }
         if args.xml {
-            return ev.to_xml(&v, args.strict, true);
+            return ev.to_xml(&v, strict, true);
         }
         if args.raw {
             let v = ev.force(&v)?;

@@ -112,6 +112,7 @@ impl EvalArgs {
             features.extend(f.split_whitespace().map(str::to_owned));
         }
         let mut opts = EvalOptions {
+            extra_primops: vec![rix_flake::get_flake_primop()],
             search_path,
             store,
             features,
@@ -623,6 +624,8 @@ pub struct NixInstallableArgs {
     pub attr: Vec<String>,
     #[command(flatten)]
     pub eval_args: EvalArgs,
+    #[command(flatten)]
+    pub flake: crate::cmd::flake::FlakeLockArgs,
 }
 
 impl NixInstallableArgs {
@@ -633,6 +636,9 @@ impl NixInstallableArgs {
 
 /// Whether a `rix build` argument names a Nix file rather than a `.drv`.
 pub fn is_nix_installable(s: &str) -> bool {
+    if is_flake_installable(s) {
+        return false;
+    }
     s.ends_with(".nix")
         || (s.starts_with('<') && s.ends_with('>'))
         || (Path::new(s).is_dir() && Path::new(s).join("default.nix").is_file())
@@ -641,7 +647,8 @@ pub fn is_nix_installable(s: &str) -> bool {
 /// Evaluates the Nix installables of `rix build` into `store` (writing their
 /// `.drv` files) and returns each derivation with the output it selects, as
 /// `nix-build` does. `installables` are attribute paths with `--file` or
-/// `--expr`, else the files among them (see [`is_nix_installable`]).
+/// `--expr`, else the files among them (see [`is_nix_installable`]) and the
+/// flake installables (`FLAKEREF#ATTRPATH`).
 pub fn build_targets(
     ctx: &Context,
     store: &Rc<LocalStore>,
@@ -676,7 +683,9 @@ fn build_targets_with(
 ) -> Result<Vec<(rix_formats::StorePath, String)>> {
     if args.expr.is_none()
         && args.file.is_none()
-        && !installables.iter().any(|i| is_nix_installable(i))
+        && !installables
+            .iter()
+            .any(|i| is_nix_installable(i) || is_flake_installable(i))
     {
         return Ok(Vec::new()); // only store paths: nothing to evaluate
     }
@@ -690,7 +699,24 @@ fn eval_build_targets(
     args: &NixInstallableArgs,
 ) -> Result<Vec<(rix_formats::StorePath, String)>> {
     let show_trace = args.eval_args.show_trace();
-    let mut ev = Evaluator::new(args.eval_args.options(ctx, eval_store));
+    let flakes: Vec<&str> = if args.is_set() {
+        Vec::new()
+    } else {
+        installables
+            .iter()
+            .map(String::as_str)
+            .filter(|i| is_flake_installable(i))
+            .collect()
+    };
+    let mut ev = if flakes.is_empty() {
+        Evaluator::new(args.eval_args.options(ctx, eval_store))
+    } else {
+        Evaluator::new(crate::cmd::flake::eval_options(
+            ctx,
+            &args.eval_args,
+            eval_store,
+        ))
+    };
     let mut jobs: Vec<(Source<'_>, Vec<&str>)> = Vec::new();
     let attrs: Vec<&str> = args.attr.iter().map(String::as_str).collect();
     if let Some(e) = &args.expr {
@@ -707,6 +733,20 @@ fn eval_build_targets(
         }
     }
     let mut out = Vec::new();
+    if !flakes.is_empty() {
+        let r = (|| -> rix_flake::Result<()> {
+            let auto_args = ev.auto_args(&args.eval_args.auto_args())?;
+            out.extend(crate::cmd::flake::build_installables(
+                ctx,
+                &mut ev,
+                &flakes,
+                &args.flake,
+                &auto_args,
+            )?);
+            Ok(())
+        })();
+        r.map_err(|e| anyhow::Error::new(RenderedError(e.render(show_trace))))?;
+    }
     let r = (|| -> rix_eval::Result<()> {
         let r = eval_build_jobs(&mut ev, &jobs, args, &mut out);
         flush(&ev)?;
@@ -714,6 +754,11 @@ fn eval_build_targets(
     })();
     r.map_err(|e| eval_error(e, show_trace))?;
     Ok(out)
+}
+
+/// A flake installable (`.#x`, `path:/p#x`, a directory with a `flake.nix`).
+pub fn is_flake_installable(s: &str) -> bool {
+    rix_flake::reference::looks_like_flake_installable(s)
 }
 
 /// Writes what evaluation left pending in the store.

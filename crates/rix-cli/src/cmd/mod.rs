@@ -6,6 +6,7 @@ pub mod copy;
 pub mod daemon;
 pub mod derivation;
 pub mod eval;
+pub mod flake;
 pub mod gc;
 pub mod hash;
 pub mod instantiate;

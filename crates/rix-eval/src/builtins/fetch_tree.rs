@@ -231,7 +231,7 @@ pub(crate) fn fix_git_url(url: &str) -> String {
 
 /// Runs `f` with a fetcher on the store evaluation writes to (the real store
 /// behind a dry run).
-pub(crate) fn with_fetcher<R>(
+pub fn with_fetcher<R>(
     ev: &Evaluator,
     pos: Pos,
     f: impl FnOnce(Fetcher<'_>) -> rix_fetch::Result<R>,
@@ -257,7 +257,7 @@ pub(crate) fn with_fetcher<R>(
 }
 
 /// A fetch error as an evaluation error, with its trace.
-pub(crate) fn fetch_error(e: FetchError, pos: Pos) -> Box<EvalError> {
+pub fn fetch_error(e: FetchError, pos: Pos) -> Box<EvalError> {
     let mut error = EvalError::new(ErrorKind::Other, e.message, pos);
     for line in e.trace {
         error = error.add_trace(Pos::NONE, line);
@@ -266,7 +266,7 @@ pub(crate) fn fetch_error(e: FetchError, pos: Pos) -> Box<EvalError> {
 }
 
 /// The result set (`emitTreeAttrs`).
-pub(crate) fn emit_tree_attrs(
+pub fn emit_tree_attrs(
     ev: &Evaluator,
     path: &rix_formats::StorePath,
     input: &Input,
@@ -336,7 +336,7 @@ pub(crate) fn emit_tree_attrs(
 }
 
 /// `%Y%m%d%H%M%S` of a Unix time, in UTC.
-pub(crate) fn utc_timestamp(t: i64) -> String {
+pub fn utc_timestamp(t: i64) -> String {
     let days = t.div_euclid(86400);
     let secs = t.rem_euclid(86400);
     // Howard Hinnant's civil_from_days.

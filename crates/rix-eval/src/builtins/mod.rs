@@ -17,6 +17,7 @@ mod strings;
 mod toml;
 mod xml;
 
+pub use fetch_tree::{emit_tree_attrs, fetch_error, utc_timestamp, with_fetcher};
 pub use json::value_to_json;
 pub use xml::value_to_xml;
 
@@ -86,6 +87,15 @@ pub(crate) fn install(ev: &mut Evaluator) {
     }
     if ev.has_feature("flakes") || ev.has_feature("fetch-tree") {
         fetch_tree::register(&mut r);
+    }
+    for op in ev.opts.extra_primops.clone() {
+        let enabled = match op.feature {
+            None => true,
+            Some(f) => ev.has_feature(f),
+        };
+        if enabled {
+            r.primop(op.name, op.arity, op.f);
+        }
     }
     json::register(&mut r);
     toml::register(&mut r);
