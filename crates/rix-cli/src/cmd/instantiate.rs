@@ -119,6 +119,7 @@ impl EvalArgs {
             show_trace: self.show_trace && !self.no_show_trace,
             abort_on_warn: ctx.settings.get("abort-on-warn") == "true",
             trace_verbose: ctx.settings.get("trace-verbose") == "true",
+            fetch_settings: rix_fetch::FetchSettings::from_settings(&ctx.settings),
             lints: Lints {
                 absolute_path_literals: lint_level(&self.lint_absolute_path_literals),
                 short_path_literals: lint_level(&self.lint_short_path_literals),
@@ -189,12 +190,18 @@ pub struct IgnoredNixArgs {
 // Takes the box evaluation results carry, for `map_err(|e| eval_error(e, ..))`.
 #[allow(clippy::boxed_local)]
 pub fn eval_error(e: Box<EvalError>, show_trace: bool) -> anyhow::Error {
-    anyhow::Error::new(RenderedError(e.render(show_trace)))
+    // Nix's exit status for a hash mismatch (`withExitStatus(102)`).
+    let status = if e.kind == rix_eval::error::ErrorKind::HashMismatch {
+        102
+    } else {
+        1
+    };
+    anyhow::Error::new(RenderedError(e.render(show_trace), status))
 }
 
-/// An error whose text is complete, `error:` included.
+/// An error whose text is complete, `error:` included, and the exit status.
 #[derive(Debug)]
-pub struct RenderedError(pub String);
+pub struct RenderedError(pub String, pub u8);
 
 impl std::fmt::Display for RenderedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
