@@ -404,6 +404,14 @@ fn report_failures(report: &RealiseReport) -> Result<()> {
     }
     if let [(_, only)] = report.failed.as_slice() {
         if report.skipped.is_empty() {
+            if let rix_build::BuildError::HashMismatch { .. } = only {
+                // As Nix renders it (later lines indented), with its exit
+                // status for a hash mismatch.
+                let text = format!("error: {only}").replace('\n', "\n       ");
+                return Err(anyhow::Error::new(
+                    crate::cmd::instantiate::RenderedError(text, 102),
+                ));
+            }
             bail!("{only}");
         }
     }
