@@ -5,7 +5,7 @@
 //! empty tree. Entry names are made canonical as Nix's `CanonPath` makes them
 //! (`.` dropped, `..` going no higher than the top), so nothing is ever
 //! written outside the destination: parents are created as real directories
-//! (a symbolic link or file in the way is replaced, never followed), hard
+//! (a symbolic link or file in the way is an error, never followed), hard
 //! links must name a regular file inside the tree, and devices and FIFOs are
 //! refused. Regular files get mode 0644, or 0755 when the owner could execute
 //! them. The result's `lastModified` is the newest modification time of the
@@ -139,7 +139,11 @@ pub fn unpack(input: Box<dyn Read + Send + '_>, dest: &Path) -> Result<Unpacked>
         }
         last_modified = last_modified.max(mtime);
         let io_err = |e: io::Error| {
-            FetchError::msg(format!("cannot unpack '{shown}' from the archive: {e}"))
+            if e.kind() == io::ErrorKind::Other {
+                FetchError::msg(e.to_string())
+            } else {
+                FetchError::msg(format!("cannot unpack '{shown}' from the archive: {e}"))
+            }
         };
         if kind.is_hard_link() {
             let target = entry
@@ -247,9 +251,12 @@ impl<'a> TreeWriter<'a> {
             match std::fs::symlink_metadata(&abs) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
-                    // A file or symbolic link in the way: a later entry wins.
-                    std::fs::remove_file(&abs)?;
-                    std::fs::create_dir(&abs)?;
+                    // A file or symbolic link in the way (never followed),
+                    // as Nix's tarball cache refuses it.
+                    return Err(io::Error::other(format!(
+                        "parent of '{}' is not a directory",
+                        prefix.display()
+                    )));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir(&abs)?,
                 Err(e) => return Err(e),
@@ -371,15 +378,11 @@ mod tests {
             ("abs", tar::EntryType::Symlink, b"", "/tmp"),
             ("abs/z", tar::EntryType::Regular, b"z", ""),
         ]);
-        let u = unpack(Box::new(io::Cursor::new(t)), &dest).unwrap();
-        assert_eq!(u.root, dest);
-        assert_eq!(u.last_modified, 1000);
+        let e = unpack(Box::new(io::Cursor::new(t)), &dest).unwrap_err();
+        assert_eq!(e.message, "parent of 'link' is not a directory");
         assert!(!outer.path().join("escape").exists());
         assert!(!outer.path().join("through").exists());
         assert_eq!(std::fs::read(dest.join("escape")).unwrap(), b"x");
-        // The symbolic links were replaced by directories, never followed.
-        assert_eq!(std::fs::read(dest.join("link/through")).unwrap(), b"y");
-        assert_eq!(std::fs::read(dest.join("abs/z")).unwrap(), b"z");
         let names: Vec<_> = std::fs::read_dir(outer.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
     }
