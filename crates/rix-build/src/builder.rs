@@ -435,7 +435,16 @@ pub(crate) fn run_builder_in(
     mut sandbox: Option<&mut Sandbox>,
 ) -> Result<(), BuildError> {
     if let Some(name) = crate::builtins::builtin_name(drv) {
-        return run_builtin(store, job, drv, name, outputs, settings, observer, drv_printed);
+        return run_builtin(
+            store,
+            job,
+            drv,
+            name,
+            outputs,
+            settings,
+            observer,
+            drv_printed,
+        );
     }
     let printed_outputs: BTreeMap<String, String> = outputs
         .iter()

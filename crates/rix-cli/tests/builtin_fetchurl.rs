@@ -90,13 +90,19 @@ fn builtin_fetchurl_builds() {
     assert!(xz.status.success());
     std::fs::write(srv.join("t.nar.xz"), std::mem::take(&mut xz.stdout)).unwrap();
     let server = httpserve::Server::start(&srv);
-    let flat = hash(&["file", "--type", "sha256", "--base32"], &srv.join("f.txt"));
+    let flat = hash(
+        &["file", "--type", "sha256", "--base32"],
+        &srv.join("f.txt"),
+    );
     // The output of `executable = true`: the file, executable, as a NAR.
     let exe = tmp.path().join("exe");
     std::fs::write(&exe, "fetched\n").unwrap();
     std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let rec = hash(&["path", "--type", "sha256", "--base32"], &exe);
-    let tree = hash(&["path", "--type", "sha256", "--base32"], &tmp.path().join("tree"));
+    let tree = hash(
+        &["path", "--type", "sha256", "--base32"],
+        &tmp.path().join("tree"),
+    );
     let cases = [
         format!("import <nix/fetchurl.nix> {{ url = \"{}\"; sha256 = \"{flat}\"; }}", server.url("f.txt")),
         format!(
@@ -122,9 +128,15 @@ fn builtin_fetchurl_builds() {
                 0 => assert_eq!(std::fs::read_to_string(&path).unwrap(), "fetched\n"),
                 1 => {
                     let m = std::fs::metadata(&path).unwrap();
-                    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777, 0o555);
+                    assert_eq!(
+                        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777,
+                        0o555
+                    );
                 }
-                _ => assert_eq!(std::fs::read_to_string(format!("{path}/data")).unwrap(), "data\n"),
+                _ => assert_eq!(
+                    std::fs::read_to_string(format!("{path}/data")).unwrap(),
+                    "data\n"
+                ),
             }
             // The same derivation as Nix's.
             if let Some(nix_drv) = nix_instantiate(&store, e) {
@@ -158,7 +170,16 @@ fn builtin_fetchurl_failures() {
     assert!(err.contains(&expected), "{err}");
     if let Some(mut nix) = rix_testutil::nix_current("nix-build") {
         let n = nix
-            .args(["--store", &store.url(), "--no-out-link", "--option", "build-hook", "", "--expr", &e])
+            .args([
+                "--store",
+                &store.url(),
+                "--no-out-link",
+                "--option",
+                "build-hook",
+                "",
+                "--expr",
+                &e,
+            ])
             .env("NIX_CONFIG", NIX_CONFIG)
             .output()
             .unwrap();
@@ -175,7 +196,10 @@ fn builtin_fetchurl_failures() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains(&format!("unable to download '{}': HTTP error 404", server.url("missing.txt"))),
+        err.contains(&format!(
+            "unable to download '{}': HTTP error 404",
+            server.url("missing.txt")
+        )),
         "{err}"
     );
 }

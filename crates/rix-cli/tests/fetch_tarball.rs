@@ -44,13 +44,18 @@ fn rix_eval(store: &TempStore, cache: &Path, e: &str, extra: &[&str]) -> Output 
 fn nix_eval(store: &TempStore, cache: &Path, e: &str) -> Option<Output> {
     let mut nix = rix_testutil::nix_current("nix-instantiate")?;
     Some(
-        nix.args(["--store", &store.url(), "--extra-experimental-features", FEATURES])
-            .args(["--eval", "--strict", "--expr", e])
-            .env("XDG_CACHE_HOME", cache)
-            .env("HOME", cache)
-            .env("NIX_CONFIG", NIX_CONFIG)
-            .output()
-            .unwrap(),
+        nix.args([
+            "--store",
+            &store.url(),
+            "--extra-experimental-features",
+            FEATURES,
+        ])
+        .args(["--eval", "--strict", "--expr", e])
+        .env("XDG_CACHE_HOME", cache)
+        .env("HOME", cache)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .output()
+        .unwrap(),
     )
 }
 
@@ -137,10 +142,22 @@ fn fetch_tarball_as_nix() {
     std::fs::write(srv.join("two.tgz"), compress("gzip", &two)).unwrap();
     let server = httpserve::Server::start(&srv);
     let gz = server.url("p.tar.gz");
-    let mut parts: Vec<String> = ["p.tar", "p.tar.gz", "p.tar.xz", "p.tar.bz2", "p.tar.zst", "two.tgz"]
-        .iter()
-        .map(|f| format!("(builtins.fetchTree {{ type = \"tarball\"; url = \"{}\"; }})", server.url(f)))
-        .collect();
+    let mut parts: Vec<String> = [
+        "p.tar",
+        "p.tar.gz",
+        "p.tar.xz",
+        "p.tar.bz2",
+        "p.tar.zst",
+        "two.tgz",
+    ]
+    .iter()
+    .map(|f| {
+        format!(
+            "(builtins.fetchTree {{ type = \"tarball\"; url = \"{}\"; }})",
+            server.url(f)
+        )
+    })
+    .collect();
     parts.extend([
         format!("(builtins.fetchTarball \"{gz}\")"),
         format!("(builtins.fetchTarball {{ url = \"{gz}\"; name = \"named\"; }})"),
@@ -157,10 +174,22 @@ fn fetch_tarball_as_nix() {
     std::fs::create_dir_all(cache.join("tmp")).unwrap();
     let out = stdout(&rix_eval(&store, &cache, &e, &[]));
     assert!(out.contains("lastModified = 1600006000;"), "{out}");
-    assert!(out.contains("empty = \"directory\"; hard = \"regular\"; link = \"symlink\";"), "{out}");
-    let tree = out.split("outPath = \"").nth(1).unwrap().split('"').next().unwrap();
+    assert!(
+        out.contains("empty = \"directory\"; hard = \"regular\"; link = \"symlink\";"),
+        "{out}"
+    );
+    let tree = out
+        .split("outPath = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     let mode = std::fs::metadata(Path::new(tree).join("bin/run")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o555);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o555
+    );
     // The private temporary directories are gone.
     assert_eq!(std::fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
     let Some(nix) = nix_eval(&store, &tmp.path().join("nc"), &e) else {
@@ -196,7 +225,9 @@ fn hostile_tarballs_stay_inside() {
     std::fs::create_dir_all(cache.join("tmp")).unwrap();
     let out = stdout(&rix_eval(&store, &cache, &e, &[]));
     assert!(
-        out.contains("{ abs = \"directory\"; b = \"regular\"; escape = \"regular\"; up = \"symlink\"; }"),
+        out.contains(
+            "{ abs = \"directory\"; b = \"regular\"; escape = \"regular\"; up = \"symlink\"; }"
+        ),
         "{out}"
     );
     let e2 = format!("builtins.fetchTarball \"{}\"", server.url("through.tar"));
@@ -245,7 +276,10 @@ fn lockable_tarball_protocol() {
     );
     let store = TempStore::new();
     let out = stdout(&rix_eval(&store, &tmp.path().join("rc"), &e, &[]));
-    assert!(out.contains(&format!("rev = \"{rev}\"; revCount = 7;")), "{out}");
+    assert!(
+        out.contains(&format!("rev = \"{rev}\"; revCount = 7;")),
+        "{out}"
+    );
     assert!(out.contains("lastModified = 1700000000;"), "{out}");
     let Some(nix) = nix_eval(&store, &tmp.path().join("nc"), &e) else {
         return;
@@ -315,25 +349,37 @@ fn forge_inputs() {
     assert!(!r.status.success());
     let err = String::from_utf8(r.stderr).unwrap();
     assert!(
-        err.contains(&format!("while fetching the input 'github:owner/repo/{rev}'")),
+        err.contains(&format!(
+            "while fetching the input 'github:owner/repo/{rev}'"
+        )),
         "{err}"
     );
     assert!(
-        err.contains(&format!("unable to download 'https://github.com/owner/repo/archive/{rev}.tar.gz'")),
+        err.contains(&format!(
+            "unable to download 'https://github.com/owner/repo/archive/{rev}.tar.gz'"
+        )),
         "{err}"
     );
     // A locked (final) input whose tree is in the store needs no network.
     let tree = stdout(&rix_eval(
         &store,
         &cache,
-        &format!("(builtins.fetchTree {{ type = \"tarball\"; url = \"{}\"; }}).narHash", server.url("p.tar.gz")),
+        &format!(
+            "(builtins.fetchTree {{ type = \"tarball\"; url = \"{}\"; }}).narHash",
+            server.url("p.tar.gz")
+        ),
         &[],
     ));
     let nar_hash = tree.trim().trim_matches('"');
     let e = format!(
         "builtins.fetchFinalTree {{ type = \"gitlab\"; owner = \"o\"; repo = \"r\"; rev = \"{rev}\"; narHash = \"{nar_hash}\"; lastModified = 5; }}"
     );
-    let out = stdout(&rix_eval(&store, &cache, &e, &["--option", "download-attempts", "1"]));
+    let out = stdout(&rix_eval(
+        &store,
+        &cache,
+        &e,
+        &["--option", "download-attempts", "1"],
+    ));
     assert!(out.contains(&format!("narHash = \"{nar_hash}\";")), "{out}");
     assert!(out.contains(&format!("rev = \"{rev}\";")), "{out}");
 }

@@ -38,13 +38,18 @@ fn rix_eval(store: &TempStore, cache: &Path, e: &str, extra: &[&str]) -> Output 
 fn nix_eval(store: &TempStore, cache: &Path, e: &str) -> Option<Output> {
     let mut nix = rix_testutil::nix_current("nix-instantiate")?;
     Some(
-        nix.args(["--store", &store.url(), "--extra-experimental-features", FEATURES])
-            .args(["--eval", "--strict", "--expr", e])
-            .env("XDG_CACHE_HOME", cache)
-            .env("HOME", cache)
-            .env("NIX_CONFIG", NIX_CONFIG)
-            .output()
-            .unwrap(),
+        nix.args([
+            "--store",
+            &store.url(),
+            "--extra-experimental-features",
+            FEATURES,
+        ])
+        .args(["--eval", "--strict", "--expr", e])
+        .env("XDG_CACHE_HOME", cache)
+        .env("HOME", cache)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .output()
+        .unwrap(),
     )
 }
 
@@ -105,9 +110,15 @@ fn fetchurl_errors_as_nix() {
             102,
         ),
         (format!("builtins.fetchurl \"http://{}/\"", server.addr), 1),
-        (format!("builtins.fetchurl {{ url = \"{u}\"; foo = 1; }}"), 1),
+        (
+            format!("builtins.fetchurl {{ url = \"{u}\"; foo = 1; }}"),
+            1,
+        ),
         ("builtins.fetchurl { }".to_owned(), 1),
-        (format!("builtins.fetchurl \"file://{}\"", missing.display()), 1),
+        (
+            format!("builtins.fetchurl \"file://{}\"", missing.display()),
+            1,
+        ),
         (
             format!("builtins.fetchurl {{ url = \"{u}\"; name = \"a b\"; }}"),
             1,

@@ -65,7 +65,12 @@ fn get_str(attrs: &Attrs, name: &str) -> Option<String> {
 }
 
 impl Fetcher<'_> {
-    fn request<'u>(&'u self, url: &'u str, etag: Option<&'u str>, headers: &[(String, String)]) -> Request<'u> {
+    fn request<'u>(
+        &'u self,
+        url: &'u str,
+        etag: Option<&'u str>,
+        headers: &[(String, String)],
+    ) -> Request<'u> {
         Request {
             url,
             expected_etag: etag,
@@ -96,12 +101,11 @@ impl Fetcher<'_> {
             return Ok(from_cache(hit));
         }
         let etag = cached.as_ref().and_then(|h| get_str(&h.value, "etag"));
-        let tmp = tempfile::Builder::new()
-            .prefix("rix-download-")
-            .tempdir()?;
+        let tmp = tempfile::Builder::new().prefix("rix-download-").tempdir()?;
         let file_path = tmp.path().join("file");
         let mut file = std::fs::File::create(&file_path)?;
-        let res = match transfer::download(&self.request(url, etag.as_deref(), headers), &mut file) {
+        let res = match transfer::download(&self.request(url, etag.as_deref(), headers), &mut file)
+        {
             Ok(r) => r,
             Err(e) => {
                 if let Some(hit) = &cached {
@@ -172,9 +176,7 @@ impl Fetcher<'_> {
             return from_cache(hit);
         }
         let etag = cached.as_ref().and_then(|h| get_str(&h.value, "etag"));
-        let tmp = tempfile::Builder::new()
-            .prefix("rix-tarball-")
-            .tempdir()?;
+        let tmp = tempfile::Builder::new().prefix("rix-tarball-").tempdir()?;
         let dest = tmp.path().join("unpacked");
         std::fs::create_dir(&dest)?;
         let request = self.request(url, etag.as_deref(), headers);
@@ -212,7 +214,10 @@ impl Fetcher<'_> {
                 let unpacked = unpacked?;
                 let (path, nar_hash) = self.add_tree_hashed(&unpacked.root, name)?;
                 let mut info = str_attrs(&[("etag", &res.etag), ("narHash", &nar_hash.to_sri())]);
-                info.insert("lastModified".into(), AttrValue::Int(unpacked.last_modified));
+                info.insert(
+                    "lastModified".into(),
+                    AttrValue::Int(unpacked.last_modified),
+                );
                 if let Some(u) = &res.immutable_url {
                     info.insert("immutableUrl".into(), AttrValue::Str(u.clone()));
                 }
@@ -292,7 +297,10 @@ struct Failed {
 fn download_and_unpack(
     req: &Request<'_>,
     dest: &Path,
-) -> (std::result::Result<Response, Failed>, Result<unpack::Unpacked>) {
+) -> (
+    std::result::Result<Response, Failed>,
+    Result<unpack::Unpacked>,
+) {
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
         Err(e) => {

@@ -16,17 +16,14 @@ use crate::input::Input;
 use crate::Fetcher;
 
 fn host(input: &Input) -> String {
-    input
-        .get_str("host")
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            match input.ty {
-                InputType::Gitlab => "gitlab.com",
-                InputType::Sourcehut => "git.sr.ht",
-                _ => "github.com",
-            }
-            .to_owned()
-        })
+    input.get_str("host").map(str::to_owned).unwrap_or_else(|| {
+        match input.ty {
+            InputType::Gitlab => "gitlab.com",
+            InputType::Sourcehut => "git.sr.ht",
+            _ => "github.com",
+        }
+        .to_owned()
+    })
 }
 
 fn owner_repo(input: &Input) -> Result<(&str, &str)> {
@@ -79,7 +76,9 @@ fn rev_from_ref(f: &Fetcher<'_>, input: &Input, git_ref: &str) -> Result<String>
                 Some(a) => a[0]["id"].as_str().map(str::to_owned),
                 None => None,
             }
-            .ok_or_else(|| FetchError::msg(format!("Unexpected response received from GitLab: {json}")))?
+            .ok_or_else(|| {
+                FetchError::msg(format!("Unexpected response received from GitLab: {json}"))
+            })?
         }
         InputType::Sourcehut => {
             let base = format!("https://{host}/{owner}/{repo}");
@@ -154,7 +153,9 @@ pub(crate) fn fetch(f: &Fetcher<'_>, input: &Input) -> Result<(StorePath, Input)
         if let (Some(AttrValue::Str(h)), Some(AttrValue::Int(t))) =
             (hit.value.get("narHash"), hit.value.get("lastModified"))
         {
-            if let Ok(nar_hash) = rix_formats::Hash::parse_any(h, Some(rix_formats::HashAlgo::Sha256)) {
+            if let Ok(nar_hash) =
+                rix_formats::Hash::parse_any(h, Some(rix_formats::HashAlgo::Sha256))
+            {
                 let path = f.store_as(&hit.store_path, &nar_hash, input.name())?;
                 input.set("lastModified", AttrValue::Int(*t));
                 return Ok((path, input));

@@ -134,8 +134,7 @@ impl Fetcher<'_> {
         let dest = tmp.path().join("file");
         let mut nar = Vec::new();
         self.store.nar_from_path(path, &mut nar)?;
-        rix_store::archive::restore(&nar[..], &dest)
-            .map_err(|e| FetchError::msg(e.to_string()))?;
+        rix_store::archive::restore(&nar[..], &dest).map_err(|e| FetchError::msg(e.to_string()))?;
         Ok(std::fs::read(&dest)?)
     }
 

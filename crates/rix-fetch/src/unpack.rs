@@ -52,18 +52,24 @@ fn read_up_to(r: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
 
 /// The input decompressed according to its magic bytes (libarchive's
 /// `archive_read_support_filter_all`, for the filters Nix's tarballs use).
-pub fn decompress<'a>(mut input: Box<dyn Read + Send + 'a>) -> io::Result<Box<dyn Read + Send + 'a>> {
+pub fn decompress<'a>(
+    mut input: Box<dyn Read + Send + 'a>,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
     let head = read_up_to(&mut input, 6)?;
     let whole: Box<dyn Read + Send + 'a> = Box::new(io::Cursor::new(head.clone()).chain(input));
     const BUF: usize = 256 * 1024;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(BUF, whole)))
+        Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(BUF, whole),
+        ))
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         Box::new(liblzma::read::XzDecoder::new_multi_decoder(
             io::BufReader::with_capacity(BUF, whole),
         ))
     } else if head.starts_with(b"BZh") {
-        Box::new(bzip2::read::MultiBzDecoder::new(io::BufReader::with_capacity(BUF, whole)))
+        Box::new(bzip2::read::MultiBzDecoder::new(
+            io::BufReader::with_capacity(BUF, whole),
+        ))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(zstd::stream::read::Decoder::new(whole)?)
     } else {
@@ -89,7 +95,13 @@ fn is_tar_header(block: &[u8]) -> bool {
     let sum: u32 = block[..512]
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) })
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
         .sum();
     sum == want
 }
@@ -118,7 +130,8 @@ pub fn unpack(input: Box<dyn Read + Send + '_>, dest: &Path) -> Result<Unpacked>
         .entries()
         .map_err(|e| FetchError::msg(format!("failed to read archive: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| FetchError::msg(format!("failed to read archive: {e}")))?;
+        let mut entry =
+            entry.map_err(|e| FetchError::msg(format!("failed to read archive: {e}")))?;
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
             continue;
@@ -270,7 +283,9 @@ impl<'a> TreeWriter<'a> {
     /// real directory and nothing is at `rel` itself. Returns the full path.
     fn place(&mut self, rel: &Path) -> io::Result<PathBuf> {
         if rel.as_os_str().is_empty() {
-            return Err(io::Error::other("an entry other than a directory names the top"));
+            return Err(io::Error::other(
+                "an entry other than a directory names the top",
+            ));
         }
         if let Some(parent) = rel.parent() {
             self.dir(parent)?;
@@ -417,7 +432,10 @@ mod tests {
         let u = unpack(Box::new(io::Cursor::new(gz)), &dest).unwrap();
         assert_eq!(u.root, dest.join("top"));
         assert_eq!(std::fs::read(u.root.join("b")).unwrap(), b"hello");
-        let mode = std::fs::metadata(u.root.join("a")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(u.root.join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
     }
 
@@ -425,7 +443,10 @@ mod tests {
     fn not_an_archive() {
         let outer = tempfile::tempdir().unwrap();
         let e = unpack(Box::new(io::Cursor::new(b"plain\n".to_vec())), outer.path()).unwrap_err();
-        assert_eq!(e.message, "Failed to open archive (Unrecognized archive format)");
+        assert_eq!(
+            e.message,
+            "Failed to open archive (Unrecognized archive format)"
+        );
         let empty = unpack(Box::new(io::Cursor::new(Vec::new())), outer.path()).unwrap();
         assert_eq!(empty.last_modified, 0);
     }
@@ -435,6 +456,9 @@ mod tests {
         let outer = tempfile::tempdir().unwrap();
         let t = tar_of(&[("fifo", tar::EntryType::Fifo, b"", "")]);
         let e = unpack(Box::new(io::Cursor::new(t)), outer.path()).unwrap_err();
-        assert_eq!(e.message, "file 'fifo' in tarball has unsupported file type 4096");
+        assert_eq!(
+            e.message,
+            "file 'fifo' in tarball has unsupported file type 4096"
+        );
     }
 }

@@ -182,8 +182,7 @@ enum Opened {
 }
 
 fn download_http(req: &Request<'_>, sink: &mut dyn Write) -> Result<Response, DownloadError> {
-    let client =
-        client(req.connect_timeout).map_err(|m| DownloadError::new(ErrorKind::Misc, m))?;
+    let client = client(req.connect_timeout).map_err(|m| DownloadError::new(ErrorKind::Misc, m))?;
     let credentials = req
         .netrc_file
         .and_then(|f| std::fs::read_to_string(f).ok())
@@ -203,7 +202,8 @@ fn download_http(req: &Request<'_>, sink: &mut dyn Write) -> Result<Response, Do
                     return Err(e);
                 }
                 // Nix: 250 ms × 2^(attempt-1), times a random factor in [1, 2).
-                let jitter = 1.0 + f64::from(std::process::id() % 997 + attempt * 131 % 997) / 997.0;
+                let jitter =
+                    1.0 + f64::from(std::process::id() % 997 + attempt * 131 % 997) / 997.0;
                 let ms = (250.0 * f64::from(1u32 << (attempt - 1).min(16)) * jitter) as u64;
                 eprintln!("warning: error: {}; retrying in {ms} ms", e.message);
                 std::thread::sleep(Duration::from_millis(ms));
@@ -361,7 +361,9 @@ fn connect_error(url: &str, e: &reqwest::Error) -> DownloadError {
     if e.is_redirect() {
         return DownloadError::new(
             ErrorKind::Misc,
-            format!("unable to download '{url}': Number of redirects hit maximum amount (47) {chain}"),
+            format!(
+                "unable to download '{url}': Number of redirects hit maximum amount (47) {chain}"
+            ),
         );
     }
     if e.is_builder() {
@@ -370,7 +372,10 @@ fn connect_error(url: &str, e: &reqwest::Error) -> DownloadError {
             format!("unable to download '{url}': URL using bad/illegal format or missing URL (3) {chain}"),
         );
     }
-    DownloadError::new(ErrorKind::Transient, format!("unable to download '{url}': {chain}"))
+    DownloadError::new(
+        ErrorKind::Transient,
+        format!("unable to download '{url}': {chain}"),
+    )
 }
 
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -466,7 +471,10 @@ mod tests {
             ("127.0.0.1".into(), "8080".into())
         );
         assert_eq!(url_host_port("https://h/x"), ("h".into(), "443".into()));
-        assert_eq!(url_host_port("http://[::1]:9/x"), ("::1".into(), "9".into()));
+        assert_eq!(
+            url_host_port("http://[::1]:9/x"),
+            ("::1".into(), "9".into())
+        );
     }
 
     #[test]

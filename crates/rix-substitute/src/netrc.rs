@@ -28,7 +28,8 @@ impl Netrc {
                     }
                     if key == "machine" {
                         netrc.machines.extend(current.take());
-                        current = Some((Some(tok.to_ascii_lowercase()), String::new(), String::new()));
+                        current =
+                            Some((Some(tok.to_ascii_lowercase()), String::new(), String::new()));
                     }
                     continue;
                 }
@@ -76,9 +77,14 @@ mod tests {
              macdef init\n  cd /\n\n\
              machine B.example\n  login bob\n  password pw\ndefault login anon password x\n",
         );
-        assert_eq!(n.lookup("a.example"), Some(("alice".into(), "s3cret".into())));
+        assert_eq!(
+            n.lookup("a.example"),
+            Some(("alice".into(), "s3cret".into()))
+        );
         assert_eq!(n.lookup("b.example"), Some(("bob".into(), "pw".into())));
         assert_eq!(n.lookup("c.example"), Some(("anon".into(), "x".into())));
-        assert!(Netrc::parse("machine x login y password z").lookup("w").is_none());
+        assert!(Netrc::parse("machine x login y password z")
+            .lookup("w")
+            .is_none());
     }
 }

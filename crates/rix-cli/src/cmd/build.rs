@@ -408,9 +408,9 @@ fn report_failures(report: &RealiseReport) -> Result<()> {
                 // As Nix renders it (later lines indented), with its exit
                 // status for a hash mismatch.
                 let text = format!("error: {only}").replace('\n', "\n       ");
-                return Err(anyhow::Error::new(
-                    crate::cmd::instantiate::RenderedError(text, 102),
-                ));
+                return Err(anyhow::Error::new(crate::cmd::instantiate::RenderedError(
+                    text, 102,
+                )));
             }
             bail!("{only}");
         }

@@ -118,9 +118,9 @@ fn fetch(
             let n = attr.name.as_str();
             match n {
                 "url" => {
-                    let u = ev
-                        .force_string_no_ctx(&attr.value, attr.pos)
-                        .map_err(|e| e.add_trace(attr.pos, "while evaluating the url we should fetch"))?;
+                    let u = ev.force_string_no_ctx(&attr.value, attr.pos).map_err(|e| {
+                        e.add_trace(attr.pos, "while evaluating the url we should fetch")
+                    })?;
                     url = Some(u);
                 }
                 "sha256" => {
@@ -141,12 +141,7 @@ fn fetch(
                         )
                     })?;
                 }
-                _ => {
-                    return Err(err(
-                        format!("unsupported argument '{n}' to '{who}'"),
-                        pos,
-                    ))
-                }
+                _ => return Err(err(format!("unsupported argument '{n}' to '{who}'"), pos)),
             }
         }
         if url.is_none() {
