@@ -185,7 +185,7 @@ impl Fetcher<'_> {
             Ok(r) => r,
             // The unpacker stopped reading: its error is the one.
             Err(e) if e.error.kind == transfer::ErrorKind::Sink && unpacked.is_err() => {
-                return Err(unpacked.err().expect("checked"));
+                return Err(unpacked.expect_err("checked"));
             }
             Err(e) if e.written == 0 => {
                 // Nix reads the archive from the download: libarchive reports it.

@@ -16,8 +16,7 @@ impl Netrc {
         let mut current: Option<(Option<String>, String, String)> = None;
         let mut pending: Option<&str> = None;
         while let Some(line) = lines.next() {
-            let mut tokens = line.split_whitespace();
-            while let Some(tok) = tokens.next() {
+            for tok in line.split_whitespace() {
                 if let Some(key) = pending.take() {
                     if let Some(c) = current.as_mut() {
                         match key {
