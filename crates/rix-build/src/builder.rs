@@ -74,6 +74,8 @@ pub struct BuildSettings {
     /// The command that prints a build's log, for the hint after a failure
     /// (`rix log`, with the `--store` the build used).
     pub log_command: String,
+    /// What `builtin:fetchurl` reads (`netrc-file`, `hashed-mirrors`, ...).
+    pub fetchurl: crate::builtins::FetchurlSettings,
 }
 
 impl Default for BuildSettings {
@@ -92,6 +94,7 @@ impl Default for BuildSettings {
             filter_syscalls: true,
             allow_new_privileges: false,
             log_command: "rix log".to_owned(),
+            fetchurl: crate::builtins::FetchurlSettings::default(),
         }
     }
 }
@@ -440,6 +443,18 @@ pub(crate) fn run_builder_in(
     drv_printed: &str,
     mut sandbox: Option<&mut Sandbox>,
 ) -> Result<(), BuildError> {
+    if let Some(name) = crate::builtins::builtin_name(drv) {
+        return run_builtin(
+            store,
+            job,
+            drv,
+            name,
+            outputs,
+            settings,
+            observer,
+            drv_printed,
+        );
+    }
     let printed_outputs: BTreeMap<String, String> = outputs
         .iter()
         .map(|(k, v)| (k.clone(), store.print(v)))
@@ -489,6 +504,10 @@ pub(crate) fn use_sandbox(
     settings: &BuildSettings,
     drv_printed: &str,
 ) -> Result<bool, BuildError> {
+    // A builtin builder runs in rix's process (see `crate::builtins`).
+    if crate::builtins::builtin_name(job.drv).is_some() {
+        return Ok(false);
+    }
     let sandboxed = sandbox_wanted_and_available(store, job, settings, drv_printed)?;
     if !sandboxed {
         no_home_on_the_host(Path::new(crate::env::HOME_DIR), drv_printed)?;
@@ -939,6 +958,57 @@ fn run_builder(
     match log_error {
         Some(e) => Err(BuildError::Log(e)),
         None => Ok(()),
+    }
+}
+
+/// Runs builtin `name` (`builtin:fetchurl`) in this process, its messages
+/// in the build log as a builder's output would be.
+#[allow(clippy::too_many_arguments)]
+fn run_builtin(
+    store: &LocalStore,
+    job: &BuildJob<'_>,
+    drv: &Derivation,
+    name: &str,
+    outputs: &BTreeMap<String, StorePath>,
+    settings: &BuildSettings,
+    observer: &dyn Observer,
+    drv_printed: &str,
+) -> Result<(), BuildError> {
+    if running::cancelled() {
+        return Err(BuildError::Cancelled(drv_printed.to_owned()));
+    }
+    let log_path = store.log_path(job.drv_path);
+    let mut log = LogSink::create(&log_path).map_err(BuildError::io(&log_path))?;
+    let real: BTreeMap<String, PathBuf> = outputs
+        .iter()
+        .map(|(k, p)| (k.clone(), store.real_path(p)))
+        .collect();
+    let result = crate::builtins::run(name, drv, &real, &settings.fetchurl);
+    let line = |l: &str| {
+        observer.event(BuildEvent::Log {
+            drv: job.drv_path,
+            line: l,
+        })
+    };
+    if let Err(message) = &result {
+        log.write(format!("{message}\n").as_bytes(), line);
+    }
+    let crate::log::LogEnd {
+        tail,
+        error: log_error,
+    } = log.finish(line);
+    match result {
+        Ok(()) => match log_error {
+            Some(e) => Err(BuildError::Log(e)),
+            None => Ok(()),
+        },
+        Err(_) => Err(BuildError::BuilderFailed {
+            drv: drv_printed.to_owned(),
+            status: "exit code 1".into(),
+            tail,
+            log_error: log_error.map(|e| e.to_string()),
+            log_command: settings.log_command.clone(),
+        }),
     }
 }
 

@@ -5,6 +5,7 @@
 //! | [`plan`] | which derivations need building, and their dependency edges |
 //! | [`realise`] | running a plan in dependency order, `max_jobs` at a time |
 //! | [`builder`] | running one builder and registering its outputs |
+//! | [`builtins`] | builders built into rix: `builtin:fetchurl` |
 //! | [`env`] | the builder's environment, exactly as Nix sets it |
 //! | [`log`] | build logs (bzip2, Nix's layout) |
 //! | [`events`] | progress events for the CLI |
@@ -16,6 +17,7 @@
 //! | [`error`] | why a build failed |
 
 pub mod builder;
+pub mod builtins;
 pub mod env;
 pub mod error;
 pub mod events;

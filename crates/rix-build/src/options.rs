@@ -15,7 +15,9 @@ use crate::sandbox::{self, SandboxMode};
 /// The builder settings the configuration gives: `cores`, `keep-failed`,
 /// `timeout`, `max-silent-time`, `build-dir`, `sandbox`, `sandbox-fallback`,
 /// `sandbox-paths`, `sandbox-dev-shm-size`, `max-build-log-size`,
-/// `filter-syscalls`, `allow-new-privileges`. Errors name the setting.
+/// `filter-syscalls`, `allow-new-privileges`; for `builtin:fetchurl`:
+/// `netrc-file`, `hashed-mirrors`, `download-attempts`, `connect-timeout`.
+/// Errors name the setting.
 pub fn build_settings(s: &Settings) -> Result<BuildSettings, String> {
     let err = |e: rix_store::settings::SettingsError| e.to_string();
     let secs = |name: &str| -> Result<Option<std::time::Duration>, String> {
@@ -53,6 +55,14 @@ pub fn build_settings(s: &Settings) -> Result<BuildSettings, String> {
         filter_syscalls: s.get_bool("filter-syscalls").map_err(err)?,
         allow_new_privileges: s.get_bool("allow-new-privileges").map_err(err)?,
         log_command: "rix log".to_owned(),
+        fetchurl: crate::builtins::FetchurlSettings {
+            netrc_file: Some(s.get("netrc-file"))
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
+            hashed_mirrors: s.get_list("hashed-mirrors"),
+            download_attempts: s.get_u64("download-attempts").map_err(err)?.max(1) as u32,
+            connect_timeout: s.get_u64("connect-timeout").map_err(err)?,
+        },
     })
 }
 

@@ -228,7 +228,7 @@ fn main() -> ExitCode {
             // As Nix's logger: ANSI escapes removed unless stderr is a terminal.
             if let Some(r) = err.downcast_ref::<cmd::instantiate::RenderedError>() {
                 rix_eval::error::log_stderr(&r.0);
-                return ExitCode::FAILURE;
+                return ExitCode::from(r.1);
             }
             // An error already reported (a failed build, as it failed) ends
             // the command with its status alone.

@@ -149,7 +149,8 @@ impl Observer for Progress {
                 // last lines), as Nix does, not when the command ends.
                 // (A build stopped by Ctrl-C is not a failure to report.)
                 if let Some(e) = error.filter(|_| !rix_build::running::cancelled()) {
-                    self.println(&format!("error: {e}"));
+                    // As Nix renders errors: later lines indented.
+                    self.println(&format!("error: {e}").replace('\n', "\n       "));
                     self.reported_failures
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

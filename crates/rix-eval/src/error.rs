@@ -40,6 +40,8 @@ pub enum ErrorKind {
     Io,
     /// A fetcher or other feature needing the network.
     NeedsNetwork,
+    /// A download's content is not what its hash says (Nix's exit status 102).
+    HashMismatch,
     /// Anything else (bad arguments to builtins, overflow, ...).
     Other,
 }

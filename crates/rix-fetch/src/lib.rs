@@ -13,11 +13,15 @@
 //! `fetch*` builtins) and flakes (which lock their inputs through it).
 
 pub mod cache;
+pub mod download;
 pub mod error;
 pub mod git;
+pub mod github;
 pub mod input;
 pub mod path;
 pub mod settings;
+pub mod tarball;
+pub mod unpack;
 
 use rix_formats::flake_ref::{AttrValue, InputType};
 use rix_formats::store_path::{FileIngestionMethod, StorePath};
@@ -89,6 +93,11 @@ impl Fetcher<'_> {
         let (path, mut result) = match input.ty {
             InputType::Path => path::fetch(self, input)?,
             InputType::Git => git::fetch(self, input)?,
+            InputType::Tarball => tarball::fetch_tarball(self, input)?,
+            InputType::File => tarball::fetch_file(self, input)?,
+            InputType::Github | InputType::Gitlab | InputType::Sourcehut => {
+                github::fetch(self, input)?
+            }
             other => {
                 return Err(FetchError::msg(format!(
                     "input type '{}' is not supported yet",
@@ -115,6 +124,28 @@ impl Fetcher<'_> {
             .store_dir()
             .make_path_from_ca(input.name(), &ca, [], false)
             .map_err(|e| FetchError::msg(e.to_string()))
+    }
+
+    /// The contents of the regular file at valid `path` (read through the
+    /// store's NAR when the store is not on this machine).
+    pub fn read_file(&self, path: &StorePath) -> Result<Vec<u8>> {
+        if let Some(local) = self.store.as_local() {
+            return Ok(std::fs::read(local.real_path(path))?);
+        }
+        let tmp = tempfile::tempdir()?;
+        let dest = tmp.path().join("file");
+        let mut nar = Vec::new();
+        self.store.nar_from_path(path, &mut nar)?;
+        rix_store::archive::restore(&nar[..], &dest).map_err(|e| FetchError::msg(e.to_string()))?;
+        Ok(std::fs::read(&dest)?)
+    }
+
+    /// The SHA-256 of the regular file at valid `path` (Nix's `hashFile`).
+    pub fn hash_flat_file(&self, path: &StorePath) -> Result<rix_formats::Hash> {
+        if let Some(local) = self.store.as_local() {
+            return download::hash_file(&local.real_path(path));
+        }
+        Ok(HashAlgo::Sha256.digest(self.read_file(path)?))
     }
 
     /// Adds the file system object at `src` as `name` (recursive, SHA-256),

@@ -20,6 +20,8 @@ pub struct FetchSettings {
     pub cache_dir: Option<PathBuf>,
     /// `connect-timeout` in seconds (0: the client's default).
     pub connect_timeout: u64,
+    /// `download-attempts`: tries of a download that fails transiently (5).
+    pub download_attempts: u32,
 }
 
 impl Default for FetchSettings {
@@ -32,6 +34,7 @@ impl Default for FetchSettings {
             netrc_file: None,
             cache_dir: default_cache_dir(),
             connect_timeout: 0,
+            download_attempts: 5,
         }
     }
 }
@@ -44,4 +47,28 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(|h| PathBuf::from(h).join(".cache/rix"))
+}
+
+impl FetchSettings {
+    /// The download settings of a configuration (Nix's names): `tarball-ttl`,
+    /// `netrc-file`, `download-attempts`, `connect-timeout`; the others keep
+    /// their defaults.
+    pub fn from_settings(s: &rix_store::settings::Settings) -> FetchSettings {
+        let mut f = FetchSettings::default();
+        let num = |name: &str| s.get(name).trim().parse::<u64>().ok();
+        if let Some(v) = num("tarball-ttl") {
+            f.tarball_ttl = v;
+        }
+        if let Some(v) = num("download-attempts") {
+            f.download_attempts = v.clamp(1, u64::from(u32::MAX)) as u32;
+        }
+        if let Some(v) = num("connect-timeout") {
+            f.connect_timeout = v;
+        }
+        let netrc = s.get("netrc-file");
+        if !netrc.is_empty() {
+            f.netrc_file = Some(PathBuf::from(netrc));
+        }
+        f
+    }
 }

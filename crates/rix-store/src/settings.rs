@@ -136,6 +136,11 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("http-connections", "25"),
     ("serve-max-nar-streams", "32"),
     ("connect-timeout", "0"),
+    // Downloads (fetchers, `builtin:fetchurl`).
+    ("tarball-ttl", "3600"),
+    ("netrc-file", "/etc/rix/netrc"),
+    ("download-attempts", "5"),
+    ("hashed-mirrors", ""),
     ("fallback", "false"),
     ("secret-key-files", ""),
     ("keep-outputs", "false"),

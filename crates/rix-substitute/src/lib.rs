@@ -12,14 +12,17 @@
 //! | [`serve`] | the local store as an HTTP binary cache (axum) |
 //! | [`disk_cache`] | the persistent narinfo cache (SQLite, positive/negative TTLs) |
 //! | [`compression`] | xz, zstd, bzip2, none |
+//! | [`download`], [`netrc`] | one URL (`http(s)://`, `file://`) into a sink, as Nix's `FileTransfer::download` (fetchers, `builtin:fetchurl`) |
 //! | [`observer`] | progress events |
 //! | [`runtime`] | the shared Tokio runtime and async → blocking stream bridge |
 
 pub mod cache;
 pub mod compression;
 pub mod disk_cache;
+pub mod download;
 pub mod error;
 pub mod fetch;
+pub mod netrc;
 pub mod observer;
 pub mod runtime;
 pub mod serve;

@@ -81,7 +81,10 @@ fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
     let flake_root = match flake {
         Some(f) => Some(
             crate::cmd::flake::eval_flake_value(ctx, &mut ev, f, &args.flake).map_err(|e| {
-                anyhow::Error::new(crate::cmd::instantiate::RenderedError(e.render(show_trace)))
+                anyhow::Error::new(crate::cmd::instantiate::RenderedError(
+                    e.render(show_trace),
+                    1,
+                ))
             })?,
         ),
         None => None,

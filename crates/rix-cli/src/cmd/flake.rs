@@ -62,7 +62,10 @@ fn cwd() -> String {
 }
 
 fn flake_err(e: FlakeError, show_trace: bool) -> anyhow::Error {
-    anyhow::Error::new(crate::cmd::instantiate::RenderedError(e.render(show_trace)))
+    anyhow::Error::new(crate::cmd::instantiate::RenderedError(
+        e.render(show_trace),
+        1,
+    ))
 }
 
 fn parse_ref(s: &str) -> Result<FlakeRef, FlakeError> {

@@ -120,6 +120,7 @@ impl EvalArgs {
             show_trace: self.show_trace && !self.no_show_trace,
             abort_on_warn: ctx.settings.get("abort-on-warn") == "true",
             trace_verbose: ctx.settings.get("trace-verbose") == "true",
+            fetch_settings: rix_fetch::FetchSettings::from_settings(&ctx.settings),
             lints: Lints {
                 absolute_path_literals: lint_level(&self.lint_absolute_path_literals),
                 short_path_literals: lint_level(&self.lint_short_path_literals),
@@ -206,12 +207,18 @@ pub struct IgnoredNixArgs {
 // Takes the box evaluation results carry, for `map_err(|e| eval_error(e, ..))`.
 #[allow(clippy::boxed_local)]
 pub fn eval_error(e: Box<EvalError>, show_trace: bool) -> anyhow::Error {
-    anyhow::Error::new(RenderedError(e.render(show_trace)))
+    // Nix's exit status for a hash mismatch (`withExitStatus(102)`).
+    let status = if e.kind == rix_eval::error::ErrorKind::HashMismatch {
+        102
+    } else {
+        1
+    };
+    anyhow::Error::new(RenderedError(e.render(show_trace), status))
 }
 
-/// An error whose text is complete, `error:` included.
+/// An error whose text is complete, `error:` included, and the exit status.
 #[derive(Debug)]
-pub struct RenderedError(pub String);
+pub struct RenderedError(pub String, pub u8);
 
 impl std::fmt::Display for RenderedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -745,7 +752,7 @@ fn eval_build_targets(
             )?);
             Ok(())
         })();
-        r.map_err(|e| anyhow::Error::new(RenderedError(e.render(show_trace))))?;
+        r.map_err(|e| anyhow::Error::new(RenderedError(e.render(show_trace), 1)))?;
     }
     let r = (|| -> rix_eval::Result<()> {
         let r = eval_build_jobs(&mut ev, &jobs, args, &mut out);

@@ -95,8 +95,6 @@ pub(crate) fn register(r: &mut Registry) {
             ev.force(&a[1])
         }
     });
-    r.primop("fetchurl", 1, needs_network);
-    r.primop("fetchTarball", 1, needs_network);
     r.primop("fetchMercurial", 1, needs_network);
 }
 

@@ -258,7 +258,12 @@ pub fn with_fetcher<R>(
 
 /// A fetch error as an evaluation error, with its trace.
 pub fn fetch_error(e: FetchError, pos: Pos) -> Box<EvalError> {
-    let mut error = EvalError::new(ErrorKind::Other, e.message, pos);
+    // Nix throws a NAR hash mismatch with exit status 102.
+    let kind = match e.kind {
+        rix_fetch::error::ErrorKind::HashMismatch => ErrorKind::HashMismatch,
+        _ => ErrorKind::Other,
+    };
+    let mut error = EvalError::new(kind, e.message, pos);
     for line in e.trace {
         error = error.add_trace(Pos::NONE, line);
     }

@@ -8,6 +8,7 @@ mod attrs;
 mod context;
 mod control;
 pub(crate) mod derivation;
+mod fetch;
 mod fetch_tree;
 mod flake_ref;
 mod fs;
@@ -81,6 +82,7 @@ pub(crate) fn install(ev: &mut Evaluator) {
     derivation::register(&mut r);
     fs::register(&mut r);
     fetch_tree::register_fetch_git(&mut r);
+    fetch::register(&mut r);
     // Nix 2.26 has these only with the `flakes` experimental feature.
     if ev.has_feature("flakes") {
         flake_ref::register(&mut r);
