@@ -52,7 +52,7 @@ pub struct Context {
     pub settings: Settings,
     pub(crate) store_url: Option<String>,
     /// The `--option` pairs of the command line, passed on to a daemon.
-    overrides: Vec<(String, String)>,
+    pub(crate) overrides: Vec<(String, String)>,
 }
 
 /// The daemon a store URL names, if it names one: `daemon`, `unix://…`, or

@@ -19,6 +19,7 @@
 pub mod call;
 pub mod config;
 pub mod error;
+pub mod eval_cache;
 pub mod flake;
 pub mod lock;
 pub mod lock_file;

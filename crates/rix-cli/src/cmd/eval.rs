@@ -69,6 +69,30 @@ fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
         (None, None, Some(f)) if rix_flake::reference::looks_like_flake_installable(f) => Some(f),
         _ => None,
     };
+    // A flake's answer from the evaluation cache, when the flake, its lock
+    // and the question are what they were.
+    let cached = match flake {
+        Some(f)
+            if !args.eval_args.impure
+                && args.eval_args.auto_args().is_empty()
+                && args.flake.is_plain() =>
+        {
+            let mode = match (args.json, args.xml, args.raw) {
+                (true, _, _) => "json",
+                (_, true, _) => "xml",
+                (_, _, true) => "raw",
+                _ => "print",
+            };
+            crate::cmd::flake::eval_cache_key(ctx, f, &["eval", mode, &args.attr])
+                .and_then(|(key, source)| Some((crate::cmd::flake::eval_cache()?, key, source)))
+        }
+        _ => None,
+    };
+    if let Some((cache, key, _)) = &cached {
+        if let Some(out) = cache.get(key) {
+            return print_eval_output(&out, args.raw);
+        }
+    }
     let mut ev = match flake {
         Some(_) => Evaluator::new(crate::cmd::flake::eval_options(ctx, &args.eval_args, store)),
         None => Evaluator::new(args.eval_args.options(ctx, store)),
@@ -122,9 +146,18 @@ fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
     })()
     .map_err(|e| eval_error(e, show_trace))?;
     crate::cmd::instantiate::flush(&ev).map_err(|e| eval_error(e, show_trace))?;
+    if let (Some((cache, key, source)), Some(f)) = (&cached, flake) {
+        if crate::cmd::flake::eval_cache_source_unchanged(f, source) {
+            cache.put(key, &out);
+        }
+    }
+    print_eval_output(&out, args.raw)
+}
+
+fn print_eval_output(out: &str, raw: bool) -> Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    if args.raw {
+    if raw {
         stdout.write_all(out.as_bytes())?;
     } else {
         writeln!(stdout, "{}", out.trim_end_matches('\n'))?;

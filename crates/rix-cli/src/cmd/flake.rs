@@ -55,6 +55,58 @@ pub struct FlakeLockArgs {
     pub accept_flake_config: bool,
 }
 
+impl FlakeLockArgs {
+    /// Whether the lock is computed from the flake's own lock file alone (no
+    /// flag overrides or updates an input): then an answer may be cached.
+    pub fn is_plain(&self) -> bool {
+        !self.recreate_lock_file
+            && self.override_input.is_empty()
+            && self.update_input.is_empty()
+            && self.reference_lock_file.is_none()
+            && self.output_lock_file.is_none()
+            && self.override_flake.is_empty()
+    }
+}
+
+/// The evaluation cache's key for a question about a flake installable, or
+/// `None` when the answer cannot be cached (see `rix_flake::eval_cache`):
+/// the source's fingerprint, then the question's parts, the system, the
+/// store directory and the `--option`s given.
+pub fn eval_cache_key(
+    ctx: &Context,
+    installable: &str,
+    parts: &[&str],
+) -> Option<(String, String)> {
+    let inst = rix_flake::reference::parse_installable(installable, &cwd()).ok()?;
+    let source = rix_flake::eval_cache::source_fingerprint(&inst.flake_ref)?;
+    let store_dir = ctx.settings.get("store");
+    let system = ctx.settings.get("system");
+    let options: Vec<String> = ctx
+        .overrides
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let reference = inst.flake_ref.to_string();
+    let mut all: Vec<&str> = vec![&reference, &inst.fragment, &system, &store_dir];
+    all.extend(parts.iter().copied());
+    all.extend(options.iter().map(String::as_str));
+    Some((rix_flake::eval_cache::key(&source, &all), source))
+}
+
+/// The evaluation cache, in rix's cache directory.
+pub fn eval_cache() -> Option<rix_flake::eval_cache::EvalCache> {
+    rix_flake::eval_cache::EvalCache::open(&rix_fetch::settings::default_cache_dir()?)
+}
+
+/// Whether the source behind `installable` is still the one fingerprinted
+/// as `source` (evaluation may have written its lock file).
+pub fn eval_cache_source_unchanged(installable: &str, source: &str) -> bool {
+    rix_flake::reference::parse_installable(installable, &cwd())
+        .ok()
+        .and_then(|i| rix_flake::eval_cache::source_fingerprint(&i.flake_ref))
+        .is_some_and(|s| s == source)
+}
+
 fn cwd() -> String {
     std::env::current_dir()
         .map(|d| d.display().to_string())

@@ -740,19 +740,42 @@ fn eval_build_targets(
         }
     }
     let mut out = Vec::new();
-    if !flakes.is_empty() {
-        let r = (|| -> rix_flake::Result<()> {
-            let auto_args = ev.auto_args(&args.eval_args.auto_args())?;
-            out.extend(crate::cmd::flake::build_installables(
-                ctx,
-                &mut ev,
-                &flakes,
-                &args.flake,
-                &auto_args,
-            )?);
-            Ok(())
-        })();
-        r.map_err(|e| anyhow::Error::new(RenderedError(e.render(show_trace), 1)))?;
+    // Flake installables: from the evaluation cache when the flake, its lock
+    // and the question are unchanged and the derivations are still valid.
+    let cacheable =
+        !args.eval_args.impure && args.eval_args.auto_args().is_empty() && args.flake.is_plain();
+    let cache = if cacheable {
+        crate::cmd::flake::eval_cache()
+    } else {
+        None
+    };
+    for f in &flakes {
+        let key = cache
+            .as_ref()
+            .and_then(|_| crate::cmd::flake::eval_cache_key(ctx, f, &["build"]));
+        if let (Some(cache), Some((key, _))) = (&cache, &key) {
+            if let Some(targets) = cache.get(key).and_then(|v| cached_targets(&ev, &v)) {
+                out.extend(targets);
+                continue;
+            }
+        }
+        let r = ev
+            .auto_args(&args.eval_args.auto_args())
+            .map_err(rix_flake::FlakeError::from)
+            .and_then(|auto_args| {
+                crate::cmd::flake::build_installables(ctx, &mut ev, &[f], &args.flake, &auto_args)
+            });
+        let targets = r.map_err(|e| anyhow::Error::new(RenderedError(e.render(show_trace), 1)))?;
+        if let (Some(cache), Some((key, source))) = (&cache, &key) {
+            if crate::cmd::flake::eval_cache_source_unchanged(f, source) {
+                let json: Vec<serde_json::Value> = targets
+                    .iter()
+                    .map(|(p, o)| serde_json::json!([p.to_string(), o]))
+                    .collect();
+                cache.put(key, &serde_json::Value::Array(json).to_string());
+            }
+        }
+        out.extend(targets);
     }
     let r = (|| -> rix_eval::Result<()> {
         let r = eval_build_jobs(&mut ev, &jobs, args, &mut out);
@@ -761,6 +784,21 @@ fn eval_build_targets(
     })();
     r.map_err(|e| eval_error(e, show_trace))?;
     Ok(out)
+}
+
+/// The derivations and outputs a cached answer names, if every derivation
+/// is still valid in the store.
+fn cached_targets(ev: &Evaluator, json: &str) -> Option<Vec<(rix_formats::StorePath, String)>> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut out = Vec::new();
+    for pair in v.as_array()? {
+        let drv = rix_formats::StorePath::from_base_name(pair.get(0)?.as_str()?).ok()?;
+        if !ev.store().is_valid_path(&drv) {
+            return None;
+        }
+        out.push((drv, pair.get(1)?.as_str()?.to_owned()));
+    }
+    Some(out)
 }
 
 /// A flake installable (`.#x`, `path:/p#x`, a directory with a `flake.nix`).
