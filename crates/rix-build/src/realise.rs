@@ -50,6 +50,9 @@ pub struct RealiseReport {
     pub nondeterministic: Vec<(StorePath, Vec<crate::builder::CheckDifference>)>,
     /// Failed builds with their errors.
     pub failed: Vec<(StorePath, BuildError)>,
+    /// Those of the failed builds that failed transiently, as Nix counts
+    /// them: a fixed-output derivation's builder (a download) failing.
+    pub transient: Vec<StorePath>,
     /// Builds not attempted because a dependency failed (or after a failure
     /// without `keep_going`).
     pub skipped: Vec<StorePath>,
@@ -71,10 +74,11 @@ impl RealiseReport {
     /// anything else that failed; 0 on success.
     pub fn exit_status(&self) -> u8 {
         let (mut permanent, mut timed_out, mut hash_mismatch) = (false, false, false);
-        for (_, e) in &self.failed {
+        for (drv, e) in &self.failed {
             match e {
                 BuildError::TimedOut { .. } => timed_out = true,
                 BuildError::HashMismatch { .. } => hash_mismatch = true,
+                _ if self.transient.contains(drv) => {}
                 e if e.is_build_failure() => permanent = true,
                 _ => {}
             }
@@ -226,6 +230,17 @@ pub fn execute(
                     }
                 }
                 Err(e) => {
+                    // A fixed-output derivation's builder failing is, for
+                    // Nix, a transient failure (a download), not a
+                    // permanent one: it does not make the exit status 100.
+                    if builds.get(drv_path).is_some_and(|b| {
+                        b.drv.outputs.values().any(|o| {
+                            matches!(o, rix_formats::derivation::DerivationOutput::CAFixed { .. })
+                        })
+                    }) && matches!(e, BuildError::BuilderFailed { .. })
+                    {
+                        report.transient.push(drv_path.clone());
+                    }
                     report.failed.push((drv_path.clone(), e));
                     skip_dependents(drv_path, &dependents, &mut waiting, &mut report, observer);
                     stop |= !opts.keep_going;

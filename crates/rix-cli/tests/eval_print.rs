@@ -71,3 +71,38 @@ fn values_print_as_nix_eval_prints_them() {
         );
     }
 }
+
+/// `rix eval -f FILE ATTRPATH`, as `nix eval --file FILE ATTRPATH`.
+#[test]
+fn eval_file_with_an_attribute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.nix");
+    std::fs::write(&file, "{ a = { b = [ 1 2 ]; }; }\n").unwrap();
+    let file = file.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["eval", "-f", file, "a.b"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(ours, "[ 1 2 ]\n");
+    let Some(mut nix) = rix_testutil::nix_current("nix") else {
+        return;
+    };
+    let out = nix
+        .args([
+            "--extra-experimental-features",
+            "nix-command",
+            "eval",
+            "-f",
+            file,
+            "a.b",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ours, String::from_utf8(out.stdout).unwrap());
+}

@@ -1,6 +1,7 @@
 //! Nix's exit statuses for builds (`Worker::failingExitStatus`): 100 for a
 //! failed build, 101 for a timeout, 102 for a hash mismatch, 104 for a
-//! `--check` that found a difference, combined bit by bit; compared with
+//! `--check` that found a difference, combined bit by bit (a fixed-output
+//! derivation's builder failing is transient: 1); compared with
 //! Nix 2.26's `nix-build` on the same derivations.
 
 use std::process::Command;
@@ -31,6 +32,15 @@ in {
   slow = mk "slow" "/bin/sleep 30; echo > $out";
   mismatch = fod "mismatch";
   nondet = mk "nondet" "echo $RANDOM$$ > $out";
+  fodFails = derivation {
+    name = "fod-fails";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "exit 1" ];
+    outputHashMode = "flat";
+    outputHashAlgo = "sha256";
+    outputHash = "0000000000000000000000000000000000000000000000000000";
+  };
   failAndMismatch = mk "both" "echo ${mk "fail2" "exit 1"} ${fod "mismatch2"} > $out";
   slowAndMismatch = mk "both2" "echo ${mk "slow2" "/bin/sleep 30; echo > $out"} ${fod "mismatch3"} > $out";
 }
@@ -73,6 +83,8 @@ fn build_exit_statuses_are_nixs() {
         ("fail", &[], 100),
         ("slow", &["--timeout", "1"], 101),
         ("mismatch", &[], 102),
+        // A fixed-output builder failing is transient for Nix: status 1.
+        ("fodFails", &[], 1),
         ("failAndMismatch", &["--keep-going"], 102),
         ("slowAndMismatch", &["--keep-going", "--timeout", "1"], 103),
         ("nondet", &[], 0),

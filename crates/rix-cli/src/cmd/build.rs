@@ -153,6 +153,17 @@ fn wanted(
     Ok(wanted)
 }
 
+/// `rix build`'s arguments with nothing given (for `rix repl`'s `:b`, which
+/// builds as `rix build` does with the same settings).
+pub(crate) fn default_args() -> BuildArgs {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        args: BuildArgs,
+    }
+    <Defaults as clap::Parser>::parse_from(["rix"]).args
+}
+
 /// The settings' realisation options ([`rix_build::options`], as `rix daemon`
 /// reads them) with this command line's flags over them.
 pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions> {

@@ -13,14 +13,21 @@ use crate::context::Context;
 #[derive(Args, Debug, Clone)]
 pub struct EvalCmdArgs {
     /// The file to evaluate (`-` reads standard input; a directory means its
-    /// `default.nix`; `<name>` is looked up in the search path).
+    /// `default.nix`; `<name>` is looked up in the search path), or a flake
+    /// installable (`.#x`); with `--file`, the attribute path to select (as
+    /// `nix eval --file FILE ATTRPATH`).
     #[arg(value_name = "FILE", conflicts_with = "expr")]
     pub file: Option<String>,
     /// Evaluate this expression instead of a file.
     #[arg(short = 'E', long, value_name = "EXPR")]
     pub expr: Option<String>,
     /// The file to evaluate (same as the positional FILE).
-    #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["expr", "file"])]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "expr"
+    )]
     pub file_flag: Option<String>,
     /// Select an attribute (`a.b.0`) of the result.
     #[arg(
@@ -97,7 +104,14 @@ fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
         Some(_) => Evaluator::new(crate::cmd::flake::eval_options(ctx, &args.eval_args, store)),
         None => Evaluator::new(args.eval_args.options(ctx, store)),
     };
-    let src = match (&args.expr, args.file.as_ref().or(args.file_flag.as_ref())) {
+    // `-f FILE ATTRPATH`: the positional argument is the attribute path.
+    let (file, attr) = match (&args.file_flag, &args.file) {
+        (Some(f), Some(a)) if args.attr.is_empty() => (Some(f), a.clone()),
+        (Some(f), Some(a)) => (Some(f), format!("{}.{a}", args.attr)),
+        (Some(f), None) => (Some(f), args.attr.clone()),
+        (None, f) => (f.as_ref(), args.attr.clone()),
+    };
+    let src = match (&args.expr, file) {
         (Some(e), _) => Source::Expr(e),
         (None, Some(f)) => Source::File(f),
         (None, None) => bail!("nothing to evaluate: give a FILE or --expr EXPR"),
@@ -120,7 +134,7 @@ fn run_inner(ctx: &Context, args: &EvalCmdArgs) -> Result<()> {
             Some(v) => v,
             None => eval_source(&mut ev, &src)?,
         };
-        let v = ev.select_attr_path(&root, &args.attr, &auto_args)?;
+        let v = ev.select_attr_path(&root, &attr, &auto_args)?;
         if args.json {
             return ev.to_json(&v);
         }
