@@ -306,10 +306,10 @@ impl Repl<'_> {
         };
         // As `rix build` builds: the same settings (sandbox, cores, the
         // substituters, ...).
-        let mut opts = crate::cmd::build::options(&self.ctx, &crate::cmd::build::default_args())?;
+        let mut opts = crate::cmd::build::options(self.ctx, &crate::cmd::build::default_args())?;
         opts.max_jobs = opts.max_jobs.max(1);
         opts.substituter =
-            crate::cmd::copy::build_substituter(&self.ctx, &store, None, false, false)?;
+            crate::cmd::copy::build_substituter(self.ctx, &store, None, false, false)?;
         let progress = crate::progress::Progress::new(store.store_dir().clone(), false);
         let report = rix_build::realise(&store, std::slice::from_ref(&drv), &opts, &progress);
         progress.finish();
