@@ -24,7 +24,7 @@ cat > "$work/flake/flake.nix" <<'NIX'
   outputs = { self }:
     let
       lib = import ./lib;
-      set = lib.listToAttrs (lib.genList (i: lib.nameValuePair "n${toString i}" (lib.strings.fixedWidthNumber 6 (i * i))) 2000);
+      set = lib.listToAttrs (lib.genList (i: lib.nameValuePair "n${toString i}" (lib.strings.fixedWidthNumber 8 (i * i))) 2000);
       merged = lib.foldl' lib.recursiveUpdate { } (lib.mapAttrsToList (n: v: { ${n} = { inherit v; l = lib.stringLength v; }; }) set);
     in { x = builtins.hashString "sha256" (builtins.toJSON merged); };
 }

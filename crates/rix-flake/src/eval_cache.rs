@@ -20,6 +20,7 @@
 //! neither is an answer whose evaluation changed `flake.lock` (it was
 //! computed from a lock that no longer is).
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rix_formats::flake_ref::{FlakeRef, InputType};
@@ -104,6 +105,12 @@ fn git_fingerprint(root: &Path, h: &mut Sha256) -> Option<()> {
         None => h.update(b"no commit"),
     }
     let index = repo.index().ok()?;
+    // As git decides a file is unchanged: its status matches what the index
+    // recorded, and the index was written after the file's last change (not
+    // "racily clean"); then the index's object id stands for the contents.
+    let index_mtime = std::fs::metadata(repo.path().join("index"))
+        .ok()
+        .map(|m| (m.mtime(), m.mtime_nsec()));
     for entry in index.iter() {
         let rel = String::from_utf8_lossy(&entry.path).into_owned();
         h.update(b"\0f\0");
@@ -126,13 +133,21 @@ fn git_fingerprint(root: &Path, h: &mut Sha256) -> Option<()> {
                 );
             }
             Ok(meta) => {
-                use std::os::unix::fs::PermissionsExt;
-                h.update(if meta.permissions().mode() & 0o100 != 0 {
-                    b"\0exec\0"
+                let exec = meta.mode() & 0o100 != 0;
+                h.update(if exec { b"\0exec\0" } else { b"\0file\0" });
+                let recorded = (entry.mtime.seconds() as i64, entry.mtime.nanoseconds() as i64);
+                let unchanged = u64::from(entry.file_size) == meta.len() & 0xffff_ffff
+                    && u64::from(entry.ino) == meta.ino() & 0xffff_ffff
+                    && recorded == (meta.mtime(), meta.mtime_nsec())
+                    && (entry.mode & 0o100 != 0) == exec
+                    && index_mtime.is_some_and(|i| recorded < i);
+                if unchanged {
+                    h.update(b"id\0");
+                    h.update(entry.id.as_bytes());
                 } else {
-                    b"\0file\0"
-                });
-                h.update(std::fs::read(&path).ok()?);
+                    h.update(b"bytes\0");
+                    h.update(std::fs::read(&path).ok()?);
+                }
             }
         }
     }
