@@ -42,8 +42,6 @@ for c in range(commits):
     out.write(b"commit refs/heads/master\n")
     out.write(b"committer Bench <bench@example.org> %d +0000\n" % (t + c))
     data(b"commit %d" % c)
-    if c > 0:
-        out.write(b"from refs/heads/master^0\n")
     if c == 0:
         for i in range(files):
             out.write(b"M 644 inline d%02d/f%04d.txt\n" % (i % 50, i))
