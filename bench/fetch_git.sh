@@ -10,7 +10,8 @@
 #   rev      `builtins.fetchGit { url = /repo; rev = HEAD; }` (the commit's
 #            tree exported from the object database)
 # cold: a fresh store and a fresh cache directory (XDG_CACHE_HOME) before each
-# run (hyperfine --prepare); cached: the second and later runs on the same
+# run (hyperfine --prepare, then sync so that deleting the last run's store is
+# not written back during this one); cached: the second and later runs on the same
 # store and cache (the fetcher cache answers revCount, lastModified and the
 # store path).
 # Needs: git, hyperfine, Nix 2.26 ($NIX_CURRENT, default the launcher in
@@ -22,7 +23,9 @@ NIX_CURRENT=${NIX_CURRENT:-${RIX_NIX_CURRENT:-$PWD/../shared/tools/nix-current}}
 COMMITS=${COMMITS:-10000}
 FILES=${FILES:-5000}
 RUNS=${RUNS:-10}
-work=$(mktemp -d /tmp/fgXXX)
+# Where the repository, stores and caches go (/dev/shm takes the disk out).
+BENCH_DIR=${BENCH_DIR:-/tmp}
+work=$(mktemp -d "$BENCH_DIR/fgXXX")
 chmod 755 "$work"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export NIX_CONFIG=$'substituters =\nsandbox = false'
@@ -42,8 +45,6 @@ for c in range(commits):
     out.write(b"commit refs/heads/master\n")
     out.write(b"committer Bench <bench@example.org> %d +0000\n" % (t + c))
     data(b"commit %d" % c)
-    if c > 0:
-        out.write(b"from refs/heads/master^0\n")
     if c == 0:
         for i in range(files):
             out.write(b"M 644 inline d%02d/f%04d.txt\n" % (i % 50, i))
@@ -74,7 +75,7 @@ for w in workdir rev; do
     e=${!e}
     echo "== $w, cold (fresh store and cache dir)"
     hyperfine -N --runs "$RUNS" \
-        --prepare "rm -rf $work/rs $work/rc $work/ns $work/nc" \
+        --prepare "sh -c 'rm -rf $work/rs $work/rc $work/ns $work/nc; sync'" \
         -n "rix $w cold" "$(rix_cmd x "$work/rs" "$work/rc" "$e")" \
         -n "nix $w cold" "$(nix_cmd x "$work/ns" "$work/nc" "$e")" 2>&1 | grep -v '^ *$'
     echo "== $w, cached"

@@ -67,7 +67,7 @@ impl Env {
         }
     }
 
-    fn prepare(&self, cmd: &mut Command, home: &str, extra: &[&str], env: &[(&str, &str)]) {
+    fn prepare(&self, cmd: &mut Command, home: &str, env: &[(&str, &str)]) {
         let home = self.dir.join(home);
         cmd.current_dir(&self.dir)
             .env("HOME", &home)
@@ -80,7 +80,6 @@ impl Env {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let _ = extra;
     }
 
     fn rix(&self, e: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
@@ -88,7 +87,7 @@ impl Env {
         cmd.args(["--store", &self.store.url(), "instantiate"])
             .args(extra)
             .args(["--eval", "--strict", "--expr", e]);
-        self.prepare(&mut cmd, "rix-home", extra, env);
+        self.prepare(&mut cmd, "rix-home", env);
         cmd.output().unwrap()
     }
 
@@ -97,7 +96,7 @@ impl Env {
         cmd.args(["--store", &self.store.url()])
             .args(extra)
             .args(["--eval", "--strict", "--expr", e]);
-        self.prepare(&mut cmd, "nix-home", extra, env);
+        self.prepare(&mut cmd, "nix-home", env);
         Some(cmd.output().unwrap())
     }
 

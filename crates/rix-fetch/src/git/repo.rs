@@ -289,6 +289,42 @@ fn apply_relative(base: &str, rel: &str) -> String {
 pub struct ExportIgnore {
     repo: Repository,
     flags: AttrCheckFlags,
+    /// Whether any attributes file this lookup reads mentions
+    /// `export-ignore` at all; when none does, no path is asked about (each
+    /// lookup costs libgit2 a dozen system calls).
+    active: bool,
+}
+
+const EXPORT_IGNORE: &[u8] = b"export-ignore";
+
+fn mentions(data: &[u8]) -> bool {
+    data.windows(EXPORT_IGNORE.len())
+        .any(|w| w == EXPORT_IGNORE)
+}
+
+fn file_mentions(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|d| mentions(&d))
+}
+
+/// The attributes files outside the tree: `$GIT_DIR/info/attributes` and
+/// the global one (`core.attributesFile`, else `$XDG_CONFIG_HOME/git/attributes`).
+fn outside_files_mention(repo: &Repository) -> bool {
+    if file_mentions(&repo.path().join("info/attributes")) {
+        return true;
+    }
+    let configured = repo
+        .config()
+        .ok()
+        .and_then(|c| c.get_path("core.attributesFile").ok());
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("git/attributes"));
+    configured
+        .iter()
+        .chain(xdg.iter())
+        .any(|p| file_mentions(p))
 }
 
 impl ExportIgnore {
@@ -302,23 +338,67 @@ impl ExportIgnore {
             .map_err(|e| git_err("reading a Git tree", &e))?;
         repo.set_index(&mut index)
             .map_err(|e| git_err("setting the index", &e))?;
+        // `.gitattributes` in the tree, or in the working tree's directories.
+        let mut active = outside_files_mention(&repo);
+        let workdir = repo.workdir().map(Path::to_owned);
+        if !active {
+            if let Some(w) = &workdir {
+                active = file_mentions(&w.join(".gitattributes"));
+            }
+        }
+        if !active {
+            tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                let name = entry.name_bytes();
+                if name == b".gitattributes" && entry.kind() == Some(ObjectType::Blob) {
+                    if let Ok(b) = repo.find_blob(entry.id()) {
+                        active |= mentions(b.content());
+                    }
+                } else if entry.kind() == Some(ObjectType::Tree) {
+                    if let Some(w) = &workdir {
+                        let sub = format!("{dir}{}", String::from_utf8_lossy(name));
+                        active |= file_mentions(&w.join(sub).join(".gitattributes"));
+                    }
+                }
+                if active {
+                    git2::TreeWalkResult::Abort
+                } else {
+                    git2::TreeWalkResult::Ok
+                }
+            })
+            .or_else(|e| if active { Ok(()) } else { Err(e) })
+            .map_err(|e| git_err("reading a Git tree", &e))?;
+        }
         Ok(ExportIgnore {
             repo,
             flags: AttrCheckFlags::FILE_THEN_INDEX | AttrCheckFlags::NO_SYSTEM,
+            active,
         })
     }
 
     /// Attributes from the repository's index (a working tree).
     pub fn for_index(repo_path: &Path) -> Result<Self> {
+        let repo = open(repo_path)?;
+        let mut active = outside_files_mention(&repo);
+        if !active {
+            let index = repo.index().map_err(|e| git_err("reading the index", &e))?;
+            active = index.iter().any(|e| {
+                (e.path == b".gitattributes" || e.path.ends_with(b"/.gitattributes"))
+                    && repo.find_blob(e.id).is_ok_and(|b| mentions(b.content()))
+            });
+        }
         Ok(ExportIgnore {
-            repo: open(repo_path)?,
+            repo,
             flags: AttrCheckFlags::INDEX_ONLY | AttrCheckFlags::NO_SYSTEM,
+            active,
         })
     }
 
     /// `isExportIgnored`: the attribute is set (a value, as in
     /// `export-ignore=x`, does not count, as with Git).
     pub fn is_ignored(&self, rel: &str) -> Result<bool> {
+        if !self.active {
+            return Ok(false);
+        }
         match self
             .repo
             .get_attr_bytes(Path::new(rel), "export-ignore", self.flags)
