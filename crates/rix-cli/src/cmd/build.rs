@@ -267,6 +267,7 @@ fn realise_then(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) -> Res
     let store = std::rc::Rc::new(ctx.open_store()?);
     let evaluated =
         crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?;
+    let ctx = &crate::cmd::flake::with_flake_config(ctx);
     let wanted = wanted(&*store, args, evaluated)?;
     let (mut drvs, mut paths) = (Vec::new(), Vec::new());
     for w in &wanted {

@@ -90,6 +90,7 @@ impl FlakeLockArgs {
         fetch.allow_dirty = s.get("allow-dirty") != "false";
         fetch.warn_dirty = s.get("warn-dirty") != "false";
         fetch.allow_dirty_locks = s.get("allow-dirty-locks") == "true";
+        fetch.fsync_store_paths = s.get("fsync-store-paths") == "true";
         let mut settings = FlakeSettings::from_env(fetch);
         settings.use_registries = s.get("use-registries") != "false" && !self.no_registries;
         settings.accept_flake_config =
@@ -274,7 +275,13 @@ pub fn eval_installable(
     inst: &FlakeInstallable,
     purpose: Purpose,
 ) -> Result<(Value, String), FlakeError> {
-    let locked = rix_flake::lock_flake(ev, settings, &inst.flake_ref, flags)?;
+    // As Nix's `InstallableFlake::getLockedFlake`: the flake's `nixConfig`
+    // applies.
+    let flags = LockFlags {
+        apply_nix_config: true,
+        ..flags.clone()
+    };
+    let locked = rix_flake::lock_flake(ev, settings, &inst.flake_ref, &flags)?;
     apply_config(settings);
     let root = rix_flake::call_flake(ev, &locked)?;
     let outputs = get_attr(ev, &root, "outputs")?.unwrap_or(root);
@@ -292,14 +299,24 @@ pub fn eval_installable(
     )))
 }
 
-/// The accepted `nixConfig` settings are not applied to this process's
-/// settings yet: say which.
+/// The `nixConfig` settings the flakes of this command accepted, in order.
+static ACCEPTED_CONFIG: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps the accepted `nixConfig` settings for [`with_flake_config`].
 fn apply_config(settings: &FlakeSettings) {
-    for (name, value) in settings.accepted_config.borrow_mut().drain(..) {
-        reference::warn(&format!(
-            "rix does not apply the flake configuration setting '{name} = {value}' yet"
-        ));
+    let mut accepted = ACCEPTED_CONFIG.lock().unwrap_or_else(|e| e.into_inner());
+    accepted.extend(settings.accepted_config.borrow_mut().drain(..));
+}
+
+/// `ctx` with the `nixConfig` settings the flakes evaluated so far accepted
+/// set, for what the command does next (building, running), as Nix's
+/// `ConfigFile::apply` sets them in its global settings.
+pub fn with_flake_config(ctx: &Context) -> Context {
+    let accepted = std::mem::take(&mut *ACCEPTED_CONFIG.lock().unwrap_or_else(|e| e.into_inner()));
+    if accepted.is_empty() {
+        return ctx.clone();
     }
+    ctx.with_settings(&accepted, "flake nixConfig")
 }
 
 /// For `rix build`: each flake installable's derivations and wanted outputs.
@@ -388,8 +405,7 @@ pub fn app_of(
         let mut ev = Evaluator::new(eval_options(ctx, eval_args, store));
         let r = (|| -> Result<App, FlakeError> {
             let settings = lock.settings(ctx)?;
-            let mut flags = lock.lock_flags()?;
-            flags.apply_nix_config = true;
+            let flags = lock.lock_flags()?;
             let inst = reference::parse_installable(installable, &cwd())?;
             let (v, path) = eval_installable(&mut ev, &settings, &flags, &inst, Purpose::Run)?;
             let app = to_app(&mut ev, &v, &path)?;

@@ -188,6 +188,7 @@ fn exec(layout: &StoreLayout, cmd: &mut Command, what: &str) -> Result<()> {
 /// which must be in the store, run.
 fn run_flake(ctx: &Context, args: &RunArgs) -> Result<()> {
     let app = crate::cmd::flake::app_of(ctx, &args.installable, &args.flake, &args.eval_args)?;
+    let ctx = &crate::cmd::flake::with_flake_config(ctx);
     crate::cmd::build::realise_installables(ctx, app.context, NixInstallableArgs::default())?;
     let layout = ctx.layout()?;
     let dir = layout.store_dir.as_str();
