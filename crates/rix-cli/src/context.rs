@@ -116,6 +116,18 @@ impl Context {
         })
     }
 
+    /// This context with settings set by the command itself after it started
+    /// (a flake's accepted `nixConfig`): they win over every other source, as
+    /// Nix's `globalConfig.set`, and a daemon is told of them.
+    pub fn with_settings(&self, pairs: &[(String, String)], origin: &str) -> Context {
+        let mut ctx = self.clone();
+        for (name, value) in pairs {
+            ctx.settings.set_from(name, value, origin);
+            ctx.overrides.push((name.clone(), value.clone()));
+        }
+        ctx
+    }
+
     /// The daemon the selected store is, if it is one (see `--store`).
     pub fn daemon_url(&self) -> Option<String> {
         self.daemon_choice()

@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use rixcmd::TempStore;
 
 const NIX_CONFIG: &str =
-    "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nflake-registry =";
+    "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nflake-registry =\nbuild-hook =";
 
 fn nix(store: &TempStore, cwd: &Path, args: &[&str]) -> Option<Output> {
     let mut cmd = rix_testutil::nix_current("nix")?;
@@ -417,4 +417,57 @@ fn relative_and_registry_inputs() {
     assert_eq!(ours_lock, lock_text(&top));
     let theirs = ok(nix(&store, &top, &["registry", "list"]).unwrap());
     assert_eq!(listed, theirs);
+}
+
+/// A flake's `nixConfig` accepted with `--accept-flake-config` applies to
+/// the build that follows (here `cores`, seen by the builder as
+/// `NIX_BUILD_CORES`), as in Nix; without it, both warn and ignore it.
+#[test]
+fn accepted_nix_config_applies_to_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    write(
+        &root.join("flake.nix"),
+        r#"{
+  nixConfig.cores = 3;
+  outputs = { self }: {
+    packages.x86_64-linux.default = derivation {
+      name = "cores"; system = "x86_64-linux"; builder = "/bin/sh";
+      args = [ "-c" "echo $NIX_BUILD_CORES > $out" ];
+    };
+  };
+}
+"#,
+    );
+    let build = [
+        "build",
+        "--no-link",
+        "--print-out-paths",
+        "--accept-flake-config",
+    ];
+    let (ours_store, theirs_store) = (TempStore::new(), TempStore::new());
+    let Some(theirs) = nix(&theirs_store, &root, &[&build[..], &["."]].concat()) else {
+        return;
+    };
+    let theirs = ok(theirs);
+    let ours = ok(rix(
+        &ours_store,
+        &root,
+        &[&build[..], &["--no-sandbox", "."]].concat(),
+    ));
+    let read = |p: &str| std::fs::read_to_string(p.trim()).unwrap();
+    assert_eq!(read(&ours), read(&theirs));
+    assert_eq!(read(&ours), "3\n");
+    // Not accepted: the same warning from both.
+    let warning = |o: Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .find(|l| l.contains("untrusted"))
+            .map(str::to_owned)
+    };
+    let args = ["eval", ".#packages.x86_64-linux.default.name"];
+    let theirs = warning(nix(&theirs_store, &root, &args).unwrap());
+    let ours = warning(rix(&ours_store, &root, &args));
+    assert!(theirs.is_some());
+    assert_eq!(ours, theirs);
 }

@@ -70,7 +70,15 @@ impl Fetcher<'_> {
     /// (with `narHash`, and what its scheme adds: `rev`, `lastModified`, ...).
     /// Mirrors `Input::fetchToStore`.
     pub fn fetch_to_store(&self, input: &Input) -> Result<(StorePath, Input)> {
-        self.fetch_unchecked(input).map_err(|e| {
+        // Nix flushes added paths only with `fsync-store-paths`; a `syncfs`
+        // per input would dominate locking a flake of many small inputs.
+        let local = self.store.as_local();
+        let sync_before = local.map(|l| l.set_sync_writes(self.settings.fsync_store_paths));
+        let result = self.fetch_unchecked(input);
+        if let (Some(l), Some(before)) = (local, sync_before) {
+            l.set_sync_writes(before);
+        }
+        result.map_err(|e| {
             e.with_trace(format!(
                 "while fetching the input '{}'",
                 input.to_url_string()

@@ -22,6 +22,9 @@ pub struct FetchSettings {
     pub connect_timeout: u64,
     /// `download-attempts`: tries of a download that fails transiently (5).
     pub download_attempts: u32,
+    /// `fsync-store-paths`: flush fetched paths to disk before registering
+    /// them (false, as Nix: a fetched input can be fetched again).
+    pub fsync_store_paths: bool,
 }
 
 impl Default for FetchSettings {
@@ -35,6 +38,7 @@ impl Default for FetchSettings {
             cache_dir: default_cache_dir(),
             connect_timeout: 0,
             download_attempts: 5,
+            fsync_store_paths: false,
         }
     }
 }

@@ -135,7 +135,10 @@ fn git_fingerprint(root: &Path, h: &mut Sha256) -> Option<()> {
             Ok(meta) => {
                 let exec = meta.mode() & 0o100 != 0;
                 h.update(if exec { b"\0exec\0" } else { b"\0file\0" });
-                let recorded = (entry.mtime.seconds() as i64, entry.mtime.nanoseconds() as i64);
+                let recorded = (
+                    entry.mtime.seconds() as i64,
+                    entry.mtime.nanoseconds() as i64,
+                );
                 let unchanged = u64::from(entry.file_size) == meta.len() & 0xffff_ffff
                     && u64::from(entry.ino) == meta.ino() & 0xffff_ffff
                     && recorded == (meta.mtime(), meta.mtime_nsec())

@@ -110,6 +110,9 @@ pub struct LocalStore {
     temp_roots: Arc<TempRoots>,
     /// `auto-optimise-store`: hard-link identical files as paths are added.
     auto_optimise: std::sync::atomic::AtomicBool,
+    /// Whether [`Self::add_atomically`] flushes the file system before
+    /// registering (see [`Self::set_sync_writes`]).
+    sync_writes: std::sync::atomic::AtomicBool,
     /// Temporaries of other processes in the store directory, by hash part,
     /// listed when this process first found a lock file left behind (see
     /// [`Self::remove_stale_temps`]).
@@ -147,6 +150,7 @@ impl LocalStore {
             db: Mutex::new(db),
             _big_lock: big_lock,
             auto_optimise: std::sync::atomic::AtomicBool::new(false),
+            sync_writes: std::sync::atomic::AtomicBool::new(true),
             others_temps: OnceLock::new(),
             write_observer: OnceLock::new(),
         })
@@ -180,6 +184,14 @@ impl LocalStore {
     /// identical files already in the store (see [`crate::optimise`]).
     pub fn set_auto_optimise(&self, on: bool) {
         self.auto_optimise.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether paths added one at a time ([`Self::add_atomically`]: added
+    /// files, texts, NARs) are flushed to disk (`syncfs`) before they are
+    /// registered: true unless a caller follows Nix's `fsync-store-paths`
+    /// (false by default), as the fetchers do. Returns the previous choice.
+    pub fn set_sync_writes(&self, on: bool) -> bool {
+        self.sync_writes.swap(on, Ordering::Relaxed)
     }
 
     pub fn store_dir(&self) -> &StoreDir {
@@ -309,7 +321,8 @@ impl LocalStore {
         };
         let info = fill(writer.tmp())?;
         writer.canonicalise()?;
-        crate::write::commit(self, vec![(writer, info.clone())], true)?;
+        let sync = self.sync_writes.load(Ordering::Relaxed);
+        crate::write::commit(self, vec![(writer, info.clone())], sync)?;
         Ok(info)
     }
 

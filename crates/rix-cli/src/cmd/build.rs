@@ -229,12 +229,56 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     } else {
         args
     };
+    realise_then(ctx, args, &mut |store, results| {
+        if !args.no_link {
+            create_links(store, &args.out_link, results)?;
+        }
+        print_results(store, args, results);
+        Ok(())
+    })
+}
+
+/// What `rix build` does with the results: links and printing for the
+/// command, collecting them for `rix run` and `rix shell`.
+type Finish<'a> = dyn FnMut(&dyn Store, &Results) -> Result<()> + 'a;
+
+/// Realises `installables` (`DRV^OUTPUTS`, store paths, flake installables
+/// evaluated with `nix`'s flags) as `rix build --no-link` does: what is
+/// missing is built or substituted, through the daemon when the store is
+/// one. Returns each wanted thing's output paths, as Nix's
+/// `Installable::build` (`Realise::Outputs`) for `nix run` and `nix shell`.
+pub(crate) fn realise_installables(
+    ctx: &Context,
+    installables: Vec<String>,
+    nix: crate::cmd::instantiate::NixInstallableArgs,
+) -> Result<Vec<BTreeMap<String, StorePath>>> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        build: BuildArgs,
+    }
+    let mut args = <Defaults as clap::Parser>::try_parse_from(["rix"])
+        .expect("build flags have defaults")
+        .build;
+    args.installables = installables;
+    *args.nix = nix;
+    args.no_link = true;
+    let mut out = Vec::new();
+    realise_then(ctx, &args, &mut |_, results| {
+        out = results.iter().map(|(_, outs)| outs.clone()).collect();
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn realise_then(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) -> Result<()> {
     if ctx.daemon_url().is_some() {
-        return run_through_daemon(ctx, args);
+        return run_through_daemon(ctx, args, finish);
     }
     let store = std::rc::Rc::new(ctx.open_store()?);
     let evaluated =
         crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?;
+    let ctx = &crate::cmd::flake::with_flake_config(ctx);
     let wanted = wanted(&*store, args, evaluated)?;
     let (mut drvs, mut paths) = (Vec::new(), Vec::new());
     for w in &wanted {
@@ -327,11 +371,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
     report_failures(&report, progress.reported_failures())?;
     report_nondeterminism(&store, &report)?;
     let results = selected_outputs(&wanted, &report)?;
-    if !args.no_link {
-        create_links(&*store, &args.out_link, &results)?;
-    }
-    print_results(&*store, args, &results);
-    Ok(())
+    finish(&*store, &results)
 }
 
 /// Whether the build is `nix-build`'s (Nix files or `--file`/`--expr`),
@@ -374,7 +414,7 @@ fn print_results(store: &dyn Store, args: &BuildArgs, results: &Results) {
 /// `rix build` against a daemon: evaluation writes the `.drv` files through it,
 /// it builds or substitutes (`BuildPathsWithResults`), and its builds, log
 /// lines and downloads show in rix's progress display.
-fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
+fn run_through_daemon(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) -> Result<()> {
     use rix_formats::worker_protocol::{BuildMode, DerivedPath, OutputsSpec};
     let url = ctx.daemon_url().expect("a daemon store");
     let store_dir = rix_remote::DaemonUrl::parse(&url)?
@@ -461,11 +501,7 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs) -> Result<()> {
         all => bail!("{}", all.join("\n")),
     }
     let results = selected_outputs(&wanted, &report)?;
-    if !args.no_link {
-        create_links(&*store, &args.out_link, &results)?;
-    }
-    print_results(&*store, args, &results);
-    Ok(())
+    finish(&*store, &results)
 }
 
 /// Fails with Nix's exit status for the report (see

@@ -1,5 +1,6 @@
 //! Flakes on the command line: installables `FLAKEREF#ATTRPATH` for `rix
-//! build` and `rix eval` (Nix's attribute search order), `rix flake lock |
+//! build`, `rix eval`, `rix shell` and `rix run` (Nix's attribute search
+//! orders; `rix run`'s apps), `rix flake lock |
 //! update | metadata | show | check | init | prefetch | archive`, and `rix
 //! registry list | add | remove | pin`. The work is `rix_flake`'s.
 
@@ -141,6 +142,7 @@ impl FlakeLockArgs {
         fetch.allow_dirty = s.get("allow-dirty") != "false";
         fetch.warn_dirty = s.get("warn-dirty") != "false";
         fetch.allow_dirty_locks = s.get("allow-dirty-locks") == "true";
+        fetch.fsync_store_paths = s.get("fsync-store-paths") == "true";
         let mut settings = FlakeSettings::from_env(fetch);
         settings.use_registries = s.get("use-registries") != "false" && !self.no_registries;
         settings.accept_flake_config =
@@ -207,7 +209,7 @@ pub fn eval_options(ctx: &Context, eval_args: &EvalArgs, store: Rc<dyn EvalStore
 }
 
 /// What an installable is for: the attribute paths tried differ.
-// `Run` and `Develop` wait for `rix run`/`rix shell` to take flake installables.
+// `Develop` waits for `rix develop`.
 #[allow(dead_code)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -325,7 +327,13 @@ pub fn eval_installable(
     inst: &FlakeInstallable,
     purpose: Purpose,
 ) -> Result<(Value, String), FlakeError> {
-    let locked = rix_flake::lock_flake(ev, settings, &inst.flake_ref, flags)?;
+    // As Nix's `InstallableFlake::getLockedFlake`: the flake's `nixConfig`
+    // applies.
+    let flags = LockFlags {
+        apply_nix_config: true,
+        ..flags.clone()
+    };
+    let locked = rix_flake::lock_flake(ev, settings, &inst.flake_ref, &flags)?;
     apply_config(settings);
     let root = rix_flake::call_flake(ev, &locked)?;
     let outputs = get_attr(ev, &root, "outputs")?.unwrap_or(root);
@@ -343,14 +351,24 @@ pub fn eval_installable(
     )))
 }
 
-/// The accepted `nixConfig` settings are not applied to this process's
-/// settings yet: say which.
+/// The `nixConfig` settings the flakes of this command accepted, in order.
+static ACCEPTED_CONFIG: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps the accepted `nixConfig` settings for [`with_flake_config`].
 fn apply_config(settings: &FlakeSettings) {
-    for (name, value) in settings.accepted_config.borrow_mut().drain(..) {
-        reference::warn(&format!(
-            "rix does not apply the flake configuration setting '{name} = {value}' yet"
-        ));
+    let mut accepted = ACCEPTED_CONFIG.lock().unwrap_or_else(|e| e.into_inner());
+    accepted.extend(settings.accepted_config.borrow_mut().drain(..));
+}
+
+/// `ctx` with the `nixConfig` settings the flakes evaluated so far accepted
+/// set, for what the command does next (building, running), as Nix's
+/// `ConfigFile::apply` sets them in its global settings.
+pub fn with_flake_config(ctx: &Context) -> Context {
+    let accepted = std::mem::take(&mut *ACCEPTED_CONFIG.lock().unwrap_or_else(|e| e.into_inner()));
+    if accepted.is_empty() {
+        return ctx.clone();
     }
+    ctx.with_settings(&accepted, "flake nixConfig")
 }
 
 /// For `rix build`: each flake installable's derivations and wanted outputs.
@@ -415,6 +433,123 @@ pub fn eval_flake_value(
     let flags = lock.lock_flags()?;
     let inst = reference::parse_installable(installable, &cwd())?;
     Ok(eval_installable(ev, &settings, &flags, &inst, Purpose::Build)?.0)
+}
+
+/// What `rix run` runs for a flake installable (Nix's `UnresolvedApp`):
+/// what must be realised first, as `rix build` arguments (`DRV^OUT`,
+/// `DRV^*`, store paths), and the program.
+pub struct App {
+    pub context: Vec<String>,
+    pub program: String,
+}
+
+/// The `rix run` app of a flake installable, its derivations written to the
+/// selected store (evaluated on a big stack).
+pub fn app_of(
+    ctx: &Context,
+    installable: &str,
+    lock: &FlakeLockArgs,
+    eval_args: &EvalArgs,
+) -> Result<App> {
+    let show_trace = eval_args.show_trace();
+    crate::cmd::instantiate::on_big_stack(|| {
+        let (_, store) = crate::cmd::instantiate::open_eval_store(ctx)?;
+        let mut ev = Evaluator::new(eval_options(ctx, eval_args, store));
+        let r = (|| -> Result<App, FlakeError> {
+            let settings = lock.settings(ctx)?;
+            let flags = lock.lock_flags()?;
+            let inst = reference::parse_installable(installable, &cwd())?;
+            let (v, path) = eval_installable(&mut ev, &settings, &flags, &inst, Purpose::Run)?;
+            let app = to_app(&mut ev, &v, &path)?;
+            crate::cmd::instantiate::flush(&ev)?;
+            Ok(app)
+        })();
+        r.map_err(|e| flake_err(e, show_trace))
+    })
+}
+
+/// An attribute of the value at `path` as Nix's evaluation cache reads it
+/// (`AttrCursor::getAttr`): missing is an error naming the whole path.
+fn cursor_attr(ev: &mut Evaluator, v: &Value, path: &str, name: &str) -> Result<Value, FlakeError> {
+    get_attr(ev, v, name)?
+        .ok_or_else(|| FlakeError::msg(format!("attribute '{path}.{name}' does not exist")))
+}
+
+/// A string attribute (`AttrCursor::getString`), its context kept.
+fn cursor_string(
+    ev: &mut Evaluator,
+    v: &Value,
+    path: &str,
+    name: &str,
+) -> Result<rix_eval::value::NixString, FlakeError> {
+    let a = cursor_attr(ev, v, path, name)?;
+    match ev.force(&a)? {
+        Value::String(s) => Ok(s),
+        _ => Err(FlakeError::msg(format!("'{path}.{name}' is not a string"))),
+    }
+}
+
+/// `InstallableValue::toApp`: an `apps` (or `defaultApp`) attribute must be
+/// `{ type = "app"; program = ...; }`, whose program's string context is
+/// what to realise; anything else a derivation, whose program is
+/// `OUT/bin/<meta.mainProgram, pname, or the name without its version>`.
+fn to_app(ev: &mut Evaluator, v: &Value, path: &str) -> Result<App, FlakeError> {
+    let ty = cursor_string(ev, v, path, "type")?;
+    let first = parse_attr_path(path).into_iter().next().unwrap_or_default();
+    let expected = if first == "apps" || first == "defaultApp" {
+        "app"
+    } else {
+        "derivation"
+    };
+    if ty.as_str() != expected {
+        return Err(FlakeError::msg(format!(
+            "attribute '{path}' should have type '{expected}'"
+        )));
+    }
+    if expected == "app" {
+        let program = cursor_string(ev, v, path, "program")?;
+        let context = program
+            .context()
+            .iter()
+            .map(|c| {
+                if let Some(drv) = c.strip_prefix('=') {
+                    format!("{drv}^*")
+                } else if let Some((out, drv)) = c.strip_prefix('!').and_then(|r| r.split_once('!'))
+                {
+                    format!("{drv}^{out}")
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        return Ok(App {
+            context,
+            program: program.as_str().to_owned(),
+        });
+    }
+    let drv = ev.get_derivations(v, &rix_eval::value::Attrs::default())?;
+    let d = drv
+        .first()
+        .ok_or_else(|| FlakeError::msg(format!("'{path}' is not a derivation")))?;
+    let drv_path = ev.drv_path_of(d)?;
+    let out_path = cursor_string(ev, v, path, "outPath")?;
+    let output = cursor_string(ev, v, path, "outputName")?;
+    let name = cursor_string(ev, v, path, "name")?;
+    let main = match get_attr(ev, v, "meta")? {
+        Some(meta) if get_attr(ev, &meta, "mainProgram")?.is_some() => {
+            cursor_string(ev, &meta, &format!("{path}.meta"), "mainProgram")?
+                .as_str()
+                .to_owned()
+        }
+        _ => match get_attr(ev, v, "pname")? {
+            Some(_) => cursor_string(ev, v, path, "pname")?.as_str().to_owned(),
+            None => crate::cmd::run::package_name(name.as_str()).to_owned(),
+        },
+    };
+    Ok(App {
+        context: vec![format!("{drv_path}^{}", output.as_str())],
+        program: format!("{}/bin/{main}", out_path.as_str()),
+    })
 }
 
 // ----- rix flake -----

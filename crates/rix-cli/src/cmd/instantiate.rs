@@ -155,6 +155,7 @@ pub fn fetch_settings(settings: &rix_store::settings::Settings) -> rix_fetch::Fe
         allow_dirty_locks: flag("allow-dirty-locks"),
         netrc_file: (!netrc.is_empty()).then(|| netrc.into()),
         connect_timeout: settings.get("connect-timeout").parse().unwrap_or(0),
+        fsync_store_paths: flag("fsync-store-paths"),
         ..rix_fetch::FetchSettings::default()
     }
 }

@@ -1,4 +1,6 @@
-//! `rix run` and `rix shell`: run programs from the store. For a store whose
+//! `rix run` and `rix shell`: run programs from the store, and from flakes
+//! (`rix run .#app` as `nix run`: the app, or the package's program, built
+//! first; `rix shell .#x` as `nix shell`). For a store whose
 //! directory is not at its logical path (`--store /some/root`), the program runs
 //! in a mount namespace where the store is there ([`enter_store_namespace`]), so
 //! the paths baked into it resolve; for a store at its logical path, directly.
@@ -15,14 +17,22 @@ use rix_formats::StorePath;
 use rix_store::layout::StoreLayout;
 use rix_store::local_store::LocalStore;
 
+use crate::cmd::flake::FlakeLockArgs;
+use crate::cmd::instantiate::{is_flake_installable, EvalArgs, NixInstallableArgs};
 use crate::context::Context;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// What to run: a store path (a program, or a package whose `bin/<name>` is
-    /// run), a path inside one, or `DRV.drv^OUTPUT`; it must be valid.
-    #[arg(value_name = "INSTALLABLE")]
+    /// run), a path inside one, `DRV.drv^OUTPUT`, or a flake installable
+    /// (`.#app`: `apps.<system>.app`, else a package's `bin/<mainProgram>`),
+    /// built first when needed.
+    #[arg(value_name = "INSTALLABLE", default_value = ".")]
     pub installable: String,
+    #[command(flatten)]
+    pub flake: FlakeLockArgs,
+    #[command(flatten)]
+    pub eval_args: EvalArgs,
     /// Arguments for the program (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -127,7 +137,7 @@ fn resolve_all(ctx: &Context, args: &[String]) -> Result<(StoreLayout, Vec<Resol
 
 /// The package name of a store path's name, as Nix's `DrvName`: up to the first
 /// dash followed by something other than a letter (`hello-2.12` → `hello`).
-fn package_name(name: &str) -> &str {
+pub(crate) fn package_name(name: &str) -> &str {
     let b = name.as_bytes();
     for (i, &c) in b.iter().enumerate() {
         if c == b'-' && b.get(i + 1).is_some_and(|n| !n.is_ascii_alphabetic()) {
@@ -174,7 +184,31 @@ fn exec(layout: &StoreLayout, cmd: &mut Command, what: &str) -> Result<()> {
     Err(e).with_context(|| format!("cannot run '{what}'"))
 }
 
+/// `nix run FLAKEREF#ATTR`: the app's context realised, then its program,
+/// which must be in the store, run.
+fn run_flake(ctx: &Context, args: &RunArgs) -> Result<()> {
+    let app = crate::cmd::flake::app_of(ctx, &args.installable, &args.flake, &args.eval_args)?;
+    let ctx = &crate::cmd::flake::with_flake_config(ctx);
+    crate::cmd::build::realise_installables(ctx, app.context, NixInstallableArgs::default())?;
+    let layout = ctx.layout()?;
+    let dir = layout.store_dir.as_str();
+    let in_store = app
+        .program
+        .strip_prefix(dir)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|r| !r.is_empty());
+    if !in_store {
+        bail!("app program '{}' is not in the Nix store", app.program);
+    }
+    let mut cmd = Command::new(&app.program);
+    cmd.args(&args.args);
+    exec(&layout, &mut cmd, &app.program)
+}
+
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
+    if is_flake_installable(&args.installable) {
+        return run_flake(ctx, args);
+    }
     let (layout, found) = resolve_all(ctx, std::slice::from_ref(&args.installable))?;
     let r = found.into_iter().next().context("nothing to run")?;
     let prog = program(&layout, &r)?;
@@ -185,23 +219,76 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
 
 #[derive(Args, Debug, Clone)]
 pub struct ShellArgs {
-    /// Store paths (or `DRV.drv^OUTPUT`) whose `bin` directories go first on PATH.
+    /// Store paths (or `DRV.drv^OUTPUT`, or flake installables, built first
+    /// when needed) whose `bin` directories go first on PATH.
     #[arg(required = true, value_name = "INSTALLABLES")]
     pub installables: Vec<String>,
+    #[command(flatten)]
+    pub flake: FlakeLockArgs,
+    #[command(flatten)]
+    pub eval_args: EvalArgs,
     /// Run this command with its arguments instead of `$SHELL`.
     #[arg(short = 'c', long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
     pub command: Option<Vec<OsString>>,
 }
 
+/// `nix shell`: each installable's outputs (flake installables built first)
+/// and, recursively, the packages their `nix-support/propagated-user-env-packages`
+/// name; the `bin` directory of each goes on PATH, in that order.
 pub fn shell(ctx: &Context, args: &ShellArgs) -> Result<()> {
-    let (layout, found) = resolve_all(ctx, &args.installables)?;
+    let (flakes, others): (Vec<String>, Vec<String>) = args
+        .installables
+        .iter()
+        .cloned()
+        .partition(|i| is_flake_installable(i));
+    let (layout, found) = resolve_all(ctx, &others)?;
     let mut dirs = Vec::new();
-    for r in &found {
+    let mut todo = std::collections::VecDeque::new();
+    for r in found {
+        if r.rest.is_empty() {
+            todo.push_back(r.path);
+        } else {
+            dirs.push(PathBuf::from(format!(
+                "{}{}/bin",
+                layout.store_dir.display(&r.path),
+                r.rest
+            )));
+        }
+    }
+    if !flakes.is_empty() {
+        let nix = NixInstallableArgs {
+            eval_args: args.eval_args.clone(),
+            flake: args.flake.clone(),
+            ..NixInstallableArgs::default()
+        };
+        let built: std::collections::BTreeSet<StorePath> =
+            crate::cmd::build::realise_installables(ctx, flakes, nix)?
+                .into_iter()
+                .flat_map(|outs| outs.into_values())
+                .collect();
+        todo.extend(built);
+    }
+    let mut done = std::collections::HashSet::new();
+    while let Some(p) = todo.pop_front() {
+        if !done.insert(p.clone()) {
+            continue;
+        }
         dirs.push(PathBuf::from(format!(
-            "{}{}/bin",
-            layout.store_dir.display(&r.path),
-            r.rest
+            "{}/bin",
+            layout.store_dir.display(&p)
         )));
+        let prop = layout
+            .real_path(&p)
+            .join("nix-support/propagated-user-env-packages");
+        if let Ok(text) = std::fs::read_to_string(&prop) {
+            for word in text.split_whitespace() {
+                let q = layout
+                    .store_dir
+                    .parse(word)
+                    .with_context(|| format!("'{}'", prop.display()))?;
+                todo.push_back(q);
+            }
+        }
     }
     if let Some(old) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&old));
