@@ -73,6 +73,11 @@ impl FetchSettings {
         if !netrc.is_empty() {
             f.netrc_file = Some(PathBuf::from(netrc));
         }
+        let flag = |name: &str, default: bool| s.get_bool(name).unwrap_or(default);
+        f.allow_dirty = flag("allow-dirty", f.allow_dirty);
+        f.warn_dirty = flag("warn-dirty", f.warn_dirty);
+        f.allow_dirty_locks = flag("allow-dirty-locks", f.allow_dirty_locks);
+        f.fsync_store_paths = flag("fsync-store-paths", f.fsync_store_paths);
         f
     }
 }

@@ -170,8 +170,10 @@ pub fn key(source: &str, parts: &[&str]) -> String {
     hex(&h.finalize())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn hex(digest: &[u8]) -> String {
+    rix_formats::Hash::from_bytes(HashAlgo::Sha256, digest)
+        .expect("a SHA-256 digest")
+        .to_base16()
 }
 
 #[cfg(test)]

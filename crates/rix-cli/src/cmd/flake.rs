@@ -134,15 +134,8 @@ fn parse_ref(s: &str) -> Result<FlakeRef, FlakeError> {
 impl FlakeLockArgs {
     /// The settings flakes read, from `rix.conf`/`--option` and these flags.
     pub fn settings(&self, ctx: &Context) -> Result<FlakeSettings, FlakeError> {
-        let mut fetch = rix_fetch::FetchSettings::default();
         let s = &ctx.settings;
-        if let Ok(t) = s.get("tarball-ttl").parse() {
-            fetch.tarball_ttl = t;
-        }
-        fetch.allow_dirty = s.get("allow-dirty") != "false";
-        fetch.warn_dirty = s.get("warn-dirty") != "false";
-        fetch.allow_dirty_locks = s.get("allow-dirty-locks") == "true";
-        fetch.fsync_store_paths = s.get("fsync-store-paths") == "true";
+        let fetch = rix_fetch::FetchSettings::from_settings(s);
         let mut settings = FlakeSettings::from_env(fetch);
         settings.use_registries = s.get("use-registries") != "false" && !self.no_registries;
         settings.accept_flake_config =

@@ -131,7 +131,6 @@ impl EvalArgs {
         if let Some(d) = self.max_call_depth {
             opts.max_call_depth = d;
         }
-        opts.fetch_settings = fetch_settings(&ctx.settings);
         let system = ctx.settings.get("system");
         if !system.is_empty() {
             opts.system = system.to_string();
@@ -141,22 +140,6 @@ impl EvalArgs {
 
     pub fn show_trace(&self) -> bool {
         self.show_trace && !self.no_show_trace
-    }
-}
-
-/// The fetchers' settings from rix's (Nix's names).
-pub fn fetch_settings(settings: &rix_store::settings::Settings) -> rix_fetch::FetchSettings {
-    let flag = |name: &str| settings.get(name) == "true";
-    let netrc = settings.get("netrc-file");
-    rix_fetch::FetchSettings {
-        tarball_ttl: settings.get("tarball-ttl").parse().unwrap_or(3600),
-        allow_dirty: flag("allow-dirty"),
-        warn_dirty: flag("warn-dirty"),
-        allow_dirty_locks: flag("allow-dirty-locks"),
-        netrc_file: (!netrc.is_empty()).then(|| netrc.into()),
-        connect_timeout: settings.get("connect-timeout").parse().unwrap_or(0),
-        fsync_store_paths: flag("fsync-store-paths"),
-        ..rix_fetch::FetchSettings::default()
     }
 }
 
