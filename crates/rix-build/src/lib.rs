@@ -6,6 +6,8 @@
 //! | [`realise`] | running a plan in dependency order, `max_jobs` at a time |
 //! | [`builder`] | running one builder and registering its outputs |
 //! | [`builtins`] | builders built into rix: `builtin:fetchurl` |
+//! | [`drv_diff`] | how two derivations differ, as nix-diff says it (`rix why-rebuild`) |
+//! | [`explain`] | why each derivation of a plan is built (`rix build --explain`) |
 //! | [`env`] | the builder's environment, exactly as Nix sets it |
 //! | [`log`] | build logs (bzip2, Nix's layout) |
 //! | [`events`] | progress events for the CLI |
@@ -18,9 +20,11 @@
 
 pub mod builder;
 pub mod builtins;
+pub mod drv_diff;
 pub mod env;
 pub mod error;
 pub mod events;
+pub mod explain;
 pub mod log;
 pub mod options;
 pub mod plan;

@@ -113,6 +113,8 @@ enum Command {
     PathInfo(cmd::path_info::PathInfoArgs),
     /// Show why a path depends on another: a shortest chain of references (like `nix why-depends`).
     WhyDepends(cmd::path_info::WhyDependsArgs),
+    /// Show why two derivations differ, recursively (like `nix-diff`), or why one differs from its last build.
+    WhyRebuild(cmd::why_rebuild::WhyRebuildArgs),
     /// Print the build log of a derivation or an output path (like `nix log`).
     Log(cmd::path_info::LogArgs),
     /// Copy store paths with their closures to or from a binary cache (like `nix copy`).
@@ -157,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Derivation(c) => c.run(&ctx()?),
         Command::PathInfo(a) => cmd::path_info::path_info(&ctx()?, a),
         Command::WhyDepends(a) => cmd::path_info::why_depends(&ctx()?, a),
+        Command::WhyRebuild(a) => cmd::why_rebuild::run(&ctx()?, a),
         Command::Log(a) => cmd::path_info::log(&ctx()?, a),
         Command::Copy(a) => cmd::copy::run(&ctx()?, a),
         Command::Serve(a) => cmd::serve::run(&ctx()?, a),

@@ -228,6 +228,23 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
+    /// Every derivation built successfully, each with the end time of its
+    /// last build (for `rix build --explain`: the last build of a name).
+    pub fn built_derivations(&self) -> Result<Vec<(StorePath, i64)>, DbError> {
+        let rows: Vec<(String, i64)> = self
+            .conn
+            .prepare_cached(
+                "select drv, max(stopTime) from RixBuilds where status = 'built' group by drv",
+            )
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(|e| self.err(e))?;
+        // A row that does not parse (another store directory) is skipped.
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p, t)| self.parse(&p).ok().map(|p| (p, t)))
+            .collect())
+    }
+
     fn err(&self, source: rusqlite::Error) -> DbError {
         DbError::Sqlite {
             path: self.path.clone(),

@@ -42,6 +42,13 @@ pub struct BuildArgs {
     /// Rebuild and check that the result is identical to the existing outputs.
     #[arg(long)]
     pub check: bool,
+    /// Rebuild what is already built and compare (as `--check`; Nix's `nix build --rebuild`).
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Say why each derivation is built: what changed since the last build
+    /// of its name in this store (with `--json`, as a JSON array on stdout).
+    #[arg(long)]
+    pub explain: bool,
     /// Name of the result symlink (`result`, `result-dev`, `result-1`, ...).
     #[arg(short = 'o', long, value_name = "PATH", default_value = "result")]
     pub out_link: PathBuf,
@@ -211,7 +218,7 @@ pub(crate) fn options(ctx: &Context, args: &BuildArgs) -> Result<RealiseOptions>
     Ok(RealiseOptions {
         max_jobs,
         keep_going: args.keep_going || s.get_bool("keep-going")?,
-        check: args.check,
+        check: args.check || args.rebuild,
         settings,
         substituter: None,
     })
@@ -294,6 +301,9 @@ fn realise_then(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) -> Res
         args.fallback,
         args.offline,
     )?;
+    if args.explain {
+        print_explanations(&store, args, &drvs, substituter.as_deref())?;
+    }
     if args.dry_run {
         let quiet = rix_build::events::Silent;
         let subst = substituter
@@ -372,6 +382,42 @@ fn realise_then(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) -> Res
     report_nondeterminism(&store, &report)?;
     let results = selected_outputs(&wanted, &report)?;
     finish(&*store, &results)
+}
+
+/// `--explain`: why each derivation of the plan will be built.
+fn print_explanations(
+    store: &LocalStore,
+    args: &BuildArgs,
+    drvs: &[StorePath],
+    substituter: Option<&rix_substitute::Substituter>,
+) -> Result<()> {
+    let check = args.check || args.rebuild;
+    let plan = if check {
+        rix_build::plan::check_plan(store, drvs)?
+    } else {
+        let quiet = rix_build::events::Silent;
+        let subst = substituter.map(|s| rix_build::substitute::Substitution::new(s, &quiet));
+        rix_build::plan::plan_with(store, drvs, subst.as_ref())?
+    };
+    let forced = check.then_some(if args.rebuild { "--rebuild" } else { "--check" });
+    let explained = rix_build::explain::explain_plan(store, &plan, forced);
+    if args.json {
+        let json: Vec<serde_json::Value> = explained
+            .iter()
+            .map(|e| rix_build::explain::to_json(store, e))
+            .collect();
+        println!("{}", serde_json::Value::Array(json));
+    } else if !explained.is_empty() {
+        eprintln!("why each derivation will be built:");
+        for e in &explained {
+            let reason = rix_build::explain::Display {
+                store,
+                reason: &e.reason,
+            };
+            eprintln!("  {}: {reason}", store.print(&e.drv));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the build is `nix-build`'s (Nix files or `--file`/`--expr`),
@@ -473,7 +519,7 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) 
         }
         return Ok(());
     }
-    let mode = if args.check {
+    let mode = if args.check || args.rebuild {
         BuildMode::Check
     } else {
         BuildMode::Normal
