@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use rix_eval::source::Pos;
 use rix_eval::symbol::Symbol;
@@ -114,7 +114,7 @@ fn cwd() -> String {
         .unwrap_or_else(|_| "/".into())
 }
 
-fn flake_err(e: FlakeError, show_trace: bool) -> anyhow::Error {
+pub(crate) fn flake_err(e: FlakeError, show_trace: bool) -> anyhow::Error {
     anyhow::Error::new(crate::cmd::instantiate::RenderedError(
         e.render(show_trace),
         1,
@@ -281,14 +281,22 @@ fn parse_attr_path(s: &str) -> Vec<String> {
 }
 
 /// The attribute `name` of a set, `None` when missing or not a set.
-fn get_attr(ev: &mut Evaluator, v: &Value, name: &str) -> rix_eval::Result<Option<Value>> {
+pub(crate) fn get_attr(
+    ev: &mut Evaluator,
+    v: &Value,
+    name: &str,
+) -> rix_eval::Result<Option<Value>> {
     match ev.force(v)? {
         Value::Attrs(a) => Ok(a.get(Symbol::new(name)).cloned()),
         _ => Ok(None),
     }
 }
 
-fn select(ev: &mut Evaluator, root: &Value, path: &str) -> rix_eval::Result<Option<Value>> {
+pub(crate) fn select(
+    ev: &mut Evaluator,
+    root: &Value,
+    path: &str,
+) -> rix_eval::Result<Option<Value>> {
     let mut v = root.clone();
     for elem in parse_attr_path(path) {
         match get_attr(ev, &v, &elem)? {
@@ -300,7 +308,7 @@ fn select(ev: &mut Evaluator, root: &Value, path: &str) -> rix_eval::Result<Opti
 }
 
 /// `'a', 'b' or 'c'`.
-fn show_attr_paths(paths: &[String]) -> String {
+pub(crate) fn show_attr_paths(paths: &[String]) -> String {
     let mut s = String::new();
     for (i, p) in paths.iter().enumerate() {
         if i > 0 {
@@ -557,10 +565,12 @@ pub enum FlakeCommand {
     Metadata(MetadataArgs),
     /// Show the outputs a flake provides (like `nix flake show`).
     Show(ShowArgs),
-    /// Check that the flake's outputs evaluate (like `nix flake check`).
-    Check(FlakeRefArgs),
+    /// Check the flake's outputs and build its checks (like `nix flake check`).
+    Check(crate::cmd::flake_check::CheckArgs),
     /// Create a flake in the current directory from a template (like `nix flake init`).
-    Init(InitArgs),
+    Init(crate::cmd::flake_init::InitArgs),
+    /// Create a flake in a new directory from a template (like `nix flake new`).
+    New(crate::cmd::flake_init::NewArgs),
     /// Fetch a flake's source into the store (like `nix flake prefetch`).
     Prefetch(MetadataArgs),
     /// Copy a flake and its inputs to a store (like `nix flake archive`).
@@ -614,13 +624,6 @@ pub struct ShowArgs {
     /// Show the outputs of every system.
     #[arg(long)]
     pub all_systems: bool,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct InitArgs {
-    /// The template (a flake's `templates.NAME`; default: a minimal flake).
-    #[arg(short = 't', long, value_name = "TEMPLATE")]
-    pub template: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -704,8 +707,9 @@ impl FlakeCommand {
             }
             FlakeCommand::Metadata(a) => metadata(ctx, a),
             FlakeCommand::Show(a) => show(ctx, a),
-            FlakeCommand::Check(a) => check(ctx, a),
-            FlakeCommand::Init(a) => init(a),
+            FlakeCommand::Check(a) => crate::cmd::flake_check::run(ctx, a),
+            FlakeCommand::Init(a) => crate::cmd::flake_init::init(ctx, a),
+            FlakeCommand::New(a) => crate::cmd::flake_init::new(ctx, a),
             FlakeCommand::Prefetch(a) => prefetch(ctx, a),
             FlakeCommand::Archive(a) => archive(ctx, a),
         }
@@ -847,7 +851,7 @@ fn print_filtered(s: &str) {
     let _ = std::io::stdout().lock().write_all(s.as_bytes());
 }
 
-fn is_derivation(ev: &mut Evaluator, v: &Value) -> rix_eval::Result<bool> {
+pub(crate) fn is_derivation(ev: &mut Evaluator, v: &Value) -> rix_eval::Result<bool> {
     match get_attr(ev, v, "type")? {
         Some(t) => Ok(matches!(ev.force(&t)?, Value::String(s) if s.as_str() == "derivation")),
         None => Ok(false),
@@ -1162,79 +1166,13 @@ fn sorted(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// `rix flake check`: the outputs evaluate; derivations' `.drv` files are
-/// written (building checks is left to `rix build`).
-fn check(ctx: &Context, a: &FlakeRefArgs) -> Result<()> {
-    let show_trace = a.eval_args.show_trace();
-    let (_, store) = crate::cmd::instantiate::open_eval_store(ctx)?;
-    let mut ev = Evaluator::new(eval_options(ctx, &a.eval_args, store));
-    let (_, locked) = lock(ctx, &mut ev, a, |_| {})?;
-    let r = (|| -> rix_eval::Result<()> {
-        let root = rix_flake::call_flake(&mut ev, &locked).map_err(|e| e.into_eval())?;
-        let outputs = get_attr(&mut ev, &root, "outputs")?.unwrap_or(root);
-        let system = ev.options().system.clone();
-        for name in attr_names(&mut ev, &outputs)? {
-            let v = get_attr(&mut ev, &outputs, &name)?.expect("listed");
-            let trace = format!("while checking flake output '{name}'");
-            let res = (|| -> rix_eval::Result<()> {
-                match name.as_str() {
-                    "packages" | "checks" | "devShells" => {
-                        for sys in attr_names(&mut ev, &v)? {
-                            let per = get_attr(&mut ev, &v, &sys)?.expect("listed");
-                            for attr in attr_names(&mut ev, &per)? {
-                                if sys != system {
-                                    continue;
-                                }
-                                let d = get_attr(&mut ev, &per, &attr)?.expect("listed");
-                                if !is_derivation(&mut ev, &d)? {
-                                    return Err(rix_eval::EvalError::new(
-                                        rix_eval::ErrorKind::Other,
-                                        format!("flake attribute '{name}.{sys}.{attr}' is not a derivation"),
-                                        Pos::NONE,
-                                    ));
-                                }
-                                if let Some(p) = get_attr(&mut ev, &d, "drvPath")? {
-                                    ev.force_string(&p, Pos::NONE)?;
-                                }
-                            }
-                        }
-                    }
-                    _ => {
-                        ev.force(&v)?;
-                    }
-                }
-                Ok(())
-            })();
-            res.map_err(|e| e.add_trace(Pos::NONE, trace))?;
-        }
-        crate::cmd::instantiate::flush(&ev)
-    })();
-    r.map_err(|e| eval_error(e, show_trace))
-}
-
-const DEFAULT_TEMPLATE: &str = r#"{
-  description = "A very basic flake";
-
-  outputs = { self }: {
-  };
-}
-"#;
-
-/// `rix flake init`: a `flake.nix` in the current directory.
-fn init(a: &InitArgs) -> Result<()> {
-    if a.template.is_some() {
-        bail!("rix flake init: templates from other flakes are not supported yet; run without --template for a minimal flake.nix");
-    }
-    let path = std::path::Path::new("flake.nix");
-    if path.exists() {
-        bail!(
-            "refusing to overwrite existing file '{}'",
-            std::fs::canonicalize(path)?.display()
-        );
-    }
-    std::fs::write(path, DEFAULT_TEMPLATE)?;
-    eprintln!("wrote: {}", std::fs::canonicalize(path)?.display());
-    Ok(())
+/// Locks the flake for `rix flake check`, its `nixConfig` applied.
+pub(crate) fn lock_for_check(
+    ctx: &Context,
+    ev: &mut Evaluator,
+    args: &FlakeRefArgs,
+) -> Result<(FlakeSettings, LockedFlake)> {
+    lock(ctx, ev, args, |f| f.apply_nix_config = true)
 }
 
 /// `rix flake prefetch`: the source tree in the store, its path and hash.

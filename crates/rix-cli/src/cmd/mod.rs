@@ -7,6 +7,8 @@ pub mod daemon;
 pub mod derivation;
 pub mod eval;
 pub mod flake;
+pub mod flake_check;
+pub mod flake_init;
 pub mod gc;
 pub mod hash;
 pub mod instantiate;
