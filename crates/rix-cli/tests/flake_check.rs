@@ -189,3 +189,51 @@ fn init_and_new_copy_templates_as_nix() {
         assert_eq!(r, n);
     }
 }
+
+#[test]
+fn archive_to_copies_the_flake_and_its_inputs() {
+    let t = TempStore::new();
+    let root = t.dir.path();
+    write(
+        &root.join("dep/flake.nix"),
+        "{ outputs = { self }: { v = 1; }; }\n",
+    );
+    write(
+        &root.join("top/flake.nix"),
+        &format!(
+            "{{ inputs.dep.url = \"path:{}/dep\"; outputs = {{ self, dep }}: {{ }}; }}\n",
+            root.display()
+        ),
+    );
+    let cache = root.join("cache");
+    let to = format!("file://{}", cache.display());
+    let out = rix(
+        &t,
+        &root.join("top"),
+        &["flake", "archive", "--json", "--to", &to],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths = [
+        j["path"].as_str().unwrap().to_owned(),
+        j["inputs"]["dep"]["path"].as_str().unwrap().to_owned(),
+    ];
+    for p in paths {
+        let hash = &Path::new(&p).file_name().unwrap().to_str().unwrap()[..32];
+        assert!(
+            cache.join(format!("{hash}.narinfo")).exists(),
+            "{p} not in the cache: {}",
+            stderr(&out)
+        );
+    }
+    // --dry-run copies nothing.
+    let cache2 = root.join("cache2");
+    let to2 = format!("file://{}", cache2.display());
+    let out = rix(
+        &t,
+        &root.join("top"),
+        &["flake", "archive", "--dry-run", "--to", &to2],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!cache2.exists());
+}

@@ -636,6 +636,9 @@ pub struct ArchiveArgs {
     /// Only print what would be copied.
     #[arg(long)]
     pub dry_run: bool,
+    /// Copy the sources to this store or binary cache (as `rix copy --to`).
+    #[arg(long, value_name = "STORE_URI")]
+    pub to: Option<String>,
 }
 
 /// An evaluator for the `rix flake` commands: on the store (fetches write
@@ -1227,22 +1230,33 @@ fn archive(ctx: &Context, a: &ArchiveArgs) -> Result<()> {
     let mut ev = evaluator(ctx, &a.base.eval_args)?;
     let (_, locked) = lock(ctx, &mut ev, &a.base, |_| {})?;
     let store_dir = ev.store().store_dir().clone();
-    let r = (|| -> Result<serde_json::Value, FlakeError> {
+    let r = (|| -> Result<(serde_json::Value, Vec<String>), FlakeError> {
         let root_path = store_dir
             .parse_prefix(&locked.flake.path)
             .map(|(sp, _)| store_dir.display(&sp))
             .unwrap_or_default();
+        let mut sources = vec![root_path.clone()];
         let mut j = serde_json::Map::new();
         j.insert(
             "inputs".into(),
-            archive_inputs(&mut ev, &locked.lock_file, ROOT)?,
+            archive_inputs(&mut ev, &locked.lock_file, ROOT, &mut sources)?,
         );
         j.insert("path".into(), root_path.into());
-        Ok(serde_json::Value::Object(j))
+        Ok((serde_json::Value::Object(j), sources))
     })();
-    let j = r.map_err(|e| flake_err(e, show_trace))?;
+    let (j, sources) = r.map_err(|e| flake_err(e, show_trace))?;
     if a.json {
         println!("{}", sorted(j));
+    }
+    if let (Some(to), false) = (&a.to, a.dry_run) {
+        let args = crate::cmd::copy::CopyArgs {
+            to: Some(to.clone()),
+            from: None,
+            no_check_sigs: false,
+            secret_key_files: Vec::new(),
+            paths: sources.into_iter().filter(|p| !p.is_empty()).collect(),
+        };
+        crate::cmd::copy::run(ctx, &args)?;
     }
     Ok(())
 }
@@ -1251,6 +1265,7 @@ fn archive_inputs(
     ev: &mut Evaluator,
     lf: &LockFile,
     node: usize,
+    sources: &mut Vec<String>,
 ) -> Result<serde_json::Value, FlakeError> {
     let mut j = serde_json::Map::new();
     for (name, edge) in &lf.nodes[node].inputs {
@@ -1263,8 +1278,10 @@ fn archive_inputs(
         let (path, _) =
             rix_eval::builtins::with_fetcher(ev, Pos::NONE, |f| f.fetch_to_store(&input))?;
         let mut e = serde_json::Map::new();
-        e.insert("inputs".into(), archive_inputs(ev, lf, *c)?);
-        e.insert("path".into(), ev.store().store_dir().display(&path).into());
+        e.insert("inputs".into(), archive_inputs(ev, lf, *c, sources)?);
+        let printed = ev.store().store_dir().display(&path);
+        sources.push(printed.clone());
+        e.insert("path".into(), printed.into());
         j.insert(name.clone(), serde_json::Value::Object(e));
     }
     Ok(serde_json::Value::Object(j))
