@@ -30,7 +30,8 @@ fn nix(store: &TempStore, cwd: &Path, args: &[&str]) -> Option<Output> {
             .env("HOME", store.dir.path())
             .env("XDG_CONFIG_HOME", store.dir.path().join("config"))
             .env("XDG_CACHE_HOME", store.dir.path().join("nix-cache"))
-            .env("TZ", "UTC")
+            // Not UTC: "Last modified" is local time in both.
+            .env("TZ", "Asia/Kolkata")
             .output()
             .unwrap(),
     )
@@ -45,6 +46,7 @@ fn rix(store: &TempStore, cwd: &Path, args: &[&str]) -> Output {
         .env("HOME", store.dir.path())
         .env("XDG_CONFIG_HOME", store.dir.path().join("config"))
         .env("XDG_CACHE_HOME", store.dir.path().join("rix-cache"))
+        .env("TZ", "Asia/Kolkata")
         .output()
         .unwrap()
 }

@@ -719,8 +719,33 @@ impl FlakeCommand {
     }
 }
 
-/// `%Y-%m-%d %H:%M:%S` in UTC.
+/// `%Y-%m-%d %H:%M:%S` in local time (`TZ`), as Nix's `std::put_time(
+/// std::localtime(..), "%F %T")`.
+#[allow(unsafe_code)]
 fn date_time(t: u64) -> String {
+    use nix::libc;
+    let t = t as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value of this plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: `localtime_r` reads `t` and writes `tm`, both live for the
+    // call, and is thread-safe (glibc reads `TZ` on its first call).
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok {
+        return utc_date_time(t as u64);
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// `%Y-%m-%d %H:%M:%S` in UTC.
+fn utc_date_time(t: u64) -> String {
     let d = rix_eval::builtins::utc_timestamp(t as i64);
     format!(
         "{}-{}-{} {}:{}:{}",
@@ -827,7 +852,8 @@ fn tree(lf: &LockFile, node: usize, prefix: &str, visited: &mut BTreeSet<usize>,
                 let l = lf.nodes[*c].locked.as_ref().expect("locked");
                 let lm = match l.locked.attrs.get("lastModified") {
                     Some(rix_formats::flake_ref::AttrValue::Int(t)) => {
-                        format!(" ({})", date_time(*t))
+                        // Nix prints inputs' dates in UTC (`gmtime`).
+                        format!(" ({})", utc_date_time(*t))
                     }
                     _ => String::new(),
                 };
