@@ -83,10 +83,16 @@ pub fn buildenv(
     let Some(out) = outputs.get("out") else {
         return Err(render("builtin:buildenv needs an output 'out'", None));
     };
-    std::fs::create_dir_all(out)
-        .map_err(|e| render(&format!("creating directory '{}': {e}", out.display()), None))?;
+    std::fs::create_dir_all(out).map_err(|e| {
+        render(
+            &format!("creating directory '{}': {e}", out.display()),
+            None,
+        )
+    })?;
     let derivations = attr("derivations")?;
-    let mut tokens = derivations.split([' ', '\t', '\n', '\r']).filter(|t| !t.is_empty());
+    let mut tokens = derivations
+        .split([' ', '\t', '\n', '\r'])
+        .filter(|t| !t.is_empty());
     let mut pkgs = Vec::new();
     let bad = || render("builtin:buildenv: malformed attribute 'derivations'", None);
     while let Some(active) = tokens.next() {

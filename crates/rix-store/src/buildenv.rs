@@ -283,7 +283,11 @@ pub fn build_profile(
         }
         Ok(())
     };
-    pkgs.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.path.cmp(&b.path)));
+    pkgs.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then_with(|| a.path.cmp(&b.path))
+    });
     for p in pkgs.iter().filter(|p| p.active) {
         add_pkg(&mut state, &mut postponed, &p.path, p.priority)?;
     }
@@ -326,14 +330,25 @@ mod tests {
         let real = |s: &str| PathBuf::from(s);
         build_profile(&out, vec![pkg(&b, 4), pkg(&a, 5)], &real, &mut |_| {}).unwrap();
         assert!(std::fs::symlink_metadata(out.join("bin")).unwrap().is_dir());
-        assert_eq!(std::fs::read_link(out.join("bin/x")).unwrap(), b.join("bin/x"));
-        assert_eq!(std::fs::read_link(out.join("bin/y")).unwrap(), a.join("bin/y"));
-        assert_eq!(std::fs::read_link(out.join("share")).unwrap(), a.join("share"));
+        assert_eq!(
+            std::fs::read_link(out.join("bin/x")).unwrap(),
+            b.join("bin/x")
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("bin/y")).unwrap(),
+            a.join("bin/y")
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("share")).unwrap(),
+            a.join("share")
+        );
 
         let out2 = dir.path().join("out2");
         std::fs::create_dir(&out2).unwrap();
-        let e = build_profile(&out2, vec![pkg(&b, 5), pkg(&a, 5)], &real, &mut |_| {})
-            .unwrap_err();
-        assert!(matches!(e, BuildEnvError::Conflict { priority: 5, .. }), "{e}");
+        let e = build_profile(&out2, vec![pkg(&b, 5), pkg(&a, 5)], &real, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(e, BuildEnvError::Conflict { priority: 5, .. }),
+            "{e}"
+        );
     }
 }

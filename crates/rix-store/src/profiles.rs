@@ -130,12 +130,8 @@ pub fn add_perm_root(store: &dyn Store, path: &StorePath, link: &Path) -> Result
     store.add_temp_root(path)?;
     if let Ok(meta) = std::fs::symlink_metadata(&link) {
         let into_store = meta.file_type().is_symlink()
-            && std::fs::read_link(&link).is_ok_and(|t| {
-                store
-                    .store_dir()
-                    .parse_prefix(&t.to_string_lossy())
-                    .is_ok()
-            });
+            && std::fs::read_link(&link)
+                .is_ok_and(|t| store.store_dir().parse_prefix(&t.to_string_lossy()).is_ok());
         if !into_store {
             return Err(ProfileError::Msg(format!(
                 "cannot create symlink '{link_str}'; already exists"
@@ -156,8 +152,7 @@ pub fn create_generation(store: &dyn Store, profile: &Path, out: &StorePath) -> 
     let (gens, _) = find_generations(profile)?;
     let num = match gens.last() {
         Some(last) => {
-            if std::fs::read_link(&last.path)
-                .is_ok_and(|t| t.to_string_lossy() == store.print(out))
+            if std::fs::read_link(&last.path).is_ok_and(|t| t.to_string_lossy() == store.print(out))
             {
                 return Ok(last.path.clone());
             }
@@ -176,8 +171,10 @@ pub fn switch_link(link: &Path, target: &Path) -> Result<()> {
     } else {
         target
     };
-    crate::roots::replace_symlink(target, link)
-        .map_err(io_err(format!("cannot create symlink '{}'", link.display())))
+    crate::roots::replace_symlink(target, link).map_err(io_err(format!(
+        "cannot create symlink '{}'",
+        link.display()
+    )))
 }
 
 /// Makes `out` the profile's current generation: a new generation (or the
@@ -467,7 +464,10 @@ mod tests {
 
     #[test]
     fn time_specs() {
-        assert_eq!(parse_older_than_time_spec("2d", 1_000_000).unwrap(), 827_200);
+        assert_eq!(
+            parse_older_than_time_spec("2d", 1_000_000).unwrap(),
+            827_200
+        );
         assert!(parse_older_than_time_spec("0d", 0).is_err());
         assert!(parse_older_than_time_spec("2h", 0).is_err());
     }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use rix_eval::value::Value;
 use rix_eval::symbol::Symbol;
+use rix_eval::value::Value;
 use rix_eval::Evaluator;
 use rix_flake::reference::{self, OutputsSpec};
 use rix_formats::StorePath;
@@ -161,6 +161,27 @@ impl ProfileCommand {
     }
 }
 
+/// An error rendered as Nix renders a message of several lines: `error: `,
+/// later lines indented, the last newline dropped.
+fn nix_error(msg: &str) -> anyhow::Error {
+    let body: Vec<String> = msg
+        .trim_end_matches('\n')
+        .split('\n')
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 || l.is_empty() {
+                l.to_owned()
+            } else {
+                format!("       {l}")
+            }
+        })
+        .collect();
+    anyhow::Error::new(crate::cmd::instantiate::RenderedError(
+        format!("error: {}", body.join("\n")),
+        1,
+    ))
+}
+
 fn notice(msg: String) {
     eprintln!("{msg}");
 }
@@ -277,7 +298,11 @@ impl Element {
         if let Some(s) = &self.source {
             return s.to_installable();
         }
-        let names: BTreeSet<&str> = self.store_paths.iter().map(|p| drv_name(p.name()).0).collect();
+        let names: BTreeSet<&str> = self
+            .store_paths
+            .iter()
+            .map(|p| drv_name(p.name()).0)
+            .collect();
         names
             .into_iter()
             .filter(|n| !n.is_empty())
@@ -467,7 +492,10 @@ impl Manifest {
     /// The profile's store path (Nix's `ProfileManifest::build`): the user
     /// environment of the active elements and `manifest.json`, added as the
     /// content-addressed path `profile` referring to every element's paths.
-    fn build(&self, store: &dyn Store) -> Result<Result<StorePath, rix_store::buildenv::BuildEnvError>> {
+    fn build(
+        &self,
+        store: &dyn Store,
+    ) -> Result<Result<StorePath, rix_store::buildenv::BuildEnvError>> {
         use rix_formats::content_address::ContentAddress;
         use rix_formats::hash::HashAlgo;
         use rix_formats::store_path::FileIngestionMethod;
@@ -505,8 +533,11 @@ impl Manifest {
             false,
         )?;
         if !store.is_valid(&path)? {
-            let mut info =
-                rix_store::path_info::ValidPathInfo::new(path.clone(), nar_hash.clone(), nar.len() as u64);
+            let mut info = rix_store::path_info::ValidPathInfo::new(
+                path.clone(),
+                nar_hash.clone(),
+                nar.len() as u64,
+            );
             info.references = references;
             info.ca = Some(ContentAddress::Fixed(method, nar_hash));
             store.add_to_store_nar(&info, &mut &nar[..], Default::default())?;
@@ -523,7 +554,10 @@ fn real_of(store: &dyn Store) -> Box<dyn Fn(&str) -> PathBuf + '_> {
         Some(local) => {
             let real = local.layout().real_store_dir.clone();
             Box::new(move |p: &str| {
-                match p.strip_prefix(dir.as_str()).and_then(|r| r.strip_prefix('/')) {
+                match p
+                    .strip_prefix(dir.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+                {
                     Some(rest) => real.join(rest),
                     None => PathBuf::from(p),
                 }
@@ -567,8 +601,8 @@ fn read_in_store(store: &dyn Store, path: &Path) -> std::io::Result<Vec<u8>> {
 fn profile_store_path(store: &dyn Store, link: &Path) -> Result<StorePath> {
     let mut p = link.to_path_buf();
     for _ in 0..40 {
-        let t = std::fs::read_link(&p)
-            .with_context(|| format!("reading link '{}'", p.display()))?;
+        let t =
+            std::fs::read_link(&p).with_context(|| format!("reading link '{}'", p.display()))?;
         let t = p.parent().unwrap_or(Path::new("/")).join(t);
         if let Ok((path, _)) = store.store_dir().parse_prefix(&t.to_string_lossy()) {
             return Ok(path);
@@ -609,13 +643,15 @@ fn update(store: &dyn Store, profile: &Path, manifest: &Manifest) -> Result<()> 
                 }
                 None
             };
-            let (Some((orig_file, orig_name, _)), Some((new_file, _, new_refs))) = (find(false), find(true)) else {
-                bail!(
+            let (Some((orig_file, orig_name, _)), Some((new_file, _, new_refs))) =
+                (find(false), find(true))
+            else {
+                return Err(nix_error(&format!(
                     "Unable to build profile. There is a conflict for the following files:\n\n  {file_a}\n  {file_b}"
-                );
+                )));
             };
             let new_refs = new_refs.join(" ");
-            bail!(
+            Err(nix_error(&format!(
                 "An existing package already provides the following file:\n\
                  \n  {orig_file}\n\
                  \nThis is the conflicting file from the new package:\n\
@@ -630,7 +666,7 @@ fn update(store: &dyn Store, profile: &Path, manifest: &Manifest) -> Result<()> 
                  \n  nix profile install {new_refs} --priority {}\n",
                 priority - 1,
                 priority + 1
-            )
+            )))
         }
         Err(e) => Err(e.into()),
     }
@@ -809,7 +845,10 @@ fn resolve(
                 for path in paths {
                     let (path, spec) = match path.rsplit_once('^') {
                         Some((p, "*")) => (p, OutputsSpec::All),
-                        Some((p, o)) => (p, OutputsSpec::Names(o.split(',').map(str::to_owned).collect())),
+                        Some((p, o)) => (
+                            p,
+                            OutputsSpec::Names(o.split(',').map(str::to_owned).collect()),
+                        ),
                         None => (path, OutputsSpec::Default),
                     };
                     let v = ev.find_along_attr_path(&root, path, &auto_args)?;
@@ -826,8 +865,12 @@ fn resolve(
             r.map_err(|e| eval_error(e, show_trace))?;
             return Ok(out);
         }
-        let settings = flake_lock.settings(ctx).map_err(|e| anyhow::anyhow!(e.render(show_trace)))?;
-        let flags = flake_lock.lock_flags().map_err(|e| anyhow::anyhow!(e.render(show_trace)))?;
+        let settings = flake_lock
+            .settings(ctx)
+            .map_err(|e| anyhow::anyhow!(e.render(show_trace)))?;
+        let flags = flake_lock
+            .lock_flags()
+            .map_err(|e| anyhow::anyhow!(e.render(show_trace)))?;
         for i in installables {
             if let Some(r) = plain(i) {
                 out.push(r);
@@ -879,7 +922,11 @@ fn realise(ctx: &Context, resolved: &[Resolved]) -> Result<Vec<BTreeSet<StorePat
     let store = ctx.store()?;
     let mut built = Vec::new();
     for t in resolved.iter().flat_map(|r| &r.targets) {
-        if t.contains('^') || !store.parse_path(t).is_ok_and(|p| store.is_valid(&p).unwrap_or(false)) {
+        if t.contains('^')
+            || !store
+                .parse_path(t)
+                .is_ok_and(|p| store.is_valid(&p).unwrap_or(false))
+        {
             built.push(t.clone());
         }
     }
@@ -888,7 +935,8 @@ fn realise(ctx: &Context, resolved: &[Resolved]) -> Result<Vec<BTreeSet<StorePat
     } else {
         crate::cmd::build::realise_installables(ctx, built.clone(), Default::default())?
     };
-    let by_target: BTreeMap<&String, BTreeMap<String, StorePath>> = built.iter().zip(outs).collect();
+    let by_target: BTreeMap<&String, BTreeMap<String, StorePath>> =
+        built.iter().zip(outs).collect();
     resolved
         .iter()
         .map(|r| {
@@ -996,7 +1044,9 @@ fn matching(store: &dyn Store, a: &MatchArgs, manifest: &Manifest) -> Result<BTr
                 M::Path(p) => format!("Store path '{p}'"),
                 M::Name(n) => format!("Package name '{n}'"),
             };
-            warn(&format!("{title} does not match any packages in the profile."));
+            warn(&format!(
+                "{title} does not match any packages in the profile."
+            ));
         }
     }
     Ok(result)
@@ -1220,7 +1270,12 @@ fn history(ctx: &Context, a: &ProfileArg) -> Result<()> {
 
 /// Nix's `printClosureDiff`: by package name, the versions added and
 /// removed and the change in size (when at least 8 KiB).
-pub fn closure_diff(store: &dyn Store, before: &StorePath, after: &StorePath, indent: &str) -> Result<String> {
+pub fn closure_diff(
+    store: &dyn Store,
+    before: &StorePath,
+    after: &StorePath,
+    indent: &str,
+) -> Result<String> {
     type Grouped = BTreeMap<String, BTreeMap<String, BTreeSet<StorePath>>>;
     let re = regex::Regex::new(r"^(.*)-([a-z]+|lib32|lib64)$").expect("a valid regex");
     let group = |top: &StorePath| -> Result<Grouped> {
@@ -1257,12 +1312,24 @@ pub fn closure_diff(store: &dyn Store, before: &StorePath, after: &StorePath, in
         };
         let delta = size(av)? as i64 - size(bv)? as i64;
         let show_delta = delta.abs() >= 8 * 1024;
-        let removed: BTreeSet<String> = bv.keys().filter(|v| !av.contains_key(*v)).cloned().collect();
-        let added: BTreeSet<String> = av.keys().filter(|v| !bv.contains_key(*v)).cloned().collect();
+        let removed: BTreeSet<String> = bv
+            .keys()
+            .filter(|v| !av.contains_key(*v))
+            .cloned()
+            .collect();
+        let added: BTreeSet<String> = av
+            .keys()
+            .filter(|v| !bv.contains_key(*v))
+            .cloned()
+            .collect();
         if show_delta || !removed.is_empty() || !added.is_empty() {
             let mut items = Vec::new();
             if !removed.is_empty() || !added.is_empty() {
-                items.push(format!("{} → {}", show_versions(&removed), show_versions(&added)));
+                items.push(format!(
+                    "{} → {}",
+                    show_versions(&removed),
+                    show_versions(&added)
+                ));
             }
             if show_delta {
                 items.push(format!(
@@ -1303,10 +1370,22 @@ mod tests {
 
     #[test]
     fn names_from_urls() {
-        assert_eq!(name_from_url("path:/tmp/x#packages.x86_64-linux.hello").as_deref(), Some("hello"));
-        assert_eq!(name_from_url("path:/tmp/x#packages.x86_64-linux.default").as_deref(), Some("x"));
-        assert_eq!(name_from_url("github:NixOS/nixpkgs#legacyPackages.x.default").as_deref(), Some("nixpkgs"));
-        assert_eq!(name_from_url("git+file:///a/b?dir=sub#x").as_deref(), Some("sub"));
+        assert_eq!(
+            name_from_url("path:/tmp/x#packages.x86_64-linux.hello").as_deref(),
+            Some("hello")
+        );
+        assert_eq!(
+            name_from_url("path:/tmp/x#packages.x86_64-linux.default").as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            name_from_url("github:NixOS/nixpkgs#legacyPackages.x.default").as_deref(),
+            Some("nixpkgs")
+        );
+        assert_eq!(
+            name_from_url("git+file:///a/b?dir=sub#x").as_deref(),
+            Some("sub")
+        );
         assert_eq!(drv_name("hello-2.10"), ("hello", "2.10"));
         assert_eq!(drv_name("foo-bar"), ("foo-bar", ""));
     }
