@@ -338,13 +338,10 @@ pub fn switch_generation(
 ) -> Result<()> {
     let _lock = lock_profile(profile)?;
     let (gens, cur) = find_generations(profile)?;
-    let found = gens
-        .iter()
-        .filter(|g| match dst {
-            None => cur.is_some_and(|c| g.number < c),
-            Some(d) => g.number == d,
-        })
-        .next_back();
+    let found = gens.iter().rfind(|g| match dst {
+        None => cur.is_some_and(|c| g.number < c),
+        Some(d) => g.number == d,
+    });
     let Some(found) = found else {
         return Err(ProfileError::Msg(match dst {
             Some(d) => format!("profile version {d} does not exist"),

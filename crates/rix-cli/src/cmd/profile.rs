@@ -533,11 +533,8 @@ impl Manifest {
             false,
         )?;
         if !store.is_valid(&path)? {
-            let mut info = rix_store::path_info::ValidPathInfo::new(
-                path.clone(),
-                nar_hash.clone(),
-                nar.len() as u64,
-            );
+            let mut info =
+                rix_store::path_info::ValidPathInfo::new(path.clone(), nar_hash, nar.len() as u64);
             info.references = references;
             info.ca = Some(ContentAddress::Fixed(method, nar_hash));
             store.add_to_store_nar(&info, &mut &nar[..], Default::default())?;
@@ -698,11 +695,9 @@ fn outputs_to_install(
 ) -> rix_eval::Result<Vec<String>> {
     use rix_eval::source::Pos;
     let v = Value::attrs((*d.attrs).clone());
-    let all = || -> Vec<String> { Vec::new() };
     match spec {
         OutputsSpec::Names(n) => return Ok(n.clone()),
         OutputsSpec::All => {
-            let _ = all;
             let mut out = Vec::new();
             match get_attr(ev, &v, "outputs")? {
                 Some(l) => {
