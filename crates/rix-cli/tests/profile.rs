@@ -18,9 +18,20 @@ use rixcmd::TempStore;
 const NIX_CONFIG: &str = "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nflake-registry =\nbuild-hook =";
 
 fn nix_tool(tool: &str, store: &TempStore, cwd: &Path, args: &[&str]) -> Option<Output> {
+    nix_tool_env(tool, store, cwd, args, &[])
+}
+
+fn nix_tool_env(
+    tool: &str,
+    store: &TempStore,
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, PathBuf)],
+) -> Option<Output> {
     let mut cmd = rix_testutil::nix_current(tool)?;
     Some(
-        cmd.arg("--store")
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
+            .arg("--store")
             .arg(store.url())
             .args(args)
             .current_dir(cwd)
@@ -38,7 +49,12 @@ fn nix(store: &TempStore, cwd: &Path, args: &[&str]) -> Option<Output> {
 }
 
 fn rix(store: &TempStore, cwd: &Path, args: &[&str]) -> Output {
+    rix_env(store, cwd, args, &[])
+}
+
+fn rix_env(store: &TempStore, cwd: &Path, args: &[&str], env: &[(&str, PathBuf)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rix"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--store")
         .arg(store.url())
         .args(["--option", "sandbox", "false"])
@@ -407,4 +423,91 @@ fn store_paths_and_gc_roots() {
     assert!(gen_paths[2].exists());
     assert!(Path::new(&paths[1]).exists());
     assert!(!Path::new(&paths[0]).exists());
+}
+
+/// `builtin:buildenv` (what `nix-env` builds user environments with): rix
+/// builds it, and Nix's `--check` rebuilds it and finds the same output.
+#[test]
+fn builtin_buildenv_as_nix() {
+    let t = TempStore::new();
+    let work = t.dir.path().join("work");
+    for (pkg, file, text) in [
+        ("a", "bin/t", "a"),
+        ("b", "bin/t", "b"),
+        ("b", "bin/u", "c"),
+        ("a", "share/x/f", "1"),
+        ("b", "share/y/g", "2"),
+    ] {
+        let p = work.join(pkg).join(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    std::fs::write(
+        work.join("env.nix"),
+        r#"let
+  a = builtins.path { path = ./a; name = "a-1.0"; };
+  b = builtins.path { path = ./b; name = "b-2.0"; };
+in derivation {
+  name = "user-environment";
+  system = "builtin";
+  builder = "builtin:buildenv";
+  manifest = builtins.toFile "manifest.nix" "[ ]";
+  derivations = [ "true" 5 1 a "true" 4 1 b "false" 3 1 a ];
+}
+"#,
+    )
+    .unwrap();
+    let out = ok(rix(&t, &work, &["build", "-f", "env.nix", "--no-link", "--print-out-paths"]));
+    let out = PathBuf::from(out.trim());
+    assert!(link(&out.join("bin/t")).to_string_lossy().ends_with("-b-2.0/bin/t"));
+    assert!(link(&out.join("share/x")).to_string_lossy().ends_with("-a-1.0/share/x"));
+    assert!(link(&out.join("manifest.nix")).to_string_lossy().ends_with("-manifest.nix"));
+    let Some(drv) = nix_tool("nix-instantiate", &t, &work, &["env.nix"]) else {
+        return;
+    };
+    let drv = ok(drv);
+    ok(nix_tool("nix-store", &t, &work, &["--realise", "--check", drv.trim()]).unwrap());
+}
+
+/// Without `--profile`: the default profile where Nix puts it (root's
+/// under the state directory, with `profiles/default`; others' under
+/// `$XDG_STATE_HOME/nix/profiles`), reached through `~/.nix-profile`.
+#[test]
+fn default_profile_as_nix() {
+    let t = TempStore::new();
+    let work = t.dir.path().join("work");
+    let home = t.dir.path().to_path_buf();
+    let env = [
+        ("NIX_STATE_DIR", home.join("nixstate")),
+        ("XDG_STATE_HOME", home.join("xdg-state")),
+    ];
+    let mut paths = Vec::new();
+    for name in ["foo-1.0", "bar-2.0"] {
+        let d = work.join(name).join("bin");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), name).unwrap();
+        let out = ok(rix(&t, &work, &["store", "add", work.join(name).to_str().unwrap()]));
+        paths.push(out.trim().to_owned());
+    }
+    ok(rix_env(&t, &work, &["profile", "install", &paths[0]], &env));
+    let root = nix::unistd::geteuid().is_root();
+    let profile = if root {
+        home.join("nixstate/profiles/per-user/root/profile")
+    } else {
+        home.join("xdg-state/nix/profiles/profile")
+    };
+    assert_eq!(link(&home.join(".nix-profile")), profile);
+    if root {
+        assert_eq!(link(&home.join("nixstate/profiles/default")), profile);
+    }
+    assert_eq!(link(&profile), Path::new("profile-1-link"));
+    let Some(o) = nix_tool_env("nix", &t, &work, &["profile", "install", &paths[1]], &env) else {
+        return;
+    };
+    ok(o);
+    assert_eq!(link(&profile), Path::new("profile-2-link"));
+    assert_eq!(
+        ok(rix_env(&t, &work, &["profile", "list"], &env)),
+        ok(nix_tool_env("nix", &t, &work, &["profile", "list"], &env).unwrap())
+    );
 }
