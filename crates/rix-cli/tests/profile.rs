@@ -511,3 +511,33 @@ fn default_profile_as_nix() {
         ok(nix_tool_env("nix", &t, &work, &["profile", "list"], &env).unwrap())
     );
 }
+
+/// `upgrade` of a flake element after its flake changed, and of an element
+/// not from a flake.
+#[test]
+fn upgrade_as_nix() {
+    let t = TempStore::new();
+    let src = t.dir.path().join("src");
+    write_sources(&src);
+    let profs = t.dir.path().join("profiles");
+    std::fs::create_dir_all(&profs).unwrap();
+    let (r, n) = (profs.join("r"), profs.join("n"));
+    let (rs, ns) = (r.to_str().unwrap(), n.to_str().unwrap());
+    ok(rix(&t, &src, &["profile", "install", "--profile", rs, ".#hello"]));
+    let Some(o) = nix(&t, &src, &["profile", "install", "--profile", ns, ".#hello"]) else {
+        return;
+    };
+    ok(o);
+    let flake = std::fs::read_to_string(src.join("flake.nix")).unwrap();
+    std::fs::write(src.join("flake.nix"), flake.replace("echo hello\"", "echo hello again\"")).unwrap();
+    let ru = rix(&t, &src, &["profile", "upgrade", "--profile", rs, "hello"]);
+    let nu = nix(&t, &src, &["profile", "upgrade", "--profile", ns, "hello"]).unwrap();
+    // (rix built the new package; Nix found it built.)
+    assert_eq!(stderr(&ru).lines().next(), stderr(&nu).lines().next());
+    ok(ru);
+    assert_eq!(link(&profs.join("r-2-link")), link(&profs.join("n-2-link")));
+    assert_eq!(
+        std::fs::read(r.join("manifest.json")).unwrap(),
+        std::fs::read(n.join("manifest.json")).unwrap()
+    );
+}
