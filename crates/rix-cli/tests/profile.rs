@@ -423,6 +423,36 @@ fn store_paths_and_gc_roots() {
     assert!(gen_paths[2].exists());
     assert!(Path::new(&paths[1]).exists());
     assert!(!Path::new(&paths[0]).exists());
+
+    // A `nix-env` profile (`manifest.nix`) read, and converted on install.
+    for e in ["e", "f"] {
+        let p = profs.join(e);
+        ok(nix_tool(
+            "nix-env",
+            &t,
+            &work,
+            &["-p", p.to_str().unwrap(), "-i", &paths[1]],
+        )
+        .unwrap());
+    }
+    let (e, f) = (profs.join("e"), profs.join("f"));
+    let (es, fs) = (e.to_str().unwrap(), f.to_str().unwrap());
+    assert_eq!(
+        ok(rix(&t, &work, &["profile", "list", "--profile", es])),
+        ok(nix(&t, &work, &["profile", "list", "--profile", es]).unwrap())
+    );
+    ok(rix(
+        &t,
+        &work,
+        &["profile", "install", "--profile", es, &paths[1]],
+    ));
+    ok(nix(
+        &t,
+        &work,
+        &["profile", "install", "--profile", fs, &paths[1]],
+    )
+    .unwrap());
+    assert_eq!(link(&profs.join("e-2-link")), link(&profs.join("f-2-link")));
 }
 
 /// `builtin:buildenv` (what `nix-env` builds user environments with): rix
@@ -457,16 +487,32 @@ in derivation {
 "#,
     )
     .unwrap();
-    let out = ok(rix(&t, &work, &["build", "-f", "env.nix", "--no-link", "--print-out-paths"]));
+    let out = ok(rix(
+        &t,
+        &work,
+        &["build", "-f", "env.nix", "--no-link", "--print-out-paths"],
+    ));
     let out = PathBuf::from(out.trim());
-    assert!(link(&out.join("bin/t")).to_string_lossy().ends_with("-b-2.0/bin/t"));
-    assert!(link(&out.join("share/x")).to_string_lossy().ends_with("-a-1.0/share/x"));
-    assert!(link(&out.join("manifest.nix")).to_string_lossy().ends_with("-manifest.nix"));
+    assert!(link(&out.join("bin/t"))
+        .to_string_lossy()
+        .ends_with("-b-2.0/bin/t"));
+    assert!(link(&out.join("share/x"))
+        .to_string_lossy()
+        .ends_with("-a-1.0/share/x"));
+    assert!(link(&out.join("manifest.nix"))
+        .to_string_lossy()
+        .ends_with("-manifest.nix"));
     let Some(drv) = nix_tool("nix-instantiate", &t, &work, &["env.nix"]) else {
         return;
     };
     let drv = ok(drv);
-    ok(nix_tool("nix-store", &t, &work, &["--realise", "--check", drv.trim()]).unwrap());
+    ok(nix_tool(
+        "nix-store",
+        &t,
+        &work,
+        &["--realise", "--check", drv.trim()],
+    )
+    .unwrap());
 }
 
 /// Without `--profile`: the default profile where Nix puts it (root's
@@ -486,7 +532,11 @@ fn default_profile_as_nix() {
         let d = work.join(name).join("bin");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(name), name).unwrap();
-        let out = ok(rix(&t, &work, &["store", "add", work.join(name).to_str().unwrap()]));
+        let out = ok(rix(
+            &t,
+            &work,
+            &["store", "add", work.join(name).to_str().unwrap()],
+        ));
         paths.push(out.trim().to_owned());
     }
     ok(rix_env(&t, &work, &["profile", "install", &paths[0]], &env));
@@ -523,13 +573,25 @@ fn upgrade_as_nix() {
     std::fs::create_dir_all(&profs).unwrap();
     let (r, n) = (profs.join("r"), profs.join("n"));
     let (rs, ns) = (r.to_str().unwrap(), n.to_str().unwrap());
-    ok(rix(&t, &src, &["profile", "install", "--profile", rs, ".#hello"]));
-    let Some(o) = nix(&t, &src, &["profile", "install", "--profile", ns, ".#hello"]) else {
+    ok(rix(
+        &t,
+        &src,
+        &["profile", "install", "--profile", rs, ".#hello"],
+    ));
+    let Some(o) = nix(
+        &t,
+        &src,
+        &["profile", "install", "--profile", ns, ".#hello"],
+    ) else {
         return;
     };
     ok(o);
     let flake = std::fs::read_to_string(src.join("flake.nix")).unwrap();
-    std::fs::write(src.join("flake.nix"), flake.replace("echo hello\"", "echo hello again\"")).unwrap();
+    std::fs::write(
+        src.join("flake.nix"),
+        flake.replace("echo hello\"", "echo hello again\""),
+    )
+    .unwrap();
     let ru = rix(&t, &src, &["profile", "upgrade", "--profile", rs, "hello"]);
     let nu = nix(&t, &src, &["profile", "upgrade", "--profile", ns, "hello"]).unwrap();
     // (rix built the new package; Nix found it built.)

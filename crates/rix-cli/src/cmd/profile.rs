@@ -382,17 +382,14 @@ struct Manifest {
 impl Manifest {
     /// Reads `<profile>/manifest.json` (versions 1 to 3); a profile without
     /// one is empty.
-    fn read(store: &dyn Store, profile: &Path) -> Result<Manifest> {
+    fn read(ctx: &Context, store: &dyn Store, profile: &Path) -> Result<Manifest> {
         let mut m = Manifest::default();
         let path = profile.join("manifest.json");
         let text = match read_in_store(store, &path) {
             Ok(t) => t,
             Err(_) => {
                 if read_in_store(store, &profile.join("manifest.nix")).is_ok() {
-                    bail!(
-                        "profile '{}' is a nix-env profile (manifest.nix), which rix cannot read yet",
-                        profile.display()
-                    );
+                    return Self::read_nix_env(ctx, store, profile);
                 }
                 return Ok(m);
             }
@@ -443,6 +440,43 @@ impl Manifest {
                 }
             }
             _ => {}
+        }
+        Ok(m)
+    }
+
+    /// A `nix-env` profile's elements: each package of its `manifest.nix`
+    /// by its output path (Nix's `queryInstalled`).
+    fn read_nix_env(ctx: &Context, store: &dyn Store, profile: &Path) -> Result<Manifest> {
+        use crate::cmd::instantiate::{eval_error, eval_source, Source};
+        let env = profile_store_path(store, profile)?;
+        let file = format!("{}/manifest.nix", store.print(&env));
+        let outs = crate::cmd::instantiate::on_big_stack(|| -> Result<Vec<String>> {
+            let (_, eval_store) = crate::cmd::instantiate::open_eval_store(ctx)?;
+            let args = crate::cmd::instantiate::EvalArgs::default();
+            let mut ev = Evaluator::new(args.options(ctx, eval_store));
+            let r = (|| -> rix_eval::Result<Vec<String>> {
+                let v = eval_source(&mut ev, &Source::File(&file))?;
+                let mut outs = Vec::new();
+                for d in ev.get_derivations(&v, &Default::default())? {
+                    let v = Value::attrs((*d.attrs).clone());
+                    if let Some(p) = get_attr(&mut ev, &v, "outPath")? {
+                        let p = ev.force(&p)?;
+                        outs.push(ev.force_string_no_ctx(&p, rix_eval::source::Pos::NONE)?);
+                    }
+                }
+                Ok(outs)
+            })();
+            r.map_err(|e| eval_error(e, false))
+        })?;
+        let mut m = Manifest::default();
+        for o in outs {
+            let e = Element {
+                store_paths: BTreeSet::from([store.parse_path(&o)?]),
+                source: None,
+                active: true,
+                priority: DEFAULT_PRIORITY,
+            };
+            m.add(&e.name(), e);
         }
         Ok(m)
     }
@@ -952,7 +986,7 @@ fn realise(ctx: &Context, resolved: &[Resolved]) -> Result<Vec<BTreeSet<StorePat
 fn install(ctx: &Context, a: &InstallArgs) -> Result<()> {
     let profile = profile_path(ctx, &a.profile)?;
     let store = ctx.store()?;
-    let mut manifest = Manifest::read(&*store, &profile)?;
+    let mut manifest = Manifest::read(ctx, &*store, &profile)?;
     let resolved = resolve(ctx, &a.installables, &a.nix, &a.nix.flake)?;
     let paths = realise(ctx, &resolved)?;
     for (r, store_paths) in resolved.into_iter().zip(paths) {
@@ -1050,7 +1084,7 @@ fn matching(store: &dyn Store, a: &MatchArgs, manifest: &Manifest) -> Result<BTr
 fn remove(ctx: &Context, a: &MatchArgs) -> Result<()> {
     let profile = profile_path(ctx, &a.profile)?;
     let store = ctx.store()?;
-    let old = Manifest::read(&*store, &profile)?;
+    let old = Manifest::read(ctx, &*store, &profile)?;
     let names = matching(&*store, a, &old)?;
     if names.is_empty() {
         warn("No packages to remove. Use 'nix profile list' to see the current profile.");
@@ -1082,7 +1116,7 @@ fn is_locked(url: &str) -> bool {
 fn upgrade(ctx: &Context, a: &UpgradeArgs) -> Result<()> {
     let profile = profile_path(ctx, &a.matching.profile)?;
     let store = ctx.store()?;
-    let mut manifest = Manifest::read(&*store, &profile)?;
+    let mut manifest = Manifest::read(ctx, &*store, &profile)?;
     let names = matching(&*store, &a.matching, &manifest)?;
     if names.is_empty() {
         warn("No packages to upgrade. Use 'nix profile list' to see the current profile.");
@@ -1160,7 +1194,7 @@ fn upgrade(ctx: &Context, a: &UpgradeArgs) -> Result<()> {
 fn list(ctx: &Context, a: &ListArgs) -> Result<()> {
     let profile = profile_path(ctx, &a.profile)?;
     let store = ctx.store()?;
-    let manifest = Manifest::read(&*store, &profile)?;
+    let manifest = Manifest::read(ctx, &*store, &profile)?;
     if a.json {
         println!("{}", manifest.to_json(&*store));
         return Ok(());
@@ -1235,7 +1269,7 @@ fn history(ctx: &Context, a: &ProfileArg) -> Result<()> {
     let mut out = String::new();
     let mut prev: Option<(u64, Manifest)> = None;
     for (i, g) in gens.iter().enumerate() {
-        let manifest = Manifest::read(&*store, &g.path)?;
+        let manifest = Manifest::read(ctx, &*store, &g.path)?;
         if i > 0 {
             out.push('\n');
         }
