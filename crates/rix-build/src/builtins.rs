@@ -109,7 +109,8 @@ pub fn buildenv(
         }
     }
     let mut warnings = Vec::new();
-    build_profile(out, pkgs, real, &mut |w| warnings.push(w))
+    let mut dest = rix_store::buildenv::FsDest { root: out.clone() };
+    build_profile(&mut dest, pkgs, real, &mut |w| warnings.push(w))
         .map_err(|e| render(&e.to_string(), None))?;
     let manifest = attr("manifest")?;
     std::os::unix::fs::symlink(&manifest, out.join("manifest.nix"))

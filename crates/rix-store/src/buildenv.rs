@@ -7,6 +7,11 @@
 //! the links point there; `real` maps such a path to where its files are on
 //! this machine (a chroot store's root), so that the tree is the same whatever
 //! the store's physical location.
+//!
+//! The tree is built into an [`EnvDest`]: a directory ([`FsDest`], for
+//! `builtin:buildenv`'s output) or memory ([`MemTree`], serialised straight
+//! to a NAR: `rix profile` needs no temporary directory, which Nix makes and
+//! leaves behind).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -54,9 +59,204 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> B
     }
 }
 
+/// What is at a path of the tree being built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Directory,
+    Symlink,
+    Other,
+}
+
+/// Where a user environment is built; paths are relative to its top.
+pub trait EnvDest {
+    /// `lstat`: what is at `p`, if anything.
+    fn kind(&self, p: &Path) -> Option<Kind>;
+    fn read_link(&self, p: &Path) -> io::Result<String>;
+    fn symlink(&mut self, target: &str, p: &Path) -> io::Result<()>;
+    fn mkdir(&mut self, p: &Path) -> io::Result<()>;
+    fn unlink(&mut self, p: &Path) -> io::Result<()>;
+    /// For messages: `p` as Nix would name it.
+    fn display(&self, p: &Path) -> String;
+}
+
+/// A directory on disk (it must exist).
+pub struct FsDest {
+    pub root: PathBuf,
+}
+
+impl EnvDest for FsDest {
+    fn kind(&self, p: &Path) -> Option<Kind> {
+        let m = std::fs::symlink_metadata(self.root.join(p)).ok()?;
+        Some(if m.is_dir() {
+            Kind::Directory
+        } else if m.file_type().is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::Other
+        })
+    }
+    fn read_link(&self, p: &Path) -> io::Result<String> {
+        Ok(std::fs::read_link(self.root.join(p))?
+            .to_string_lossy()
+            .into_owned())
+    }
+    fn symlink(&mut self, target: &str, p: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, self.root.join(p))
+    }
+    fn mkdir(&mut self, p: &Path) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(self.root.join(p))
+    }
+    fn unlink(&mut self, p: &Path) -> io::Result<()> {
+        std::fs::remove_file(self.root.join(p))
+    }
+    fn display(&self, p: &Path) -> String {
+        self.root.join(p).display().to_string()
+    }
+}
+
+/// A tree in memory: directories, symlinks and regular files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Directory(BTreeMap<String, Node>),
+    Symlink(String),
+    File(Vec<u8>),
+}
+
+/// A user environment built in memory, written out as a NAR.
+#[derive(Debug, Clone)]
+pub struct MemTree {
+    pub root: Node,
+}
+
+impl Default for MemTree {
+    fn default() -> Self {
+        MemTree {
+            root: Node::Directory(BTreeMap::new()),
+        }
+    }
+}
+
+fn not_found() -> io::Error {
+    io::Error::from_raw_os_error(nix::libc::ENOENT)
+}
+
+impl MemTree {
+    fn node(&self, p: &Path) -> Option<&Node> {
+        let mut n = &self.root;
+        for c in p.iter() {
+            match n {
+                Node::Directory(m) => n = m.get(&*c.to_string_lossy())?,
+                _ => return None,
+            }
+        }
+        Some(n)
+    }
+
+    /// The directory holding `p`, and `p`'s name.
+    fn parent_mut(&mut self, p: &Path) -> io::Result<(&mut BTreeMap<String, Node>, String)> {
+        let name = p
+            .file_name()
+            .ok_or_else(not_found)?
+            .to_string_lossy()
+            .into_owned();
+        let mut n = &mut self.root;
+        for c in p.parent().into_iter().flat_map(Path::iter) {
+            match n {
+                Node::Directory(m) => n = m.get_mut(&*c.to_string_lossy()).ok_or_else(not_found)?,
+                _ => return Err(io::Error::from_raw_os_error(nix::libc::ENOTDIR)),
+            }
+        }
+        match n {
+            Node::Directory(m) => Ok((m, name)),
+            _ => Err(io::Error::from_raw_os_error(nix::libc::ENOTDIR)),
+        }
+    }
+
+    fn create(&mut self, p: &Path, node: Node) -> io::Result<()> {
+        let (dir, name) = self.parent_mut(p)?;
+        if dir.contains_key(&name) {
+            return Err(io::Error::from_raw_os_error(nix::libc::EEXIST));
+        }
+        dir.insert(name, node);
+        Ok(())
+    }
+
+    /// Adds a regular file (not executable) at `p`.
+    pub fn add_file(&mut self, p: &Path, contents: Vec<u8>) -> io::Result<()> {
+        self.create(p, Node::File(contents))
+    }
+
+    /// The tree's NAR serialisation (what `dumpPath` of it on disk gives).
+    pub fn to_nar(&self) -> Result<Vec<u8>, rix_formats::nar::NarWriteError> {
+        fn write(
+            w: &mut rix_formats::nar::NarWriter<&mut Vec<u8>>,
+            n: &Node,
+        ) -> Result<(), rix_formats::nar::NarWriteError> {
+            match n {
+                Node::File(c) => w.file(false, c),
+                Node::Symlink(t) => w.symlink(t.as_bytes()),
+                Node::Directory(m) => {
+                    w.begin_directory()?;
+                    for (name, child) in m {
+                        w.entry(name.as_bytes())?;
+                        write(w, child)?;
+                    }
+                    w.end_directory()
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut w = rix_formats::nar::NarWriter::new(&mut out);
+        write(&mut w, &self.root)?;
+        w.finish()?;
+        Ok(out)
+    }
+}
+
+impl EnvDest for MemTree {
+    fn kind(&self, p: &Path) -> Option<Kind> {
+        Some(match self.node(p)? {
+            Node::Directory(_) => Kind::Directory,
+            Node::Symlink(_) => Kind::Symlink,
+            Node::File(_) => Kind::Other,
+        })
+    }
+    fn read_link(&self, p: &Path) -> io::Result<String> {
+        match self.node(p) {
+            Some(Node::Symlink(t)) => Ok(t.clone()),
+            Some(_) => Err(io::Error::from_raw_os_error(nix::libc::EINVAL)),
+            None => Err(not_found()),
+        }
+    }
+    fn symlink(&mut self, target: &str, p: &Path) -> io::Result<()> {
+        self.create(p, Node::Symlink(target.to_owned()))
+    }
+    fn mkdir(&mut self, p: &Path) -> io::Result<()> {
+        self.create(p, Node::Directory(BTreeMap::new()))
+    }
+    fn unlink(&mut self, p: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent_mut(p)?;
+        match dir.get(&name) {
+            Some(Node::Directory(_)) => Err(io::Error::from_raw_os_error(nix::libc::EISDIR)),
+            Some(_) => {
+                dir.remove(&name);
+                Ok(())
+            }
+            None => Err(not_found()),
+        }
+    }
+    fn display(&self, p: &Path) -> String {
+        p.display().to_string()
+    }
+}
+
 struct State<'a> {
     priorities: BTreeMap<PathBuf, i64>,
     symlinks: u64,
+    dest: &'a mut dyn EnvDest,
     real: &'a dyn Fn(&str) -> PathBuf,
     warn: &'a mut dyn FnMut(String),
 }
@@ -151,7 +351,7 @@ impl State<'_> {
                 {
                     (self.warn)(format!(
                         "skipping dangling symlink '{}'",
-                        dst_file.display()
+                        self.dest.display(&dst_file)
                     ));
                     continue;
                 }
@@ -173,19 +373,22 @@ impl State<'_> {
             {
                 continue;
             }
-            let dst_st = std::fs::symlink_metadata(&dst_file).ok();
+            let dst_kind = self.dest.kind(&dst_file);
+            let shown = |d: &dyn EnvDest| d.display(&dst_file);
             if src_st.is_dir() {
-                match &dst_st {
-                    Some(d) if d.is_dir() => {
+                match dst_kind {
+                    Some(Kind::Directory) => {
                         self.create_links(&src_file, &dst_file, priority)?;
                         continue;
                     }
-                    Some(d) if d.file_type().is_symlink() => {
-                        let link = std::fs::read_link(&dst_file)
-                            .map_err(io_err("reading link", &dst_file))?;
+                    Some(Kind::Symlink) => {
+                        let link = self
+                            .dest
+                            .read_link(&dst_file)
+                            .map_err(io_err("reading link", Path::new(&shown(self.dest))))?;
                         let target = self
-                            .canon(&link.to_string_lossy())
-                            .map_err(io_err("resolving", &dst_file))?;
+                            .canon(&link)
+                            .map_err(io_err("resolving", Path::new(&shown(self.dest))))?;
                         let is_dir = std::fs::symlink_metadata((self.real)(&target))
                             .map_err(io_err("getting status of", Path::new(&target)))?
                             .is_dir();
@@ -194,9 +397,12 @@ impl State<'_> {
                                 "collision between '{src_file}' and non-directory '{target}'"
                             )));
                         }
-                        std::fs::remove_file(&dst_file).map_err(io_err("unlinking", &dst_file))?;
-                        std::fs::create_dir(&dst_file)
-                            .map_err(io_err("creating directory", &dst_file))?;
+                        self.dest
+                            .unlink(&dst_file)
+                            .map_err(io_err("unlinking", Path::new(&shown(self.dest))))?;
+                        self.dest
+                            .mkdir(&dst_file)
+                            .map_err(io_err("creating directory", Path::new(&shown(self.dest))))?;
                         let prev = self.priorities.get(&dst_file).copied().unwrap_or(0);
                         self.create_links(&target, &dst_file, prev)?;
                         self.create_links(&src_file, &dst_file, priority)?;
@@ -204,14 +410,16 @@ impl State<'_> {
                     }
                     _ => {}
                 }
-            } else if let Some(d) = &dst_st {
-                if d.file_type().is_symlink() {
+            } else if let Some(kind) = dst_kind {
+                if kind == Kind::Symlink {
                     let prev = self.priorities.get(&dst_file).copied().unwrap_or(0);
                     if prev == priority {
-                        let existing = std::fs::read_link(&dst_file)
-                            .map_err(io_err("reading link", &dst_file))?;
+                        let existing = self
+                            .dest
+                            .read_link(&dst_file)
+                            .map_err(io_err("reading link", Path::new(&shown(self.dest))))?;
                         return Err(BuildEnvError::Conflict {
-                            file_a: existing.to_string_lossy().into_owned(),
+                            file_a: existing,
                             file_b: src_file,
                             priority,
                         });
@@ -219,16 +427,19 @@ impl State<'_> {
                     if prev < priority {
                         continue;
                     }
-                    std::fs::remove_file(&dst_file).map_err(io_err("unlinking", &dst_file))?;
-                } else if d.is_dir() {
+                    self.dest
+                        .unlink(&dst_file)
+                        .map_err(io_err("unlinking", Path::new(&shown(self.dest))))?;
+                } else if kind == Kind::Directory {
                     return Err(BuildEnvError::Collision(format!(
                         "collision between non-directory '{src_file}' and directory '{}'",
-                        dst_file.display()
+                        shown(self.dest)
                     )));
                 }
             }
-            std::os::unix::fs::symlink(&src_file, &dst_file)
-                .map_err(io_err("creating symlink", &dst_file))?;
+            self.dest
+                .symlink(&src_file, &dst_file)
+                .map_err(io_err("creating symlink", Path::new(&shown(self.dest))))?;
             self.priorities.insert(dst_file, priority);
             self.symlinks += 1;
         }
@@ -243,7 +454,7 @@ impl State<'_> {
 /// priorities from 1000 up. `warn` gets Nix's warnings. Returns the number
 /// of links made.
 pub fn build_profile(
-    out: &Path,
+    dest: &mut dyn EnvDest,
     mut pkgs: Vec<Package>,
     real: &dyn Fn(&str) -> PathBuf,
     warn: &mut dyn FnMut(String),
@@ -251,6 +462,7 @@ pub fn build_profile(
     let mut state = State {
         priorities: BTreeMap::new(),
         symlinks: 0,
+        dest,
         real,
         warn,
     };
@@ -264,7 +476,7 @@ pub fn build_profile(
         if !done.insert(dir.to_owned()) {
             return Ok(());
         }
-        state.create_links(dir, out, priority)?;
+        state.create_links(dir, Path::new(""), priority)?;
         let file = (state.real)(&format!("{dir}/nix-support/propagated-user-env-packages"));
         match std::fs::read_to_string(&file) {
             Ok(text) => {
@@ -328,7 +540,13 @@ mod tests {
             priority,
         };
         let real = |s: &str| PathBuf::from(s);
-        build_profile(&out, vec![pkg(&b, 4), pkg(&a, 5)], &real, &mut |_| {}).unwrap();
+        let mut fs = FsDest { root: out.clone() };
+        build_profile(&mut fs, vec![pkg(&b, 4), pkg(&a, 5)], &real, &mut |_| {}).unwrap();
+        let mut mem = MemTree::default();
+        build_profile(&mut mem, vec![pkg(&b, 4), pkg(&a, 5)], &real, &mut |_| {}).unwrap();
+        let mut on_disk = Vec::new();
+        crate::archive::dump::dump(&out, &mut on_disk).unwrap();
+        assert_eq!(mem.to_nar().unwrap(), on_disk);
         assert!(std::fs::symlink_metadata(out.join("bin")).unwrap().is_dir());
         assert_eq!(
             std::fs::read_link(out.join("bin/x")).unwrap(),
@@ -343,9 +561,13 @@ mod tests {
             a.join("share")
         );
 
-        let out2 = dir.path().join("out2");
-        std::fs::create_dir(&out2).unwrap();
-        let e = build_profile(&out2, vec![pkg(&b, 5), pkg(&a, 5)], &real, &mut |_| {}).unwrap_err();
+        let e = build_profile(
+            &mut MemTree::default(),
+            vec![pkg(&b, 5), pkg(&a, 5)],
+            &real,
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(
             matches!(e, BuildEnvError::Conflict { priority: 5, .. }),
             "{e}"

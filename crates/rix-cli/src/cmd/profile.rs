@@ -533,9 +533,7 @@ impl Manifest {
         use rix_formats::content_address::ContentAddress;
         use rix_formats::hash::HashAlgo;
         use rix_formats::store_path::FileIngestionMethod;
-        let tmp = tempfile::Builder::new().prefix("rix-profile-").tempdir()?;
-        let out = tmp.path().join("env");
-        std::fs::create_dir(&out)?;
+        let mut tree = rix_store::buildenv::MemTree::default();
         let mut pkgs = Vec::new();
         let mut references = BTreeSet::new();
         for e in self.elements.values() {
@@ -551,12 +549,13 @@ impl Manifest {
             }
         }
         let real = real_of(store);
-        if let Err(e) = rix_store::buildenv::build_profile(&out, pkgs, &*real, &mut |w| warn(&w)) {
+        if let Err(e) =
+            rix_store::buildenv::build_profile(&mut tree, pkgs, &*real, &mut |w| warn(&w))
+        {
             return Ok(Err(e));
         }
-        std::fs::write(out.join("manifest.json"), self.to_json(store))?;
-        let mut nar = Vec::new();
-        rix_store::archive::dump::dump(&out, &mut nar)?;
+        tree.add_file(Path::new("manifest.json"), self.to_json(store).into_bytes())?;
+        let nar = tree.to_nar()?;
         let nar_hash = HashAlgo::Sha256.digest(&nar);
         let method = FileIngestionMethod::Recursive;
         let path = store.store_dir().make_fixed_output_path(
