@@ -327,6 +327,57 @@ pub fn parse_older_than_time_spec(spec: &str, now: i64) -> Result<i64> {
     }
 }
 
+/// `--delete-generations ARGS` (Nix's `nix-env` reading of them): `old`
+/// (every generation but the current), `Nd` (older than N days, see
+/// [`delete_generations_older_than`]), `+N` (keep the N newest up to the
+/// current), else a list of numbers.
+pub fn delete_generations_by_spec(
+    profile: &Path,
+    args: &[String],
+    now: i64,
+    dry_run: bool,
+    notice: &mut dyn FnMut(String),
+) -> Result<()> {
+    match args {
+        [one] if one == "old" => delete_old_generations(profile, dry_run, notice),
+        [one] if one.contains('d') => {
+            let t = parse_older_than_time_spec(one, now)?;
+            delete_generations_older_than(profile, t, dry_run, notice)
+        }
+        [one] if one.contains('+') => {
+            if one.len() < 2 {
+                return Err(ProfileError::Msg(format!(
+                    "invalid number of generations '{one}'"
+                )));
+            }
+            let max = one[1..]
+                .parse::<GenerationNumber>()
+                .ok()
+                .filter(|_| one[1..].bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    ProfileError::Msg(format!("invalid number of generations to keep '{one}'"))
+                })?;
+            delete_generations_greater_than(profile, max, dry_run, notice)
+        }
+        _ => {
+            let mut which = BTreeSet::new();
+            for a in args {
+                match a.parse::<GenerationNumber>() {
+                    Ok(n) if a.bytes().all(|b| b.is_ascii_digit()) => {
+                        which.insert(n);
+                    }
+                    _ => {
+                        return Err(ProfileError::Msg(format!(
+                            "invalid generation number '{a}'"
+                        )))
+                    }
+                }
+            }
+            delete_generations(profile, &which, dry_run, notice)
+        }
+    }
+}
+
 /// Switches `profile` to generation `dst`, or without one to the newest
 /// older than the current (Nix's `switchGeneration`: `rollback`,
 /// `--switch-generation`).
@@ -485,9 +536,24 @@ mod tests {
         assert_eq!(std::fs::read_link(&p).unwrap(), Path::new("p-2-link"));
         let (gens, _) = find_generations(&p).unwrap();
         assert_eq!(gens.iter().map(|g| g.number).collect::<Vec<_>>(), [1, 2, 3]);
+        let numbers = |p: &Path| {
+            find_generations(p)
+                .unwrap()
+                .0
+                .iter()
+                .map(|g| g.number)
+                .collect::<Vec<_>>()
+        };
+        std::os::unix::fs::symlink(dir.path(), generation_path(&p, 4)).unwrap();
+        let spec = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The current one is refused; `+2` keeps 2 and 1 (current first).
+        assert!(delete_generations_by_spec(&p, &spec(&["2"]), 0, false, &mut |_| {}).is_err());
+        delete_generations_by_spec(&p, &spec(&["4"]), 0, false, &mut |_| {}).unwrap();
+        delete_generations_by_spec(&p, &spec(&["+2"]), 0, true, &mut |m| said.push(m)).unwrap();
+        assert_eq!(numbers(&p), [1, 2, 3]);
+        assert!(delete_generations_by_spec(&p, &spec(&["x"]), 0, false, &mut |_| {}).is_err());
         delete_old_generations(&p, false, &mut |m| said.push(m)).unwrap();
-        let (gens, _) = find_generations(&p).unwrap();
-        assert_eq!(gens.iter().map(|g| g.number).collect::<Vec<_>>(), [2]);
+        assert_eq!(numbers(&p), [2]);
         assert!(!dir.path().join("p.lock").exists());
     }
 }
