@@ -983,7 +983,16 @@ fn run_builtin(
         .iter()
         .map(|(k, p)| (k.clone(), store.real_path(p)))
         .collect();
-    let result = crate::builtins::run(name, drv, &real, &settings.fetchurl);
+    let store_dir = store.store_dir().as_str().to_owned();
+    let real_store_dir = store.layout().real_store_dir.clone();
+    let real_of = |p: &str| match p
+        .strip_prefix(store_dir.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        Some(rest) => real_store_dir.join(rest),
+        None => PathBuf::from(p),
+    };
+    let result = crate::builtins::run(name, drv, &real, &settings.fetchurl, &real_of);
     let line = |l: &str| {
         observer.event(BuildEvent::Log {
             drv: job.drv_path,

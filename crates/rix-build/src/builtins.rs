@@ -48,17 +48,73 @@ pub fn builtin_name(drv: &Derivation) -> Option<&str> {
 }
 
 /// Runs builtin `name` for `drv` whose outputs go to `outputs` (name → real
-/// path). The error is the text the builder prints (Nix's rendering).
+/// path); `real` maps a store path as printed to where its files are. The
+/// error is the text the builder prints (Nix's rendering).
 pub fn run(
     name: &str,
     drv: &Derivation,
     outputs: &std::collections::BTreeMap<String, PathBuf>,
     settings: &FetchurlSettings,
+    real: &dyn Fn(&str) -> PathBuf,
 ) -> Result<(), String> {
     match name {
         "fetchurl" => fetchurl(drv, outputs, settings),
+        "buildenv" => buildenv(drv, outputs, real),
         other => Err(format!("error: unsupported builtin builder '{other}'")),
     }
+}
+
+/// `builtin:buildenv` (Nix's `builtinBuildenv`, what `nix-env`'s
+/// `buildenv.nix` builds a user environment with): `derivations` is a list
+/// of `ACTIVE PRIORITY N PATH1 … PATHN` groups; the output is their user
+/// environment ([`rix_store::buildenv::build_profile`]) with `manifest.nix`
+/// linking to `manifest`.
+pub fn buildenv(
+    drv: &Derivation,
+    outputs: &std::collections::BTreeMap<String, PathBuf>,
+    real: &dyn Fn(&str) -> PathBuf,
+) -> Result<(), String> {
+    use rix_store::buildenv::{build_profile, Package};
+    let attr = |name: &str| -> Result<String, String> {
+        env(drv, name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .ok_or_else(|| render(&format!("attribute '{name}' missing"), None))
+    };
+    let Some(out) = outputs.get("out") else {
+        return Err(render("builtin:buildenv needs an output 'out'", None));
+    };
+    std::fs::create_dir_all(out).map_err(|e| {
+        render(
+            &format!("creating directory '{}': {e}", out.display()),
+            None,
+        )
+    })?;
+    let derivations = attr("derivations")?;
+    let mut tokens = derivations
+        .split([' ', '\t', '\n', '\r'])
+        .filter(|t| !t.is_empty());
+    let mut pkgs = Vec::new();
+    let bad = || render("builtin:buildenv: malformed attribute 'derivations'", None);
+    while let Some(active) = tokens.next() {
+        let active = active != "false";
+        let priority: i64 = tokens.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+        let n: usize = tokens.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+        for _ in 0..n {
+            let path = tokens.next().ok_or_else(bad)?;
+            pkgs.push(Package {
+                path: path.to_owned(),
+                active,
+                priority,
+            });
+        }
+    }
+    let mut warnings = Vec::new();
+    let mut dest = rix_store::buildenv::FsDest { root: out.clone() };
+    build_profile(&mut dest, pkgs, real, &mut |w| warnings.push(w))
+        .map_err(|e| render(&e.to_string(), None))?;
+    let manifest = attr("manifest")?;
+    std::os::unix::fs::symlink(&manifest, out.join("manifest.nix"))
+        .map_err(|e| render(&format!("creating symlink to '{manifest}': {e}"), None))
 }
 
 fn env<'a>(drv: &'a Derivation, name: &str) -> Option<&'a [u8]> {

@@ -127,6 +127,9 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Start a shell (or run a command) with store paths on PATH (like `nix shell`).
     Shell(cmd::run::ShellArgs),
+    /// Install, remove and roll back packages in profiles (like `nix profile`).
+    #[command(subcommand)]
+    Profile(cmd::profile::ProfileCommand),
     /// Work with flakes: lock, update, metadata, show, check, init, prefetch, archive (like `nix flake`).
     #[command(subcommand)]
     Flake(cmd::flake::FlakeCommand),
@@ -167,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => cmd::run::run(&ctx()?, a),
         Command::Shell(a) => cmd::run::shell(&ctx()?, a),
         Command::Flake(c) => c.run(&ctx()?),
+        Command::Profile(c) => c.run(&ctx()?),
         Command::Registry(c) => c.run(&ctx()?),
         Command::Key(c) => c.run(),
         Command::Config(c) => c.run(&ctx()?),

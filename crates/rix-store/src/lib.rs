@@ -12,6 +12,8 @@
 //! | [`lock`] | per-path locks compatible with Nix's |
 //! | [`canonicalise`] | canonical file metadata of store objects |
 //! | [`settings`] | `rix.conf` / `--option` settings with Nix's names and syntax |
+//! | [`profiles`] | profiles and their generations (`P-N-link`), as Nix's `profiles.cc` |
+//! | [`buildenv`] | user environments: the symlink tree of a profile (Nix's `buildProfile`) |
 //! | [`roots`] | garbage collector roots: `gcroots`, profiles, running processes |
 //! | [`temp_roots`] | temporary roots of running processes (Nix's protocol) |
 //! | [`gc_lock`] | the global GC lock (`gc.lock`, `flock` as Nix 2.8) |
@@ -20,6 +22,7 @@
 //! | [`verify`] | checking the store against its database, and repairing it |
 
 pub mod archive;
+pub mod buildenv;
 pub mod canonicalise;
 pub mod db;
 pub mod drv_check;
@@ -30,6 +33,7 @@ pub mod local_store;
 pub mod lock;
 pub mod optimise;
 pub mod path_info;
+pub mod profiles;
 pub mod ref_graph;
 pub mod roots;
 pub mod settings;

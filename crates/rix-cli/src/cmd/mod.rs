@@ -15,6 +15,7 @@ pub mod instantiate;
 pub mod key;
 pub mod nar;
 pub mod path_info;
+pub mod profile;
 pub mod query;
 pub mod repair;
 pub mod repl;
