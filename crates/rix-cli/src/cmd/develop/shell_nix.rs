@@ -421,6 +421,23 @@ fn evaluate(ctx: &Context, store: &Rc<LocalStore>, o: &Options) -> Result<Evalua
     })
 }
 
+/// `$TMPDIR/<prefix>-<pid>-<n>`, mode 0700, as Nix's `createTempDir`.
+fn create_temp_dir(prefix: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for n in 0.. {
+        let p = base.join(format!("{prefix}-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating directory '{}'", p.display()))
+            }
+        }
+    }
+    unreachable!("some name is free")
+}
+
 /// `rix shell-nix ARGS` (and `nix-shell ARGS`).
 pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
     let o = parse(&args.args)?;
@@ -500,11 +517,7 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
     };
 
     // The environment.
-    let tmp_dir = tempfile::Builder::new()
-        .prefix("nix-shell-")
-        .tempdir()
-        .context("cannot create a temporary directory")?
-        .keep();
+    let tmp_dir = create_temp_dir("nix-shell")?;
     let tmp = tmp_dir.display().to_string();
     let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     if o.pure {
@@ -518,7 +531,8 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
         env.insert(v.into(), tmp.clone().into());
     }
     env.insert("NIX_STORE".into(), store.store_dir().as_str().into());
-    env.insert("NIX_BUILD_CORES".into(), ctx.settings.get("cores").into());
+    let cores = ctx.settings.cores().map_err(anyhow::Error::msg)?;
+    env.insert("NIX_BUILD_CORES".into(), cores.to_string().into());
     let pass_as_file: BTreeSet<String> = drv
         .env_var("passAsFile")
         .map(|v| {
