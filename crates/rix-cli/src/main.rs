@@ -275,7 +275,12 @@ fn argv_by_name() -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let name = args
         .first()
-        .map(|a| std::path::Path::new(a).file_name().unwrap_or_default().to_owned())
+        .map(|a| {
+            std::path::Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .unwrap_or_default();
     if name == "nix-shell" {
         args[0] = "rix".into();

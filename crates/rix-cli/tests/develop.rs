@@ -165,7 +165,15 @@ fn comparable(json: &str) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
     let vars = v["variables"].as_object_mut().unwrap();
     // And the build directory, whose number depends on other builds.
-    for k in ["BASH", "SHELL", "NIX_BUILD_TOP", "TMP", "TMPDIR", "TEMP", "TEMPDIR"] {
+    for k in [
+        "BASH",
+        "SHELL",
+        "NIX_BUILD_TOP",
+        "TMP",
+        "TMPDIR",
+        "TEMP",
+        "TEMPDIR",
+    ] {
         vars.remove(k);
     }
     v
@@ -179,7 +187,11 @@ fn print_dev_env_json_is_nixs() {
     let store = TempStore::new();
     let dir = store.dir.path().join("proj");
     project(&dir, false);
-    let ours = ok(rix(&store, &dir, &["print-dev-env", "-f", "default.nix", "--json"]));
+    let ours = ok(rix(
+        &store,
+        &dir,
+        &["print-dev-env", "-f", "default.nix", "--json"],
+    ));
     assert!(ours.ends_with("}\n"));
     let env = paths_ending(&store, "-hello-env");
     assert_eq!(env.len(), 1, "{env:?}");
@@ -193,7 +205,11 @@ fn print_dev_env_json_is_nixs() {
     // Nothing was built but the inputs and the environment.
     assert!(paths_ending(&store, "-hello").is_empty());
 
-    let Some(same) = nix(&store, &dir, &["print-dev-env", "-f", "default.nix", "--json"]) else {
+    let Some(same) = nix(
+        &store,
+        &dir,
+        &["print-dev-env", "-f", "default.nix", "--json"],
+    ) else {
         eprintln!("skipped the comparison: no Nix 2.26");
         return;
     };
@@ -206,7 +222,12 @@ fn print_dev_env_json_is_nixs() {
         .output()
         .unwrap();
     ok(deleted);
-    let theirs = ok(nix(&store, &dir, &["print-dev-env", "-f", "default.nix", "--json"]).unwrap());
+    let theirs = ok(nix(
+        &store,
+        &dir,
+        &["print-dev-env", "-f", "default.nix", "--json"],
+    )
+    .unwrap());
     assert_eq!(paths_ending(&store, "-hello-env"), env);
     assert_eq!(comparable(&theirs), comparable(&ours));
 }
@@ -235,7 +256,11 @@ fn develop_command_env_is_nixs() {
     let store = TempStore::new();
     let dir = store.dir.path().join("proj");
     project(&dir, false);
-    let ours = rix(&store, &dir, &["develop", "-f", "default.nix", "-c", "env", "-0"]);
+    let ours = rix(
+        &store,
+        &dir,
+        &["develop", "-f", "default.nix", "-c", "env", "-0"],
+    );
     let err = String::from_utf8_lossy(&ours.stderr).into_owned();
     assert!(err.contains("shell-hook-ran"), "{err}");
     let ours = env_map(&ok(ours));
@@ -243,7 +268,11 @@ fn develop_command_env_is_nixs() {
     assert_eq!(ours["FOO"], "foo-value");
     assert!(ours["NIX_GCROOT"].ends_with("-hello-env"));
     assert!(ours["PATH"].contains("-dep/bin:"));
-    let Some(theirs) = nix(&store, &dir, &["develop", "-f", "default.nix", "-c", "env", "-0"]) else {
+    let Some(theirs) = nix(
+        &store,
+        &dir,
+        &["develop", "-f", "default.nix", "-c", "env", "-0"],
+    ) else {
         return;
     };
     assert_eq!(ours, env_map(&ok(theirs)));
@@ -260,7 +289,11 @@ fn develop_phases_and_environment_flags() {
     let out = ok(rix(&store, &dir, &[&f[..], &["--build"]].concat()));
     assert_eq!(
         out,
-        format!("building in {} with out={}/outputs/out\n", dir.display(), dir.display())
+        format!(
+            "building in {} with out={}/outputs/out\n",
+            dir.display(),
+            dir.display()
+        )
     );
     let same = ok(rix(&store, &dir, &[&f[..], &["--phase", "build"]].concat()));
     assert_eq!(same, out);
@@ -287,7 +320,11 @@ fn develop_phases_and_environment_flags() {
     let both = rix(&store, &dir, &[&f[..], &["--build", "-c", "true"]].concat());
     assert!(String::from_utf8_lossy(&both.stderr)
         .contains("error: you cannot use both '--command' and '--phase'"));
-    let keep = rix(&store, &dir, &[&f[..], &["-k", "FOO", "-c", "true"]].concat());
+    let keep = rix(
+        &store,
+        &dir,
+        &[&f[..], &["-k", "FOO", "-c", "true"]].concat(),
+    );
     assert!(String::from_utf8_lossy(&keep.stderr)
         .contains("--keep does not make sense without --ignore-environment"));
 }
@@ -311,7 +348,13 @@ fn develop_flake_and_instant_reentry() {
     let pkg = env_map(&ok(rix(
         &store,
         &dir,
-        &["develop", ".#packages.x86_64-linux.default", "-c", "env", "-0"],
+        &[
+            "develop",
+            ".#packages.x86_64-linux.default",
+            "-c",
+            "env",
+            "-0",
+        ],
     )));
     assert_eq!(pkg["name"], "hello-env");
     if let Some(o) = nix(&store, &dir, &["develop", "-c", "env", "-0"]) {
@@ -332,7 +375,11 @@ fn develop_flake_and_instant_reentry() {
     assert!(paths_ending(&store, "-devshell.drv").is_empty());
     // A change to the flake is a new evaluation.
     let text = std::fs::read_to_string(dir.join("flake.nix")).unwrap();
-    std::fs::write(dir.join("flake.nix"), text.replace("\"devshell\"", "\"devshell2\"")).unwrap();
+    std::fs::write(
+        dir.join("flake.nix"),
+        text.replace("\"devshell\"", "\"devshell2\""),
+    )
+    .unwrap();
     let changed = env_map(&ok(rix(&store, &dir, &["develop", "-c", "env", "-0"])));
     assert_eq!(changed["name"], "devshell2-env");
 }
@@ -345,8 +392,32 @@ fn develop_profile() {
     project(&dir, false);
     let profile = store.dir.path().join("profiles/dev");
     let p = profile.display().to_string();
-    ok(rix(&store, &dir, &["develop", "-f", "default.nix", "--profile", &p, "-c", "true"]));
-    ok(rix(&store, &dir, &["develop", "-f", "default.nix", "--profile", &p, "-c", "true"]));
+    ok(rix(
+        &store,
+        &dir,
+        &[
+            "develop",
+            "-f",
+            "default.nix",
+            "--profile",
+            &p,
+            "-c",
+            "true",
+        ],
+    ));
+    ok(rix(
+        &store,
+        &dir,
+        &[
+            "develop",
+            "-f",
+            "default.nix",
+            "--profile",
+            &p,
+            "-c",
+            "true",
+        ],
+    ));
     assert_eq!(
         std::fs::read_link(&profile).unwrap(),
         Path::new("dev-1-link")
@@ -363,21 +434,32 @@ fn develop_errors() {
     let store = TempStore::new();
     let dir = store.dir.path().join("proj");
     project(&dir, true);
-    let out = rix(&store, &dir, &["develop", "-f", "default.nix", "-c", "true"]);
+    let out = rix(
+        &store,
+        &dir,
+        &["develop", "-f", "default.nix", "-c", "true"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("dep-failed-on-purpose"), "{err}");
     assert!(err.contains("-dep.drv' failed"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    if let Some(o) = nix(&store, &dir, &["develop", "-f", "default.nix", "-c", "true"]) {
+    if let Some(o) = nix(
+        &store,
+        &dir,
+        &["develop", "-f", "default.nix", "-c", "true"],
+    ) {
         assert_eq!(o.status.code(), out.status.code());
     }
 
-    let expr = "derivation { name = \"x\"; system = builtins.currentSystem; builder = \"/bin/sh\"; }";
+    let expr =
+        "derivation { name = \"x\"; system = builtins.currentSystem; builder = \"/bin/sh\"; }";
     let out = rix(&store, &dir, &["develop", "--expr", expr, "-c", "true"]);
     let err = rixcmd::fails(out);
     assert!(
-        err.contains("error: 'nix develop' only works on derivations that use 'bash' as their builder"),
+        err.contains(
+            "error: 'nix develop' only works on derivations that use 'bash' as their builder"
+        ),
         "{err}"
     );
 }

@@ -173,7 +173,11 @@ fn same_env(store: &TempStore, cwd: &Path, args: &[&str]) -> BTreeMap<String, St
     let ours = env_map(env);
     if let Some(theirs) = nix_shell(store, cwd, &all) {
         let theirs = ok(theirs);
-        assert_eq!(ours, env_map(theirs.rsplit_once('\0').unwrap().0), "{args:?}");
+        assert_eq!(
+            ours,
+            env_map(theirs.rsplit_once('\0').unwrap().0),
+            "{args:?}"
+        );
     }
     ours
 }
@@ -199,7 +203,11 @@ fn environment_is_nix_shells() {
     // `default.nix` named, `-A` into a set, `--arg`.
     let plain = same_env(&store, &dir, &["default.nix"]);
     assert_eq!(plain["name"], "plain");
-    let a = same_env(&store, &dir, &["multi.nix", "-A", "a", "--arg", "n", "1 + 1"]);
+    let a = same_env(
+        &store,
+        &dir,
+        &["multi.nix", "-A", "a", "--arg", "n", "1 + 1"],
+    );
     assert_eq!(a["name"], "a2");
     // `-p` against `<nixpkgs>`.
     let nixpkgs = format!("nixpkgs={}", dir.join("nixpkgs").display());
@@ -232,7 +240,10 @@ fn shebang_scripts() {
             .args([&s, "x", "y z"])
             .current_dir(elsewhere)
             .envs(common_env(&store))
-            .env("NIX_CONFIG", format!("{NIX_CONFIG}\nstore = {}", store.url()))
+            .env(
+                "NIX_CONFIG",
+                format!("{NIX_CONFIG}\nstore = {}", store.url()),
+            )
             .output()
             .unwrap();
         assert_eq!(ok(theirs), ours);
@@ -267,7 +278,13 @@ fn usage_errors() {
     let dir = store.dir.path().join("proj");
     project(&dir);
     let err = rixcmd::fails(rix(&store, &dir, &["multi.nix", "--run", "true"]));
-    assert!(err.contains("nix-shell requires a single derivation"), "{err}");
+    assert!(
+        err.contains("nix-shell requires a single derivation"),
+        "{err}"
+    );
     let err = rixcmd::fails(rix(&store, &dir, &["-p", "x", "-E", "y"]));
-    assert!(err.contains("'-p' and '-E' are mutually exclusive"), "{err}");
+    assert!(
+        err.contains("'-p' and '-E' are mutually exclusive"),
+        "{err}"
+    );
 }

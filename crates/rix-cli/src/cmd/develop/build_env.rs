@@ -12,7 +12,10 @@ use serde_json::Value as Json;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
     /// A string, `exported` or not.
-    String { exported: bool, value: String },
+    String {
+        exported: bool,
+        value: String,
+    },
     Array(Vec<String>),
     Associative(BTreeMap<String, String>),
 }
@@ -77,7 +80,10 @@ impl BuildEnvironment {
         }
         if let Some(sa) = json.get("structuredAttrs") {
             let get = |k: &str| -> Result<String> {
-                str_of(sa.get(k).unwrap_or(&Json::Null), &format!("structuredAttrs.{k}"))
+                str_of(
+                    sa.get(k).unwrap_or(&Json::Null),
+                    &format!("structuredAttrs.{k}"),
+                )
             };
             res.structured_attrs = Some((get(".attrs.json")?, get(".attrs.sh")?));
         }

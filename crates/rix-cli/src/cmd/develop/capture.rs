@@ -91,8 +91,10 @@ pub fn write_env_derivation(store: &Rc<LocalStore>, drv_path: &StorePath) -> Res
                 store.print(drv_path)
             );
         };
-        drv.env
-            .insert(name.clone().into_bytes(), store_dir.display(&path).into_bytes());
+        drv.env.insert(
+            name.clone().into_bytes(),
+            store_dir.display(&path).into_bytes(),
+        );
         drv.outputs
             .insert(name, DerivationOutput::InputAddressed { path });
     }

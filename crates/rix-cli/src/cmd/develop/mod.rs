@@ -115,27 +115,24 @@ fn build_environment(ctx: &Context, args: &CommonArgs) -> Result<Captured> {
     let cached = key.as_ref().and_then(|k| k.get(&*store));
     let path = match cached {
         Some((_, env)) => env,
-        None => {
-            let path = match installable::resolve(ctx, &store, &installable, &args.nix)? {
-                Target::Environment(p) => p,
-                Target::Derivation(drv) => {
-                    let env = match cache::environment_of(&*store, &drv) {
-                        Some(env) => env,
-                        None => {
-                            let ctx = &crate::cmd::flake::with_flake_config(ctx);
-                            let env = capture::derivation_environment(ctx, &store, &drv)?;
-                            cache::remember(&*store, &drv, &env);
-                            env
-                        }
-                    };
-                    if let Some(k) = &key {
-                        k.put(&drv, &env);
+        None => match installable::resolve(ctx, &store, &installable, &args.nix)? {
+            Target::Environment(p) => p,
+            Target::Derivation(drv) => {
+                let env = match cache::environment_of(&*store, &drv) {
+                    Some(env) => env,
+                    None => {
+                        let ctx = &crate::cmd::flake::with_flake_config(ctx);
+                        let env = capture::derivation_environment(ctx, &store, &drv)?;
+                        cache::remember(&*store, &drv, &env);
+                        env
                     }
-                    env
+                };
+                if let Some(k) = &key {
+                    k.put(&drv, &env);
                 }
-            };
-            path
-        }
+                env
+            }
+        },
     };
     if let Some(profile) = &args.profile {
         profile_link::update_profile(&*store, profile, &path)?;
@@ -258,7 +255,10 @@ pub fn develop(ctx: &Context, args: &DevelopArgs) -> Result<()> {
         }
         let prefix = s.get("bash-prompt-prefix");
         if !prefix.is_empty() {
-            script += &format!("[ -n \"$PS1\" ] && PS1={}\"$PS1\";\n", shell_escape(&prefix));
+            script += &format!(
+                "[ -n \"$PS1\" ] && PS1={}\"$PS1\";\n",
+                shell_escape(&prefix)
+            );
         }
         let suffix = s.get("bash-prompt-suffix");
         if !suffix.is_empty() {
@@ -280,7 +280,10 @@ pub fn develop(ctx: &Context, args: &DevelopArgs) -> Result<()> {
             .filter(|(k, _)| !args.unset.iter().any(|u| k == u.as_str()))
             .collect()
     };
-    let shell = find_program("bash", env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v));
+    let shell = find_program(
+        "bash",
+        env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v),
+    );
     env.retain(|(k, _)| k != "NIX_GCROOT" && k != "SHELL");
     env.push(("NIX_GCROOT".into(), c.store.print(&c.path).into()));
     // As Nix when nixpkgs' bashInteractive is not at hand: `bash`, found

@@ -50,7 +50,10 @@ pub fn update_profile(store: &dyn Store, profile: &Path, path: &StorePath) -> Re
         }
     };
     // `switchLink`: relative when in the same directory, replaced atomically.
-    let target = generation.file_name().map(PathBuf::from).unwrap_or(generation);
+    let target = generation
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or(generation);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp)

@@ -36,7 +36,11 @@ const SAVED_VARS: &[&str] = &["PATH", "XDG_DATA_DIRS"];
 
 /// The rc script for `env`: outputs rewritten to `outputs_dir/<output>`,
 /// structured attributes written into `tmp_dir`.
-pub fn make_rc_script(env: &BuildEnvironment, tmp_dir: &Path, outputs_dir: &Path) -> Result<String> {
+pub fn make_rc_script(
+    env: &BuildEnvironment,
+    tmp_dir: &Path,
+    outputs_dir: &Path,
+) -> Result<String> {
     let mut out = String::from("unset shellHook\n");
     for var in SAVED_VARS {
         out.push_str(&format!("{var}=${{{var}:-}}\n"));
@@ -79,7 +83,14 @@ pub fn make_rc_script(env: &BuildEnvironment, tmp_dir: &Path, outputs_dir: &Path
     }
     if let Some((json, sh)) = &env.structured_attrs {
         fixup_structured_attrs(env, "sh", "NIX_ATTRS_SH_FILE", sh, tmp_dir, &mut rewrites)?;
-        fixup_structured_attrs(env, "json", "NIX_ATTRS_JSON_FILE", json, tmp_dir, &mut rewrites)?;
+        fixup_structured_attrs(
+            env,
+            "json",
+            "NIX_ATTRS_JSON_FILE",
+            json,
+            tmp_dir,
+            &mut rewrites,
+        )?;
     }
     Ok(rewrite_strings(out, &rewrites))
 }

@@ -32,7 +32,11 @@ pub struct ShellNixArgs {
     /// `-p PACKAGES`, `--arg NAME EXPR`, `--argstr NAME STRING`, `-E EXPR`,
     /// `--keep NAME`, `--exclude REGEX`, `-I PATH`, or a script whose
     /// `#! nix-shell` lines hold them.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<String>,
 }
 
@@ -110,8 +114,20 @@ pub fn shellwords(s: &str) -> Result<Vec<String>> {
             continue;
         }
         match c {
-            '\'' if st != St::Double => st = if st == St::Begin { St::Single } else { St::Begin },
-            '"' if st != St::Single => st = if st == St::Begin { St::Double } else { St::Begin },
+            '\'' if st != St::Double => {
+                st = if st == St::Begin {
+                    St::Single
+                } else {
+                    St::Begin
+                }
+            }
+            '"' if st != St::Single => {
+                st = if st == St::Begin {
+                    St::Double
+                } else {
+                    St::Begin
+                }
+            }
             '\\' if st != St::Single => {
                 if let Some(n) = chars.next() {
                     cur.push(n);
@@ -203,19 +219,23 @@ fn parse(argv: &[String]) -> Result<Options> {
             "-i" if o.in_shebang => {
                 let interpreter = need(&mut it, &arg)?;
                 o.interactive = false;
-                let exec_args = if interpreter.contains("perl") { "-a PERL" } else { "" };
+                let exec_args = if interpreter.contains("perl") {
+                    "-a PERL"
+                } else {
+                    ""
+                };
                 let script = o.script.as_deref().unwrap_or_default();
-                let joined: String = saved_args
-                    .iter()
-                    .map(|a| shell_escape(a) + " ")
-                    .collect();
+                let joined: String = saved_args.iter().map(|a| shell_escape(a) + " ").collect();
                 o.env_command = if interpreter.contains("ruby") {
                     format!(
                         "exec {exec_args} {interpreter} -e 'load(ARGV.shift)' -- {} {joined}",
                         shell_escape(script)
                     )
                 } else {
-                    format!("exec {exec_args} {interpreter} {} {joined}", shell_escape(script))
+                    format!(
+                        "exec {exec_args} {interpreter} {} {joined}",
+                        shell_escape(script)
+                    )
                 };
             }
             "--keep" => {
@@ -234,9 +254,10 @@ fn parse(argv: &[String]) -> Result<Options> {
             "-I" | "--include" => o.eval.include.push(need(&mut it, &arg)?),
             "--show-trace" => o.eval.show_trace = true,
             "--pure-eval" => o.eval.pure_eval = true,
-            "--extra-experimental-features" => {
-                o.eval.extra_experimental_features.push(need(&mut it, &arg)?)
-            }
+            "--extra-experimental-features" => o
+                .eval
+                .extra_experimental_features
+                .push(need(&mut it, &arg)?),
             "--experimental-features" => o.eval.experimental_features = Some(need(&mut it, &arg)?),
             "--store" => o.store = Some(need(&mut it, &arg)?),
             "--option" => {
@@ -341,7 +362,8 @@ fn evaluate(ctx: &Context, store: &Rc<LocalStore>, o: &Options) -> Result<Evalua
                     drvs.push(abs);
                     continue;
                 }
-                let path = if let Some(name) = i.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
+                let path = if let Some(name) = i.strip_prefix('<').and_then(|s| s.strip_suffix('>'))
+                {
                     let sp = ev.options().search_path.clone();
                     ev.find_file(&sp, name, rix_eval::source::Pos::NONE)?
                 } else if o.in_shebang && !o.packages {
@@ -510,7 +532,9 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
         (Some(b), _) => {
             let bd = rix_build::plan::read_derivation(&store, b)?;
             let outs = rix_build::plan::output_paths(&store, b, &bd)?;
-            let out = outs.get("out").context("bashInteractive has no output 'out'")?;
+            let out = outs
+                .get("out")
+                .context("bashInteractive has no output 'out'")?;
             format!("{}/bin/bash", store.print(out))
         }
         _ => "bash".to_owned(),
@@ -591,7 +615,8 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
         colour = if root { "31" } else { "32" },
         cmd = o.env_command,
     );
-    std::fs::write(&rc_file, rc).with_context(|| format!("cannot write '{}'", rc_file.display()))?;
+    std::fs::write(&rc_file, rc)
+        .with_context(|| format!("cannot write '{}'", rc_file.display()))?;
 
     let mut cmd = std::process::Command::new(&shell);
     cmd.arg0("bash").env_clear().envs(&env);
