@@ -35,11 +35,14 @@ pub const IGNORE_VARS: &[&str] = &[
 const SAVED_VARS: &[&str] = &["PATH", "XDG_DATA_DIRS"];
 
 /// The rc script for `env`: outputs rewritten to `outputs_dir/<output>`,
-/// structured attributes written into `tmp_dir`.
+/// structured attributes written into `tmp_dir`. `NIX_BUILD_TOP` is made
+/// by the script with `mktemp`, as Nix's, or is `build_top` when given
+/// (`rix develop` makes it itself: one process less to start).
 pub fn make_rc_script(
     env: &BuildEnvironment,
     tmp_dir: &Path,
     outputs_dir: &Path,
+    build_top: Option<&Path>,
 ) -> Result<String> {
     let mut out = String::from("unset shellHook\n");
     for var in SAVED_VARS {
@@ -53,7 +56,13 @@ pub fn make_rc_script(
             "{var}=\"${var}${{nix_saved_{var}:+:$nix_saved_{var}}}\"\n"
         ));
     }
-    out.push_str("export NIX_BUILD_TOP=\"$(mktemp -d -t nix-shell.XXXXXX)\"\n");
+    match build_top {
+        None => out.push_str("export NIX_BUILD_TOP=\"$(mktemp -d -t nix-shell.XXXXXX)\"\n"),
+        Some(dir) => out.push_str(&format!(
+            "export NIX_BUILD_TOP={}\n",
+            super::build_env::shell_escape(&dir.display().to_string())
+        )),
+    }
     for v in ["TMP", "TMPDIR", "TEMP", "TEMPDIR"] {
         out.push_str(&format!("export {v}=\"$NIX_BUILD_TOP\"\n"));
     }
@@ -143,7 +152,7 @@ mod tests {
                 "x":{"type":"var","value":"/s/abc-x/lib"}}}"#,
         )
         .unwrap();
-        let rc = make_rc_script(&env, Path::new("/tmp"), Path::new("/w/outputs")).unwrap();
+        let rc = make_rc_script(&env, Path::new("/tmp"), Path::new("/w/outputs"), None).unwrap();
         assert!(rc.starts_with("unset shellHook\nPATH=${PATH:-}\nnix_saved_PATH=\"$PATH\"\n"));
         assert!(rc.contains("out='/w/outputs/out'\nexport out\n"));
         assert!(rc.contains("dev='/w/outputs/dev'\n"));
