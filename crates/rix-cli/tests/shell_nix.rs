@@ -287,4 +287,43 @@ fn usage_errors() {
         err.contains("'-p' and '-E' are mutually exclusive"),
         "{err}"
     );
+
+    // Without NIX_BUILD_SHELL nor a `<nixpkgs>`, bash is looked up on the
+    // derivation's PATH, where it is not: Nix's messages.
+    let no_shell = |mut c: Command| {
+        c.current_dir(&dir)
+            .envs(common_env(&store))
+            .env_remove("NIX_BUILD_SHELL")
+            .args(["--run", "true"])
+            .output()
+            .unwrap()
+    };
+    let mut ours = Command::new(env!("CARGO_BIN_EXE_rix"));
+    ours.args([
+        "--store",
+        &store.url(),
+        "--option",
+        "sandbox",
+        "false",
+        "shell-nix",
+    ]);
+    let err = rixcmd::fails(no_shell(ours));
+    let expected = [
+        "error: file 'nixpkgs' was not found in the Nix search path (add it using $NIX_PATH or -I)",
+        "will use bash from your environment",
+        "error: executing shell 'bash': No such file or directory",
+    ];
+    for line in expected {
+        assert!(err.lines().any(|l| l.trim() == line), "{line}\n{err}");
+    }
+    if let Some(mut theirs) = rix_testutil::nix_current("nix-shell") {
+        theirs
+            .args(["--store", &store.url()])
+            .env("NIX_CONFIG", NIX_CONFIG);
+        let out = no_shell(theirs);
+        let theirs = String::from_utf8_lossy(&out.stderr);
+        for line in expected {
+            assert!(theirs.lines().any(|l| l.trim() == line), "{line}\n{theirs}");
+        }
+    }
 }

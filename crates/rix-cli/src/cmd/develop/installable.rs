@@ -88,7 +88,7 @@ fn store_path_target(store: &LocalStore, s: &str) -> Result<Target> {
         Ok(Target::Environment(path))
     } else {
         bail!(
-            "'{}' is not a derivation or a development environment",
+            "argument '{}' did not evaluate to a derivation",
             store.print(&path)
         )
     }

@@ -628,7 +628,12 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
     drop(store);
     rix_build::sandbox::enter::enter_store_namespace(&layout).map_err(anyhow::Error::msg)?;
     let e = cmd.exec();
-    Err(e).with_context(|| format!("executing shell '{shell}'"))
+    // As Nix's `SysError`: the system's message.
+    let why = e.raw_os_error().map_or_else(
+        || e.to_string(),
+        |n| nix::errno::Errno::from_raw(n).desc().to_owned(),
+    );
+    bail!("executing shell '{shell}': {why}")
 }
 
 #[cfg(test)]
