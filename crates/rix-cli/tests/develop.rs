@@ -463,3 +463,62 @@ fn develop_errors() {
         "{err}"
     );
 }
+
+/// A derivation with structured attributes: the captured JSON has them
+/// (`structuredAttrs`), and the script points `NIX_ATTRS_*_FILE` at copies
+/// in a temporary directory, as Nix's.
+#[test]
+fn structured_attrs_are_nixs() {
+    let store = TempStore::new();
+    let dir = store.dir.path().join("sa");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("default.nix"),
+        r#"derivation {
+  name = "sa";
+  system = builtins.currentSystem;
+  builder = "/bin/bash";
+  args = [ "-c" "echo > $out" ];
+  __structuredAttrs = true;
+  outputs = [ "out" "lib" ];
+  list = [ 1 "two" ];
+  env.FOO = "bar";
+}
+"#,
+    )
+    .unwrap();
+    let json = ok(rix(
+        &store,
+        &dir,
+        &["print-dev-env", "-f", "default.nix", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["structuredAttrs"][".attrs.json"]
+        .as_str()
+        .unwrap()
+        .contains("\"list\":[1,\"two\"]"));
+    assert_eq!(v["variables"]["outputs"]["type"], "associative");
+    let script = ok(rix(&store, &dir, &["print-dev-env", "-f", "default.nix"]));
+    assert!(script.contains("NIX_ATTRS_JSON_FILE='/"), "{script}");
+    let mask = |s: &str| -> String {
+        s.lines()
+            .map(|l| {
+                if l.starts_with("NIX_ATTRS_") {
+                    l.split_once('=').unwrap().0.to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if let Some(o) = nix(
+        &store,
+        &dir,
+        &["print-dev-env", "-f", "default.nix", "--json"],
+    ) {
+        assert_eq!(ok(o), json);
+        let theirs = ok(nix(&store, &dir, &["print-dev-env", "-f", "default.nix"]).unwrap());
+        assert_eq!(mask(&theirs), mask(&script));
+    }
+}

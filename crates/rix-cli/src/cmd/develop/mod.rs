@@ -166,11 +166,12 @@ pub fn print_dev_env(ctx: &Context, args: &PrintDevEnvArgs) -> Result<()> {
     let out = if args.json {
         c.env.to_json()
     } else {
-        let tmp = tempfile::Builder::new()
-            .prefix("nix-dev-env")
-            .tempdir()
-            .context("cannot create a temporary directory")?;
-        rc::make_rc_script(&c.env, tmp.path(), &outputs_dir()?, None)?
+        // Removed when done, as Nix's (the script then names files that
+        // are gone: Nix's behaviour for structured attributes).
+        let tmp = create_temp_dir("nix-dev-env")?;
+        let script = rc::make_rc_script(&c.env, &tmp, &outputs_dir()?, None);
+        let _ = std::fs::remove_dir_all(&tmp);
+        script?
     };
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
@@ -239,11 +240,7 @@ pub fn develop(ctx: &Context, args: &DevelopArgs) -> Result<()> {
     let shell = find_program("bash", var("PATH").as_ref());
     // Written only for structured attributes (Nix makes it always).
     let tmp_dir = if c.env.structured_attrs.is_some() {
-        tempfile::Builder::new()
-            .prefix("nix-develop")
-            .tempdir()
-            .context("cannot create a temporary directory")?
-            .keep()
+        create_temp_dir("nix-develop")?
     } else {
         temp_base.clone()
     };
@@ -335,6 +332,23 @@ fn rc_descriptor(script: &str, dir: &Path) -> Result<String> {
     )
     .context("cannot pass the rc file to the shell")?;
     Ok(format!("/dev/fd/{fd}"))
+}
+
+/// `$TMPDIR/<prefix>-<pid>-<n>`, mode 0700, as Nix's `createTempDir`.
+pub(crate) fn create_temp_dir(prefix: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for n in 0.. {
+        let p = base.join(format!("{prefix}-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating directory '{}'", p.display()))
+            }
+        }
+    }
+    unreachable!("some name is free")
 }
 
 /// `name` found in `path` (`/bin:/usr/bin` when unset, as `execvp`), or

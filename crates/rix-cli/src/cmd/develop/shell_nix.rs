@@ -443,23 +443,6 @@ fn evaluate(ctx: &Context, store: &Rc<LocalStore>, o: &Options) -> Result<Evalua
     })
 }
 
-/// `$TMPDIR/<prefix>-<pid>-<n>`, mode 0700, as Nix's `createTempDir`.
-fn create_temp_dir(prefix: &str) -> Result<std::path::PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for n in 0.. {
-        let p = base.join(format!("{prefix}-{}-{n}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating directory '{}'", p.display()))
-            }
-        }
-    }
-    unreachable!("some name is free")
-}
-
 /// `rix shell-nix ARGS` (and `nix-shell ARGS`).
 pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
     let o = parse(&args.args)?;
@@ -541,7 +524,7 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
     };
 
     // The environment.
-    let tmp_dir = create_temp_dir("nix-shell")?;
+    let tmp_dir = super::create_temp_dir("nix-shell")?;
     let tmp = tmp_dir.display().to_string();
     let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     if o.pure {
