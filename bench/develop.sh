@@ -9,8 +9,9 @@
 # The project is a Git repository (a flake; Nix's eval cache serves only
 # locked flakes, so this is Nix at its fastest) holding 500 source files,
 # and its dev shell's attributes are computed with nixpkgs' lib
-# (tests/vectors/nixpkgs-lib), as a real project's shell evaluates through
-# nixpkgs. The stdenv is a small fake one (a `setup` script) built with
+# (tests/vectors/nixpkgs-lib; a 2,000-entry set merged with
+# recursiveUpdate, as bench/flake_eval_cache.sh), standing for the cost of
+# evaluating a real shell through nixpkgs. The stdenv is a small fake one (a `setup` script) built with
 # /bin/bash, so that no nixpkgs needs to be fetched; `flake-registry` is
 # empty, so Nix's look-up of nixpkgs#bashInteractive fails at once (with a
 # registry it would cost Nix more). Both use the same store.
@@ -45,7 +46,9 @@ cat >"$p/flake.nix" <<'NIX'
       };
       sources = lib.filter (lib.hasSuffix ".c") (builtins.attrNames (builtins.readDir ./src));
       flags = lib.concatMapStringsSep " " (f: "-D${lib.toUpper (lib.removeSuffix ".c" f)}") sources;
+      # What evaluating a shell through nixpkgs costs, roughly (about 1 s for Nix).
       table = lib.listToAttrs (lib.genList (i: lib.nameValuePair "n${toString i}" (lib.strings.fixedWidthNumber 8 (i * i))) 2000);
+      merged = lib.foldl' lib.recursiveUpdate { } (lib.mapAttrsToList (n: v: { ${n} = { inherit v; l = lib.stringLength v; }; }) table);
     in {
       devShells.${system}.default = derivation {
         name = "bench-shell";
@@ -53,7 +56,7 @@ cat >"$p/flake.nix" <<'NIX'
         builder = "/bin/bash";
         args = [ "-c" "echo > $out" ];
         FLAGS = flags;
-        TABLE = builtins.hashString "sha256" (builtins.toJSON table);
+        TABLE = builtins.hashString "sha256" (builtins.toJSON merged);
       };
     };
 }
@@ -68,20 +71,30 @@ export NIX_CONFIG=$'experimental-features = nix-command flakes\nsandbox = false\
 rix_dev="$RIX --store $store --option sandbox false develop --command true"
 nix_dev="$nix_cmd --store $store develop --command true"
 cd "$p"
-# Build the environment and fill both caches (not timed).
-for _ in 1 2; do
-  $rix_dev
-  $nix_dev 2>/dev/null
-done
-hyperfine -N --warmup 3 --runs "${RUNS:-30}" --export-json "$work/hyperfine.json" \
-  -n rix "$rix_dev" \
-  -n "nix 2.26" "$nix_dev" 2>&1 | grep -v '^ *$' || true
-python3 - "$work/hyperfine.json" <<'PY'
+# measure LABEL: fill both caches (not timed), then time both.
+measure() {
+  for _ in 1 2; do
+    $rix_dev
+    $nix_dev 2>/dev/null
+  done
+  echo "== $1"
+  hyperfine -N --warmup 3 --runs "${RUNS:-30}" --export-json "$work/hyperfine-$1.json" \
+    -n rix "$rix_dev" \
+    -n "nix 2.26" "$nix_dev" 2>&1 | grep -v '^ *$' || true
+  python3 - "$work/hyperfine-$1.json" <<'PY'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 a, b = r["rix"], r["nix 2.26"]
-print(f"rix {a['mean']*1000:.1f} ms (user {a['user']*1000:.1f}), nix 2.26 {b['mean']*1000:.1f} ms (user {b['user']*1000:.1f}): nix/rix {b['mean']/a['mean']:.1f}x")
+print(f"rix {a['mean']*1000:.1f} ms (user+sys {(a['user']+a['system'])*1000:.1f}), nix 2.26 {b['mean']*1000:.1f} ms (user+sys {(b['user']+b['system'])*1000:.1f}): nix/rix {b['mean']/a['mean']:.1f}x")
 PY
+}
+# A committed tree: Nix's eval cache answers (its best case).
+measure clean
+# Work in progress: a tracked file changed, not committed. Nix copies the
+# dirty tree to the store and evaluates again on every entry (its eval
+# cache keeps only locked flakes); rix's key is the tree as it is on disk.
+echo '/* edited */' >>"$p/src/f1.c"
+measure dirty
 # A cold entry (a fresh rix cache: evaluation, the environment derivation
 # written, nothing to build), once each, for scale.
 rm -rf "$work/cache/rix"
