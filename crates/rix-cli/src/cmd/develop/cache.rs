@@ -58,7 +58,7 @@ impl FlakeKey {
         let v: serde_json::Value = serde_json::from_str(&self.cache.get(&self.key)?).ok()?;
         let drv = StorePath::from_base_name(v.get("drv")?.as_str()?).ok()?;
         let env = StorePath::from_base_name(v.get("env")?.as_str()?).ok()?;
-        store.is_valid(&env).ok()?.then_some((drv, env))
+        valid(store, &env).then_some((drv, env))
     }
 
     /// Records the answer, unless the source changed while evaluating (the
@@ -69,6 +69,12 @@ impl FlakeKey {
             self.cache.put(&self.key, &v.to_string());
         }
     }
+}
+
+/// Whether `env` is valid, kept from the garbage collector first (a
+/// temporary root) so that it stays so.
+fn valid(store: &dyn Store, env: &StorePath) -> bool {
+    store.add_temp_root(env).is_ok() && store.is_valid(env).unwrap_or(false)
 }
 
 fn drv_key(store: &dyn Store, drv: &StorePath) -> String {
@@ -82,7 +88,7 @@ fn drv_key(store: &dyn Store, drv: &StorePath) -> String {
 pub fn environment_of(store: &dyn Store, drv: &StorePath) -> Option<StorePath> {
     let cache = crate::cmd::flake::eval_cache()?;
     let env = StorePath::from_base_name(&cache.get(&drv_key(store, drv))?).ok()?;
-    store.is_valid(&env).ok()?.then_some(env)
+    valid(store, &env).then_some(env)
 }
 
 /// Records the environment captured for `drv`.

@@ -134,6 +134,10 @@ fn build_environment(ctx: &Context, args: &CommonArgs) -> Result<Captured> {
             }
         },
     };
+    // Kept from the garbage collector until the shell runs (then
+    // `NIX_GCROOT` in its environment is a root, as in Nix).
+    rix_store::store_api::Store::add_temp_root(&*store, &path)
+        .with_context(|| format!("cannot keep '{}' from the collector", store.print(&path)))?;
     if let Some(profile) = &args.profile {
         profile_link::update_profile(&*store, profile, &path)?;
     }
