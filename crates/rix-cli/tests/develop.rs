@@ -94,6 +94,7 @@ fn rix(store: &TempStore, cwd: &Path, args: &[&str]) -> Output {
         .env("HOME", store.dir.path())
         .env("XDG_CONFIG_HOME", store.dir.path().join("config"))
         .env("XDG_CACHE_HOME", store.dir.path().join("rix-cache"))
+        .env("TMPDIR", store.dir.path())
         .env("FOO", "foo-value")
         .output()
         .unwrap()
@@ -110,6 +111,7 @@ fn nix(store: &TempStore, cwd: &Path, args: &[&str]) -> Option<Output> {
             .env("HOME", store.dir.path())
             .env("XDG_CONFIG_HOME", store.dir.path().join("config"))
             .env("XDG_CACHE_HOME", store.dir.path().join("nix-cache"))
+            .env("TMPDIR", store.dir.path())
             .env("FOO", "foo-value")
             .output()
             .unwrap(),

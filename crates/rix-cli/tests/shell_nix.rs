@@ -123,6 +123,8 @@ fn common_env(store: &TempStore) -> Vec<(&'static str, String)> {
         ("HOME", d.to_string()),
         ("XDG_CONFIG_HOME", format!("{d}/config")),
         ("XDG_CACHE_HOME", format!("{d}/cache")),
+        // The shells' temporary directories go with the store.
+        ("TMPDIR", d.to_string()),
         ("NIX_BUILD_SHELL", "/bin/bash".into()),
         ("NIX_PATH", String::new()),
         ("FOO", "foo-value".into()),
