@@ -130,6 +130,12 @@ enum Command {
     /// Install, remove and roll back packages in profiles (like `nix profile`).
     #[command(subcommand)]
     Profile(cmd::profile::ProfileCommand),
+    /// Run a bash shell with the build environment of a derivation (like `nix develop`).
+    Develop(cmd::develop::DevelopArgs),
+    /// Print bash code (or JSON) recreating the build environment of a derivation (like `nix print-dev-env`).
+    PrintDevEnv(cmd::develop::PrintDevEnvArgs),
+    /// Start a shell in a derivation's build environment, as `nix-shell` (rix run as `nix-shell` is this).
+    ShellNix(cmd::develop::shell_nix::ShellNixArgs),
     /// Work with flakes: lock, update, metadata, show, check, init, prefetch, archive (like `nix flake`).
     #[command(subcommand)]
     Flake(cmd::flake::FlakeCommand),
@@ -169,6 +175,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(a) => cmd::daemon::run(&ctx()?, a),
         Command::Run(a) => cmd::run::run(&ctx()?, a),
         Command::Shell(a) => cmd::run::shell(&ctx()?, a),
+        Command::Develop(a) => cmd::develop::develop(&ctx()?, a),
+        Command::PrintDevEnv(a) => cmd::develop::print_dev_env(&ctx()?, a),
+        Command::ShellNix(a) => cmd::develop::shell_nix::run(&ctx()?, a),
         Command::Flake(c) => c.run(&ctx()?),
         Command::Profile(c) => c.run(&ctx()?),
         Command::Registry(c) => c.run(&ctx()?),
@@ -212,7 +221,7 @@ fn main() -> ExitCode {
     quiet_on_closed_stdout();
     // Usage errors exit with 1, as Nix's do (clap's default is 2); help and
     // --version print to standard output and exit with 0.
-    let cli = Cli::try_parse().unwrap_or_else(|e| {
+    let cli = Cli::try_parse_from(argv_by_name()).unwrap_or_else(|e| {
         let code = if e.use_stderr() { 1 } else { 0 };
         let _ = e.print();
         std::process::exit(code)
@@ -224,7 +233,11 @@ fn main() -> ExitCode {
     // process per connection (each starts its own handler).
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Shell(_) | Command::Daemon(_)
+        Command::Run(_)
+            | Command::Shell(_)
+            | Command::Daemon(_)
+            | Command::Develop(_)
+            | Command::ShellNix(_)
     ) {
         handle_interrupts();
     }
@@ -261,6 +274,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The command line, with rix called by another name turned into the
+/// subcommand it stands for: `nix-shell ARGS` is `rix shell-nix ARGS`.
+fn argv_by_name() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let name = args
+        .first()
+        .map(|a| {
+            std::path::Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default();
+    if name == "nix-shell" {
+        args[0] = "rix".into();
+        args.insert(1, "shell-nix".into());
+    }
+    args
 }
 
 /// Transparent huge pages for pure evaluation, while its heap is small.

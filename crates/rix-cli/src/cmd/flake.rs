@@ -202,8 +202,6 @@ pub fn eval_options(ctx: &Context, eval_args: &EvalArgs, store: Rc<dyn EvalStore
 }
 
 /// What an installable is for: the attribute paths tried differ.
-// `Develop` waits for `rix develop`.
-#[allow(dead_code)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     Build,
@@ -380,12 +378,25 @@ pub fn build_installables(
     lock: &FlakeLockArgs,
     auto_args: &rix_eval::value::Attrs,
 ) -> Result<Vec<(rix_formats::StorePath, String)>, FlakeError> {
+    installables_for(ctx, ev, installables, lock, auto_args, Purpose::Build)
+}
+
+/// [`build_installables`] with the attribute paths searched for `purpose`
+/// (`rix develop` tries `devShells` first).
+pub fn installables_for(
+    ctx: &Context,
+    ev: &mut Evaluator,
+    installables: &[&str],
+    lock: &FlakeLockArgs,
+    auto_args: &rix_eval::value::Attrs,
+    purpose: Purpose,
+) -> Result<Vec<(rix_formats::StorePath, String)>, FlakeError> {
     let settings = lock.settings(ctx)?;
     let flags = lock.lock_flags()?;
     let mut out = Vec::new();
     for i in installables {
         let inst = reference::parse_installable(i, &cwd())?;
-        let (v, path) = eval_installable(ev, &settings, &flags, &inst, Purpose::Build)?;
+        let (v, path) = eval_installable(ev, &settings, &flags, &inst, purpose)?;
         let drvs = ev.get_derivations(&v, auto_args)?;
         if drvs.is_empty() {
             return Err(FlakeError::msg(format!(

@@ -5,6 +5,7 @@ pub mod config;
 pub mod copy;
 pub mod daemon;
 pub mod derivation;
+pub mod develop;
 pub mod eval;
 pub mod flake;
 pub mod flake_check;
