@@ -11,7 +11,6 @@ pub mod build_env;
 pub mod cache;
 pub mod capture;
 pub mod installable;
-pub mod profile_link;
 pub mod rc;
 pub mod shell_nix;
 
@@ -139,7 +138,11 @@ fn build_environment(ctx: &Context, args: &CommonArgs) -> Result<Captured> {
     rix_store::store_api::Store::add_temp_root(&*store, &path)
         .with_context(|| format!("cannot keep '{}' from the collector", store.print(&path)))?;
     if let Some(profile) = &args.profile {
-        profile_link::update_profile(&*store, profile, &path)?;
+        if let Some(dir) = std::path::absolute(profile)?.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create directory '{}'", dir.display()))?;
+        }
+        rix_store::profiles::update_profile(&*store, profile, &path)?;
     }
     let real = store.layout().real_path(&path);
     let text = std::fs::read_to_string(&real)
