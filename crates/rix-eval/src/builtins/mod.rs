@@ -112,12 +112,16 @@ pub(crate) fn install(ev: &mut Evaluator) {
         "storeDir",
         Value::string(ev.opts.store.store_dir().as_str()),
     );
-    r.constant("currentSystem", Value::string(ev.opts.system.clone()));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    r.constant("currentTime", Value::Int(now));
+    // Impure values, absent in pure evaluation (as Nix 2.26, where
+    // `builtins ? currentSystem` is false with `pure-eval`, e.g. in flakes).
+    if !ev.opts.pure {
+        r.constant("currentSystem", Value::string(ev.opts.system.clone()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        r.constant("currentTime", Value::Int(now));
+    }
     let nix_path = ev
         .opts
         .search_path
