@@ -5,6 +5,8 @@
 //! | [`plan`] | which derivations need building, and their dependency edges |
 //! | [`realise`] | running a plan in dependency order, `max_jobs` at a time |
 //! | [`builder`] | running one builder and registering its outputs |
+//! | [`resolve`] | content-addressed derivations: realised outputs, resolution, early cutoff, realisations |
+//! | [`ca_output`] | building a floating content-addressed derivation: scratch paths, content address, move into place |
 //! | [`builtins`] | builders built into rix: `builtin:fetchurl` |
 //! | [`env`] | the builder's environment, exactly as Nix sets it |
 //! | [`log`] | build logs (bzip2, Nix's layout) |
@@ -18,6 +20,7 @@
 
 pub mod builder;
 pub mod builtins;
+pub mod ca_output;
 pub mod env;
 pub mod error;
 pub mod events;
@@ -26,6 +29,7 @@ pub mod options;
 pub mod plan;
 pub mod realise;
 pub mod repair;
+pub mod resolve;
 pub mod running;
 pub mod sandbox;
 pub mod substitute;

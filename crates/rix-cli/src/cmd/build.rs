@@ -276,6 +276,15 @@ fn realise_then(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) -> Res
         return run_through_daemon(ctx, args, finish);
     }
     let store = std::rc::Rc::new(ctx.open_store()?);
+    if args
+        .nix
+        .eval_args
+        .extra_experimental_features
+        .iter()
+        .any(|f| f.split_whitespace().any(|f| f == "ca-derivations"))
+    {
+        store.enable_ca_derivations()?;
+    }
     let evaluated =
         crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?;
     let ctx = &crate::cmd::flake::with_flake_config(ctx);
