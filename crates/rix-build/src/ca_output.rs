@@ -99,6 +99,34 @@ struct Produced {
     method: CaMethod,
     algo: HashAlgo,
     refs: BTreeSet<StorePath>,
+    /// The NAR's SHA-256 and size as built, and its hash with `algo` (the
+    /// content address when nothing needs rewriting: the common case costs
+    /// one serialisation, as an input-addressed output).
+    nar: (Hash, u64),
+    nar_algo: Hash,
+}
+
+/// Scans for references and hashes the NAR in one pass.
+struct ScanSink {
+    scanner: ReferenceScanner,
+    sha256: Hasher,
+    other: Option<Hasher>,
+    size: u64,
+}
+
+impl Write for ScanSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.scanner.update(buf);
+        self.sha256.update(buf);
+        if let Some(h) = self.other.as_mut() {
+            h.update(buf);
+        }
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Moves the outputs at their scratch paths to their content-addressed
@@ -126,8 +154,6 @@ fn register_floating(
             });
         }
         canonicalise(&real).map_err(BuildError::io(&real))?;
-        let mut scanner = ReferenceScanner::new(candidates.iter().copied());
-        rix_store::archive::dump(&real, &mut scanner)?;
         let (method, algo) = match job.drv.outputs.get(name) {
             Some(DerivationOutput::CAFloating { method, algo }) => (*method, *algo),
             _ => {
@@ -137,12 +163,23 @@ fn register_floating(
                 })
             }
         };
+        let mut sink = ScanSink {
+            scanner: ReferenceScanner::new(candidates.iter().copied()),
+            sha256: Hasher::new(HashAlgo::Sha256),
+            other: (algo != HashAlgo::Sha256).then(|| Hasher::new(algo)),
+            size: 0,
+        };
+        rix_store::archive::dump(&real, &mut sink)?;
+        let sha256 = sink.sha256.finish();
+        let nar_algo = sink.other.map_or(sha256, Hasher::finish);
         pending.push(Produced {
             name: name.clone(),
             scratch: scratch.clone(),
             method,
             algo,
-            refs: scanner.into_found().into_iter().collect(),
+            refs: sink.scanner.into_found().into_iter().collect(),
+            nar: (sha256, sink.size),
+            nar_algo,
         });
     }
     // Scratch hash part → final path, as outputs are placed.
@@ -228,7 +265,13 @@ fn place_output(
         .filter(|r| *r != &p.scratch)
         .map(|r| placed.get(r).cloned().unwrap_or_else(|| r.clone()))
         .collect();
-    let hash = modulo_hash(&real, p.method, p.algo, &p.scratch)?;
+    // Nothing rewritten: the hash modulo the scratch path is the NAR's own.
+    let untouched = !self_ref && no_sibling_rewrites(p, placed);
+    let hash = if untouched && p.method == CaMethod::Recursive {
+        p.nar_algo
+    } else {
+        modulo_hash(&real, p.method, p.algo, &p.scratch)?
+    };
     let name = output_path_name(&job.drv.name, &p.name);
     let path_error = |e: rix_formats::store_path::StorePathError| BuildError::Unsupported {
         drv: drv_printed.to_owned(),
@@ -282,7 +325,11 @@ fn place_output(
             vec![(p.scratch.clone(), final_path.clone())],
         )?;
     }
-    let (nar_hash, nar_size) = rix_store::archive::hash_path(&real, HashAlgo::Sha256)?;
+    let (nar_hash, nar_size) = if untouched {
+        p.nar
+    } else {
+        rix_store::archive::hash_path(&real, HashAlgo::Sha256)?
+    };
     let mut info = ValidPathInfo::new(final_path.clone(), nar_hash, nar_size);
     info.references = others;
     if self_ref {
@@ -302,6 +349,11 @@ fn place_output(
     }
     lock.set_delete_on_release(true);
     Ok(info)
+}
+
+/// Whether no sibling reference of `p` had to be rewritten.
+fn no_sibling_rewrites(p: &Produced, placed: &BTreeMap<StorePath, StorePath>) -> bool {
+    !p.refs.iter().any(|r| placed.contains_key(r))
 }
 
 /// Rewrites hash parts in the tree at `path`'s real location (Nix's

@@ -169,6 +169,35 @@ pub fn plan_with(
             continue;
         }
         // --- substitution (rix-substitute): fetch rather than build ---
+        // Outputs not realised: realisations in a cache name their paths.
+        if let (Some(sub), Some(ca)) = (subst, ca.as_deref()) {
+            if missing.len() != invalid.len() {
+                let node = &nodes[&drv_path];
+                if let Some(found) = crate::resolve::cached_realisations(
+                    store,
+                    ca,
+                    sub,
+                    &drv_path,
+                    &node.drv,
+                    &node.wanted,
+                )? {
+                    let mut fetch = missing.clone();
+                    for r in &found {
+                        if !store.is_valid(&r.out_path)? {
+                            fetch.push(r.out_path.clone());
+                        }
+                    }
+                    if sub.can_substitute(store, &drv_path, &fetch)? {
+                        sub.expect_realisations(found);
+                        let entry = plan.substitutes.entry(drv_path.clone()).or_default();
+                        entry.extend(fetch);
+                        entry.sort();
+                        entry.dedup();
+                        continue;
+                    }
+                }
+            }
+        }
         if let Some(sub) = subst.filter(|_| missing.len() == invalid.len()) {
             if sub.can_substitute(store, &drv_path, &missing)? {
                 let entry = plan.substitutes.entry(drv_path.clone()).or_default();

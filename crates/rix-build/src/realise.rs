@@ -268,7 +268,7 @@ pub fn execute(
         .cloned()
         .collect();
     report.skipped.extend(unstarted);
-    crate::resolve::fill_target_outputs(store, &builds, &mut report.outputs)?;
+    crate::resolve::fill_target_outputs(store, &mut report.outputs)?;
     Ok(report)
 }
 

@@ -40,6 +40,9 @@ use crate::realise::RealiseOptions;
 #[derive(Debug, Default)]
 pub struct CaContext {
     hashes: Mutex<HashMap<StorePath, DrvHash>>,
+    /// Realisations read (a registered realisation does not change, but for
+    /// its signatures), so that walking their closures costs no queries.
+    realisations: Mutex<HashMap<DrvOutput, Realisation>>,
 }
 
 fn bad(store: &LocalStore, drv_path: &StorePath, e: impl std::fmt::Display) -> BuildError {
@@ -95,6 +98,31 @@ impl CaContext {
         Ok(self.cache()[drv_path].clone())
     }
 
+    /// The realisation of `id` (memoised when there is one).
+    pub fn realisation(
+        &self,
+        store: &LocalStore,
+        id: &DrvOutput,
+    ) -> Result<Option<Realisation>, BuildError> {
+        let known = self
+            .realisations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        if let Some(r) = known {
+            return Ok(Some(r));
+        }
+        let found = store.query_realisation(id)?;
+        if let Some(r) = &found {
+            self.realisations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone(), r.clone());
+        }
+        Ok(found)
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<StorePath, DrvHash>> {
         self.hashes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -140,7 +168,7 @@ impl CaContext {
                 drv_hash: *h,
                 output_name: name.clone(),
             };
-            if let Some(r) = store.query_realisation(&id)? {
+            if let Some(r) = self.realisation(store, &id)? {
                 *path = Some(r.out_path);
             }
         }
@@ -192,6 +220,32 @@ impl CaContext {
         }
         Ok(())
     }
+}
+
+/// The realisations of `drv`'s `wanted` outputs that are not realised
+/// locally, from the caches of `subst` (see
+/// [`crate::substitute::Substitution::cached_realisations`]).
+pub fn cached_realisations(
+    store: &LocalStore,
+    ca: &CaContext,
+    subst: &crate::substitute::Substitution<'_>,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    wanted: &BTreeSet<String>,
+) -> Result<Option<Vec<Realisation>>, BuildError> {
+    let known = ca.realised_outputs(store, drv_path, drv)?;
+    let hashes = ca.static_output_hashes(store, drv_path, drv)?;
+    let ids: Vec<DrvOutput> = wanted
+        .iter()
+        .filter(|n| !known.contains_key(*n))
+        .filter_map(|n| {
+            hashes.get(n).map(|h| DrvOutput {
+                drv_hash: *h,
+                output_name: n.clone(),
+            })
+        })
+        .collect();
+    subst.cached_realisations(&ids)
 }
 
 /// Whether building `drv` goes through this module: its outputs are not known
@@ -498,7 +552,7 @@ fn drv_output_references(
                 drv_hash: *h,
                 output_name: output.clone(),
             };
-            if let Some(r) = store.query_realisation(&id)? {
+            if let Some(r) = ca.realisation(store, &id)? {
                 queue.push(r);
             }
         }
@@ -511,7 +565,7 @@ fn drv_output_references(
         }
         for dep in r.dependent_realisations.keys() {
             if !closure.contains_key(dep) {
-                if let Some(d) = store.query_realisation(dep)? {
+                if let Some(d) = ca.realisation(store, dep)? {
                     queue.push(d);
                 }
             }
@@ -529,18 +583,18 @@ fn drv_output_references(
 /// (from their realisations).
 pub(crate) fn fill_target_outputs(
     store: &LocalStore,
-    builds: &BTreeMap<StorePath, PlannedBuild>,
     outputs: &mut BTreeMap<StorePath, BTreeMap<String, StorePath>>,
 ) -> Result<(), BuildError> {
+    if !store.ca_derivations() {
+        return Ok(());
+    }
+    let ca = CaContext::default();
     for (drv_path, outs) in outputs.iter_mut() {
-        let Some(b) = builds.get(drv_path) else {
-            continue;
-        };
-        let Some(ca) = &b.ca else { continue };
-        if outs.len() == b.drv.outputs.len() {
+        let drv = crate::plan::read_derivation(store, drv_path)?;
+        if outs.len() == drv.outputs.len() {
             continue;
         }
-        for (n, p) in ca.realised_outputs(store, drv_path, &b.drv)? {
+        for (n, p) in ca.realised_outputs(store, drv_path, &drv)? {
             outs.entry(n).or_insert(p);
         }
     }

@@ -301,3 +301,76 @@ fn without_the_feature_a_floating_derivation_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ca-derivations"), "{stderr}");
 }
+
+/// Collecting an output deletes its realisations with it (Nix's foreign key
+/// cascade): a later build builds it again rather than trusting a
+/// realisation of a deleted path; one kept by a root keeps them.
+#[test]
+fn garbage_collection_keeps_realisations_consistent() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let (first, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    ok(rix(&t, &["store", "gc"]));
+    empty_counter(Path::new(&counter));
+    let (second, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    assert_eq!(first, second);
+    assert_eq!(runs(&counter), ["a", "b", "c", "d", "fixed"]);
+    if let Some((view, _)) = nix(&t, "nix", &["realisation", "info", "--json", second.trim()]) {
+        assert!(
+            view.contains(second.trim().rsplit('/').next().unwrap()),
+            "{view}"
+        );
+    }
+}
+
+/// Realisations travel with `rix copy --to` a binary cache
+/// (`realisations/<id>.doi`, as Nix's `nix copy` writes them), and a fresh
+/// store substitutes the graph through them instead of building it.
+#[test]
+fn realisations_travel_through_a_binary_cache() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let (out, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    let cache = t.dir.path().join("cache");
+    let cache_url = format!("file://{}", cache.display());
+    ok(rix(&t, &["copy", "--to", &cache_url, out.trim()]));
+    let doi: Vec<String> = std::fs::read_dir(cache.join("realisations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        doi.iter()
+            .all(|f| f.starts_with("sha256:") && f.ends_with("!out.doi")),
+        "{doi:?}"
+    );
+    // Every CA derivation's realisation and its resolved one's; the
+    // input-addressed `fixed` too (with ca-derivations every build has one).
+    assert!(doi.len() >= 5, "{doi:?}");
+    for sub in ["store", "state", "log"] {
+        let p = t.dir.path().join(sub);
+        let _ = Command::new("chmod").arg("-R").arg("u+w").arg(&p).status();
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+    empty_counter(Path::new(&counter));
+    let (again, stderr) = ok(rix(
+        &t,
+        &[
+            "build",
+            "--extra-experimental-features",
+            "ca-derivations",
+            &file,
+            "--argstr",
+            "counter",
+            &counter,
+            "--no-link",
+            "--option",
+            "substituters",
+            &cache_url,
+            "--option",
+            "require-sigs",
+            "false",
+        ],
+    ));
+    assert_eq!(again, out);
+    assert!(runs(&counter).is_empty(), "{stderr}");
+}

@@ -545,6 +545,7 @@ fn report_failures(report: &RealiseReport, reported: usize) -> Result<()> {
     }
     let total = report.built.len()
         + report.built_elsewhere.len()
+        + report.cut_off.len()
         + report.failed.len()
         + report.skipped.len();
     fail(format!(
