@@ -406,10 +406,13 @@ impl RefsCache {
     ) -> Result<BTreeSet<StorePath>, BuildError> {
         let mut roots: Vec<StorePath> = b.drv.input_srcs.iter().cloned().collect();
         for (input, wanted) in &b.drv.input_drvs {
-            let drv = crate::plan::read_derivation(store, input)?;
             let outs = match &b.ca {
-                Some(ca) => ca.realised_outputs(store, input, &drv)?,
-                None => crate::plan::output_paths(store, input, &drv)?,
+                Some(ca) => ca.realised_outputs(store, input, &*ca.derivation(store, input)?)?,
+                None => crate::plan::output_paths(
+                    store,
+                    input,
+                    &crate::plan::read_derivation(store, input)?,
+                )?,
             };
             roots.extend(
                 outs.into_iter()

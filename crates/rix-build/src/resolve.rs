@@ -43,6 +43,8 @@ pub struct CaContext {
     /// Realisations read (a registered realisation does not change, but for
     /// its signatures), so that walking their closures costs no queries.
     realisations: Mutex<HashMap<DrvOutput, Realisation>>,
+    /// Input derivations read (many dependents share one input).
+    drvs: Mutex<HashMap<StorePath, std::sync::Arc<Derivation>>>,
 }
 
 fn bad(store: &LocalStore, drv_path: &StorePath, e: impl std::fmt::Display) -> BuildError {
@@ -96,6 +98,29 @@ impl CaContext {
             self.cache().insert(path, h);
         }
         Ok(self.cache()[drv_path].clone())
+    }
+
+    /// The derivation at `drv_path` (memoised).
+    pub fn derivation(
+        &self,
+        store: &LocalStore,
+        drv_path: &StorePath,
+    ) -> Result<std::sync::Arc<Derivation>, BuildError> {
+        let known = self
+            .drvs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(drv_path)
+            .cloned();
+        if let Some(d) = known {
+            return Ok(d);
+        }
+        let d = std::sync::Arc::new(crate::plan::read_derivation(store, drv_path)?);
+        self.drvs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(drv_path.clone(), d.clone());
+        Ok(d)
     }
 
     /// The realisation of `id` (memoised when there is one).
@@ -292,7 +317,7 @@ pub fn try_resolve(
     resolved.input_drvs.clear();
     let mut rewrites: Vec<(String, String)> = Vec::new();
     for (input, wanted) in &drv.input_drvs {
-        let input_drv = crate::plan::read_derivation(store, input)?;
+        let input_drv = ca.derivation(store, input)?;
         let map = ca.output_map(store, input, &input_drv)?;
         for output in wanted {
             let Some(Some(path)) = map.get(output) else {
@@ -388,8 +413,14 @@ pub(crate) fn realise_one(
                 drv: store.print(drv_path),
                 reason: "an output of one of its inputs is not realised".into(),
             })?;
-        let path = store.add_derivation(&resolved)?;
+        // Written unless there already (a cut off build's usually is).
+        let path = resolved
+            .drv_path(store.store_dir())
+            .map_err(|e| bad(store, drv_path, e))?;
         store.add_temp_root(&path)?;
+        if !store.is_valid(&path)? {
+            store.add_derivation(&resolved)?;
+        }
         observer.event(BuildEvent::Resolved {
             drv: drv_path,
             resolved: &path,
@@ -542,7 +573,7 @@ fn drv_output_references(
 ) -> Result<BTreeMap<DrvOutput, StorePath>, BuildError> {
     let mut queue: Vec<Realisation> = Vec::new();
     for (input, wanted) in &drv.input_drvs {
-        let input_drv = crate::plan::read_derivation(store, input)?;
+        let input_drv = ca.derivation(store, input)?;
         let hashes = ca.static_output_hashes(store, input, &input_drv)?;
         for output in wanted {
             let Some(h) = hashes.get(output) else {
