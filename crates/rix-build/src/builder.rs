@@ -121,6 +121,9 @@ pub enum BuildOutcome {
     AlreadyValid,
     /// `--check`: the outputs that differ from the valid ones (empty: deterministic).
     Checked(Vec<CheckDifference>),
+    /// A content-addressed derivation's inputs resolved to a derivation that is
+    /// realised already: nothing ran (early cutoff, see [`crate::resolve`]).
+    CutOff,
 }
 
 /// An output that a `--check` rebuild produced differently.
@@ -646,7 +649,7 @@ pub(crate) fn prepare_sandbox(
 }
 
 /// Moves the outputs a sandboxed builder produced into the real store.
-fn take_outputs(
+pub(crate) fn take_outputs(
     store: &LocalStore,
     sb: &Sandbox,
     outputs: &BTreeMap<String, StorePath>,

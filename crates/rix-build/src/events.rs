@@ -30,6 +30,18 @@ pub enum BuildEvent<'a> {
         drv: &'a StorePath,
         path: &'a std::path::Path,
     },
+    /// A derivation with content-addressed inputs was resolved (its inputs
+    /// replaced by their realised outputs) to the derivation `resolved`.
+    Resolved {
+        drv: &'a StorePath,
+        resolved: &'a StorePath,
+    },
+    /// A derivation was not built because the derivation it resolved to is
+    /// realised already: its rebuilt inputs came out unchanged ("cut off").
+    CutOff {
+        drv: &'a StorePath,
+        resolved: &'a StorePath,
+    },
     /// A derivation was not attempted because a dependency failed.
     Skipped {
         drv: &'a StorePath,

@@ -5,6 +5,8 @@
 //! | [`plan`] | which derivations need building, and their dependency edges |
 //! | [`realise`] | running a plan in dependency order, `max_jobs` at a time |
 //! | [`builder`] | running one builder and registering its outputs |
+//! | [`resolve`] | content-addressed derivations: realised outputs, resolution, early cutoff, realisations |
+//! | [`ca_output`] | building a floating content-addressed derivation: scratch paths, content address, move into place |
 //! | [`builtins`] | builders built into rix: `builtin:fetchurl` |
 //! | [`drv_diff`] | how two derivations differ, as nix-diff says it (`rix why-rebuild`) |
 //! | [`explain`] | why each derivation of a plan is built (`rix build --explain`) |
@@ -20,6 +22,7 @@
 
 pub mod builder;
 pub mod builtins;
+pub mod ca_output;
 pub mod drv_diff;
 pub mod env;
 pub mod error;
@@ -30,6 +33,7 @@ pub mod options;
 pub mod plan;
 pub mod realise;
 pub mod repair;
+pub mod resolve;
 pub mod running;
 pub mod sandbox;
 pub mod substitute;

@@ -8,7 +8,10 @@ use rix_formats::derivation::Derivation;
 use rix_formats::StorePath;
 use rix_store::local_store::LocalStore;
 
+use std::sync::Arc;
+
 use crate::error::BuildError;
+use crate::resolve::CaContext;
 
 /// A derivation that must be built.
 #[derive(Debug)]
@@ -21,6 +24,9 @@ pub struct PlannedBuild {
     pub deps: BTreeSet<StorePath>,
     /// Why it must be built.
     pub reason: String,
+    /// With `ca-derivations`: realisations, resolution (see [`crate::resolve`]).
+    /// `outputs` then lacks the outputs not realised yet.
+    pub ca: Option<Arc<CaContext>>,
 }
 
 /// The result of planning.
@@ -104,7 +110,7 @@ pub fn output_paths(
             p.map(|p| (name.clone(), p)).ok_or_else(|| BuildError::Unsupported {
                 drv: store.print(drv_path),
                 reason: format!(
-                    "output '{name}' is content-addressed with a floating hash (ca-derivations are not supported yet)"
+                    "experimental Nix feature 'ca-derivations' is disabled; add '--extra-experimental-features ca-derivations' to enable it (output '{name}' is known only once built)"
                 ),
             })
         })
@@ -130,9 +136,12 @@ pub fn plan_with(
     let mut plan = Plan::default();
     let mut nodes: HashMap<StorePath, Node> = HashMap::new();
     let mut queue: Vec<StorePath> = Vec::new();
+    let ca = store
+        .ca_derivations()
+        .then(|| Arc::new(CaContext::default()));
     for t in targets {
-        let node = load_node(store, &mut nodes, t)?;
-        let all: BTreeSet<String> = node.outputs.keys().cloned().collect();
+        let node = load_node(store, ca.as_deref(), &mut nodes, t)?;
+        let all: BTreeSet<String> = node.drv.outputs.keys().cloned().collect();
         plan.target_outputs.insert(t.clone(), node.outputs.clone());
         if want(node, all) {
             queue.push(t.clone());
@@ -146,7 +155,11 @@ pub fn plan_with(
         let mut invalid = Vec::new();
         let mut missing = Vec::new();
         for name in &node.wanted {
-            let p = &node.outputs[name];
+            let Some(p) = node.outputs.get(name) else {
+                // Content-addressed, not realised (see `crate::resolve`).
+                invalid.push(format!("'{name}' (not realised)"));
+                continue;
+            };
             if !store.is_valid(p)? {
                 invalid.push(format!("'{name}' ({})", store.print(p)));
                 missing.push(p.clone());
@@ -156,7 +169,36 @@ pub fn plan_with(
             continue;
         }
         // --- substitution (rix-substitute): fetch rather than build ---
-        if let Some(sub) = subst {
+        // Outputs not realised: realisations in a cache name their paths.
+        if let (Some(sub), Some(ca)) = (subst, ca.as_deref()) {
+            if missing.len() != invalid.len() {
+                let node = &nodes[&drv_path];
+                if let Some(found) = crate::resolve::cached_realisations(
+                    store,
+                    ca,
+                    sub,
+                    &drv_path,
+                    &node.drv,
+                    &node.wanted,
+                )? {
+                    let mut fetch = missing.clone();
+                    for r in &found {
+                        if !store.is_valid(&r.out_path)? {
+                            fetch.push(r.out_path.clone());
+                        }
+                    }
+                    if sub.can_substitute(store, &drv_path, &fetch)? {
+                        sub.expect_realisations(found);
+                        let entry = plan.substitutes.entry(drv_path.clone()).or_default();
+                        entry.extend(fetch);
+                        entry.sort();
+                        entry.dedup();
+                        continue;
+                    }
+                }
+            }
+        }
+        if let Some(sub) = subst.filter(|_| missing.len() == invalid.len()) {
             if sub.can_substitute(store, &drv_path, &missing)? {
                 let entry = plan.substitutes.entry(drv_path.clone()).or_default();
                 entry.extend(missing);
@@ -193,7 +235,7 @@ pub fn plan_with(
             .map(|(p, o)| (p.clone(), o.clone()))
             .collect();
         for (input, used) in inputs {
-            let child = load_node(store, &mut nodes, &input)?;
+            let child = load_node(store, ca.as_deref(), &mut nodes, &input)?;
             if want(child, used) && !child.build {
                 queue.push(input);
             }
@@ -214,6 +256,7 @@ pub fn plan_with(
                 outputs: node.outputs,
                 deps: BTreeSet::new(),
                 reason: node.reason,
+                ca: ca.clone(),
             },
         );
     }
@@ -241,12 +284,23 @@ struct Node {
 
 fn load_node<'a>(
     store: &LocalStore,
+    ca: Option<&CaContext>,
     nodes: &'a mut HashMap<StorePath, Node>,
     drv_path: &StorePath,
 ) -> Result<&'a mut Node, BuildError> {
     if !nodes.contains_key(drv_path) {
         let drv = temp_rooted_derivation(store, drv_path)?;
-        let outputs = temp_rooted_outputs(store, drv_path, &drv)?;
+        let outputs = match ca {
+            // Known in advance, or from realisations.
+            Some(ca) => {
+                let outputs = ca.realised_outputs(store, drv_path, &drv)?;
+                for p in outputs.values() {
+                    store.add_temp_root(p)?;
+                }
+                outputs
+            }
+            None => temp_rooted_outputs(store, drv_path, &drv)?,
+        };
         nodes.insert(
             drv_path.clone(),
             Node {
@@ -290,8 +344,11 @@ fn temp_rooted_outputs(
 /// Adds outputs to a node's wanted set; true when the set grew.
 fn want(node: &mut Node, outputs: BTreeSet<String>) -> bool {
     let before = node.wanted.len();
-    node.wanted
-        .extend(outputs.into_iter().filter(|o| node.outputs.contains_key(o)));
+    node.wanted.extend(
+        outputs
+            .into_iter()
+            .filter(|o| node.drv.outputs.contains_key(o)),
+    );
     node.wanted.len() > before
 }
 
@@ -311,6 +368,7 @@ pub fn check_plan(store: &LocalStore, targets: &[StorePath]) -> Result<Plan, Bui
                 outputs,
                 deps: BTreeSet::new(),
                 reason: "checking that a rebuild gives identical outputs (--check)".into(),
+                ca: None,
             },
         );
     }

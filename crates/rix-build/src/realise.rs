@@ -46,6 +46,9 @@ pub struct RealiseReport {
     pub built: Vec<StorePath>,
     /// Derivations another process built while we waited.
     pub built_elsewhere: Vec<StorePath>,
+    /// Content-addressed derivations not built because they resolved to a
+    /// realised derivation (early cutoff, see [`crate::resolve`]).
+    pub cut_off: Vec<StorePath>,
     /// `--check` results: derivations and their outputs that differed.
     pub nondeterministic: Vec<(StorePath, Vec<crate::builder::CheckDifference>)>,
     /// Failed builds with their errors.
@@ -212,6 +215,7 @@ pub fn execute(
                             report.built.push(drv_path.clone());
                         }
                         BuildOutcome::AlreadyValid => report.built_elsewhere.push(drv_path.clone()),
+                        BuildOutcome::CutOff => report.cut_off.push(drv_path.clone()),
                         BuildOutcome::Checked(diffs) => {
                             report.built.push(drv_path.clone());
                             if !diffs.is_empty() {
@@ -254,6 +258,7 @@ pub fn execute(
         .built
         .iter()
         .chain(&report.built_elsewhere)
+        .chain(&report.cut_off)
         .chain(report.failed.iter().map(|(p, _)| p))
         .chain(&report.skipped)
         .collect();
@@ -263,6 +268,7 @@ pub fn execute(
         .cloned()
         .collect();
     report.skipped.extend(unstarted);
+    crate::resolve::fill_target_outputs(store, &mut report.outputs)?;
     Ok(report)
 }
 
@@ -275,6 +281,11 @@ fn run_one(
     opts: &RealiseOptions,
     observer: &dyn Observer,
 ) -> Result<BuildOutcome, BuildError> {
+    // --- content-addressed derivations (see crate::resolve) ---
+    if let Some(ca) = b.ca.as_deref().filter(|_| crate::resolve::handles(&b.drv)) {
+        return crate::resolve::realise_one(store, ca, drv_path, b, closure, opts, observer);
+    }
+    // --- end content-addressed derivations ---
     observer.event(BuildEvent::Started {
         drv: drv_path,
         reason: &b.reason,
@@ -290,12 +301,20 @@ fn run_one(
     };
     let started_at = rix_store::path_info::now();
     let result = build(store, &job, &opts.settings, observer);
+    // With `ca-derivations`, every build records realisations (as Nix's).
+    let result = match (&b.ca, result) {
+        (Some(ca), Ok(o @ (BuildOutcome::Built(_) | BuildOutcome::AlreadyValid))) => ca
+            .register_built(store, drv_path, &b.drv, &b.outputs)
+            .map(|()| o),
+        (_, r) => r,
+    };
     let error = result.as_ref().err().map(|e| e.to_string());
     let status = match &result {
         Ok(BuildOutcome::Built(_)) => "built".to_owned(),
         Ok(BuildOutcome::AlreadyValid) => "built by another process".to_owned(),
         Ok(BuildOutcome::Checked(d)) if d.is_empty() => "checked: identical".to_owned(),
         Ok(BuildOutcome::Checked(_)) => "checked: differs".to_owned(),
+        Ok(BuildOutcome::CutOff) => "cut off: output unchanged".to_owned(),
         Err(e) => format!(
             "failed: {}",
             e.to_string().lines().next().unwrap_or_default()
@@ -387,8 +406,14 @@ impl RefsCache {
     ) -> Result<BTreeSet<StorePath>, BuildError> {
         let mut roots: Vec<StorePath> = b.drv.input_srcs.iter().cloned().collect();
         for (input, wanted) in &b.drv.input_drvs {
-            let drv = crate::plan::read_derivation(store, input)?;
-            let outs = crate::plan::output_paths(store, input, &drv)?;
+            let outs = match &b.ca {
+                Some(ca) => ca.realised_outputs(store, input, &*ca.derivation(store, input)?)?,
+                None => crate::plan::output_paths(
+                    store,
+                    input,
+                    &crate::plan::read_derivation(store, input)?,
+                )?,
+            };
             roots.extend(
                 outs.into_iter()
                     .filter(|(n, _)| wanted.contains(n))

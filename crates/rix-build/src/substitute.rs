@@ -30,6 +30,9 @@ pub struct Substitution<'a> {
     pub observer: &'a dyn Observer,
     /// Outputs whose substitution failed in this realisation: build them.
     failed: Mutex<HashSet<StorePath>>,
+    /// Realisations found in caches while planning, registered once their
+    /// output paths are fetched (see [`Self::cached_realisations`]).
+    pending: Mutex<Vec<rix_store::realisations::Realisation>>,
 }
 
 impl<'a> Substitution<'a> {
@@ -38,7 +41,79 @@ impl<'a> Substitution<'a> {
             substituter,
             observer,
             failed: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The realisations of `ids` that a cache has (the first cache, in
+    /// priority order, with each; signed by a trusted key unless
+    /// `require-sigs` is off or the cache is trusted), or `None` when one is
+    /// in none. Substitution asks for realisations first: they give the
+    /// output paths to fetch. Mirrors `DrvOutputSubstitutionGoal`.
+    pub fn cached_realisations(
+        &self,
+        ids: &[rix_store::realisations::DrvOutput],
+    ) -> Result<Option<Vec<rix_store::realisations::Realisation>>, BuildError> {
+        let bridge = Bridge(self.observer);
+        let config = self.substituter.config();
+        let trusted = config
+            .require_sigs
+            .then_some(config.trusted_keys.as_slice());
+        let mut found = Vec::new();
+        'ids: for id in ids {
+            for cache in self.substituter.caches(&bridge) {
+                let r = rix_substitute::realisations::query_realisation(
+                    cache.store.as_ref(),
+                    id,
+                    trusted.filter(|_| !cache.trusted),
+                );
+                match r {
+                    Ok(Some(r)) => {
+                        found.push(r);
+                        continue 'ids;
+                    }
+                    Ok(None) => {}
+                    Err(e) => self
+                        .observer
+                        .event(BuildEvent::Substitution(SubstEvent::Warning {
+                            message: &e.to_string(),
+                        })),
+                }
+            }
+            return Ok(None);
+        }
+        Ok(Some(found))
+    }
+
+    /// Remembers realisations to register once their paths are valid.
+    pub fn expect_realisations(&self, rs: Vec<rix_store::realisations::Realisation>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(rs);
+    }
+
+    /// Registers the remembered realisations whose output paths are valid
+    /// now. Dependencies the local store lacks are left out of them.
+    pub fn register_realisations(&self, store: &LocalStore) -> Result<(), BuildError> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for mut r in pending {
+            if !store.is_valid(&r.out_path)? {
+                continue;
+            }
+            let mut deps = std::collections::BTreeMap::new();
+            for (id, p) in std::mem::take(&mut r.dependent_realisations) {
+                if store
+                    .query_realisation(&id)?
+                    .is_some_and(|l| l.out_path == p)
+                {
+                    deps.insert(id, p);
+                }
+            }
+            r.dependent_realisations = deps;
+            store.register_realisation(&r)?;
+        }
+        Ok(())
     }
 
     /// Whether all of `outputs` (missing outputs of one derivation) can be fetched
@@ -108,6 +183,7 @@ pub fn substitute_planned(
             .substitute(store, &paths, &bridge)
             .map_err(|e| BuildError::Substitution(e.to_string()))?;
         fetched.extend(report.substituted.iter().cloned());
+        subst.register_realisations(store)?;
         if report.succeeded() {
             return Ok((plan, fetched));
         }

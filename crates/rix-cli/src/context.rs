@@ -263,6 +263,9 @@ impl Context {
         let store = LocalStore::open(choice.layout)
             .with_context(|| format!("cannot open the store at {}", dir.display()))?;
         store.set_auto_optimise(self.settings.get_bool("auto-optimise-store")?);
+        if self.settings.experimental_feature("ca-derivations") {
+            store.enable_ca_derivations()?;
+        }
         Ok(store)
     }
 }

@@ -168,6 +168,20 @@ impl Observer for Progress {
                 self.println(&format!("waiting for lock on '{path}'"))
             }
             BuildEvent::Substitution(e) => self.substitution(e),
+            BuildEvent::Resolved { drv, resolved } => self.println(&format!(
+                "resolved derivation: '{}' -> '{}'...",
+                self.store_dir.display(drv),
+                self.store_dir.display(resolved)
+            )),
+            BuildEvent::CutOff { drv, .. } => {
+                if let Some(l) = &self.live {
+                    l.overall.inc(1);
+                }
+                self.println(&format!(
+                    "cut off: output unchanged: '{}' is realised already",
+                    self.store_dir.display(drv)
+                ))
+            }
         }
     }
 }

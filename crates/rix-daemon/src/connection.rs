@@ -321,7 +321,9 @@ impl<W: Write + Send> Conn<'_, W> {
                 bytes_of(|w| valid.write(w, ctx))
             }
             Q::HasSubstitutes(_) => bytes_of(|w| write_bool(w, false)),
-            Q::QuerySubstitutablePaths(_) => bytes_of(|w| BTreeSet::<StorePath>::new().write(w, ctx)),
+            Q::QuerySubstitutablePaths(_) => {
+                bytes_of(|w| BTreeSet::<StorePath>::new().write(w, ctx))
+            }
             Q::QuerySubstitutablePathInfo(_) => bytes_of(|w| write_u64(w, 0)),
             Q::QuerySubstitutablePathInfos(_) => bytes_of(|w| write_u64(w, 0)),
             Q::QueryPathHash(p) => {
@@ -380,7 +382,8 @@ impl<W: Write + Send> Conn<'_, W> {
                 repair: _,
             } => {
                 let mut framed = FramedReader::new(reader, u64::MAX);
-                let added = self.add_to_store(&name, method.method, method.algo, &references, &mut framed);
+                let added =
+                    self.add_to_store(&name, method.method, method.algo, &references, &mut framed);
                 let drained = framed.drain();
                 let path = added?;
                 drained?;
@@ -499,14 +502,17 @@ impl<W: Write + Send> Conn<'_, W> {
                 bytes_of(|w| write_u64(w, 1))
             }
             Q::AddPermRoot { path, gc_root } => {
-                let root = std::path::absolute(&gc_root)
-                    .map_err(|e| failed(format!("{gc_root}: {e}")))?;
+                let root =
+                    std::path::absolute(&gc_root).map_err(|e| failed(format!("{gc_root}: {e}")))?;
                 self.add_perm_root(&path, &root)?;
                 bytes_of(|w| write_bytes(w, root.as_os_str().as_encoded_bytes()))
             }
             Q::SyncWithGC => bytes_of(|w| write_u64(w, 1)),
             Q::FindRoots => {
-                let gc = self.api().gc().ok_or_else(|| failed("this store has no roots"))?;
+                let gc = self
+                    .api()
+                    .gc()
+                    .ok_or_else(|| failed("this store has no roots"))?;
                 let roots = gc.find_roots(!self.trusted)?;
                 let count: usize = roots.values().map(BTreeSet::len).sum();
                 bytes_of(|w| {
@@ -537,7 +543,10 @@ impl<W: Write + Send> Conn<'_, W> {
                 options.max_freed = req.max_freed;
                 options.keep_outputs = s.get_bool("keep-outputs").map_err(failed)?;
                 options.keep_derivations = s.get_bool("keep-derivations").map_err(failed)?;
-                let gc = self.api().gc().ok_or_else(|| failed("this store cannot collect garbage"))?;
+                let gc = self
+                    .api()
+                    .gc()
+                    .ok_or_else(|| failed("this store cannot collect garbage"))?;
                 let results = gc.collect_garbage(&options)?;
                 bytes_of(|w| {
                     let paths: BTreeSet<&String> = results.paths.iter().collect();
@@ -587,10 +596,25 @@ impl<W: Write + Send> Conn<'_, W> {
                 bytes_of(|w| write_u64(w, 1))
             }
             Q::QueryMissing(targets) => self.query_missing(&targets),
-            Q::QueryRealisation(_) => bytes_of(|w| write_u64(w, 0)),
-            Q::RegisterDrvOutput(_) => Err(failed(
-                "experimental Nix feature 'ca-derivations' is disabled; add '--extra-experimental-features ca-derivations' to enable it",
-            )),
+            // Realisations (content-addressed derivations, `rix_store::realisations`).
+            Q::QueryRealisation(id) => {
+                let found: Vec<_> = self
+                    .store()
+                    .query_realisation(&id)
+                    .map_err(failed)?
+                    .into_iter()
+                    .collect();
+                bytes_of(|w| found.write(w, ctx))
+            }
+            Q::RegisterDrvOutput(r) => {
+                if !self.store().ca_derivations() {
+                    return Err(failed(
+                        "experimental Nix feature 'ca-derivations' is disabled; add '--extra-experimental-features ca-derivations' to enable it",
+                    ));
+                }
+                self.store().register_realisation(&r).map_err(failed)?;
+                bytes_of(|_| Ok(()))
+            }
             Q::ExportPath { .. } | Q::ImportPaths => Err(failed(format!(
                 "operation {} is obsolete (Nix before 2.0) and not supported by rix",
                 op.name()
@@ -614,6 +638,18 @@ impl<W: Write + Send> Conn<'_, W> {
         for (name, path) in self.api().query_derivation_output_map(drv_path)? {
             if let Some(path) = path {
                 map.insert(name, Some(path));
+            }
+        }
+        // With `ca-derivations`: outputs known from realisations.
+        if self.store().ca_derivations() && map.values().any(Option::is_none) {
+            let ca = rix_build::resolve::CaContext::default();
+            for (name, path) in ca
+                .output_map(self.store(), drv_path, &drv)
+                .map_err(failed)?
+            {
+                if let Some(path) = path {
+                    map.insert(name, Some(path));
+                }
             }
         }
         Ok(map)

@@ -237,7 +237,10 @@ impl<W: Write + Send> Observer for Tunnel<W> {
                     ),
                 );
             }
-            BuildEvent::Planned { .. } | BuildEvent::Substitution(_) => {}
+            BuildEvent::Planned { .. }
+            | BuildEvent::Substitution(_)
+            | BuildEvent::Resolved { .. }
+            | BuildEvent::CutOff { .. } => {}
         }
     }
 }

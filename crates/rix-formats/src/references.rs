@@ -175,6 +175,19 @@ impl<W: std::io::Write> HashRewriter<W> {
         }
     }
 
+    /// `map`: raw 32-byte strings → replacements (for rewrites to strings that
+    /// are not hash parts, such as the zeros of Nix's `HashModuloSink`).
+    pub fn from_parts(
+        inner: W,
+        map: impl IntoIterator<Item = ([u8; HASH_PART_LEN], [u8; HASH_PART_LEN])>,
+    ) -> Self {
+        Self {
+            inner,
+            map: map.into_iter().collect(),
+            pending: Vec::with_capacity(2 * HASH_PART_LEN),
+        }
+    }
+
     /// Rewrites `buf` in place; returns how many leading bytes are final.
     fn rewrite(&self, buf: &mut [u8], last: bool) -> usize {
         let mut i = 0;

@@ -95,6 +95,10 @@ pub enum DbError {
     MissingReference { path: String, reference: String },
     #[error("store database {path} has schema version {found}, rix supports {SCHEMA_VERSION}: upgrade it with Nix first")]
     Schema { path: String, found: String },
+    /// A realisation that cannot be registered (Nix's wording; see
+    /// [`crate::realisations`]).
+    #[error("{0}")]
+    Realisation(String),
     #[error("store database {path}: {source}")]
     Io {
         path: String,
@@ -252,11 +256,11 @@ impl Db {
         }
     }
 
-    fn print(&self, p: &StorePath) -> String {
+    pub(crate) fn print(&self, p: &StorePath) -> String {
         self.store_dir.display(p)
     }
 
-    fn parse(&self, s: &str) -> Result<StorePath, DbError> {
+    pub(crate) fn parse(&self, s: &str) -> Result<StorePath, DbError> {
         self.store_dir.parse(s).map_err(|e| DbError::Corrupt {
             path: s.to_owned(),
             what: e.to_string(),
@@ -271,6 +275,11 @@ impl Db {
     /// collector and verification (`gc`, `verify`).
     pub(crate) fn connection(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// The connection, for reads of sibling modules (`realisations`).
+    pub(crate) fn conn_ref(&self) -> &Connection {
+        &self.conn
     }
 
     /// Wraps an SQLite error with the database's path.

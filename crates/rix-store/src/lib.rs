@@ -7,6 +7,7 @@
 //! | [`layout`] | store URLs and the directories of a local store |
 //! | [`drv_check`] | derivations' output paths checked as they enter the store |
 //! | [`db`] | the SQLite database in Nix's schema |
+//! | [`realisations`] | realisations of derivation outputs (content-addressed derivations), Nix's `Realisations` tables |
 //! | [`ref_graph`] | a closure's reference graph, and Nix's dependencies-first order |
 //! | [`path_info`] | `ValidPathInfo`: what is known about a valid path |
 //! | [`lock`] | per-path locks compatible with Nix's |
@@ -34,6 +35,7 @@ pub mod lock;
 pub mod optimise;
 pub mod path_info;
 pub mod profiles;
+pub mod realisations;
 pub mod ref_graph;
 pub mod roots;
 pub mod settings;

@@ -121,6 +121,8 @@ pub struct LocalStore {
     write_observer: OnceLock<WriteObserver>,
     /// Modulo hashes of derivations, for checking their outputs.
     drv_checker: DrvChecker,
+    /// The experimental feature `ca-derivations` (see [`Self::enable_ca_derivations`]).
+    ca_derivations: std::sync::atomic::AtomicBool,
 }
 
 type WriteObserver = Box<dyn Fn(&StorePath) + Send + Sync>;
@@ -153,7 +155,36 @@ impl LocalStore {
             sync_writes: std::sync::atomic::AtomicBool::new(true),
             others_temps: OnceLock::new(),
             write_observer: OnceLock::new(),
+            ca_derivations: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Turns on the experimental feature `ca-derivations` for this store
+    /// handle: the realisation tables are created if missing (as Nix does when
+    /// it opens a store with the feature), builds register realisations and
+    /// floating content-addressed derivations may be built.
+    pub fn enable_ca_derivations(&self) -> Result<()> {
+        self.db().enable_ca_derivations()?;
+        self.ca_derivations.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether `ca-derivations` is enabled (see [`Self::enable_ca_derivations`]).
+    pub fn ca_derivations(&self) -> bool {
+        self.ca_derivations.load(Ordering::Relaxed)
+    }
+
+    /// The realisation of a derivation output, if any (see [`crate::realisations`]).
+    pub fn query_realisation(
+        &self,
+        id: &crate::realisations::DrvOutput,
+    ) -> Result<Option<crate::realisations::Realisation>> {
+        Ok(self.db().query_realisation(id)?)
+    }
+
+    /// Registers a realisation (see [`crate::db::Db::register_realisation`]).
+    pub fn register_realisation(&self, r: &crate::realisations::Realisation) -> Result<()> {
+        Ok(self.db().register_realisation(r)?)
     }
 
     pub fn layout(&self) -> &StoreLayout {

@@ -497,6 +497,14 @@ impl Settings {
             .unwrap_or_default()
     }
 
+    /// Whether the experimental feature `name` is enabled
+    /// (`experimental-features` or `extra-experimental-features`).
+    pub fn experimental_feature(&self, name: &str) -> bool {
+        ["experimental-features", "extra-experimental-features"]
+            .iter()
+            .any(|k| self.get(k).split_whitespace().any(|f| f == name))
+    }
+
     /// Whether the setting was given explicitly.
     pub fn is_set(&self, name: &str) -> bool {
         self.values.contains_key(name)

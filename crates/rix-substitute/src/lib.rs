@@ -13,6 +13,7 @@
 //! | [`disk_cache`] | the persistent narinfo cache (SQLite, positive/negative TTLs) |
 //! | [`compression`] | xz, zstd, bzip2, none |
 //! | [`download`], [`netrc`] | one URL (`http(s)://`, `file://`) into a sink, as Nix's `FileTransfer::download` (fetchers, `builtin:fetchurl`) |
+//! | [`realisations`] | realisations (content-addressed derivations) in caches: `realisations/<id>.doi`, signed |
 //! | [`observer`] | progress events |
 //! | [`runtime`] | the shared Tokio runtime and async → blocking stream bridge |
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod fetch;
 pub mod netrc;
 pub mod observer;
+pub mod realisations;
 pub mod runtime;
 pub mod serve;
 pub mod substituter;

@@ -283,6 +283,15 @@ fn realise_then(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) -> Res
         return run_through_daemon(ctx, args, finish);
     }
     let store = std::rc::Rc::new(ctx.open_store()?);
+    if args
+        .nix
+        .eval_args
+        .extra_experimental_features
+        .iter()
+        .any(|f| f.split_whitespace().any(|f| f == "ca-derivations"))
+    {
+        store.enable_ca_derivations()?;
+    }
     let evaluated =
         crate::cmd::instantiate::build_targets(ctx, &store, &args.installables, &args.nix)?;
     let ctx = &crate::cmd::flake::with_flake_config(ctx);
@@ -582,6 +591,7 @@ fn report_failures(report: &RealiseReport, reported: usize) -> Result<()> {
     }
     let total = report.built.len()
         + report.built_elsewhere.len()
+        + report.cut_off.len()
         + report.failed.len()
         + report.skipped.len();
     fail(format!(

@@ -134,6 +134,14 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
         let report = copy_to(&store, cache.as_ref(), &paths, &opts, &progress);
         progress.finish();
         let report = report?;
+        // Realisations of the copied outputs go with them (content-addressed derivations).
+        let closure = store.closure(paths.iter().cloned())?;
+        rix_substitute::realisations::upload_realisations(
+            &store,
+            cache.as_ref(),
+            &closure,
+            &opts.keys,
+        )?;
         eprintln!(
             "copied {} paths to '{}' ({:.2} MiB compressed from {:.2} MiB) in {:.2} s; {} were there already",
             report.uploaded.len(),

@@ -118,6 +118,36 @@ impl Realisation {
         )
     }
 
+    /// What a signature of this realisation signs: its JSON without the
+    /// signatures. Mirrors `Realisation::fingerprint`.
+    pub fn fingerprint(&self) -> String {
+        let json = self.to_json();
+        let cut = json
+            .rfind(",\"signatures\":[")
+            .expect("to_json writes the signatures last");
+        format!("{}}}", &json[..cut])
+    }
+
+    /// Signs the fingerprint with `key`, adding the signature. Mirrors
+    /// `Realisation::sign`.
+    pub fn sign(&mut self, key: &crate::signature::SecretKey) {
+        let sig = key.sign(self.fingerprint().as_bytes());
+        self.signatures.insert(sig.to_string());
+    }
+
+    /// Whether a signature verifies with one of `trusted`. Mirrors
+    /// `Realisation::checkSignatures` (at least one).
+    pub fn is_signed_by(&self, trusted: &[crate::signature::PublicKey]) -> bool {
+        let fp = self.fingerprint();
+        self.signatures.iter().any(|s| {
+            s.parse::<crate::signature::Signature>().is_ok_and(|sig| {
+                trusted
+                    .iter()
+                    .any(|k| k.name() == sig.name() && k.verify(fp.as_bytes(), &sig))
+            })
+        })
+    }
+
     /// Parses Nix's JSON form (`Realisation::fromJSON`): `id` and `outPath` are
     /// required, `signatures` and `dependentRealisations` optional, other keys
     /// ignored.

@@ -1,0 +1,376 @@
+//! Floating content-addressed derivations (`ca-derivations`): built by rix as
+//! Nix 2.26 builds them (same output paths, same realisations), each reading
+//! the other's store, early cutoff, and a nondeterministic derivation keeping
+//! its first realisation. After Nix 2.26's `tests/functional/ca/build.sh`
+//! (`testCutoff`, `testDeterministicCA`) and `nondeterministic.nix`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rix_testutil::TempStore;
+
+const NIX_CONFIG: &str = "experimental-features = nix-command ca-derivations\nsandbox = false\nsubstituters =\nbuild-hook =";
+
+/// A graph: `a` (refers to itself) ← `b` (refers to `a`) ← `c`
+/// (input-addressed, above CA) ← `d` (CA again), with a fixed-output
+/// derivation below `b`. `comment` changes `a`'s derivation but not its
+/// output; `counter` records every builder run.
+const GRAPH: &str = r#"
+{ counter, comment ? "", seed ? "" }:
+let
+  ca = name: deps: script: derivation ({
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "echo ${name} >> ${counter}; ${script}" ];
+    __contentAddressed = true;
+    outputHashMode = "recursive";
+    outputHashAlgo = "sha256";
+  } // (if name == "a" then { inherit comment; } else { }));
+  fixed = derivation {
+    name = "fixed";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "echo fixed >> ${counter}; echo fixed > $out" ];
+    outputHashMode = "flat";
+    outputHashAlgo = "sha256";
+    outputHash = "sha256-DDBxQY5jVuYUiYyE7QZMqV6IVRvAgRtTS98ZUuza5TQ=";
+  };
+  a = ca "a" [ ] "echo hello > $out; echo $out >> $out";
+  b = ca "b" [ a ] "echo ${a} ${fixed} > $out";
+  c = derivation {
+    name = "c";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" "echo c >> ${counter}; echo ${b} > $out" ];
+  };
+  d = ca "d" [ c ] "/bin/mkdir $out; echo ${c} ${seed} > $out/c; /bin/ln -s $out/c $out/self";
+in d
+"#;
+
+fn write_graph(t: &TempStore) -> (String, String) {
+    let file = t.dir.path().join("graph.nix");
+    std::fs::write(&file, GRAPH).unwrap();
+    let counter = t.dir.path().join("counter");
+    empty_counter(&counter);
+    (
+        file.to_str().unwrap().to_owned(),
+        counter.to_str().unwrap().to_owned(),
+    )
+}
+
+/// Creates `counter` empty and writable by all (Nix's builders run as
+/// nixbld users).
+fn empty_counter(counter: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(counter, "").unwrap();
+    std::fs::set_permissions(counter, std::fs::Permissions::from_mode(0o666)).unwrap();
+}
+
+/// The builders that ran, sorted.
+fn runs(counter: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(counter)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+fn rix(t: &TempStore, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rix"))
+        .arg("--store")
+        .arg(t.url())
+        .args(["--option", "sandbox", "false"])
+        .args(args)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .output()
+        .expect("run rix")
+}
+
+#[track_caller]
+fn ok(out: Output) -> (String, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "failed: {stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+fn rix_build(t: &TempStore, file: &str, args: &[(&str, &str)]) -> (String, String) {
+    let mut all = vec![
+        "build",
+        "--extra-experimental-features",
+        "ca-derivations",
+        file,
+        "--no-link",
+    ];
+    for (k, v) in args {
+        all.extend(["--argstr", k, v]);
+    }
+    ok(rix(t, &all))
+}
+
+/// A Nix 2.26 tool on `t`'s store, or `None` without the oracle.
+fn nix(t: &TempStore, tool: &str, args: &[&str]) -> Option<(String, String)> {
+    let mut cmd = rix_testutil::nix_current(tool)?;
+    let out = cmd
+        .arg("--store")
+        .arg(t.url())
+        .args(args)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .output()
+        .unwrap();
+    Some(ok(out))
+}
+
+fn nix_build(t: &TempStore, file: &str, args: &[(&str, &str)]) -> Option<(String, String)> {
+    let mut all = vec![file, "--no-out-link"];
+    for (k, v) in args {
+        all.extend(["--argstr", *k, *v]);
+    }
+    nix(t, "nix-build", &all)
+}
+
+/// What Nix 2.26 reads of a store's results: the realisation of every
+/// derivation output the expression names, and the path info (content
+/// address, references, deriver) of the top output's closure.
+fn nix_view(t: &TempStore, file: &str, counter: &str, top: &str) -> Option<String> {
+    let (realisations, _) = nix(
+        t,
+        "nix",
+        &[
+            "realisation",
+            "info",
+            "--json",
+            "--file",
+            file,
+            "--argstr",
+            "counter",
+            counter,
+        ],
+    )?;
+    let (infos, _) = nix(t, "nix", &["path-info", "--json", "--recursive", top])?;
+    let mut infos: serde_json::Value = serde_json::from_str(&infos).unwrap();
+    // Registration times differ from build to build.
+    for (_, info) in infos.as_object_mut().unwrap() {
+        info.as_object_mut().unwrap().remove("registrationTime");
+    }
+    Some(format!("{realisations}\n{infos:#}"))
+}
+
+#[test]
+fn same_output_paths_and_realisations_as_nix() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let args = [("counter", counter.as_str())];
+    let Some((nix_out, _)) = nix_build(&t, &file, &args) else {
+        return;
+    };
+    let nix_view = nix_view(&t, &file, &counter, nix_out.trim()).unwrap();
+    // A fresh store at the same place: rix builds the same graph.
+    for sub in ["store", "state", "log"] {
+        let p = t.dir.path().join(sub);
+        let _ = Command::new("chmod").arg("-R").arg("u+w").arg(&p).status();
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+    empty_counter(Path::new(&counter));
+    let (rix_out, stderr) = rix_build(&t, &file, &args);
+    assert_eq!(rix_out, nix_out, "{stderr}");
+    assert_eq!(runs(&counter), ["a", "b", "c", "d", "fixed"]);
+    assert!(stderr.contains("resolved derivation: '"), "{stderr}");
+    // Nix reads rix's store: the same realisations and path infos, and it
+    // finds nothing to build.
+    assert_eq!(
+        nix_view,
+        self::nix_view(&t, &file, &counter, rix_out.trim()).unwrap()
+    );
+    let (again, stderr) = nix_build(&t, &file, &args).unwrap();
+    assert_eq!(again, rix_out);
+    assert!(!stderr.contains("building '"), "{stderr}");
+    nix(&t, "nix-store", &["--verify", "--check-contents"]).unwrap();
+}
+
+#[test]
+fn rix_reads_what_nix_built_and_cuts_off_above_an_unchanged_output() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let args = [("counter", counter.as_str())];
+    let Some((nix_out, _)) = nix_build(&t, &file, &args) else {
+        return;
+    };
+    empty_counter(Path::new(&counter));
+    let (out, stderr) = rix_build(&t, &file, &args);
+    assert_eq!(out, nix_out);
+    assert!(runs(&counter).is_empty(), "{stderr}");
+    // A new comment in the lowest derivation: it rebuilds, its output is
+    // the same, and nothing above it runs (Nix's `testCutoff`).
+    let changed = [("counter", counter.as_str()), ("comment", "v2")];
+    let (out, stderr) = rix_build(&t, &file, &changed);
+    assert_eq!(out, nix_out);
+    assert_eq!(runs(&counter), ["a"], "{stderr}");
+    assert_eq!(
+        stderr.matches("cut off: output unchanged").count(),
+        3,
+        "b, c and d: {stderr}"
+    );
+    // Nix agrees: everything of the changed graph is realised.
+    let (again, stderr) = nix_build(&t, &file, &changed).unwrap();
+    assert_eq!(again, nix_out);
+    assert!(!stderr.contains("building '"), "{stderr}");
+    assert_eq!(runs(&counter), ["a"]);
+}
+
+#[test]
+fn early_cutoff_rebuilds_only_the_changed_derivation() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let (first, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    assert_eq!(runs(&counter), ["a", "b", "c", "d", "fixed"]);
+    empty_counter(Path::new(&counter));
+    let (second, stderr) = rix_build(&t, &file, &[("counter", &counter), ("comment", "x")]);
+    assert_eq!(first, second);
+    assert_eq!(runs(&counter), ["a"], "{stderr}");
+    // A change that does reach the output rebuilds what is above it.
+    empty_counter(Path::new(&counter));
+    let (third, _) = rix_build(&t, &file, &[("counter", &counter), ("seed", "1")]);
+    assert_ne!(first, third);
+    assert_eq!(runs(&counter), ["d"]);
+    // The output is content-addressed, its self-reference rewritten.
+    let out = third.trim();
+    let target = std::fs::read_link(
+        Path::new(&t.store_dir())
+            .join(out.rsplit('/').next().unwrap())
+            .join("self"),
+    )
+    .unwrap();
+    assert_eq!(target, Path::new(out).join("c"));
+}
+
+/// A nondeterministic derivation keeps its first realisation: a dependent
+/// built later, by rix or by Nix, uses it instead of building it again.
+#[test]
+fn a_nondeterministic_derivation_keeps_its_first_realisation() {
+    const NONDET: &str = r#"
+    { top ? "one" }:
+    let
+      nondet = derivation {
+        name = "nondet";
+        system = builtins.currentSystem;
+        builder = "/bin/sh";
+        args = [ "-c" "echo $$ $RANDOM > $out" ];
+        __contentAddressed = true;
+        outputHashMode = "recursive";
+        outputHashAlgo = "sha256";
+      };
+    in derivation {
+      name = top;
+      system = builtins.currentSystem;
+      builder = "/bin/sh";
+      args = [ "-c" "read x < ${nondet}; echo ${nondet} $x > $out" ];
+      __contentAddressed = true;
+      outputHashMode = "recursive";
+      outputHashAlgo = "sha256";
+    }
+    "#;
+    let t = TempStore::new();
+    let file = t.dir.path().join("nondet.nix");
+    std::fs::write(&file, NONDET).unwrap();
+    let file = file.to_str().unwrap();
+    let read = |out: &str| std::fs::read_to_string(out.trim()).unwrap();
+    let (one, _) = rix_build(&t, file, &[("top", "one")]);
+    let (two, _) = rix_build(&t, file, &[("top", "two")]);
+    assert_eq!(read(&one), read(&two));
+    if let Some((three, stderr)) = nix_build(&t, file, &[("top", "three")]) {
+        assert_eq!(read(&one), read(&three), "{stderr}");
+    }
+}
+
+#[test]
+fn without_the_feature_a_floating_derivation_is_refused() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let out = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .arg("--store")
+        .arg(t.url())
+        .args(["--option", "sandbox", "false"])
+        .args(["build", "--no-link", &file, "--argstr", "counter", &counter])
+        .env("NIX_CONFIG", "experimental-features = nix-command")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ca-derivations"), "{stderr}");
+}
+
+/// Collecting an output deletes its realisations with it (Nix's foreign key
+/// cascade): a later build builds it again rather than trusting a
+/// realisation of a deleted path; one kept by a root keeps them.
+#[test]
+fn garbage_collection_keeps_realisations_consistent() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let (first, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    ok(rix(&t, &["store", "gc"]));
+    empty_counter(Path::new(&counter));
+    let (second, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    assert_eq!(first, second);
+    assert_eq!(runs(&counter), ["a", "b", "c", "d", "fixed"]);
+    if let Some((view, _)) = nix(&t, "nix", &["realisation", "info", "--json", second.trim()]) {
+        assert!(
+            view.contains(second.trim().rsplit('/').next().unwrap()),
+            "{view}"
+        );
+    }
+}
+
+/// Realisations travel with `rix copy --to` a binary cache
+/// (`realisations/<id>.doi`, as Nix's `nix copy` writes them), and a fresh
+/// store substitutes the graph through them instead of building it.
+#[test]
+fn realisations_travel_through_a_binary_cache() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let (out, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    let cache = t.dir.path().join("cache");
+    let cache_url = format!("file://{}", cache.display());
+    ok(rix(&t, &["copy", "--to", &cache_url, out.trim()]));
+    let doi: Vec<String> = std::fs::read_dir(cache.join("realisations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        doi.iter()
+            .all(|f| f.starts_with("sha256:") && f.ends_with("!out.doi")),
+        "{doi:?}"
+    );
+    // Every CA derivation's realisation and its resolved one's; the
+    // input-addressed `fixed` too (with ca-derivations every build has one).
+    assert!(doi.len() >= 5, "{doi:?}");
+    for sub in ["store", "state", "log"] {
+        let p = t.dir.path().join(sub);
+        let _ = Command::new("chmod").arg("-R").arg("u+w").arg(&p).status();
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+    empty_counter(Path::new(&counter));
+    let (again, stderr) = ok(rix(
+        &t,
+        &[
+            "build",
+            "--extra-experimental-features",
+            "ca-derivations",
+            &file,
+            "--argstr",
+            "counter",
+            &counter,
+            "--no-link",
+            "--option",
+            "substituters",
+            &cache_url,
+            "--option",
+            "require-sigs",
+            "false",
+        ],
+    ));
+    assert_eq!(again, out);
+    assert!(runs(&counter).is_empty(), "{stderr}");
+}
