@@ -5,6 +5,7 @@
 //! | [`plan`] | which derivations need building, and their dependency edges |
 //! | [`realise`] | running a plan in dependency order, `max_jobs` at a time |
 //! | [`builder`] | running one builder and registering its outputs |
+//! | [`basic`] | building a derivation sent in full (`BuildDerivation` of the worker and serve protocols) |
 //! | [`builtins`] | builders built into rix: `builtin:fetchurl` |
 //! | [`env`] | the builder's environment, exactly as Nix sets it |
 //! | [`log`] | build logs (bzip2, Nix's layout) |
@@ -16,6 +17,7 @@
 //! | [`running`] | process groups of running builders (cancellation) |
 //! | [`error`] | why a build failed |
 
+pub mod basic;
 pub mod builder;
 pub mod builtins;
 pub mod env;

@@ -20,6 +20,7 @@ pub mod resolve;
 pub mod run;
 pub mod serve;
 pub mod store;
+pub mod store_serve;
 
 /// An error that ends the command with a particular exit status, such as
 /// Nix's build statuses (100 failed, 101 timed out, 102 hash mismatch, 104
