@@ -8,6 +8,7 @@
 //! | [`basic`] | building a derivation sent in full (`BuildDerivation` of the worker and serve protocols) |
 //! | [`builtins`] | builders built into rix: `builtin:fetchurl` |
 //! | [`env`] | the builder's environment, exactly as Nix sets it |
+//! | [`machines`] | remote build machines: the `builders` setting in Nix's syntax (`;`/newlines, `#`, `@FILE`, eight columns) |
 //! | [`log`] | build logs (bzip2, Nix's layout) |
 //! | [`events`] | progress events for the CLI |
 //! | [`options`] | builder settings and substituters read from settings, for `rix build` and `rix daemon` |
@@ -24,6 +25,7 @@ pub mod env;
 pub mod error;
 pub mod events;
 pub mod log;
+pub mod machines;
 pub mod options;
 pub mod plan;
 pub mod realise;
