@@ -72,7 +72,11 @@ impl Machine {
         if params.is_empty() {
             return self.store_uri.clone();
         }
-        let sep = if self.store_uri.contains('?') { '&' } else { '?' };
+        let sep = if self.store_uri.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         format!("{}{sep}{}", self.store_uri, params.join("&"))
     }
 }
@@ -104,7 +108,10 @@ fn set(s: &str) -> BTreeSet<String> {
 
 /// `parseBuilderLine`.
 fn parse_line(default_systems: &BTreeSet<String>, line: &str) -> Result<Machine, MachinesError> {
-    let tokens: Vec<&str> = line.split([' ', '\t', '\n', '\r']).filter(|t| !t.is_empty()).collect();
+    let tokens: Vec<&str> = line
+        .split([' ', '\t', '\n', '\r'])
+        .filter(|t| !t.is_empty())
+        .collect();
     let is_set = |i: usize| tokens.get(i).is_some_and(|t| *t != "-");
     if !is_set(0) {
         return Err(MachinesError(format!(
@@ -164,11 +171,27 @@ fn parse_line(default_systems: &BTreeSet<String>, line: &str) -> Result<Machine,
         } else {
             default_systems.clone()
         },
-        ssh_key: if is_set(2) { tokens[2].to_owned() } else { String::new() },
+        ssh_key: if is_set(2) {
+            tokens[2].to_owned()
+        } else {
+            String::new()
+        },
         max_jobs: if is_set(3) { uint(3)? } else { 1 },
-        speed_factor: if speed_factor == 0.0 { 1.0 } else { speed_factor },
-        supported_features: if is_set(5) { set(tokens[5]) } else { BTreeSet::new() },
-        mandatory_features: if is_set(6) { set(tokens[6]) } else { BTreeSet::new() },
+        speed_factor: if speed_factor == 0.0 {
+            1.0
+        } else {
+            speed_factor
+        },
+        supported_features: if is_set(5) {
+            set(tokens[5])
+        } else {
+            BTreeSet::new()
+        },
+        mandatory_features: if is_set(6) {
+            set(tokens[6])
+        } else {
+            BTreeSet::new()
+        },
         ssh_public_host_key: host_key,
     })
 }
@@ -179,7 +202,9 @@ pub fn parse_machines(
     default_systems: &BTreeSet<String>,
     builders: &str,
 ) -> Result<Vec<Machine>, MachinesError> {
-    parse_machines_with(default_systems, builders, &|p| std::fs::read_to_string(p).ok())
+    parse_machines_with(default_systems, builders, &|p| {
+        std::fs::read_to_string(p).ok()
+    })
 }
 
 /// [`parse_machines`] with files read by `read`.
@@ -190,7 +215,10 @@ pub fn parse_machines_with(
 ) -> Result<Vec<Machine>, MachinesError> {
     let mut lines = Vec::new();
     expand_lines(builders, read, &mut lines);
-    lines.iter().map(|l| parse_line(default_systems, l)).collect()
+    lines
+        .iter()
+        .map(|l| parse_line(default_systems, l))
+        .collect()
 }
 
 /// `getMachines`: the `builders` setting, this machine's `system` the
@@ -246,7 +274,10 @@ mod tests {
         ] {
             assert_eq!(
                 hosts(&parse(spec).unwrap()),
-                ["ssh://nix@scratchy.labs.cs.uu.nl", "ssh://nix@itchy.labs.cs.uu.nl"]
+                [
+                    "ssh://nix@scratchy.labs.cs.uu.nl",
+                    "ssh://nix@itchy.labs.cs.uu.nl"
+                ]
             );
         }
     }
@@ -278,8 +309,14 @@ mod tests {
         let m = &parse("nix@scratchy.labs.cs.uu.nl Arch1,Arch2 - - - SupportedFeature1,SupportedFeature2 MandatoryFeature1,MandatoryFeature2").unwrap()[0];
         assert_eq!(m.systems, ["Arch1".to_owned(), "Arch2".to_owned()].into());
         let f = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
-        assert_eq!(m.supported_features, f(&["SupportedFeature1", "SupportedFeature2"]));
-        assert_eq!(m.mandatory_features, f(&["MandatoryFeature1", "MandatoryFeature2"]));
+        assert_eq!(
+            m.supported_features,
+            f(&["SupportedFeature1", "SupportedFeature2"])
+        );
+        assert_eq!(
+            m.mandatory_features,
+            f(&["MandatoryFeature1", "MandatoryFeature2"])
+        );
         assert!(m.system_supported("Arch2") && m.system_supported("builtin"));
         assert!(!m.system_supported("Arch3"));
         assert!(m.all_supported(&f(&["SupportedFeature1", "MandatoryFeature2"])));
@@ -297,7 +334,10 @@ mod tests {
         );
         assert!(err("nix@scratchy.labs.cs.uu.nl - - -1").contains("to 'unsigned int'"));
         assert!(err("nix@scratchy.labs.cs.uu.nl - - 8 three").contains("to 'float'"));
-        assert_eq!(err("nix@scratchy.labs.cs.uu.nl - - 8 -3"), "speed factor must be >= 0");
+        assert_eq!(
+            err("nix@scratchy.labs.cs.uu.nl - - 8 -3"),
+            "speed factor must be >= 0"
+        );
         assert!(err("nix@scratchy.labs.cs.uu.nl - - 8 3 - - BAD_BASE64")
             .contains("while parsing machine specification at a column #7"));
     }
@@ -329,7 +369,13 @@ mod tests {
 
     #[test]
     fn store_urls_kept_as_written() {
-        for uri in ["ssh-ng://h?remote-store=x", "local", "daemon", "/path", "auto?x=1"] {
+        for uri in [
+            "ssh-ng://h?remote-store=x",
+            "local",
+            "daemon",
+            "/path",
+            "auto?x=1",
+        ] {
             assert_eq!(parse(uri).unwrap()[0].store_uri, uri);
         }
     }

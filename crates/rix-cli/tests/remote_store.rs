@@ -108,7 +108,11 @@ fn rix_to_nix_machines() {
             .env("NIX_CONFIG", "substituters =")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let nix_hash = String::from_utf8(out.stdout).unwrap();
         let nix32 = nix_hash.trim().trim_start_matches("sha256:");
         assert!(!nix32.is_empty());
@@ -129,11 +133,20 @@ fn nix_to_rix_machines() {
     let file = dir.path().join("nix-file");
     std::fs::write(&file, "from Nix\n").unwrap();
     let out = nix_store
-        .args(["--store", src.to_str().unwrap(), "--add", file.to_str().unwrap()])
+        .args([
+            "--store",
+            src.to_str().unwrap(),
+            "--add",
+            file.to_str().unwrap(),
+        ])
         .env("NIX_CONFIG", "substituters =")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let path = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     for (scheme, program) in [
         ("ssh", format!("{RIX} store serve")),

@@ -205,7 +205,11 @@ impl ServeSession<'_> {
                 if include_outputs {
                     let mut outputs = BTreeSet::new();
                     for p in closure.iter().filter(|p| p.is_derivation()) {
-                        for out in store.query_derivation_output_map(p)?.into_values().flatten() {
+                        for out in store
+                            .query_derivation_output_map(p)?
+                            .into_values()
+                            .flatten()
+                        {
                             if store.is_valid(&out)? {
                                 outputs.insert(out);
                             }
@@ -343,7 +347,7 @@ fn built_outputs(
     outputs
         .iter()
         .filter_map(|(name, path)| {
-            let hash = by_output.get(name)?.clone();
+            let hash = *by_output.get(name)?;
             Some((
                 name.clone(),
                 Realisation {

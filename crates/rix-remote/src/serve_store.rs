@@ -23,7 +23,7 @@ use rix_formats::serve_protocol::{
     ServeSerialise, ServeVersion, StorePathWithOutputs,
 };
 use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
-use rix_formats::worker_protocol::wire::{read_string, read_u64, read_text};
+use rix_formats::worker_protocol::wire::{read_string, read_text, read_u64};
 use rix_formats::worker_protocol::{BuildResult, BuildStatus, Serialise, UnkeyedValidPathInfo};
 use rix_store::local_store::{Result, StoreError};
 use rix_store::path_info::ValidPathInfo;
@@ -160,12 +160,8 @@ impl ServeStore {
             process,
         } = self.master.start(&command, Stdio::inherit())?;
         let mut to = BufWriter::with_capacity(64 << 10, stdin);
-        let version = match client_handshake(
-            &mut to,
-            &mut stdout,
-            ServeVersion::LATEST,
-            &self.host,
-        ) {
+        let version = match client_handshake(&mut to, &mut stdout, ServeVersion::LATEST, &self.host)
+        {
             Ok(v) => v,
             Err(HandshakeError::Wire(e)) if is_eof(&e) => {
                 return Err(protocol(format!("cannot connect to '{}'", self.host)))
@@ -230,7 +226,8 @@ impl ServeStore {
                     "the serve protocol's server answered for '{s}', which was not asked for"
                 )));
             }
-            let info = <UnkeyedValidPathInfo as ServeSerialise>::read(conn.from(), &ctx).map_err(wire_err)?;
+            let info = <UnkeyedValidPathInfo as ServeSerialise>::read(conn.from(), &ctx)
+                .map_err(wire_err)?;
             if info.nar_hash == rix_formats::serve_protocol::values::dummy_hash() {
                 return Err(protocol("NAR hash is now mandatory"));
             }
@@ -396,7 +393,10 @@ impl Store for ServeStore {
     /// where it ends.
     fn nar_from_path(&self, path: &StorePath, out: &mut dyn Write) -> Result<()> {
         let mut conn = self.conn()?;
-        Self::send(&mut conn, &ServeRequest::DumpStorePath { path: path.clone() })?;
+        Self::send(
+            &mut conn,
+            &ServeRequest::DumpStorePath { path: path.clone() },
+        )?;
         let mut reader = NarReader::new(conn.from());
         let mut writer = NarWriter::new(out);
         rix_formats::nar::copy(&mut reader, &mut writer).map_err(|e| {
@@ -436,7 +436,7 @@ impl Store for ServeStore {
                 nar_size: info.nar_size,
                 ultimate: info.ultimate,
                 sigs: info.sigs.clone(),
-                ca: info.ca.clone(),
+                ca: info.ca,
             }),
         )?;
         // The NAR checked on the way (it must be one whole NAR of the size
@@ -446,9 +446,8 @@ impl Store for ServeStore {
             let mut writer = NarWriter::new(&mut conn.to);
             rix_formats::nar::copy(&mut reader, &mut writer)
         };
-        let size = copied.map_err(|e| {
-            protocol(format!("invalid NAR for '{}': {e}", self.print(&info.path)))
-        })?;
+        let size = copied
+            .map_err(|e| protocol(format!("invalid NAR for '{}': {e}", self.print(&info.path))))?;
         if size != info.nar_size {
             return Err(StoreError::SizeMismatch {
                 path: self.print(&info.path),

@@ -43,9 +43,9 @@ use rix_store::local_store::{Result, StoreError};
 use rix_store::path_info::ValidPathInfo;
 use rix_store::store_api::{AddFlags, GcStore, Store};
 
-use crate::transport::{Connector, UnixConnector};
 use crate::connection::{io_error, strip_ansi, wire_error, Connection};
 use crate::logger::DaemonLogger;
+use crate::transport::{Connector, UnixConnector};
 use crate::url::DaemonUrl;
 use rix_store::path_info::{from_unkeyed, from_wire, to_wire};
 
@@ -223,7 +223,14 @@ impl DaemonStore {
         let connector = Arc::new(UnixConnector {
             socket: socket.to_path_buf(),
         });
-        Self::open_with(connector, socket.to_path_buf(), store_dir, url, options, logger)
+        Self::open_with(
+            connector,
+            socket.to_path_buf(),
+            store_dir,
+            url,
+            options,
+            logger,
+        )
     }
 
     /// Opens a daemon reached through `connector` (`ssh-ng://`: a command's

@@ -412,7 +412,12 @@ fn golden_handshake() {
     assert_eq!(v, v2_0);
     assert_eq!(sent, from_client);
     // A later client gets the older server's version.
-    let v = client_handshake(&mut Vec::new(), &mut &to_client[..], ServeVersion::LATEST, "h");
+    let v = client_handshake(
+        &mut Vec::new(),
+        &mut &to_client[..],
+        ServeVersion::LATEST,
+        "h",
+    );
     assert_eq!(v.unwrap(), v2_0);
     // Truncated or corrupted greetings are refused, never a panic.
     for len in 0..to_client.len() {

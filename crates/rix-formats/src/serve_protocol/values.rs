@@ -103,8 +103,7 @@ impl ServeSerialise for BuildResult {
             let count = read_count(r, &ctx.limits, "BuildResult.builtOutputs")?;
             for _ in 0..count {
                 let _: DrvOutput = read_field(r, &common, "BuildResult.builtOutputs")?;
-                let realisation: Realisation =
-                    read_field(r, &common, "BuildResult.builtOutputs")?;
+                let realisation: Realisation = read_field(r, &common, "BuildResult.builtOutputs")?;
                 res.built_outputs
                     .insert(realisation.id.output_name.clone(), realisation);
             }
