@@ -178,3 +178,67 @@ fn nix_to_rix_machines() {
         assert_eq!(rix(&remote, &["path-info", &path]).trim(), path);
     }
 }
+
+/// `BuildDerivation` over `ssh://` (the request Nix's build hook sends for a
+/// derivation whose `.drv` is not on the machine): `rix store serve --write`
+/// builds it and registers its output with the derivation as deriver; the
+/// output comes back with `copy --from`.
+#[test]
+fn build_derivation_on_a_rix_machine() {
+    use rix_formats::derivation::{Derivation, DerivationOutput};
+    use rix_formats::serve_protocol::BuildOptions;
+    use rix_formats::worker_protocol::BuildStatus;
+    use rix_formats::StoreDir;
+
+    let dir = tempfile::tempdir().unwrap();
+    let machine = dir.path().join("machine");
+    let store_dir = StoreDir::default();
+    let mut drv = Derivation {
+        name: "remote-hello".into(),
+        system: b"x86_64-linux".to_vec(),
+        builder: b"/bin/sh".to_vec(),
+        args: vec![b"-c".to_vec(), b"echo built remotely > $out".to_vec()],
+        ..Derivation::default()
+    };
+    drv.outputs.insert("out".into(), DerivationOutput::Deferred);
+    drv.env.insert(b"out".to_vec(), Vec::new());
+    drv.env.insert(b"name".to_vec(), b"remote-hello".to_vec());
+    drv.env.insert(b"system".to_vec(), b"x86_64-linux".to_vec());
+    drv.env.insert(b"builder".to_vec(), b"/bin/sh".to_vec());
+    let no_inputs = |_: &rix_formats::StorePath| -> Result<
+        rix_formats::derivation::DrvHash,
+        rix_formats::derivation::hashing::LookupError,
+    > { Err("no inputs".into()) };
+    drv.fill_in_output_paths(&store_dir, no_inputs).unwrap();
+    let drv_path = drv.drv_path(&store_dir).unwrap();
+    let out = match &drv.outputs["out"] {
+        DerivationOutput::InputAddressed { path } => path.clone(),
+        o => panic!("{o:?}"),
+    };
+    let config = rix_remote::ServeStoreConfig {
+        remote_program: vec![RIX.to_owned(), "store".into(), "serve".into()],
+        remote_store: Some(format!("local?root={}", machine.display())),
+        max_connections: 1,
+        ..Default::default()
+    };
+    std::env::set_var("RIX_CONFIG", "sandbox = false\nsubstituters =");
+    let store = rix_remote::ServeStore::open("localhost", config, store_dir.clone()).unwrap();
+    let result = store
+        .build_derivation(&drv_path, &drv, BuildOptions::default())
+        .unwrap();
+    assert_eq!(result.status, BuildStatus::Built, "{}", result.error_msg);
+    assert_eq!(result.built_outputs["out"].out_path, out);
+    // Built once: asked again, the machine has it.
+    let again = store
+        .build_derivation(&drv_path, &drv, BuildOptions::default())
+        .unwrap();
+    assert_eq!(again.status, BuildStatus::AlreadyValid);
+    let info = rix_store::store_api::Store::path_info(&store, &out).unwrap();
+    assert_eq!(info.deriver.as_ref(), Some(&drv_path));
+    let printed = store_dir.display(&out);
+    let back = dir.path().join("back");
+    let url = url("ssh", &format!("{RIX} store serve"), &machine);
+    rix(&back, &["copy", "--from", &url, &printed]);
+    let real = back.join(printed.trim_start_matches('/'));
+    assert_eq!(std::fs::read_to_string(real).unwrap(), "built remotely\n");
+}
