@@ -156,6 +156,11 @@ impl Context {
     /// Opens the selected store, whichever kind it is; daemon log lines and
     /// activities go to `logger`.
     pub fn open_any_store(&self, logger: Arc<dyn DaemonLogger>) -> Result<Arc<dyn Store>> {
+        if let Some(url) = self.store_url.as_deref() {
+            if let Some(store) = self.open_ssh(url, logger.clone())? {
+                return Ok(store);
+            }
+        }
         match self.daemon_choice() {
             Some(url) => Ok(Arc::new(self.connect(&url, logger)?)),
             None => Ok(Arc::new(self.open_store()?)),
@@ -165,6 +170,9 @@ impl Context {
     /// The store at `url` (a local store or a daemon), or `None` when `url` is
     /// not a store's (a binary cache's, say).
     pub fn open_store_url(&self, url: &str) -> Result<Option<Arc<dyn Store>>> {
+        if let Some(store) = self.open_ssh(url, Arc::new(rix_remote::StderrLogger::default()))? {
+            return Ok(Some(store));
+        }
         if let Some(daemon) = daemon_url(url) {
             return Ok(Some(Arc::new(self.open_daemon(&daemon)?)));
         }
@@ -175,6 +183,15 @@ impl Context {
         let store = LocalStore::open(layout)
             .with_context(|| format!("cannot open the store at {}", dir.display()))?;
         Ok(Some(Arc::new(store)))
+    }
+
+    /// The `ssh://` or `ssh-ng://` store at `url`, or `None` when `url` is not one.
+    fn open_ssh(&self, url: &str, logger: Arc<dyn DaemonLogger>) -> Result<Option<Arc<dyn Store>>> {
+        if rix_remote::ssh_url::SshUrl::parse(url).is_none() {
+            return Ok(None);
+        }
+        rix_remote::ssh_url::open_ssh_store(url, self.daemon_options()?, logger)
+            .with_context(|| format!("cannot open the store '{url}'"))
     }
 
     /// The selected store behind the store interface, with the daemon's

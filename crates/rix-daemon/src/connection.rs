@@ -988,10 +988,16 @@ impl<W: Write + Send> Conn<'_, W> {
         } else if is_ca {
             self.api().add_derivation(&drv)?
         } else {
-            return Err(failed(format!(
-                "building derivation '{}', which is not in the store, is not supported by rix yet",
-                self.print(&drv_path)
-            )));
+            // A trusted client's derivation, built as it was sent (a build
+            // machine receives its inputs' outputs as input sources).
+            let opts = self.settings.realise_options(self.dir()).map_err(failed)?;
+            return Ok(crate::serve::basic_build_result(
+                self.store(),
+                &drv_path,
+                &drv,
+                &opts,
+                self.tunnel,
+            ));
         };
         let results = self.build(
             &[DerivedPath::Built {

@@ -11,6 +11,7 @@
 //! | [`client_settings`] | `SetOptions`: what a client may change for its connection | `daemon.cc` (`ClientSettings::apply`) |
 //! | [`connection`] | one connection: handshake, then each request in turn | `daemon.cc` (`processConnection`, `performOp`) |
 //! | [`hangup`] | noticing a client that hung up, to stop its builds | `MonitorFdHup` |
+//! | [`serve`] | the serve protocol's server (`nix-store --serve [--write]`, what an `ssh://` store starts): queries, NAR dumps, imports, `BuildDerivation`/`BuildPaths` | `nix-store.cc` (`opServe`) |
 //! | [`listen`] | the socket: its path, mode 0666, systemd socket activation, a process forked per connection | `nix-daemon.cc` (`daemonLoop`) |
 //!
 //! A connection serves one client on whatever streams it is given (a Unix
@@ -24,6 +25,7 @@ pub mod client_settings;
 pub mod connection;
 pub mod hangup;
 pub mod listen;
+pub mod serve;
 pub mod tunnel;
 
 pub use auth::{authorise, Peer};

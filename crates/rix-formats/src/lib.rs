@@ -28,6 +28,7 @@ pub mod nar;
 pub mod narinfo;
 pub mod nixbase32;
 pub mod references;
+pub mod serve_protocol;
 pub mod signature;
 pub mod store_path;
 pub mod worker_protocol;

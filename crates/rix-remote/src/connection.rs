@@ -13,9 +13,7 @@
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rix_formats::worker_protocol::handshake::{
@@ -31,6 +29,7 @@ use rix_formats::StoreDir;
 use rix_store::local_store::{Result, StoreError};
 
 use crate::logger::{decode_activity, decode_result, DaemonLogger};
+use crate::transport::{Connector, Control};
 
 /// The most bytes answered to one `STDERR_READ` (the daemon asks for what it
 /// wants; Nix's client allocates the whole length, rix bounds it).
@@ -45,8 +44,10 @@ pub(crate) const DISCONNECTED: &str = "Nix daemon disconnected unexpectedly (may
 
 /// An open, initialised connection.
 pub struct Connection {
-    pub(crate) reader: BufReader<UnixStream>,
-    pub(crate) writer: BufWriter<UnixStream>,
+    pub(crate) reader: BufReader<Box<dyn Read + Send>>,
+    pub(crate) writer: BufWriter<Box<dyn Write + Send>>,
+    /// Cuts the transport (an upload that failed half-way).
+    pub(crate) control: Arc<dyn Control>,
     pub(crate) ctx: Ctx,
     /// The daemon's Nix version (`nix-daemon --version`'s number).
     pub daemon_nix_version: String,
@@ -110,27 +111,21 @@ pub fn strip_ansi(s: &str) -> String {
 }
 
 impl Connection {
-    /// Connects to `socket` (the store `url` in messages) and runs the handshake (offering at most
+    /// Connects through `connector` (the store `url` in messages) and runs the handshake (offering at most
     /// `max_version`), then `SetOptions` with `settings`.
     pub fn open(
-        socket: &Path,
+        connector: &dyn Connector,
         url: &str,
         store_dir: &StoreDir,
         max_version: ProtocolVersion,
         settings: &ClientSettings,
         logger: &dyn DaemonLogger,
     ) -> Result<Connection> {
-        let stream = UnixStream::connect(socket).map_err(|e| {
-            StoreError::Protocol(format!(
-                "cannot connect to socket at '{}': {}",
-                socket.display(),
-                os_error_text(&e)
-            ))
-        })?;
-        let read_half = stream.try_clone().map_err(io_error)?;
+        let opened = connector.connect()?;
         let mut conn = Connection {
-            reader: BufReader::with_capacity(64 << 10, read_half),
-            writer: BufWriter::with_capacity(64 << 10, stream),
+            reader: BufReader::with_capacity(64 << 10, opened.reader),
+            writer: BufWriter::with_capacity(64 << 10, opened.writer),
+            control: opened.control,
             ctx: Ctx {
                 version: max_version,
                 store_dir: store_dir.clone(),
@@ -263,7 +258,7 @@ impl Connection {
     ) -> Result<()> {
         self.send(request)?;
         let writer_done = (Mutex::new(false), Condvar::new());
-        let stream = self.writer.get_ref().try_clone().map_err(io_error)?;
+        let stream = self.control.clone();
         let Connection {
             reader,
             writer,
@@ -287,7 +282,7 @@ impl Connection {
                         .wait_timeout_while(done, DRAIN_WAIT, |done| !*done)
                         .unwrap_or_else(|e| e.into_inner());
                     if !*done {
-                        let _ = stream_r.shutdown(Shutdown::Both);
+                        stream_r.shutdown(Shutdown::Both);
                     }
                 }
                 r
@@ -306,7 +301,7 @@ impl Connection {
             if written.is_err() {
                 // Never end the frames after a failure: the daemon must see
                 // the end of its input instead.
-                let _ = stream.shutdown(Shutdown::Write);
+                stream.shutdown(Shutdown::Write);
             }
             let read = reading
                 .join()
@@ -340,8 +335,8 @@ impl Connection {
 /// The stderr loop, on borrowed halves so that it can run on its own thread
 /// during an upload (then `writer` is `None` and `STDERR_READ` is refused).
 fn read_stderr(
-    reader: &mut BufReader<UnixStream>,
-    mut writer: Option<&mut BufWriter<UnixStream>>,
+    reader: &mut BufReader<Box<dyn Read + Send>>,
+    mut writer: Option<&mut BufWriter<Box<dyn Write + Send>>>,
     ctx: &Ctx,
     logger: &dyn DaemonLogger,
     mut sink: Option<&mut dyn Write>,

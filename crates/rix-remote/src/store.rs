@@ -45,6 +45,7 @@ use rix_store::store_api::{AddFlags, GcStore, Store};
 
 use crate::connection::{io_error, strip_ansi, wire_error, Connection};
 use crate::logger::DaemonLogger;
+use crate::transport::{Connector, UnixConnector};
 use crate::url::DaemonUrl;
 use rix_store::path_info::{from_unkeyed, from_wire, to_wire};
 
@@ -133,6 +134,7 @@ pub struct SubstitutablePathInfo {
 /// A store reached through a Nix daemon over a Unix socket.
 pub struct DaemonStore {
     socket: PathBuf,
+    connector: Arc<dyn Connector>,
     store_dir: StoreDir,
     url: String,
     settings: ClientSettings,
@@ -218,8 +220,32 @@ impl DaemonStore {
         options: DaemonOptions,
         logger: Arc<dyn DaemonLogger>,
     ) -> Result<DaemonStore> {
-        let store = DaemonStore {
+        let connector = Arc::new(UnixConnector {
             socket: socket.to_path_buf(),
+        });
+        Self::open_with(
+            connector,
+            socket.to_path_buf(),
+            store_dir,
+            url,
+            options,
+            logger,
+        )
+    }
+
+    /// Opens a daemon reached through `connector` (`ssh-ng://`: a command's
+    /// stdin and stdout); `socket` is what [`Self::socket`] reports.
+    pub fn open_with(
+        connector: Arc<dyn Connector>,
+        socket: PathBuf,
+        store_dir: StoreDir,
+        url: String,
+        options: DaemonOptions,
+        logger: Arc<dyn DaemonLogger>,
+    ) -> Result<DaemonStore> {
+        let store = DaemonStore {
+            socket,
+            connector,
             store_dir,
             url,
             settings: options.client_settings(),
@@ -234,7 +260,7 @@ impl DaemonStore {
 
     fn new_connection(&self) -> Result<Connection> {
         Connection::open(
-            &self.socket,
+            &*self.connector,
             &self.url,
             &self.store_dir,
             self.max_version,

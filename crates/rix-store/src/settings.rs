@@ -112,6 +112,8 @@ fn is_static_elf(path: &Path) -> bool {
 pub const KNOWN: &[(&str, &str)] = &[
     ("store", ""),
     ("max-jobs", "1"),
+    ("builders", "@/etc/nix/machines"),
+    ("builders-use-substitutes", "false"),
     ("cores", "0"),
     ("keep-going", "false"),
     ("keep-failed", "false"),

@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod run;
 pub mod serve;
 pub mod store;
+pub mod store_serve;
 pub mod why_rebuild;
 
 /// An error that ends the command with a particular exit status, such as

@@ -530,7 +530,7 @@ fn spool_nar(input: &mut Counting<impl Read>) -> Result<(File, rix_formats::Hash
 
 /// Reads a `nix-store --export` stream and adds each path (see [`export`]).
 /// Returns the imported paths in stream order.
-fn import(store: &dyn Store, input: &mut impl Read) -> Result<Vec<StorePath>> {
+pub(crate) fn import(store: &dyn Store, input: &mut impl Read) -> Result<Vec<StorePath>> {
     let mut input = Counting {
         inner: input,
         pos: 0,

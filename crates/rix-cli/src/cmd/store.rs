@@ -51,6 +51,8 @@ pub enum StoreCommand {
     },
     /// Build derivations and print their output paths (like `nix-store --realise`).
     Realise(crate::cmd::build::BuildArgs),
+    /// Serve the store over the serve protocol on stdin/stdout (like `nix-store --serve`).
+    Serve(crate::cmd::store_serve::ServeArgs),
     #[command(flatten)]
     Gc(crate::cmd::gc::GcCommand),
     #[command(flatten)]
@@ -124,6 +126,7 @@ impl StoreCommand {
             Self::Sign { key_file, paths } => crate::cmd::copy::sign(ctx, key_file, paths),
             Self::Query(q) => q.run(ctx),
             Self::Gc(c) => c.run(ctx),
+            Self::Serve(args) => crate::cmd::store_serve::run(ctx, args),
             Self::Realise(args) => {
                 let mut args_owned = crate::cmd::build::BuildArgs { ..args.clone() };
                 args_owned.no_link = true;
