@@ -144,7 +144,22 @@ impl Db {
             path,
             store_dir,
         };
-        db.init().map_err(|e| db.err(e))?;
+        // Two processes opening a new store at once can meet SQLite's
+        // deadlock avoidance while the first sets up WAL mode and the
+        // schema: SQLITE_BUSY without the busy handler. Setting up is
+        // idempotent, so it is tried again.
+        let mut attempt = 0;
+        loop {
+            match db.init() {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 100 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10 + 5 * attempt));
+                }
+                r => break r.map_err(|e| db.err(e))?,
+            }
+        }
         if !schema_file.exists() {
             std::fs::write(&schema_file, SCHEMA_VERSION.to_string()).map_err(|source| {
                 DbError::Io {
