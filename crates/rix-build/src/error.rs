@@ -7,6 +7,11 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum BuildError {
+    /// `max-jobs = 0` with something to build: nothing may build locally, and
+    /// builds are not sent to other machines (Nix's words, laid out as Nix
+    /// prints them: the message starts on the line after `error:`).
+    #[error("\n                           Unable to start any build;\n                           either increase '--max-jobs' or enable remote builds.\n\n                           For more information run 'man nix.conf' and search for '/machines'.")]
+    NoBuildSlots,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

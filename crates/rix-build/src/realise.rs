@@ -16,7 +16,7 @@ use crate::plan::{plan, Plan, PlannedBuild};
 /// Options of one realisation.
 #[derive(Debug, Clone)]
 pub struct RealiseOptions {
-    /// Builders running at once (at least 1).
+    /// Builders running at once; 0 refuses to build anything (`max-jobs = 0`).
     pub max_jobs: usize,
     /// Go on with independent builds after a failure.
     pub keep_going: bool,
@@ -147,6 +147,11 @@ pub fn execute(
         ..
     } = plan;
     observer.event(BuildEvent::Planned { to_build: &order });
+    // `max-jobs = 0`: nothing builds here (and rix sends nothing to the
+    // `builders` machines yet), as Nix's worker refuses.
+    if opts.max_jobs == 0 && !builds.is_empty() {
+        return Err(BuildError::NoBuildSlots);
+    }
 
     let mut report = RealiseReport {
         outputs: target_outputs,

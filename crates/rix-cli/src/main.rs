@@ -257,7 +257,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(e.code);
                 }
             }
-            rix_eval::error::log_stderr(&format!("error: {err}"));
+            // A message laid out on lines of its own starts after `error:`.
+            let text = err.to_string();
+            let sep = if text.starts_with('\n') { "" } else { " " };
+            rix_eval::error::log_stderr(&format!("error:{sep}{text}"));
             // Each cause once: an I/O error wrapped with its path is not
             // followed by the same error without it.
             let mut said = err.to_string();

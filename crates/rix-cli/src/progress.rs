@@ -19,6 +19,8 @@ pub struct Progress {
     plain: Mutex<()>,
     /// Failed builds already reported (see [`Progress::reported_failures`]).
     reported_failures: std::sync::atomic::AtomicUsize,
+    /// `nix-build`'s lowercase heading for one derivation (see [`will_be_built`]).
+    legacy: std::sync::atomic::AtomicBool,
 }
 
 struct Live {
@@ -50,7 +52,15 @@ impl Progress {
             live,
             plain: Mutex::new(()),
             reported_failures: Default::default(),
+            legacy: Default::default(),
         }
+    }
+
+    /// Words the plan as `nix-build` does (a build of Nix files) rather than
+    /// as `nix build`.
+    pub fn set_legacy(&self, legacy: bool) {
+        self.legacy
+            .store(legacy, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many failed builds were reported as they failed.
@@ -90,7 +100,8 @@ impl Observer for Progress {
                     l.overall.set_length(to_build.len() as u64);
                 }
                 if !to_build.is_empty() {
-                    self.println(&will_be_built(to_build.len(), false));
+                    let legacy = self.legacy.load(std::sync::atomic::Ordering::Relaxed);
+                    self.println(&will_be_built(to_build.len(), legacy));
                     for d in to_build {
                         self.println(&format!("  {}", self.store_dir.display(d)));
                     }
@@ -193,10 +204,11 @@ impl rix_substitute::SubstObserver for Progress {
 }
 
 /// Nix 2.26's heading for the derivations to build: "This derivation will be
-/// built:" for one as a build starts, "this derivation ..." in a dry run
-/// (`dry_run`), "these N derivations will be built:" for more.
-pub fn will_be_built(n: usize, dry_run: bool) -> String {
-    match (n, dry_run) {
+/// built:" for one as `nix build` starts, "this derivation ..." (`lowercase`)
+/// in a dry run and in `nix-build`, "these N derivations will be built:" for
+/// more.
+pub fn will_be_built(n: usize, lowercase: bool) -> String {
+    match (n, lowercase) {
         (1, false) => "This derivation will be built:".to_owned(),
         (1, true) => "this derivation will be built:".to_owned(),
         _ => format!("these {n} derivations will be built:"),

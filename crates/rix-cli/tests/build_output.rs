@@ -341,3 +341,48 @@ fn a_function_needing_arguments_gets_nixs_hint() {
         .unwrap();
     assert_eq!(err, String::from_utf8(out.stderr).unwrap());
 }
+
+/// A Nix file built with `max-jobs = 0`: `nix-build`'s lowercase heading for
+/// one derivation, then Nix's refusal, byte for byte, exit status 1.
+#[test]
+fn max_jobs_zero_refuses_as_nix_build() {
+    let t = TempStore::new();
+    let file = t.dir.path().join("one.nix");
+    std::fs::write(
+        &file,
+        "derivation { name = \"one\"; system = builtins.currentSystem; builder = \"/bin/sh\"; args = [ \"-c\" \"echo > $out\" ]; }\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let rix = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .env("NIX_CONF_DIR", "/nonexistent")
+        .args(["--store", &t.url(), "build", "-j0", "--no-link", file])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&rix.stderr).into_owned();
+    assert_eq!(rix.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("this derivation will be built:\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error:\n                           Unable to start any build;\n"));
+    let Some(mut nix) = rix_testutil::nix_current("nix-build") else {
+        return;
+    };
+    let out = nix
+        .args([
+            "--store",
+            &t.url(),
+            "--option",
+            "build-hook",
+            "",
+            "--option",
+            "substituters",
+            "",
+        ])
+        .args(["-j0", "--no-out-link", file])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), rix.status.code());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), stderr);
+}

@@ -371,6 +371,7 @@ fn realise_then(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) -> Res
         );
     }
     let progress = Progress::new(store.store_dir().clone(), args.print_build_logs);
+    progress.set_legacy(nix_file_build(args));
     let fetched = rix_build::substitute::realise_paths(
         &store,
         &paths,
@@ -429,6 +430,16 @@ fn print_explanations(
     Ok(())
 }
 
+/// Whether a Nix file is built (`rix build FILE.nix`, as `nix-build FILE`),
+/// rather than installables as `nix build` (`-f`/`--expr` included).
+fn nix_file_build(args: &BuildArgs) -> bool {
+    !args.nix.is_set()
+        && args
+            .installables
+            .iter()
+            .any(|i| crate::cmd::instantiate::is_nix_installable(i))
+}
+
 /// Whether the build is `nix-build`'s (Nix files or `--file`/`--expr`),
 /// which prints the output paths, rather than `nix build`'s.
 fn nix_build_style(args: &BuildArgs) -> bool {
@@ -476,6 +487,7 @@ fn run_through_daemon(ctx: &Context, args: &BuildArgs, finish: &mut Finish<'_>) 
         .map(|u| u.store_dir)
         .context("not a daemon URL")?;
     let progress = std::sync::Arc::new(Progress::new(store_dir, args.print_build_logs));
+    progress.set_legacy(nix_file_build(args));
     let logger = std::sync::Arc::new(crate::progress::DaemonProgress::new(progress.clone()));
     // The daemon builds with this command's flags (`-j`, `--cores`, `-K`,
     // `--keep-going`, `--max-silent-time`) over the settings, as sent by `SetOptions`.
