@@ -374,3 +374,65 @@ fn realisations_travel_through_a_binary_cache() {
     assert_eq!(again, out);
     assert!(runs(&counter).is_empty(), "{stderr}");
 }
+
+/// `rix daemon` answers Nix 2.26's `QueryRealisation`: `nix realisation
+/// info` through the daemon gives what it gives on the store directly.
+#[test]
+fn realisations_through_rix_daemon() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    rix_build(&t, &file, &[("counter", counter.as_str())]);
+    let Some((direct, _)) = nix(
+        &t,
+        "nix",
+        &[
+            "realisation",
+            "info",
+            "--json",
+            "--file",
+            &file,
+            "--argstr",
+            "counter",
+            &counter,
+        ],
+    ) else {
+        return;
+    };
+    let sock = t.dir.path().join("daemon.sock");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &t.url(), "daemon", "--socket"])
+        .arg(&sock)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .spawn()
+        .unwrap();
+    rix_testutil::wait_for(
+        "the daemon's socket",
+        std::time::Duration::from_secs(30),
+        || sock.exists().then_some(()),
+    );
+    let url = format!(
+        "unix://{}?store={}",
+        sock.display(),
+        t.store_dir().display()
+    );
+    let out = rix_testutil::nix_current("nix")
+        .unwrap()
+        .args([
+            "--store",
+            &url,
+            "realisation",
+            "info",
+            "--json",
+            "--file",
+            &file,
+        ])
+        .args(["--argstr", "counter", &counter])
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .output()
+        .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let (through, stderr) = ok(out);
+    assert_eq!(through, direct, "{stderr}");
+    assert!(through.contains("\"outPath\""), "{through}");
+}

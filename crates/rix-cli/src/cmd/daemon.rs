@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, args: &DaemonArgs) -> Result<()> {
     let layout = ctx.store_choice()?.layout;
     if args.stdio || args.connection {
         crate::handle_interrupts();
-        let store = rix_store::local_store::LocalStore::open(layout)?;
+        let store = open_store(&ctx.settings, layout)?;
         let daemon = Daemon {
             store,
             settings: ctx.settings.clone(),
@@ -96,6 +96,21 @@ pub fn run(ctx: &Context, args: &DaemonArgs) -> Result<()> {
     std::process::exit(code)
 }
 
+/// The daemon's store, with the settings that change how it works
+/// (`auto-optimise-store`, the `ca-derivations` feature), as
+/// `Context::open_store` opens it.
+fn open_store(
+    settings: &rix_store::settings::Settings,
+    layout: rix_store::layout::StoreLayout,
+) -> Result<rix_store::local_store::LocalStore> {
+    let store = rix_store::local_store::LocalStore::open(layout)?;
+    store.set_auto_optimise(settings.get_bool("auto-optimise-store")?);
+    if settings.experimental_feature("ca-derivations") {
+        store.enable_ca_derivations()?;
+    }
+    Ok(store)
+}
+
 /// Serves one accepted connection in its own process: the peer's credentials
 /// checked, the store opened, requests answered until the client goes.
 fn serve_accepted(
@@ -108,7 +123,7 @@ fn serve_accepted(
         Ok(t) => t,
         Err(msg) => anyhow::bail!("error: {msg}"),
     };
-    let store = rix_store::local_store::LocalStore::open(layout)?;
+    let store = open_store(settings, layout)?;
     let daemon = Daemon {
         store,
         settings: settings.clone(),
