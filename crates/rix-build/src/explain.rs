@@ -149,19 +149,11 @@ pub fn explain_plan(store: &LocalStore, plan: &Plan, forced: Option<&str>) -> Ve
             })
             .collect();
     }
-    // The last build of each name.
-    let mut last: HashMap<String, (StorePath, i64)> = HashMap::new();
-    if let Ok(built) = store.db().built_derivations() {
-        for (drv, at) in built {
-            let name = drv_name(&drv).to_owned();
-            match last.get(&name) {
-                Some((_, t)) if *t >= at => {}
-                _ => {
-                    last.insert(name, (drv, at));
-                }
-            }
-        }
-    }
+    let last = store
+        .db()
+        .built_derivations()
+        .map(last_by_name)
+        .unwrap_or_default();
     let reader = StoreReader(store);
     order
         .into_iter()
@@ -198,6 +190,24 @@ pub fn explain_plan(store: &LocalStore, plan: &Plan, forced: Option<&str>) -> Ve
             Explanation { drv, reason }
         })
         .collect()
+}
+
+/// The last build of each derivation name among `built` (drv, end time):
+/// the latest end time wins, the first of equal ones.
+pub fn last_by_name(
+    built: impl IntoIterator<Item = (StorePath, i64)>,
+) -> HashMap<String, (StorePath, i64)> {
+    let mut last: HashMap<String, (StorePath, i64)> = HashMap::new();
+    for (drv, at) in built {
+        let name = drv_name(&drv).to_owned();
+        match last.get(&name) {
+            Some((_, t)) if *t >= at => {}
+            _ => {
+                last.insert(name, (drv, at));
+            }
+        }
+    }
+    last
 }
 
 /// The shallowest derivation in `diff` that differs by more than its inputs'

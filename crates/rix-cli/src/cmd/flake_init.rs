@@ -58,7 +58,9 @@ pub fn new(ctx: &Context, a: &NewArgs) -> Result<()> {
 }
 
 fn create(ctx: &Context, a: &InitArgs, dest: &Path) -> Result<()> {
-    let dest = normalize(&std::path::absolute(dest)?);
+    let dest = PathBuf::from(rix_eval::lower::canon_path(
+        &std::path::absolute(dest)?.to_string_lossy(),
+    ));
     let url = a.template.as_deref().unwrap_or("templates");
     let cwd = std::env::current_dir()?.display().to_string();
     let show_trace = a.eval_args.show_trace();
@@ -146,21 +148,6 @@ fn create(ctx: &Context, a: &InitArgs, dest: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `a/./b/../c` as `a/c` (Nix's `absPath` canonicalises without following links).
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn write_minimal(dest: &Path) -> Result<()> {

@@ -145,11 +145,8 @@ fn resolve(
 fn last_build_of(store: &LocalStore, drv: &StorePath) -> Result<StorePath> {
     let name = drv_diff::drv_name(drv);
     let built = store.db().built_derivations()?;
-    let last = built
-        .into_iter()
-        .filter(|(p, _)| p != drv && drv_diff::drv_name(p) == name)
-        .max_by_key(|(_, t)| *t);
-    match last {
+    let mut last = rix_build::explain::last_by_name(built.into_iter().filter(|(p, _)| p != drv));
+    match last.remove(name) {
         Some((p, _)) if store.is_valid(&p)? => Ok(p),
         Some((p, _)) => bail!(
             "the last build of '{name}', '{}', is no longer in the store",
