@@ -179,6 +179,7 @@ pub(crate) struct Syms {
     pub drv_path: Symbol,
     pub name: Symbol,
     pub value: Symbol,
+    pub overrides: Symbol,
 }
 
 impl Syms {
@@ -191,6 +192,7 @@ impl Syms {
             drv_path: Symbol::new("drvPath"),
             name: Symbol::new("name"),
             value: Symbol::new("value"),
+            overrides: Symbol::new("__overrides"),
         }
     }
 }
@@ -1015,7 +1017,7 @@ impl Evaluator {
     fn eval_attrs(&mut self, a: &Rc<AttrsExpr>, env: &Rc<Env>) -> Result<Value> {
         let mut entries = Vec::with_capacity(a.bindings.len() + a.dynamic.len());
         let scope_env = if a.rec {
-            let overrides = Symbol::new("__overrides");
+            let overrides = self.syms.overrides;
             let has_overrides = a.bindings.iter().any(|b| b.name == overrides);
             let mut pending = Vec::new();
             let from: Vec<Value> = a

@@ -73,9 +73,13 @@ impl Value {
     /// An attribute name as a string value, remembering its symbol (so that
     /// using it as a name again, `s.${n}`, needs no interning).
     pub fn name_string(name: Symbol) -> Value {
-        let s = NixString::new(name.as_str().to_owned());
-        s.0.sym.set(Some(name));
-        Value::String(s)
+        // The text is the symbol's: one allocation, no copy (`attrNames`,
+        // `mapAttrs` and `zipAttrsWith` make one per attribute).
+        Value::String(NixString(Rc::new(StrInner {
+            s: Text::Symbol,
+            ctx: None,
+            sym: Cell::new(Some(name)),
+        })))
     }
 
     pub fn path(s: impl Into<String>) -> Value {
@@ -190,10 +194,17 @@ pub struct NixString(Rc<StrInner>);
 
 /// Most strings have no context: it is boxed, so that they stay small.
 struct StrInner {
-    s: Box<str>,
+    s: Text,
     ctx: Option<Box<Context>>,
     /// The string interned, once it has been used as an attribute name.
     sym: Cell<Option<Symbol>>,
+}
+
+/// The text of a string: its own, or that of the symbol it was made from
+/// (then `sym` is set). Still two words (the box's pointer is never null).
+enum Text {
+    Owned(Box<str>),
+    Symbol,
 }
 
 /// A string context: a set of encoded elements.
@@ -207,7 +218,7 @@ thread_local! {
 impl NixString {
     pub fn new(s: String) -> NixString {
         NixString(Rc::new(StrInner {
-            s: s.into_boxed_str(),
+            s: Text::Owned(s.into_boxed_str()),
             ctx: None,
             sym: Cell::new(None),
         }))
@@ -215,14 +226,18 @@ impl NixString {
 
     pub fn with_context(s: String, ctx: Context) -> NixString {
         NixString(Rc::new(StrInner {
-            s: s.into_boxed_str(),
+            s: Text::Owned(s.into_boxed_str()),
             ctx: (!ctx.is_empty()).then(|| Box::new(ctx)),
             sym: Cell::new(None),
         }))
     }
 
+    #[inline]
     pub fn as_str(&self) -> &str {
-        &self.0.s
+        match &self.0.s {
+            Text::Owned(s) => s,
+            Text::Symbol => self.0.sym.get().expect("set with the text").as_str(),
+        }
     }
 
     pub fn context(&self) -> &Context {
@@ -242,7 +257,7 @@ impl NixString {
         if let Some(s) = self.0.sym.get() {
             return s;
         }
-        let s = Symbol::new(&self.0.s);
+        let s = Symbol::new(self.as_str());
         self.0.sym.set(Some(s));
         s
     }
@@ -540,6 +555,15 @@ mod tests {
         assert_eq!(std::mem::size_of::<Value>(), 16);
         assert_eq!(std::mem::size_of::<Option<Value>>(), 16);
         assert_eq!(std::mem::size_of::<crate::error::Result<Value>>(), 16);
+    }
+
+    #[test]
+    fn strings_are_small() {
+        assert_eq!(std::mem::size_of::<Text>(), 16);
+        let s = Value::name_string(Symbol::new("abc"));
+        let Value::String(s) = s else { unreachable!() };
+        assert_eq!(s.as_str(), "abc");
+        assert_eq!(s.to_symbol(), Symbol::new("abc"));
     }
 
     #[test]

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{attrs_arg, fn_arg, list_arg, missing_in, string_no_ctx_arg, Registry};
+use super::{attrs_arg, fn_arg, list_arg, missing_in, symbol_arg, Registry};
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::source::Pos;
-use crate::symbol::Symbol;
+use crate::symbol::{FxBuild, Symbol};
 use crate::value::{Attr, Attrs, Thunk, ThunkState, Value};
 
 pub(crate) fn register(r: &mut Registry) {
@@ -46,11 +46,11 @@ fn attr_values(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
 }
 
 fn get_attr(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
-    let sym = Symbol::new(&string_no_ctx_arg(
+    let sym = symbol_arg(
         ev,
         &a[0],
         "while evaluating the first argument passed to builtins.getAttr",
-    )?);
+    )?;
     let attrs = attrs_arg(
         ev,
         &a[1],
@@ -66,11 +66,11 @@ fn get_attr(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
 }
 
 fn has_attr(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
-    let sym = Symbol::new(&string_no_ctx_arg(
+    let sym = symbol_arg(
         ev,
         &a[0],
         "while evaluating the first argument passed to builtins.hasAttr",
-    )?);
+    )?;
     let attrs = attrs_arg(
         ev,
         &a[1],
@@ -92,11 +92,11 @@ fn remove_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
     )?;
     let mut remove = Vec::with_capacity(names.len());
     for n in names.iter() {
-        remove.push(Symbol::new(&string_no_ctx_arg(
+        remove.push(symbol_arg(
             ev,
             n,
             "while evaluating the values of the second argument passed to builtins.removeAttrs",
-        )?));
+        )?);
     }
     remove.sort();
     Ok(Value::attrs(Attrs::from_sorted(
@@ -128,14 +128,12 @@ fn list_to_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
             .get_attr(name_sym)
             .cloned()
             .ok_or_else(|| missing_in(name_sym, PAIR))?;
-        let name = Symbol::new(
-            &ev.force_string_no_ctx(&name.value, name.pos).map_err(|e| {
-                e.add_trace(
-                    name.pos,
-                    "while evaluating the `name` attribute of an element of the list passed to builtins.listToAttrs",
-                )
-            })?,
-        );
+        let name = ev.force_symbol(&name.value, name.pos).map_err(|e| {
+            e.add_trace(
+                name.pos,
+                "while evaluating the `name` attribute of an element of the list passed to builtins.listToAttrs",
+            )
+        })?;
         let value = item
             .get_attr(value_sym)
             .ok_or_else(|| missing_in(value_sym, PAIR))?;
@@ -171,11 +169,11 @@ fn intersect_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
 }
 
 fn cat_attrs(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
-    let name = Symbol::new(&string_no_ctx_arg(
+    let name = symbol_arg(
         ev,
         &a[0],
         "while evaluating the first argument passed to builtins.catAttrs",
-    )?);
+    )?;
     let list = list_arg(
         ev,
         &a[1],
@@ -234,7 +232,7 @@ fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
         &a[1],
         "while evaluating the second argument passed to builtins.zipAttrsWith",
     )?;
-    let mut groups: HashMap<Symbol, Vec<Value>> = HashMap::new();
+    let mut groups: HashMap<Symbol, Vec<Value>, FxBuild> = HashMap::default();
     for item in list.iter() {
         let attrs = attrs_arg(
             ev,

@@ -307,9 +307,9 @@ fn function_args(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
 }
 
 fn unsafe_get_attr_pos(ev: &mut Evaluator, a: &[Value], _: Pos) -> Result<Value> {
-    let name = super::string_no_ctx_arg(ev, &a[0], super::Nth(0, "unsafeGetAttrPos"))?;
+    let name = super::symbol_arg(ev, &a[0], super::Nth(0, "unsafeGetAttrPos"))?;
     let attrs = super::attrs_arg(ev, &a[1], super::Nth(1, "unsafeGetAttrPos"))?;
-    match attrs.get_attr(Symbol::new(&name)) {
+    match attrs.get_attr(name) {
         Some(attr) => Ok(ev.pos_to_value(attr.pos)),
         None => Ok(Value::Null),
     }

@@ -754,11 +754,16 @@ fn finish(ev: &mut Evaluator, c: Collected, drv_name: String, name_pos: Pos) -> 
             drv.env.insert(o.as_bytes().to_vec(), Vec::new());
             drv.outputs.insert(o.clone(), DerivationOutput::Deferred);
         }
-        let r = {
-            let mut lookup = |p: &StorePath| drv_hash(ev, p);
-            drv.fill_in_output_paths(&store_dir, &mut lookup)
-        };
-        r.map_err(|e| hashing_error(e, name_pos))?;
+    }
+    // The inputs' modulo hashes, looked up once for both of this
+    // derivation's hashes (outputs masked for its output paths, unmasked for
+    // its dependents).
+    let inputs = drv
+        .modulo_inputs(&store_dir, |p: &StorePath| drv_hash(ev, p))
+        .map_err(|e| hashing_error(e, name_pos))?;
+    if output_hash.is_none() && !content_addressed && !impure {
+        drv.fill_in_output_paths_with(&store_dir, inputs.as_ref())
+            .map_err(|e| hashing_error(e, name_pos))?;
     }
 
     let drv_path = store.write_derivation(&drv).map_err(|e| {
@@ -769,11 +774,9 @@ fn finish(ev: &mut Evaluator, c: Collected, drv_name: String, name_pos: Pos) -> 
     })?;
     // Remembered for derivations depending on this one (and required when
     // nothing is written).
-    let h = {
-        let mut lookup = |p: &StorePath| drv_hash(ev, p);
-        drv.hash_modulo(&store_dir, false, &mut lookup)
-    }
-    .map_err(|e| hashing_error(e, name_pos))?;
+    let h = drv
+        .hash_modulo_with(&store_dir, false, inputs.as_ref())
+        .map_err(|e| hashing_error(e, name_pos))?;
     ev.drv_hashes.insert(drv_path.clone(), h);
 
     let drv_path_s = store_dir.display(&drv_path);

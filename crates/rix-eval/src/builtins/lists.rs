@@ -364,15 +364,15 @@ fn group_by(ev: &mut Evaluator, a: &[Value], pos: Pos) -> Result<Value> {
         &a[1],
         "while evaluating the second argument passed to builtins.groupBy",
     )?;
-    let mut groups: HashMap<Symbol, Vec<Value>> = HashMap::new();
+    let mut groups: HashMap<Symbol, Vec<Value>, crate::symbol::FxBuild> = HashMap::default();
     for x in list.iter() {
         let k = ev.call(&f, x.clone(), pos)?;
-        let k = string_no_ctx_arg(
+        let k = super::symbol_arg(
             ev,
             &k,
             "while evaluating the return value of the grouping function passed to builtins.groupBy",
         )?;
-        groups.entry(Symbol::new(&k)).or_default().push(x.clone());
+        groups.entry(k).or_default().push(x.clone());
     }
     Ok(Value::attrs(Attrs::from_unsorted(
         groups

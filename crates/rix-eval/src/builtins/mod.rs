@@ -379,6 +379,13 @@ pub(crate) fn string_no_ctx_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx)
         .map_err(|e| with_ctx(e, ctx))
 }
 
+/// An attribute name argument: a string without context, interned (the
+/// symbol is remembered on the string, so a name used again is not hashed
+/// again). Errors as [`string_no_ctx_arg`].
+pub(crate) fn symbol_arg(ev: &mut Evaluator, v: &Value, ctx: impl ArgCtx) -> Result<Symbol> {
+    ev.force_symbol(v, Pos::NONE).map_err(|e| with_ctx(e, ctx))
+}
+
 /// Nix 2.26's `getAttr` helper of the builtins: `attribute 'x' missing`
 /// with a frame saying where.
 #[cold]

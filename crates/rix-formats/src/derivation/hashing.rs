@@ -58,6 +58,15 @@ impl DrvHash {
     }
 }
 
+/// The input part of a derivation's modulo hash ([`Derivation::modulo_inputs`]):
+/// its input derivations replaced by their own modulo hashes, and whether the
+/// result is deferred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuloInputs {
+    inputs: BTreeMap<String, BTreeSet<String>>,
+    kind: DrvHashKind,
+}
+
 /// Why hashing or checking a derivation failed.
 #[derive(Debug, Error)]
 pub enum HashingError {
@@ -134,16 +143,17 @@ impl Derivation {
             })
     }
 
-    /// The text whose SHA-256 is the modulo hash of a non-fixed, pure derivation:
-    /// the ATerm with inputs replaced by their modulo hashes (inputs whose hashes
-    /// coincide are merged) and, with `mask_outputs`, outputs blanked; with the kind.
-    /// `None` for fixed-output and impure derivations, whose hash is not over an ATerm.
-    pub fn modulo_aterm<E>(
+    /// The inputs of this derivation's modulo hash: each input derivation's own
+    /// modulo hash (base16) with the outputs used (inputs whose hashes coincide
+    /// merged), and the kind. `None` for fixed-output and impure derivations,
+    /// whose hash is not over an ATerm (their inputs are not looked up, as in
+    /// Nix). Computed once, it serves both hashes of a derivation (outputs
+    /// masked for its output paths, unmasked for its dependents).
+    pub fn modulo_inputs<E>(
         &self,
         store_dir: &StoreDir,
-        mask_outputs: bool,
         mut lookup: impl FnMut(&StorePath) -> Result<DrvHash, E>,
-    ) -> Result<Option<(Vec<u8>, DrvHashKind)>, HashingError>
+    ) -> Result<Option<ModuloInputs>, HashingError>
     where
         E: Into<LookupError>,
     {
@@ -178,8 +188,27 @@ impl Derivation {
                     .insert(output.clone());
             }
         }
-        let aterm = unparse(self, store_dir, mask_outputs, Some(&inputs))?;
-        Ok(Some((aterm, kind)))
+        Ok(Some(ModuloInputs { inputs, kind }))
+    }
+
+    /// The text whose SHA-256 is the modulo hash of a non-fixed, pure derivation:
+    /// the ATerm with inputs replaced by their modulo hashes (inputs whose hashes
+    /// coincide are merged) and, with `mask_outputs`, outputs blanked; with the kind.
+    /// `None` for fixed-output and impure derivations, whose hash is not over an ATerm.
+    pub fn modulo_aterm<E>(
+        &self,
+        store_dir: &StoreDir,
+        mask_outputs: bool,
+        lookup: impl FnMut(&StorePath) -> Result<DrvHash, E>,
+    ) -> Result<Option<(Vec<u8>, DrvHashKind)>, HashingError>
+    where
+        E: Into<LookupError>,
+    {
+        let Some(inputs) = self.modulo_inputs(store_dir, lookup)? else {
+            return Ok(None);
+        };
+        let aterm = unparse(self, store_dir, mask_outputs, Some(&inputs.inputs))?;
+        Ok(Some((aterm, inputs.kind)))
     }
 
     /// The modulo hash of each output. `lookup` gives the modulo hash of an input
@@ -195,6 +224,17 @@ impl Derivation {
     where
         E: Into<LookupError>,
     {
+        let inputs = self.modulo_inputs(store_dir, lookup)?;
+        self.hash_modulo_with(store_dir, mask_outputs, inputs.as_ref())
+    }
+
+    /// [`Self::hash_modulo`] with the inputs computed by [`Self::modulo_inputs`].
+    pub fn hash_modulo_with(
+        &self,
+        store_dir: &StoreDir,
+        mask_outputs: bool,
+        inputs: Option<&ModuloInputs>,
+    ) -> Result<DrvHash, HashingError> {
         let ty = self.derivation_type()?;
         if ty.is_fixed() {
             let mut hashes = Vec::new();
@@ -222,13 +262,12 @@ impl Derivation {
                 kind: DrvHashKind::Deferred,
             });
         }
-        let (aterm, kind) = self
-            .modulo_aterm(store_dir, mask_outputs, lookup)?
-            .expect("neither fixed nor impure");
+        let inputs = inputs.expect("the inputs of a derivation neither fixed nor impure");
+        let aterm = unparse(self, store_dir, mask_outputs, Some(&inputs.inputs))?;
         let h = HashAlgo::Sha256.digest(aterm);
         Ok(DrvHash {
             hashes: self.outputs.keys().map(|n| (n.clone(), h)).collect(),
-            kind,
+            kind: inputs.kind,
         })
     }
 
@@ -245,14 +284,33 @@ impl Derivation {
     where
         E: Into<LookupError>,
     {
-        let needs_hash = self.outputs.values().any(|o| {
+        let inputs = if self.needs_modulo_hash() {
+            self.modulo_inputs(store_dir, lookup)?
+        } else {
+            None
+        };
+        self.output_paths_with(store_dir, inputs.as_ref())
+    }
+
+    /// Whether some output's path follows from the modulo hash.
+    fn needs_modulo_hash(&self) -> bool {
+        self.outputs.values().any(|o| {
             matches!(
                 o,
                 DerivationOutput::InputAddressed { .. } | DerivationOutput::Deferred
             )
-        });
-        let modulo = if needs_hash {
-            Some(self.hash_modulo(store_dir, true, lookup)?)
+        })
+    }
+
+    /// [`Self::output_paths`] with the inputs computed by [`Self::modulo_inputs`]
+    /// (needed only when some output is input-addressed or deferred).
+    pub fn output_paths_with(
+        &self,
+        store_dir: &StoreDir,
+        inputs: Option<&ModuloInputs>,
+    ) -> Result<BTreeMap<String, Option<StorePath>>, HashingError> {
+        let modulo = if self.needs_modulo_hash() {
+            Some(self.hash_modulo_with(store_dir, true, inputs)?)
         } else {
             self.derivation_type()?;
             None
@@ -352,6 +410,25 @@ impl Derivation {
         E: Into<LookupError>,
     {
         let computed = self.output_paths(store_dir, lookup)?;
+        self.fill_in_computed(store_dir, computed)
+    }
+
+    /// [`Self::fill_in_output_paths`] with the inputs computed by
+    /// [`Self::modulo_inputs`].
+    pub fn fill_in_output_paths_with(
+        &mut self,
+        store_dir: &StoreDir,
+        inputs: Option<&ModuloInputs>,
+    ) -> Result<(), HashingError> {
+        let computed = self.output_paths_with(store_dir, inputs)?;
+        self.fill_in_computed(store_dir, computed)
+    }
+
+    fn fill_in_computed(
+        &mut self,
+        store_dir: &StoreDir,
+        computed: BTreeMap<String, Option<StorePath>>,
+    ) -> Result<(), HashingError> {
         // Everything is checked before anything changes: on an error the
         // derivation is as it was (without cloning it, env and all).
         let mut fills = Vec::with_capacity(computed.len());

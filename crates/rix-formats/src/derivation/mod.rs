@@ -30,7 +30,7 @@ pub mod hashing;
 pub mod json;
 
 pub use aterm::AtermError;
-pub use hashing::{DrvHash, DrvHashKind, DrvHashes, HashingError, OutputProblem};
+pub use hashing::{DrvHash, DrvHashKind, DrvHashes, HashingError, ModuloInputs, OutputProblem};
 pub use json::JsonError;
 
 /// How a content-addressed output's contents are hashed: the `r:` / `text:` prefix
