@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use rixcmd::TempStore;
+use rixcmd::{RixDaemon, TempStore};
 
 const NIX_CONFIG: &str = "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nflake-registry =\nbuild-hook =";
 
@@ -85,9 +85,15 @@ in derivation {{
 }
 
 fn rix(store: &TempStore, cwd: &Path, args: &[&str]) -> Output {
+    rix_at(store, &store.url(), cwd, args)
+}
+
+/// `rix` with the store given as `url` (a daemon's), `store`'s directories
+/// for the rest.
+fn rix_at(store: &TempStore, url: &str, cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rix"))
         .arg("--store")
-        .arg(store.url())
+        .arg(url)
         .args(["--option", "sandbox", "false"])
         .args(args)
         .current_dir(cwd)
@@ -522,5 +528,195 @@ fn structured_attrs_are_nixs() {
         assert_eq!(ok(o), json);
         let theirs = ok(nix(&store, &dir, &["print-dev-env", "-f", "default.nix"]).unwrap());
         assert_eq!(mask(&theirs), mask(&script));
+    }
+}
+
+/// Through a daemon (`rix daemon` serving the store on a socket): the
+/// environment derivation is written through it and built by it (the same
+/// path as when rix opens the store itself), and the shell, the script and
+/// the JSON are the same as direct; a second entry is answered from the
+/// cache; `--profile` makes the generation an indirect root the daemon
+/// registered (it survives a collection); and when the client cannot see
+/// the store's files (`real=` elsewhere), the JSON is read from the daemon
+/// as a NAR.
+#[test]
+fn develop_through_a_daemon() {
+    let store = TempStore::new();
+    let dir = store.dir.path().join("proj");
+    project(&dir, false);
+    let shell = ["develop", "-f", "default.nix", "-c", "env", "-0"];
+    let json = ["print-dev-env", "-f", "default.nix", "--json"];
+    let script = ["print-dev-env", "-f", "default.nix"];
+    let direct = env_map(&ok(rix(&store, &dir, &shell)));
+    let direct_json = ok(rix(&store, &dir, &json));
+    let direct_script = ok(rix(&store, &dir, &script));
+    let env = paths_ending(&store, "-hello-env");
+    assert_eq!(env.len(), 1, "{env:?}");
+    // Gone, and the cache emptied: the daemon captures it again.
+    ok(Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &store.url(), "store", "delete"])
+        .arg(store.store_dir().join(&env[0]))
+        .output()
+        .unwrap());
+    std::fs::remove_dir_all(store.dir.path().join("rix-cache")).unwrap();
+
+    let daemon = RixDaemon::start(&store);
+    let url = daemon.url();
+    let through = rix_at(&store, &url, &dir, &shell);
+    let err = String::from_utf8_lossy(&through.stderr).into_owned();
+    assert!(err.contains("shell-hook-ran"), "{err}");
+    assert_eq!(env_map(&ok(through)), direct);
+    assert_eq!(paths_ending(&store, "-hello-env"), env);
+    // The build directory is the daemon's (its TMPDIR).
+    let through_json = ok(rix_at(&store, &url, &dir, &json));
+    assert_eq!(comparable(&through_json), comparable(&direct_json));
+    assert_eq!(ok(rix_at(&store, &url, &dir, &script)), direct_script);
+    // Again, from the cache.
+    assert_eq!(env_map(&ok(rix_at(&store, &url, &dir, &shell))), direct);
+
+    // `--profile`: the link made here, registered with the daemon.
+    let profile = store.dir.path().join("profiles/dev");
+    let p = profile.display().to_string();
+    let with_profile = [
+        "develop",
+        "-f",
+        "default.nix",
+        "--profile",
+        &p,
+        "-c",
+        "true",
+    ];
+    ok(rix_at(&store, &url, &dir, &with_profile));
+    let generation = store.dir.path().join("profiles/dev-1-link");
+    assert_eq!(
+        std::fs::read_link(&profile).unwrap(),
+        Path::new("dev-1-link")
+    );
+    assert_eq!(
+        std::fs::read_link(&generation).unwrap(),
+        store.store_dir().join(&env[0])
+    );
+    let auto: Vec<_> = std::fs::read_dir(store.dir.path().join("state/gcroots/auto"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()).unwrap())
+        .collect();
+    assert!(auto.contains(&generation), "{auto:?}");
+    ok(rix_at(&store, &url, &dir, &["store", "gc"]));
+    assert_eq!(paths_ending(&store, "-hello-env"), env);
+
+    // The store's files not visible here: the JSON comes as a NAR.
+    let hidden = format!(
+        "{url}&real={}",
+        store.dir.path().join("elsewhere").display()
+    );
+    assert_eq!(ok(rix_at(&store, &hidden, &dir, &json)), through_json);
+}
+
+/// Nix 2.26's `nix-daemon` serving the store: rix develops through it as
+/// through its own daemon (the environment built by Nix's daemon is the
+/// one rix captures directly).
+#[test]
+fn develop_through_nix_daemon() {
+    let Some(mut daemon) = rix_testutil::nix_current("nix-daemon") else {
+        eprintln!("skipped: no Nix 2.26");
+        return;
+    };
+    let store = TempStore::new();
+    let dir = store.dir.path().join("proj");
+    project(&dir, false);
+    let shell = ["develop", "-f", "default.nix", "-c", "env", "-0"];
+    let direct = env_map(&ok(rix(&store, &dir, &shell)));
+    let env = paths_ending(&store, "-hello-env");
+    ok(Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &store.url(), "store", "delete"])
+        .arg(store.store_dir().join(&env[0]))
+        .output()
+        .unwrap());
+    std::fs::remove_dir_all(store.dir.path().join("rix-cache")).unwrap();
+    let sock = store.dir.path().join("nix-daemon.sock");
+    let mut child = daemon
+        .env("NIX_DAEMON_SOCKET_PATH", &sock)
+        .args(["--option", "store", &store.url()])
+        .args(["--option", "sandbox", "false"])
+        .args(["--option", "substituters", ""])
+        .args(["--option", "build-hook", ""])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    rix_testutil::wait_for(
+        "the Nix daemon's socket",
+        std::time::Duration::from_secs(60),
+        || sock.exists().then_some(()),
+    );
+    let url = format!(
+        "unix://{}?store={}",
+        sock.display(),
+        store.store_dir().display()
+    );
+    let through = rix_at(&store, &url, &dir, &shell);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(env_map(&ok(through)), direct);
+    assert_eq!(paths_ending(&store, "-hello-env"), env);
+}
+
+/// `--redirect INSTALLABLE DIR`: the installable's paths are replaced by
+/// the directory in the script (a relative one made absolute), and a path
+/// the environment does not use is warned about, as Nix's.
+#[test]
+fn redirect_is_nixs() {
+    let store = TempStore::new();
+    let dir = store.dir.path().join("proj");
+    project(&dir, false);
+    ok(rix(&store, &dir, &["print-dev-env", "-f", "default.nix"]));
+    let path = |suffix: &str| {
+        let found = paths_ending(&store, suffix);
+        assert_eq!(found.len(), 1, "{suffix}: {found:?}");
+        store.store_dir().join(&found[0]).display().to_string()
+    };
+    let (drv, dep, stdenv) = (path("-hello.drv"), path("-dep"), path("-fake-stdenv"));
+    std::fs::write(dir.join("unused.txt"), "not in the environment").unwrap();
+    let unused = ok(Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &store.url(), "store", "add"])
+        .arg(dir.join("unused.txt"))
+        .output()
+        .unwrap())
+    .trim()
+    .to_owned();
+    let args = [
+        "print-dev-env",
+        &drv,
+        "--redirect",
+        &dep,
+        "dep-here",
+        "--redirect",
+        &stdenv,
+        "/elsewhere/stdenv",
+        "--redirect",
+        &unused,
+        "/unused",
+    ];
+    let out = rix(&store, &dir, &args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let script = ok(out);
+    let here = dir.join("dep-here").display().to_string();
+    assert!(script.contains(&format!("PATH='{here}/bin'")), "{script}");
+    assert!(script.contains("stdenv='/elsewhere/stdenv'"), "{script}");
+    assert!(!script.contains(&dep) && !script.contains(&stdenv));
+    for line in [
+        format!("redirecting '{dep}' to '{here}'"),
+        format!("warning: '{unused}' (path '{unused}') is not used by this build environment"),
+    ] {
+        assert!(err.contains(&line), "{line}\n{err}");
+    }
+    if let Some(theirs) = nix(&store, &dir, &args) {
+        let theirs_err = String::from_utf8_lossy(&theirs.stderr).into_owned();
+        assert_eq!(ok(theirs), script);
+        assert!(
+            theirs_err.contains(&format!("redirecting '{dep}' to '{here}'")),
+            "{theirs_err}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use rixcmd::TempStore;
+use rixcmd::{RixDaemon, TempStore};
 
 const NIX_CONFIG: &str =
     "experimental-features = nix-command\nsandbox = false\nsubstituters =\nbuild-hook =";
@@ -92,9 +92,14 @@ let self = {
 }
 
 fn rix(store: &TempStore, cwd: &Path, args: &[&str]) -> Output {
+    rix_at(store, &store.url(), cwd, args)
+}
+
+/// `rix shell-nix` with the store given as `url` (a daemon's).
+fn rix_at(store: &TempStore, url: &str, cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rix"))
         .arg("--store")
-        .arg(store.url())
+        .arg(url)
         .args(["--option", "sandbox", "false", "shell-nix"])
         .args(args)
         .current_dir(cwd)
@@ -328,4 +333,24 @@ fn usage_errors() {
             assert!(theirs.lines().any(|l| l.trim() == line), "{line}\n{theirs}");
         }
     }
+}
+
+/// Through a daemon (`rix daemon` serving the store on a socket), which
+/// builds the inputs: the environment a command sees is the one it sees
+/// when rix opens the store itself.
+#[test]
+fn through_a_daemon() {
+    let store = TempStore::new();
+    let dir = store.dir.path().join("proj");
+    project(&dir);
+    let daemon = RixDaemon::start(&store);
+    let run = ["--argstr", "who", "me", "--run", "env -0; cat \"$bigPath\""];
+    let through = ok(rix_at(&store, &daemon.url(), &dir, &run));
+    let (env, big) = through.rsplit_once('\0').unwrap();
+    assert_eq!(big, "passed as a file");
+    let through = env_map(env);
+    assert_eq!(through["extra"], "me");
+    assert_eq!(through["FROM_SETUP"], "yes");
+    let direct = ok(rix(&store, &dir, &run));
+    assert_eq!(env_map(direct.rsplit_once('\0').unwrap().0), through);
 }

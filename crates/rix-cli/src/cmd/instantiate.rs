@@ -666,7 +666,7 @@ pub fn build_targets_in(
 }
 
 /// Evaluates on a big stack with the evaluator's store made there by `open`.
-fn build_targets_with(
+pub(crate) fn build_targets_with(
     ctx: &Context,
     installables: &[String],
     args: &NixInstallableArgs,

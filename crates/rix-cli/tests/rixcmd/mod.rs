@@ -132,3 +132,51 @@ pub fn nix_url(tool: &Path, url: &str, args: &[&str], stdin: &[u8]) -> Output {
     all.extend_from_slice(args);
     nix_with(tool, &all, stdin)
 }
+
+/// `rix daemon` serving `store` on a socket beside it (killed when dropped).
+pub struct RixDaemon {
+    pub sock: std::path::PathBuf,
+    store_dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl RixDaemon {
+    /// Starts the daemon (builds without the sandbox, no substituters).
+    pub fn start(store: &TempStore) -> RixDaemon {
+        let sock = store.dir.path().join("daemon.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_rix"))
+            .args(["--store", &store.url(), "daemon", "--socket"])
+            .arg(&sock)
+            .env("RIX_CONFIG", "sandbox = false\nsubstituters =")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        rix_testutil::wait_for(
+            "the daemon's socket",
+            std::time::Duration::from_secs(30),
+            || sock.exists().then_some(()),
+        );
+        RixDaemon {
+            sock,
+            store_dir: store.store_dir(),
+            child,
+        }
+    }
+
+    /// The client's store URL (the store directory the daemon's).
+    pub fn url(&self) -> String {
+        format!(
+            "unix://{}?store={}",
+            self.sock.display(),
+            self.store_dir.display()
+        )
+    }
+}
+
+impl Drop for RixDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -66,7 +66,10 @@ impl EvalStore for StoreEvalStore {
                 self.store.print(path)
             ))
         })?;
-        let bytes = single_file(&nar).map_err(invalid)?;
+        let bytes = rix_formats::nar::regular_file(&nar[..])
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.ok_or_else(|| "a derivation must be a regular file".to_owned()))
+            .map_err(invalid)?;
         Derivation::from_aterm_at(&bytes, self.store_dir(), path).map_err(invalid)
     }
 
@@ -76,23 +79,5 @@ impl EvalStore for StoreEvalStore {
 
     fn is_valid_path(&self, path: &StorePath) -> bool {
         self.store.is_valid(path).unwrap_or(false)
-    }
-}
-
-/// The contents of a NAR holding one regular file (a `.drv`).
-fn single_file(nar: &[u8]) -> Result<Vec<u8>, String> {
-    use rix_formats::nar::reader::{Event, NarReader};
-    use std::io::Read;
-    let mut reader = NarReader::new(nar);
-    match reader.next().map_err(|e| e.to_string())? {
-        Some(Event::Regular { .. }) => {
-            let mut bytes = Vec::new();
-            reader
-                .contents()
-                .read_to_end(&mut bytes)
-                .map_err(|e| e.to_string())?;
-            Ok(bytes)
-        }
-        _ => Err("a derivation must be a regular file".into()),
     }
 }

@@ -38,3 +38,22 @@ pub fn validate(nar: impl std::io::Read) -> Result<u64, NarReadError> {
     reader.finish_at_eof()?;
     Ok(size)
 }
+
+/// The contents of an archive holding one regular file (a `.drv`, a text
+/// file), or `None` when its root is a directory or a symlink.
+pub fn regular_file(nar: impl std::io::Read) -> Result<Option<Vec<u8>>, NarReadError> {
+    use std::io::Read;
+    let mut reader = NarReader::new(nar);
+    match reader.next()? {
+        Some(Event::Regular { .. }) => {
+            let mut bytes = Vec::new();
+            let offset = reader.offset();
+            reader
+                .contents()
+                .read_to_end(&mut bytes)
+                .map_err(|e| NarReadError::from_io(e, offset))?;
+            Ok(Some(bytes))
+        }
+        _ => Ok(None),
+    }
+}

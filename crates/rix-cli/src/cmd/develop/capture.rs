@@ -4,13 +4,11 @@
 //! output. Building it realises the derivation's inputs, not the derivation.
 //! Mirrors `getDerivationEnvironment` in Nix's `src/nix/develop.cc`.
 
-use std::rc::Rc;
-
 use anyhow::{bail, Context as _, Result};
 use rix_formats::derivation::{DerivationOutput, DrvHashes};
 use rix_formats::StorePath;
-use rix_store::local_store::LocalStore;
 
+use super::store::DevStore;
 use crate::context::Context;
 
 /// Nix's `get-env.sh` (see `get-env.sh.NOTICE`: LGPL 2.1, from Nix
@@ -21,10 +19,10 @@ use crate::context::Context;
 pub const GET_ENV_SH: &str = concat!("\n", include_str!("get-env.sh"));
 
 /// The `-env` output of `drv_path`'s environment derivation, built if it is
-/// not valid yet.
+/// not valid yet (by the store: a daemon builds it).
 pub fn derivation_environment(
     ctx: &Context,
-    store: &Rc<LocalStore>,
+    store: &DevStore,
     drv_path: &StorePath,
 ) -> Result<StorePath> {
     let env_drv = write_env_derivation(store, drv_path)?;
@@ -37,8 +35,7 @@ pub fn derivation_environment(
     // As Nix: the first output (by name) holding something.
     for outs in built {
         for path in outs.into_values() {
-            let real = store.layout().real_path(&path);
-            if std::fs::symlink_metadata(&real).is_ok_and(|m| m.len() > 0) {
+            if store.holds_something(&path) {
                 return Ok(path);
             }
         }
@@ -48,8 +45,9 @@ pub fn derivation_environment(
 
 /// Writes the environment derivation of `drv_path` to the store and returns
 /// its path (the part of `getDerivationEnvironment` before building).
-pub fn write_env_derivation(store: &Rc<LocalStore>, drv_path: &StorePath) -> Result<StorePath> {
-    let mut drv = rix_build::plan::read_derivation(store, drv_path)?;
+pub fn write_env_derivation(dev: &DevStore, drv_path: &StorePath) -> Result<StorePath> {
+    let store = &*dev.store;
+    let mut drv = dev.read_derivation(drv_path)?;
     let builder = String::from_utf8_lossy(&drv.builder);
     let base = builder.rsplit('/').next().unwrap_or("");
     if base != "bash" {
@@ -78,9 +76,7 @@ pub fn write_env_derivation(store: &Rc<LocalStore>, drv_path: &StorePath) -> Res
         *out = DerivationOutput::Deferred;
         drv.env.insert(name.clone().into_bytes(), Vec::new());
     }
-    let mut hashes = DrvHashes::new(store_dir.clone(), |p: &StorePath| {
-        rix_build::plan::read_derivation(store, p)
-    });
+    let mut hashes = DrvHashes::new(store_dir.clone(), |p: &StorePath| dev.read_derivation(p));
     let paths = drv
         .output_paths(&store_dir, |p| hashes.get(p))
         .with_context(|| format!("cannot hash the environment of '{}'", store.print(drv_path)))?;

@@ -13,21 +13,21 @@ pub mod capture;
 pub mod installable;
 pub mod rc;
 pub mod shell_nix;
+pub mod store;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use rix_formats::StorePath;
-use rix_store::local_store::LocalStore;
 
 use crate::cmd::instantiate::NixInstallableArgs;
 use crate::context::Context;
 use build_env::{shell_escape, BuildEnvironment};
 use installable::Target;
+use store::DevStore;
 
 /// What `rix develop` and `rix print-dev-env` share (Nix's `Common`).
 #[derive(Args, Debug, Clone)]
@@ -43,6 +43,10 @@ pub struct CommonArgs {
     /// Make the captured environment a generation of this profile (a GC root).
     #[arg(long, value_name = "PATH")]
     pub profile: Option<PathBuf>,
+    /// Redirect a store path to a mutable location: the outputs of
+    /// INSTALLABLE are replaced by OUTPUTS-DIR in the environment.
+    #[arg(long, num_args = 2, value_names = ["INSTALLABLE", "OUTPUTS-DIR"], action = clap::ArgAction::Append)]
+    pub redirect: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -98,31 +102,29 @@ pub struct PrintDevEnvArgs {
 struct Captured {
     env: BuildEnvironment,
     path: StorePath,
-    store: Rc<LocalStore>,
+    store: DevStore,
     source_dir: Option<PathBuf>,
 }
 
 /// The environment of the installable: from the cache when the project is
 /// unchanged, else evaluated and captured. Mirrors `getBuildEnvironment`.
 fn build_environment(ctx: &Context, args: &CommonArgs) -> Result<Captured> {
-    if ctx.daemon_url().is_some() {
-        bail!("'rix develop' and 'rix print-dev-env' need a local store (not a daemon) for now");
-    }
-    let store = Rc::new(ctx.open_store()?);
+    let dev = DevStore::open(ctx)?;
+    let store = &*dev.store;
     let installable = installable::installable_or_default(args.installable.as_deref(), &args.nix);
     let key = cache::flake_key(ctx, &installable, &args.nix);
-    let cached = key.as_ref().and_then(|k| k.get(&*store));
+    let cached = key.as_ref().and_then(|k| k.get(store));
     let path = match cached {
         Some((_, env)) => env,
-        None => match installable::resolve(ctx, &store, &installable, &args.nix)? {
+        None => match installable::resolve(ctx, &dev, &installable, &args.nix)? {
             Target::Environment(p) => p,
             Target::Derivation(drv) => {
-                let env = match cache::environment_of(&*store, &drv) {
+                let env = match cache::environment_of(store, &drv) {
                     Some(env) => env,
                     None => {
                         let ctx = &crate::cmd::flake::with_flake_config(ctx);
-                        let env = capture::derivation_environment(ctx, &store, &drv)?;
-                        cache::remember(&*store, &drv, &env);
+                        let env = capture::derivation_environment(ctx, &dev, &drv)?;
+                        cache::remember(store, &drv, &env);
                         env
                     }
                 };
@@ -135,18 +137,23 @@ fn build_environment(ctx: &Context, args: &CommonArgs) -> Result<Captured> {
     };
     // Kept from the garbage collector until the shell runs (then
     // `NIX_GCROOT` in its environment is a root, as in Nix).
-    rix_store::store_api::Store::add_temp_root(&*store, &path)
+    store
+        .add_temp_root(&path)
         .with_context(|| format!("cannot keep '{}' from the collector", store.print(&path)))?;
     if let Some(profile) = &args.profile {
         if let Some(dir) = std::path::absolute(profile)?.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create directory '{}'", dir.display()))?;
         }
-        rix_store::profiles::update_profile(&*store, profile, &path)?;
+        // Through a daemon as Nix's client: the link made here, then
+        // registered as an indirect root by the daemon.
+        rix_store::profiles::update_profile(store, profile, &path)?;
     }
-    let real = store.layout().real_path(&path);
-    let text = std::fs::read_to_string(&real)
+    let bytes = dev
+        .read_file(&path)
         .with_context(|| format!("cannot read the environment '{}'", store.print(&path)))?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("the environment '{}' is not UTF-8", store.print(&path)))?;
     let env = BuildEnvironment::from_json(&text)
         .with_context(|| format!("in the environment '{}'", store.print(&path)))?;
     let source_dir = crate::cmd::instantiate::is_flake_installable(&installable)
@@ -155,9 +162,27 @@ fn build_environment(ctx: &Context, args: &CommonArgs) -> Result<Captured> {
     Ok(Captured {
         env,
         path,
-        store,
+        store: dev,
         source_dir,
     })
+}
+
+/// `--redirect`s: each installable's paths (evaluated, nothing built) and
+/// the directory that replaces them.
+fn redirects(ctx: &Context, c: &Captured, args: &CommonArgs) -> Result<Vec<rc::Redirect>> {
+    args.redirect
+        .chunks(2)
+        .map(|pair| {
+            let paths = installable::output_paths(ctx, &c.store, &pair[0], &args.nix)?;
+            let dir = std::path::absolute(&pair[1])
+                .with_context(|| format!("cannot resolve '{}'", pair[1]))?;
+            Ok(rc::Redirect {
+                what: pair[0].clone(),
+                paths: paths.iter().map(|p| c.store.print(p)).collect(),
+                dir: dir.display().to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The directory of a local (`path:`, `git+file:`) flake.
@@ -175,8 +200,9 @@ pub fn print_dev_env(ctx: &Context, args: &PrintDevEnvArgs) -> Result<()> {
     } else {
         // Removed when done, as Nix's (the script then names files that
         // are gone: Nix's behaviour for structured attributes).
+        let redirects = redirects(ctx, &c, &args.common)?;
         let tmp = create_temp_dir("nix-dev-env")?;
-        let script = rc::make_rc_script(&c.env, &tmp, &outputs_dir()?, None);
+        let script = rc::make_rc_script(&c.env, &tmp, &outputs_dir()?, None, &redirects);
         let _ = std::fs::remove_dir_all(&tmp);
         script?
     };
@@ -229,6 +255,7 @@ pub fn develop(ctx: &Context, args: &DevelopArgs) -> Result<()> {
         bail!("--keep does not make sense without --ignore-environment");
     }
     let c = build_environment(ctx, &args.common)?;
+    let redirects = redirects(ctx, &c, &args.common)?;
     let mut env: Vec<(OsString, OsString)> = if args.ignore_environment {
         args.keep
             .iter()
@@ -261,7 +288,13 @@ pub fn develop(ctx: &Context, args: &DevelopArgs) -> Result<()> {
         .tempdir_in(&temp_base)
         .with_context(|| format!("cannot create a directory in '{}'", temp_base.display()))?
         .keep();
-    let mut script = rc::make_rc_script(&c.env, &tmp_dir, &outputs_dir()?, Some(&build_top))?;
+    let mut script = rc::make_rc_script(
+        &c.env,
+        &tmp_dir,
+        &outputs_dir()?,
+        Some(&build_top),
+        &redirects,
+    )?;
     if let Some(phase) = &phase {
         script += "foundMakefile=1\n";
         script += &format!("runHook {phase}Phase\n");
@@ -311,7 +344,7 @@ pub fn develop(ctx: &Context, args: &DevelopArgs) -> Result<()> {
                 .with_context(|| format!("chdir to '{}' failed", dir.display()))?;
         }
     }
-    let layout = c.store.layout().clone();
+    let layout = c.store.layout.clone();
     drop(c);
     rix_build::sandbox::enter::enter_store_namespace(&layout).map_err(anyhow::Error::msg)?;
     let e = cmd.exec();

@@ -34,8 +34,19 @@ pub const IGNORE_VARS: &[&str] = &[
 /// to keep the shell usable (`savedVars`).
 const SAVED_VARS: &[&str] = &["PATH", "XDG_DATA_DIRS"];
 
+/// `--redirect INSTALLABLE OUTPUTS-DIR`: the store paths the installable
+/// names, to be replaced by the directory in the script.
+pub struct Redirect {
+    /// The installable, as given.
+    pub what: String,
+    /// Its store paths, printed.
+    pub paths: Vec<String>,
+    /// The absolute directory they are replaced by.
+    pub dir: String,
+}
+
 /// The rc script for `env`: outputs rewritten to `outputs_dir/<output>`,
-/// structured attributes written into `tmp_dir`. `NIX_BUILD_TOP` is made
+/// `redirects` applied, structured attributes written into `tmp_dir`. `NIX_BUILD_TOP` is made
 /// by the script with `mktemp`, as Nix's, or is `build_top` when given
 /// (`rix develop` makes it itself: one process less to start).
 pub fn make_rc_script(
@@ -43,6 +54,7 @@ pub fn make_rc_script(
     tmp_dir: &Path,
     outputs_dir: &Path,
     build_top: Option<&Path>,
+    redirects: &[Redirect],
 ) -> Result<String> {
     let mut out = String::from("unset shellHook\n");
     for var in SAVED_VARS {
@@ -88,6 +100,21 @@ pub fn make_rc_script(
                 .string(&name)?
                 .with_context(|| format!("the environment has no variable for output '{name}'"))?;
             rewrites.insert(from.to_owned(), to(&name));
+        }
+    }
+    for r in redirects {
+        for from in &r.paths {
+            if !out.contains(from.as_str()) {
+                eprintln!(
+                    "warning: '{}' (path '{from}') is not used by this build environment",
+                    r.what
+                );
+            } else {
+                eprintln!("redirecting '{from}' to '{}'", r.dir);
+                rewrites
+                    .entry(from.clone())
+                    .or_insert_with(|| r.dir.clone());
+            }
         }
     }
     if let Some((json, sh)) = &env.structured_attrs {
@@ -152,13 +179,25 @@ mod tests {
                 "x":{"type":"var","value":"/s/abc-x/lib"}}}"#,
         )
         .unwrap();
-        let rc = make_rc_script(&env, Path::new("/tmp"), Path::new("/w/outputs"), None).unwrap();
+        let rc = make_rc_script(
+            &env,
+            Path::new("/tmp"),
+            Path::new("/w/outputs"),
+            None,
+            &[Redirect {
+                what: "p".into(),
+                paths: vec!["/s/p".into(), "/s/unused".into()],
+                dir: "/w/p".into(),
+            }],
+        )
+        .unwrap();
         assert!(rc.starts_with("unset shellHook\nPATH=${PATH:-}\nnix_saved_PATH=\"$PATH\"\n"));
         assert!(rc.contains("out='/w/outputs/out'\nexport out\n"));
         assert!(rc.contains("dev='/w/outputs/dev'\n"));
         assert!(rc.contains("x='/w/outputs/out/lib'\n"));
         assert!(!rc.contains("HOME="));
         assert!(rc.contains("PATH=\"$PATH${nix_saved_PATH:+:$nix_saved_PATH}\"\n"));
+        assert!(rc.contains("PATH='/w/p/bin'\n"), "{rc}");
         assert!(rc.ends_with("eval \"${shellHook:-}\"\n"));
     }
 }

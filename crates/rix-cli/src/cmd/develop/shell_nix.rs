@@ -11,17 +11,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
-use std::rc::Rc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use rix_eval::store::{EvalStore, LocalEvalStore};
 use rix_eval::value::Value;
 use rix_eval::{AutoArg, Evaluator};
 use rix_formats::StorePath;
-use rix_store::local_store::LocalStore;
 
 use super::build_env::shell_escape;
+use super::store::DevStore;
 use crate::cmd::instantiate::{eval_error, EvalArgs};
 use crate::context::Context;
 
@@ -324,8 +322,8 @@ struct Evaluated {
     bash_drv: Option<StorePath>,
 }
 
-fn evaluate(ctx: &Context, store: &Rc<LocalStore>, o: &Options) -> Result<Evaluated> {
-    let layout = store.layout().clone();
+fn evaluate(ctx: &Context, store: &DevStore, o: &Options) -> Result<Evaluated> {
+    let open = store.eval_store_opener();
     let show_trace = o.eval.show_trace();
     let cwd = std::env::current_dir()?.display().to_string();
     let script_dir = o.script.as_ref().map(|s| {
@@ -333,9 +331,7 @@ fn evaluate(ctx: &Context, store: &Rc<LocalStore>, o: &Options) -> Result<Evalua
         p.parent().map_or(cwd.clone(), |d| d.display().to_string())
     });
     crate::cmd::instantiate::on_big_stack(|| -> Result<Evaluated> {
-        let local = Rc::new(LocalStore::open(layout)?);
-        let eval_store: Rc<dyn EvalStore> = Rc::new(LocalEvalStore::new(local));
-        let mut ev = Evaluator::new(o.eval.options(ctx, eval_store));
+        let mut ev = Evaluator::new(o.eval.options(ctx, open()?));
         let r = (|| -> rix_eval::Result<Evaluated> {
             let auto = ev.auto_args(&o.eval.auto_args())?;
             let mut with_shell = o.eval.auto_args();
@@ -451,9 +447,6 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
         ctx.store_url = Some(s.clone());
     }
     let ctx = &ctx;
-    if ctx.daemon_url().is_some() {
-        bail!("'rix shell-nix' needs a local store (not a daemon) for now");
-    }
     let mut o = o;
     if o.packages {
         let mut joined = String::from(
@@ -475,10 +468,11 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
     // As Nix: set before evaluating (`builtins.getEnv "IN_NIX_SHELL"`).
     std::env::set_var("IN_NIX_SHELL", if o.pure { "pure" } else { "impure" });
 
-    let store = Rc::new(ctx.open_store()?);
-    let ev = evaluate(ctx, &store, &o)?;
+    let dev = DevStore::open(ctx)?;
+    let store = &*dev.store;
+    let ev = evaluate(ctx, &dev, &o)?;
     let ctx = &crate::cmd::flake::with_flake_config(ctx);
-    let drv = rix_build::plan::read_derivation(&store, &ev.drv)?;
+    let drv = dev.read_derivation(&ev.drv)?;
 
     // Build or fetch every input, and the shell.
     let mut wanted: Vec<String> = Vec::new();
@@ -503,20 +497,22 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
     if o.dry_run {
         return Ok(());
     }
-    if !wanted.is_empty() {
+    let built = if wanted.is_empty() {
+        Vec::new()
+    } else {
         crate::cmd::build::realise_installables(
             ctx,
             wanted,
             crate::cmd::instantiate::NixInstallableArgs::default(),
-        )?;
-    }
+        )?
+    };
     let shell = match (&ev.bash_drv, std::env::var("NIX_BUILD_SHELL")) {
         (_, Ok(s)) => s,
-        (Some(b), _) => {
-            let bd = rix_build::plan::read_derivation(&store, b)?;
-            let outs = rix_build::plan::output_paths(&store, b, &bd)?;
-            let out = outs
-                .get("out")
+        (Some(_), _) => {
+            // The first thing realised.
+            let out = built
+                .first()
+                .and_then(|outs| outs.get("out"))
                 .context("bashInteractive has no output 'out'")?;
             format!("{}/bin/bash", store.print(out))
         }
@@ -607,8 +603,8 @@ pub fn run(ctx: &Context, args: &ShellNixArgs) -> Result<()> {
         cmd.arg("--rcfile");
     }
     cmd.arg(&rc_file);
-    let layout = store.layout().clone();
-    drop(store);
+    let layout = dev.layout.clone();
+    drop(dev);
     rix_build::sandbox::enter::enter_store_namespace(&layout).map_err(anyhow::Error::msg)?;
     let e = cmd.exec();
     // As Nix's `SysError`: the system's message.
