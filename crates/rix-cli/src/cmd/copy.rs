@@ -198,6 +198,15 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
             progress.finish();
         }
         copied?;
+        if paths.is_empty() {
+            progress.finish();
+            eprintln!(
+                "copied the outputs of {} derivation(s) from '{}'",
+                drvs.len(),
+                from.split('?').next().unwrap_or(from)
+            );
+            return Ok(());
+        }
     }
     let report = subst.substitute(&store, &paths, &progress);
     progress.finish();
