@@ -482,7 +482,12 @@ fn realisations_travel_with_rix_copy_between_stores() {
     let (file, counter) = write_graph(&t);
     let (out, _) = rix_build(&t, &file, &[("counter", &counter)]);
     let other = sibling_store(&t, "other");
-    let (_, stderr) = ok(rix(&t, &["copy", "--to", &other, out.trim()]));
+    // (`c` is input-addressed and unsigned: Nix's `nix copy` wants
+    // `--no-check-sigs` for it too.)
+    let (_, stderr) = ok(rix(
+        &t,
+        &["copy", "--no-check-sigs", "--to", &other, out.trim()],
+    ));
     assert!(stderr.contains("realisations"), "{stderr}");
     // Through a daemon (RegisterDrvOutput).
     let served = sibling_store(&t, "served");
