@@ -570,7 +570,9 @@ fn rix_copy_from_a_binary_cache_fetches_realisations() {
         &["copy", "--no-check-sigs", "--from", &cache_url, &wanted],
     ));
     assert!(
-        Path::new(&t.dir.path().join("fresh/store"))
+        t.dir
+            .path()
+            .join("fresh/store")
             .join(out.trim().rsplit('/').next().unwrap())
             .exists(),
         "{stderr}"
