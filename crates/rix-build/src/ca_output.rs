@@ -233,9 +233,8 @@ fn register_floating(
         .cloned()
         .collect();
     store.register(&new)?;
-    for r in &realisations {
-        store.register_realisation(r)?;
-    }
+    store.sign_realisations(&mut realisations)?;
+    store.register_realisations(&realisations)?;
     Ok(infos)
 }
 

@@ -179,6 +179,17 @@ pub fn execute(
         let mut running = 0usize;
         loop {
             stop |= crate::running::cancelled();
+            // --- content-addressed derivations: early cutoff in this thread,
+            // without a builder (see crate::resolve::cut_off_ready) ---
+            if !stop {
+                for (drv_path, result) in
+                    crate::resolve::cut_off_ready(store, &builds, &mut ready, observer)
+                {
+                    running += 1;
+                    let _ = tx.send((drv_path, result));
+                }
+            }
+            // --- end content-addressed derivations ---
             while running < max_jobs && !stop {
                 let Some(drv_path) = ready.pop_front() else {
                     break;

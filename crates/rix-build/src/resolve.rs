@@ -45,7 +45,13 @@ pub struct CaContext {
     realisations: Mutex<HashMap<DrvOutput, Realisation>>,
     /// Input derivations read (many dependents share one input).
     drvs: Mutex<HashMap<StorePath, std::sync::Arc<Derivation>>>,
+    /// Derivations resolved in the scheduler ([`cut_off_ready`]) that must
+    /// build after all: their resolution, for [`realise_one`].
+    resolved: Mutex<HashMap<StorePath, Resolution>>,
 }
+
+/// A derivation resolved: the resolved derivation and its path.
+type Resolution = (StorePath, std::sync::Arc<Derivation>);
 
 fn bad(store: &LocalStore, drv_path: &StorePath, e: impl std::fmt::Display) -> BuildError {
     BuildError::BadDerivation {
@@ -148,6 +154,35 @@ impl CaContext {
         Ok(found)
     }
 
+    fn keep_resolution(&self, drv_path: &StorePath, r: Resolution) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(drv_path.clone(), r);
+    }
+
+    /// Remembers realisations just registered (their dependents look them up).
+    fn remember(&self, rs: &[Realisation]) {
+        let mut known = self.realisations.lock().unwrap_or_else(|e| e.into_inner());
+        for r in rs {
+            known.insert(r.id.clone(), r.clone());
+        }
+    }
+
+    fn has_resolution(&self, drv_path: &StorePath) -> bool {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(drv_path)
+    }
+
+    fn take_resolution(&self, drv_path: &StorePath) -> Option<Resolution> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(drv_path)
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<StorePath, DrvHash>> {
         self.hashes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -228,12 +263,13 @@ impl CaContext {
             return Ok(());
         }
         let hashes = self.static_output_hashes(store, drv_path, drv)?;
+        let mut realisations = Vec::new();
         for (name, path) in outputs {
             let Some(h) = hashes.get(name) else { continue };
             if !store.is_valid(path)? {
                 continue;
             }
-            store.register_realisation(&Realisation {
+            realisations.push(Realisation {
                 id: DrvOutput {
                     drv_hash: *h,
                     output_name: name.clone(),
@@ -241,8 +277,10 @@ impl CaContext {
                 out_path: path.clone(),
                 signatures: BTreeSet::new(),
                 dependent_realisations: BTreeMap::new(),
-            })?;
+            });
         }
+        store.sign_realisations(&mut realisations)?;
+        store.register_realisations(&realisations)?;
         Ok(())
     }
 }
@@ -406,78 +444,233 @@ pub(crate) fn realise_one(
     observer: &dyn Observer,
 ) -> Result<BuildOutcome, BuildError> {
     let (resolved_path, resolved) = if b.drv.input_drvs.is_empty() {
-        (drv_path.clone(), b.drv.clone())
+        (drv_path.clone(), std::sync::Arc::new(b.drv.clone()))
     } else {
-        let resolved =
-            try_resolve(store, ca, drv_path, &b.drv)?.ok_or_else(|| BuildError::Unsupported {
-                drv: store.print(drv_path),
-                reason: "an output of one of its inputs is not realised".into(),
-            })?;
-        // Written unless there already (a cut off build's usually is).
-        let path = resolved
-            .drv_path(store.store_dir())
-            .map_err(|e| bad(store, drv_path, e))?;
-        store.add_temp_root(&path)?;
-        if !store.is_valid(&path)? {
-            store.add_derivation(&resolved)?;
-        }
+        let (path, resolved) = match ca.take_resolution(drv_path) {
+            Some(r) => r,
+            None => {
+                resolve(store, ca, drv_path, &b.drv)?.ok_or_else(|| BuildError::Unsupported {
+                    drv: store.print(drv_path),
+                    reason: "an output of one of its inputs is not realised".into(),
+                })?
+            }
+        };
+        // Written unless there already (a cut off build's usually is);
+        // without a sync, as Nix writes text files (`fsync-store-paths`).
+        store.add_derivations(std::slice::from_ref(&*resolved), false)?;
         observer.event(BuildEvent::Resolved {
             drv: drv_path,
             resolved: &path,
         });
         (path, resolved)
     };
-    let resolved_hashes = ca.static_output_hashes(store, &resolved_path, &resolved)?;
-    let mut resolved_outputs = ca.realised_outputs(store, &resolved_path, &resolved)?;
-    let mut all_valid = resolved_outputs.len() == resolved.outputs.len();
-    for p in resolved_outputs.values() {
-        all_valid &= store.is_valid(p)?;
-    }
-    let outcome = if all_valid {
+    if let Some(outputs) = realised_valid(store, ca, &resolved_path, &resolved)? {
         observer.event(BuildEvent::CutOff {
             drv: drv_path,
             resolved: &resolved_path,
         });
-        BuildOutcome::CutOff
-    } else {
-        let outcome = build_resolved(
-            store,
-            &resolved_path,
-            &resolved,
-            &b.reason,
-            closure,
-            opts,
-            observer,
-        )?;
-        resolved_outputs = ca.realised_outputs(store, &resolved_path, &resolved)?;
-        outcome
+        return finish_cut_off(store, ca, drv_path, b, &resolved_path, &resolved, &outputs);
+    }
+    let outcome = build_resolved(
+        store,
+        &resolved_path,
+        &resolved,
+        &b.reason,
+        closure,
+        opts,
+        observer,
+    )?;
+    let outputs = ca.realised_outputs(store, &resolved_path, &resolved)?;
+    let realisations =
+        original_realisations(store, ca, drv_path, b, &resolved_path, &resolved, &outputs)?;
+    store.register_realisations(&realisations)?;
+    ca.remember(&realisations);
+    Ok(outcome)
+}
+
+/// Registers the realisations of a cut-off derivation (see
+/// [`original_realisations`]).
+fn finish_cut_off(
+    store: &LocalStore,
+    ca: &CaContext,
+    drv_path: &StorePath,
+    b: &PlannedBuild,
+    resolved_path: &StorePath,
+    resolved: &Derivation,
+    outputs: &BTreeMap<String, StorePath>,
+) -> Result<BuildOutcome, BuildError> {
+    let realisations =
+        original_realisations(store, ca, drv_path, b, resolved_path, resolved, outputs)?;
+    store.register_realisations(&realisations)?;
+    ca.remember(&realisations);
+    Ok(BuildOutcome::CutOff)
+}
+
+/// `drv` resolved ([`try_resolve`]) with its path; `None` when an input's
+/// output is not realised.
+fn resolve(
+    store: &LocalStore,
+    ca: &CaContext,
+    drv_path: &StorePath,
+    drv: &Derivation,
+) -> Result<Option<Resolution>, BuildError> {
+    let Some(resolved) = try_resolve(store, ca, drv_path, drv)? else {
+        return Ok(None);
     };
-    // Realisations of the resolved derivation's outputs under the original's
-    // output hashes (with the input realisations the outputs refer to).
-    if resolved_path != *drv_path && !b.drv.derivation_type().is_ok_and(|t| t.is_impure()) {
-        let original = ca.static_output_hashes(store, drv_path, &b.drv)?;
-        let fixed = b.drv.derivation_type().is_ok_and(|t| t.is_fixed());
-        for (name, out_path) in &resolved_outputs {
-            let (Some(h), Some(_)) = (original.get(name), resolved_hashes.get(name)) else {
-                continue;
-            };
-            let dependent_realisations = if fixed {
-                BTreeMap::new()
-            } else {
-                drv_output_references(store, ca, &b.drv, out_path)?
-            };
-            store.register_realisation(&Realisation {
-                id: DrvOutput {
-                    drv_hash: *h,
-                    output_name: name.clone(),
-                },
-                out_path: out_path.clone(),
-                signatures: BTreeSet::new(),
-                dependent_realisations,
-            })?;
+    let path = resolved
+        .drv_path(store.store_dir())
+        .map_err(|e| bad(store, drv_path, e))?;
+    Ok(Some((path, std::sync::Arc::new(resolved))))
+}
+
+/// The outputs of the resolved derivation when all are realised and valid
+/// (the build is cut off), else `None`.
+fn realised_valid(
+    store: &LocalStore,
+    ca: &CaContext,
+    resolved_path: &StorePath,
+    resolved: &Derivation,
+) -> Result<Option<BTreeMap<String, StorePath>>, BuildError> {
+    let outputs = ca.realised_outputs(store, resolved_path, resolved)?;
+    if outputs.len() != resolved.outputs.len() {
+        return Ok(None);
+    }
+    let wanted: BTreeSet<StorePath> = outputs.values().cloned().collect();
+    let valid = store.query_valid_paths(&wanted)?;
+    Ok((valid.len() == wanted.len()).then_some(outputs))
+}
+
+/// The realisations of the resolved derivation's outputs under the
+/// original's output hashes (with the input realisations the outputs refer
+/// to), as Nix's `resolvedFinished` registers them.
+fn original_realisations(
+    store: &LocalStore,
+    ca: &CaContext,
+    drv_path: &StorePath,
+    b: &PlannedBuild,
+    resolved_path: &StorePath,
+    resolved: &Derivation,
+    resolved_outputs: &BTreeMap<String, StorePath>,
+) -> Result<Vec<Realisation>, BuildError> {
+    let mut out = Vec::new();
+    if resolved_path == drv_path || b.drv.derivation_type().is_ok_and(|t| t.is_impure()) {
+        return Ok(out);
+    }
+    let resolved_hashes = ca.static_output_hashes(store, resolved_path, resolved)?;
+    let original = ca.static_output_hashes(store, drv_path, &b.drv)?;
+    let fixed = b.drv.derivation_type().is_ok_and(|t| t.is_fixed());
+    for (name, out_path) in resolved_outputs {
+        let (Some(h), Some(_)) = (original.get(name), resolved_hashes.get(name)) else {
+            continue;
+        };
+        let dependent_realisations = if fixed {
+            BTreeMap::new()
+        } else {
+            drv_output_references(store, ca, &b.drv, out_path)?
+        };
+        out.push(Realisation {
+            id: DrvOutput {
+                drv_hash: *h,
+                output_name: name.clone(),
+            },
+            out_path: out_path.clone(),
+            signatures: BTreeSet::new(),
+            dependent_realisations,
+        });
+    }
+    store.sign_realisations(&mut out)?;
+    Ok(out)
+}
+
+/// Early cutoff in the scheduler, without a builder: of the `ready` builds,
+/// those that resolve to derivations realised already are finished here,
+/// their resolved `.drv`s written in one batch (without a sync, as Nix
+/// writes text files) and their realisations registered in one transaction.
+/// Returns them with their outcome and leaves the others in `ready` (their
+/// resolution kept for [`realise_one`]). Should the batch fail, its builds
+/// stay in `ready` and the builders report their errors one by one.
+/// Mirrors what Nix's `DerivationGoal::inputsRealised` does for a resolved
+/// derivation whose outputs are known.
+pub(crate) fn cut_off_ready<'a>(
+    store: &LocalStore,
+    builds: &'a BTreeMap<StorePath, PlannedBuild>,
+    ready: &mut std::collections::VecDeque<&'a StorePath>,
+    observer: &dyn Observer,
+) -> Vec<(&'a StorePath, Result<BuildOutcome, BuildError>)> {
+    let mut done = Vec::new();
+    let mut keep = std::collections::VecDeque::new();
+    let mut cut: Vec<(&'a StorePath, Resolution, BTreeMap<String, StorePath>)> = Vec::new();
+    for p in ready.drain(..) {
+        let b = &builds[p];
+        let Some(ca) = b
+            .ca
+            .as_deref()
+            .filter(|ca| handles(&b.drv) && !b.drv.input_drvs.is_empty() && !ca.has_resolution(p))
+        else {
+            keep.push_back(p);
+            continue;
+        };
+        let found = resolve(store, ca, p, &b.drv).and_then(|r| match r {
+            Some((rp, rd)) => {
+                let outputs = realised_valid(store, ca, &rp, &rd)?;
+                Ok(Some(((rp, rd), outputs)))
+            }
+            None => Ok(None),
+        });
+        match found {
+            Ok(Some((resolution, Some(outputs)))) => cut.push((p, resolution, outputs)),
+            Ok(Some((resolution, None))) => {
+                ca.keep_resolution(p, resolution);
+                keep.push_back(p);
+            }
+            // An input's output not realised: the builder reports it.
+            Ok(None) => keep.push_back(p),
+            Err(e) => done.push((p, Err(e))),
         }
     }
-    Ok(outcome)
+    *ready = keep;
+    if cut.is_empty() {
+        return done;
+    }
+    let settled = (|| -> Result<(), BuildError> {
+        let drvs: Vec<Derivation> = cut.iter().map(|(_, (_, d), _)| (**d).clone()).collect();
+        store.add_derivations(&drvs, false)?;
+        let mut realisations = Vec::new();
+        for (p, (rp, rd), outputs) in &cut {
+            let b = &builds[*p];
+            let ca = b.ca.as_deref().expect("filtered above");
+            realisations.extend(original_realisations(store, ca, p, b, rp, rd, outputs)?);
+        }
+        store.register_realisations(&realisations)?;
+        for (p, _, _) in &cut {
+            if let Some(ca) = builds[*p].ca.as_deref() {
+                ca.remember(&realisations);
+                break;
+            }
+        }
+        Ok(())
+    })();
+    if settled.is_err() {
+        for (p, resolution, _) in cut {
+            if let Some(ca) = builds[p].ca.as_deref() {
+                ca.keep_resolution(p, resolution);
+            }
+            ready.push_back(p);
+        }
+        return done;
+    }
+    for (p, (rp, _), _) in &cut {
+        observer.event(BuildEvent::Resolved {
+            drv: p,
+            resolved: rp,
+        });
+        observer.event(BuildEvent::CutOff {
+            drv: p,
+            resolved: rp,
+        });
+        done.push((*p, Ok(BuildOutcome::CutOff)));
+    }
+    done
 }
 
 /// Builds a resolved derivation (or one without inputs) with the usual

@@ -182,6 +182,9 @@ impl Context {
         let dir = layout.real_store_dir.clone();
         let store = LocalStore::open(layout)
             .with_context(|| format!("cannot open the store at {}", dir.display()))?;
+        if self.settings.experimental_feature("ca-derivations") {
+            store.enable_ca_derivations()?;
+        }
         Ok(Some(Arc::new(store)))
     }
 
@@ -283,6 +286,13 @@ impl Context {
         if self.settings.experimental_feature("ca-derivations") {
             store.enable_ca_derivations()?;
         }
+        store.set_secret_key_files(
+            self.settings
+                .get_list("secret-key-files")
+                .into_iter()
+                .map(std::path::PathBuf::from)
+                .collect(),
+        );
         Ok(store)
     }
 }

@@ -436,3 +436,236 @@ fn realisations_through_rix_daemon() {
     assert_eq!(through, direct, "{stderr}");
     assert!(through.contains("\"outPath\""), "{through}");
 }
+
+fn rix_at(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", url])
+        .args(["--option", "sandbox", "false"])
+        .args(args)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .output()
+        .expect("run rix")
+}
+
+/// Nix 2.26's `nix realisation info --json` of the graph's outputs in the
+/// store at `url`, or `None` without the oracle.
+fn nix_realisations(url: &str, file: &str, counter: &str) -> Option<String> {
+    let out = rix_testutil::nix_current("nix")?
+        .args(["--store", url, "realisation", "info", "--json", "--file"])
+        .arg(file)
+        .args(["--argstr", "counter", counter])
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .output()
+        .unwrap();
+    Some(ok(out).0)
+}
+
+/// Another store with `t`'s store directory, its files elsewhere.
+fn sibling_store(t: &TempStore, name: &str) -> String {
+    let d = t.dir.path().join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    format!(
+        "local?store={}&real={}/store&state={}/state&log={}/log",
+        t.store_dir().display(),
+        d.display(),
+        d.display(),
+        d.display()
+    )
+}
+
+/// Realisations travel with `rix copy` from one store to another, local or
+/// through `rix daemon` (Nix's `copyPaths` with realisations): Nix 2.26 reads
+/// the same realisations in the copy, and rix builds nothing there.
+#[test]
+fn realisations_travel_with_rix_copy_between_stores() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let (out, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    let other = sibling_store(&t, "other");
+    // (`c` is input-addressed and unsigned: Nix's `nix copy` wants
+    // `--no-check-sigs` for it too.)
+    let (_, stderr) = ok(rix(
+        &t,
+        &["copy", "--no-check-sigs", "--to", &other, out.trim()],
+    ));
+    assert!(stderr.contains("realisations"), "{stderr}");
+    // Through a daemon (RegisterDrvOutput).
+    let served = sibling_store(&t, "served");
+    let sock = t.dir.path().join("daemon.sock");
+    // `c` is input-addressed and unsigned: the daemon takes it from a
+    // trusted client that skips the signature check.
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_rix"))
+        .args(["--store", &served, "daemon", "--socket"])
+        .arg(&sock)
+        .env("NIX_CONFIG", format!("{NIX_CONFIG}\ntrusted-users = *"))
+        .spawn()
+        .unwrap();
+    rix_testutil::wait_for(
+        "the daemon's socket",
+        std::time::Duration::from_secs(30),
+        || sock.exists().then_some(()),
+    );
+    let daemon_url = format!(
+        "unix://{}?store={}",
+        sock.display(),
+        t.store_dir().display()
+    );
+    let copied = rix(
+        &t,
+        &["copy", "--no-check-sigs", "--to", &daemon_url, out.trim()],
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    ok(copied);
+    for url in [&other, &served] {
+        empty_counter(Path::new(&counter));
+        let (again, stderr) = ok(rix_at(
+            url,
+            &[
+                "build",
+                "--extra-experimental-features",
+                "ca-derivations",
+                &file,
+                "--argstr",
+                "counter",
+                &counter,
+                "--no-link",
+            ],
+        ));
+        assert_eq!(again, out);
+        assert!(runs(&counter).is_empty(), "{url}: {stderr}");
+    }
+    let Some(source) = nix_realisations(&t.url(), &file, &counter) else {
+        return;
+    };
+    assert!(source.contains("\"outPath\""), "{source}");
+    for url in [&other, &served] {
+        assert_eq!(
+            nix_realisations(url, &file, &counter).unwrap(),
+            source,
+            "{url}"
+        );
+    }
+}
+
+/// `rix copy --from CACHE DRV^out` fetches a content-addressed derivation's
+/// output through the cache's realisation and registers the realisations:
+/// Nix 2.26 reads the same ones as in the store that built them.
+#[test]
+fn rix_copy_from_a_binary_cache_fetches_realisations() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let (out, _) = rix_build(&t, &file, &[("counter", &counter)]);
+    let cache = t.dir.path().join("cache");
+    let cache_url = format!("file://{}", cache.display());
+    ok(rix(&t, &["copy", "--to", &cache_url, out.trim()]));
+    let fresh = sibling_store(&t, "fresh");
+    let (drv, _) = ok(rix_at(
+        &fresh,
+        &["instantiate", &file, "--argstr", "counter", &counter],
+    ));
+    let wanted = format!("{}^out", drv.trim());
+    let (_, stderr) = ok(rix_at(
+        &fresh,
+        &["copy", "--no-check-sigs", "--from", &cache_url, &wanted],
+    ));
+    assert!(
+        t.dir
+            .path()
+            .join("fresh/store")
+            .join(out.trim().rsplit('/').next().unwrap())
+            .exists(),
+        "{stderr}"
+    );
+    // Nothing builds in the fresh store, no cache needed.
+    empty_counter(Path::new(&counter));
+    let (again, stderr) = rix_build_at(&fresh, &file, &counter);
+    assert_eq!(again, out);
+    assert!(runs(&counter).is_empty(), "{stderr}");
+    if let Some(source) = nix_realisations(&t.url(), &file, &counter) {
+        assert_eq!(nix_realisations(&fresh, &file, &counter).unwrap(), source);
+    }
+}
+
+fn rix_build_at(url: &str, file: &str, counter: &str) -> (String, String) {
+    ok(rix_at(
+        url,
+        &[
+            "build",
+            "--extra-experimental-features",
+            "ca-derivations",
+            file,
+            "--argstr",
+            "counter",
+            counter,
+            "--no-link",
+        ],
+    ))
+}
+
+/// Builds sign the realisations they register with `secret-key-files`, as
+/// Nix 2.26's `signRealisation`: the same signatures as Nix's for the same
+/// graph and key (Ed25519 signatures are deterministic).
+#[test]
+fn built_realisations_are_signed_with_secret_key_files() {
+    let t = TempStore::new();
+    let (file, counter) = write_graph(&t);
+    let key = t.dir.path().join("secret");
+    let (secret, _) = ok(rix(&t, &["key", "generate-secret", "--key-name", "test-1"]));
+    std::fs::write(&key, secret).unwrap();
+    let key = key.to_str().unwrap();
+    let (out, _) = ok(rix(
+        &t,
+        &[
+            "build",
+            "--extra-experimental-features",
+            "ca-derivations",
+            "--option",
+            "secret-key-files",
+            key,
+            &file,
+            "--argstr",
+            "counter",
+            &counter,
+            "--no-link",
+        ],
+    ));
+    // Without the oracle: the realisations uploaded (unsigned by the copy)
+    // carry the build's signatures.
+    let cache = t.dir.path().join("cache");
+    let cache_url = format!("file://{}", cache.display());
+    ok(rix(&t, &["copy", "--to", &cache_url, out.trim()]));
+    for e in std::fs::read_dir(cache.join("realisations")).unwrap() {
+        let doi = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        assert!(doi.contains("\"test-1:"), "{doi}");
+    }
+    let Some(rix_view) = nix_realisations(&t.url(), &file, &counter) else {
+        return;
+    };
+    // Nix 2.26 builds the same graph with the same key in a fresh store at
+    // the same place.
+    for sub in ["store", "state", "log"] {
+        let p = t.dir.path().join(sub);
+        let _ = Command::new("chmod").arg("-R").arg("u+w").arg(&p).status();
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+    let (nix_out, _) = nix(
+        &t,
+        "nix-build",
+        &[
+            &file,
+            "--no-out-link",
+            "--argstr",
+            "counter",
+            &counter,
+            "--option",
+            "secret-key-files",
+            key,
+        ],
+    )
+    .unwrap();
+    assert_eq!(nix_out, out);
+    let nix_view = nix_realisations(&t.url(), &file, &counter).unwrap();
+    assert!(nix_view.contains("\"test-1:"), "{nix_view}");
+    assert_eq!(rix_view, nix_view);
+}

@@ -41,7 +41,7 @@ use rix_formats::worker_protocol::{
 use rix_store::gc::{GcAction, GcOptions, GcResults};
 use rix_store::local_store::{Result, StoreError};
 use rix_store::path_info::ValidPathInfo;
-use rix_store::store_api::{AddFlags, GcStore, Store};
+use rix_store::store_api::{AddFlags, GcStore, RealisationStore, Store};
 
 use crate::connection::{io_error, strip_ansi, wire_error, Connection};
 use crate::logger::DaemonLogger;
@@ -986,6 +986,22 @@ impl Store for DaemonStore {
 
     fn gc(&self) -> Option<&dyn GcStore> {
         Some(self)
+    }
+
+    fn realisations(&self) -> Option<&dyn RealisationStore> {
+        Some(self)
+    }
+}
+
+/// `QueryRealisation` and `RegisterDrvOutput` (a daemon without
+/// `ca-derivations` refuses them).
+impl RealisationStore for DaemonStore {
+    fn query_realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>> {
+        DaemonStore::query_realisation(self, id)
+    }
+
+    fn register_realisation(&self, r: &Realisation) -> Result<()> {
+        self.call(&Request::RegisterDrvOutput(r.clone()), |_| Ok(()))
     }
 }
 

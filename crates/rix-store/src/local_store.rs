@@ -83,6 +83,9 @@ pub enum StoreError {
     Protocol(String),
     #[error(transparent)]
     Gc(Box<crate::gc::GcError>),
+    /// A `secret-key-files` key that cannot be read or parsed.
+    #[error("{0}")]
+    SecretKey(String),
 }
 
 impl From<crate::gc::GcError> for StoreError {
@@ -123,6 +126,10 @@ pub struct LocalStore {
     drv_checker: DrvChecker,
     /// The experimental feature `ca-derivations` (see [`Self::enable_ca_derivations`]).
     ca_derivations: std::sync::atomic::AtomicBool,
+    /// `secret-key-files` (see [`Self::set_secret_key_files`]).
+    secret_key_files: OnceLock<Vec<PathBuf>>,
+    /// Their keys, or why they cannot be read.
+    secret_keys: OnceLock<std::result::Result<Vec<rix_formats::signature::SecretKey>, String>>,
 }
 
 type WriteObserver = Box<dyn Fn(&StorePath) + Send + Sync>;
@@ -156,6 +163,8 @@ impl LocalStore {
             others_temps: OnceLock::new(),
             write_observer: OnceLock::new(),
             ca_derivations: std::sync::atomic::AtomicBool::new(false),
+            secret_key_files: OnceLock::new(),
+            secret_keys: OnceLock::new(),
         })
     }
 
@@ -185,6 +194,57 @@ impl LocalStore {
     /// Registers a realisation (see [`crate::db::Db::register_realisation`]).
     pub fn register_realisation(&self, r: &crate::realisations::Realisation) -> Result<()> {
         Ok(self.db().register_realisation(r)?)
+    }
+
+    /// The `secret-key-files` setting: this store's own realisations (those
+    /// its builds register) are signed with these keys, read when first
+    /// needed (as Nix's `LocalStore::signRealisation`). The first call stays.
+    pub fn set_secret_key_files(&self, files: Vec<PathBuf>) {
+        let _ = self.secret_key_files.set(files);
+    }
+
+    /// Signs `rs` with the keys of [`Self::set_secret_key_files`] (none
+    /// set: unchanged).
+    pub fn sign_realisations(&self, rs: &mut [crate::realisations::Realisation]) -> Result<()> {
+        let Some(files) = self.secret_key_files.get().filter(|f| !f.is_empty()) else {
+            return Ok(());
+        };
+        let keys = self.secret_keys.get_or_init(|| {
+            files
+                .iter()
+                .map(|f| {
+                    let text = std::fs::read_to_string(f).map_err(|e| {
+                        format!("cannot read secret key file '{}': {e}", f.display())
+                    })?;
+                    text.trim()
+                        .parse::<rix_formats::signature::SecretKey>()
+                        .map_err(|e| format!("secret key file '{}': {e}", f.display()))
+                })
+                .collect()
+        });
+        let keys = keys
+            .as_ref()
+            .map_err(|e| StoreError::SecretKey(e.clone()))?;
+        for r in rs.iter_mut() {
+            for k in keys {
+                r.sign(k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers realisations in one transaction (see
+    /// [`crate::db::Db::register_realisations`]).
+    pub fn register_realisations(&self, rs: &[crate::realisations::Realisation]) -> Result<()> {
+        Ok(self.db().register_realisations(rs)?)
+    }
+
+    /// The realisations of `ids`, read in one transaction.
+    pub fn query_realisations(
+        &self,
+        ids: &[crate::realisations::DrvOutput],
+    ) -> Result<Vec<Option<crate::realisations::Realisation>>> {
+        Ok(self.db().query_realisations(ids)?)
     }
 
     pub fn layout(&self) -> &StoreLayout {
@@ -562,6 +622,54 @@ impl LocalStore {
         // The store interface's: the ATerm as a text file; `register` checks
         // the outputs and records them.
         crate::store_api::Store::add_derivation(self, drv)
+    }
+
+    /// Writes derivations as `.drv` files in one batch of the write protocol
+    /// (one transaction; one `syncfs` only when `sync`, which Nix's
+    /// `fsync-store-paths`, false by default, asks for): those valid already
+    /// are not written. Returns their paths, in order. For derivations the
+    /// builder makes itself (resolved content-addressed derivations).
+    pub fn add_derivations(&self, drvs: &[Derivation], sync: bool) -> Result<Vec<StorePath>> {
+        let mut texts = Vec::with_capacity(drvs.len());
+        for drv in drvs {
+            let aterm = drv
+                .to_aterm(self.store_dir())
+                .map_err(|e| StoreError::Derivation {
+                    name: drv.name.clone(),
+                    message: e.to_string(),
+                })?;
+            let refs: BTreeSet<StorePath> = drv.references().into_iter().cloned().collect();
+            let hash = HashAlgo::Sha256.digest(&aterm);
+            let path =
+                self.layout
+                    .store_dir
+                    .make_text_path(&format!("{}.drv", drv.name), &hash, &refs)?;
+            texts.push((path, aterm, refs, hash));
+        }
+        let paths: Vec<StorePath> = texts.iter().map(|t| t.0.clone()).collect();
+        self.add_temp_roots(&paths)?;
+        let valid = self.query_valid_paths(&paths.iter().cloned().collect())?;
+        let mut written = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (path, aterm, refs, hash) in &texts {
+            if valid.contains(path) || !seen.insert(path) {
+                continue;
+            }
+            let Some(writer) = self.begin_write(path)? else {
+                continue;
+            };
+            std::fs::write(writer.tmp(), aterm).map_err(StoreError::io(writer.tmp()))?;
+            writer.canonicalise()?;
+            let (nar_hash, nar_size) = archive::hash_path(writer.tmp(), HashAlgo::Sha256)?;
+            let mut info = ValidPathInfo::new(path.clone(), nar_hash, nar_size);
+            info.references = refs.clone();
+            info.ca = Some(ContentAddress::Text(*hash));
+            written.push((writer, info));
+        }
+        let known: std::collections::HashMap<&StorePath, &[u8]> =
+            texts.iter().map(|(p, a, _, _)| (p, a.as_slice())).collect();
+        crate::write::commit_known(self, written, sync, &|p| known.get(p).copied())?;
+        Ok(paths)
     }
 
     /// Adds a store object from its NAR serialisation, checking the NAR's hash and

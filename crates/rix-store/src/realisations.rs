@@ -177,84 +177,150 @@ impl Db {
     /// realisations it depends on, must be there already. Mirrors
     /// `LocalStore::registerDrvOutput`.
     pub fn register_realisation(&mut self, info: &Realisation) -> Result<(), DbError> {
-        let old = self.query_realisation(&info.id)?;
-        let printed_out = self.print(&info.out_path);
-        if let Some(old) = &old {
-            if old.out_path != info.out_path {
+        self.register_realisations(std::slice::from_ref(info))
+    }
+
+    /// [`Self::register_realisation`] for many, in one transaction (each may
+    /// depend on those before it). One whose record is there already with
+    /// the same output, signatures and dependencies (an early cutoff's, mostly)
+    /// costs no write. On an error none is registered.
+    pub fn register_realisations(&mut self, infos: &[Realisation]) -> Result<(), DbError> {
+        let mut writes: Vec<(&Realisation, Option<Realisation>)> = Vec::new();
+        // Registered earlier in this batch: their dependents are checked
+        // against them (the rows are not there yet).
+        let mut batch: BTreeMap<&DrvOutput, &rix_formats::StorePath> = BTreeMap::new();
+        for info in infos {
+            if let Some(p) = batch.get(&info.id) {
+                if **p == info.out_path {
+                    continue;
+                }
                 return Err(DbError::Realisation(format!(
-                    "Trying to register a realisation of '{}', but we already have another one locally.\nLocal:  {}\nRemote: {}",
+                    "two realisations of '{}' registered at once: {} and {}",
                     info.id,
-                    self.print(&old.out_path),
-                    printed_out
+                    self.print(p),
+                    self.print(&info.out_path)
                 )));
             }
-        }
-        let dep_cores = info
-            .dependent_realisations
-            .keys()
-            .map(|dep| Ok((dep, self.realisation_core(dep)?)))
-            .collect::<Result<Vec<_>, DbError>>()?;
-        for ((dep, core), wanted) in dep_cores.iter().zip(info.dependent_realisations.values()) {
-            match core {
-                None => {
+            let old = self.query_realisation(&info.id)?;
+            if let Some(old) = &old {
+                if old.out_path != info.out_path {
                     return Err(DbError::Realisation(format!(
-                        "unable to register the derivation '{}' as it depends on the non existent '{dep}'",
-                        info.id
-                    )))
+                        "Trying to register a realisation of '{}', but we already have another one locally.\nLocal:  {}\nRemote: {}",
+                        info.id,
+                        self.print(&old.out_path),
+                        self.print(&info.out_path)
+                    )));
                 }
-                Some((_, local)) if local.out_path != *wanted => {
-                    return Err(DbError::Realisation(format!(
-                        "unable to register the derivation '{}' as it depends on a realisation of '{dep}' that doesn’tmatch what we have locally",
-                        info.id
-                    )))
+            }
+            for (dep, wanted) in &info.dependent_realisations {
+                let local = match batch.get(dep) {
+                    Some(p) => Some((*p).clone()),
+                    None => self.realisation_core(dep)?.map(|(_, r)| r.out_path),
+                };
+                match local {
+                    None => {
+                        return Err(DbError::Realisation(format!(
+                            "unable to register the derivation '{}' as it depends on the non existent '{dep}'",
+                            info.id
+                        )))
+                    }
+                    Some(local) if local != *wanted => {
+                        return Err(DbError::Realisation(format!(
+                            "unable to register the derivation '{}' as it depends on a realisation of '{dep}' that doesn’tmatch what we have locally",
+                            info.id
+                        )))
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
+            }
+            batch.insert(&info.id, &info.out_path);
+            let unchanged = old.as_ref().is_some_and(|old| {
+                info.signatures.is_subset(&old.signatures)
+                    && info
+                        .dependent_realisations
+                        .keys()
+                        .all(|d| old.dependent_realisations.contains_key(d))
+            });
+            if !unchanged {
+                writes.push((info, old));
             }
         }
-        let hash = str_hash(&info.id);
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let printed: Vec<String> = writes
+            .iter()
+            .map(|(i, _)| self.print(&i.out_path))
+            .collect();
         let conn = self.connection();
         let run = (|| -> Result<(), rusqlite::Error> {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            match &old {
-                Some(old) => {
-                    let mut sigs = old.signatures.clone();
-                    sigs.extend(info.signatures.iter().cloned());
-                    let sigs: Vec<String> = sigs.into_iter().collect();
-                    tx.prepare_cached(
-                        "update Realisations set signatures = ? where drvPath = ? and outputName = ?",
-                    )?
-                    .execute(params![sigs.join(" "), hash, info.id.output_name])?;
+            for ((info, old), printed_out) in writes.iter().zip(&printed) {
+                let hash = str_hash(&info.id);
+                match old {
+                    Some(old) => {
+                        let mut sigs = old.signatures.clone();
+                        sigs.extend(info.signatures.iter().cloned());
+                        let sigs: Vec<String> = sigs.into_iter().collect();
+                        tx.prepare_cached(
+                            "update Realisations set signatures = ? where drvPath = ? and outputName = ?",
+                        )?
+                        .execute(params![sigs.join(" "), hash, info.id.output_name])?;
+                    }
+                    None => {
+                        let sigs: Vec<&str> = info.signatures.iter().map(String::as_str).collect();
+                        tx.prepare_cached(
+                            "insert into Realisations (drvPath, outputName, outputPath, signatures) \
+                             values (?, ?, (select id from ValidPaths where path = ?), ?)",
+                        )?
+                        .execute(params![
+                            hash,
+                            info.id.output_name,
+                            printed_out,
+                            sigs.join(" ")
+                        ])?;
+                    }
                 }
-                None => {
-                    let sigs: Vec<&str> = info.signatures.iter().map(String::as_str).collect();
+                for dep in info.dependent_realisations.keys() {
                     tx.prepare_cached(
-                        "insert into Realisations (drvPath, outputName, outputPath, signatures) \
-                         values (?, ?, (select id from ValidPaths where path = ?), ?)",
+                        "insert or replace into RealisationsRefs (referrer, realisationReference) values (\
+                         (select id from Realisations where drvPath = ? and outputName = ?), \
+                         (select id from Realisations where drvPath = ? and outputName = ?))",
                     )?
                     .execute(params![
                         hash,
                         info.id.output_name,
-                        printed_out,
-                        sigs.join(" ")
+                        str_hash(dep),
+                        dep.output_name
                     ])?;
                 }
-            }
-            for dep in info.dependent_realisations.keys() {
-                tx.prepare_cached(
-                    "insert or replace into RealisationsRefs (referrer, realisationReference) values (\
-                     (select id from Realisations where drvPath = ? and outputName = ?), \
-                     (select id from Realisations where drvPath = ? and outputName = ?))",
-                )?
-                .execute(params![
-                    hash,
-                    info.id.output_name,
-                    str_hash(dep),
-                    dep.output_name
-                ])?;
             }
             tx.commit()
         })();
         run.map_err(|e| self.sql_error(e))
+    }
+
+    /// The realisations of `ids` (as [`Self::query_realisation`]), read in
+    /// one transaction.
+    pub fn query_realisations(
+        &self,
+        ids: &[DrvOutput],
+    ) -> Result<Vec<Option<Realisation>>, DbError> {
+        if ids.is_empty() || !self.has_realisations()? {
+            return Ok(vec![None; ids.len()]);
+        }
+        let tx = self
+            .conn_ref()
+            .unchecked_transaction()
+            .map_err(|e| self.sql_error(e))?;
+        let found = ids
+            .iter()
+            .map(|id| self.query_realisation(id))
+            .collect::<Result<Vec<_>, DbError>>();
+        // A read transaction: nothing to commit, and failing to end it is
+        // harmless (it is rolled back when dropped).
+        drop(tx);
+        found
     }
 
     /// Every realisation whose output is `path` (for `nix path-info`-like

@@ -5,7 +5,8 @@
 //! Commands hold an `Arc<dyn Store>` chosen from `--store` at run time, so the
 //! trait is synchronous and object-safe. Abilities not every store has are
 //! optional accessors instead of methods that fail at run time:
-//! [`Store::gc`] (roots and collection) and [`Store::as_local`] (the store is on
+//! [`Store::gc`] (roots and collection), [`Store::realisations`]
+//! (content-addressed derivations' outputs) and [`Store::as_local`] (the store is on
 //! this disk: the builder, the sandbox, `run`/`shell` and the direct database
 //! readers need its files). Building is a separate interface ([`Realise`]) that
 //! sits above the store (rix-build implements it for a local store, the daemon
@@ -25,6 +26,7 @@ use rix_formats::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use crate::gc::{GcOptions, GcResults};
 use crate::local_store::{LocalStore, Result, StoreError};
 use crate::path_info::ValidPathInfo;
+use crate::realisations::{DrvOutput, Realisation};
 
 /// How a path enters a store from outside ([`Store::add_to_store_nar`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -196,6 +198,82 @@ pub trait Store: Send + Sync {
     fn as_local(&self) -> Option<&LocalStore> {
         None
     }
+
+    /// Realisations of content-addressed derivations' outputs, where the
+    /// store keeps them (a local store with the experimental feature
+    /// `ca-derivations`, a daemon).
+    fn realisations(&self) -> Option<&dyn RealisationStore> {
+        None
+    }
+}
+
+/// Realisations: where the outputs of content-addressed derivations went
+/// (see [`crate::realisations`]).
+pub trait RealisationStore {
+    /// The realisation of `id`, with the realisations it depends on.
+    fn query_realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>>;
+
+    /// Registers `r`: its output path and the realisations it depends on
+    /// must be there already; one registered before gains its signatures.
+    /// Mirrors `registerDrvOutput`.
+    fn register_realisation(&self, r: &Realisation) -> Result<()>;
+
+    /// The realisations whose output is `path` (their dependencies left
+    /// out); empty where the store cannot tell (a daemon: the protocol has
+    /// no such query).
+    fn realisations_of_path(&self, path: &StorePath) -> Result<Vec<Realisation>> {
+        let _ = path;
+        Ok(Vec::new())
+    }
+}
+
+/// Copies the realisations of `src` whose outputs are among `paths` (as
+/// [`copy_paths`] leaves them in `dst`), with the realisations they depend
+/// on, dependencies first. Nothing when either store keeps no realisations
+/// (as Nix's `copyPaths` ignores a destination without `ca-derivations`).
+/// Returns how many were registered. Mirrors the realisation part of Nix's
+/// `copyPaths`; Nix starts from the realisations of the derivation outputs
+/// given (`nix copy DRV^out`), rix from every copied path that has one.
+pub fn copy_realisations(
+    src: &dyn Store,
+    dst: &dyn Store,
+    paths: &BTreeSet<StorePath>,
+) -> Result<usize> {
+    let (Some(from), Some(to)) = (src.realisations(), dst.realisations()) else {
+        return Ok(0);
+    };
+    let mut top = Vec::new();
+    for p in paths {
+        top.extend(from.realisations_of_path(p)?);
+    }
+    // Depth first, each realisation after those it depends on.
+    let mut order: Vec<Realisation> = Vec::new();
+    let mut seen: BTreeSet<DrvOutput> = BTreeSet::new();
+    let mut stack: Vec<(Realisation, bool)> = top.into_iter().map(|r| (r, false)).collect();
+    while let Some((r, expanded)) = stack.pop() {
+        if expanded {
+            order.push(r);
+            continue;
+        }
+        if !seen.insert(r.id.clone()) {
+            continue;
+        }
+        let deps: Vec<DrvOutput> = r.dependent_realisations.keys().cloned().collect();
+        stack.push((r, true));
+        for dep in deps.into_iter().filter(|d| !seen.contains(d)) {
+            let child = from.query_realisation(&dep)?.ok_or_else(|| {
+                StoreError::Protocol(format!(
+                    "incomplete realisation closure in '{}': '{dep}' is a dependency of another one but isn't registered",
+                    src.url()
+                ))
+            })?;
+            stack.push((child, false));
+        }
+    }
+    for r in &order {
+        to.register_realisation(r)?;
+    }
+    Ok(order.len())
 }
 
 /// Roots and garbage collection.
@@ -389,6 +467,25 @@ impl Store for LocalStore {
 
     fn as_local(&self) -> Option<&LocalStore> {
         Some(self)
+    }
+
+    fn realisations(&self) -> Option<&dyn RealisationStore> {
+        self.ca_derivations()
+            .then_some(self as &dyn RealisationStore)
+    }
+}
+
+impl RealisationStore for LocalStore {
+    fn query_realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>> {
+        LocalStore::query_realisation(self, id)
+    }
+
+    fn register_realisation(&self, r: &Realisation) -> Result<()> {
+        LocalStore::register_realisation(self, r)
+    }
+
+    fn realisations_of_path(&self, path: &StorePath) -> Result<Vec<Realisation>> {
+        Ok(self.db().realisations_of_path(path)?)
     }
 }
 

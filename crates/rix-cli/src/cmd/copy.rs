@@ -106,6 +106,17 @@ fn copy_between_stores(ctx: &Context, args: &CopyArgs) -> Result<bool> {
         .collect::<Result<std::collections::BTreeSet<_>>>()?;
     let started = std::time::Instant::now();
     let report = rix_store::store_api::copy_paths(src, dst, &paths, !args.no_check_sigs)?;
+    // Realisations of the copied outputs go with them (content-addressed derivations).
+    let closure: BTreeSet<StorePath> = report
+        .copied
+        .iter()
+        .chain(&report.present)
+        .cloned()
+        .collect();
+    let realisations = rix_store::store_api::copy_realisations(src, dst, &closure)?;
+    if realisations > 0 {
+        eprintln!("copied {realisations} realisations");
+    }
     eprintln!(
         "copied {} paths {} '{}' ({:.2} MiB) in {:.2} s; {} were there already",
         report.copied.len(),
@@ -154,7 +165,12 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
         return Ok(());
     }
     let from = args.from.as_deref().expect("clap requires --to or --from");
-    let paths = parse_paths(&store, &args.paths)?;
+    // `DRV^OUTPUTS`: a derivation's outputs, found through the cache's
+    // realisations when content-addressed (see `copy_outputs_from`).
+    let (outputs, paths): (Vec<&String>, Vec<&String>) =
+        args.paths.iter().partition(|p| p.contains('^'));
+    let paths: Vec<String> = paths.into_iter().cloned().collect();
+    let paths = parse_paths(&store, &paths)?;
     let mut config = SubstituterConfig::from_settings(&ctx.settings)?;
     config.urls = vec![from.to_owned()];
     if args.no_check_sigs {
@@ -167,6 +183,30 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
             "cannot use '{}' as a binary cache",
             from.split('?').next().unwrap_or(from)
         );
+    }
+    let subst = Arc::new(subst);
+    if !outputs.is_empty() {
+        let drvs = outputs
+            .iter()
+            .map(|o| {
+                let drv = o.split('^').next().unwrap_or(o);
+                crate::cmd::resolve::valid_path_arg(&store, drv)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let copied = copy_outputs_from(&store, &drvs, &subst, &progress);
+        if copied.is_err() {
+            progress.finish();
+        }
+        copied?;
+        if paths.is_empty() {
+            progress.finish();
+            eprintln!(
+                "copied the outputs of {} derivation(s) from '{}'",
+                drvs.len(),
+                from.split('?').next().unwrap_or(from)
+            );
+            return Ok(());
+        }
     }
     let report = subst.substitute(&store, &paths, &progress);
     progress.finish();
@@ -183,6 +223,45 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
         report.already_valid.len()
     );
     Ok(())
+}
+
+/// Fetches the outputs of derivations `drvs` (valid here) from the caches
+/// of `subst`, building nothing: a content-addressed derivation's outputs are
+/// found through the caches' realisations (`realisations/<id>.doi`), which
+/// are registered here too, as `nix copy --from CACHE DRV^out` does. Every
+/// output is fetched, whichever `^OUTPUTS` named.
+fn copy_outputs_from(
+    store: &LocalStore,
+    drvs: &[StorePath],
+    subst: &Arc<Substituter>,
+    progress: &Progress,
+) -> Result<()> {
+    let opts = rix_build::realise::RealiseOptions {
+        max_jobs: 0,
+        substituter: Some(subst.clone()),
+        ..Default::default()
+    };
+    match rix_build::realise::realise(store, drvs, &opts, progress) {
+        Ok(report) if report.succeeded() => Ok(()),
+        Ok(report) => bail!(
+            "cannot copy the outputs of {} from the cache",
+            report
+                .failed
+                .iter()
+                .map(|(p, e)| format!("'{}' ({e})", store.print(p)))
+                .chain(report.skipped.iter().map(|p| format!("'{}'", store.print(p))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(rix_build::error::BuildError::NoBuildSlots) => bail!(
+            "the cache lacks some outputs of {} (or their realisations): 'rix copy --from' builds nothing",
+            drvs.iter()
+                .map(|p| format!("'{}'", store.print(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The substituters `rix build` uses: the `substituters` setting (or

@@ -108,6 +108,13 @@ fn open_store(
     if settings.experimental_feature("ca-derivations") {
         store.enable_ca_derivations()?;
     }
+    store.set_secret_key_files(
+        settings
+            .get_list("secret-key-files")
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .collect(),
+    );
     Ok(store)
 }
 
