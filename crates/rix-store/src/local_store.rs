@@ -83,6 +83,10 @@ pub enum StoreError {
     Protocol(String),
     #[error(transparent)]
     Gc(Box<crate::gc::GcError>),
+    /// A path from elsewhere that neither a content address nor a trusted
+    /// signature vouches for, where signatures are required.
+    #[error("cannot add path '{0}' because it lacks a signature by a trusted key")]
+    Untrusted(String),
 }
 
 impl From<crate::gc::GcError> for StoreError {
