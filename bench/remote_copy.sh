@@ -19,7 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RIX=${RIX:-$ROOT/target/release/rix}
-NIXC=${NIX_CURRENT:-/work/shared/tools/nix-current}
+# NIX_CURRENT= (empty) compares with the Nix on PATH instead (Nix 2.8 here).
+NIXC=${NIX_CURRENT-/work/shared/tools/nix-current}
+nixcmd() { if [ -n "$NIXC" ]; then echo "$NIXC $1"; else PATH=$PATH:/usr/sbin:/sbin command -v "$1"; fi; }
 COUNT=${COUNT:-300}
 SIZE=${SIZE:-1048576}
 RUNS=${RUNS:-5}
@@ -66,8 +68,8 @@ MaxStartups 100
 UseDNS no
 SetEnv NIX_CONF_DIR=$W/machine-conf XDG_CACHE_HOME=$W/machine-cache
 EOF
-LD_LIBRARY_PATH=$(ls -d "$sshd_root"/usr/lib/*-linux-gnu 2>/dev/null | tr '\n' ':') \
-    "$SSHD" -D -e -f "$W/sshd_config" 2> sshd.log &
+SSHD_LIBS=$(ls -d "$sshd_root"/usr/lib/*-linux-gnu 2>/dev/null | tr '\n' ':' || true)
+LD_LIBRARY_PATH=$SSHD_LIBS "$SSHD" -D -e -f "$W/sshd_config" 2> sshd.log &
 SSHD_PID=$!
 trap 'kill $SSHD_PID 2>/dev/null || true' EXIT
 echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 host_key.pub)" > known_hosts
@@ -80,7 +82,7 @@ done
 # shellcheck disable=SC2086
 ssh $NIX_SSHOPTS "$USER_NAME@127.0.0.1" true
 HOST=$USER_NAME@127.0.0.1
-echo "== sshd $("$SSHD" -V 2>&1 | head -1 || true) on port $PORT"
+echo "== $(LD_LIBRARY_PATH=$SSHD_LIBS "$SSHD" -V 2>&1 | head -1 || true) on port $PORT"
 
 # --- the closure --------------------------------------------------------------
 if [ ! -s top.txt ]; then
@@ -108,9 +110,9 @@ hyperfine --runs "$RUNS" --export-json remote_copy.json --export-markdown remote
     --prepare "echo \$((\$(cat $W/run) + 1)) > $W/run; sync" \
     -n rix-ssh-ng "$RIX --store '$SRC' copy --no-check-sigs --to \"$(url ssh-ng "$RIX daemon" rix-ng)\" $TOP" \
     -n rix-ssh "$RIX --store '$SRC' copy --no-check-sigs --to \"$(url ssh "$RIX store serve" rix-ssh)\" $TOP" \
-    -n nix-ssh-ng "$NIXC nix copy --no-check-sigs --store '$SRC' --to \"$(url ssh-ng "$NIXC nix-daemon" nix-ng)\" $TOP" \
-    -n nix-ssh "$NIXC nix copy --no-check-sigs --store '$SRC' --to \"$(url ssh "$NIXC nix-store" nix-ssh)\" $TOP" \
-    -n rix-to-nix-ssh-ng "$RIX --store '$SRC' copy --no-check-sigs --to \"$(url ssh-ng "$NIXC nix-daemon" rix2nix-ng)\" $TOP"
+    -n nix-ssh-ng "$(nixcmd nix) copy --no-check-sigs --store '$SRC' --to \"$(url ssh-ng "$(nixcmd nix-daemon)" nix-ng)\" $TOP" \
+    -n nix-ssh "$(nixcmd nix) copy --no-check-sigs --store '$SRC' --to \"$(url ssh "$(nixcmd nix-store)" nix-ssh)\" $TOP" \
+    -n rix-to-nix-ssh-ng "$RIX --store '$SRC' copy --no-check-sigs --to \"$(url ssh-ng "$(nixcmd nix-daemon)" rix2nix-ng)\" $TOP"
 
 # Every machine got the whole closure.
 for d in "$W"/dst-*; do
