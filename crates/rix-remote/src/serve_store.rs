@@ -316,6 +316,25 @@ impl ServeStore {
     }
 }
 
+/// A writer that counts what goes through it and remembers a failure.
+struct Counted<'a> {
+    inner: &'a mut dyn Write,
+    bytes: u64,
+    failed: bool,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf).inspect_err(|_| self.failed = true)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
+}
+
 fn is_eof(e: &rix_formats::worker_protocol::WireError) -> bool {
     matches!(e.root(), rix_formats::worker_protocol::WireError::Io { source, .. } if source.kind() == io::ErrorKind::UnexpectedEof)
 }
@@ -472,6 +491,110 @@ impl Store for ServeStore {
         }
         conn.good = true;
         Ok(())
+    }
+
+    /// `AddToStoreNar` for each path, pipelined: the requests and NARs go
+    /// out one after the other while a second thread reads the machine's
+    /// answers, so a closure costs no round trip per path.
+    fn add_multiple_nars(
+        &self,
+        infos: &[ValidPathInfo],
+        nar: &mut dyn FnMut(&ValidPathInfo, &mut dyn Write) -> Result<()>,
+        _flags: AddFlags,
+    ) -> Result<()> {
+        if infos.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        if conn.ctx.version.minor() < 5 {
+            return Err(protocol(format!(
+                "the serve protocol of '{}' ({}) is too old to add paths",
+                self.host, conn.ctx.version
+            )));
+        }
+        conn.good = false;
+        let ctx = conn.ctx.clone();
+        let process = conn._process.clone();
+        let refused = |info: &ValidPathInfo| {
+            protocol(format!(
+                "failed to add path '{}' to remote host '{}'",
+                self.print(&info.path),
+                self.host
+            ))
+        };
+        let ServeConnection { to, from, .. } = &mut *conn;
+        let (sent, acked, write_failed) = std::thread::scope(|scope| {
+            let acks = scope.spawn(|| -> Result<()> {
+                for info in infos {
+                    let ok = read_u64(&mut *from, "import result").map_err(|_| refused(info))?;
+                    if ok != 1 {
+                        return Err(refused(info));
+                    }
+                }
+                Ok(())
+            });
+            let mut write_failed = false;
+            let sent = (|| -> Result<()> {
+                for info in infos {
+                    ServeRequest::AddToStoreNar(AddToStoreNarInfo {
+                        path: info.path.clone(),
+                        deriver: info.deriver.clone(),
+                        nar_hash: info.nar_hash,
+                        references: info.references.clone(),
+                        registration_time: info.registration_time,
+                        nar_size: info.nar_size,
+                        ultimate: info.ultimate,
+                        sigs: info.sigs.clone(),
+                        ca: info.ca,
+                    })
+                    .write(&mut *to, &ctx)
+                    .map_err(|e| {
+                        write_failed = true;
+                        io_err(e)
+                    })?;
+                    let mut counted = Counted {
+                        inner: &mut *to,
+                        bytes: 0,
+                        failed: false,
+                    };
+                    let r = nar(info, &mut counted);
+                    write_failed |= counted.failed;
+                    r?;
+                    // The machine reads one whole NAR; a source that sent
+                    // another size than it said is out of step with it.
+                    if counted.bytes != info.nar_size {
+                        return Err(StoreError::SizeMismatch {
+                            path: self.print(&info.path),
+                            expected: info.nar_size,
+                            actual: counted.bytes,
+                        });
+                    }
+                }
+                to.flush().map_err(|e| {
+                    write_failed = true;
+                    io_err(e)
+                })
+            })();
+            if sent.is_err() {
+                // The machine waits for the rest: end the session so that
+                // the reader stops.
+                crate::transport::Control::shutdown(&*process, std::net::Shutdown::Both);
+            }
+            let acked = acks
+                .join()
+                .unwrap_or_else(|_| Err(protocol("reader thread panicked")));
+            (sent, acked, write_failed)
+        });
+        match (sent, acked) {
+            (Ok(()), Ok(())) => {
+                conn.good = true;
+                Ok(())
+            }
+            // The machine stopped reading because it refused a path: its
+            // refusal is the cause.
+            (Err(_), Err(e)) if write_failed => Err(e),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        }
     }
 
     fn add_text(&self, _: &str, _: &[u8], _: &BTreeSet<StorePath>) -> Result<StorePath> {

@@ -906,6 +906,45 @@ impl Store for DaemonStore {
         )
     }
 
+    /// `AddMultipleToStore`: every path's record and NAR in one framed
+    /// stream, each NAR written straight into it.
+    fn add_multiple_nars(
+        &self,
+        infos: &[ValidPathInfo],
+        nar: &mut dyn FnMut(&ValidPathInfo, &mut dyn Write) -> Result<()>,
+        flags: AddFlags,
+    ) -> Result<()> {
+        if infos.is_empty() {
+            return Ok(());
+        }
+        if flags.repair {
+            for info in infos {
+                self.forget_info(Some(&info.path));
+            }
+        }
+        let request = Request::AddMultipleToStore {
+            repair: flags.repair,
+            dont_check_sigs: !flags.check_sigs,
+        };
+        // Path infos inside the stream are at version 1.16, the same form as
+        // every version rix speaks.
+        let ctx =
+            rix_formats::worker_protocol::Ctx::new(ProtocolVersion::MIN, self.store_dir.clone());
+        self.upload(
+            &request,
+            &mut |w| {
+                rix_formats::worker_protocol::wire::write_u64(w, infos.len() as u64)
+                    .map_err(io_error)?;
+                for info in infos {
+                    to_wire(info).write(w, &ctx).map_err(io_error)?;
+                    nar(info, w)?;
+                }
+                Ok(())
+            },
+            |_| Ok(()),
+        )
+    }
+
     fn add_text(
         &self,
         name: &str,

@@ -86,6 +86,10 @@ pub enum StoreError {
     /// A `secret-key-files` key that cannot be read or parsed.
     #[error("{0}")]
     SecretKey(String),
+    /// A path from elsewhere that neither a content address nor a trusted
+    /// signature vouches for, where signatures are required.
+    #[error("cannot add path '{0}' because it lacks a signature by a trusted key")]
+    Untrusted(String),
 }
 
 impl From<crate::gc::GcError> for StoreError {
@@ -694,6 +698,9 @@ impl LocalStore {
                     actual: hash.to_string(),
                 });
             }
+            if let Some(ca) = &info.ca {
+                check_content_address(self.store_dir(), info, ca, &hash, tmp)?;
+            }
             let mut info = info.clone();
             info.nar_size = size;
             Ok(info)
@@ -837,4 +844,61 @@ impl Drop for ReadSnapshot<'_> {
     fn drop(&mut self) {
         let _ = self.store.db().end_read();
     }
+}
+
+/// A content-addressed path from elsewhere is what its content address says
+/// (as Nix's `LocalStore::addToStore` checks): the address gives the path,
+/// and the contents written at `tmp` (whose NAR hash is `nar_hash`) have the
+/// address's hash.
+fn check_content_address(
+    store_dir: &StoreDir,
+    info: &ValidPathInfo,
+    ca: &ContentAddress,
+    nar_hash: &Hash,
+    tmp: &Path,
+) -> Result<()> {
+    let printed = store_dir.display(&info.path);
+    let refs = info.references.iter().filter(|r| **r != info.path);
+    let self_ref = info.references.contains(&info.path);
+    let gives = store_dir.make_path_from_ca(info.path.name(), ca, refs, self_ref);
+    if gives.as_ref().ok() != Some(&info.path) {
+        return Err(StoreError::CaMismatch {
+            path: printed,
+            ca: ca.to_string(),
+            actual: gives.map_or_else(|e| e.to_string(), |p| store_dir.display(&p)),
+        });
+    }
+    let want = ca.hash();
+    let actual = match ca {
+        ContentAddress::Fixed(FileIngestionMethod::Recursive, h) if h.algo() == nar_hash.algo() => {
+            *nar_hash
+        }
+        ContentAddress::Fixed(FileIngestionMethod::Recursive, h) => {
+            archive::hash::hash_path(tmp, h.algo())?.0
+        }
+        ContentAddress::Fixed(FileIngestionMethod::Flat, h) | ContentAddress::Text(h) => {
+            let mut file = File::open(tmp).map_err(StoreError::io(tmp))?;
+            let mut hasher = Hasher::new(h.algo());
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = file.read(&mut buf).map_err(StoreError::io(tmp))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            hasher.finish()
+        }
+    };
+    if actual != *want {
+        return Err(StoreError::CaMismatch {
+            path: printed,
+            ca: ca.to_string(),
+            actual: format!(
+                "contents with hash {}",
+                actual.to_typed_string(rix_formats::hash::Encoding::Nix32)
+            ),
+        });
+    }
+    Ok(())
 }

@@ -27,6 +27,39 @@ pub struct ValidPathInfo {
 }
 
 impl ValidPathInfo {
+    /// Whether the record vouches for itself (Nix's `pathInfoIsUntrusted`
+    /// negated, without `require-sigs`): a content address that gives its
+    /// path, or a signature by one of `keys` over its fingerprint.
+    pub fn is_trusted(
+        &self,
+        store_dir: &rix_formats::StoreDir,
+        keys: &[rix_formats::signature::PublicKey],
+    ) -> bool {
+        if let Some(ca) = &self.ca {
+            let refs = self.references.iter().filter(|r| **r != self.path);
+            let self_ref = self.references.contains(&self.path);
+            if store_dir
+                .make_path_from_ca(self.path.name(), ca, refs, self_ref)
+                .is_ok_and(|p| p == self.path)
+            {
+                return true;
+            }
+        }
+        let Ok(fp) = rix_formats::narinfo::fingerprint(
+            store_dir,
+            &self.path,
+            &self.nar_hash,
+            self.nar_size,
+            &self.references,
+        ) else {
+            return false;
+        };
+        self.sigs.iter().any(|sig| {
+            sig.parse()
+                .is_ok_and(|sig| rix_formats::signature::verify_detached(fp.as_bytes(), &sig, keys))
+        })
+    }
+
     /// A fresh record with no deriver, signatures or CA, registered now.
     pub fn new(path: StorePath, nar_hash: Hash, nar_size: u64) -> Self {
         Self {

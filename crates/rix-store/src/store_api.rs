@@ -149,6 +149,27 @@ pub trait Store: Send + Sync {
         flags: AddFlags,
     ) -> Result<()>;
 
+    /// Adds the store objects of `infos` in this order (dependencies first),
+    /// each NAR written by `nar` as it is sent and checked as
+    /// [`Self::add_to_store_nar`] checks it. A store reached over a
+    /// connection takes them in one stream (a daemon's `AddMultipleToStore`,
+    /// pipelined `AddToStoreNar`s of the serve protocol) instead of a round
+    /// trip per path. By default each is added by itself from a buffer.
+    fn add_multiple_nars(
+        &self,
+        infos: &[ValidPathInfo],
+        nar: &mut dyn FnMut(&ValidPathInfo, &mut dyn Write) -> Result<()>,
+        flags: AddFlags,
+    ) -> Result<()> {
+        for info in infos {
+            // (The size is the source's word: a bounded reservation.)
+            let mut buf = Vec::with_capacity(info.nar_size.min(1 << 26) as usize);
+            nar(info, &mut buf)?;
+            self.add_to_store_nar(info, &mut &buf[..], flags)?;
+        }
+        Ok(())
+    }
+
     /// Adds a text file named by its contents and references (`builtins.toFile`,
     /// `.drv` files).
     fn add_text(
@@ -306,27 +327,76 @@ pub fn copy_paths(
     paths: &BTreeSet<StorePath>,
     check_sigs: bool,
 ) -> Result<CopyReport> {
+    copy_paths_checked(src, dst, paths, check_sigs, &|_| Ok(()))
+}
+
+/// [`copy_paths`], with `accept` asked about each source record before
+/// anything of it is sent (the copying side's own policy, e.g. signatures
+/// into a local store). The missing paths go in one
+/// [`Store::add_multiple_nars`]: each NAR streams from `src` into `dst`.
+pub fn copy_paths_checked(
+    src: &dyn Store,
+    dst: &dyn Store,
+    paths: &BTreeSet<StorePath>,
+    check_sigs: bool,
+    accept: &dyn Fn(&ValidPathInfo) -> Result<()>,
+) -> Result<CopyReport> {
     let closure = src.closure(paths)?;
     let present = dst.query_valid_paths(&closure)?;
     let mut report = CopyReport::default();
+    let mut missing = Vec::new();
     for p in src.topo_sort(&closure)? {
         if present.contains(&p) {
             report.present.push(p);
-            continue;
+        } else {
+            missing.push(p);
         }
-        let info = src.path_info(&p)?;
-        // (The size is the source's word: a bounded reservation.)
-        let mut nar = Vec::with_capacity(info.nar_size.min(1 << 26) as usize);
-        src.nar_from_path(&p, &mut nar)?;
-        let flags = AddFlags {
-            repair: false,
-            check_sigs,
-        };
-        dst.add_to_store_nar(&info, &mut &nar[..], flags)?;
-        report.nar_bytes += nar.len() as u64;
-        report.copied.push(p);
     }
+    let mut infos = Vec::with_capacity(missing.len());
+    for (p, info) in missing.iter().zip(src.query_path_infos(&missing)?) {
+        let info = info.ok_or_else(|| StoreError::NotValid(src.print(p)))?;
+        accept(&info)?;
+        infos.push(info);
+    }
+    let flags = AddFlags {
+        repair: false,
+        check_sigs,
+    };
+    let mut nar_bytes = 0u64;
+    dst.add_multiple_nars(
+        &infos,
+        &mut |info, out| {
+            let mut counted = Counted {
+                inner: out,
+                bytes: 0,
+            };
+            src.nar_from_path(&info.path, &mut counted)?;
+            nar_bytes += counted.bytes;
+            Ok(())
+        },
+        flags,
+    )?;
+    report.nar_bytes = nar_bytes;
+    report.copied = missing;
     Ok(report)
+}
+
+/// A writer that counts what goes through it.
+struct Counted<'a> {
+    inner: &'a mut dyn Write,
+    bytes: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Error for an ability `store` lacks, in Nix's words.

@@ -5,6 +5,7 @@
 //! `RIX_REQUIRE_NIX=1` is set, as `.ci/run` does: then a missing Nix fails.
 
 pub mod http;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

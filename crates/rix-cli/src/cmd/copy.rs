@@ -105,7 +105,24 @@ fn copy_between_stores(ctx: &Context, args: &CopyArgs) -> Result<bool> {
         .map(|p| crate::cmd::resolve::store_path_arg(src, p))
         .collect::<Result<std::collections::BTreeSet<_>>>()?;
     let started = std::time::Instant::now();
-    let report = rix_store::store_api::copy_paths(src, dst, &paths, !args.no_check_sigs)?;
+    // Into a store on this disk, this command is the one to ask for
+    // signatures (`require-sigs`, as Nix's local store does); a daemon or a
+    // machine asks for itself.
+    let require_sigs =
+        !args.no_check_sigs && dst.as_local().is_some() && ctx.settings.get_bool("require-sigs")?;
+    let keys = rix_formats::signature::parse_public_keys(&ctx.settings.get("trusted-public-keys"))
+        .context("setting 'trusted-public-keys'")?;
+    let accept = |info: &rix_store::path_info::ValidPathInfo| {
+        if !require_sigs || info.is_trusted(dst.store_dir(), &keys) {
+            Ok(())
+        } else {
+            Err(rix_store::local_store::StoreError::Untrusted(
+                dst.print(&info.path),
+            ))
+        }
+    };
+    let report =
+        rix_store::store_api::copy_paths_checked(src, dst, &paths, !args.no_check_sigs, &accept)?;
     // Realisations of the copied outputs go with them (content-addressed derivations).
     let closure: BTreeSet<StorePath> = report
         .copied

@@ -28,6 +28,14 @@ pub struct DaemonArgs {
     /// `<state>/daemon-socket/socket` of the store).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// With `--stdio`: treat the client as untrusted (as `nix-daemon
+    /// --force-untrusted`): unsigned input-addressed paths are refused, and
+    /// so are the settings only trusted users may pass.
+    #[arg(long, requires = "stdio", conflicts_with = "force_trusted")]
+    pub force_untrusted: bool,
+    /// With `--stdio`: trust the client (the default of `--stdio`).
+    #[arg(long, requires = "stdio")]
+    pub force_trusted: bool,
     /// Internal: stdin/stdout is a connection the daemon accepted.
     #[arg(long, hide = true)]
     pub connection: bool,
@@ -51,7 +59,7 @@ pub fn run(ctx: &Context, args: &DaemonArgs) -> Result<()> {
                 Err(msg) => anyhow::bail!("{msg}"),
             }
         } else {
-            true
+            !args.force_untrusted
         };
         // The connection's descriptors as plain files: unbuffered by std (the
         // daemon buffers and flushes itself) and usable from build threads.
