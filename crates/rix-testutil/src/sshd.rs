@@ -390,10 +390,11 @@ mod tests {
         }) else {
             return;
         };
+        let host = sshd.host();
         let run = |opts: &str| {
             let mut cmd = Command::new("ssh");
             cmd.args(shlex_split(opts))
-                .arg(sshd.host())
+                .arg(&host)
                 .arg("echo $RIX_TEST_VAR")
                 .stdin(Stdio::null());
             cmd.output().unwrap()

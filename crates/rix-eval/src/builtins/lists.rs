@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{bool_arg, err, fn_arg, int_arg, list_arg, mk_attrs, string_no_ctx_arg, Registry};
+use super::{bool_arg, err, fn_arg, int_arg, list_arg, mk_attrs, Registry};
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::source::Pos;
