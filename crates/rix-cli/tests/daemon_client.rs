@@ -471,6 +471,7 @@ fn differential(nix: Nix) {
         "--store",
         &into_url,
         "copy",
+        "--no-check-sigs",
         "--from",
         &d.url(),
         &out,

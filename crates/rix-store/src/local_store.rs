@@ -868,6 +868,12 @@ fn check_content_address(
             actual: gives.map_or_else(|e| e.to_string(), |p| store_dir.display(&p)),
         });
     }
+    // A path that refers to itself (a floating content-addressed derivation's
+    // output) is hashed with its own hash part zeroed (Nix's
+    // `HashModuloSink`); that hash is not checked here yet, only the path.
+    if self_ref {
+        return Ok(());
+    }
     let want = ca.hash();
     let actual = match ca {
         ContentAddress::Fixed(FileIngestionMethod::Recursive, h) if h.algo() == nar_hash.algo() => {
