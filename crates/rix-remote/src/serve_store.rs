@@ -446,17 +446,7 @@ impl Store for ServeStore {
         }
         Self::send(
             &mut conn,
-            &ServeRequest::AddToStoreNar(AddToStoreNarInfo {
-                path: info.path.clone(),
-                deriver: info.deriver.clone(),
-                nar_hash: info.nar_hash,
-                references: info.references.clone(),
-                registration_time: info.registration_time,
-                nar_size: info.nar_size,
-                ultimate: info.ultimate,
-                sigs: info.sigs.clone(),
-                ca: info.ca,
-            }),
+            &ServeRequest::AddToStoreNar(add_to_store_nar_info(info)),
         )?;
         // The NAR checked on the way (it must be one whole NAR of the size
         // announced, or the machine would wait or read too far).
@@ -536,22 +526,12 @@ impl Store for ServeStore {
             let mut write_failed = false;
             let sent = (|| -> Result<()> {
                 for info in infos {
-                    ServeRequest::AddToStoreNar(AddToStoreNarInfo {
-                        path: info.path.clone(),
-                        deriver: info.deriver.clone(),
-                        nar_hash: info.nar_hash,
-                        references: info.references.clone(),
-                        registration_time: info.registration_time,
-                        nar_size: info.nar_size,
-                        ultimate: info.ultimate,
-                        sigs: info.sigs.clone(),
-                        ca: info.ca,
-                    })
-                    .write(&mut *to, &ctx)
-                    .map_err(|e| {
-                        write_failed = true;
-                        io_err(e)
-                    })?;
+                    ServeRequest::AddToStoreNar(add_to_store_nar_info(info))
+                        .write(&mut *to, &ctx)
+                        .map_err(|e| {
+                            write_failed = true;
+                            io_err(e)
+                        })?;
                     let mut counted = Counted {
                         inner: &mut *to,
                         bytes: 0,
@@ -623,5 +603,20 @@ impl Store for ServeStore {
 
     fn add_indirect_root(&self, _: &Path) -> Result<()> {
         Err(self.unsupported("addIndirectRoot"))
+    }
+}
+
+/// The serve protocol's `AddToStoreNar` header for `info`.
+fn add_to_store_nar_info(info: &ValidPathInfo) -> AddToStoreNarInfo {
+    AddToStoreNarInfo {
+        path: info.path.clone(),
+        deriver: info.deriver.clone(),
+        nar_hash: info.nar_hash,
+        references: info.references.clone(),
+        registration_time: info.registration_time,
+        nar_size: info.nar_size,
+        ultimate: info.ultimate,
+        sigs: info.sigs.clone(),
+        ca: info.ca,
     }
 }
